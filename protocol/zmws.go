@@ -1,0 +1,268 @@
+package protocol
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"sort"
+	"strings"
+	"time"
+)
+
+// MetaPrefix starts a zmws meta frame. A zmws peer puts one meta frame first
+// in a body; a stock MDP peer never does (the leading NUL byte keeps it out of
+// any printable payload). The rest of the frame is a JSON object (Meta).
+const MetaPrefix = "\x00ZMWS1"
+
+// Service name conventions.
+const (
+	SyncPrefixDash  = "SYNC-" // SYNC-NAME: wait for the worker's output
+	SyncPrefixColon = "SYNC:" // SYNC:NAME: same, the original's spelling
+	ServerPrefix    = "SERVER-"
+	MMIPrefix       = "mmi."
+	MMIService      = "mmi.service"
+
+	ServerWorkers  = "SERVER-WORKERS"
+	ServerJobs     = "SERVER-JOBS"
+	ServerActive   = "SERVER-ACTIVE"
+	ServerQueue    = "SERVER-QUEUE"
+	ServerServices = "SERVER-SERVICES"
+	ServerJob      = "SERVER-JOB"
+)
+
+// FailFrame is the first body frame of a failure reply to a stock MDP client
+// (one that sent no meta frame): FAIL, code, message.
+const FailFrame = "FAIL"
+
+// SplitSync reports whether service asks for a synchronous job, and the name
+// of the service that does the work.
+func SplitSync(service string) (name string, sync bool) {
+	if strings.HasPrefix(service, SyncPrefixDash) {
+		return service[len(SyncPrefixDash):], true
+	}
+	if strings.HasPrefix(service, SyncPrefixColon) {
+		return service[len(SyncPrefixColon):], true
+	}
+	return service, false
+}
+
+// MaxServiceLen bounds a service name a worker may announce.
+const MaxServiceLen = 255
+
+// ValidWorkerService reports why a worker may not announce name, or nil. Names
+// reserved for the broker (SYNC-, SYNC:, SERVER-, mmi., titanic.) and names
+// with control characters or spaces are refused.
+func ValidWorkerService(name string) error {
+	switch {
+	case name == "":
+		return ErrNoService
+	case len(name) > MaxServiceLen:
+		return fmt.Errorf("service name of %d bytes exceeds %d", len(name), MaxServiceLen)
+	case strings.HasPrefix(name, SyncPrefixDash), strings.HasPrefix(name, SyncPrefixColon),
+		strings.HasPrefix(name, ServerPrefix), strings.HasPrefix(name, MMIPrefix),
+		strings.HasPrefix(name, "titanic."):
+		return fmt.Errorf("service name %q uses a reserved prefix", name)
+	}
+	for _, r := range name {
+		if r <= ' ' || r == 0x7f || r == '/' || r == '?' || r == '#' {
+			return fmt.Errorf("service name %q contains %q", name, r)
+		}
+	}
+	return nil
+}
+
+// Status is a job's or a reply's outcome as it travels in a Meta frame.
+type Status string
+
+// Statuses. These strings are wire-visible and never change.
+const (
+	StatusAccepted Status = "accepted" // async job queued; Meta.Job is its ID
+	StatusComplete Status = "complete" // job finished well (or a query answered)
+	StatusFailed   Status = "failed"   // job finished badly; Code, Error, ExitCode say how
+	StatusRefused  Status = "refused"  // request refused; no job was made
+)
+
+// Error codes carried in Meta.Code and in stock-client FAIL replies. Stable,
+// wire-visible.
+const (
+	CodeUnknownService = "unknown_service" // no worker ever announced the service
+	CodeQueueFull      = "queue_full"      // the service's queue is at its bound
+	CodeBadRequest     = "bad_request"     // malformed meta or parameters
+	CodeNotFound       = "not_found"       // SERVER-JOB: no such job retained
+	CodeJobFailed      = "job_failed"      // the worker said FAIL
+	CodeWorkerLost     = "worker_lost"     // attempts ran out: workers died or vanished
+	CodeShutdown       = "shutdown"        // the broker stopped before the job ended
+)
+
+// Meta is the zmws meta frame. Each direction uses some fields:
+//
+//	client → broker REQUEST   Params, Key
+//	broker → client reply     Status, Job, Code, Error, ExitCode, Attempt
+//	broker → worker REQUEST   Job, Attempt, Params, Service
+//	worker → broker READY     Worker (optional details)
+//	worker → broker REPLY     Status (complete|failed), Error, ExitCode
+type Meta struct {
+	Job      string            `json:"job,omitempty"`
+	Service  string            `json:"service,omitempty"`
+	Attempt  int               `json:"attempt,omitempty"`
+	Params   map[string]string `json:"params,omitempty"`
+	Key      string            `json:"key,omitempty"`
+	Status   Status            `json:"status,omitempty"`
+	Code     string            `json:"code,omitempty"`
+	Error    string            `json:"error,omitempty"`
+	ExitCode *int              `json:"exit_code,omitempty"`
+	Worker   *WorkerDetails    `json:"worker,omitempty"`
+}
+
+// WorkerDetails is what a zmws worker tells about itself in READY.
+type WorkerDetails struct {
+	Host string `json:"host,omitempty"`
+	PID  int    `json:"pid,omitempty"`
+	Name string `json:"name,omitempty"` // e.g. "zmws-run/0.1"
+}
+
+// ErrMeta reports a meta frame that is not valid JSON.
+var ErrMeta = errors.New("protocol: malformed meta frame")
+
+// IsMeta reports whether frame is a zmws meta frame.
+func IsMeta(frame []byte) bool {
+	return len(frame) >= len(MetaPrefix) && string(frame[:len(MetaPrefix)]) == MetaPrefix
+}
+
+// EncodeMeta encodes m as a meta frame.
+func EncodeMeta(m Meta) []byte {
+	var buf bytes.Buffer
+	buf.Grow(64)
+	buf.WriteString(MetaPrefix)
+	// Encoding a Meta cannot fail: all fields are strings, ints and string maps.
+	_ = json.NewEncoder(&buf).Encode(m)
+	b := buf.Bytes()
+	return b[:len(b)-1] // drop the encoder's newline
+}
+
+// DecodeMeta decodes a meta frame.
+func DecodeMeta(frame []byte) (Meta, error) {
+	var m Meta
+	if !IsMeta(frame) {
+		return m, fmt.Errorf("%w: missing prefix", ErrMeta)
+	}
+	if err := json.Unmarshal(frame[len(MetaPrefix):], &m); err != nil {
+		return Meta{}, fmt.Errorf("%w: %v", ErrMeta, err)
+	}
+	return m, nil
+}
+
+// SplitMeta takes a leading meta frame off body. ok is false when body has no
+// meta frame (a stock peer); err is set when it has a malformed one.
+func SplitMeta(body [][]byte) (m Meta, rest [][]byte, ok bool, err error) {
+	if len(body) == 0 || !IsMeta(body[0]) {
+		return Meta{}, body, false, nil
+	}
+	m, err = DecodeMeta(body[0])
+	return m, body[1:], true, err
+}
+
+// EncodeParams encodes params as a URL query string with sorted keys: what a
+// stock MDP worker receives as its body when a job has parameters but no input.
+func EncodeParams(params map[string]string) []byte {
+	if len(params) == 0 {
+		return nil
+	}
+	keys := make([]string, 0, len(params))
+	for k := range params {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	for i, k := range keys {
+		if i > 0 {
+			b.WriteByte('&')
+		}
+		b.WriteString(url.QueryEscape(k))
+		b.WriteByte('=')
+		b.WriteString(url.QueryEscape(params[k]))
+	}
+	return []byte(b.String())
+}
+
+// WorkerInfo is one entry of SERVER-WORKERS.
+type WorkerInfo struct {
+	Identity      string         `json:"identity"`
+	Service       string         `json:"service"`
+	State         string         `json:"state"` // idle | busy
+	Job           string         `json:"job,omitempty"`
+	Protocol      string         `json:"protocol"` // MDPW01 | MDPW02
+	Zmws          bool           `json:"zmws"`     // speaks the zmws meta conventions
+	Since         time.Time      `json:"since"`
+	LastHeartbeat time.Time      `json:"last_heartbeat"`
+	JobsDone      int            `json:"jobs_done"`
+	Details       *WorkerDetails `json:"details,omitempty"`
+}
+
+// JobInfo describes one job in SERVER-JOBS, SERVER-ACTIVE, SERVER-JOB.
+type JobInfo struct {
+	ID       string            `json:"id"`
+	Service  string            `json:"service"`
+	Sync     bool              `json:"sync"`
+	State    string            `json:"state"` // queued | active | complete | failed
+	Created  time.Time         `json:"created"`
+	Started  *time.Time        `json:"started,omitempty"`
+	Finished *time.Time        `json:"finished,omitempty"`
+	Attempts int               `json:"attempts"`
+	Worker   string            `json:"worker,omitempty"`
+	ExitCode *int              `json:"exit_code,omitempty"`
+	Code     string            `json:"code,omitempty"`
+	Error    string            `json:"error,omitempty"`
+	Params   map[string]string `json:"params,omitempty"`
+	Output   []byte            `json:"output,omitempty"` // SERVER-JOB only; base64 in JSON
+	// OutputTruncated says Output holds only the first bytes of the result.
+	OutputTruncated bool `json:"output_truncated,omitempty"`
+}
+
+// QueueInfo is one entry of SERVER-QUEUE.
+type QueueInfo struct {
+	Service string    `json:"service"`
+	Queued  int       `json:"queued"`
+	Oldest  string    `json:"oldest,omitempty"` // ID of the job at the head
+	Since   time.Time `json:"since,omitzero"`   // when the head job was created
+	Jobs    []string  `json:"jobs"`             // up to the first 100 queued job IDs
+}
+
+// ServiceInfo is one entry of SERVER-SERVICES.
+type ServiceInfo struct {
+	Name        string    `json:"name"`
+	Queued      int       `json:"queued"`
+	Active      int       `json:"active"`
+	WorkersIdle int       `json:"workers_idle"`
+	WorkersBusy int       `json:"workers_busy"`
+	Completed   uint64    `json:"completed"`
+	Failed      uint64    `json:"failed"`
+	FirstSeen   time.Time `json:"first_seen"`
+	LastSeen    time.Time `json:"last_seen"` // last time a worker of it was heard
+}
+
+// Event is a job lifecycle event, published as [topic, JSON] on the events
+// socket, topic = Event.
+type Event struct {
+	Event    string    `json:"event"` // queued | started | completed | failed | requeued
+	Time     time.Time `json:"time"`
+	Job      string    `json:"job"`
+	Service  string    `json:"service"`
+	Attempt  int       `json:"attempt,omitempty"`
+	Worker   string    `json:"worker,omitempty"`
+	ExitCode *int      `json:"exit_code,omitempty"`
+	Code     string    `json:"code,omitempty"`
+	Error    string    `json:"error,omitempty"`
+	Elapsed  float64   `json:"elapsed_s,omitempty"` // seconds since start (completed/failed)
+}
+
+// Event names (topics). Stable, wire-visible.
+const (
+	EventQueued    = "queued"
+	EventStarted   = "started"
+	EventCompleted = "completed"
+	EventFailed    = "failed"
+	EventRequeued  = "requeued"
+)
