@@ -135,7 +135,8 @@ func stripDelimiter(frames [][]byte) ([][]byte, bool) {
 }
 
 // DecodeClient decodes a message a client sent to the broker (ROUTER identity
-// already removed). Only REQUEST is valid from a client.
+// already removed). Only REQUEST is valid from a client. On ErrNoService the
+// returned message still carries the client's Form, so it can be answered.
 func DecodeClient(frames [][]byte) (Message, error) {
 	f, delim := stripDelimiter(frames)
 	if len(f) < 2 {
@@ -166,7 +167,8 @@ func DecodeClient(frames [][]byte) (Message, error) {
 		return Message{}, fmt.Errorf("client header %q: %w", clip(f[0]), ErrHeader)
 	}
 	if len(f[0]) == 0 {
-		return Message{}, ErrNoService
+		// The form is known: return it so the broker can answer in it.
+		return m, ErrNoService
 	}
 	m.Service = string(f[0])
 	m.Body = f[1:]
@@ -376,4 +378,22 @@ func DecodeReply(frames [][]byte) (Message, error) {
 	m.Service = string(f[0])
 	m.Body = f[1:]
 	return m, nil
+}
+
+// Peer names the socket an Envelope goes out on.
+type Peer uint8
+
+// Peers.
+const (
+	ToClient Peer = 1 // client ROUTER; To is the client's identity
+	ToWorker Peer = 2 // worker ROUTER; To is the worker's identity
+	ToEvents Peer = 3 // events PUB; To is the topic (event name)
+)
+
+// Envelope is one message to send: encoded frames for the peer To on socket
+// Peer. The server prepends To as the ROUTER routing frame (or PUB topic).
+type Envelope struct {
+	Peer   Peer
+	To     string
+	Frames [][]byte
 }

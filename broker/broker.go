@@ -1,0 +1,386 @@
+package broker
+
+import (
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+	"github.com/rs/zerolog"
+
+	"github.com/zmws/zmws/protocol"
+)
+
+// Log field keys, shared by every component.
+const (
+	keyService = "service"
+	keyWorker  = "worker"
+	keyClient  = "client"
+	keyJob     = "job"
+	keyAttempt = "attempt"
+	keyElapsed = "elapsed"
+	keyCode    = "code"
+)
+
+// Config holds the broker's tunables. Zero values take the defaults below.
+type Config struct {
+	// Heartbeat is the interval at which the broker heartbeats every worker
+	// and expects to hear from each (default 2.5 s, as in the Guide's brokers).
+	Heartbeat time.Duration
+	// Liveness is how many heartbeat intervals of silence make a worker dead
+	// (default 3).
+	Liveness int
+	// MaxAttempts bounds how often a job is dispatched when its workers die
+	// (default 3). After that it fails with protocol.CodeWorkerLost.
+	MaxAttempts int
+	// MaxQueue bounds each service's queue (default 100,000).
+	MaxQueue int
+	// History is how many finished jobs are kept for SERVER-JOBS and for
+	// lookups by ID (default 100).
+	History int
+	// MaxOutput caps the output kept per job, and sent at once to 7/MDP sync
+	// clients (default 256 KiB). 18/MDP clients get every partial as it comes.
+	MaxOutput int
+	// Events turns on lifecycle events (Envelopes to protocol.ToEvents).
+	Events bool
+	// Entropy feeds job IDs (ULIDs). Default: crypto/rand, monotonic within a
+	// millisecond.
+	Entropy io.Reader
+	// Logger receives the broker's logs. Default: none.
+	Logger zerolog.Logger
+}
+
+// Defaults.
+const (
+	DefaultHeartbeat   = 2500 * time.Millisecond
+	DefaultLiveness    = 3
+	DefaultMaxAttempts = 3
+	DefaultMaxQueue    = 100_000
+	DefaultHistory     = 100
+	DefaultMaxOutput   = 256 << 10
+)
+
+func (c *Config) setDefaults() {
+	if c.Heartbeat <= 0 {
+		c.Heartbeat = DefaultHeartbeat
+	}
+	if c.Liveness <= 0 {
+		c.Liveness = DefaultLiveness
+	}
+	if c.MaxAttempts <= 0 {
+		c.MaxAttempts = DefaultMaxAttempts
+	}
+	if c.MaxQueue <= 0 {
+		c.MaxQueue = DefaultMaxQueue
+	}
+	if c.History <= 0 {
+		c.History = DefaultHistory
+	}
+	if c.MaxOutput <= 0 {
+		c.MaxOutput = DefaultMaxOutput
+	}
+	if c.Entropy == nil {
+		c.Entropy = ulid.Monotonic(rand.Reader, 0)
+	}
+}
+
+// Broker is the broker's state machine. It owns no socket and reads no
+// clock: every input carries the time, and every method returns the
+// messages to send. A Broker is owned by one goroutine (the server loop);
+// it has no mutex.
+//
+// The Envelopes a method returns, and their frames, stay valid until the
+// next call; the caller sends them before calling again.
+type Broker struct {
+	cfg Config
+	log zerolog.Logger
+	ttl time.Duration // Heartbeat × Liveness
+
+	services map[string]*service
+	workers  map[string]*worker
+	jobs     map[string]*job // queued, active and retained finished jobs
+	history  []*job          // ring of the last cfg.History finished jobs
+	histNext int             // next slot to write in history
+
+	nextHeartbeat time.Time
+	nextExpiry    time.Time // a lower bound of the earliest worker expiry
+
+	out []protocol.Envelope
+}
+
+// service is every service any worker ever announced. Services are never
+// forgotten while the broker runs.
+type service struct {
+	name      string
+	queue     deque     // queued jobs, FIFO
+	idle      []*worker // idle workers, least recently used first
+	workers   int       // live workers (idle + busy)
+	active    int       // jobs running now
+	completed uint64
+	failed    uint64
+	firstSeen time.Time
+	lastSeen  time.Time
+}
+
+// worker is a live worker. Transitions: (READY) → idle → busy → idle ...;
+// any state → gone (expired, DISCONNECT, protocol error).
+type worker struct {
+	id       string
+	svc      *service
+	form     protocol.Form
+	zmws     bool // sent a meta frame in READY: gets meta frames in REQUEST
+	details  *protocol.WorkerDetails
+	job      *job // nil when idle
+	since    time.Time
+	lastSeen time.Time
+	jobsDone int
+}
+
+type jobState uint8
+
+const (
+	stateQueued jobState = iota + 1
+	stateActive
+	stateComplete
+	stateFailed
+)
+
+func (s jobState) String() string {
+	switch s {
+	case stateQueued:
+		return "queued"
+	case stateActive:
+		return "active"
+	case stateComplete:
+		return "complete"
+	case stateFailed:
+		return "failed"
+	}
+	return "unknown"
+}
+
+// job is one job. Transitions: queued → active → complete | failed, and
+// active → queued when its worker is lost and attempts remain.
+type job struct {
+	id     string
+	svc    *service
+	state  jobState
+	sync   bool
+	params map[string]string
+	input  [][]byte
+
+	// The client that asked, for sync replies: identity, the form it spoke,
+	// the service name it used, and whether it speaks zmws meta.
+	client        string
+	clientForm    protocol.Form
+	clientService string
+	clientMeta    bool
+
+	attempts int
+	created  time.Time
+	started  time.Time
+	finished time.Time
+	worker   string
+
+	exitCode   *int
+	code       string
+	err        string
+	output     []byte // the first MaxOutput bytes of all partials and the final reply
+	partialLen int    // how much of output came from partials
+	truncated  bool
+}
+
+// New returns a Broker with cfg's defaults filled in.
+func New(cfg Config) *Broker {
+	cfg.setDefaults()
+	return &Broker{
+		cfg:      cfg,
+		log:      cfg.Logger.With().Str("component", "broker").Logger(),
+		ttl:      cfg.Heartbeat * time.Duration(cfg.Liveness),
+		services: make(map[string]*service),
+		workers:  make(map[string]*worker),
+		jobs:     make(map[string]*job),
+		history:  make([]*job, 0, cfg.History),
+	}
+}
+
+// Config returns the configuration in effect, defaults filled in.
+func (b *Broker) Config() Config { return b.cfg }
+
+// Deadline is when Tick next has work: a heartbeat to send or a worker that
+// may have expired. The loop should call Tick at or after it.
+func (b *Broker) Deadline() time.Time {
+	if b.nextHeartbeat.IsZero() {
+		return time.Time{}
+	}
+	if !b.nextExpiry.IsZero() && b.nextExpiry.Before(b.nextHeartbeat) {
+		return b.nextExpiry
+	}
+	return b.nextHeartbeat
+}
+
+// Tick heartbeats the workers when an interval has passed and drops workers
+// not heard from for Heartbeat × Liveness, requeueing their jobs.
+func (b *Broker) Tick(now time.Time) []protocol.Envelope {
+	b.out = b.out[:0]
+	if b.nextHeartbeat.IsZero() {
+		b.nextHeartbeat = now.Add(b.cfg.Heartbeat)
+	}
+	if !b.nextExpiry.IsZero() && !now.Before(b.nextExpiry) {
+		b.expire(now)
+	}
+	if !now.Before(b.nextHeartbeat) {
+		for _, w := range b.workers {
+			b.sendWorker(w, protocol.Message{Cmd: protocol.CmdHeartbeat})
+		}
+		b.nextHeartbeat = now.Add(b.cfg.Heartbeat)
+	}
+	return b.out
+}
+
+// expire drops every worker silent for longer than ttl and recomputes
+// nextExpiry.
+func (b *Broker) expire(now time.Time) {
+	var next time.Time
+	for _, w := range b.workers {
+		at := w.lastSeen.Add(b.ttl)
+		if now.After(at) {
+			b.log.Warn().Str(keyWorker, hexID(w.id)).Str(keyService, w.svc.name).
+				Dur("silent", now.Sub(w.lastSeen)).Msg("worker expired")
+			b.dropWorker(now, w, "expired")
+			continue
+		}
+		if next.IsZero() || at.Before(next) {
+			next = at
+		}
+	}
+	if !next.IsZero() {
+		next = next.Add(time.Millisecond) // expiry is "after", not "at"
+	}
+	b.nextExpiry = next
+}
+
+// Shutdown says goodbye: DISCONNECT to every worker, and a failure reply to
+// every client waiting on a sync job. Queued jobs held only in memory are lost;
+// the count is logged.
+func (b *Broker) Shutdown(now time.Time) []protocol.Envelope {
+	b.out = b.out[:0]
+	for _, w := range b.workers {
+		b.sendWorker(w, protocol.Message{Cmd: protocol.CmdDisconnect})
+	}
+	pending := 0
+	for _, j := range b.jobs {
+		if j.state == stateQueued || j.state == stateActive {
+			pending++
+			if j.sync {
+				j.code, j.err = protocol.CodeShutdown, "broker shut down before the job finished"
+				b.replyFinal(j, protocol.StatusFailed, nil)
+			}
+		}
+	}
+	if pending > 0 {
+		b.log.Warn().Int("jobs", pending).Msg("unfinished jobs dropped at shutdown")
+	}
+	return b.out
+}
+
+// newID returns a new job ID: a ULID, unique and sortable by creation time.
+func (b *Broker) newID(now time.Time) string {
+	id, err := ulid.New(ulid.Timestamp(now), b.cfg.Entropy)
+	if err != nil {
+		// Monotonic entropy overflows only after 2^80 IDs in one
+		// millisecond; a failing reader is a broken machine.
+		b.log.Error().Err(err).Msg("job id entropy")
+		id = ulid.MustNew(ulid.Timestamp(now), rand.Reader)
+	}
+	return id.String()
+}
+
+// sendWorker encodes m in w's form and queues it for w.
+func (b *Broker) sendWorker(w *worker, m protocol.Message) {
+	m.Form = w.form
+	b.out = append(b.out, protocol.Envelope{Peer: protocol.ToWorker, To: w.id, Frames: protocol.EncodeWorker(m)})
+}
+
+// disconnect tells an unknown or misbehaving peer on the worker socket to go away.
+func (b *Broker) disconnect(id string, form protocol.Form) {
+	b.out = append(b.out, protocol.Envelope{Peer: protocol.ToWorker, To: id,
+		Frames: protocol.EncodeWorker(protocol.Message{Form: form, Cmd: protocol.CmdDisconnect})})
+}
+
+// errWorkerGone is the reason text stem for jobs whose worker vanished.
+var errWorkerGone = errors.New("worker lost")
+
+// dropWorker forgets w. A job it held goes back to the head of its queue, or
+// fails when its attempts are spent.
+func (b *Broker) dropWorker(now time.Time, w *worker, why string) {
+	delete(b.workers, w.id)
+	s := w.svc
+	s.workers--
+	if w.job == nil {
+		for i, x := range s.idle {
+			if x == w {
+				s.idle = append(s.idle[:i], s.idle[i+1:]...)
+				break
+			}
+		}
+		return
+	}
+	j := w.job
+	w.job = nil
+	s.active--
+	if j.attempts >= b.cfg.MaxAttempts {
+		j.code = protocol.CodeWorkerLost
+		j.err = fmt.Sprintf("%v: worker %s %s during attempt %d of %d", errWorkerGone, hexID(w.id), why, j.attempts, b.cfg.MaxAttempts)
+		b.finish(now, j, stateFailed)
+		if j.sync {
+			b.replyFinal(j, protocol.StatusFailed, nil)
+		}
+		return
+	}
+	b.log.Warn().Str(keyJob, j.id).Str(keyService, s.name).Str(keyWorker, hexID(w.id)).
+		Int(keyAttempt, j.attempts).Str("reason", why).Msg("job requeued")
+	j.state = stateQueued
+	j.worker = ""
+	j.output, j.partialLen, j.truncated = j.output[:0], 0, false
+	s.queue.PushFront(j)
+	b.event(now, protocol.EventRequeued, j, func(e *protocol.Event) { e.Worker = hexID(w.id); e.Error = "worker " + why })
+	b.dispatch(now, s)
+}
+
+// dispatch hands queued jobs of s to its idle workers, least recently used first.
+func (b *Broker) dispatch(now time.Time, s *service) {
+	for s.queue.Len() > 0 && len(s.idle) > 0 {
+		j := s.queue.PopFront()
+		w := s.idle[0]
+		copy(s.idle, s.idle[1:])
+		s.idle[len(s.idle)-1] = nil
+		s.idle = s.idle[:len(s.idle)-1]
+
+		j.state = stateActive
+		j.attempts++
+		j.started = now
+		j.worker = w.id
+		w.job = j
+		s.active++
+
+		body := j.input
+		if w.zmws {
+			body = make([][]byte, 0, 1+len(j.input))
+			body = append(body, protocol.EncodeMeta(protocol.Meta{Job: j.id, Service: s.name, Attempt: j.attempts, Params: j.params}))
+			body = append(body, j.input...)
+		} else if len(body) == 0 {
+			// A stock worker gets the parameters as a query string, or one
+			// empty frame: many MDP workers expect at least one body frame.
+			body = [][]byte{protocol.EncodeParams(j.params)}
+		}
+		b.sendWorker(w, protocol.Message{Cmd: protocol.CmdRequest, Address: []byte(j.id), Body: body})
+		if b.log.Debug().Enabled() {
+			b.log.Debug().Str(keyJob, j.id).Str(keyService, s.name).Str(keyWorker, hexID(w.id)).
+				Int(keyAttempt, j.attempts).Msg("job dispatched")
+		}
+		b.event(now, protocol.EventStarted, j, nil)
+	}
+}

@@ -1,0 +1,183 @@
+package broker
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/zmws/zmws/protocol"
+)
+
+// request is one client request being answered: enough to reply in the
+// client's own form.
+type request struct {
+	client  string
+	form    protocol.Form
+	service string
+	meta    bool // the client sent a meta frame: replies start with one
+}
+
+// HandleClient takes one message from the client socket (frames after the
+// ROUTER identity) and returns what to send. Malformed messages are dropped
+// (logged) when the protocol cannot be told, and refused with
+// protocol.CodeBadRequest when it can.
+func (b *Broker) HandleClient(now time.Time, from string, frames [][]byte) []protocol.Envelope {
+	b.out = b.out[:0]
+	m, err := protocol.DecodeClient(frames)
+	if err != nil {
+		if errors.Is(err, protocol.ErrNoService) {
+			r := request{client: from, form: m.Form, meta: len(m.Body) > 0 && protocol.IsMeta(m.Body[0])}
+			b.refuse(r, protocol.CodeBadRequest, "empty service name")
+		}
+		b.log.Warn().Err(err).Str(keyClient, hexID(from)).Int("frames", len(frames)).Msg("malformed client message")
+		return b.out
+	}
+	meta, body, hasMeta, err := protocol.SplitMeta(m.Body)
+	r := request{client: from, form: m.Form, service: m.Service, meta: hasMeta}
+	if err != nil {
+		b.log.Warn().Err(err).Str(keyClient, hexID(from)).Str(keyService, m.Service).Msg("malformed client meta")
+		b.refuse(r, protocol.CodeBadRequest, err.Error())
+		return b.out
+	}
+	switch {
+	case strings.HasPrefix(m.Service, protocol.MMIPrefix):
+		b.mmi(r, body)
+	case strings.HasPrefix(m.Service, protocol.ServerPrefix):
+		b.query(now, r, body)
+	default:
+		b.submit(now, r, meta, body)
+	}
+	return b.out
+}
+
+// submit makes a job of a request for NAME, SYNC-NAME or SYNC:NAME.
+func (b *Broker) submit(now time.Time, r request, meta protocol.Meta, body [][]byte) {
+	name, sync := protocol.SplitSync(r.service)
+	s := b.services[name]
+	if s == nil {
+		b.refuse(r, protocol.CodeUnknownService, fmt.Sprintf("no worker has ever provided service %s", name))
+		if b.log.Debug().Enabled() {
+			b.log.Debug().Str(keyClient, hexID(r.client)).Str(keyService, name).Msg("unknown service refused")
+		}
+		return
+	}
+	if s.queue.Len() >= b.cfg.MaxQueue {
+		b.refuse(r, protocol.CodeQueueFull, fmt.Sprintf("queue for service %s is full (%d jobs)", name, b.cfg.MaxQueue))
+		b.log.Warn().Str(keyService, name).Int("queued", s.queue.Len()).Msg("queue full: job refused")
+		return
+	}
+	j := &job{
+		id:            b.newID(now),
+		svc:           s,
+		state:         stateQueued,
+		sync:          sync,
+		params:        meta.Params,
+		input:         copyFrames(body),
+		client:        r.client,
+		clientForm:    r.form,
+		clientService: r.service,
+		clientMeta:    r.meta,
+		created:       now,
+	}
+	b.jobs[j.id] = j
+	s.queue.PushBack(j)
+	if !sync {
+		if r.meta {
+			b.replyClient(r, protocol.CmdReply, protocol.EncodeMeta(protocol.Meta{Status: protocol.StatusAccepted, Job: j.id}))
+		} else {
+			b.replyClient(r, protocol.CmdReply, []byte(j.id))
+		}
+	}
+	b.event(now, protocol.EventQueued, j, nil)
+	b.dispatch(now, s)
+}
+
+// copyFrames copies body frames so a job does not hold on to the receive
+// buffers of the message it came in.
+func copyFrames(body [][]byte) [][]byte {
+	if len(body) == 0 {
+		return nil
+	}
+	n := 0
+	for _, f := range body {
+		n += len(f)
+	}
+	buf := make([]byte, 0, n)
+	out := make([][]byte, len(body))
+	for i, f := range body {
+		start := len(buf)
+		buf = append(buf, f...)
+		out[i] = buf[start:len(buf):len(buf)]
+	}
+	return out
+}
+
+// refuse answers a request that made no job.
+func (b *Broker) refuse(r request, code, text string) {
+	if r.meta {
+		b.replyClient(r, protocol.CmdReply, protocol.EncodeMeta(protocol.Meta{Status: protocol.StatusRefused, Code: code, Error: text}))
+		return
+	}
+	b.replyClient(r, protocol.CmdReply, []byte(protocol.FailFrame), []byte(code), []byte(text))
+}
+
+// replyClient queues a message to a client in its form.
+func (b *Broker) replyClient(r request, cmd protocol.Command, body ...[]byte) {
+	b.out = append(b.out, protocol.Envelope{Peer: protocol.ToClient, To: r.client,
+		Frames: protocol.EncodeClient(protocol.Message{Form: r.form, Cmd: cmd, Service: r.service, Body: body})})
+}
+
+// answer replies to a query with a successful payload.
+func (b *Broker) answer(r request, payload []byte) {
+	if r.meta {
+		b.replyClient(r, protocol.CmdReply, protocol.EncodeMeta(protocol.Meta{Status: protocol.StatusComplete}), payload)
+		return
+	}
+	b.replyClient(r, protocol.CmdReply, payload)
+}
+
+// mmi answers the 8/MMI services: mmi.service says 200 when a worker ever
+// offered the named service (zmws queues jobs for it), 404 otherwise; any
+// other mmi.* name is 501.
+func (b *Broker) mmi(r request, body [][]byte) {
+	code := "501"
+	if r.service == protocol.MMIService {
+		code = "404"
+		if len(body) > 0 {
+			name, _ := protocol.SplitSync(string(body[0]))
+			if _, ok := b.services[name]; ok {
+				code = "200"
+			}
+		}
+	}
+	b.answer(r, []byte(code))
+}
+
+// jobReq is the request a sync job's replies go to.
+func (j *job) req() request {
+	return request{client: j.client, form: j.clientForm, service: j.clientService, meta: j.clientMeta}
+}
+
+// replyFinal sends a sync job's final reply. A 7/MDP client, which cannot
+// take partials, gets the whole (capped) output here; an 18/MDP client got the
+// partials as they came and gets the final part only.
+func (b *Broker) replyFinal(j *job, status protocol.Status, final [][]byte) {
+	r := j.req()
+	if r.form.Version == protocol.V1 && j.partialLen > 0 {
+		final = append([][]byte{j.output[:j.partialLen:j.partialLen]}, final...)
+	}
+	if r.meta {
+		meta := protocol.EncodeMeta(protocol.Meta{Status: status, Job: j.id, Attempt: j.attempts,
+			Code: j.code, Error: j.err, ExitCode: j.exitCode})
+		body := make([][]byte, 0, 1+len(final))
+		body = append(body, meta)
+		b.replyClient(r, protocol.CmdReply, append(body, final...)...)
+		return
+	}
+	if status == protocol.StatusComplete {
+		b.replyClient(r, protocol.CmdReply, final...)
+		return
+	}
+	b.replyClient(r, protocol.CmdReply, []byte(protocol.FailFrame), []byte(j.code), []byte(j.err))
+}

@@ -1,0 +1,25 @@
+// Package broker is zmws' broker as a pure state machine: it decides, the
+// server loop does. It owns no socket and reads no clock; it imports neither
+// zmq4 nor net/http and builds with CGO_ENABLED=0.
+//
+// It keeps every service any worker ever announced (services are never
+// forgotten while it runs), the idle workers of each service (least recently
+// used first), a FIFO queue per service (bounded by Config.MaxQueue), the
+// active jobs (which worker, since when, which attempt) and the last
+// Config.History finished jobs.
+//
+// A request for NAME is asynchronous: the client gets the new job ID at once.
+// SYNC-NAME and SYNC:NAME are synchronous: the client gets the worker's
+// partial replies as they come, then the final one. A service no worker ever
+// announced is refused at once (protocol.CodeUnknownService). A job whose
+// worker expires (silent for Heartbeat × Liveness, busy or not) or
+// disconnects goes back to the head of its queue until Config.MaxAttempts
+// dispatches are spent, then fails with protocol.CodeWorkerLost.
+//
+// One goroutine owns a Broker. Usage by a loop:
+//
+//	b := broker.New(broker.Config{Heartbeat: time.Second})
+//	send(b.HandleWorker(now, identity, frames))
+//	send(b.HandleClient(now, identity, frames))
+//	send(b.Tick(now)) // at or after b.Deadline()
+package broker

@@ -1,0 +1,209 @@
+package broker
+
+import (
+	"encoding/json"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/zmws/zmws/protocol"
+)
+
+// query answers the SERVER-* introspection services with JSON.
+func (b *Broker) query(now time.Time, r request, body [][]byte) {
+	var v any
+	switch r.service {
+	case protocol.ServerWorkers:
+		v = b.Workers()
+	case protocol.ServerJobs:
+		v = b.Jobs()
+	case protocol.ServerActive:
+		v = b.Active()
+	case protocol.ServerQueue:
+		v = b.Queue()
+	case protocol.ServerServices:
+		v = b.Services()
+	case protocol.ServerJob:
+		if len(body) == 0 {
+			b.refuse(r, protocol.CodeBadRequest, "SERVER-JOB needs a job ID frame")
+			return
+		}
+		info, ok := b.Job(string(body[0]))
+		if !ok {
+			b.refuse(r, protocol.CodeNotFound, "no job "+printable(body[0])+" is known (finished jobs are kept for the last "+strconv.Itoa(b.cfg.History)+")")
+			return
+		}
+		v = info
+	default:
+		b.refuse(r, protocol.CodeUnknownService, "no introspection service "+r.service+
+			" (try SERVER-WORKERS, SERVER-JOBS, SERVER-ACTIVE, SERVER-QUEUE, SERVER-SERVICES, SERVER-JOB)")
+		return
+	}
+	payload, err := json.Marshal(v)
+	if err != nil { // cannot happen with these types; say so if it does
+		b.log.Error().Err(err).Str(keyService, r.service).Msg("encode introspection")
+		b.refuse(r, protocol.CodeBadRequest, "internal error encoding "+r.service)
+		return
+	}
+	b.answer(r, payload)
+}
+
+// Workers describes every live worker, sorted by service then identity.
+func (b *Broker) Workers() []protocol.WorkerInfo {
+	out := make([]protocol.WorkerInfo, 0, len(b.workers))
+	for _, w := range b.workers {
+		wi := protocol.WorkerInfo{
+			Identity:      hexID(w.id),
+			Service:       w.svc.name,
+			State:         "idle",
+			Protocol:      protocol.HeaderWorkerV1,
+			Zmws:          w.zmws,
+			Since:         w.since,
+			LastHeartbeat: w.lastSeen,
+			JobsDone:      w.jobsDone,
+			Details:       w.details,
+		}
+		if w.form.Version == protocol.V2 {
+			wi.Protocol = protocol.HeaderWorkerV2
+		}
+		if w.job != nil {
+			wi.State, wi.Job = "busy", w.job.id
+		}
+		out = append(out, wi)
+	}
+	sort.Slice(out, func(i, k int) bool {
+		if out[i].Service != out[k].Service {
+			return out[i].Service < out[k].Service
+		}
+		return out[i].Identity < out[k].Identity
+	})
+	return out
+}
+
+// Jobs describes the retained finished jobs, newest first.
+func (b *Broker) Jobs() []protocol.JobInfo {
+	out := make([]protocol.JobInfo, 0, len(b.history))
+	n := len(b.history)
+	for i := 1; i <= n; i++ {
+		j := b.history[(b.histNext-i+n)%n]
+		out = append(out, j.info(false))
+	}
+	return out
+}
+
+// Active describes running jobs, oldest first.
+func (b *Broker) Active() []protocol.JobInfo {
+	var out []protocol.JobInfo
+	for _, w := range b.workers {
+		if w.job != nil {
+			out = append(out, w.job.info(false))
+		}
+	}
+	sort.Slice(out, func(i, k int) bool { return out[i].ID < out[k].ID })
+	if out == nil {
+		out = []protocol.JobInfo{}
+	}
+	return out
+}
+
+// maxQueueIDs bounds the job IDs listed per service in SERVER-QUEUE.
+const maxQueueIDs = 100
+
+// Queue describes each known service's queue, sorted by service.
+func (b *Broker) Queue() []protocol.QueueInfo {
+	out := make([]protocol.QueueInfo, 0, len(b.services))
+	for _, s := range b.sortedServices() {
+		qi := protocol.QueueInfo{Service: s.name, Queued: s.queue.Len(), Jobs: []string{}}
+		for i := 0; i < s.queue.Len() && i < maxQueueIDs; i++ {
+			qi.Jobs = append(qi.Jobs, s.queue.At(i).id)
+		}
+		if s.queue.Len() > 0 {
+			head := s.queue.At(0)
+			qi.Oldest, qi.Since = head.id, head.created
+		}
+		out = append(out, qi)
+	}
+	return out
+}
+
+// Services describes every service ever announced, sorted by name.
+func (b *Broker) Services() []protocol.ServiceInfo {
+	out := make([]protocol.ServiceInfo, 0, len(b.services))
+	for _, s := range b.sortedServices() {
+		out = append(out, protocol.ServiceInfo{
+			Name:        s.name,
+			Queued:      s.queue.Len(),
+			Active:      s.active,
+			WorkersIdle: len(s.idle),
+			WorkersBusy: s.workers - len(s.idle),
+			Completed:   s.completed,
+			Failed:      s.failed,
+			FirstSeen:   s.firstSeen,
+			LastSeen:    s.lastSeen,
+		})
+	}
+	return out
+}
+
+func (b *Broker) sortedServices() []*service {
+	ss := make([]*service, 0, len(b.services))
+	for _, s := range b.services {
+		ss = append(ss, s)
+	}
+	sort.Slice(ss, func(i, k int) bool { return ss[i].name < ss[k].name })
+	return ss
+}
+
+// Job describes one job by ID, with its output when finished.
+func (b *Broker) Job(id string) (protocol.JobInfo, bool) {
+	j := b.jobs[id]
+	if j == nil {
+		return protocol.JobInfo{}, false
+	}
+	return j.info(true), true
+}
+
+func (j *job) info(withOutput bool) protocol.JobInfo {
+	ji := protocol.JobInfo{
+		ID:       j.id,
+		Service:  j.svc.name,
+		Sync:     j.sync,
+		State:    j.state.String(),
+		Created:  j.created,
+		Attempts: j.attempts,
+		Worker:   hexID(j.worker),
+		ExitCode: j.exitCode,
+		Code:     j.code,
+		Error:    j.err,
+		Params:   j.params,
+	}
+	if !j.started.IsZero() {
+		t := j.started
+		ji.Started = &t
+	}
+	if !j.finished.IsZero() {
+		t := j.finished
+		ji.Finished = &t
+	}
+	if withOutput && (j.state == stateComplete || j.state == stateFailed) {
+		ji.Output, ji.OutputTruncated = j.output, j.truncated
+	}
+	return ji
+}
+
+// event queues a lifecycle event for the events socket, when enabled.
+func (b *Broker) event(now time.Time, name string, j *job, fill func(*protocol.Event)) {
+	if !b.cfg.Events {
+		return
+	}
+	e := protocol.Event{Event: name, Time: now, Job: j.id, Service: j.svc.name, Attempt: j.attempts, Worker: hexID(j.worker)}
+	if fill != nil {
+		fill(&e)
+	}
+	payload, err := json.Marshal(e)
+	if err != nil {
+		b.log.Error().Err(err).Msg("encode event")
+		return
+	}
+	b.out = append(b.out, protocol.Envelope{Peer: protocol.ToEvents, To: name, Frames: [][]byte{payload}})
+}

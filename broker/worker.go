@@ -1,0 +1,270 @@
+package broker
+
+import (
+	"encoding/hex"
+	"time"
+	"unicode"
+
+	"github.com/zmws/zmws/protocol"
+)
+
+// HandleWorker takes one message from the worker socket (frames after the
+// ROUTER identity) and returns what to send. Per 7/MDP and 18/MDP, an invalid
+// command from a worker (a second READY, a REQUEST, an unknown command byte,
+// a message from a worker that never said READY) is answered with DISCONNECT
+// and the worker is forgotten; messages whose protocol cannot be told are
+// dropped. A REPLY or PARTIAL for a job the worker does not hold is dropped:
+// it is a late answer for a job already given to another worker.
+func (b *Broker) HandleWorker(now time.Time, from string, frames [][]byte) []protocol.Envelope {
+	b.out = b.out[:0]
+	w := b.workers[from]
+	m, err := protocol.DecodeWorker(frames)
+	if err != nil {
+		ev := b.log.Warn().Err(err).Str(keyWorker, hexID(from)).Int("frames", len(frames))
+		if m.Form.Version == 0 {
+			// Only the protocol header is certain; answer when it was valid.
+			if form, ok := workerForm(frames); ok {
+				m.Form = form
+			}
+		}
+		if m.Form.Version != 0 {
+			ev.Msg("malformed worker message: disconnecting")
+			if w != nil {
+				b.dropWorker(now, w, "sent a malformed message")
+			}
+			b.disconnect(from, m.Form)
+			return b.out
+		}
+		ev.Msg("malformed worker message: dropped")
+		return b.out
+	}
+	if w == nil {
+		switch m.Cmd {
+		case protocol.CmdReady:
+			b.ready(now, from, m)
+		case protocol.CmdDisconnect:
+			// Nothing to forget.
+		default:
+			b.log.Debug().Str(keyWorker, hexID(from)).Stringer("command", m.Cmd).Msg("message from unknown worker: disconnecting")
+			b.disconnect(from, m.Form)
+		}
+		return b.out
+	}
+	w.lastSeen = now
+	w.svc.lastSeen = now
+	switch m.Cmd {
+	case protocol.CmdHeartbeat:
+	case protocol.CmdPartial:
+		j := b.held(w, m)
+		if j == nil {
+			return b.out
+		}
+		j.appendOutput(m.Body, b.cfg.MaxOutput)
+		j.partialLen = len(j.output)
+		if j.sync && j.clientForm.Version == protocol.V2 {
+			b.replyClient(j.req(), protocol.CmdPartial, m.Body...)
+		}
+	case protocol.CmdReply:
+		j := b.held(w, m)
+		if j == nil {
+			return b.out
+		}
+		b.complete(now, w, j, m.Body)
+	case protocol.CmdDisconnect:
+		b.log.Info().Str(keyWorker, hexID(w.id)).Str(keyService, w.svc.name).Msg("worker disconnected")
+		b.dropWorker(now, w, "disconnected")
+	default: // READY again, REQUEST
+		b.log.Warn().Str(keyWorker, hexID(w.id)).Str(keyService, w.svc.name).Stringer("command", m.Cmd).
+			Msg("invalid command from worker: disconnecting")
+		b.dropWorker(now, w, "sent an invalid command")
+		b.disconnect(from, m.Form)
+	}
+	return b.out
+}
+
+// workerForm reads the version and delimiter of a message that failed to
+// decode, when its header frame is a worker header.
+func workerForm(frames [][]byte) (protocol.Form, bool) {
+	var f protocol.Form
+	if len(frames) > 0 && len(frames[0]) == 0 {
+		f.Delimiter = true
+		frames = frames[1:]
+	}
+	if len(frames) == 0 {
+		return f, false
+	}
+	switch string(frames[0]) {
+	case protocol.HeaderWorkerV1:
+		f.Version = protocol.V1
+	case protocol.HeaderWorkerV2:
+		f.Version = protocol.V2
+	default:
+		return f, false
+	}
+	return f, true
+}
+
+// ready registers a new worker and gives it work if its service has some.
+func (b *Broker) ready(now time.Time, id string, m protocol.Message) {
+	if err := protocol.ValidWorkerService(m.Service); err != nil {
+		b.log.Warn().Err(err).Str(keyWorker, hexID(id)).Msg("worker refused: invalid service name")
+		b.disconnect(id, m.Form)
+		return
+	}
+	w := &worker{id: id, form: m.Form, since: now, lastSeen: now}
+	if len(m.Body) > 0 && protocol.IsMeta(m.Body[0]) {
+		w.zmws = true
+		if meta, err := protocol.DecodeMeta(m.Body[0]); err == nil {
+			w.details = meta.Worker
+		} else {
+			b.log.Warn().Err(err).Str(keyWorker, hexID(id)).Msg("worker READY meta ignored")
+		}
+	}
+	s := b.services[m.Service]
+	if s == nil {
+		s = &service{name: m.Service, firstSeen: now}
+		b.services[m.Service] = s
+		b.log.Info().Str(keyService, s.name).Msg("new service")
+	}
+	s.lastSeen = now
+	s.workers++
+	w.svc = s
+	b.workers[id] = w
+	if exp := now.Add(b.ttl + time.Millisecond); b.nextExpiry.IsZero() || exp.Before(b.nextExpiry) {
+		b.nextExpiry = exp
+	}
+	if b.nextHeartbeat.IsZero() {
+		b.nextHeartbeat = now.Add(b.cfg.Heartbeat)
+	}
+	b.log.Info().Str(keyWorker, hexID(id)).Str(keyService, s.name).Str("protocol", m.Form.Version.String()).
+		Bool("zmws", w.zmws).Msg("worker ready")
+	s.idle = append(s.idle, w)
+	b.dispatch(now, s)
+}
+
+// held returns the job w holds if m is about it, or nil (logged) if not.
+func (b *Broker) held(w *worker, m protocol.Message) *job {
+	if w.job == nil || w.job.id != string(m.Address) {
+		b.log.Warn().Str(keyWorker, hexID(w.id)).Str(keyService, w.svc.name).Str(keyJob, printable(m.Address)).
+			Stringer("command", m.Cmd).Msg("reply for a job the worker does not hold: dropped")
+		return nil
+	}
+	return w.job
+}
+
+// complete ends j with the worker's final reply and makes w idle again.
+func (b *Broker) complete(now time.Time, w *worker, j *job, body [][]byte) {
+	state := stateComplete
+	meta, rest, ok, err := protocol.SplitMeta(body)
+	switch {
+	case err != nil:
+		// A zmws worker whose status we cannot read: the job failed, and
+		// the output is kept for whoever looks.
+		state = stateFailed
+		j.code, j.err = protocol.CodeJobFailed, "worker sent an unreadable status: "+err.Error()
+	case ok && meta.Status == protocol.StatusFailed:
+		state = stateFailed
+		j.code, j.err, j.exitCode = protocol.CodeJobFailed, meta.Error, meta.ExitCode
+		if j.err == "" {
+			j.err = "job failed"
+		}
+	case ok:
+		j.exitCode = meta.ExitCode
+	}
+	j.appendOutput(rest, b.cfg.MaxOutput)
+	w.job = nil
+	w.jobsDone++
+	w.svc.active--
+	w.svc.idle = append(w.svc.idle, w)
+	b.finish(now, j, state)
+	if j.sync {
+		status := protocol.StatusComplete
+		if state == stateFailed {
+			status = protocol.StatusFailed
+		}
+		b.replyFinal(j, status, rest)
+	}
+	b.dispatch(now, w.svc)
+}
+
+// finish records a job's end: history, counters, event. The caller sends
+// any sync reply.
+func (b *Broker) finish(now time.Time, j *job, state jobState) {
+	j.state = state
+	j.finished = now
+	j.input = nil // the job will not run again; free its payload
+	if state == stateComplete {
+		j.svc.completed++
+	} else {
+		j.svc.failed++
+	}
+	if len(b.history) < b.cfg.History {
+		b.history = append(b.history, j)
+	} else {
+		old := b.history[b.histNext]
+		delete(b.jobs, old.id)
+		b.history[b.histNext] = j
+	}
+	b.histNext = (b.histNext + 1) % b.cfg.History
+	ev := b.log.Debug()
+	if state == stateFailed {
+		ev = b.log.Info().Str(keyCode, j.code).Str("error", j.err)
+	}
+	if ev.Enabled() {
+		ev.Str(keyJob, j.id).Str(keyService, j.svc.name).Str(keyWorker, hexID(j.worker)).
+			Int(keyAttempt, j.attempts).Dur(keyElapsed, now.Sub(j.created)).Stringer("state", state).Msg("job finished")
+	}
+	name := protocol.EventCompleted
+	if state == stateFailed {
+		name = protocol.EventFailed
+	}
+	b.event(now, name, j, func(e *protocol.Event) {
+		e.ExitCode, e.Code, e.Error = j.exitCode, j.code, j.err
+		if !j.started.IsZero() {
+			e.Elapsed = now.Sub(j.started).Seconds()
+		}
+	})
+}
+
+// appendOutput keeps the first max bytes of a job's output.
+func (j *job) appendOutput(frames [][]byte, max int) {
+	for _, f := range frames {
+		room := max - len(j.output)
+		if len(f) > room {
+			j.output = append(j.output, f[:room]...)
+			j.truncated = true
+			return
+		}
+		j.output = append(j.output, f...)
+	}
+}
+
+// hexID renders a socket identity for logs and JSON: as is when printable,
+// hex otherwise (libzmq's generated identities are 5 binary bytes).
+func hexID(id string) string {
+	for _, r := range id {
+		if r > unicode.MaxASCII || !unicode.IsPrint(r) {
+			return hex.EncodeToString([]byte(id))
+		}
+	}
+	return id
+}
+
+// printable renders an untrusted frame for a log line.
+func printable(b []byte) string {
+	if len(b) > 64 {
+		b = b[:64]
+	}
+	return hexID(string(b))
+}
+
+// Unreachable tells the broker that a message to worker id could not be
+// delivered (the peer is gone, or its queue is full): the worker is dropped
+// and its job requeued at once instead of after Heartbeat × Liveness.
+func (b *Broker) Unreachable(now time.Time, id string) []protocol.Envelope {
+	b.out = b.out[:0]
+	if w := b.workers[id]; w != nil {
+		b.dropWorker(now, w, "unreachable")
+	}
+	return b.out
+}

@@ -1,0 +1,43 @@
+// Package logging builds the root zerolog logger the commands share, so each
+// binary offers the same --log-level and --log-format flags.
+package logging
+
+import (
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// Field keys used by every component. Values are stable: log pipelines key on them.
+const (
+	KeyService  = "service"
+	KeyWorker   = "worker"
+	KeyClient   = "client"
+	KeyJob      = "job"
+	KeyEndpoint = "endpoint"
+	KeyElapsed  = "elapsed"
+	KeyExitCode = "exit_code"
+)
+
+// New returns a logger writing to w at level ("trace", "debug", "info",
+// "warn", "error") in format "json" (one object per line) or "console"
+// (human-readable).
+func New(w io.Writer, level, format string) (zerolog.Logger, error) {
+	lvl, err := zerolog.ParseLevel(level)
+	if err != nil || level == "" {
+		return zerolog.Nop(), fmt.Errorf("log level %q: want trace, debug, info, warn or error", level)
+	}
+	switch format {
+	case "json":
+	case "console":
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly}
+	default:
+		return zerolog.Nop(), fmt.Errorf("log format %q: want json or console", format)
+	}
+	zerolog.TimeFieldFormat = time.RFC3339Nano
+	zerolog.DurationFieldUnit = time.Millisecond
+	zerolog.DurationFieldInteger = false
+	return zerolog.New(w).Level(lvl).With().Timestamp().Logger(), nil
+}

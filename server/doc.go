@@ -1,0 +1,12 @@
+// Package server runs the broker over ZeroMQ. One goroutine (Run's) owns the
+// client and worker ROUTER sockets, the events PUB socket and the
+// broker.Broker: it polls until the broker's next deadline (capped so a
+// cancelled context is seen within 100 ms), feeds the broker the time and
+// each message, and sends what the broker returns, never blocking on a slow
+// peer (ROUTER_MANDATORY and DONTWAIT: an unreachable worker is dropped and
+// its job requeued at once).
+//
+//	srv, err := server.New(server.Config{ClientBind: "tcp://127.0.0.1:5555", WorkerBind: "tcp://127.0.0.1:5556"})
+//	if err != nil { return err }
+//	return srv.Run(ctx) // until ctx is cancelled; workers get DISCONNECT
+package server
