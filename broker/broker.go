@@ -10,17 +10,18 @@ import (
 	"github.com/oklog/ulid/v2"
 	"github.com/rs/zerolog"
 
+	"github.com/zmws/zmws/internal/logging"
 	"github.com/zmws/zmws/protocol"
 )
 
-// Log field keys, shared by every component.
+// Log field keys: the shared ones, and the broker's own.
 const (
-	keyService = "service"
-	keyWorker  = "worker"
-	keyClient  = "client"
-	keyJob     = "job"
+	keyService = logging.KeyService
+	keyWorker  = logging.KeyWorker
+	keyClient  = logging.KeyClient
+	keyJob     = logging.KeyJob
+	keyElapsed = logging.KeyElapsed
 	keyAttempt = "attempt"
-	keyElapsed = "elapsed"
 	keyCode    = "code"
 )
 

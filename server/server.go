@@ -11,6 +11,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/zmws/zmws/broker"
+	"github.com/zmws/zmws/internal/logging"
 	"github.com/zmws/zmws/protocol"
 )
 
@@ -124,7 +125,7 @@ func (s *Server) router(endpoint, role string) (*zmq.Socket, string, error) {
 	if err != nil {
 		ep = endpoint
 	}
-	s.log.Info().Str("endpoint", ep).Str("role", role).Msg("listening")
+	s.log.Info().Str(logging.KeyEndpoint, ep).Str("role", role).Msg("listening")
 	return sock, ep, nil
 }
 
@@ -213,7 +214,7 @@ func (s *Server) send(envs []protocol.Envelope) {
 			case protocol.ToClient:
 				err = sendFrames(s.clients, e.To, e.Frames)
 				if err != nil {
-					s.log.Debug().Err(err).Str("client", fmt.Sprintf("%x", e.To)).Msg("reply not delivered: client gone")
+					s.log.Debug().Err(err).Str(logging.KeyClient, fmt.Sprintf("%x", e.To)).Msg("reply not delivered: client gone")
 				}
 			case protocol.ToWorker:
 				if err = sendFrames(s.workers, e.To, e.Frames); err != nil {
@@ -232,7 +233,7 @@ func (s *Server) send(envs []protocol.Envelope) {
 		// previous envelopes are out.
 		now := time.Now()
 		for _, id := range gone {
-			s.log.Warn().Str("worker", fmt.Sprintf("%x", id)).Msg("worker unreachable")
+			s.log.Warn().Str(logging.KeyWorker, fmt.Sprintf("%x", id)).Msg("worker unreachable")
 			envs = append(envs[:len(envs):len(envs)], s.b.Unreachable(now, id)...)
 		}
 	}
