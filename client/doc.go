@@ -1,0 +1,58 @@
+// Package client is the Go client library for a zmws broker: submit a job
+// and get its ID at once, call a service and stream its output as the
+// worker produces it, and ask the broker about its workers, jobs, queues and
+// services.
+//
+// A Client speaks 18/MDP (MDPC02) over one DEALER socket connected to the
+// broker's client endpoint, without the empty delimiter frame, and puts a
+// zmws meta frame (protocol.Meta) first in every request body, so every
+// reply starts with one too. Requests to NAME are asynchronous (the reply is
+// the job ID); Call asks for SYNC-NAME and waits for the worker's PARTIAL
+// and FINAL replies. Package protocol (and docs/PROTOCOL.md) has the frames.
+//
+//	c, err := client.New(client.Config{Broker: "tcp://127.0.0.1:5555"})
+//	if err != nil { ... }
+//	defer c.Close()
+//
+//	id, err := c.Submit(ctx, "STR-REV", client.Request{Params: map[string]string{"str": "Hello"}})
+//	if errors.Is(err, client.ErrUnknownService) { ... } // no worker ever offered it
+//
+//	res, err := c.Call(ctx, "STR-REV", client.Request{Input: []byte("Hello")},
+//		func(chunk []byte) error { _, err := os.Stdout.Write(chunk); return err })
+//	if err != nil { ... }          // transport, refusal or ctx: no result
+//	if res.Status == protocol.StatusFailed { ... } // the job ran and failed: res.ExitCode, res.Error
+//
+//	workers, err := c.Workers(ctx)
+//
+// # Errors
+//
+// A job that ran and failed is not a Go error: Call returns a Result whose
+// Status says so. Errors are for requests that got no answer: a refusal by
+// the broker is an *Error (test with errors.Is against ErrUnknownService,
+// ErrQueueFull, ErrNotFound, ErrBadRequest), a missing reply wraps
+// ErrTimeout, a cancelled context is ctx.Err().
+//
+// # Timeouts and retries
+//
+// Submits and queries wait Config.Timeout for each attempt. Queries follow
+// the Guide's Lazy Pirate pattern: on timeout the socket is closed, a fresh
+// one (with a new identity) connects, and the request is sent again, up to
+// Config.Retries times. A Submit is sent once, since a resend could make a
+// second job, unless its Request.Key is set (the broker may then recognise
+// the resend). Call has no timeout of its own, since jobs may run for hours:
+// bound it with ctx.
+//
+// Whenever a request is abandoned (timeout, cancelled context, an error from
+// the onPartial callback), the socket is replaced, so a late reply can never
+// be taken as the answer to a later request. Replies whose service frame
+// does not match the request in flight are dropped.
+//
+// # Concurrency
+//
+// A Client's methods are safe for concurrent use, but a Client has one
+// request in flight at a time: a method waits for its turn (honouring its
+// ctx) until the request before it has finished. Users who want requests in
+// parallel make several Clients; each costs one socket. Close interrupts a
+// request in flight, which then returns ErrClosed; it must not be called
+// from an onPartial callback.
+package client

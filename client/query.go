@@ -1,0 +1,97 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/zmws/zmws/protocol"
+)
+
+// Query sends a request to a service that answers at once, such as the
+// broker's SERVER-* and mmi.* services, and returns the frames of its reply
+// after the meta frame (or the whole reply, from a broker that sends none).
+// body follows the request's meta frame. A refusal is an *Error.
+//
+// Query waits Config.Timeout per attempt and resends up to Config.Retries
+// times on a fresh socket (Lazy Pirate), so use it only for requests that are
+// safe to repeat; then it wraps ErrTimeout. PARTIAL replies are dropped.
+func (c *Client) Query(ctx context.Context, service string, body ...[]byte) ([][]byte, error) {
+	m, err := c.request(ctx, "query", service, requestBody(protocol.Meta{}, body...), c.cfg.Retries)
+	if err != nil {
+		return nil, err
+	}
+	meta, rest, ok, err := protocol.SplitMeta(m.Body)
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("query %s: %w: %w", service, ErrBadReply, err)
+	case !ok:
+		return m.Body, nil
+	case meta.Status == protocol.StatusRefused, meta.Status == protocol.StatusFailed:
+		return nil, refusal(meta)
+	}
+	return rest, nil
+}
+
+// queryJSON runs a query whose reply is one JSON frame and decodes it.
+func queryJSON[T any](ctx context.Context, c *Client, service string, body ...[]byte) (T, error) {
+	var v T
+	frames, err := c.Query(ctx, service, body...)
+	if err != nil {
+		return v, err
+	}
+	if len(frames) != 1 {
+		return v, fmt.Errorf("query %s: reply of %d frames, want one JSON frame: %w", service, len(frames), ErrBadReply)
+	}
+	if err := json.Unmarshal(frames[0], &v); err != nil {
+		return v, fmt.Errorf("query %s: %w: %w", service, ErrBadReply, err)
+	}
+	return v, nil
+}
+
+// Workers lists the workers the broker knows (SERVER-WORKERS).
+func (c *Client) Workers(ctx context.Context) ([]protocol.WorkerInfo, error) {
+	return queryJSON[[]protocol.WorkerInfo](ctx, c, protocol.ServerWorkers)
+}
+
+// Jobs lists the jobs that finished most recently (SERVER-JOBS).
+func (c *Client) Jobs(ctx context.Context) ([]protocol.JobInfo, error) {
+	return queryJSON[[]protocol.JobInfo](ctx, c, protocol.ServerJobs)
+}
+
+// Active lists the jobs running on a worker now (SERVER-ACTIVE).
+func (c *Client) Active(ctx context.Context) ([]protocol.JobInfo, error) {
+	return queryJSON[[]protocol.JobInfo](ctx, c, protocol.ServerActive)
+}
+
+// Queue lists each service's queued jobs (SERVER-QUEUE).
+func (c *Client) Queue(ctx context.Context) ([]protocol.QueueInfo, error) {
+	return queryJSON[[]protocol.QueueInfo](ctx, c, protocol.ServerQueue)
+}
+
+// Services lists every service a worker ever offered, with counters
+// (SERVER-SERVICES).
+func (c *Client) Services(ctx context.Context) ([]protocol.ServiceInfo, error) {
+	return queryJSON[[]protocol.ServiceInfo](ctx, c, protocol.ServerServices)
+}
+
+// Job looks up one job by ID (SERVER-JOB), including its retained output.
+// A job the broker does not know (or no longer retains) is an error matching
+// ErrNotFound.
+func (c *Client) Job(ctx context.Context, id string) (protocol.JobInfo, error) {
+	return queryJSON[protocol.JobInfo](ctx, c, protocol.ServerJob, []byte(id))
+}
+
+// ServiceStatus asks the broker about a service with 8/MMI mmi.service:
+// "200" when a worker has offered it, "404" when none has, "501" from a
+// broker without MMI.
+func (c *Client) ServiceStatus(ctx context.Context, name string) (string, error) {
+	frames, err := c.Query(ctx, protocol.MMIService, []byte(name))
+	if err != nil {
+		return "", err
+	}
+	if len(frames) != 1 {
+		return "", fmt.Errorf("query %s: reply of %d frames, want one: %w", protocol.MMIService, len(frames), ErrBadReply)
+	}
+	return string(frames[0]), nil
+}
