@@ -151,13 +151,13 @@ const (
 func (s jobState) String() string {
 	switch s {
 	case stateQueued:
-		return "queued"
+		return protocol.JobQueued
 	case stateActive:
-		return "active"
+		return protocol.JobActive
 	case stateComplete:
-		return "complete"
+		return protocol.JobComplete
 	case stateFailed:
-		return "failed"
+		return protocol.JobFailed
 	}
 	return "unknown"
 }

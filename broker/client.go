@@ -141,13 +141,13 @@ func (b *Broker) answer(r request, payload []byte) {
 // offered the named service (zmws queues jobs for it), 404 otherwise; any
 // other mmi.* name is 501.
 func (b *Broker) mmi(r request, body [][]byte) {
-	code := "501"
+	code := protocol.MMINotImplemented
 	if r.service == protocol.MMIService {
-		code = "404"
+		code = protocol.MMINotFound
 		if len(body) > 0 {
 			name, _ := protocol.SplitSync(string(body[0]))
 			if _, ok := b.services[name]; ok {
-				code = "200"
+				code = protocol.MMIFound
 			}
 		}
 	}

@@ -55,7 +55,7 @@ func (b *Broker) Workers() []protocol.WorkerInfo {
 		wi := protocol.WorkerInfo{
 			Identity:      hexID(w.id),
 			Service:       w.svc.name,
-			State:         "idle",
+			State:         protocol.WorkerIdle,
 			Protocol:      protocol.HeaderWorkerV1,
 			Zmws:          w.zmws,
 			Since:         w.since,
@@ -67,7 +67,7 @@ func (b *Broker) Workers() []protocol.WorkerInfo {
 			wi.Protocol = protocol.HeaderWorkerV2
 		}
 		if w.job != nil {
-			wi.State, wi.Job = "busy", w.job.id
+			wi.State, wi.Job = protocol.WorkerBusy, w.job.id
 		}
 		out = append(out, wi)
 	}

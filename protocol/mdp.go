@@ -175,9 +175,10 @@ func DecodeClient(frames [][]byte) (Message, error) {
 	return m, nil
 }
 
-// EncodeClient encodes a broker → client message (CmdPartial or CmdReply) in
-// the client's form. A 7/MDP client has no PARTIAL; the broker must not send
-// one (see Broker), and EncodeClient sends it as a plain reply if asked.
+// EncodeClient encodes a client-side message in form m.Form: a client's
+// REQUEST (CmdRequest), or a broker's PARTIAL or final reply (CmdPartial,
+// CmdReply). 7/MDP has no PARTIAL: the broker never sends one to a 7/MDP
+// client, and EncodeClient would write it as a plain reply.
 func EncodeClient(m Message) [][]byte {
 	out := make([][]byte, 0, 4+len(m.Body))
 	if m.Form.Delimiter {

@@ -266,3 +266,24 @@ const (
 	EventFailed    = "failed"
 	EventRequeued  = "requeued"
 )
+
+// Job states in JobInfo.State. Stable, wire-visible.
+const (
+	JobQueued   = "queued"
+	JobActive   = "active"
+	JobComplete = "complete"
+	JobFailed   = "failed"
+)
+
+// Worker states in WorkerInfo.State. Stable, wire-visible.
+const (
+	WorkerIdle = "idle"
+	WorkerBusy = "busy"
+)
+
+// 8/MMI answers.
+const (
+	MMIFound          = "200"
+	MMINotFound       = "404"
+	MMINotImplemented = "501"
+)
