@@ -1,0 +1,362 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/zmws/zmws/client"
+	"github.com/zmws/zmws/protocol"
+)
+
+// parseParams turns key=value arguments into parameters.
+func parseParams(args []string) (map[string]string, error) {
+	if len(args) == 0 {
+		return nil, nil
+	}
+	params := make(map[string]string, len(args))
+	for _, a := range args {
+		k, v, ok := strings.Cut(a, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("parameter %q: want key=value", a)
+		}
+		params[k] = v
+	}
+	return params, nil
+}
+
+// readInput reads --input: a file, or - for stdin.
+func readInput(e *env, path string) ([]byte, error) {
+	if path == "" {
+		return nil, nil
+	}
+	if path == "-" {
+		return io.ReadAll(e.stdin)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("input: %w", err)
+	}
+	return b, nil
+}
+
+// SubmitCmd queues a job.
+type SubmitCmd struct {
+	Service string   `arg:"" help:"Service name."`
+	Params  []string `arg:"" optional:"" help:"Parameters as key=value."`
+	Input   string   `help:"File whose contents are the job's input; - for stdin." placeholder:"FILE|-"`
+	Key     string   `help:"Idempotency key: resending with the same key means the same job."`
+}
+
+func (c *SubmitCmd) Run(e *env) error {
+	params, err := parseParams(c.Params)
+	if err != nil {
+		return err
+	}
+	input, err := readInput(e, c.Input)
+	if err != nil {
+		return err
+	}
+	cl, err := e.client()
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	id, err := cl.Submit(e.ctx, c.Service, client.Request{Params: params, Input: input, Key: c.Key})
+	if err != nil {
+		return err
+	}
+	if e.cli.Output == "json" {
+		return writeJSON(e.stdout, map[string]string{"job_id": id, "service": c.Service})
+	}
+	_, err = fmt.Fprintln(e.stdout, id)
+	return err
+}
+
+// RunCmd runs a job synchronously.
+type RunCmd struct {
+	Service string   `arg:"" help:"Service name (SYNC- is added)."`
+	Params  []string `arg:"" optional:"" help:"Parameters as key=value."`
+	Input   string   `help:"File whose contents are the job's input; - for stdin. Default: stdin when it is not a terminal." placeholder:"FILE|-"`
+}
+
+func (c *RunCmd) Run(e *env) error {
+	params, err := parseParams(c.Params)
+	if err != nil {
+		return err
+	}
+	src := c.Input
+	if src == "" && !e.stdinTerminal && e.stdin != nil {
+		src = "-"
+	}
+	input, err := readInput(e, src)
+	if err != nil {
+		return err
+	}
+	cl, err := e.client()
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	res, err := cl.Call(e.ctx, c.Service, client.Request{Params: params, Input: input}, func(chunk []byte) error {
+		_, err := e.stdout.Write(chunk)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if _, err := e.stdout.Write(res.Output); err != nil {
+		return err
+	}
+	if res.OK() {
+		return nil
+	}
+	fmt.Fprintf(e.stderr, "zmws: job %s failed (%s): %s\n", res.JobID, res.Code, res.Error)
+	if res.ExitCode != nil && *res.ExitCode > 0 && *res.ExitCode < 256 {
+		return exitError{*res.ExitCode}
+	}
+	return exitError{1}
+}
+
+// JobCmd shows one job.
+type JobCmd struct {
+	ID   string        `arg:"" help:"Job ID."`
+	Wait bool          `help:"Wait until the job has finished."`
+	For  time.Duration `help:"With --wait: give up after this long (0: no limit)." default:"0"`
+}
+
+func (c *JobCmd) Run(e *env) error {
+	cl, err := e.client()
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	ctx := e.ctx
+	var deadline time.Time
+	if c.For > 0 {
+		deadline = time.Now().Add(c.For)
+	}
+	for {
+		j, err := cl.Job(ctx, c.ID)
+		if err != nil {
+			return err
+		}
+		finished := j.State == protocol.JobComplete || j.State == protocol.JobFailed
+		if finished || !c.Wait || (!deadline.IsZero() && time.Now().After(deadline)) {
+			if e.cli.Output == "json" {
+				return writeJSON(e.stdout, j)
+			}
+			return printJob(e.stdout, j)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func printJob(w io.Writer, j protocol.JobInfo) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	row := func(k, v string) {
+		if v != "" {
+			fmt.Fprintf(tw, "%s:\t%s\n", k, v)
+		}
+	}
+	row("id", j.ID)
+	row("service", j.Service)
+	row("state", j.State)
+	row("created", stamp(&j.Created))
+	row("started", stamp(j.Started))
+	row("finished", stamp(j.Finished))
+	row("attempts", fmt.Sprint(j.Attempts))
+	row("worker", j.Worker)
+	if j.ExitCode != nil {
+		row("exit code", fmt.Sprint(*j.ExitCode))
+	}
+	row("code", j.Code)
+	row("error", j.Error)
+	if len(j.Params) > 0 {
+		p, _ := json.Marshal(j.Params)
+		row("params", string(p))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(j.Output) > 0 {
+		fmt.Fprintln(w, "output:")
+		w.Write(j.Output)
+		if j.Output[len(j.Output)-1] != '\n' {
+			fmt.Fprintln(w)
+		}
+		if j.OutputTruncated {
+			fmt.Fprintln(w, "(output truncated)")
+		}
+	}
+	return nil
+}
+
+// JobsCmd lists jobs.
+type JobsCmd struct {
+	Active bool `help:"Running jobs instead of finished ones." xor:"which"`
+	Queued bool `help:"Queued jobs per service instead of finished ones." xor:"which"`
+}
+
+func (c *JobsCmd) Run(e *env) error {
+	cl, err := e.client()
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	if c.Queued {
+		q, err := cl.Queue(e.ctx)
+		if err != nil {
+			return err
+		}
+		if e.cli.Output == "json" {
+			return writeJSON(e.stdout, q)
+		}
+		return table(e.stdout, []string{"SERVICE", "QUEUED", "OLDEST", "SINCE"}, len(q), func(i int) []string {
+			return []string{q[i].Service, fmt.Sprint(q[i].Queued), q[i].Oldest, stamp(&q[i].Since)}
+		})
+	}
+	var jobs []protocol.JobInfo
+	if c.Active {
+		jobs, err = cl.Active(e.ctx)
+	} else {
+		jobs, err = cl.Jobs(e.ctx)
+	}
+	if err != nil {
+		return err
+	}
+	if e.cli.Output == "json" {
+		return writeJSON(e.stdout, jobs)
+	}
+	return table(e.stdout, []string{"ID", "SERVICE", "STATE", "ATTEMPTS", "STARTED", "FINISHED", "EXIT", "ERROR"}, len(jobs), func(i int) []string {
+		j := jobs[i]
+		exit := ""
+		if j.ExitCode != nil {
+			exit = fmt.Sprint(*j.ExitCode)
+		}
+		return []string{j.ID, j.Service, j.State, fmt.Sprint(j.Attempts), stamp(j.Started), stamp(j.Finished), exit, oneLine(j.Error)}
+	})
+}
+
+// WorkersCmd lists workers.
+type WorkersCmd struct{}
+
+func (c *WorkersCmd) Run(e *env) error {
+	cl, err := e.client()
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	ws, err := cl.Workers(e.ctx)
+	if err != nil {
+		return err
+	}
+	if e.cli.Output == "json" {
+		return writeJSON(e.stdout, ws)
+	}
+	return table(e.stdout, []string{"IDENTITY", "SERVICE", "STATE", "JOB", "DONE", "PROTOCOL", "HOST", "LAST HEARTBEAT"}, len(ws), func(i int) []string {
+		w := ws[i]
+		host := ""
+		if w.Details != nil {
+			host = w.Details.Host
+			if w.Details.PID != 0 {
+				host += fmt.Sprintf(" (pid %d)", w.Details.PID)
+			}
+		}
+		return []string{w.Identity, w.Service, w.State, w.Job, fmt.Sprint(w.JobsDone), w.Protocol, host, stamp(&w.LastHeartbeat)}
+	})
+}
+
+// ServicesCmd lists services.
+type ServicesCmd struct{}
+
+func (c *ServicesCmd) Run(e *env) error {
+	cl, err := e.client()
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	ss, err := cl.Services(e.ctx)
+	if err != nil {
+		return err
+	}
+	if e.cli.Output == "json" {
+		return writeJSON(e.stdout, ss)
+	}
+	return table(e.stdout, []string{"SERVICE", "IDLE", "BUSY", "QUEUED", "ACTIVE", "COMPLETED", "FAILED", "LAST SEEN"}, len(ss), func(i int) []string {
+		s := ss[i]
+		return []string{s.Name, fmt.Sprint(s.WorkersIdle), fmt.Sprint(s.WorkersBusy), fmt.Sprint(s.Queued), fmt.Sprint(s.Active),
+			fmt.Sprint(s.Completed), fmt.Sprint(s.Failed), stamp(&s.LastSeen)}
+	})
+}
+
+// WatchCmd follows events.
+type WatchCmd struct {
+	Events []string `arg:"" optional:"" help:"Event names to follow (queued, started, completed, failed, requeued); default all."`
+	JSON   bool     `help:"Print each event as a JSON line."`
+}
+
+func (c *WatchCmd) Run(e *env) error {
+	return client.Watch(e.ctx, e.cli.Events, c.Events, func(ev protocol.Event) error {
+		if c.JSON || e.cli.Output == "json" {
+			return json.NewEncoder(e.stdout).Encode(ev)
+		}
+		line := fmt.Sprintf("%s %-9s %s %s", ev.Time.Local().Format("15:04:05.000"), ev.Event, ev.Job, ev.Service)
+		if ev.Attempt > 1 {
+			line += fmt.Sprintf(" attempt=%d", ev.Attempt)
+		}
+		if ev.Worker != "" {
+			line += " worker=" + ev.Worker
+		}
+		if ev.ExitCode != nil {
+			line += fmt.Sprintf(" exit=%d", *ev.ExitCode)
+		}
+		if ev.Elapsed > 0 {
+			line += fmt.Sprintf(" elapsed=%.3fs", ev.Elapsed)
+		}
+		if ev.Error != "" {
+			line += fmt.Sprintf(" error=%q", oneLine(ev.Error))
+		}
+		_, err := fmt.Fprintln(e.stdout, line)
+		return err
+	})
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// table prints rows under a header, aligned.
+func table(w io.Writer, header []string, n int, row func(int) []string) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, strings.Join(header, "\t"))
+	for i := 0; i < n; i++ {
+		fmt.Fprintln(tw, strings.Join(row(i), "\t"))
+	}
+	return tw.Flush()
+}
+
+func stamp(t *time.Time) string {
+	if t == nil || t.IsZero() {
+		return ""
+	}
+	return t.Local().Format("2006-01-02 15:04:05.000")
+}
+
+func oneLine(s string) string {
+	s = strings.ReplaceAll(s, "\n", " ")
+	if len(s) > 80 {
+		s = s[:77] + "..."
+	}
+	return s
+}

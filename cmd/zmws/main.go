@@ -1,0 +1,82 @@
+// Command zmws is the zmws client: submit jobs, run them synchronously with
+// their output streamed, and look at the broker's jobs, workers and services.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/alecthomas/kong"
+	"github.com/mattn/go-isatty"
+
+	"github.com/zmws/zmws/client"
+	"github.com/zmws/zmws/internal/logging"
+)
+
+// CLI is zmws' command line.
+type CLI struct {
+	Broker   string        `help:"Broker client endpoint." default:"tcp://127.0.0.1:5555" env:"ZMWS_BROKER"`
+	Events   string        `help:"Broker events endpoint (for watch)." default:"tcp://127.0.0.1:5557" env:"ZMWS_EVENTS"`
+	Timeout  time.Duration `help:"How long to wait for the broker to answer a submit or a query." default:"5s" env:"ZMWS_TIMEOUT"`
+	Output   string        `help:"Output format for listings: table or json." short:"o" default:"table" enum:"table,json" env:"ZMWS_OUTPUT"`
+	LogLevel string        `help:"Log level for the client's own logs." default:"warn" env:"ZMWS_LOG_LEVEL"`
+
+	Submit   SubmitCmd   `cmd:"" help:"Queue a job and print its ID."`
+	Run      RunCmd      `cmd:"" help:"Run a job and stream its output; exit with its exit code."`
+	Job      JobCmd      `cmd:"" help:"Show one job."`
+	Jobs     JobsCmd     `cmd:"" help:"List finished (default), running or queued jobs."`
+	Workers  WorkersCmd  `cmd:"" help:"List connected workers."`
+	Services ServicesCmd `cmd:"" help:"List every service a worker ever offered."`
+	Watch    WatchCmd    `cmd:"" help:"Follow job events, one line each."`
+}
+
+// env is what every command's Run receives.
+type env struct {
+	ctx    context.Context
+	cli    *CLI
+	stdin  io.Reader
+	stdout io.Writer
+	stderr io.Writer
+	// stdinTerminal tells whether stdin is a terminal (then it is not input).
+	stdinTerminal bool
+}
+
+// client opens a client for the broker.
+func (e *env) client() (*client.Client, error) {
+	log, err := logging.New(e.stderr, e.cli.LogLevel, "console")
+	if err != nil {
+		return nil, err
+	}
+	return client.New(client.Config{Broker: e.cli.Broker, Timeout: e.cli.Timeout, Logger: log})
+}
+
+// exitError carries the exit status a command wants for the process.
+type exitError struct{ code int }
+
+func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
+
+func main() {
+	var cli CLI
+	kctx := kong.Parse(&cli,
+		kong.Name("zmws"),
+		kong.Description("zmws client: submit and run jobs, inspect the broker."),
+		kong.UsageOnError())
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := kctx.Run(&env{ctx: ctx, cli: &cli, stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr,
+		stdinTerminal: isatty.IsTerminal(os.Stdin.Fd()) || isatty.IsCygwinTerminal(os.Stdin.Fd())})
+	var ee exitError
+	if errors.As(err, &ee) {
+		os.Exit(ee.code)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "zmws:", err)
+		os.Exit(1)
+	}
+}
