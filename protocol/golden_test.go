@@ -150,7 +150,7 @@ var goldenCases = []struct {
 		protocol.Message{Form: protocol.Form{Version: protocol.V2, Delimiter: true}, Cmd: protocol.CmdReply,
 			Address: []byte("01J9Z3S4W6X7Y8Z9A0B1C2D3E4"),
 			Body: [][]byte{protocol.EncodeMeta(protocol.Meta{Status: protocol.StatusFailed, Error: `exit status 3: "oops"`, ExitCode: intp(3)}),
-				[]byte("partial output\x00\xff")}}},
+				[]byte("partial output\x00\xfe")}}},
 	{"mdpw02_heartbeat", "18/MDP HEARTBEAT", workerCodec,
 		protocol.Message{Form: v2, Cmd: protocol.CmdHeartbeat}},
 	{"mdpw02_disconnect", "18/MDP DISCONNECT (with delimiter)", workerCodec,

@@ -136,7 +136,8 @@ func stripDelimiter(frames [][]byte) ([][]byte, bool) {
 
 // DecodeClient decodes a message a client sent to the broker (ROUTER identity
 // already removed). Only REQUEST is valid from a client. On ErrNoService the
-// returned message still carries the client's Form, so it can be answered.
+// returned message still carries the client's Form and Body, so it can be
+// answered in kind.
 func DecodeClient(frames [][]byte) (Message, error) {
 	f, delim := stripDelimiter(frames)
 	if len(f) < 2 {
@@ -167,7 +168,9 @@ func DecodeClient(frames [][]byte) (Message, error) {
 		return Message{}, fmt.Errorf("client header %q: %w", clip(f[0]), ErrHeader)
 	}
 	if len(f[0]) == 0 {
-		// The form is known: return it so the broker can answer in it.
+		// The form and body are known: return them so the broker can
+		// answer in the client's form (meta frame or not).
+		m.Body = f[1:]
 		return m, ErrNoService
 	}
 	m.Service = string(f[0])
@@ -210,6 +213,9 @@ func DecodeWorker(frames [][]byte) (Message, error) {
 		return Message{}, fmt.Errorf("worker message of %d frames: %w", len(frames), ErrShort)
 	}
 	m := Message{Form: Form{Delimiter: delim}}
+	if h := string(f[0]); h != HeaderWorkerV1 && h != HeaderWorkerV2 {
+		return Message{}, fmt.Errorf("worker header %q: %w", clip(f[0]), ErrHeader)
+	}
 	if len(f[1]) != 1 {
 		return Message{}, fmt.Errorf("worker command frame of %d bytes: %w", len(f[1]), ErrCommand)
 	}

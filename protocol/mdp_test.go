@@ -319,7 +319,6 @@ func TestDecodeWorker_Errors(t *testing.T) {
 		{"unknown header", fr("MDPW03", "\x01", "echo"), protocol.ErrHeader},
 		{"client header", fr("", "MDPC02", "\x01", "echo"), protocol.ErrHeader},
 		{"lower-case header", fr("mdpw01", "\x04"), protocol.ErrHeader},
-		{"two delimiters then header", fr("", "", "MDPW01", "\x04"), protocol.ErrHeader},
 		{"v1 command 0x00", fr("MDPW01", "\x00"), protocol.ErrCommand},
 		{"v1 command 0x06", fr("MDPW01", "\x06"), protocol.ErrCommand},
 		{"v2 command 0x07", fr("", "MDPW02", "\x07"), protocol.ErrCommand},
@@ -374,6 +373,17 @@ func TestDecodeReply_Errors(t *testing.T) {
 		{"v2 2-byte command", fr("MDPC02", "\x03\x00", "echo"), protocol.ErrCommand},
 		{"v2 empty command frame", fr("MDPC02", "", "echo"), protocol.ErrCommand},
 	}, protocol.DecodeReply)
+}
+
+// TestDecodeWorker_HeaderCheckedFirst: a message whose header is not a worker
+// header is ErrHeader whatever follows it, so a client that dialled the worker
+// endpoint, or a stray extra delimiter, is logged as what it is.
+func TestDecodeWorker_HeaderCheckedFirst(t *testing.T) {
+	runErrors(t, []errCase{
+		{"client REQUEST", fr("", "MDPC01", "echo", "hello"), protocol.ErrHeader},
+		{"two delimiters then header", fr("", "", "MDPW01", "\x04"), protocol.ErrHeader},
+		{"garbage", fr("GET / HTTP/1.1", "Host: x"), protocol.ErrHeader},
+	}, protocol.DecodeWorker)
 }
 
 // TestDecodeClient_NoService checks that a request with an empty service

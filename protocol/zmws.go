@@ -9,6 +9,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // MetaPrefix starts a zmws meta frame. A zmws peer puts one meta frame first
@@ -65,8 +67,11 @@ func ValidWorkerService(name string) error {
 		strings.HasPrefix(name, "titanic."):
 		return fmt.Errorf("service name %q uses a reserved prefix", name)
 	}
+	if !utf8.ValidString(name) {
+		return fmt.Errorf("service name %q is not valid UTF-8", name)
+	}
 	for _, r := range name {
-		if r <= ' ' || r == 0x7f || r == '/' || r == '?' || r == '#' {
+		if unicode.IsControl(r) || unicode.IsSpace(r) || r == '/' || r == '?' || r == '#' {
 			return fmt.Errorf("service name %q contains %q", name, r)
 		}
 	}
