@@ -23,6 +23,12 @@ type Config struct {
 	WorkerBind string
 	// EventsBind is where lifecycle events are published (PUB). Empty: none.
 	EventsBind string
+	// ClientInproc and EventsInproc, when set, bind the client and events
+	// sockets to these inproc:// endpoints as well, for in-process clients
+	// such as the HTTP gateway (no network hop). EventsInproc turns events
+	// on even when EventsBind is empty.
+	ClientInproc string
+	EventsInproc string
 	// Broker configures the state machine. Events is set from EventsBind.
 	Broker broker.Config
 	// MaxMsgSize is ZMQ_MAXMSGSIZE on both ROUTER sockets: a peer that sends
@@ -69,7 +75,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Linger <= 0 {
 		cfg.Linger = DefaultLinger
 	}
-	cfg.Broker.Events = cfg.EventsBind != ""
+	cfg.Broker.Events = cfg.EventsBind != "" || cfg.EventsInproc != ""
 	cfg.Broker.Logger = cfg.Logger
 	s := &Server{cfg: cfg, log: cfg.Logger.With().Str("component", "server").Logger()}
 	var err error
@@ -81,18 +87,31 @@ func New(cfg Config) (*Server, error) {
 		s.close(0)
 		return nil, err
 	}
-	if cfg.EventsBind != "" {
+	if cfg.ClientInproc != "" {
+		if err = s.clients.Bind(cfg.ClientInproc); err != nil {
+			s.close(0)
+			return nil, fmt.Errorf("server: bind client endpoint %s: %w", cfg.ClientInproc, err)
+		}
+	}
+	if cfg.Broker.Events {
 		if s.events, err = zmq.NewSocket(zmq.PUB); err != nil {
 			s.close(0)
 			return nil, fmt.Errorf("server: events socket: %w", err)
 		}
 		s.events.SetLinger(0)
 		s.events.SetSndhwm(100_000)
-		if err = s.events.Bind(cfg.EventsBind); err != nil {
-			s.close(0)
-			return nil, fmt.Errorf("server: bind events endpoint %s: %w", cfg.EventsBind, err)
+		for _, ep := range []string{cfg.EventsBind, cfg.EventsInproc} {
+			if ep == "" {
+				continue
+			}
+			if err = s.events.Bind(ep); err != nil {
+				s.close(0)
+				return nil, fmt.Errorf("server: bind events endpoint %s: %w", ep, err)
+			}
+			if ep == cfg.EventsBind {
+				s.eps[2], _ = s.events.GetLastEndpoint()
+			}
 		}
-		s.eps[2], _ = s.events.GetLastEndpoint()
 	}
 	s.b = broker.New(cfg.Broker)
 	return s, nil

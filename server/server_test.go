@@ -408,3 +408,22 @@ func TestServer_SilentWorkerExpiresAndJobMoves(t *testing.T) {
 		t.Fatalf("want DISCONNECT for the expired worker, got %s", zmqtest.Join(msg))
 	}
 }
+
+func TestServer_InprocClientAndEvents(t *testing.T) {
+	srv := start(t, server.Config{ClientInproc: "inproc://test-clients", EventsInproc: "inproc://test-events"})
+	if srv.EventsEndpoint() != "" {
+		t.Fatalf("events endpoint %q, want none on the network", srv.EventsEndpoint())
+	}
+	sub := zmqtest.Connect(t, zmq.SUB, "inproc://test-events")
+	sub.SetSubscribe("")
+	w := v2Worker(t, srv.WorkerEndpoint(), "IN")
+	waitService(t, srv.ClientEndpoint(), "IN")
+	c := zmqtest.Connect(t, zmq.DEALER, "inproc://test-clients")
+	zmqtest.Send(t, c, b("MDPC02"), []byte{0x01}, b("SYNC-IN"), b("x"))
+	req := recvSkipHeartbeats(t, w, 0x05)
+	zmqtest.Send(t, w, b("MDPW02"), []byte{0x04}, req[2], b(""), b("y"))
+	expect(t, zmqtest.Recv(t, c, wait), "MDPC02", "\x03", "SYNC-IN", "y")
+	if ev := zmqtest.Recv(t, sub, wait); string(ev[0]) != "queued" {
+		t.Fatalf("first inproc event %s", zmqtest.Join(ev))
+	}
+}
