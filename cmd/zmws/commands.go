@@ -46,16 +46,25 @@ func readInput(e *env, path string) ([]byte, error) {
 
 // SubmitCmd queues a job.
 type SubmitCmd struct {
-	Service string   `arg:"" help:"Service name."`
-	Params  []string `arg:"" optional:"" help:"Parameters as key=value."`
-	Input   string   `help:"File whose contents are the job's input; - for stdin." placeholder:"FILE|-"`
-	Key     string   `help:"Idempotency key: resending with the same key means the same job."`
+	Service   string   `arg:"" help:"Service name."`
+	Params    []string `arg:"" optional:"" help:"Parameters as key=value."`
+	Input     string   `help:"File whose contents are the job's input; - for stdin." placeholder:"FILE|-"`
+	Key       string   `help:"Idempotency key: resending with the same key means the same job."`
+	EachLine  bool     `help:"Submit one job per line of the input (stdin, or --input): the line is the job's input, or the parameter named by --line-param."`
+	LineParam string   `help:"With --each-line: pass each line as this parameter instead of as input." placeholder:"NAME"`
+	Quiet     bool     `short:"q" help:"With --each-line: print only the summary, not each job ID."`
 }
 
 func (c *SubmitCmd) Run(e *env) error {
 	params, err := parseParams(c.Params)
 	if err != nil {
 		return err
+	}
+	if c.EachLine {
+		return c.eachLine(e, params)
+	}
+	if c.LineParam != "" || c.Quiet {
+		return fmt.Errorf("--line-param and --quiet go with --each-line")
 	}
 	input, err := readInput(e, c.Input)
 	if err != nil {

@@ -45,6 +45,8 @@ type env struct {
 	stderr io.Writer
 	// stdinTerminal tells whether stdin is a terminal (then it is not input).
 	stdinTerminal bool
+	// stderrTerminal tells whether progress bars can be drawn.
+	stderrTerminal bool
 }
 
 // client opens a client for the broker.
@@ -70,7 +72,8 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	err := kctx.Run(&env{ctx: ctx, cli: &cli, stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr,
-		stdinTerminal: isatty.IsTerminal(os.Stdin.Fd()) || isatty.IsCygwinTerminal(os.Stdin.Fd())})
+		stdinTerminal:  isatty.IsTerminal(os.Stdin.Fd()) || isatty.IsCygwinTerminal(os.Stdin.Fd()),
+		stderrTerminal: isatty.IsTerminal(os.Stderr.Fd())})
 	var ee exitError
 	if errors.As(err, &ee) {
 		os.Exit(ee.code)
