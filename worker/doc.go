@@ -1,0 +1,81 @@
+// Package worker is the Go library for zmws workers: it announces a service
+// to one or more brokers, keeps the connection alive with heartbeats, runs a
+// Handler for each job and sends its output back, shaped like net/http.
+//
+// It sits between the broker (reached over the network, 18/MDP "MDPW02"
+// without the empty delimiter frame) and the code that does the work:
+// runner.Handler for command lines, or any Go function.
+//
+//	w, err := worker.New(worker.Config{
+//		Brokers: []string{"tcp://127.0.0.1:5556", "tcp://backup:5556"},
+//		Service: "STR-REV",
+//		Handler: worker.HandlerFunc(func(ctx context.Context, j *worker.Job) ([]byte, error) {
+//			fmt.Fprintf(j, "working on %s\n", j.ID) // a PARTIAL, streamed to SYNC callers
+//			return reverse(j.Params["str"]), nil    // the FINAL, status complete
+//		}),
+//		Concurrency: 4,
+//	})
+//	if err != nil { ... }
+//	err = w.Run(ctx) // until ctx is cancelled
+//
+// # Slots and sockets
+//
+// A Worker has Config.Concurrency slots. Each slot owns one DEALER socket with
+// its own random identity, sends its own READY [service, meta{worker details}]
+// and runs at most one job at a time; to the broker each slot is a separate
+// worker. One goroutine per slot owns that slot's sockets (ZeroMQ sockets are
+// not thread-safe). The handler runs on a goroutine of its own; its partial
+// writes and its result reach the slot goroutine through an inproc PAIR
+// socket pair. The PAIR wakes the slot's poll immediately, so a Write reaches
+// the wire without polling latency. Output is never dropped while the
+// connection lives: when the broker reads slower than the handler writes,
+// the slot keeps what the DEALER cannot take, stops reading the PAIR, and
+// once the PAIR's queue (1000 messages) is full, Write blocks.
+//
+// # Heartbeats and reconnection
+//
+// A slot sends HEARTBEAT every Config.Heartbeat, always, including while a
+// handler runs, so the broker does not give up on a long job. If nothing at
+// all arrives from the broker for Heartbeat*Liveness, the slot closes the
+// socket (linger 0) and, after a backoff, opens a fresh socket (new identity)
+// to the next endpoint in Config.Brokers, wrapping around, and sends READY.
+// A DISCONNECT from the broker does the same but stays on the same endpoint:
+// that broker is alive and only asks the worker to register again (after a
+// broker restart, say). The backoff starts at ReconnectMin, doubles for every
+// connection in a row on which no broker was heard, stops at ReconnectMax and
+// gets up to 20% jitter.
+//
+// A job in progress when its connection is lost is cancelled (its ctx is
+// done) and the slot does not send READY again until its handler returns, so
+// a slot never holds two jobs. Its partial output and result are dropped with
+// a warning: the broker has already requeued the job.
+//
+// # Results
+//
+// The result of ServeJob becomes a FINAL with meta{status: complete} followed
+// by the returned bytes. An error makes it meta{status: failed, error: text},
+// plus exit_code when the error wraps an *ExitError. A panic is recovered and
+// reported as a failure. A REQUEST without a meta frame comes from a stock
+// broker: the Job then has the address frame as ID and no Params, and the
+// FINAL carries no meta frame (on failure its body is FAIL, job_failed, text).
+//
+// # Shutdown
+//
+// When the ctx given to Run is cancelled, each slot stops taking jobs. An idle
+// slot sends DISCONNECT and closes at once. A busy slot keeps heartbeating and
+// lets its handler finish for up to Config.Grace; the result is sent, then
+// DISCONNECT. The handler's ctx is not cancelled at the start of shutdown, so
+// a job near its end is not thrown away; it is cancelled when the grace
+// period is over. If the handler then returns an error wrapping
+// context.Canceled, no result is sent and the broker requeues the job on
+// DISCONNECT; any other result is still sent. A handler that ignores its ctx
+// for a further second is abandoned. The DISCONNECT gets a linger of one
+// second to leave. Run returns nil once every slot has stopped.
+//
+// # Idle hook
+//
+// With Config.Idle and Config.OnIdle set, OnIdle is called on a goroutine of
+// its own when no slot has run a job for Idle, then again after every further
+// quiet Idle, counted from when the previous call returned. Calls never
+// overlap and stop when ctx is cancelled; Run waits for a call in progress.
+package worker

@@ -1,0 +1,561 @@
+package worker
+
+import (
+	"context"
+	crand "crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"runtime/debug"
+	"syscall"
+	"time"
+
+	zmq "github.com/pebbe/zmq4"
+	"github.com/rs/zerolog"
+
+	"github.com/zmws/zmws/protocol"
+)
+
+const (
+	// maxPoll caps a poll so a slot re-checks its state at least this often
+	// even if a wake-up were lost; ctx cancellation normally wakes it at once
+	// through the outbox.
+	maxPoll = time.Second
+	// cancelWait is how long a stopping slot waits for a handler to return
+	// after cancelling its context at the end of the grace period, before
+	// abandoning it.
+	cancelWait = time.Second
+	// disconnectLinger bounds how long the final DISCONNECT may wait in the
+	// background for delivery after the socket is closed.
+	disconnectLinger = time.Second
+	// maxDrain bounds the messages read from one socket per loop turn, so a
+	// flood cannot delay heartbeats.
+	maxDrain = 64
+)
+
+// wireForm is how this worker speaks: 18/MDP without the empty delimiter.
+var wireForm = protocol.Form{Version: protocol.V2}
+
+// slot is one connection to a broker serving one job at a time. All its
+// fields, and its sockets, belong to the goroutine running slot.run, except
+// out, which is safe for concurrent use, and the running record's result,
+// which the handler goroutine writes before closing done.
+//
+// Connection states: connected (sock != nil) → closed (sock == nil, waiting
+// for reconnectAt and for the running handler, if any, to return) →
+// connected again with a fresh socket and identity.
+type slot struct {
+	w    *Worker
+	idx  int
+	base zerolog.Logger
+	log  zerolog.Logger // base plus the current identity
+	rx   *zmq.Socket    // receives from out
+	out  *outbox
+
+	sock        *zmq.Socket // DEALER to the broker; nil while closed
+	identity    string
+	endpoint    int    // index into Brokers of the current or next connection
+	gen         uint64 // connection generation, bumped at each connect
+	heard       bool   // got a HEARTBEAT or REQUEST on this connection
+	failures    int    // connections in a row that never heard from a broker
+	heartbeatAt time.Time
+	expireAt    time.Time
+	reconnectAt time.Time
+	// pending holds job messages (PARTIAL, FINAL) the DEALER could not take
+	// (its high-water mark was reached), in order. While it is not empty the
+	// slot stops reading its outbox, so a fast handler's Write blocks.
+	pending [][][]byte
+
+	handlerCtx context.Context // parent of the handlers' contexts
+	cur        *running        // the job in progress, or nil
+	tokens     uint64          // last token handed out
+
+	stopping  bool
+	graceAt   time.Time // when a stopping slot cancels its handler
+	abandonAt time.Time // when it stops waiting for the handler
+}
+
+// running is a job in progress on a slot.
+type running struct {
+	job       *Job
+	token     uint64
+	gen       uint64 // connection the job arrived on
+	stock     bool   // the REQUEST had no meta frame: reply without one
+	started   time.Time
+	cancel    context.CancelFunc
+	cancelled bool // cancelled at the end of the grace period
+
+	done chan struct{} // closed by the handler goroutine after res, err are set
+	res  []byte
+	err  error
+}
+
+func newSlot(w *Worker, idx int) (*slot, error) {
+	s := &slot{w: w, idx: idx}
+	// A random name: an inproc endpoint may stay registered for a moment
+	// after its socket is closed, so names are never reused.
+	rx, out, err := newPair("inproc://zmws-worker-" + newIdentity())
+	if err != nil {
+		return nil, err
+	}
+	s.rx, s.out = rx, out
+	s.base = w.log.With().Int("slot", idx).Logger()
+	s.log = s.base
+	return s, nil
+}
+
+func (s *slot) closePair() {
+	s.out.close()
+	s.rx.Close()
+}
+
+// run serves until ctx is cancelled and the slot has shut down.
+func (s *slot) run(ctx context.Context) error {
+	defer s.closePair()
+	stopWake := context.AfterFunc(ctx, s.out.wake)
+	defer stopWake()
+	s.handlerCtx = context.WithoutCancel(ctx)
+	s.reconnectAt = time.Now()
+
+	for {
+		now := time.Now()
+		if !s.stopping && ctx.Err() != nil {
+			s.beginStop(now)
+		}
+		if s.stopping {
+			if s.cur == nil {
+				s.finish()
+				return nil
+			}
+			if !s.cur.cancelled && !now.Before(s.graceAt) {
+				s.log.Warn().Str(keyJob, s.cur.job.ID).Dur(keyElapsed, now.Sub(s.cur.started)).
+					Msg("grace period over, cancelling job")
+				s.cur.cancelled = true
+				s.cur.cancel()
+				s.abandonAt = now.Add(cancelWait)
+			}
+			if s.cur.cancelled && !now.Before(s.abandonAt) {
+				s.log.Error().Str(keyJob, s.cur.job.ID).Msg("handler ignores cancellation, abandoning job")
+				s.finish()
+				return nil
+			}
+		}
+		if s.sock == nil && !s.stopping && s.cur == nil && !now.Before(s.reconnectAt) {
+			s.connect(now)
+		}
+		if s.sock != nil && !now.Before(s.heartbeatAt) {
+			s.send(protocol.Message{Cmd: protocol.CmdHeartbeat})
+			s.heartbeatAt = now.Add(s.w.cfg.Heartbeat)
+		}
+
+		p := zmq.NewPoller()
+		switch {
+		case s.sock != nil && len(s.pending) > 0:
+			p.Add(s.sock, zmq.POLLIN|zmq.POLLOUT)
+		case s.sock != nil:
+			p.Add(s.sock, zmq.POLLIN)
+			p.Add(s.rx, zmq.POLLIN)
+		default:
+			p.Add(s.rx, zmq.POLLIN)
+		}
+		polled, err := p.Poll(s.timeout(now))
+		if err != nil {
+			switch zmq.AsErrno(err) {
+			case zmq.Errno(syscall.EINTR):
+				continue
+			case zmq.ETERM:
+				return nil
+			}
+			s.log.Error().Err(err).Msg("poll")
+			return fmt.Errorf("poll: %w", err)
+		}
+		for _, pd := range polled {
+			if pd.Socket == s.rx {
+				s.drainOutbox()
+				continue
+			}
+			if pd.Events&zmq.POLLOUT != 0 {
+				s.flush()
+			}
+			if pd.Events&zmq.POLLIN != 0 {
+				s.drainBroker()
+			}
+		}
+		// Expiry is checked after reading what has arrived, so that a late
+		// turn of this loop does not mistake unread heartbeats for silence.
+		if now := time.Now(); s.sock != nil && !now.Before(s.expireAt) {
+			s.log.Warn().Str(keyEndpoint, s.w.cfg.Brokers[s.endpoint]).Msg("broker silent, reconnecting")
+			s.drop(now, true)
+		}
+	}
+}
+
+// timeout returns how long the loop may sleep: until the next deadline,
+// rounded up to a millisecond (zmq's poll resolution), at most maxPoll.
+func (s *slot) timeout(now time.Time) time.Duration {
+	next := now.Add(maxPoll)
+	at := func(t time.Time) {
+		if t.Before(next) {
+			next = t
+		}
+	}
+	if s.sock != nil {
+		at(s.heartbeatAt)
+		at(s.expireAt)
+	} else if !s.stopping && s.cur == nil {
+		at(s.reconnectAt)
+	}
+	if s.stopping && s.cur != nil {
+		if s.cur.cancelled {
+			at(s.abandonAt)
+		} else {
+			at(s.graceAt)
+		}
+	}
+	d := next.Sub(now)
+	if d <= 0 {
+		return 0
+	}
+	return (d + time.Millisecond - 1).Truncate(time.Millisecond)
+}
+
+// connect opens a fresh DEALER with a new identity to the current endpoint
+// and announces the service.
+func (s *slot) connect(now time.Time) {
+	ep := s.w.cfg.Brokers[s.endpoint]
+	id := newIdentity()
+	sock, err := zmq.NewSocket(zmq.DEALER)
+	if err == nil {
+		if s.w.sndhwm > 0 {
+			sock.SetSndhwm(s.w.sndhwm)
+		}
+		if err = sock.SetLinger(0); err == nil {
+			if err = sock.SetIdentity(id); err == nil {
+				err = sock.Connect(ep)
+			}
+		}
+		if err != nil {
+			sock.Close()
+		}
+	}
+	if err != nil {
+		s.base.Error().Err(err).Str(keyEndpoint, ep).Msg("connect")
+		s.failures++
+		s.endpoint = (s.endpoint + 1) % len(s.w.cfg.Brokers)
+		s.reconnectAt = now.Add(s.backoff())
+		return
+	}
+	s.sock, s.identity, s.heard = sock, id, false
+	s.gen++
+	s.log = s.base.With().Str(keyWorker, id).Logger()
+	s.heartbeatAt = now.Add(s.w.cfg.Heartbeat)
+	s.expireAt = now.Add(s.w.cfg.Heartbeat * time.Duration(s.w.cfg.Liveness))
+	s.send(protocol.Message{Cmd: protocol.CmdReady, Service: s.w.cfg.Service, Body: [][]byte{s.w.ready}})
+	s.log.Info().Str(keyEndpoint, ep).Msg("ready sent")
+}
+
+// drop closes the connection at once (linger 0). A job running on it is
+// cancelled: the broker has given up on it (or will), so its result would be
+// dropped anyway. The slot reconnects after a backoff, to the next endpoint
+// if advance is set, and not before the handler has returned.
+func (s *slot) drop(now time.Time, advance bool) {
+	s.sock.Close()
+	s.sock = nil
+	s.pending = nil
+	if s.heard {
+		s.failures = 0
+	} else {
+		s.failures++
+	}
+	if advance {
+		s.endpoint = (s.endpoint + 1) % len(s.w.cfg.Brokers)
+	}
+	s.reconnectAt = now.Add(s.backoff())
+	if r := s.cur; r != nil && r.gen == s.gen {
+		s.log.Warn().Str(keyJob, r.job.ID).Msg("connection lost during job, cancelling it")
+		r.cancel()
+	}
+}
+
+// backoff returns the delay before the next connection: ReconnectMin doubled
+// for every failed connection in a row, at most ReconnectMax, plus up to 20%
+// jitter so that many slots do not reconnect in step.
+func (s *slot) backoff() time.Duration {
+	d := s.w.cfg.ReconnectMin
+	for i := 1; i < s.failures && d < s.w.cfg.ReconnectMax; i++ {
+		d *= 2
+	}
+	d = min(d, s.w.cfg.ReconnectMax)
+	return d + rand.N(d/5+1)
+}
+
+// send sends a control message (READY, HEARTBEAT, DISCONNECT) to the broker
+// without blocking. If the connection cannot take it, it is dropped: the
+// queue to the broker is full, and either the job messages ahead of it show
+// the broker that the worker lives, or expiry will replace the socket.
+func (s *slot) send(m protocol.Message) {
+	m.Form = wireForm
+	if _, err := s.sock.SendMessageDontwait(protocol.EncodeWorker(m)); err != nil {
+		s.log.Debug().Err(err).Stringer("cmd", m.Cmd).Msg("send to broker")
+	}
+}
+
+// sendJob sends a job message (PARTIAL, FINAL) in order after any pending
+// ones, queueing it if the DEALER is full rather than losing it.
+func (s *slot) sendJob(m protocol.Message) {
+	m.Form = wireForm
+	s.pending = append(s.pending, protocol.EncodeWorker(m))
+	s.flush()
+}
+
+// flush sends pending job messages until the DEALER is full again.
+func (s *slot) flush() {
+	for len(s.pending) > 0 {
+		_, err := s.sock.SendMessageDontwait(s.pending[0])
+		if zmq.AsErrno(err) == zmq.Errno(syscall.EAGAIN) {
+			return
+		}
+		if err != nil {
+			s.log.Warn().Err(err).Msg("send to broker")
+		}
+		s.pending[0] = nil
+		s.pending = s.pending[1:]
+	}
+	s.pending = nil
+}
+
+func (s *slot) drainBroker() {
+	sock := s.sock
+	for range maxDrain {
+		frames, err := sock.RecvMessageBytes(zmq.DONTWAIT)
+		if err != nil {
+			return
+		}
+		s.onBroker(time.Now(), frames)
+		if s.sock != sock { // dropped
+			return
+		}
+	}
+}
+
+func (s *slot) onBroker(now time.Time, frames [][]byte) {
+	s.expireAt = now.Add(s.w.cfg.Heartbeat * time.Duration(s.w.cfg.Liveness))
+	m, err := protocol.DecodeWorker(frames)
+	if err != nil {
+		s.log.Warn().Err(err).Int("frames", len(frames)).Msg("malformed message from broker")
+		return
+	}
+	switch m.Cmd {
+	case protocol.CmdHeartbeat:
+		s.heard = true
+	case protocol.CmdDisconnect:
+		s.log.Info().Str(keyEndpoint, s.w.cfg.Brokers[s.endpoint]).Msg("broker sent disconnect, reconnecting")
+		s.drop(now, false)
+	case protocol.CmdRequest:
+		s.heard = true
+		s.onRequest(now, m)
+	default:
+		s.log.Warn().Stringer("cmd", m.Cmd).Msg("unexpected command from broker")
+	}
+}
+
+func (s *slot) onRequest(now time.Time, m protocol.Message) {
+	id := string(m.Address)
+	if s.cur != nil {
+		s.log.Warn().Str(keyJob, id).Str("running", s.cur.job.ID).Msg("request while busy, ignored")
+		return
+	}
+	meta, input, hasMeta, err := protocol.SplitMeta(m.Body)
+	if err != nil {
+		s.log.Warn().Err(err).Str(keyJob, id).Msg("malformed request, failing job")
+		s.sendJob(protocol.Message{Cmd: protocol.CmdReply, Address: m.Address, Body: [][]byte{protocol.EncodeMeta(protocol.Meta{
+			Status: protocol.StatusFailed, Code: protocol.CodeBadRequest, Error: "worker: " + err.Error(),
+		})}})
+		return
+	}
+	s.tokens++
+	j := &Job{ID: id, Service: s.w.cfg.Service, Attempt: 1, Params: map[string]string{}, Input: input,
+		st: &stream{out: s.out, token: s.tokens}}
+	if hasMeta {
+		if meta.Service != "" {
+			j.Service = meta.Service
+		}
+		if meta.Attempt > 0 {
+			j.Attempt = meta.Attempt
+		}
+		if meta.Params != nil {
+			j.Params = meta.Params
+		}
+	}
+	ctx, cancel := context.WithCancel(s.handlerCtx)
+	r := &running{job: j, token: j.st.token, gen: s.gen, stock: !hasMeta, started: now, cancel: cancel, done: make(chan struct{})}
+	s.cur = r
+	s.w.idle.started()
+	s.log.Debug().Str(keyJob, id).Int("attempt", j.Attempt).Msg("job started")
+	go s.serve(ctx, r)
+}
+
+// serve runs on its own goroutine: it calls the handler, then tells the slot
+// through the outbox. It touches no slot field.
+func (s *slot) serve(ctx context.Context, r *running) {
+	res, err := call(ctx, s.w.cfg.Handler, r.job)
+	r.job.st.done.Store(true)
+	r.res, r.err = res, err
+	close(r.done)
+	s.out.send(kindFinal, tokenFrame(r.token)) // ErrJobDone if the slot is gone
+}
+
+// panicError is a recovered handler panic.
+type panicError struct {
+	value any
+	stack []byte
+}
+
+func (e *panicError) Error() string { return fmt.Sprintf("panic: %v", e.value) }
+
+func call(ctx context.Context, h Handler, j *Job) (res []byte, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			res, err = nil, &panicError{value: p, stack: debug.Stack()}
+		}
+	}()
+	return h.ServeJob(ctx, j)
+}
+
+func (s *slot) drainOutbox() {
+	for range maxDrain {
+		frames, err := s.rx.RecvMessageBytes(zmq.DONTWAIT)
+		if err != nil {
+			return
+		}
+		if len(frames) < 2 {
+			continue // a wake-up
+		}
+		token, ok := frameToken(frames[1])
+		if !ok {
+			continue
+		}
+		switch frames[0][0] {
+		case kindPartial[0]:
+			s.onPartial(token, frames[2:])
+		case kindFinal[0]:
+			s.onFinal(time.Now(), token)
+		}
+	}
+}
+
+func (s *slot) onPartial(token uint64, body [][]byte) {
+	r := s.cur
+	if r == nil || r.token != token {
+		s.log.Warn().Msg("partial output of a finished job, dropped")
+		return
+	}
+	if s.sock == nil || r.gen != s.gen {
+		s.log.Debug().Str(keyJob, r.job.ID).Msg("partial output after connection loss, dropped")
+		return
+	}
+	s.sendJob(protocol.Message{Cmd: protocol.CmdPartial, Address: []byte(r.job.ID), Body: body})
+}
+
+func (s *slot) onFinal(now time.Time, token uint64) {
+	r := s.cur
+	if r == nil || r.token != token {
+		s.log.Warn().Msg("result of an unknown job, dropped")
+		return
+	}
+	<-r.done // closed before the message was sent
+	r.cancel()
+	s.cur = nil
+	s.w.idle.ended(now)
+	log := s.log.With().Str(keyJob, r.job.ID).Dur(keyElapsed, now.Sub(r.started)).Logger()
+	var pe *panicError
+	if errors.As(r.err, &pe) {
+		log.Error().Str("panic", fmt.Sprint(pe.value)).Bytes("stack", pe.stack).Msg("handler panicked")
+	}
+	switch {
+	case r.cancelled && errors.Is(r.err, context.Canceled):
+		log.Warn().Msg("job cancelled by shutdown, result not sent; the broker will requeue it")
+		return
+	case s.sock == nil || r.gen != s.gen:
+		log.Warn().Msg("result of a job from an earlier connection, dropped")
+		return
+	}
+	s.sendJob(protocol.Message{Cmd: protocol.CmdReply, Address: []byte(r.job.ID), Body: finalBody(r.stock, r.res, r.err)})
+	if r.err != nil {
+		ev := log.Info().Err(r.err)
+		var ee *ExitError
+		if errors.As(r.err, &ee) {
+			ev = ev.Int(keyExitCode, ee.Code)
+		}
+		ev.Msg("job failed")
+	} else {
+		log.Info().Msg("job complete")
+	}
+}
+
+// finalBody is the body of a FINAL: for a zmws broker a meta frame with the
+// outcome, then the result; for a stock broker (the REQUEST had no meta
+// frame) the result alone, or on failure the frames FAIL, job_failed, error
+// text that zmws gives stock clients.
+func finalBody(stock bool, res []byte, err error) [][]byte {
+	if stock {
+		if err != nil {
+			return [][]byte{[]byte(protocol.FailFrame), []byte(protocol.CodeJobFailed), []byte(err.Error())}
+		}
+		if len(res) == 0 {
+			return nil
+		}
+		return [][]byte{res}
+	}
+	meta := protocol.Meta{Status: protocol.StatusComplete}
+	if err != nil {
+		meta.Status, meta.Error = protocol.StatusFailed, err.Error()
+		var ee *ExitError
+		if errors.As(err, &ee) {
+			code := ee.Code
+			meta.ExitCode = &code
+		}
+	}
+	body := [][]byte{protocol.EncodeMeta(meta)}
+	if len(res) > 0 {
+		body = append(body, res)
+	}
+	return body
+}
+
+// beginStop stops taking jobs; a running handler gets the grace period.
+func (s *slot) beginStop(now time.Time) {
+	s.stopping = true
+	if s.cur != nil {
+		s.graceAt = now.Add(s.w.cfg.Grace)
+		s.log.Info().Str(keyJob, s.cur.job.ID).Dur("grace", s.w.cfg.Grace).Msg("stopping, waiting for job")
+	}
+}
+
+// finish says DISCONNECT and closes the connection; the DISCONNECT gets
+// disconnectLinger to leave. A job still running is abandoned (its context
+// is cancelled; the broker requeues it).
+func (s *slot) finish() {
+	if r := s.cur; r != nil {
+		r.cancel()
+	}
+	if s.sock != nil {
+		if s.flush(); len(s.pending) > 0 {
+			s.log.Warn().Int("messages", len(s.pending)).Msg("broker not taking output, dropped at stop")
+		}
+		s.send(protocol.Message{Cmd: protocol.CmdDisconnect})
+		s.sock.SetLinger(disconnectLinger)
+		s.sock.Close()
+		s.sock = nil
+	}
+	s.log.Debug().Msg("slot stopped")
+}
+
+// newIdentity returns a fresh printable socket identity, so a broker sees
+// each connection as a new worker.
+func newIdentity() string {
+	var b [8]byte
+	crand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}

@@ -1,0 +1,277 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/zmws/zmws/internal/logging"
+	"github.com/zmws/zmws/protocol"
+)
+
+// Defaults for the zero values of Config.
+const (
+	DefaultHeartbeat    = 2500 * time.Millisecond // as in 7/MDP and the broker
+	DefaultLiveness     = 3
+	DefaultReconnectMin = 100 * time.Millisecond
+	DefaultReconnectMax = 5 * time.Second
+	DefaultGrace        = 10 * time.Second
+	DefaultName         = "zmws-worker"
+)
+
+// Log field keys, shared with the rest of zmws.
+const (
+	keyService  = logging.KeyService
+	keyWorker   = logging.KeyWorker
+	keyJob      = logging.KeyJob
+	keyEndpoint = logging.KeyEndpoint
+	keyElapsed  = logging.KeyElapsed
+	keyExitCode = logging.KeyExitCode
+)
+
+// ErrRunning is returned by Run when the Worker is already running.
+var ErrRunning = errors.New("worker: already running")
+
+// Config configures a Worker. Zero values take the defaults noted.
+type Config struct {
+	// Brokers lists broker worker endpoints (such as tcp://127.0.0.1:5556).
+	// A slot connects to the first; when a broker stays silent for
+	// Heartbeat*Liveness the slot moves to the next, wrapping around.
+	Brokers []string
+	// Service is the service name announced in READY.
+	Service string
+	// Handler serves the jobs.
+	Handler Handler
+	// Concurrency is the number of slots (default 1). Each slot has its own
+	// DEALER socket and identity, announces itself with its own READY and
+	// runs one job at a time.
+	Concurrency int
+	// Heartbeat is the interval between heartbeats to the broker (default
+	// 2.5s). Heartbeats are sent while a handler runs too.
+	Heartbeat time.Duration
+	// Liveness is how many heartbeat intervals of silence mark the broker
+	// dead (default 3).
+	Liveness int
+	// ReconnectMin and ReconnectMax bound the exponential backoff between
+	// connection attempts (defaults 100ms and 5s). The first connection is
+	// immediate; each further attempt without hearing from a broker doubles
+	// the delay, up to ReconnectMax, plus up to 20% jitter. The delay resets
+	// when a broker answers.
+	ReconnectMin time.Duration
+	ReconnectMax time.Duration
+	// Grace is how long Run waits, after ctx is cancelled, for running
+	// handlers to finish before cancelling their contexts (default 10s).
+	Grace time.Duration
+	// Idle and OnIdle: when all slots have been without a job for Idle,
+	// OnIdle is called, and again after every further quiet Idle (counted
+	// from when the previous call returned). Calls happen on one goroutine
+	// of their own, so never concurrently with each other, and not after ctx
+	// is cancelled. Both must be set to have an effect.
+	Idle   time.Duration
+	OnIdle func()
+	// Details are announced in READY. Empty fields default to the hostname,
+	// the process ID and "zmws-worker".
+	Details *protocol.WorkerDetails
+	// Logger receives the worker's logs (default: none).
+	Logger zerolog.Logger
+}
+
+// Worker connects to brokers and serves jobs for one service. Make one with
+// New and start it with Run.
+type Worker struct {
+	cfg     Config
+	ready   []byte // the READY meta frame
+	log     zerolog.Logger
+	running atomic.Bool
+	idle    idleState
+	sndhwm  int // DEALER send high-water mark if not 0 (tests lower it)
+}
+
+// New checks cfg, fills in defaults and returns a Worker.
+func New(cfg Config) (*Worker, error) {
+	if err := protocol.ValidWorkerService(cfg.Service); err != nil {
+		return nil, fmt.Errorf("worker: service: %w", err)
+	}
+	if cfg.Handler == nil {
+		return nil, errors.New("worker: no handler")
+	}
+	if len(cfg.Brokers) == 0 {
+		return nil, errors.New("worker: no broker endpoint")
+	}
+	cfg.Brokers = append([]string(nil), cfg.Brokers...)
+	for _, ep := range cfg.Brokers {
+		if !strings.Contains(ep, "://") {
+			return nil, fmt.Errorf("worker: broker endpoint %q: want transport://address", ep)
+		}
+	}
+	switch {
+	case cfg.Concurrency < 0:
+		return nil, fmt.Errorf("worker: negative concurrency %d", cfg.Concurrency)
+	case cfg.Heartbeat < 0, cfg.Liveness < 0, cfg.ReconnectMin < 0, cfg.ReconnectMax < 0,
+		cfg.Grace < 0, cfg.Idle < 0:
+		return nil, errors.New("worker: negative duration or liveness")
+	}
+	if cfg.Concurrency == 0 {
+		cfg.Concurrency = 1
+	}
+	if cfg.Heartbeat == 0 {
+		cfg.Heartbeat = DefaultHeartbeat
+	}
+	if cfg.Liveness == 0 {
+		cfg.Liveness = DefaultLiveness
+	}
+	if cfg.ReconnectMin == 0 {
+		cfg.ReconnectMin = DefaultReconnectMin
+	}
+	if cfg.ReconnectMax == 0 {
+		cfg.ReconnectMax = max(DefaultReconnectMax, cfg.ReconnectMin)
+	}
+	if cfg.ReconnectMin > cfg.ReconnectMax {
+		return nil, fmt.Errorf("worker: reconnect min %v exceeds max %v", cfg.ReconnectMin, cfg.ReconnectMax)
+	}
+	if cfg.Grace == 0 {
+		cfg.Grace = DefaultGrace
+	}
+	d := protocol.WorkerDetails{}
+	if cfg.Details != nil {
+		d = *cfg.Details
+	}
+	if d.Host == "" {
+		d.Host, _ = os.Hostname()
+	}
+	if d.PID == 0 {
+		d.PID = os.Getpid()
+	}
+	if d.Name == "" {
+		d.Name = DefaultName
+	}
+	cfg.Details = &d
+	w := &Worker{
+		cfg:   cfg,
+		ready: protocol.EncodeMeta(protocol.Meta{Worker: &d}),
+		log:   cfg.Logger.With().Str("component", "worker").Str(keyService, cfg.Service).Logger(),
+	}
+	return w, nil
+}
+
+// Run connects every slot to a broker and serves jobs until ctx is
+// cancelled. Then each slot stops taking jobs, waits up to Config.Grace for
+// a running handler (whose result is still sent), cancels the handler's
+// context, sends DISCONNECT and closes its socket. Run returns nil after a
+// shutdown that ctx started, or an error if it could not set up its sockets.
+func (w *Worker) Run(ctx context.Context) error {
+	if !w.running.CompareAndSwap(false, true) {
+		return ErrRunning
+	}
+	defer w.running.Store(false)
+
+	slots := make([]*slot, w.cfg.Concurrency)
+	for i := range slots {
+		s, err := newSlot(w, i)
+		if err != nil {
+			for _, s := range slots[:i] {
+				s.closePair()
+			}
+			return fmt.Errorf("worker: slot %d: %w", i, err)
+		}
+		slots[i] = s
+	}
+	w.idle.reset(time.Now())
+	w.log.Info().Int("slots", len(slots)).Strs(keyEndpoint, w.cfg.Brokers).Msg("worker starting")
+
+	var wg sync.WaitGroup
+	if w.cfg.OnIdle != nil && w.cfg.Idle > 0 {
+		wg.Go(func() { w.idle.loop(ctx, w.cfg.Idle, w.cfg.OnIdle) })
+	}
+	errs := make([]error, len(slots))
+	for i, s := range slots {
+		wg.Go(func() { errs[i] = s.run(ctx) })
+	}
+	wg.Wait()
+	w.log.Info().Msg("worker stopped")
+	return errors.Join(errs...)
+}
+
+// idleState tracks job activity across slots for OnIdle. Slots report job
+// starts and ends; the idle loop reads it.
+type idleState struct {
+	mu    sync.Mutex
+	busy  int       // slots running a handler
+	quiet time.Time // start of the current quiet period
+	poke  chan struct{}
+}
+
+func (s *idleState) reset(now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.busy, s.quiet = 0, now
+	if s.poke == nil {
+		s.poke = make(chan struct{}, 1)
+	}
+}
+
+func (s *idleState) started() {
+	s.mu.Lock()
+	s.busy++
+	s.mu.Unlock()
+	s.nudge()
+}
+
+func (s *idleState) ended(now time.Time) {
+	s.mu.Lock()
+	s.busy--
+	if now.After(s.quiet) {
+		s.quiet = now
+	}
+	s.mu.Unlock()
+	s.nudge()
+}
+
+func (s *idleState) nudge() {
+	select {
+	case s.poke <- struct{}{}:
+	default:
+	}
+}
+
+// loop calls onIdle after every quiet period of length idle until ctx ends.
+func (s *idleState) loop(ctx context.Context, idle time.Duration, onIdle func()) {
+	timer := time.NewTimer(idle)
+	defer timer.Stop()
+	for {
+		s.mu.Lock()
+		busy, due := s.busy, s.quiet.Add(idle)
+		s.mu.Unlock()
+		var wait <-chan time.Time
+		if busy == 0 {
+			d := time.Until(due)
+			if d <= 0 {
+				if ctx.Err() != nil {
+					return
+				}
+				onIdle()
+				s.mu.Lock()
+				if now := time.Now(); now.After(s.quiet) {
+					s.quiet = now
+				}
+				s.mu.Unlock()
+				continue
+			}
+			timer.Reset(d)
+			wait = timer.C
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.poke:
+		case <-wait:
+		}
+	}
+}
