@@ -5,8 +5,11 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"syscall"
@@ -15,6 +18,7 @@ import (
 	"github.com/alecthomas/kong"
 
 	"github.com/zmws/zmws/broker"
+	"github.com/zmws/zmws/gateway"
 	"github.com/zmws/zmws/internal/logging"
 	"github.com/zmws/zmws/server"
 )
@@ -31,6 +35,9 @@ type CLI struct {
 	MaxAttempts int           `help:"Dispatches per job before it fails when its workers keep dying." default:"3" env:"ZMWSD_MAX_ATTEMPTS"`
 	MaxMsgSize  int64         `help:"Largest frame accepted from a peer, in bytes (ZMQ_MAXMSGSIZE); -1 for none." default:"16777216" env:"ZMWSD_MAX_MSG_SIZE"`
 	MaxOutput   int           `help:"Output bytes kept per job (and sent at once to 7/MDP sync clients)." default:"262144" env:"ZMWSD_MAX_OUTPUT"`
+	HTTPBind    string        `name:"http-bind" help:"Address the HTTP gateway listens on (host:port); empty disables it." default:"127.0.0.1:5580" env:"ZMWSD_HTTP_BIND"`
+	HTTPMaxBody int64         `name:"http-max-body" help:"Largest HTTP request body, in bytes; larger ones get 413." default:"1048576" env:"ZMWSD_HTTP_MAX_BODY"`
+	HTTPCORS    []string      `name:"http-cors" help:"Origins browsers may call the HTTP gateway from (scheme://host[:port], comma-separated), or *; none by default." env:"ZMWSD_HTTP_CORS"`
 	LogLevel    string        `help:"Log level: trace, debug, info, warn, error." default:"info" env:"ZMWSD_LOG_LEVEL"`
 	LogFormat   string        `help:"Log format: json or console." default:"json" enum:"json,console" env:"ZMWSD_LOG_FORMAT"`
 }
@@ -46,9 +53,14 @@ func main() {
 	kctx.FatalIfErrorf(run(ctx, cli, os.Stderr, nil))
 }
 
-// run starts the broker and serves until ctx ends. ready, when not nil,
-// receives the server once its sockets are bound.
-func run(ctx context.Context, cli CLI, logw io.Writer, ready func(*server.Server)) error {
+// run starts the broker and the HTTP gateway and serves until ctx ends.
+// ready, when not nil, receives the server once its sockets are bound, and
+// the gateway's address (host:port, "" when --http-bind is empty).
+//
+// The gateway is a broker client over inproc endpoints. When ctx ends, the
+// gateway stops first (requests in flight get a few seconds), then the
+// broker, so no HTTP request loses its broker midway.
+func run(ctx context.Context, cli CLI, logw io.Writer, ready func(srv *server.Server, httpAddr string)) error {
 	log, err := logging.New(logw, cli.LogLevel, cli.LogFormat)
 	if err != nil {
 		return err
@@ -56,11 +68,44 @@ func run(ctx context.Context, cli CLI, logw io.Writer, ready func(*server.Server
 	if cli.Heartbeat <= 0 || cli.Liveness <= 0 || cli.History <= 0 || cli.MaxQueue <= 0 || cli.MaxAttempts <= 0 || cli.MaxOutput <= 0 {
 		return fmt.Errorf("--heartbeat, --liveness, --history, --max-queue, --max-attempts and --max-output must be positive")
 	}
+	if cli.HTTPMaxBody <= 0 {
+		return fmt.Errorf("--http-max-body must be positive")
+	}
+
+	// The gateway comes first: its errors (bad --http-cors, address in use)
+	// must not leave bound broker sockets behind.
+	var (
+		gw       *gateway.Gateway
+		pool     *gateway.Pool
+		ln       net.Listener
+		inproc   [2]string // client and events endpoints
+		httpAddr string
+	)
+	if cli.HTTPBind != "" {
+		// Unique names: inproc endpoints are process-wide, and tests run
+		// several brokers in one process.
+		name := rand.Text()
+		inproc = [2]string{"inproc://zmwsd-clients-" + name, "inproc://zmwsd-events-" + name}
+		if pool, err = gateway.NewPool(gateway.PoolConfig{Broker: inproc[0], Events: inproc[1], Logger: log}); err != nil {
+			return err
+		}
+		defer pool.Close()
+		gw, err = gateway.New(gateway.Config{Backend: pool, MaxBody: cli.HTTPMaxBody, CORS: cli.HTTPCORS, Logger: log})
+		if err != nil {
+			return fmt.Errorf("--http-cors: %w", err)
+		}
+		if ln, err = net.Listen("tcp", cli.HTTPBind); err != nil {
+			return fmt.Errorf("http gateway: listen on --http-bind %s: %w", cli.HTTPBind, err)
+		}
+		httpAddr = ln.Addr().String()
+	}
 	srv, err := server.New(server.Config{
-		ClientBind: cli.ClientBind,
-		WorkerBind: cli.WorkerBind,
-		EventsBind: cli.EventsBind,
-		MaxMsgSize: cli.MaxMsgSize,
+		ClientBind:   cli.ClientBind,
+		WorkerBind:   cli.WorkerBind,
+		EventsBind:   cli.EventsBind,
+		ClientInproc: inproc[0],
+		EventsInproc: inproc[1],
+		MaxMsgSize:   cli.MaxMsgSize,
 		Broker: broker.Config{
 			Heartbeat:   cli.Heartbeat,
 			Liveness:    cli.Liveness,
@@ -72,12 +117,37 @@ func run(ctx context.Context, cli CLI, logw io.Writer, ready func(*server.Server
 		Logger: log,
 	})
 	if err != nil {
+		if ln != nil {
+			ln.Close()
+		}
 		return err
 	}
 	log.Info().Str("client", srv.ClientEndpoint()).Str("worker", srv.WorkerEndpoint()).
-		Str("events", srv.EventsEndpoint()).Dur("heartbeat", cli.Heartbeat).Int("liveness", cli.Liveness).Msg("zmwsd started")
+		Str("events", srv.EventsEndpoint()).Str("http", httpAddr).
+		Dur("heartbeat", cli.Heartbeat).Int("liveness", cli.Liveness).Msg("zmwsd started")
 	if ready != nil {
-		ready(srv)
+		ready(srv, httpAddr)
 	}
-	return srv.Run(ctx)
+
+	// The broker outlives ctx until the gateway has stopped; the gateway
+	// stops early if the broker fails.
+	brokerCtx, stopBroker := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopBroker()
+	httpCtx, stopHTTP := context.WithCancel(ctx)
+	defer stopHTTP()
+	brokerDone := make(chan error, 1)
+	go func() {
+		err := srv.Run(brokerCtx)
+		stopHTTP()
+		brokerDone <- err
+	}()
+	var httpErr error
+	if gw != nil {
+		httpErr = gw.Serve(httpCtx, ln)
+		pool.Close() // ends requests the shutdown cut off
+	} else {
+		<-httpCtx.Done()
+	}
+	stopBroker()
+	return errors.Join(httpErr, <-brokerDone)
 }

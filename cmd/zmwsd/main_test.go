@@ -3,7 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -30,18 +36,13 @@ func parse(t *testing.T, args ...string) CLI {
 
 func TestRun_ServesAndStops(t *testing.T) {
 	cli := parse(t, "--client-bind=tcp://127.0.0.1:*", "--worker-bind=tcp://127.0.0.1:*",
-		"--events-bind=", "--heartbeat=50ms", "--log-level=debug")
+		"--events-bind=", "--heartbeat=50ms", "--log-level=debug", "--http-bind=127.0.0.1:0")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var logs bytes.Buffer
-	ready := make(chan *server.Server, 1)
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, cli, &logs, func(s *server.Server) { ready <- s }) }()
-	var srv *server.Server
-	select {
-	case srv = <-ready:
-	case err := <-done:
-		t.Fatalf("run: %v", err)
+	var logs syncBuffer
+	srv, httpAddr, done := start(t, ctx, cli, &logs)
+	if httpAddr == "" || strings.HasSuffix(httpAddr, ":0") {
+		t.Fatalf("HTTP address %q", httpAddr)
 	}
 	c := zmqtest.Connect(t, zmq.REQ, srv.ClientEndpoint())
 	zmqtest.Send(t, c, []byte("MDPC01"), []byte("NOPE"))
@@ -49,28 +50,110 @@ func TestRun_ServesAndStops(t *testing.T) {
 	if len(got) != 5 || string(got[2]) != "FAIL" {
 		t.Fatalf("reply %s", zmqtest.Join(got))
 	}
+
+	// The HTTP gateway reaches the same broker over inproc.
+	status, body := httpGet(t, "http://"+httpAddr+"/healthz")
+	if status != http.StatusOK || body != `{"status":"ok"}` {
+		t.Errorf("healthz: %d %s", status, body)
+	}
+	status, body = httpGet(t, "http://"+httpAddr+"/NOPE")
+	var e map[string]string
+	json.Unmarshal([]byte(body), &e)
+	if status != http.StatusNotFound || e["code"] != "unknown_service" || e["error"] != "no worker has ever provided service NOPE" {
+		t.Errorf("NOPE: %d %s", status, body)
+	}
+	status, body = httpGet(t, "http://"+httpAddr+"/SERVER-SERVICES")
+	if status != http.StatusOK || body != "[]" {
+		t.Errorf("SERVER-SERVICES: %d %s", status, body)
+	}
+
 	cancel()
 	select {
 	case err := <-done:
 		if err != nil {
 			t.Fatal(err)
 		}
-	case <-time.After(5 * time.Second):
+	case <-time.After(10 * time.Second):
 		t.Fatal("run did not stop")
 	}
-	if !strings.Contains(logs.String(), `"message":"zmwsd started"`) {
-		t.Fatalf("no JSON start log: %s", logs.String())
+	if _, err := http.Get("http://" + httpAddr + "/healthz"); err == nil {
+		t.Error("HTTP still answering after run returned")
+	}
+	for _, want := range []string{`"message":"zmwsd started"`, `"message":"http request"`, `"path":"/NOPE"`, `"status":404`} {
+		if !strings.Contains(logs.String(), want) {
+			t.Fatalf("log lacks %s: %s", want, logs.String())
+		}
 	}
 }
 
+func TestRun_HTTPDisabled(t *testing.T) {
+	cli := parse(t, "--client-bind=tcp://127.0.0.1:*", "--worker-bind=tcp://127.0.0.1:*", "--events-bind=", "--http-bind=")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	srv, httpAddr, done := start(t, ctx, cli, &syncBuffer{})
+	if httpAddr != "" || srv == nil {
+		t.Errorf("HTTP address %q with --http-bind empty", httpAddr)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// start runs run on a goroutine and waits until it is ready.
+func start(t *testing.T, ctx context.Context, cli CLI, logw io.Writer) (*server.Server, string, chan error) {
+	t.Helper()
+	type started struct {
+		srv  *server.Server
+		addr string
+	}
+	ready := make(chan started, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, cli, logw, func(s *server.Server, addr string) { ready <- started{s, addr} })
+	}()
+	select {
+	case s := <-ready:
+		return s.srv, s.addr, done
+	case err := <-done:
+		t.Fatalf("run: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("run not ready")
+	}
+	return nil, "", nil
+}
+
+func httpGet(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, strings.TrimSpace(string(b))
+}
+
 func TestRun_Errors(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
 	for _, tc := range []struct {
 		args []string
 		want string
 	}{
 		{[]string{"--log-level=loud"}, "log level"},
 		{[]string{"--liveness=0"}, "must be positive"},
-		{[]string{"--client-bind=tcp://256.0.0.1:1"}, "bind client endpoint"},
+		{[]string{"--http-max-body=0"}, "--http-max-body must be positive"},
+		{[]string{"--http-cors=example.com"}, "--http-cors"},
+		{[]string{"--http-bind=" + busy.Addr().String()}, "http gateway: listen on --http-bind " + busy.Addr().String()},
+		{[]string{"--http-bind=nonsense"}, "http gateway: listen"},
+		{[]string{"--client-bind=tcp://256.0.0.1:1", "--http-bind=127.0.0.1:0"}, "bind client endpoint"},
 	} {
 		cli := parse(t, tc.args...)
 		err := run(context.Background(), cli, &bytes.Buffer{}, nil)
@@ -83,8 +166,35 @@ func TestRun_Errors(t *testing.T) {
 func TestCLI_Environment(t *testing.T) {
 	t.Setenv("ZMWSD_HEARTBEAT", "1s")
 	t.Setenv("ZMWSD_MAX_QUEUE", "7")
+	t.Setenv("ZMWSD_HTTP_CORS", "https://a.example,http://localhost:3000")
+	t.Setenv("ZMWSD_HTTP_MAX_BODY", "2048")
 	cli := parse(t)
-	if cli.Heartbeat != time.Second || cli.MaxQueue != 7 || cli.ClientBind != "tcp://127.0.0.1:5555" {
+	if cli.Heartbeat != time.Second || cli.MaxQueue != 7 || cli.ClientBind != "tcp://127.0.0.1:5555" ||
+		cli.HTTPBind != "127.0.0.1:5580" || cli.HTTPMaxBody != 2048 ||
+		!reflect.DeepEqual(cli.HTTPCORS, []string{"https://a.example", "http://localhost:3000"}) {
 		t.Fatalf("%+v", cli)
 	}
+	t.Setenv("ZMWSD_HTTP_BIND", "")
+	if cli := parse(t); cli.HTTPBind != "" {
+		t.Errorf("ZMWSD_HTTP_BIND empty: %q", cli.HTTPBind)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the logger's and the test's
+// goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -1,0 +1,368 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/zmws/zmws/client"
+	"github.com/zmws/zmws/internal/logging"
+	"github.com/zmws/zmws/protocol"
+)
+
+// Defaults for the zero values of Config.
+const (
+	DefaultMaxBody           = 1 << 20
+	DefaultMaxWait           = 5 * time.Minute
+	DefaultRecheck           = time.Second
+	DefaultReadHeaderTimeout = 10 * time.Second
+	DefaultReadTimeout       = time.Minute
+	DefaultIdleTimeout       = 2 * time.Minute
+	DefaultShutdownTimeout   = 5 * time.Second
+	DefaultMaxHeaderBytes    = 64 << 10
+)
+
+// chunkWriteTimeout bounds each write of a streamed response: a reader that
+// takes no bytes for this long is cut off, while a stream as a whole may run
+// for hours (the server has no WriteTimeout).
+const chunkWriteTimeout = time.Minute
+
+// pingTimeout bounds the broker query behind /healthz.
+const pingTimeout = 2 * time.Second
+
+// Backend is what the handlers need from a broker. Pool implements it with
+// client.Clients; tests use a fake. Its methods are called concurrently.
+type Backend interface {
+	// Submit queues an asynchronous job and returns its ID. A refusal is a
+	// *client.Error (see client.Client.Submit).
+	Submit(ctx context.Context, service string, req client.Request) (string, error)
+	// Call runs a synchronous job, passing each chunk of partial output to
+	// onPartial as it arrives; an error from onPartial abandons the call
+	// (see client.Client.Call). The Result's Output holds what came with
+	// the final reply.
+	Call(ctx context.Context, service string, req client.Request, onPartial func([]byte) error) (*client.Result, error)
+	// Query asks the broker's SERVER-* service and returns its JSON reply.
+	Query(ctx context.Context, service string) ([]byte, error)
+	// Job looks up one job; an unknown ID is an error matching
+	// client.ErrNotFound.
+	Job(ctx context.Context, id string) (protocol.JobInfo, error)
+	// WatchJob returns a channel that is closed when the broker announces
+	// that job id has finished (completed or failed), and a func that stops
+	// watching. Announcements can be missed, so a waiter re-checks with Job
+	// now and then.
+	WatchJob(id string) (finished <-chan struct{}, stop func())
+	// Ping returns nil when the broker answers a cheap query.
+	Ping(ctx context.Context) error
+}
+
+// Config configures a Gateway. Zero values mean the defaults.
+type Config struct {
+	// Backend reaches the broker. Required.
+	Backend Backend
+	// MaxBody bounds a request body, in bytes (DefaultMaxBody); past it the
+	// answer is 413.
+	MaxBody int64
+	// CORS lists the origins (scheme://host[:port]) that browsers may call
+	// the gateway from, or "*" for any. Empty: no CORS headers.
+	CORS []string
+	// MaxWait caps ?wait= on /jobs/{id} (DefaultMaxWait).
+	MaxWait time.Duration
+	// Recheck is how often a waiting /jobs/{id}?wait= asks the broker again
+	// in case an event was missed (DefaultRecheck).
+	Recheck time.Duration
+	// ReadHeaderTimeout, ReadTimeout and IdleTimeout configure the
+	// http.Server made by Serve (DefaultReadHeaderTimeout, ...). There is no
+	// WriteTimeout: synchronous jobs stream for as long as they run.
+	ReadHeaderTimeout time.Duration
+	ReadTimeout       time.Duration
+	IdleTimeout       time.Duration
+	// ShutdownTimeout bounds how long Serve waits for requests in flight
+	// when its ctx ends, before it closes their connections
+	// (DefaultShutdownTimeout).
+	ShutdownTimeout time.Duration
+	// Logger receives the gateway's logs, one debug line per request
+	// (default: none).
+	Logger zerolog.Logger
+}
+
+// Gateway is the HTTP front door of a broker: an http.Handler that turns
+// requests into jobs and queries (see the package doc and docs/HTTP.md).
+type Gateway struct {
+	cfg  Config
+	b    Backend
+	log  zerolog.Logger
+	cors corsPolicy
+}
+
+// New checks cfg and returns a Gateway.
+func New(cfg Config) (*Gateway, error) {
+	if cfg.Backend == nil {
+		return nil, errors.New("gateway: a Backend is required")
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	if cfg.MaxBody <= 0 {
+		cfg.MaxBody = DefaultMaxBody
+	}
+	def(&cfg.MaxWait, DefaultMaxWait)
+	def(&cfg.Recheck, DefaultRecheck)
+	def(&cfg.ReadHeaderTimeout, DefaultReadHeaderTimeout)
+	def(&cfg.ReadTimeout, DefaultReadTimeout)
+	def(&cfg.IdleTimeout, DefaultIdleTimeout)
+	def(&cfg.ShutdownTimeout, DefaultShutdownTimeout)
+	cors, err := newCORS(cfg.CORS)
+	if err != nil {
+		return nil, err
+	}
+	return &Gateway{
+		cfg:  cfg,
+		b:    cfg.Backend,
+		log:  cfg.Logger.With().Str("component", "gateway").Logger(),
+		cors: cors,
+	}, nil
+}
+
+// Serve answers HTTP requests on l until ctx ends. Then it stops accepting
+// connections, waits up to Config.ShutdownTimeout for requests in flight
+// (a synchronous job may still be streaming), and closes what remains; the
+// handlers of those requests see their context cancelled. Serve closes l and
+// returns nil after a stop caused by ctx.
+func (g *Gateway) Serve(ctx context.Context, l net.Listener) error {
+	srv := g.server()
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(l) }()
+	g.log.Info().Str(logging.KeyEndpoint, l.Addr().String()).Msg("http listening")
+	select {
+	case err := <-errc:
+		return fmt.Errorf("gateway: serve %s: %w", l.Addr(), err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), g.cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		g.log.Warn().Err(err).Msg("http requests still running at shutdown, closing them")
+		srv.Close()
+	}
+	<-errc // http.ErrServerClosed
+	g.log.Info().Msg("http stopped")
+	return nil
+}
+
+// server returns the http.Server Serve runs, with the gateway's timeouts.
+func (g *Gateway) server() *http.Server {
+	return &http.Server{
+		Handler:           g,
+		ReadHeaderTimeout: g.cfg.ReadHeaderTimeout,
+		ReadTimeout:       g.cfg.ReadTimeout,
+		IdleTimeout:       g.cfg.IdleTimeout,
+		MaxHeaderBytes:    DefaultMaxHeaderBytes,
+		ErrorLog:          newStdLogger(g.log),
+	}
+}
+
+// Methods allowed per kind of route.
+const (
+	allowJob   = "GET, POST, OPTIONS"
+	allowQuery = "GET, HEAD, OPTIONS"
+)
+
+type routeKind int
+
+const (
+	routeNotFound routeKind = iota
+	routeUnknownService
+	routeAsync
+	routeSync
+	routeServer
+	routeJob
+	routeHealth
+)
+
+// route says what a path is. arg is the service name, the SERVER- name or
+// the job ID.
+func route(path string) (kind routeKind, arg string) {
+	switch {
+	case path == "/healthz":
+		return routeHealth, ""
+	case strings.HasPrefix(path, "/jobs/"):
+		id := path[len("/jobs/"):]
+		if id == "" || strings.Contains(id, "/") {
+			return routeNotFound, ""
+		}
+		return routeJob, id
+	}
+	name, ok := strings.CutPrefix(path, "/")
+	if !ok || name == "" || strings.Contains(name, "/") {
+		return routeNotFound, ""
+	}
+	switch name {
+	case protocol.ServerWorkers, protocol.ServerJobs, protocol.ServerActive, protocol.ServerQueue, protocol.ServerServices:
+		return routeServer, name
+	}
+	base, sync := protocol.SplitSync(name)
+	// A name no worker may announce cannot have been provided by any: the
+	// broker would refuse it anyway (SERVER-JOB, mmi.*, titanic.*, SYNC-).
+	if protocol.ValidWorkerService(base) != nil {
+		return routeUnknownService, name
+	}
+	if sync {
+		return routeSync, name
+	}
+	return routeAsync, name
+}
+
+func (k routeKind) allow() string {
+	switch k {
+	case routeAsync, routeSync, routeUnknownService:
+		return allowJob
+	case routeServer, routeJob, routeHealth:
+		return allowQuery
+	}
+	return ""
+}
+
+// allowed reports whether method is in the Allow list allow.
+func allowed(allow, method string) bool {
+	for m := range strings.SplitSeq(allow, ", ") {
+		if m == method {
+			return true
+		}
+	}
+	return false
+}
+
+// ServeHTTP routes a request (see docs/HTTP.md) and logs it at debug level.
+func (g *Gateway) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	w := &statusWriter{ResponseWriter: rw}
+	defer func() {
+		g.log.Debug().Str("method", r.Method).Str("path", r.URL.Path).Int("status", w.Status()).
+			Dur(logging.KeyElapsed, time.Since(start)).Msg("http request")
+	}()
+	kind, arg := route(r.URL.Path)
+	allow := kind.allow()
+	g.cors.apply(w.Header(), r)
+	if kind == routeNotFound {
+		writeError(w, http.StatusNotFound, codeNotFound, "no such path: "+r.URL.Path+
+			" (try /NAME, /SYNC-NAME, /jobs/ID, /SERVER-WORKERS, /SERVER-JOBS, /SERVER-ACTIVE, /SERVER-QUEUE, /SERVER-SERVICES, /healthz)")
+		return
+	}
+	if r.Method == http.MethodOptions {
+		w.Header().Set("Allow", allow)
+		g.cors.preflight(w.Header(), r, allow)
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	if !allowed(allow, r.Method) {
+		w.Header().Set("Allow", allow)
+		writeError(w, http.StatusMethodNotAllowed, codeMethodNotAllowed,
+			fmt.Sprintf("method %s is not allowed on %s (allowed: %s)", r.Method, r.URL.Path, allow))
+		return
+	}
+	switch kind {
+	case routeUnknownService:
+		writeError(w, http.StatusNotFound, protocol.CodeUnknownService, "no worker has ever provided service "+arg)
+	case routeAsync:
+		g.serveAsync(w, r, arg)
+	case routeSync:
+		g.serveSync(w, r, arg)
+	case routeServer:
+		g.serveQuery(w, r, arg)
+	case routeJob:
+		g.serveJob(w, r, arg)
+	case routeHealth:
+		g.serveHealth(w, r)
+	}
+}
+
+// serveAsync submits a job: 202, its ID and a Location to poll.
+func (g *Gateway) serveAsync(w http.ResponseWriter, r *http.Request, service string) {
+	req, err := g.readRequest(w, r)
+	if err != nil {
+		g.fail(w, r, err)
+		return
+	}
+	id, err := g.b.Submit(r.Context(), service, req)
+	if err != nil {
+		g.fail(w, r, err)
+		return
+	}
+	g.log.Debug().Str(logging.KeyService, service).Str(logging.KeyJob, id).Msg("job submitted")
+	w.Header().Set("Location", "/jobs/"+url.PathEscape(id))
+	writeJSON(w, http.StatusAccepted, struct {
+		JobID   string `json:"job_id"`
+		Service string `json:"service"`
+	}{id, service})
+}
+
+// serveQuery answers GET /SERVER-...: the broker's JSON, unchanged.
+func (g *Gateway) serveQuery(w http.ResponseWriter, r *http.Request, service string) {
+	body, err := g.b.Query(r.Context(), service)
+	if err != nil {
+		g.fail(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	w.Write(body)
+	w.Write([]byte("\n"))
+}
+
+// serveHealth answers 200 when the broker answers a cheap query in time.
+func (g *Gateway) serveHealth(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), pingTimeout)
+	defer cancel()
+	if err := g.b.Ping(ctx); err != nil {
+		g.log.Warn().Err(err).Msg("health check: broker not answering")
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{
+			"status": "unavailable",
+			"code":   codeUnavailable,
+			"error":  "the broker did not answer in time",
+		})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// statusWriter remembers the status of a response for the request log.
+// Unwrap lets http.ResponseController reach the connection (Flush, write
+// deadlines); trailers pass through Header.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(p []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(p)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// Status is the status sent, or 200 when the handler wrote nothing.
+func (w *statusWriter) Status() int {
+	if w.status == 0 {
+		return http.StatusOK
+	}
+	return w.status
+}

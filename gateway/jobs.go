@@ -1,0 +1,172 @@
+package gateway
+
+import (
+	"context"
+	"encoding/base64"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/zmws/zmws/protocol"
+)
+
+// Values of a job's output_encoding.
+const (
+	encodingUTF8   = "utf-8"
+	encodingBase64 = "base64"
+)
+
+// maxJobID bounds a job ID the gateway asks the broker about: ULIDs have 26
+// characters, and longer IDs cannot be known.
+const maxJobID = 128
+
+// jobJSON is the answer to GET /jobs/{id}: the broker's JobInfo with the
+// output as text when it is valid UTF-8, else base64.
+type jobJSON struct {
+	ID              string            `json:"id"`
+	Service         string            `json:"service"`
+	Sync            bool              `json:"sync"`
+	State           string            `json:"state"`
+	Created         time.Time         `json:"created"`
+	Started         *time.Time        `json:"started,omitempty"`
+	Finished        *time.Time        `json:"finished,omitempty"`
+	Attempts        int               `json:"attempts"`
+	Worker          string            `json:"worker,omitempty"`
+	ExitCode        *int              `json:"exit_code,omitempty"`
+	Code            string            `json:"code,omitempty"`
+	Error           string            `json:"error,omitempty"`
+	Params          map[string]string `json:"params,omitempty"`
+	Output          *string           `json:"output,omitempty"`
+	OutputEncoding  string            `json:"output_encoding,omitempty"`
+	OutputTruncated bool              `json:"output_truncated,omitempty"`
+}
+
+func newJobJSON(j protocol.JobInfo) jobJSON {
+	out, enc := encodeOutput(j.Output, j.OutputTruncated)
+	return jobJSON{
+		ID: j.ID, Service: j.Service, Sync: j.Sync, State: j.State,
+		Created: j.Created, Started: j.Started, Finished: j.Finished,
+		Attempts: j.Attempts, Worker: j.Worker, ExitCode: j.ExitCode,
+		Code: j.Code, Error: j.Error, Params: j.Params,
+		Output: out, OutputEncoding: enc, OutputTruncated: j.OutputTruncated,
+	}
+}
+
+// encodeOutput returns output as a string (nil when empty) and its
+// encoding: the text itself when it is valid UTF-8, else base64. Output cut
+// at the broker's cap may end inside a character; that tail is dropped so
+// the text stays text.
+func encodeOutput(output []byte, truncated bool) (*string, string) {
+	if len(output) == 0 {
+		return nil, ""
+	}
+	if truncated && !utf8.Valid(output) {
+		for cut := 1; cut <= utf8.UTFMax-1 && cut < len(output); cut++ {
+			if utf8.Valid(output[:len(output)-cut]) {
+				output = output[:len(output)-cut]
+				break
+			}
+		}
+	}
+	if utf8.Valid(output) {
+		s := string(output)
+		return &s, encodingUTF8
+	}
+	s := base64.StdEncoding.EncodeToString(output)
+	return &s, encodingBase64
+}
+
+func finished(j protocol.JobInfo) bool {
+	return j.State == protocol.JobComplete || j.State == protocol.JobFailed
+}
+
+// parseWait reads ?wait=: a Go duration ("30s", "1m30s") or a number of
+// seconds ("30"). Absent is 0. Longer than max is max.
+func parseWait(q url.Values, max time.Duration) (time.Duration, error) {
+	vs, ok := q["wait"]
+	if !ok {
+		return 0, nil
+	}
+	s := ""
+	if len(vs) > 0 {
+		s = vs[len(vs)-1]
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		secs, nerr := strconv.ParseFloat(s, 64)
+		if nerr != nil || secs != secs { // NaN
+			return 0, badRequest("wait=%q: want a duration such as 30s or 2m, or seconds", s)
+		}
+		d = time.Duration(min(secs, max.Seconds()) * float64(time.Second))
+	}
+	if d < 0 {
+		return 0, badRequest("wait=%q: must not be negative", s)
+	}
+	return min(d, max), nil
+}
+
+// serveJob answers GET /jobs/{id}: the job's state, and with ?wait= it first
+// waits for the job to finish (or the wait to end; the answer is then the
+// state at that time, still 200).
+func (g *Gateway) serveJob(w http.ResponseWriter, r *http.Request, id string) {
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		g.fail(w, r, badRequest("malformed query string: %v", err))
+		return
+	}
+	wait, err := parseWait(q, g.cfg.MaxWait)
+	if err != nil {
+		g.fail(w, r, err)
+		return
+	}
+	if len(id) > maxJobID {
+		writeError(w, http.StatusNotFound, codeNotFound, "no job with this ID is known")
+		return
+	}
+	info, err := g.b.Job(r.Context(), id)
+	if err == nil && wait > 0 && !finished(info) {
+		// A long wait outlives ReadTimeout; see serveSync.
+		http.NewResponseController(w).SetReadDeadline(time.Time{})
+		info, err = g.waitJob(r.Context(), id, wait, info)
+	}
+	if err != nil {
+		g.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, newJobJSON(info))
+}
+
+// waitJob waits until job id has finished or wait has passed, and returns
+// its latest state. It wakes when the broker announces the job finished
+// (Backend.WatchJob) and, in case that announcement was missed, re-checks
+// every Config.Recheck. It starts watching before it looks again, so an end
+// between the caller's look and this one is not missed.
+func (g *Gateway) waitJob(ctx context.Context, id string, wait time.Duration, last protocol.JobInfo) (protocol.JobInfo, error) {
+	done, stop := g.b.WatchJob(id)
+	defer stop()
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
+	tick := time.NewTicker(g.cfg.Recheck)
+	defer tick.Stop()
+	for {
+		info, err := g.b.Job(ctx, id)
+		if err != nil {
+			return last, err
+		}
+		if finished(info) {
+			return info, nil
+		}
+		last = info
+		select {
+		case <-done:
+			done = nil // closed for good: from now on, the ticker
+		case <-tick.C:
+		case <-deadline.C:
+			return last, nil
+		case <-ctx.Done():
+			return last, ctx.Err()
+		}
+	}
+}
