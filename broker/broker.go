@@ -12,6 +12,7 @@ import (
 
 	"github.com/zmws/zmws/internal/logging"
 	"github.com/zmws/zmws/protocol"
+	"github.com/zmws/zmws/store"
 )
 
 // Log field keys: the shared ones, and the broker's own.
@@ -46,6 +47,14 @@ type Config struct {
 	MaxOutput int
 	// Events turns on lifecycle events (Envelopes to protocol.ToEvents).
 	Events bool
+	// Durable turns on record keeping for a job store (see Flush): replies
+	// that hand out job IDs are marked Durable.
+	Durable bool
+	// Archive, when set, answers lookups of jobs the broker no longer holds
+	// in memory (SERVER-JOB, idempotency keys). It is the broker's only
+	// access to storage: read-only, and expected to be fast (bbolt reads
+	// from its memory map).
+	Archive Archive
 	// Entropy feeds job IDs (ULIDs). Default: crypto/rand, monotonic within a
 	// millisecond.
 	Entropy io.Reader
@@ -87,6 +96,12 @@ func (c *Config) setDefaults() {
 	}
 }
 
+// Archive is the read side of a job store.
+type Archive interface {
+	Job(id string) (store.JobRecord, bool, error)
+	JobByKey(key string) (string, bool, error)
+}
+
 // Broker is the broker's state machine. It owns no socket and reads no
 // clock: every input carries the time, and every method returns the
 // messages to send. A Broker is owned by one goroutine (the server loop);
@@ -107,6 +122,12 @@ type Broker struct {
 
 	nextHeartbeat time.Time
 	nextExpiry    time.Time // a lower bound of the earliest worker expiry
+
+	keys map[string]*job // idempotency keys of jobs held in memory
+
+	dirty        []*job       // jobs changed since the last Flush
+	flushed      []*job       // jobs of the batch being committed
+	batch, spare *store.Batch // records being gathered; the one last flushed
 
 	out []protocol.Envelope
 }
@@ -185,6 +206,11 @@ type job struct {
 	finished time.Time
 	worker   string
 
+	key            string // idempotency key, or ""
+	dirty          bool   // in Broker.dirty
+	flushed        bool   // in Broker.flushed: its record is being committed
+	awaitingCommit bool   // its ID waits for the job store before being handed out
+
 	exitCode   *int
 	code       string
 	err        string
@@ -203,7 +229,10 @@ func New(cfg Config) *Broker {
 		services: make(map[string]*service),
 		workers:  make(map[string]*worker),
 		jobs:     make(map[string]*job),
+		keys:     make(map[string]*job),
 		history:  make([]*job, 0, cfg.History),
+		batch:    &store.Batch{},
+		spare:    &store.Batch{},
 	}
 }
 
@@ -347,6 +376,7 @@ func (b *Broker) dropWorker(now time.Time, w *worker, why string) {
 	j.worker = ""
 	j.output, j.partialLen, j.truncated = j.output[:0], 0, false
 	s.queue.PushFront(j)
+	b.markDirty(j)
 	b.event(now, protocol.EventRequeued, j, func(e *protocol.Event) { e.Worker = hexID(w.id); e.Error = "worker " + why })
 	b.dispatch(now, s)
 }
@@ -366,6 +396,7 @@ func (b *Broker) dispatch(now time.Time, s *service) {
 		j.worker = w.id
 		w.job = j
 		s.active++
+		b.markDirty(j)
 
 		body := j.input
 		if w.zmws {

@@ -62,6 +62,12 @@ func (b *Broker) submit(now time.Time, r request, meta protocol.Meta, body [][]b
 		}
 		return
 	}
+	if meta.Key != "" && !sync {
+		if id, ok := b.byKey(meta.Key); ok {
+			b.accepted(r, id, b.jobs[id] != nil && b.jobs[id].awaitingCommit)
+			return
+		}
+	}
 	if s.queue.Len() >= b.cfg.MaxQueue {
 		b.refuse(r, protocol.CodeQueueFull, fmt.Sprintf("queue for service %s is full (%d jobs)", name, b.cfg.MaxQueue))
 		b.log.Warn().Str(keyService, name).Int("queued", s.queue.Len()).Msg("queue full: job refused")
@@ -83,14 +89,44 @@ func (b *Broker) submit(now time.Time, r request, meta protocol.Meta, body [][]b
 	b.jobs[j.id] = j
 	s.queue.PushBack(j)
 	if !sync {
-		if r.meta {
-			b.replyClient(r, protocol.CmdReply, protocol.EncodeMeta(protocol.Meta{Status: protocol.StatusAccepted, Job: j.id}))
-		} else {
-			b.replyClient(r, protocol.CmdReply, []byte(j.id))
+		if meta.Key != "" {
+			j.key = meta.Key
+			b.keys[j.key] = j
 		}
+		j.awaitingCommit = b.cfg.Durable
+		b.markDirty(j)
+		b.accepted(r, j.id, j.awaitingCommit)
 	}
 	b.event(now, protocol.EventQueued, j, nil)
 	b.dispatch(now, s)
+}
+
+// byKey finds the job submitted with an idempotency key: in memory, or in
+// the archive for jobs the broker has forgotten.
+func (b *Broker) byKey(key string) (string, bool) {
+	if j := b.keys[key]; j != nil {
+		return j.id, true
+	}
+	if b.cfg.Archive == nil {
+		return "", false
+	}
+	id, ok, err := b.cfg.Archive.JobByKey(key)
+	if err != nil {
+		b.log.Error().Err(err).Msg("idempotency key lookup")
+		return "", false
+	}
+	return id, ok
+}
+
+// accepted tells a client its job's ID; durable holds the reply until the
+// job's record is committed.
+func (b *Broker) accepted(r request, id string, durable bool) {
+	if r.meta {
+		b.replyClient(r, protocol.CmdReply, protocol.EncodeMeta(protocol.Meta{Status: protocol.StatusAccepted, Job: id}))
+	} else {
+		b.replyClient(r, protocol.CmdReply, []byte(id))
+	}
+	b.out[len(b.out)-1].Durable = durable
 }
 
 // copyFrames copies body frames so a job does not hold on to the receive

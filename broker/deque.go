@@ -62,3 +62,20 @@ func (d *deque) PopFront() *job {
 
 // At returns the i-th job from the head.
 func (d *deque) At(i int) *job { return d.buf[(d.head+i)%len(d.buf)] }
+
+// Remove deletes j wherever it is and reports whether it was there. O(n):
+// for rare operations (a cancel, a refused commit).
+func (d *deque) Remove(j *job) bool {
+	for i := 0; i < d.n; i++ {
+		if d.At(i) != j {
+			continue
+		}
+		for k := i; k < d.n-1; k++ {
+			d.buf[(d.head+k)%len(d.buf)] = d.buf[(d.head+k+1)%len(d.buf)]
+		}
+		d.buf[(d.head+d.n-1)%len(d.buf)] = nil
+		d.n--
+		return true
+	}
+	return false
+}

@@ -154,13 +154,35 @@ func (b *Broker) sortedServices() []*service {
 	return ss
 }
 
-// Job describes one job by ID, with its output when finished.
+// Job describes one job by ID, with its output when finished: from memory,
+// or from the archive for finished jobs the broker has forgotten.
 func (b *Broker) Job(id string) (protocol.JobInfo, bool) {
-	j := b.jobs[id]
-	if j == nil {
+	if j := b.jobs[id]; j != nil {
+		return j.info(true), true
+	}
+	if b.cfg.Archive == nil || len(id) > 64 {
 		return protocol.JobInfo{}, false
 	}
-	return j.info(true), true
+	rec, ok, err := b.cfg.Archive.Job(id)
+	if err != nil {
+		b.log.Error().Err(err).Str(keyJob, printable([]byte(id))).Msg("job lookup")
+		return protocol.JobInfo{}, false
+	}
+	if !ok {
+		return protocol.JobInfo{}, false
+	}
+	ji := protocol.JobInfo{
+		ID: rec.ID, Service: rec.Service, Sync: rec.Sync, State: rec.State, Created: rec.Created,
+		Attempts: rec.Attempts, Worker: hexID(rec.Worker), ExitCode: rec.ExitCode, Code: rec.Code,
+		Error: rec.Error, Params: rec.Params, Output: rec.Output, OutputTruncated: rec.Truncated,
+	}
+	if !rec.Started.IsZero() {
+		ji.Started = &rec.Started
+	}
+	if !rec.Finished.IsZero() {
+		ji.Finished = &rec.Finished
+	}
+	return ji, true
 }
 
 func (j *job) info(withOutput bool) protocol.JobInfo {

@@ -6,6 +6,7 @@ import (
 	"unicode"
 
 	"github.com/zmws/zmws/protocol"
+	"github.com/zmws/zmws/store"
 )
 
 // HandleWorker takes one message from the worker socket (frames after the
@@ -124,6 +125,9 @@ func (b *Broker) ready(now time.Time, id string, m protocol.Message) {
 	if s == nil {
 		s = &service{name: m.Service, firstSeen: now}
 		b.services[m.Service] = s
+		if b.cfg.Durable {
+			b.batch.Services = append(b.batch.Services, store.ServiceRecord{Name: s.name, FirstSeen: now})
+		}
 		b.log.Info().Str(keyService, s.name).Msg("new service")
 	}
 	s.lastSeen = now
@@ -198,14 +202,8 @@ func (b *Broker) finish(now time.Time, j *job, state jobState) {
 	} else {
 		j.svc.failed++
 	}
-	if len(b.history) < b.cfg.History {
-		b.history = append(b.history, j)
-	} else {
-		old := b.history[b.histNext]
-		delete(b.jobs, old.id)
-		b.history[b.histNext] = j
-	}
-	b.histNext = (b.histNext + 1) % b.cfg.History
+	b.markDirty(j)
+	b.remember(j)
 	ev := b.log.Debug()
 	if state == stateFailed {
 		ev = b.log.Info().Str(keyCode, j.code).Str("error", j.err)
@@ -224,6 +222,25 @@ func (b *Broker) finish(now time.Time, j *job, state jobState) {
 			e.Elapsed = now.Sub(j.started).Seconds()
 		}
 	})
+}
+
+// remember puts a finished job in the history ring; the job it displaces is
+// forgotten (it stays in the job store, when there is one).
+func (b *Broker) remember(j *job) {
+	b.jobs[j.id] = j
+	if len(b.history) < b.cfg.History {
+		b.history = append(b.history, j)
+	} else {
+		old := b.history[b.histNext]
+		delete(b.jobs, old.id)
+		// An idempotency key outlives the job in memory until the job's
+		// record is committed: the store answers for it after that.
+		if old.key != "" && !old.dirty && !old.flushed && b.keys[old.key] == old {
+			delete(b.keys, old.key)
+		}
+		b.history[b.histNext] = j
+	}
+	b.histNext = (b.histNext + 1) % b.cfg.History
 }
 
 // appendOutput keeps the first max bytes of a job's output.

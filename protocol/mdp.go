@@ -403,4 +403,7 @@ type Envelope struct {
 	Peer   Peer
 	To     string
 	Frames [][]byte
+	// Durable marks a reply that hands out a job ID: the loop sends it only
+	// once the broker's pending records are committed to the job store.
+	Durable bool
 }

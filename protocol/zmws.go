@@ -92,13 +92,14 @@ const (
 // Error codes carried in Meta.Code and in stock-client FAIL replies. Stable,
 // wire-visible.
 const (
-	CodeUnknownService = "unknown_service" // no worker ever announced the service
-	CodeQueueFull      = "queue_full"      // the service's queue is at its bound
-	CodeBadRequest     = "bad_request"     // malformed meta or parameters
-	CodeNotFound       = "not_found"       // SERVER-JOB: no such job retained
-	CodeJobFailed      = "job_failed"      // the worker said FAIL
-	CodeWorkerLost     = "worker_lost"     // attempts ran out: workers died or vanished
-	CodeShutdown       = "shutdown"        // the broker stopped before the job ended
+	CodeUnknownService   = "unknown_service"   // no worker ever announced the service
+	CodeQueueFull        = "queue_full"        // the service's queue is at its bound
+	CodeBadRequest       = "bad_request"       // malformed meta or parameters
+	CodeNotFound         = "not_found"         // SERVER-JOB: no such job retained
+	CodeJobFailed        = "job_failed"        // the worker said FAIL
+	CodeWorkerLost       = "worker_lost"       // attempts ran out: workers died or vanished
+	CodeShutdown         = "shutdown"          // the broker stopped before the job ended
+	CodeStoreUnavailable = "store_unavailable" // the job store failed: the job was not accepted
 )
 
 // Meta is the zmws meta frame. Each direction uses some fields:

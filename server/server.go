@@ -13,6 +13,7 @@ import (
 	"github.com/zmws/zmws/broker"
 	"github.com/zmws/zmws/internal/logging"
 	"github.com/zmws/zmws/protocol"
+	"github.com/zmws/zmws/store"
 )
 
 // Config holds the server's endpoints and limits.
@@ -38,6 +39,18 @@ type Config struct {
 	Linger time.Duration
 	// Logger receives the server's and the broker's logs. Default: none.
 	Logger zerolog.Logger
+	// Store keeps jobs durable (nil: memory only). The server loads it at
+	// New, commits the broker's records in batches, and sends a reply that
+	// hands out a job ID only after the job's record is committed. The
+	// caller closes the Store after Run returns.
+	Store store.Store
+	// Retain and RetainCount bound how long, and how many, finished jobs
+	// the Store keeps (for lookups by ID and idempotency keys); a pruner
+	// goroutine deletes older ones every PruneEvery (default 1 min). Zero
+	// disables a bound.
+	Retain      time.Duration
+	RetainCount int
+	PruneEvery  time.Duration
 }
 
 // Defaults.
@@ -61,6 +74,9 @@ type Server struct {
 	workers *zmq.Socket
 	events  *zmq.Socket
 	eps     [3]string
+	commit  *committer // nil without a Store
+	// restored holds what Restore returned, sent when Run starts.
+	restored []protocol.Envelope
 }
 
 // New creates the sockets and binds them, so the endpoints (with the ports
@@ -113,7 +129,27 @@ func New(cfg Config) (*Server, error) {
 			}
 		}
 	}
+	var snap store.Snapshot
+	if cfg.Store != nil {
+		cfg.Broker.Durable = true
+		cfg.Broker.Archive = cfg.Store
+		history := cfg.Broker.History
+		if history <= 0 {
+			history = broker.DefaultHistory
+		}
+		if snap, err = cfg.Store.Load(history); err != nil {
+			s.close(0)
+			return nil, fmt.Errorf("server: load the job store: %w", err)
+		}
+		if s.commit, err = newCommitter(cfg.Store); err != nil {
+			s.close(0)
+			return nil, err
+		}
+	}
 	s.b = broker.New(cfg.Broker)
+	if cfg.Store != nil {
+		s.restored = append(s.restored, s.b.Restore(time.Now(), snap)...)
+	}
 	return s, nil
 }
 
@@ -164,11 +200,23 @@ func (s *Server) Run(ctx context.Context) error {
 	poller := zmq.NewPoller()
 	poller.Add(s.clients, zmq.POLLIN)
 	poller.Add(s.workers, zmq.POLLIN)
+	if s.commit != nil {
+		poller.Add(s.commit.wake, zmq.POLLIN)
+	}
 	defer func() {
+		s.stopCommits()
 		s.send(s.b.Shutdown(time.Now()))
 		s.close(s.cfg.Linger)
 		s.log.Info().Msg("stopped")
 	}()
+	s.send(s.restored)
+	s.restored = nil
+	if s.cfg.Store != nil && (s.cfg.Retain > 0 || s.cfg.RetainCount > 0) {
+		pctx, stop := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); s.prune(pctx) }()
+		defer func() { stop(); <-done }()
+	}
 	for {
 		if ctx.Err() != nil {
 			return nil
@@ -191,15 +239,88 @@ func (s *Server) Run(ctx context.Context) error {
 			return fmt.Errorf("server: poll: %w", err)
 		}
 		for _, p := range polled {
-			if p.Socket == s.clients {
+			switch p.Socket {
+			case s.clients:
 				s.drain(s.clients, s.b.HandleClient)
-			} else {
+			case s.workers:
 				s.drain(s.workers, s.b.HandleWorker)
+			default:
+				s.committed(s.commit.finished())
 			}
 		}
 		if now = time.Now(); !now.Before(s.b.Deadline()) {
 			s.send(s.b.Tick(now))
 		}
+		s.startCommit()
+	}
+}
+
+// prune deletes finished jobs past the retention bounds, in the background:
+// bbolt lets it run beside the committer, in small transactions.
+func (s *Server) prune(ctx context.Context) {
+	every := s.cfg.PruneEvery
+	if every <= 0 {
+		every = time.Minute
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		var before time.Time
+		if s.cfg.Retain > 0 {
+			before = time.Now().Add(-s.cfg.Retain)
+		}
+		n, err := s.cfg.Store.Prune(before, s.cfg.RetainCount)
+		if err != nil {
+			s.log.Error().Err(err).Msg("prune finished jobs")
+		} else if n > 0 {
+			s.log.Info().Int("jobs", n).Msg("pruned finished jobs")
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// startCommit hands the broker's pending records to the committer, unless
+// it is busy: then they wait for the next turn (group commit).
+func (s *Server) startCommit() {
+	// Held replies with nothing to commit (a resubmitted idempotency key
+	// whose job is in the batch being written) go with an empty batch.
+	if s.commit == nil || s.commit.busy || (!s.b.Pending() && len(s.commit.next) == 0) {
+		return
+	}
+	s.commit.start(s.b.Flush())
+}
+
+// committed sends the replies a finished commit held, or, when it failed,
+// the refusals the broker makes of them.
+func (s *Server) committed(held []protocol.Envelope, err error) {
+	if err != nil {
+		s.send(s.b.Rejected(time.Now(), err))
+		return
+	}
+	s.b.Committed()
+	s.sendNow(held)
+}
+
+// stopCommits finishes at shutdown: waits for a commit under way, then
+// commits what is left, so finished jobs are recorded.
+func (s *Server) stopCommits() {
+	if s.commit == nil {
+		return
+	}
+	defer s.commit.close()
+	for i := 0; i < 2; i++ {
+		held, err, was := s.commit.wait(10 * time.Second)
+		if was {
+			s.committed(held, err)
+		}
+		if !s.b.Pending() && len(s.commit.next) == 0 {
+			return
+		}
+		s.startCommit()
 	}
 }
 
@@ -221,10 +342,29 @@ func (s *Server) drain(sock *zmq.Socket, handle func(time.Time, string, [][]byte
 	}
 }
 
-// send puts envelopes on their sockets without blocking. A worker that
+// send puts envelopes on their sockets, except Durable ones while a Store is
+// in use: those wait for the commit of the records gathered with them.
+func (s *Server) send(envs []protocol.Envelope) {
+	if s.commit == nil {
+		s.sendNow(envs)
+		return
+	}
+	i := 0
+	for _, e := range envs {
+		if e.Durable {
+			s.commit.next = append(s.commit.next, e)
+			continue
+		}
+		envs[i] = e
+		i++
+	}
+	s.sendNow(envs[:i])
+}
+
+// sendNow puts envelopes on their sockets without blocking. A worker that
 // cannot be reached (gone, or its queue full) is reported to the broker,
 // which requeues its job; an unreachable client is logged.
-func (s *Server) send(envs []protocol.Envelope) {
+func (s *Server) sendNow(envs []protocol.Envelope) {
 	for len(envs) > 0 {
 		var gone []string
 		for _, e := range envs {

@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -21,6 +22,7 @@ import (
 	"github.com/zmws/zmws/gateway"
 	"github.com/zmws/zmws/internal/logging"
 	"github.com/zmws/zmws/server"
+	"github.com/zmws/zmws/store"
 )
 
 // CLI is zmwsd's command line. Every flag can also come from the environment.
@@ -38,6 +40,9 @@ type CLI struct {
 	HTTPBind    string        `name:"http-bind" help:"Address the HTTP gateway listens on (host:port); empty disables it." default:"127.0.0.1:5580" env:"ZMWSD_HTTP_BIND"`
 	HTTPMaxBody int64         `name:"http-max-body" help:"Largest HTTP request body, in bytes; larger ones get 413." default:"1048576" env:"ZMWSD_HTTP_MAX_BODY"`
 	HTTPCORS    []string      `name:"http-cors" help:"Origins browsers may call the HTTP gateway from (scheme://host[:port], comma-separated), or *; none by default." env:"ZMWSD_HTTP_CORS"`
+	DataDir     string        `help:"Folder of the durable job journal (zmws.db); empty keeps jobs in memory only (lost when zmwsd stops)." default:"zmws-data" env:"ZMWSD_DATA_DIR"`
+	Retain      time.Duration `help:"How long finished jobs stay in the journal for lookups by ID; 0 keeps them until --retain-count prunes them." default:"168h" env:"ZMWSD_RETAIN"`
+	RetainCount int           `help:"How many finished jobs the journal keeps at most; 0 for no limit." default:"100000" env:"ZMWSD_RETAIN_COUNT"`
 	LogLevel    string        `help:"Log level: trace, debug, info, warn, error." default:"info" env:"ZMWSD_LOG_LEVEL"`
 	LogFormat   string        `help:"Log format: json or console." default:"json" enum:"json,console" env:"ZMWSD_LOG_FORMAT"`
 }
@@ -99,6 +104,25 @@ func run(ctx context.Context, cli CLI, logw io.Writer, ready func(srv *server.Se
 		}
 		httpAddr = ln.Addr().String()
 	}
+	var st store.Store
+	if cli.DataDir != "" {
+		path := filepath.Join(cli.DataDir, "zmws.db")
+		b, err := store.OpenBolt(path, store.BoltOptions{})
+		if err != nil {
+			if ln != nil {
+				ln.Close()
+			}
+			return fmt.Errorf("--data-dir: %w", err)
+		}
+		defer b.Close()
+		st = b
+		log.Info().Str("journal", path).Msg("durable job journal open")
+	} else {
+		log.Warn().Msg("no --data-dir: jobs are kept in memory only and lost when zmwsd stops")
+	}
+	if cli.Retain < 0 || cli.RetainCount < 0 {
+		return fmt.Errorf("--retain and --retain-count must not be negative")
+	}
 	srv, err := server.New(server.Config{
 		ClientBind:   cli.ClientBind,
 		WorkerBind:   cli.WorkerBind,
@@ -114,7 +138,10 @@ func run(ctx context.Context, cli CLI, logw io.Writer, ready func(srv *server.Se
 			MaxAttempts: cli.MaxAttempts,
 			MaxOutput:   cli.MaxOutput,
 		},
-		Logger: log,
+		Logger:      log,
+		Store:       st,
+		Retain:      cli.Retain,
+		RetainCount: cli.RetainCount,
 	})
 	if err != nil {
 		if ln != nil {

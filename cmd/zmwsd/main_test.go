@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"sync"
@@ -30,6 +31,9 @@ func parse(t *testing.T, args ...string) CLI {
 	}
 	if _, err := p.Parse(args); err != nil {
 		t.Fatalf("parse %v: %v", args, err)
+	}
+	if cli.DataDir == "zmws-data" { // the default: keep tests out of the source tree
+		cli.DataDir = filepath.Join(t.TempDir(), "zmws-data")
 	}
 	return cli
 }

@@ -1,0 +1,197 @@
+package broker
+
+import (
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/zmws/zmws/protocol"
+	"github.com/zmws/zmws/store"
+)
+
+// Durability. The broker never writes to disk itself. With Config.Durable
+// set, every change to an asynchronous job marks it dirty; the loop calls
+// Flush to get one store.Batch holding the latest state of every dirty job
+// (a job queued, dispatched and finished within one batch is written once),
+// commits it, and only then sends the Envelopes marked Durable: the replies
+// that hand out job IDs. A job ID is thus never given for a job a crash could
+// lose. Dispatches and other replies go out at once: a job run before its
+// record is durable was not yet accepted, and a finish lost in a crash makes
+// the job run again (at least once).
+//
+// Sync jobs are held in memory only until they finish: their ID is given with
+// their result, and a client that waited on a broker that died has no one to
+// give a result to. Their finished record is written like any other.
+
+// markDirty queues j's state for the next batch.
+func (b *Broker) markDirty(j *job) {
+	if !b.cfg.Durable || j.dirty || (j.sync && j.state != stateComplete && j.state != stateFailed) {
+		return
+	}
+	j.dirty = true
+	b.dirty = append(b.dirty, j)
+}
+
+// Pending reports whether Flush has records to give.
+func (b *Broker) Pending() bool {
+	return len(b.dirty) > 0 || len(b.batch.Services) > 0 || len(b.batch.Deletes) > 0
+}
+
+// Flush returns the records changed since the last Flush and forgets them.
+// The batch stays valid until the next Flush. The caller commits it, sends
+// the Durable envelopes it held back, and reports the outcome with Committed
+// or Rejected before the next Flush.
+func (b *Broker) Flush() *store.Batch {
+	out := b.batch
+	b.batch, b.spare = b.spare, out
+	b.batch.Reset()
+	b.flushed = append(b.flushed[:0], b.dirty...)
+	for _, j := range b.dirty {
+		j.dirty, j.flushed = false, true
+		out.Jobs = append(out.Jobs, j.record())
+	}
+	clear(b.dirty)
+	b.dirty = b.dirty[:0]
+	return out
+}
+
+// Committed is told that the last flushed batch is durable: the IDs of its
+// jobs may be handed out.
+func (b *Broker) Committed() {
+	for _, j := range b.flushed {
+		b.settle(j)
+	}
+	clear(b.flushed)
+	b.flushed = b.flushed[:0]
+}
+
+// settle ends a job's part in a commit, and forgets its idempotency key if
+// the job itself was already forgotten (the store knows the key now).
+func (b *Broker) settle(j *job) {
+	j.flushed, j.awaitingCommit = false, false
+	if j.key != "" && b.jobs[j.id] == nil && !j.dirty && b.keys[j.key] == j {
+		delete(b.keys, j.key)
+	}
+}
+
+// Rejected is told that the last flushed batch could not be made durable
+// (err): every job of it whose ID was waiting to be handed out is refused
+// instead, with protocol.CodeStoreUnavailable, and forgotten if it had not
+// started. The caller drops the Durable envelopes it held for that batch.
+func (b *Broker) Rejected(now time.Time, err error) []protocol.Envelope {
+	b.out = b.out[:0]
+	for _, j := range b.flushed {
+		if j.awaitingCommit {
+			b.refuse(j.req(), protocol.CodeStoreUnavailable, fmt.Sprintf("job not accepted: the job store failed: %v", err))
+			if j.state == stateQueued && j.svc.queue.Remove(j) {
+				delete(b.jobs, j.id)
+				j.state, j.code, j.err = stateFailed, protocol.CodeStoreUnavailable, err.Error()
+			}
+		}
+		b.settle(j)
+		if j.key != "" && b.jobs[j.id] == nil && b.keys[j.key] == j {
+			delete(b.keys, j.key)
+		}
+	}
+	clear(b.flushed)
+	b.flushed = b.flushed[:0]
+	b.log.Error().Err(err).Msg("job store commit failed: submissions refused")
+	return b.out
+}
+
+// Restore loads what a store kept: every service ever seen; the unfinished
+// jobs, queued again in creation order (a job that was running when the
+// broker stopped is queued again and its next dispatch is attempt + 1, unless
+// its attempts are spent: then it fails); and the newest finished jobs, for
+// SERVER-JOBS. Call it once, before any message; send what it returns.
+func (b *Broker) Restore(now time.Time, snap store.Snapshot) []protocol.Envelope {
+	b.out = b.out[:0]
+	for _, s := range snap.Services {
+		b.restoredService(s.Name, s.FirstSeen)
+	}
+	// The newest finished jobs fill the history ring first, oldest first,
+	// so jobs failed below come after them.
+	finished := snap.Finished
+	if len(finished) > b.cfg.History {
+		finished = finished[len(finished)-b.cfg.History:]
+	}
+	for i := range finished {
+		j := b.restoredJob(&finished[i])
+		j.state = stateComplete
+		if finished[i].State == protocol.JobFailed {
+			j.state = stateFailed
+		}
+		b.remember(j)
+	}
+	jobs := snap.Jobs
+	sort.Slice(jobs, func(i, k int) bool { return jobs[i].ID < jobs[k].ID })
+	requeued := 0
+	for i := range jobs {
+		j := b.restoredJob(&jobs[i])
+		b.jobs[j.id] = j
+		if j.key != "" {
+			b.keys[j.key] = j
+		}
+		if jobs[i].State == protocol.JobActive && j.attempts >= b.cfg.MaxAttempts {
+			j.code = protocol.CodeWorkerLost
+			j.err = fmt.Sprintf("%v: the broker stopped during attempt %d of %d", errWorkerGone, j.attempts, b.cfg.MaxAttempts)
+			b.finish(now, j, stateFailed)
+			continue
+		}
+		j.state = stateQueued
+		j.worker = ""
+		j.svc.queue.PushBack(j)
+		b.markDirty(j)
+		requeued++
+	}
+	b.log.Info().Int("services", len(snap.Services)).Int("queued", requeued).
+		Int("finished", len(finished)).Msg("state restored from the job store")
+	return b.out
+}
+
+// restoredService makes sure a service from the store is known.
+func (b *Broker) restoredService(name string, firstSeen time.Time) *service {
+	s := b.services[name]
+	if s == nil {
+		s = &service{name: name, firstSeen: firstSeen, lastSeen: firstSeen}
+		b.services[name] = s
+	}
+	return s
+}
+
+// restoredJob rebuilds a job from its record (state left to the caller).
+func (b *Broker) restoredJob(rec *store.JobRecord) *job {
+	return &job{
+		id: rec.ID, svc: b.restoredService(rec.Service, rec.Created), sync: rec.Sync,
+		params: rec.Params, input: rec.Input, key: rec.Key, attempts: rec.Attempts,
+		created: rec.Created, started: rec.Started, finished: rec.Finished, worker: rec.Worker,
+		exitCode: rec.ExitCode, code: rec.Code, err: rec.Error, output: rec.Output, truncated: rec.Truncated,
+	}
+}
+
+// record is j as the store keeps it. The record is read by the committer
+// while the loop goes on, so it shares only what no longer changes: the
+// output is taken once the job has finished.
+func (j *job) record() *store.JobRecord {
+	rec := &store.JobRecord{
+		ID:       j.id,
+		Service:  j.svc.name,
+		Sync:     j.sync,
+		State:    j.state.String(),
+		Params:   j.params,
+		Input:    j.input,
+		Key:      j.key,
+		Attempts: j.attempts,
+		Created:  j.created,
+		Started:  j.started,
+		Finished: j.finished,
+		Worker:   j.worker,
+		ExitCode: j.exitCode,
+		Code:     j.code,
+		Error:    j.err,
+	}
+	if j.state == stateComplete || j.state == stateFailed {
+		rec.Output, rec.Truncated = j.output, j.truncated
+	}
+	return rec
+}

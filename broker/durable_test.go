@@ -1,0 +1,163 @@
+package broker_test
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/zmws/zmws/broker"
+	"github.com/zmws/zmws/protocol"
+	"github.com/zmws/zmws/store"
+)
+
+func zreqKey(service, key string) [][]byte {
+	return request(v2, service, protocol.EncodeMeta(protocol.Meta{Key: key}))
+}
+
+func TestBroker_DurableAcceptWaitsForCommit(t *testing.T) {
+	b := newBroker(t, broker.Config{Durable: true})
+	b.HandleWorker(t0, "w1", readyZ("S"))
+	if !b.Pending() {
+		t.Fatal("a new service is a record to keep")
+	}
+	out := b.HandleClient(t0, "c", zreq("S", map[string]string{"a": "1"}, "in"))
+	acc := one(t, out, protocol.ToClient, "c")
+	if !acc.Durable {
+		t.Fatal("the reply handing out a job ID must wait for the commit")
+	}
+	if req := one(t, out, protocol.ToWorker, "w1"); req.Durable {
+		t.Fatal("a dispatch need not wait for the commit")
+	}
+	batch := b.Flush()
+	if len(batch.Services) != 1 || len(batch.Jobs) != 1 {
+		t.Fatalf("batch %+v", batch)
+	}
+	rec := batch.Jobs[0]
+	if rec.State != protocol.JobActive || rec.Params["a"] != "1" || string(rec.Input[0]) != "in" || rec.Attempts != 1 {
+		t.Fatalf("record %+v: want the latest state, once", rec)
+	}
+	b.Committed()
+	if b.Pending() {
+		t.Fatal("pending after flush")
+	}
+	// Finishing is a record too, with the output.
+	b.HandleWorker(t0, "w1", final(rec.ID, protocol.Meta{Status: protocol.StatusComplete}, "done"))
+	batch = b.Flush()
+	if len(batch.Jobs) != 1 || batch.Jobs[0].State != protocol.JobComplete || string(batch.Jobs[0].Output) != "done" {
+		t.Fatalf("finish record %+v", batch.Jobs)
+	}
+	b.Committed()
+}
+
+func TestBroker_SyncJobsRecordedOnlyWhenFinished(t *testing.T) {
+	b := newBroker(t, broker.Config{Durable: true})
+	b.HandleWorker(t0, "w1", readyZ("S"))
+	b.Flush()
+	b.Committed()
+	out := b.HandleClient(t0, "c", zreq("SYNC-S", nil))
+	id, _, _ := dispatched(t, one(t, out, protocol.ToWorker, "w1"))
+	if b.Pending() {
+		t.Fatal("a running sync job was recorded")
+	}
+	out = b.HandleWorker(t0, "w1", final(id, protocol.Meta{Status: protocol.StatusComplete}, "x"))
+	if one(t, out, protocol.ToClient, "c").Durable {
+		t.Fatal("a sync result need not wait for the store")
+	}
+	if batch := b.Flush(); len(batch.Jobs) != 1 || !batch.Jobs[0].Sync {
+		t.Fatalf("finished sync job not recorded: %+v", batch.Jobs)
+	}
+}
+
+func TestBroker_RejectedCommitRefusesSubmissions(t *testing.T) {
+	b := newBroker(t, broker.Config{Durable: true})
+	b.HandleWorker(t0, "w1", readyZ("S"))
+	b.HandleWorker(t0, "w1", workerMsg(v2, protocol.CmdDisconnect, ""))
+	b.HandleClient(t0, "c", zreq("S", nil))
+	b.Flush()
+	out := b.Rejected(t0, errors.New("no space left on device"))
+	_, md, _ := clientReply(t, one(t, out, protocol.ToClient, "c"))
+	if md.Status != protocol.StatusRefused || md.Code != protocol.CodeStoreUnavailable {
+		t.Fatalf("refusal %+v", md)
+	}
+	if q := b.Queue(); q[0].Queued != 0 {
+		t.Fatalf("a refused job stayed queued: %+v", q)
+	}
+}
+
+func TestBroker_IdempotencyKey(t *testing.T) {
+	b := newBroker(t, broker.Config{Durable: true, History: 1})
+	b.HandleWorker(t0, "w1", readyZ("S"))
+	_, first, _ := clientReply(t, one(t, b.HandleClient(t0, "c", zreqKey("S", "k1")), protocol.ToClient, "c"))
+	out := b.HandleClient(t0, "c", zreqKey("S", "k1"))
+	_, again, _ := clientReply(t, one(t, out, protocol.ToClient, "c"))
+	if again.Job != first.Job || len(requests(out)) != 0 {
+		t.Fatalf("resubmission made a second job: %s vs %s", again.Job, first.Job)
+	}
+	b.Flush()
+	b.Committed()
+	// The job finishes and is pushed out of memory by another; the archive
+	// still knows its key.
+	b.HandleWorker(t0, "w1", final(first.Job, protocol.Meta{Status: protocol.StatusComplete}))
+	_, other, _ := clientReply(t, one(t, b.HandleClient(t0, "c", zreqKey("S", "k2")), protocol.ToClient, "c"))
+	b.HandleWorker(t0, "w1", final(other.Job, protocol.Meta{Status: protocol.StatusComplete}))
+	b.Flush()
+	b.Committed()
+	if _, ok := b.Job(first.Job); ok {
+		t.Fatal("job still in memory: the test needs it forgotten")
+	}
+	arch := store.NewMemory()
+	b2 := newBroker(t, broker.Config{Durable: true, Archive: arch})
+	if err := arch.Commit(&store.Batch{Jobs: []*store.JobRecord{{ID: first.Job, Service: "S", State: protocol.JobComplete,
+		Key: "k1", Created: t0, Finished: t0}}}); err != nil {
+		t.Fatal(err)
+	}
+	b2.HandleWorker(t0, "w1", readyZ("S"))
+	_, md, _ := clientReply(t, one(t, b2.HandleClient(t0, "c", zreqKey("S", "k1")), protocol.ToClient, "c"))
+	if md.Job != first.Job {
+		t.Fatalf("archived key gave %s, want %s", md.Job, first.Job)
+	}
+	if info, ok := b2.Job(first.Job); !ok || info.State != protocol.JobComplete {
+		t.Fatalf("archived job lookup: %+v %v", info, ok)
+	}
+}
+
+func TestBroker_RestoreRequeuesUnfinishedJobs(t *testing.T) {
+	b := newBroker(t, broker.Config{Durable: true, MaxAttempts: 2})
+	snap := store.Snapshot{
+		Services: []store.ServiceRecord{{Name: "S", FirstSeen: t0}, {Name: "IDLE", FirstSeen: t0}},
+		Jobs: []store.JobRecord{
+			{ID: "01B", Service: "S", State: protocol.JobActive, Attempts: 1, Created: t0, Key: "kb"},
+			{ID: "01A", Service: "S", State: protocol.JobQueued, Created: t0},
+			{ID: "01C", Service: "S", State: protocol.JobActive, Attempts: 2, Created: t0},
+		},
+		Finished: []store.JobRecord{{ID: "01Z", Service: "S", State: protocol.JobFailed, Created: t0, Finished: t0, Code: "job_failed"}},
+	}
+	b.Restore(at(time.Second), snap)
+	if q := b.Queue(); len(q) != 2 || q[1].Service != "S" || q[1].Queued != 2 || q[1].Jobs[0] != "01A" || q[1].Jobs[1] != "01B" {
+		t.Fatalf("queue after restore: %+v", q)
+	}
+	if info, _ := b.Job("01C"); info.State != protocol.JobFailed || info.Code != protocol.CodeWorkerLost {
+		t.Fatalf("job with attempts spent: %+v", info)
+	}
+	if jobs := b.Jobs(); len(jobs) != 2 || jobs[0].ID != "01C" || jobs[1].ID != "01Z" {
+		t.Fatalf("history: %+v", jobs)
+	}
+	// The running job's next dispatch is attempt 2; its key still works.
+	out := b.HandleWorker(at(time.Second), "w1", readyZ("S"))
+	if id, m, _ := dispatched(t, one(t, out, protocol.ToWorker, "w1")); id != "01A" || m.Attempt != 1 {
+		t.Fatalf("first dispatch %s attempt %d", id, m.Attempt)
+	}
+	out = b.HandleWorker(at(time.Second), "w2", readyZ("S"))
+	if id, m, _ := dispatched(t, one(t, out, protocol.ToWorker, "w2")); id != "01B" || m.Attempt != 2 {
+		t.Fatalf("second dispatch %s attempt %d", id, m.Attempt)
+	}
+	_, md, _ := clientReply(t, one(t, b.HandleClient(t0, "c", zreqKey("S", "kb")), protocol.ToClient, "c"))
+	if md.Job != "01B" {
+		t.Fatalf("restored key gave %s", md.Job)
+	}
+	// A known service with no job is still known: it queues.
+	_, md, _ = clientReply(t, one(t, b.HandleClient(t0, "c", zreq("IDLE", nil)), protocol.ToClient, "c"))
+	if md.Status != protocol.StatusAccepted {
+		t.Fatalf("restored service refused: %+v", md)
+	}
+}

@@ -1,0 +1,527 @@
+package store
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+)
+
+// BoltFile is the journal's file name inside a data dir.
+const BoltFile = "jobs.db"
+
+// DefaultLockTimeout is how long OpenBolt waits for another process to
+// release the journal: long enough to ride out a restart's overlap, short
+// enough that a second zmwsd on the same data dir fails at once.
+const DefaultLockTimeout = time.Second
+
+// BoltOptions tunes OpenBolt. The zero value takes the defaults.
+type BoltOptions struct {
+	// Timeout is how long to wait for the journal's file lock (default
+	// DefaultLockTimeout). Past it OpenBolt returns ErrLocked.
+	Timeout time.Duration
+	// InitialMmapSize is the initial size of the journal's memory map in
+	// bytes (default 0: as large as the file). A map larger than the file
+	// spares writers the remaps that wait for readers to finish.
+	InitialMmapSize int
+	// MaxSize caps the journal file in bytes (default 0: no cap). A Commit
+	// that would grow the file past it fails, as on a full disk.
+	MaxSize int
+}
+
+// Bucket names. Keys and values:
+//
+//	meta      "format" → formatV1
+//	jobs      job ID → job record (doc.go)
+//	services  name → service record
+//	keys      idempotency key → job ID
+//	open      job ID → "" for each queued or active job
+//	finished  finishStamp ++ job ID → idempotency key, for each finished job
+var (
+	bucketMeta     = []byte("meta")
+	bucketJobs     = []byte("jobs")
+	bucketServices = []byte("services")
+	bucketKeys     = []byte("keys")
+	bucketOpen     = []byte("open")
+	bucketFinished = []byte("finished")
+
+	metaFormat = []byte("format")
+)
+
+// formatV1 is the journal layout above; a new layout takes the next value.
+const formatV1 = 1
+
+// pruneChunk is how many jobs one Prune transaction deletes at most.
+const pruneChunk = 1000
+
+// arenaKeep bounds the encoding buffer a Bolt keeps between commits.
+const arenaKeep = 1 << 20
+
+// Bolt is a Store in a bbolt file: the durable journal. Commit is one bbolt
+// write transaction and one fsync. All methods are safe for concurrent use:
+// Commit and Prune's transactions take turns on bbolt's single writer lock,
+// while Load, Job and JobByKey read a consistent snapshot alongside them. A
+// long read (Load of a large journal) can delay a writer that must grow the
+// file's memory map; InitialMmapSize avoids that.
+type Bolt struct {
+	db     *bolt.DB
+	path   string
+	closed atomic.Bool
+	chunk  int // pruneChunk; tests change it
+
+	arena []byte // Commit's encoding buffer; used only in a write transaction
+}
+
+var _ Store = (*Bolt)(nil)
+
+// OpenBolt opens the journal at path, creating it and its directory (mode
+// 0700) when missing. The file is locked for this process: a second OpenBolt
+// on it, from any process, fails with ErrLocked after opts.Timeout. A file
+// that is not a journal fails with ErrCorrupt, one from a newer zmws with
+// ErrFormat.
+func OpenBolt(path string, opts BoltOptions) (*Bolt, error) {
+	if opts.Timeout <= 0 {
+		opts.Timeout = DefaultLockTimeout
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("store: open journal %s: %w", path, err)
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{
+		Timeout:         opts.Timeout,
+		InitialMmapSize: opts.InitialMmapSize,
+		MaxSize:         opts.MaxSize,
+	})
+	switch {
+	case errors.Is(err, berrors.ErrTimeout):
+		return nil, fmt.Errorf("%w: %s is locked (waited %v)", ErrLocked, path, opts.Timeout)
+	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrVersionMismatch),
+		errors.Is(err, berrors.ErrChecksum):
+		return nil, fmt.Errorf("%w %s: %v", ErrCorrupt, path, err)
+	case err != nil:
+		return nil, fmt.Errorf("store: open journal %s: %w", path, err)
+	}
+	s := &Bolt{db: db, path: path, chunk: pruneChunk}
+	if err := s.init(); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// init creates the buckets of a new journal and checks the format of an old one.
+func (s *Bolt) init() error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
+		if err != nil {
+			return err
+		}
+		switch v := meta.Get(metaFormat); {
+		case v == nil:
+			if err := meta.Put(metaFormat, []byte{formatV1}); err != nil {
+				return err
+			}
+		case len(v) != 1:
+			return fmt.Errorf("%w %s: format field of %d bytes", ErrCorrupt, s.path, len(v))
+		case v[0] != formatV1:
+			return fmt.Errorf("%w %d in %s (this zmws reads format %d)", ErrFormat, v[0], s.path, formatV1)
+		}
+		for _, name := range [][]byte{bucketJobs, bucketServices, bucketKeys, bucketOpen, bucketFinished} {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrFormat) {
+		return fmt.Errorf("store: initialize journal %s: %w", s.path, err)
+	}
+	return err
+}
+
+// Path returns the journal's file name.
+func (s *Bolt) Path() string { return s.path }
+
+// buckets are a transaction's buckets.
+type buckets struct {
+	jobs, services, keys, open, finished *bolt.Bucket
+}
+
+func (s *Bolt) buckets(tx *bolt.Tx) (buckets, error) {
+	bk := buckets{
+		jobs:     tx.Bucket(bucketJobs),
+		services: tx.Bucket(bucketServices),
+		keys:     tx.Bucket(bucketKeys),
+		open:     tx.Bucket(bucketOpen),
+		finished: tx.Bucket(bucketFinished),
+	}
+	if bk.jobs == nil || bk.services == nil || bk.keys == nil || bk.open == nil || bk.finished == nil {
+		return bk, fmt.Errorf("%w %s: a bucket is missing", ErrCorrupt, s.path)
+	}
+	return bk, nil
+}
+
+// corrupt describes a record that cannot be read.
+func (s *Bolt) corrupt(id []byte, err error) error {
+	return fmt.Errorf("%w %s: job %q: %v", ErrCorrupt, s.path, id, err)
+}
+
+// dbErr turns bbolt's "not open" into ErrClosed.
+func dbErr(err error) error {
+	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
+		return ErrClosed
+	}
+	return err
+}
+
+// Commit applies b in one write transaction and fsyncs it.
+func (s *Bolt) Commit(b *Batch) error {
+	if s.closed.Load() {
+		return fmt.Errorf("commit: %w", ErrClosed)
+	}
+	if b == nil || b.Len() == 0 {
+		return nil
+	}
+	if err := validate(b); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		bk, err := s.buckets(tx)
+		if err != nil {
+			return err
+		}
+		// bbolt keeps the values until the transaction ends: each record
+		// gets its own stretch of the arena, which may grow but is not
+		// reused before the next transaction.
+		arena := s.arena[:0]
+		for _, j := range b.Jobs {
+			start := len(arena)
+			arena = appendRecord(arena, j)
+			if err := s.put(bk, j, arena[start:len(arena):len(arena)]); err != nil {
+				return err
+			}
+		}
+		for _, id := range b.Deletes {
+			if err := s.delete(bk, []byte(id)); err != nil {
+				return err
+			}
+		}
+		for _, sv := range b.Services {
+			start := len(arena)
+			arena = appendService(arena, sv)
+			if err := bk.services.Put([]byte(sv.Name), arena[start:len(arena):len(arena)]); err != nil {
+				return err
+			}
+		}
+		if cap(arena) <= arenaKeep {
+			s.arena = arena
+		} else {
+			s.arena = nil
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("store: commit %d changes to %s: %w", b.Len(), s.path, dbErr(err))
+	}
+	return nil
+}
+
+// put stores j, encoded as rec, and moves its index entries.
+func (s *Bolt) put(bk buckets, j *JobRecord, rec []byte) error {
+	id := []byte(j.ID)
+	var old indexFields
+	prev := bk.jobs.Get(id)
+	if prev != nil {
+		var err error
+		if old, err = decodeIndexFields(prev); err != nil {
+			return s.corrupt(id, err)
+		}
+	}
+	key := []byte(j.Key)
+	if j.Key != "" {
+		if owner := bk.keys.Get(key); owner != nil && !bytes.Equal(owner, id) {
+			return fmt.Errorf("%w: job %s: key %q names job %s", ErrKeyConflict, j.ID, j.Key, owner)
+		}
+	}
+	// Old index entries go before the record is replaced: old aliases it.
+	if prev != nil {
+		if len(old.key) > 0 && !bytes.Equal(old.key, key) {
+			if err := deleteIf(bk.keys, old.key, id); err != nil {
+				return err
+			}
+		}
+		if Finished(old.state) {
+			if err := bk.finished.Delete(finishKey(old.finished, j.ID)); err != nil {
+				return err
+			}
+		}
+	}
+	if err := bk.jobs.Put(id, rec); err != nil {
+		return err
+	}
+	if j.Key != "" {
+		if err := bk.keys.Put(key, id); err != nil {
+			return err
+		}
+	}
+	wasOpen := prev != nil && !Finished(old.state)
+	switch {
+	case Finished(j.State):
+		if wasOpen {
+			if err := bk.open.Delete(id); err != nil {
+				return err
+			}
+		}
+		return bk.finished.Put(finishKey(j.Finished, j.ID), key)
+	case !wasOpen:
+		return bk.open.Put(id, []byte{})
+	}
+	return nil
+}
+
+// delete removes the job id and its index entries, if it is there.
+func (s *Bolt) delete(bk buckets, id []byte) error {
+	prev := bk.jobs.Get(id)
+	if prev == nil {
+		return nil
+	}
+	old, err := decodeIndexFields(prev)
+	if err != nil {
+		return s.corrupt(id, err)
+	}
+	if len(old.key) > 0 {
+		if err := deleteIf(bk.keys, old.key, id); err != nil {
+			return err
+		}
+	}
+	if Finished(old.state) {
+		err = bk.finished.Delete(finishKey(old.finished, string(id)))
+	} else {
+		err = bk.open.Delete(id)
+	}
+	if err != nil {
+		return err
+	}
+	return bk.jobs.Delete(id)
+}
+
+// deleteIf deletes key from b when its value is want.
+func deleteIf(b *bolt.Bucket, key, want []byte) error {
+	if v := b.Get(key); v != nil && bytes.Equal(v, want) {
+		return b.Delete(key)
+	}
+	return nil
+}
+
+// view runs fn in a read transaction, mapping bbolt's errors.
+func (s *Bolt) view(fn func(bk buckets) error) error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	return dbErr(s.db.View(func(tx *bolt.Tx) error {
+		bk, err := s.buckets(tx)
+		if err != nil {
+			return err
+		}
+		return fn(bk)
+	}))
+}
+
+// job decodes the record of id, checking that it names itself.
+func (s *Bolt) job(bk buckets, id []byte) (JobRecord, bool, error) {
+	v := bk.jobs.Get(id)
+	if v == nil {
+		return JobRecord{}, false, nil
+	}
+	r, err := decodeRecord(v)
+	if err != nil {
+		return JobRecord{}, false, s.corrupt(id, err)
+	}
+	if r.ID != string(id) {
+		return JobRecord{}, false, s.corrupt(id, fmt.Errorf("record names job %q", r.ID))
+	}
+	return r, true, nil
+}
+
+// Load reads the services, the unfinished jobs and the newest finished ones
+// in one read transaction.
+func (s *Bolt) Load(finished int) (Snapshot, error) {
+	var snap Snapshot
+	err := s.view(func(bk buckets) error {
+		err := bk.services.ForEach(func(k, v []byte) error {
+			sv, err := decodeService(string(k), v)
+			if err != nil {
+				return fmt.Errorf("%w %s: service %q: %v", ErrCorrupt, s.path, k, err)
+			}
+			snap.Services = append(snap.Services, sv)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		err = bk.open.ForEach(func(id, _ []byte) error {
+			r, ok, err := s.job(bk, id)
+			if err == nil && !ok {
+				err = s.corrupt(id, errors.New("in the index of open jobs but missing"))
+			}
+			if err == nil && Finished(r.State) {
+				err = s.corrupt(id, fmt.Errorf("in the index of open jobs but %s", r.State))
+			}
+			if err != nil {
+				return err
+			}
+			snap.Jobs = append(snap.Jobs, r)
+			return nil
+		})
+		if err != nil || finished <= 0 {
+			return err
+		}
+		c := bk.finished.Cursor()
+		for k, _ := c.Last(); k != nil && len(snap.Finished) < finished; k, _ = c.Prev() {
+			if len(k) <= finishKeyLen {
+				return fmt.Errorf("%w %s: finished index key %x", ErrCorrupt, s.path, k)
+			}
+			id := k[finishKeyLen:]
+			r, ok, err := s.job(bk, id)
+			if err == nil && !ok {
+				err = s.corrupt(id, errors.New("in the index of finished jobs but missing"))
+			}
+			if err != nil {
+				return err
+			}
+			snap.Finished = append(snap.Finished, r)
+		}
+		for i, j := 0, len(snap.Finished)-1; i < j; i, j = i+1, j-1 {
+			snap.Finished[i], snap.Finished[j] = snap.Finished[j], snap.Finished[i]
+		}
+		return nil
+	})
+	if err != nil {
+		return Snapshot{}, fmt.Errorf("load: %w", err)
+	}
+	return snap, nil
+}
+
+// Job returns the retained job with this ID.
+func (s *Bolt) Job(id string) (rec JobRecord, ok bool, err error) {
+	if id == "" {
+		return JobRecord{}, false, nil
+	}
+	err = s.view(func(bk buckets) error {
+		rec, ok, err = s.job(bk, []byte(id))
+		return err
+	})
+	if err != nil {
+		return JobRecord{}, false, fmt.Errorf("job %s: %w", id, err)
+	}
+	return rec, ok, nil
+}
+
+// JobByKey returns the ID of the retained job with this idempotency key.
+func (s *Bolt) JobByKey(key string) (id string, ok bool, err error) {
+	if key == "" {
+		return "", false, nil
+	}
+	err = s.view(func(bk buckets) error {
+		v := bk.keys.Get([]byte(key))
+		id, ok = string(v), v != nil
+		return nil
+	})
+	if err != nil {
+		return "", false, fmt.Errorf("job by key: %w", err)
+	}
+	return id, ok, nil
+}
+
+// Prune deletes old finished jobs (see Store) in transactions of at most
+// 1,000 jobs. The count bound is taken when Prune starts; jobs finishing
+// meanwhile are kept on top of it.
+func (s *Bolt) Prune(olderThan time.Time, keep int) (int, error) {
+	if olderThan.IsZero() && keep <= 0 {
+		return 0, nil
+	}
+	// Index keys below limit go.
+	var limit []byte
+	err := s.view(func(bk buckets) error {
+		if keep > 0 {
+			c := bk.finished.Cursor()
+			k, _ := c.Last()
+			for i := 1; i < keep && k != nil; i++ {
+				k, _ = c.Prev()
+			}
+			limit = bytes.Clone(k)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("prune: %w", err)
+	}
+	if !olderThan.IsZero() {
+		if age := finishStamp(olderThan); bytes.Compare(age[:], limit) > 0 {
+			limit = age[:]
+		}
+	}
+	if limit == nil {
+		return 0, nil
+	}
+	total := 0
+	for {
+		n := 0
+		err := s.db.Update(func(tx *bolt.Tx) error {
+			n = 0
+			bk, err := s.buckets(tx)
+			if err != nil {
+				return err
+			}
+			var gone [][2][]byte // index key, idempotency key
+			c := bk.finished.Cursor()
+			for k, v := c.First(); k != nil && bytes.Compare(k, limit) < 0 && len(gone) < s.chunk; k, v = c.Next() {
+				gone = append(gone, [2][]byte{bytes.Clone(k), bytes.Clone(v)})
+			}
+			for _, g := range gone {
+				k, key := g[0], g[1]
+				if len(k) <= finishKeyLen {
+					return fmt.Errorf("%w %s: finished index key %x", ErrCorrupt, s.path, k)
+				}
+				id := k[finishKeyLen:]
+				if err := bk.finished.Delete(k); err != nil {
+					return err
+				}
+				if len(key) > 0 {
+					if err := deleteIf(bk.keys, key, id); err != nil {
+						return err
+					}
+				}
+				if err := bk.jobs.Delete(id); err != nil {
+					return err
+				}
+			}
+			n = len(gone)
+			return nil
+		})
+		if err != nil {
+			return total, fmt.Errorf("store: prune %s: %w", s.path, dbErr(err))
+		}
+		total += n
+		if n < s.chunk {
+			return total, nil
+		}
+	}
+}
+
+// Close closes the journal, waiting for running transactions. Later calls
+// return ErrClosed; closing twice is not an error.
+func (s *Bolt) Close() error {
+	if s.closed.Swap(true) {
+		return nil
+	}
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("store: close journal %s: %w", s.path, err)
+	}
+	return nil
+}

@@ -1,0 +1,87 @@
+package store
+
+import (
+	"bytes"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/zmws/zmws/protocol"
+)
+
+func TestCodec_RoundTrips(t *testing.T) {
+	neg := -1
+	for _, j := range []*JobRecord{
+		full("01A"),
+		{},
+		{ID: "x", State: protocol.JobQueued, Params: map[string]string{}, Input: [][]byte{}, Output: []byte{}},
+		{ID: "y", ExitCode: &neg, Attempts: -3, TTR: -time.Second, Created: time.Unix(-1, 5), Finished: time.Unix(1<<40, 999999999)},
+		{ID: "z", State: "custom", Input: [][]byte{nil, {}, nil}},
+	} {
+		enc := appendRecord(nil, j)
+		got, err := decodeRecord(enc)
+		if err != nil {
+			t.Fatalf("decode(%+v): %v", j, err)
+		}
+		if want := norm(*j); !reflect.DeepEqual(got, want) {
+			t.Fatalf("decode(encode(j)) =\n %#v\nwant\n %#v", got, want)
+		}
+		if again := appendRecord(nil, &got); !bytes.Equal(again, enc) {
+			t.Fatalf("encoding is not stable:\n %x\n %x", enc, again)
+		}
+		f, err := decodeIndexFields(enc)
+		if err != nil || f.state != j.State || string(f.key) != j.Key || !f.finished.Equal(j.Finished) {
+			t.Fatalf("decodeIndexFields = %+v, %v", f, err)
+		}
+		// Every proper prefix is an error, never a panic.
+		for i := range enc {
+			if _, err := decodeRecord(enc[:i]); err == nil {
+				t.Fatalf("decode of %d of %d bytes: no error", i, len(enc))
+			}
+		}
+	}
+}
+
+func TestCodec_RejectsHugeCounts(t *testing.T) {
+	// A count that claims more elements than the record has bytes must not
+	// allocate them.
+	j := JobRecord{ID: "a", Params: map[string]string{"k": "v"}}
+	enc := appendRecord(nil, &j)
+	i := bytes.Index(enc, []byte{2, 1, 'k', 1, 'v'}) // count+1 = 2, "k", "v"
+	if i < 0 {
+		t.Fatalf("params not found in %x", enc)
+	}
+	bad := append(enc[:i:i], 0xff, 0xff, 0xff, 0xff, 0x0f)
+	bad = append(bad, enc[i+1:]...)
+	if _, err := decodeRecord(bad); err == nil {
+		t.Fatal("no error for a huge count")
+	}
+}
+
+func FuzzDecodeRecord(f *testing.F) {
+	for _, j := range []*JobRecord{full("01HZX7Y3M2Q8R9S0T1V2W3X4Y5"), {}, job("01A", protocol.JobComplete, t0)} {
+		f.Add(appendRecord(nil, j))
+	}
+	f.Add([]byte{recordV1})
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		j, err := decodeRecord(data)
+		if _, ferr := decodeIndexFields(data); err == nil && ferr != nil {
+			t.Fatalf("record decodes but its index fields do not: %v", ferr)
+		}
+		if err != nil {
+			return
+		}
+		enc := appendRecord(nil, &j)
+		j2, err := decodeRecord(enc)
+		if err != nil {
+			t.Fatalf("re-encoded record fails: %v", err)
+		}
+		if !reflect.DeepEqual(j, j2) {
+			t.Fatalf("round trip:\n %#v\n %#v", j, j2)
+		}
+		if enc2 := appendRecord(nil, &j2); !bytes.Equal(enc, enc2) {
+			t.Fatalf("encoding is not stable")
+		}
+	})
+}

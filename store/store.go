@@ -1,0 +1,196 @@
+package store
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/zmws/zmws/protocol"
+)
+
+// Errors. Commit, Load and the lookups wrap them with the operation and, for
+// a journal, its path; test with errors.Is.
+var (
+	// ErrClosed is returned by every method called after Close.
+	ErrClosed = errors.New("store: closed")
+	// ErrLocked is returned by OpenBolt when another process holds the
+	// journal's file lock for longer than BoltOptions.Timeout.
+	ErrLocked = errors.New("store: data dir in use by another process")
+	// ErrCorrupt is returned when the journal's file or one of its records
+	// cannot be read. The message names the file and, for a record, the job.
+	ErrCorrupt = errors.New("store: corrupt journal")
+	// ErrFormat is returned by OpenBolt for a journal written by a newer zmws
+	// in a format this binary does not know.
+	ErrFormat = errors.New("store: unknown journal format")
+	// ErrInvalid is returned by Commit for a record it refuses to store: an
+	// empty or too long ID or key, or an unknown state. No part of the
+	// batch is applied.
+	ErrInvalid = errors.New("store: invalid record")
+	// ErrKeyConflict is returned by Commit when a record's idempotency key
+	// already names another retained job. No part of the batch is applied.
+	ErrKeyConflict = errors.New("store: idempotency key names another job")
+)
+
+// MaxKeyLen bounds a job ID, an idempotency key and a service name.
+const MaxKeyLen = 1024
+
+// JobRecord is everything the store keeps about one job: the submission, its
+// progress, and for a finished job its result. A record is stored and
+// returned whole; nil and empty Params, Input, Input frames and Output stay
+// distinct. Times come back in UTC without a monotonic reading.
+type JobRecord struct {
+	ID      string // unique and sortable (a ULID); the primary key
+	Service string
+	Sync    bool
+	State   string // protocol.JobQueued, JobActive, JobComplete or JobFailed
+	Params  map[string]string
+	Input   [][]byte
+	Key     string // idempotency key; "" for none
+
+	Attempts int
+	Created  time.Time
+	Started  time.Time
+	Finished time.Time
+	Worker   string
+
+	ExitCode  *int
+	Code      string
+	Error     string
+	Output    []byte
+	Truncated bool
+
+	TTR       time.Duration // time to run for this job; 0: the service's default
+	Retries   int           // retries left for a job whose command failed (opt-in)
+	NotBefore time.Time     // backoff: not dispatched before this instant
+}
+
+// Finished reports whether state is a final one (complete or failed). Only
+// finished jobs are pruned.
+func Finished(state string) bool {
+	return state == protocol.JobComplete || state == protocol.JobFailed
+}
+
+// ServiceRecord is a service some worker once offered. Services are never
+// deleted.
+type ServiceRecord struct {
+	Name      string
+	FirstSeen time.Time
+}
+
+// Batch is a set of changes that Commit applies atomically. The caller
+// collects every change of a loop turn (or a few milliseconds) in one Batch,
+// so that they share one fsync. Upserts are applied in order, then deletes:
+// when a job appears twice, the last record wins. The store encodes the
+// records during Commit; the caller must not change them until it returns.
+type Batch struct {
+	Services []ServiceRecord // upserts by Name
+	Jobs     []*JobRecord    // upserts by ID, whole records
+	Deletes  []string        // job IDs; deleting an absent job is not an error
+}
+
+// Len returns the number of changes in b.
+func (b *Batch) Len() int { return len(b.Services) + len(b.Jobs) + len(b.Deletes) }
+
+// Reset empties b, keeping its capacity.
+func (b *Batch) Reset() {
+	clear(b.Services)
+	clear(b.Jobs) // let the records go
+	clear(b.Deletes)
+	b.Services, b.Jobs, b.Deletes = b.Services[:0], b.Jobs[:0], b.Deletes[:0]
+}
+
+// Snapshot is what Load returns at start-up.
+type Snapshot struct {
+	Services []ServiceRecord // every service ever seen, sorted by name
+	Jobs     []JobRecord     // every unfinished (queued, active) job, sorted by ID
+	Finished []JobRecord     // the newest finished jobs, oldest first by finish time
+}
+
+// Store is where jobs live. Every implementation is safe for concurrent use:
+// Commit and Prune may run on different goroutines, lookups on any.
+//
+// Retention: a job is retained from its first Commit until a Batch deletes it
+// or Prune removes it (finished jobs only). While retained, Job finds it by
+// ID and JobByKey by its idempotency key.
+type Store interface {
+	// Commit applies b atomically: all of it or, on error, none of it. When
+	// it returns nil, the batch is durable (for Bolt: written and fsync'd).
+	// An empty batch is a no-op.
+	Commit(b *Batch) error
+	// Load returns the services, the unfinished jobs, and the newest
+	// `finished` finished jobs (none when finished <= 0). Older finished
+	// jobs stay retained and answer Job.
+	Load(finished int) (Snapshot, error)
+	// Job returns the retained job with this ID; ok is false when there is none.
+	Job(id string) (rec JobRecord, ok bool, err error)
+	// JobByKey returns the ID of the retained job with this idempotency key.
+	JobByKey(key string) (id string, ok bool, err error)
+	// Prune deletes finished jobs that finished before olderThan, and those
+	// beyond the newest keep finished jobs, and returns how many it deleted.
+	// A zero olderThan disables the age bound, keep <= 0 the count bound:
+	// Prune(time.Time{}, 0) deletes nothing. Unfinished jobs are never
+	// pruned. Bolt prunes in transactions of at most 1,000 jobs, so Commit
+	// is never held up for long.
+	Prune(olderThan time.Time, keep int) (int, error)
+	// Close releases the store. Later calls return ErrClosed.
+	Close() error
+}
+
+// validate checks what Commit requires of b before it changes anything.
+func validate(b *Batch) error {
+	for _, s := range b.Services {
+		if s.Name == "" || len(s.Name) > MaxKeyLen {
+			return fmt.Errorf("%w: service name of %d bytes", ErrInvalid, len(s.Name))
+		}
+	}
+	for i, j := range b.Jobs {
+		switch {
+		case j == nil:
+			return fmt.Errorf("%w: job %d of the batch is nil", ErrInvalid, i)
+		case j.ID == "" || len(j.ID) > MaxKeyLen:
+			return fmt.Errorf("%w: job ID of %d bytes", ErrInvalid, len(j.ID))
+		case len(j.Key) > MaxKeyLen:
+			return fmt.Errorf("%w: job %s: idempotency key of %d bytes exceeds %d", ErrInvalid, j.ID, len(j.Key), MaxKeyLen)
+		}
+		switch j.State {
+		case protocol.JobQueued, protocol.JobActive, protocol.JobComplete, protocol.JobFailed:
+		default:
+			return fmt.Errorf("%w: job %s: unknown state %q", ErrInvalid, j.ID, j.State)
+		}
+	}
+	for _, id := range b.Deletes {
+		if id == "" || len(id) > MaxKeyLen {
+			return fmt.Errorf("%w: delete of a job ID of %d bytes", ErrInvalid, len(id))
+		}
+	}
+	return nil
+}
+
+// finishKeyLen is the length of finishStamp's result.
+const finishKeyLen = 8
+
+// finishStamp orders finished jobs for Prune: nanoseconds since the Unix
+// epoch, big-endian so byte order is time order, clamped to [1970, 2262].
+func finishStamp(t time.Time) [finishKeyLen]byte {
+	var n uint64
+	switch s := t.Unix(); {
+	case s < 0:
+		n = 0
+	case s >= math.MaxInt64/int64(time.Second):
+		n = math.MaxInt64
+	default:
+		n = uint64(t.UnixNano())
+	}
+	var b [finishKeyLen]byte
+	binary.BigEndian.PutUint64(b[:], n)
+	return b
+}
+
+// finishKey is a finished job's key in the finish-time index: its stamp then
+// its ID, so ties order by ID.
+func finishKey(t time.Time, id string) []byte {
+	s := finishStamp(t)
+	return append(s[:], id...)
+}
