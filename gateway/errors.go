@@ -66,7 +66,7 @@ func (g *Gateway) classify(err error) *apiError {
 			return &apiError{http.StatusTooManyRequests, ce.Code, msg}
 		case protocol.CodeBadRequest:
 			return &apiError{http.StatusBadRequest, ce.Code, msg}
-		case protocol.CodeShutdown:
+		case protocol.CodeShutdown, protocol.CodeStoreUnavailable:
 			return &apiError{http.StatusServiceUnavailable, ce.Code, msg}
 		}
 		return &apiError{http.StatusBadGateway, ce.Code, msg}

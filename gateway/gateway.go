@@ -285,12 +285,24 @@ func (g *Gateway) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// maxKeyLen bounds an Idempotency-Key header.
+const maxKeyLen = 255
+
 // serveAsync submits a job: 202, its ID and a Location to poll.
 func (g *Gateway) serveAsync(w http.ResponseWriter, r *http.Request, service string) {
 	req, err := g.readRequest(w, r)
 	if err != nil {
 		g.fail(w, r, err)
 		return
+	}
+	// A client that lost the answer resends with the same key and gets
+	// the same job (see docs/HTTP.md).
+	if key := r.Header.Get("Idempotency-Key"); key != "" {
+		if len(key) > maxKeyLen {
+			g.fail(w, r, badRequest("Idempotency-Key of %d bytes: at most %d", len(key), maxKeyLen))
+			return
+		}
+		req.Key = key
 	}
 	id, err := g.b.Submit(r.Context(), service, req)
 	if err != nil {

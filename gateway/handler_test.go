@@ -226,6 +226,23 @@ func TestGateway_NotFound(t *testing.T) {
 	}
 }
 
+func TestGateway_IdempotencyKeyHeader(t *testing.T) {
+	fb := &fakeBackend{submitID: "01JOB"}
+	g := newGateway(t, fb, Config{})
+	r := httptest.NewRequest(http.MethodPost, "/S", nil)
+	r.Header.Set("Idempotency-Key", "order-42")
+	w := httptest.NewRecorder()
+	g.ServeHTTP(w, r)
+	if _, req, _ := fb.last(); w.Code != http.StatusAccepted || req.Key != "order-42" {
+		t.Fatalf("status %d, key %q", w.Code, req.Key)
+	}
+	r = httptest.NewRequest(http.MethodPost, "/S", nil)
+	r.Header.Set("Idempotency-Key", strings.Repeat("k", 256))
+	w = httptest.NewRecorder()
+	g.ServeHTTP(w, r)
+	wantError(t, w, http.StatusBadRequest, protocol.CodeBadRequest)
+}
+
 func TestGateway_BackendErrors(t *testing.T) {
 	for _, tc := range []struct {
 		err        error
@@ -235,6 +252,7 @@ func TestGateway_BackendErrors(t *testing.T) {
 	}{
 		{&client.Error{Code: protocol.CodeQueueFull, Message: "queue of S is full"}, http.StatusTooManyRequests, protocol.CodeQueueFull, true},
 		{&client.Error{Code: protocol.CodeBadRequest, Message: "bad"}, http.StatusBadRequest, protocol.CodeBadRequest, false},
+		{&client.Error{Code: protocol.CodeStoreUnavailable, Message: "disk full"}, http.StatusServiceUnavailable, protocol.CodeStoreUnavailable, false},
 		{&client.Error{Code: "something_new"}, http.StatusBadGateway, "something_new", false},
 		{fmt.Errorf("submit S: %w", client.ErrTimeout), http.StatusServiceUnavailable, codeUnavailable, false},
 		{context.DeadlineExceeded, http.StatusServiceUnavailable, codeUnavailable, false},
