@@ -50,6 +50,15 @@ type Config struct {
 	// Durable turns on record keeping for a job store (see Flush): replies
 	// that hand out job IDs are marked Durable.
 	Durable bool
+	// TTR is the default time-to-run of a job (0: none). A service's
+	// workers may declare their own in READY, a client per job; a job that
+	// runs longer is stopped (its worker gets DISCONNECT) and queued again.
+	TTR time.Duration
+	// RetryBackoff is the first delay before an opt-in retry of a failed
+	// job (default 1 s); each further retry doubles it, up to RetryBackoffMax
+	// (default 5 min).
+	RetryBackoff    time.Duration
+	RetryBackoffMax time.Duration
 	// Archive, when set, answers lookups of jobs the broker no longer holds
 	// in memory (SERVER-JOB, idempotency keys). It is the broker's only
 	// access to storage: read-only, and expected to be fast (bbolt reads
@@ -91,6 +100,12 @@ func (c *Config) setDefaults() {
 	if c.MaxOutput <= 0 {
 		c.MaxOutput = DefaultMaxOutput
 	}
+	if c.RetryBackoff <= 0 {
+		c.RetryBackoff = time.Second
+	}
+	if c.RetryBackoffMax <= 0 {
+		c.RetryBackoffMax = 5 * time.Minute
+	}
 	if c.Entropy == nil {
 		c.Entropy = ulid.Monotonic(rand.Reader, 0)
 	}
@@ -122,6 +137,8 @@ type Broker struct {
 
 	nextHeartbeat time.Time
 	nextExpiry    time.Time // a lower bound of the earliest worker expiry
+	nextTTR       time.Time // a lower bound of the earliest time-to-run deadline
+	delayed       []*job    // failed jobs waiting to be retried, by notBefore
 
 	keys map[string]*job // idempotency keys of jobs held in memory
 
@@ -144,6 +161,8 @@ type service struct {
 	failed    uint64
 	firstSeen time.Time
 	lastSeen  time.Time
+	ttr       time.Duration // default time-to-run its workers declared
+	retries   int           // default retries of failed jobs its workers declared
 }
 
 // worker is a live worker. Transitions: (READY) → idle → busy → idle ...;
@@ -206,6 +225,11 @@ type job struct {
 	finished time.Time
 	worker   string
 
+	ttr       time.Duration // this job's time-to-run (0: the service's)
+	retries   int           // retries of a FAIL this job opted in to (-1: the service's)
+	deadline  time.Time     // when the running attempt overruns its time-to-run
+	notBefore time.Time     // a retry waits until then
+
 	key            string // idempotency key, or ""
 	dirty          bool   // in Broker.dirty
 	flushed        bool   // in Broker.flushed: its record is being committed
@@ -245,10 +269,13 @@ func (b *Broker) Deadline() time.Time {
 	if b.nextHeartbeat.IsZero() {
 		return time.Time{}
 	}
-	if !b.nextExpiry.IsZero() && b.nextExpiry.Before(b.nextHeartbeat) {
-		return b.nextExpiry
+	d := b.nextHeartbeat
+	for _, t := range []time.Time{b.nextExpiry, b.nextTTR, b.nextRetry()} {
+		if !t.IsZero() && t.Before(d) {
+			d = t
+		}
 	}
-	return b.nextHeartbeat
+	return d
 }
 
 // Tick heartbeats the workers when an interval has passed and drops workers
@@ -260,6 +287,12 @@ func (b *Broker) Tick(now time.Time) []protocol.Envelope {
 	}
 	if !b.nextExpiry.IsZero() && !now.Before(b.nextExpiry) {
 		b.expire(now)
+	}
+	if !b.nextTTR.IsZero() && !now.Before(b.nextTTR) {
+		b.overrun(now)
+	}
+	if t := b.nextRetry(); !t.IsZero() && !now.Before(t) {
+		b.retryDue(now)
 	}
 	if !now.Before(b.nextHeartbeat) {
 		for _, w := range b.workers {
@@ -361,9 +394,20 @@ func (b *Broker) dropWorker(now time.Time, w *worker, why string) {
 	j := w.job
 	w.job = nil
 	s.active--
-	if j.attempts >= b.cfg.MaxAttempts {
-		j.code = protocol.CodeWorkerLost
-		j.err = fmt.Sprintf("%v: worker %s %s during attempt %d of %d", errWorkerGone, hexID(w.id), why, j.attempts, b.cfg.MaxAttempts)
+	b.lost(now, j, w, "worker "+hexID(w.id)+" "+why, protocol.CodeWorkerLost)
+}
+
+// lost puts a job whose run ended without a result (its worker died,
+// vanished, or overran the time-to-run) back at the head of its queue, or
+// fails it with code when its attempts are spent.
+func (b *Broker) lost(now time.Time, j *job, w *worker, why, code string) {
+	s := j.svc
+	if budget := j.budget(b.cfg.MaxAttempts); j.attempts >= budget {
+		j.code = code
+		j.err = fmt.Sprintf("%v: %s during attempt %d of %d", errWorkerGone, why, j.attempts, budget)
+		if code == protocol.CodeTimeout {
+			j.err = fmt.Sprintf("%s during attempt %d of %d", why, j.attempts, budget)
+		}
 		b.finish(now, j, stateFailed)
 		if j.sync {
 			b.replyFinal(j, protocol.StatusFailed, nil)
@@ -374,10 +418,11 @@ func (b *Broker) dropWorker(now time.Time, w *worker, why string) {
 		Int(keyAttempt, j.attempts).Str("reason", why).Msg("job requeued")
 	j.state = stateQueued
 	j.worker = ""
+	j.deadline = time.Time{}
 	j.output, j.partialLen, j.truncated = j.output[:0], 0, false
 	s.queue.PushFront(j)
 	b.markDirty(j)
-	b.event(now, protocol.EventRequeued, j, func(e *protocol.Event) { e.Worker = hexID(w.id); e.Error = "worker " + why })
+	b.event(now, protocol.EventRequeued, j, func(e *protocol.Event) { e.Worker = hexID(w.id); e.Error = why })
 	b.dispatch(now, s)
 }
 
@@ -394,8 +439,15 @@ func (b *Broker) dispatch(now time.Time, s *service) {
 		j.attempts++
 		j.started = now
 		j.worker = w.id
+		j.notBefore = time.Time{}
 		w.job = j
 		s.active++
+		if ttr := j.timeToRun(b.cfg.TTR); ttr > 0 {
+			j.deadline = now.Add(ttr)
+			if b.nextTTR.IsZero() || j.deadline.Before(b.nextTTR) {
+				b.nextTTR = j.deadline
+			}
+		}
 		b.markDirty(j)
 
 		body := j.input

@@ -85,6 +85,13 @@ func (b *Broker) submit(now time.Time, r request, meta protocol.Meta, body [][]b
 		clientService: r.service,
 		clientMeta:    r.meta,
 		created:       now,
+		retries:       -1,
+	}
+	if meta.TTRMillis > 0 {
+		j.ttr = time.Duration(meta.TTRMillis) * time.Millisecond
+	}
+	if meta.Retries > 0 && !sync {
+		j.retries = min(meta.Retries, maxRetries)
 	}
 	b.jobs[j.id] = j
 	s.queue.PushBack(j)

@@ -140,7 +140,11 @@ func (b *Broker) Restore(now time.Time, snap store.Snapshot) []protocol.Envelope
 		}
 		j.state = stateQueued
 		j.worker = ""
-		j.svc.queue.PushBack(j)
+		if j.notBefore.After(now) {
+			b.delay(j) // a retry still backing off
+		} else {
+			j.svc.queue.PushBack(j)
+		}
 		b.markDirty(j)
 		requeued++
 	}
@@ -166,6 +170,7 @@ func (b *Broker) restoredJob(rec *store.JobRecord) *job {
 		params: rec.Params, input: rec.Input, key: rec.Key, attempts: rec.Attempts,
 		created: rec.Created, started: rec.Started, finished: rec.Finished, worker: rec.Worker,
 		exitCode: rec.ExitCode, code: rec.Code, err: rec.Error, output: rec.Output, truncated: rec.Truncated,
+		ttr: rec.TTR, retries: rec.Retries, notBefore: rec.NotBefore,
 	}
 }
 
@@ -189,6 +194,10 @@ func (j *job) record() *store.JobRecord {
 		ExitCode: j.exitCode,
 		Code:     j.code,
 		Error:    j.err,
+		TTR:      j.ttr,
+		Retries:  j.retries,
+		// NotBefore set by Broker.delay is read here, never changed after.
+		NotBefore: j.notBefore,
 	}
 	if j.state == stateComplete || j.state == stateFailed {
 		rec.Output, rec.Truncated = j.output, j.truncated

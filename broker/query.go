@@ -2,6 +2,7 @@ package broker
 
 import (
 	"encoding/json"
+	"fmt"
 	"sort"
 	"strconv"
 	"time"
@@ -23,6 +24,17 @@ func (b *Broker) query(now time.Time, r request, body [][]byte) {
 		v = b.Queue()
 	case protocol.ServerServices:
 		v = b.Services()
+	case protocol.ServerCancel, protocol.ServerRetry:
+		if len(body) == 0 || len(body[0]) == 0 {
+			b.refuse(r, protocol.CodeBadRequest, r.service+" needs a job ID frame")
+			return
+		}
+		if r.service == protocol.ServerCancel {
+			b.cancel(now, r, string(body[0]))
+		} else {
+			b.retry(now, r, string(body[0]))
+		}
+		return
 	case protocol.ServerJob:
 		if len(body) == 0 {
 			b.refuse(r, protocol.CodeBadRequest, "SERVER-JOB needs a job ID frame")
@@ -36,7 +48,7 @@ func (b *Broker) query(now time.Time, r request, body [][]byte) {
 		v = info
 	default:
 		b.refuse(r, protocol.CodeUnknownService, "no introspection service "+r.service+
-			" (try SERVER-WORKERS, SERVER-JOBS, SERVER-ACTIVE, SERVER-QUEUE, SERVER-SERVICES, SERVER-JOB)")
+			" (try SERVER-WORKERS, SERVER-JOBS, SERVER-ACTIVE, SERVER-QUEUE, SERVER-SERVICES, SERVER-JOB, SERVER-CANCEL, SERVER-RETRY)")
 		return
 	}
 	payload, err := json.Marshal(v)
@@ -46,6 +58,15 @@ func (b *Broker) query(now time.Time, r request, body [][]byte) {
 		return
 	}
 	b.answer(r, payload)
+}
+
+// mustJSON encodes v, one of the broker's own JSON types, which cannot fail.
+func mustJSON(v any) []byte {
+	p, err := json.Marshal(v)
+	if err != nil {
+		panic(fmt.Sprintf("broker: encode %T: %v", v, err))
+	}
+	return p
 }
 
 // Workers describes every live worker, sorted by service then identity.

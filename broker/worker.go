@@ -113,10 +113,12 @@ func (b *Broker) ready(now time.Time, id string, m protocol.Message) {
 		return
 	}
 	w := &worker{id: id, form: m.Form, since: now, lastSeen: now}
+	var declared *protocol.Meta
 	if len(m.Body) > 0 && protocol.IsMeta(m.Body[0]) {
 		w.zmws = true
 		if meta, err := protocol.DecodeMeta(m.Body[0]); err == nil {
 			w.details = meta.Worker
+			declared = &meta
 		} else {
 			b.log.Warn().Err(err).Str(keyWorker, hexID(id)).Msg("worker READY meta ignored")
 		}
@@ -133,6 +135,16 @@ func (b *Broker) ready(now time.Time, id string, m protocol.Message) {
 	s.lastSeen = now
 	s.workers++
 	w.svc = s
+	if declared != nil {
+		// The latest READY sets the service's defaults: workers of one
+		// service are expected to agree.
+		if declared.TTRMillis > 0 {
+			s.ttr = time.Duration(declared.TTRMillis) * time.Millisecond
+		}
+		if declared.Retries > 0 {
+			s.retries = min(declared.Retries, maxRetries)
+		}
+	}
 	b.workers[id] = w
 	if exp := now.Add(b.ttl + time.Millisecond); b.nextExpiry.IsZero() || exp.Before(b.nextExpiry) {
 		b.nextExpiry = exp
@@ -180,6 +192,11 @@ func (b *Broker) complete(now time.Time, w *worker, j *job, body [][]byte) {
 	w.jobsDone++
 	w.svc.active--
 	w.svc.idle = append(w.svc.idle, w)
+	j.deadline = time.Time{}
+	if state == stateFailed && b.retryLater(now, j) {
+		b.dispatch(now, w.svc)
+		return
+	}
 	b.finish(now, j, state)
 	if j.sync {
 		status := protocol.StatusComplete
@@ -196,7 +213,9 @@ func (b *Broker) complete(now time.Time, w *worker, j *job, body [][]byte) {
 func (b *Broker) finish(now time.Time, j *job, state jobState) {
 	j.state = state
 	j.finished = now
-	j.input = nil // the job will not run again; free its payload
+	if state == stateComplete {
+		j.input = nil // the job will not run again; free its payload
+	}
 	if state == stateComplete {
 		j.svc.completed++
 	} else {
@@ -232,7 +251,9 @@ func (b *Broker) remember(j *job) {
 		b.history = append(b.history, j)
 	} else {
 		old := b.history[b.histNext]
-		delete(b.jobs, old.id)
+		if b.jobs[old.id] == old { // not if a retry runs under the same ID
+			delete(b.jobs, old.id)
+		}
 		// An idempotency key outlives the job in memory until the job's
 		// record is committed: the store answers for it after that.
 		if old.key != "" && !old.dirty && !old.flushed && b.keys[old.key] == old {

@@ -32,6 +32,8 @@ const (
 	ServerQueue    = "SERVER-QUEUE"
 	ServerServices = "SERVER-SERVICES"
 	ServerJob      = "SERVER-JOB"
+	ServerCancel   = "SERVER-CANCEL" // body [id]: remove a queued job, stop a running one
+	ServerRetry    = "SERVER-RETRY"  // body [id]: queue a failed job again
 )
 
 // FailFrame is the first body frame of a failure reply to a stock MDP client
@@ -100,6 +102,9 @@ const (
 	CodeWorkerLost       = "worker_lost"       // attempts ran out: workers died or vanished
 	CodeShutdown         = "shutdown"          // the broker stopped before the job ended
 	CodeStoreUnavailable = "store_unavailable" // the job store failed: the job was not accepted
+	CodeTimeout          = "timeout"           // the job ran past its time-to-run on its last attempt
+	CodeCancelled        = "cancelled"         // cancelled by SERVER-CANCEL
+	CodeConflict         = "conflict"          // SERVER-CANCEL/RETRY of a job in the wrong state
 )
 
 // Meta is the zmws meta frame. Each direction uses some fields:
@@ -120,6 +125,14 @@ type Meta struct {
 	Error    string            `json:"error,omitempty"`
 	ExitCode *int              `json:"exit_code,omitempty"`
 	Worker   *WorkerDetails    `json:"worker,omitempty"`
+	// TTRMillis is a time-to-run in milliseconds: per job in a client
+	// REQUEST, or the service's default in a worker's READY. A job running
+	// longer is stopped and queued again (attempt + 1).
+	TTRMillis int64 `json:"ttr_ms,omitempty"`
+	// Retries opts in to retrying a job whose worker said FAIL, up to this
+	// many times, with exponential backoff: per job in a client REQUEST, or
+	// the service's default in a worker's READY.
+	Retries int `json:"retries,omitempty"`
 }
 
 // WorkerDetails is what a zmws worker tells about itself in READY.

@@ -1,0 +1,236 @@
+package broker
+
+import (
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/zmws/zmws/protocol"
+)
+
+// maxRetries bounds the opt-in retries of a failed job.
+const maxRetries = 100
+
+// effectiveRetries is how often a FAIL of j is retried: its own opt-in, or
+// its service's default. Sync jobs are never retried: their caller has seen
+// the failed attempt's output.
+func (j *job) effectiveRetries() int {
+	if j.sync {
+		return 0
+	}
+	if j.retries >= 0 {
+		return j.retries
+	}
+	return j.svc.retries
+}
+
+// budget is how many dispatches j may have: the broker's MaxAttempts, or
+// more when j opted in to retries.
+func (j *job) budget(maxAttempts int) int {
+	return max(maxAttempts, 1+j.effectiveRetries())
+}
+
+// timeToRun is j's time-to-run: its own, its service's, or the default.
+func (j *job) timeToRun(def time.Duration) time.Duration {
+	switch {
+	case j.ttr > 0:
+		return j.ttr
+	case j.svc.ttr > 0:
+		return j.svc.ttr
+	}
+	return def
+}
+
+// retryLater schedules another attempt of a job whose worker said FAIL, when
+// it opted in to retries and has some left: after RetryBackoff, doubled for
+// each attempt so far, at most RetryBackoffMax.
+func (b *Broker) retryLater(now time.Time, j *job) bool {
+	if j.attempts >= 1+j.effectiveRetries() || j.attempts >= j.budget(b.cfg.MaxAttempts) {
+		return false
+	}
+	delay := b.cfg.RetryBackoff
+	for i := 1; i < j.attempts && delay < b.cfg.RetryBackoffMax; i++ {
+		delay *= 2
+	}
+	delay = min(delay, b.cfg.RetryBackoffMax)
+	why := j.err
+	j.state = stateQueued
+	j.worker = ""
+	j.notBefore = now.Add(delay)
+	j.output, j.partialLen, j.truncated = j.output[:0], 0, false
+	b.delay(j)
+	b.markDirty(j)
+	b.log.Info().Str(keyJob, j.id).Str(keyService, j.svc.name).Int(keyAttempt, j.attempts).
+		Dur("backoff", delay).Str("error", why).Msg("failed job will be retried")
+	b.event(now, protocol.EventRequeued, j, func(e *protocol.Event) {
+		e.Error = fmt.Sprintf("failed (%s); retry in %v", why, delay)
+	})
+	j.code, j.err, j.exitCode = "", "", nil
+	return true
+}
+
+// delay keeps j in the retry list, sorted by notBefore.
+func (b *Broker) delay(j *job) {
+	i := sort.Search(len(b.delayed), func(i int) bool { return b.delayed[i].notBefore.After(j.notBefore) })
+	b.delayed = append(b.delayed, nil)
+	copy(b.delayed[i+1:], b.delayed[i:])
+	b.delayed[i] = j
+}
+
+func (b *Broker) nextRetry() time.Time {
+	if len(b.delayed) == 0 {
+		return time.Time{}
+	}
+	return b.delayed[0].notBefore
+}
+
+// retryDue moves retries whose backoff has passed to the back of their queues.
+func (b *Broker) retryDue(now time.Time) {
+	n := 0
+	for n < len(b.delayed) && !now.Before(b.delayed[n].notBefore) {
+		j := b.delayed[n]
+		j.svc.queue.PushBack(j)
+		b.dispatch(now, j.svc)
+		n++
+	}
+	clear(b.delayed[:n])
+	b.delayed = b.delayed[n:]
+}
+
+// overrun stops jobs running past their time-to-run: the worker is told
+// DISCONNECT (a zmws worker cancels the handler and reconnects) and
+// forgotten, and the job is queued again or, its attempts spent, fails with
+// protocol.CodeTimeout. It recomputes nextTTR.
+func (b *Broker) overrun(now time.Time) {
+	var next time.Time
+	for _, w := range b.workers {
+		j := w.job
+		if j == nil || j.deadline.IsZero() {
+			continue
+		}
+		if now.Before(j.deadline) {
+			if next.IsZero() || j.deadline.Before(next) {
+				next = j.deadline
+			}
+			continue
+		}
+		ttr := j.deadline.Sub(j.started)
+		b.log.Warn().Str(keyJob, j.id).Str(keyService, j.svc.name).Str(keyWorker, hexID(w.id)).
+			Dur("ttr", ttr).Msg("job overran its time-to-run: stopping it")
+		b.disconnect(w.id, w.form)
+		b.forget(w)
+		b.lost(now, j, w, fmt.Sprintf("exceeded its time-to-run of %v", ttr), protocol.CodeTimeout)
+	}
+	b.nextTTR = next
+}
+
+// forget removes a busy worker whose job the caller takes care of.
+func (b *Broker) forget(w *worker) {
+	delete(b.workers, w.id)
+	w.svc.workers--
+	w.svc.active--
+	w.job.deadline = time.Time{}
+	w.job = nil
+}
+
+// cancel answers SERVER-CANCEL: a queued (or backing-off) job is removed, a
+// running one is stopped through its worker (DISCONNECT); either way it
+// fails with protocol.CodeCancelled. A finished job cannot be cancelled.
+func (b *Broker) cancel(now time.Time, r request, id string) {
+	j := b.jobs[id]
+	if j == nil {
+		if _, ok := b.Job(id); ok {
+			b.refuse(r, protocol.CodeConflict, "job "+id+" has already finished")
+			return
+		}
+		b.refuse(r, protocol.CodeNotFound, "no job "+printable([]byte(id))+" is known")
+		return
+	}
+	switch j.state {
+	case stateComplete, stateFailed:
+		b.refuse(r, protocol.CodeConflict, "job "+id+" has already finished ("+j.state.String()+")")
+		return
+	case stateQueued:
+		if !j.svc.queue.Remove(j) {
+			b.undelay(j)
+		}
+	case stateActive:
+		if w := b.workers[j.worker]; w != nil && w.job == j {
+			b.disconnect(w.id, w.form)
+			b.forget(w)
+		}
+	}
+	j.code, j.err = protocol.CodeCancelled, "cancelled by request"
+	b.finish(now, j, stateFailed)
+	if j.sync {
+		b.replyFinal(j, protocol.StatusFailed, nil)
+	}
+	b.log.Info().Str(keyJob, j.id).Str(keyService, j.svc.name).Msg("job cancelled")
+	b.answerJob(r, j)
+}
+
+func (b *Broker) undelay(j *job) {
+	for i, x := range b.delayed {
+		if x == j {
+			b.delayed = append(b.delayed[:i], b.delayed[i+1:]...)
+			return
+		}
+	}
+}
+
+// retry answers SERVER-RETRY: a failed job is queued again under its ID,
+// with a fresh budget of attempts (its attempt count restarts). Only failed
+// jobs can be retried; a completed one is submitted anew instead.
+func (b *Broker) retry(now time.Time, r request, id string) {
+	j := b.jobs[id]
+	if j == nil && b.cfg.Archive != nil {
+		rec, ok, err := b.cfg.Archive.Job(id)
+		if err != nil {
+			b.log.Error().Err(err).Str(keyJob, printable([]byte(id))).Msg("job lookup")
+		}
+		if ok {
+			j = b.restoredJob(&rec)
+			j.state = stateFailed
+			if rec.State == protocol.JobComplete {
+				j.state = stateComplete
+			}
+		}
+	}
+	if j == nil {
+		b.refuse(r, protocol.CodeNotFound, "no job "+printable([]byte(id))+" is known")
+		return
+	}
+	if j.state != stateFailed {
+		b.refuse(r, protocol.CodeConflict, "job "+id+" is "+j.state.String()+": only failed jobs can be retried")
+		return
+	}
+	if j.sync {
+		b.refuse(r, protocol.CodeConflict, "job "+id+" was synchronous: its caller is gone; submit it again")
+		return
+	}
+	// A new job value under the same ID: the failed run stays in the
+	// history ring as it was.
+	n := *j
+	n.state, n.attempts = stateQueued, 0
+	n.started, n.finished, n.worker = time.Time{}, time.Time{}, ""
+	n.code, n.err, n.exitCode = "", "", nil
+	n.output, n.partialLen, n.truncated = nil, 0, false
+	n.dirty, n.flushed, n.awaitingCommit = false, false, false
+	b.jobs[n.id] = &n
+	if n.key != "" {
+		b.keys[n.key] = &n
+	}
+	n.svc.queue.PushBack(&n)
+	b.markDirty(&n)
+	b.log.Info().Str(keyJob, n.id).Str(keyService, n.svc.name).Msg("failed job queued again by request")
+	b.event(now, protocol.EventQueued, &n, nil)
+	b.answerJob(r, &n)
+	b.dispatch(now, n.svc)
+}
+
+// answerJob replies with j's description, after the job store has it.
+func (b *Broker) answerJob(r request, j *job) {
+	payload := mustJSON(j.info(false))
+	b.answer(r, payload)
+	b.out[len(b.out)-1].Durable = b.cfg.Durable
+}
