@@ -18,6 +18,12 @@ var (
 	ErrNotFound = errors.New("client: not found")
 	// ErrBadRequest: the broker found the request malformed.
 	ErrBadRequest = errors.New("client: bad request")
+	// ErrConflict: the job is in the wrong state (cancel a finished job,
+	// retry one that did not fail).
+	ErrConflict = errors.New("client: conflict")
+	// ErrStoreUnavailable: the broker's job store failed; the job was not
+	// accepted.
+	ErrStoreUnavailable = errors.New("client: job store unavailable")
 
 	// ErrTimeout: no reply came within Config.Timeout (on every attempt).
 	ErrTimeout = errors.New("client: timeout")
@@ -58,6 +64,10 @@ func (e *Error) Is(target error) bool {
 		return e.Code == protocol.CodeNotFound
 	case ErrBadRequest:
 		return e.Code == protocol.CodeBadRequest
+	case ErrConflict:
+		return e.Code == protocol.CodeConflict
+	case ErrStoreUnavailable:
+		return e.Code == protocol.CodeStoreUnavailable
 	}
 	return false
 }

@@ -19,10 +19,16 @@ type Request struct {
 	// job. With a Key set, Submit resends after a timeout; without one it
 	// never does. Whether the broker merges resends depends on the broker.
 	Key string
+	// TTR is the job's time-to-run (rounded to milliseconds; 0: the
+	// service's). A job running longer is stopped and queued again.
+	TTR time.Duration
+	// Retries opts in to retrying the job, with exponential backoff, when
+	// its worker says FAIL (0: the service's default). Async jobs only.
+	Retries int
 }
 
 func (r Request) body() [][]byte {
-	meta := protocol.Meta{Params: r.Params, Key: r.Key}
+	meta := protocol.Meta{Params: r.Params, Key: r.Key, TTRMillis: r.TTR.Milliseconds(), Retries: r.Retries}
 	if len(r.Input) == 0 {
 		return requestBody(meta)
 	}

@@ -17,7 +17,11 @@ import (
 // times on a fresh socket (Lazy Pirate), so use it only for requests that are
 // safe to repeat; then it wraps ErrTimeout. PARTIAL replies are dropped.
 func (c *Client) Query(ctx context.Context, service string, body ...[]byte) ([][]byte, error) {
-	m, err := c.request(ctx, "query", service, requestBody(protocol.Meta{}, body...), c.cfg.Retries)
+	return c.query(ctx, service, c.cfg.Retries, body...)
+}
+
+func (c *Client) query(ctx context.Context, service string, retries int, body ...[]byte) ([][]byte, error) {
+	m, err := c.request(ctx, "query", service, requestBody(protocol.Meta{}, body...), retries)
 	if err != nil {
 		return nil, err
 	}
@@ -35,8 +39,13 @@ func (c *Client) Query(ctx context.Context, service string, body ...[]byte) ([][
 
 // queryJSON runs a query whose reply is one JSON frame and decodes it.
 func queryJSON[T any](ctx context.Context, c *Client, service string, body ...[]byte) (T, error) {
+	return requestJSON[T](ctx, c, service, c.cfg.Retries, body...)
+}
+
+// requestJSON is queryJSON with a chosen number of resends.
+func requestJSON[T any](ctx context.Context, c *Client, service string, retries int, body ...[]byte) (T, error) {
 	var v T
-	frames, err := c.Query(ctx, service, body...)
+	frames, err := c.query(ctx, service, retries, body...)
 	if err != nil {
 		return v, err
 	}
@@ -80,6 +89,22 @@ func (c *Client) Services(ctx context.Context) ([]protocol.ServiceInfo, error) {
 // ErrNotFound.
 func (c *Client) Job(ctx context.Context, id string) (protocol.JobInfo, error) {
 	return queryJSON[protocol.JobInfo](ctx, c, protocol.ServerJob, []byte(id))
+}
+
+// Cancel cancels a job (SERVER-CANCEL): a queued job is removed, a running
+// one is stopped through its worker; either way it ends failed with code
+// protocol.CodeCancelled, as the returned description shows. A finished job
+// is an error matching ErrConflict; an unknown one, ErrNotFound. Cancel is
+// sent once.
+func (c *Client) Cancel(ctx context.Context, id string) (protocol.JobInfo, error) {
+	return requestJSON[protocol.JobInfo](ctx, c, protocol.ServerCancel, 0, []byte(id))
+}
+
+// Retry queues a failed job again under its ID (SERVER-RETRY), with a fresh
+// budget of attempts. A job that is not failed is an error matching
+// ErrConflict. Retry is sent once.
+func (c *Client) Retry(ctx context.Context, id string) (protocol.JobInfo, error) {
+	return requestJSON[protocol.JobInfo](ctx, c, protocol.ServerRetry, 0, []byte(id))
 }
 
 // ServiceStatus asks the broker about a service with 8/MMI mmi.service:

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -46,13 +47,15 @@ func readInput(e *env, path string) ([]byte, error) {
 
 // SubmitCmd queues a job.
 type SubmitCmd struct {
-	Service   string   `arg:"" help:"Service name."`
-	Params    []string `arg:"" optional:"" help:"Parameters as key=value."`
-	Input     string   `help:"File whose contents are the job's input; - for stdin." placeholder:"FILE|-"`
-	Key       string   `help:"Idempotency key: resending with the same key means the same job."`
-	EachLine  bool     `help:"Submit one job per line of the input (stdin, or --input): the line is the job's input, or the parameter named by --line-param."`
-	LineParam string   `help:"With --each-line: pass each line as this parameter instead of as input." placeholder:"NAME"`
-	Quiet     bool     `short:"q" help:"With --each-line: print only the summary, not each job ID."`
+	Service   string        `arg:"" help:"Service name."`
+	Params    []string      `arg:"" optional:"" help:"Parameters as key=value."`
+	Input     string        `help:"File whose contents are the job's input; - for stdin." placeholder:"FILE|-"`
+	Key       string        `help:"Idempotency key: resending with the same key means the same job."`
+	TTR       time.Duration `name:"ttr" help:"Time-to-run: a job running longer is stopped and queued again (default: the service's)."`
+	Retries   int           `help:"Retry the job this many times, with backoff, if it fails (default: the service's)."`
+	EachLine  bool          `help:"Submit one job per line of the input (stdin, or --input): the line is the job's input, or the parameter named by --line-param."`
+	LineParam string        `help:"With --each-line: pass each line as this parameter instead of as input." placeholder:"NAME"`
+	Quiet     bool          `short:"q" help:"With --each-line: print only the summary, not each job ID."`
 }
 
 func (c *SubmitCmd) Run(e *env) error {
@@ -75,7 +78,7 @@ func (c *SubmitCmd) Run(e *env) error {
 		return err
 	}
 	defer cl.Close()
-	id, err := cl.Submit(e.ctx, c.Service, client.Request{Params: params, Input: input, Key: c.Key})
+	id, err := cl.Submit(e.ctx, c.Service, client.Request{Params: params, Input: input, Key: c.Key, TTR: c.TTR, Retries: c.Retries})
 	if err != nil {
 		return err
 	}
@@ -207,6 +210,41 @@ func printJob(w io.Writer, j protocol.JobInfo) error {
 		}
 	}
 	return nil
+}
+
+// CancelCmd cancels a job.
+type CancelCmd struct {
+	ID string `arg:"" help:"Job ID."`
+}
+
+func (c *CancelCmd) Run(e *env) error {
+	return jobChange(e, c.ID, (*client.Client).Cancel)
+}
+
+// RetryCmd retries a failed job.
+type RetryCmd struct {
+	ID string `arg:"" help:"Job ID of a failed job."`
+}
+
+func (c *RetryCmd) Run(e *env) error {
+	return jobChange(e, c.ID, (*client.Client).Retry)
+}
+
+// jobChange runs a cancel or retry and shows the job after it.
+func jobChange(e *env, id string, op func(*client.Client, context.Context, string) (protocol.JobInfo, error)) error {
+	cl, err := e.client()
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	j, err := op(cl, e.ctx, id)
+	if err != nil {
+		return err
+	}
+	if e.cli.Output == "json" {
+		return writeJSON(e.stdout, j)
+	}
+	return printJob(e.stdout, j)
 }
 
 // JobsCmd lists jobs.

@@ -59,7 +59,7 @@ func (c *SubmitCmd) eachLine(e *env, params map[string]string) error {
 	for sc.Scan() {
 		n++
 		line := sc.Text()
-		req := client.Request{Params: params}
+		req := client.Request{Params: params, TTR: c.TTR, Retries: c.Retries}
 		if c.LineParam != "" {
 			req.Params = maps.Clone(params)
 			if req.Params == nil {

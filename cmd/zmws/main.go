@@ -30,6 +30,8 @@ type CLI struct {
 	Submit   SubmitCmd   `cmd:"" help:"Queue a job and print its ID."`
 	Run      RunCmd      `cmd:"" help:"Run a job and stream its output; exit with its exit code."`
 	Job      JobCmd      `cmd:"" help:"Show one job."`
+	Cancel   CancelCmd   `cmd:"" help:"Cancel a job: remove it from its queue, or stop it on its worker."`
+	Retry    RetryCmd    `cmd:"" help:"Queue a failed job again under its ID."`
 	Jobs     JobsCmd     `cmd:"" help:"List finished (default), running or queued jobs."`
 	Workers  WorkersCmd  `cmd:"" help:"List connected workers."`
 	Services ServicesCmd `cmd:"" help:"List every service a worker ever offered."`

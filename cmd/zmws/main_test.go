@@ -14,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/zmws/zmws/broker"
+	"github.com/zmws/zmws/client"
 	"github.com/zmws/zmws/protocol"
 	"github.com/zmws/zmws/server"
 	"github.com/zmws/zmws/worker"
@@ -232,4 +233,36 @@ func (w *lineWriter) Write(p []byte) (int, error) {
 		}
 	}
 	return len(p), nil
+}
+
+func TestCLI_CancelAndRetry(t *testing.T) {
+	r := newRig(t)
+	// FAIL fails at once: retry it by hand, then it fails again.
+	out, _, err := r.zmws(t, "", "submit", "FAIL")
+	id := strings.TrimSpace(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _, err = r.zmws(t, "", "job", id, "--wait", "-o", "json")
+	var j protocol.JobInfo
+	if err != nil || json.Unmarshal([]byte(out), &j) != nil || j.State != protocol.JobFailed || j.ExitCode == nil || *j.ExitCode != 3 {
+		t.Fatalf("failed job: %s %v", out, err)
+	}
+	out, _, err = r.zmws(t, "", "retry", id, "-o", "json")
+	if err != nil || json.Unmarshal([]byte(out), &j) != nil || j.ID != id || (j.State != protocol.JobQueued && j.State != protocol.JobActive) {
+		t.Fatalf("retry: %s %v", out, err)
+	}
+	if _, _, err := r.zmws(t, "", "job", id, "--wait"); err != nil {
+		t.Fatal(err)
+	}
+	// A finished job cannot be cancelled; an unknown one is not found.
+	if _, _, err := r.zmws(t, "", "cancel", id); !errors.Is(err, client.ErrConflict) {
+		t.Fatalf("cancel of a finished job: %v", err)
+	}
+	if _, _, err := r.zmws(t, "", "cancel", "01NOPE"); !errors.Is(err, client.ErrNotFound) {
+		t.Fatalf("cancel of an unknown job: %v", err)
+	}
+	if _, _, err := r.zmws(t, "", "submit", "STR-REV", "--ttr", "10s", "--retries", "2", "str=x"); err != nil {
+		t.Fatalf("submit with --ttr and --retries: %v", err)
+	}
 }
