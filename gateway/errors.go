@@ -62,6 +62,8 @@ func (g *Gateway) classify(err error) *apiError {
 		switch ce.Code {
 		case protocol.CodeUnknownService, protocol.CodeNotFound:
 			return &apiError{http.StatusNotFound, ce.Code, msg}
+		case protocol.CodeConflict:
+			return &apiError{http.StatusConflict, ce.Code, msg}
 		case protocol.CodeQueueFull:
 			return &apiError{http.StatusTooManyRequests, ce.Code, msg}
 		case protocol.CodeBadRequest:

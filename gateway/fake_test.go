@@ -74,6 +74,16 @@ func (f *fakeBackend) Job(ctx context.Context, id string) (protocol.JobInfo, err
 	return f.job(id)
 }
 
+func (f *fakeBackend) Cancel(ctx context.Context, id string) (protocol.JobInfo, error) {
+	f.record("SERVER-CANCEL", client.Request{Input: []byte(id)})
+	return f.job(id)
+}
+
+func (f *fakeBackend) Retry(ctx context.Context, id string) (protocol.JobInfo, error) {
+	f.record("SERVER-RETRY", client.Request{Input: []byte(id)})
+	return f.job(id)
+}
+
 func (f *fakeBackend) WatchJob(id string) (<-chan struct{}, func()) {
 	if f.watching != nil {
 		f.watching <- id

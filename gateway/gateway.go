@@ -53,6 +53,9 @@ type Backend interface {
 	// Job looks up one job; an unknown ID is an error matching
 	// client.ErrNotFound.
 	Job(ctx context.Context, id string) (protocol.JobInfo, error)
+	// Cancel and Retry change a job (see client.Client.Cancel and Retry).
+	Cancel(ctx context.Context, id string) (protocol.JobInfo, error)
+	Retry(ctx context.Context, id string) (protocol.JobInfo, error)
 	// WatchJob returns a channel that is closed when the broker announces
 	// that job id has finished (completed or failed), and a func that stops
 	// watching. Announcements can be missed, so a waiter re-checks with Job
@@ -174,6 +177,8 @@ func (g *Gateway) server() *http.Server {
 const (
 	allowJob   = "GET, POST, OPTIONS"
 	allowQuery = "GET, HEAD, OPTIONS"
+	allowJobID = "GET, HEAD, DELETE, OPTIONS"
+	allowRetry = "POST, OPTIONS"
 )
 
 type routeKind int
@@ -185,6 +190,7 @@ const (
 	routeSync
 	routeServer
 	routeJob
+	routeRetry
 	routeHealth
 )
 
@@ -196,6 +202,9 @@ func route(path string) (kind routeKind, arg string) {
 		return routeHealth, ""
 	case strings.HasPrefix(path, "/jobs/"):
 		id := path[len("/jobs/"):]
+		if base, ok := strings.CutSuffix(id, "/retry"); ok && base != "" && !strings.Contains(base, "/") {
+			return routeRetry, base
+		}
 		if id == "" || strings.Contains(id, "/") {
 			return routeNotFound, ""
 		}
@@ -225,8 +234,12 @@ func (k routeKind) allow() string {
 	switch k {
 	case routeAsync, routeSync, routeUnknownService:
 		return allowJob
-	case routeServer, routeJob, routeHealth:
+	case routeServer, routeHealth:
 		return allowQuery
+	case routeJob:
+		return allowJobID
+	case routeRetry:
+		return allowRetry
 	}
 	return ""
 }
@@ -279,7 +292,13 @@ func (g *Gateway) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	case routeServer:
 		g.serveQuery(w, r, arg)
 	case routeJob:
+		if r.Method == http.MethodDelete {
+			g.changeJob(w, r, arg, g.b.Cancel)
+			return
+		}
 		g.serveJob(w, r, arg)
+	case routeRetry:
+		g.changeJob(w, r, arg, g.b.Retry)
 	case routeHealth:
 		g.serveHealth(w, r)
 	}
@@ -297,6 +316,10 @@ func (g *Gateway) serveAsync(w http.ResponseWriter, r *http.Request, service str
 	}
 	// A client that lost the answer resends with the same key and gets
 	// the same job (see docs/HTTP.md).
+	if err := jobOptions(r.Header, &req); err != nil {
+		g.fail(w, r, err)
+		return
+	}
 	if key := r.Header.Get("Idempotency-Key"); key != "" {
 		if len(key) > maxKeyLen {
 			g.fail(w, r, badRequest("Idempotency-Key of %d bytes: at most %d", len(key), maxKeyLen))

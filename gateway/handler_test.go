@@ -176,7 +176,8 @@ func TestGateway_MethodNotAllowed(t *testing.T) {
 		{http.MethodHead, "/STR-REV", "GET, POST, OPTIONS"},
 		{"T", "/STR-REV", "GET, POST, OPTIONS"},
 		{http.MethodPost, "/SERVER-JOBS", "GET, HEAD, OPTIONS"},
-		{http.MethodDelete, "/jobs/01JOB", "GET, HEAD, OPTIONS"},
+		{http.MethodPost, "/jobs/01JOB", "GET, HEAD, DELETE, OPTIONS"},
+		{http.MethodGet, "/jobs/01JOB/retry", "POST, OPTIONS"},
 		{http.MethodPost, "/healthz", "GET, HEAD, OPTIONS"},
 	} {
 		w := serve(g, tc.method, tc.target, nil)
@@ -188,6 +189,41 @@ func TestGateway_MethodNotAllowed(t *testing.T) {
 	w := serve(g, http.MethodOptions, "/STR-REV", nil)
 	if w.Code != http.StatusNoContent || w.Header().Get("Allow") != allowJob {
 		t.Errorf("OPTIONS: %d, Allow %q", w.Code, w.Header().Get("Allow"))
+	}
+}
+
+func TestGateway_CancelRetryAndJobOptions(t *testing.T) {
+	fb := &fakeBackend{submitID: "01JOB", job: func(id string) (protocol.JobInfo, error) {
+		if id == "01DONE" {
+			return protocol.JobInfo{}, &client.Error{Code: protocol.CodeConflict, Message: "job 01DONE has already finished"}
+		}
+		return protocol.JobInfo{ID: id, State: protocol.JobFailed, Code: protocol.CodeCancelled}, nil
+	}}
+	g := newGateway(t, fb, Config{})
+	w := serve(g, http.MethodDelete, "/jobs/01JOB", nil)
+	if svc, req, _ := fb.last(); w.Code != http.StatusOK || svc != "SERVER-CANCEL" || string(req.Input) != "01JOB" {
+		t.Fatalf("DELETE: %d %s %q", w.Code, svc, req.Input)
+	}
+	w = serve(g, http.MethodPost, "/jobs/01JOB/retry", nil)
+	if svc, _, _ := fb.last(); w.Code != http.StatusOK || svc != "SERVER-RETRY" {
+		t.Fatalf("retry: %d %s", w.Code, svc)
+	}
+	wantError(t, serve(g, http.MethodDelete, "/jobs/01DONE", nil), http.StatusConflict, protocol.CodeConflict)
+
+	r := httptest.NewRequest(http.MethodPost, "/S", nil)
+	r.Header.Set("Zmws-Ttr", "90s")
+	r.Header.Set("Zmws-Retries", "3")
+	w = httptest.NewRecorder()
+	g.ServeHTTP(w, r)
+	if _, req, _ := fb.last(); w.Code != http.StatusAccepted || req.TTR != 90*time.Second || req.Retries != 3 {
+		t.Fatalf("options: %d %+v", w.Code, req)
+	}
+	for _, h := range [][2]string{{"Zmws-Ttr", "soon"}, {"Zmws-Ttr", "-1s"}, {"Zmws-Retries", "many"}, {"Zmws-Retries", "101"}} {
+		r := httptest.NewRequest(http.MethodPost, "/S", nil)
+		r.Header.Set(h[0], h[1])
+		w := httptest.NewRecorder()
+		g.ServeHTTP(w, r)
+		wantError(t, w, http.StatusBadRequest, protocol.CodeBadRequest)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/zmws/zmws/client"
 	"github.com/zmws/zmws/protocol"
 )
 
@@ -105,6 +106,42 @@ func parseWait(q url.Values, max time.Duration) (time.Duration, error) {
 		return 0, badRequest("wait=%q: must not be negative", s)
 	}
 	return min(d, max), nil
+}
+
+// changeJob answers DELETE /jobs/{id} (cancel) and POST /jobs/{id}/retry:
+// the job as it is afterwards; 409 when it is in the wrong state.
+func (g *Gateway) changeJob(w http.ResponseWriter, r *http.Request, id string,
+	op func(context.Context, string) (protocol.JobInfo, error)) {
+	if len(id) > maxJobID {
+		writeError(w, http.StatusNotFound, codeNotFound, "no job with this ID is known")
+		return
+	}
+	info, err := op(r.Context(), id)
+	if err != nil {
+		g.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, newJobJSON(info))
+}
+
+// jobOptions reads the job options a submission may carry in headers:
+// Zmws-Ttr (a duration such as 30s) and Zmws-Retries (a count).
+func jobOptions(h http.Header, req *client.Request) error {
+	if v := h.Get("Zmws-Ttr"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return badRequest("Zmws-Ttr %q: want a positive duration such as 30s or 5m", v)
+		}
+		req.TTR = d
+	}
+	if v := h.Get("Zmws-Retries"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 || n > 100 {
+			return badRequest("Zmws-Retries %q: want a number from 0 to 100", v)
+		}
+		req.Retries = n
+	}
+	return nil
 }
 
 // serveJob answers GET /jobs/{id}: the job's state, and with ?wait= it first

@@ -258,6 +258,24 @@ func (p *Pool) Job(ctx context.Context, id string) (info protocol.JobInfo, err e
 	return info, err
 }
 
+// Cancel implements Backend.
+func (p *Pool) Cancel(ctx context.Context, id string) (info protocol.JobInfo, err error) {
+	err = p.with(ctx, func(c *client.Client) error {
+		info, err = c.Cancel(ctx, id)
+		return err
+	})
+	return info, err
+}
+
+// Retry implements Backend.
+func (p *Pool) Retry(ctx context.Context, id string) (info protocol.JobInfo, err error) {
+	err = p.with(ctx, func(c *client.Client) error {
+		info, err = c.Retry(ctx, id)
+		return err
+	})
+	return info, err
+}
+
 // Ping implements Backend with 8/MMI mmi.service, which the broker answers
 // from memory.
 func (p *Pool) Ping(ctx context.Context) error {
