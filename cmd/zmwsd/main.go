@@ -27,24 +27,27 @@ import (
 
 // CLI is zmwsd's command line. Every flag can also come from the environment.
 type CLI struct {
-	ClientBind  string        `help:"Endpoint clients connect to (ROUTER)." default:"tcp://127.0.0.1:5555" env:"ZMWSD_CLIENT_BIND"`
-	WorkerBind  string        `help:"Endpoint workers connect to (ROUTER)." default:"tcp://127.0.0.1:5556" env:"ZMWSD_WORKER_BIND"`
-	EventsBind  string        `help:"Endpoint job events are published on (PUB); empty disables." default:"tcp://127.0.0.1:5557" env:"ZMWSD_EVENTS_BIND"`
-	Heartbeat   time.Duration `help:"Heartbeat interval, both ways." default:"2500ms" env:"ZMWSD_HEARTBEAT"`
-	Liveness    int           `help:"Heartbeats missed before a worker is dropped and its job requeued." default:"3" env:"ZMWSD_LIVENESS"`
-	History     int           `help:"Finished jobs kept for SERVER-JOBS and lookups." default:"100" env:"ZMWSD_HISTORY"`
-	MaxQueue    int           `help:"Queued jobs per service before submissions are refused." default:"100000" env:"ZMWSD_MAX_QUEUE"`
-	MaxAttempts int           `help:"Dispatches per job before it fails when its workers keep dying." default:"3" env:"ZMWSD_MAX_ATTEMPTS"`
-	MaxMsgSize  int64         `help:"Largest frame accepted from a peer, in bytes (ZMQ_MAXMSGSIZE); -1 for none." default:"16777216" env:"ZMWSD_MAX_MSG_SIZE"`
-	MaxOutput   int           `help:"Output bytes kept per job (and sent at once to 7/MDP sync clients)." default:"262144" env:"ZMWSD_MAX_OUTPUT"`
-	HTTPBind    string        `name:"http-bind" help:"Address the HTTP gateway listens on (host:port); empty disables it." default:"127.0.0.1:5580" env:"ZMWSD_HTTP_BIND"`
-	HTTPMaxBody int64         `name:"http-max-body" help:"Largest HTTP request body, in bytes; larger ones get 413." default:"1048576" env:"ZMWSD_HTTP_MAX_BODY"`
-	HTTPCORS    []string      `name:"http-cors" help:"Origins browsers may call the HTTP gateway from (scheme://host[:port], comma-separated), or *; none by default." env:"ZMWSD_HTTP_CORS"`
-	DataDir     string        `help:"Folder of the durable job journal (zmws.db); empty keeps jobs in memory only (lost when zmwsd stops)." default:"zmws-data" env:"ZMWSD_DATA_DIR"`
-	Retain      time.Duration `help:"How long finished jobs stay in the journal for lookups by ID; 0 keeps them until --retain-count prunes them." default:"168h" env:"ZMWSD_RETAIN"`
-	RetainCount int           `help:"How many finished jobs the journal keeps at most; 0 for no limit." default:"100000" env:"ZMWSD_RETAIN_COUNT"`
-	LogLevel    string        `help:"Log level: trace, debug, info, warn, error." default:"info" env:"ZMWSD_LOG_LEVEL"`
-	LogFormat   string        `help:"Log format: json or console." default:"json" enum:"json,console" env:"ZMWSD_LOG_FORMAT"`
+	ClientBind      string        `help:"Endpoint clients connect to (ROUTER)." default:"tcp://127.0.0.1:5555" env:"ZMWSD_CLIENT_BIND"`
+	WorkerBind      string        `help:"Endpoint workers connect to (ROUTER)." default:"tcp://127.0.0.1:5556" env:"ZMWSD_WORKER_BIND"`
+	EventsBind      string        `help:"Endpoint job events are published on (PUB); empty disables." default:"tcp://127.0.0.1:5557" env:"ZMWSD_EVENTS_BIND"`
+	Heartbeat       time.Duration `help:"Heartbeat interval, both ways." default:"2500ms" env:"ZMWSD_HEARTBEAT"`
+	Liveness        int           `help:"Heartbeats missed before a worker is dropped and its job requeued." default:"3" env:"ZMWSD_LIVENESS"`
+	History         int           `help:"Finished jobs kept for SERVER-JOBS and lookups." default:"100" env:"ZMWSD_HISTORY"`
+	MaxQueue        int           `help:"Queued jobs per service before submissions are refused." default:"100000" env:"ZMWSD_MAX_QUEUE"`
+	MaxAttempts     int           `help:"Dispatches per job before it fails when its workers keep dying." default:"3" env:"ZMWSD_MAX_ATTEMPTS"`
+	MaxMsgSize      int64         `help:"Largest frame accepted from a peer, in bytes (ZMQ_MAXMSGSIZE); -1 for none." default:"16777216" env:"ZMWSD_MAX_MSG_SIZE"`
+	MaxOutput       int           `help:"Output bytes kept per job (and sent at once to 7/MDP sync clients)." default:"262144" env:"ZMWSD_MAX_OUTPUT"`
+	HTTPBind        string        `name:"http-bind" help:"Address the HTTP gateway listens on (host:port); empty disables it." default:"127.0.0.1:5580" env:"ZMWSD_HTTP_BIND"`
+	HTTPMaxBody     int64         `name:"http-max-body" help:"Largest HTTP request body, in bytes; larger ones get 413." default:"1048576" env:"ZMWSD_HTTP_MAX_BODY"`
+	HTTPCORS        []string      `name:"http-cors" help:"Origins browsers may call the HTTP gateway from (scheme://host[:port], comma-separated), or *; none by default." env:"ZMWSD_HTTP_CORS"`
+	TTR             time.Duration `name:"ttr" help:"Default time-to-run of a job (0: none); services and jobs may set their own." default:"0" env:"ZMWSD_TTR"`
+	RetryBackoff    time.Duration `help:"First delay before an opt-in retry of a failed job; doubles per attempt." default:"1s" env:"ZMWSD_RETRY_BACKOFF"`
+	RetryBackoffMax time.Duration `help:"Longest delay between retries of a failed job." default:"5m" env:"ZMWSD_RETRY_BACKOFF_MAX"`
+	DataDir         string        `help:"Folder of the durable job journal (zmws.db); empty keeps jobs in memory only (lost when zmwsd stops)." default:"zmws-data" env:"ZMWSD_DATA_DIR"`
+	Retain          time.Duration `help:"How long finished jobs stay in the journal for lookups by ID; 0 keeps them until --retain-count prunes them." default:"168h" env:"ZMWSD_RETAIN"`
+	RetainCount     int           `help:"How many finished jobs the journal keeps at most; 0 for no limit." default:"100000" env:"ZMWSD_RETAIN_COUNT"`
+	LogLevel        string        `help:"Log level: trace, debug, info, warn, error." default:"info" env:"ZMWSD_LOG_LEVEL"`
+	LogFormat       string        `help:"Log format: json or console." default:"json" enum:"json,console" env:"ZMWSD_LOG_FORMAT"`
 }
 
 func main() {
@@ -120,8 +123,8 @@ func run(ctx context.Context, cli CLI, logw io.Writer, ready func(srv *server.Se
 	} else {
 		log.Warn().Msg("no --data-dir: jobs are kept in memory only and lost when zmwsd stops")
 	}
-	if cli.Retain < 0 || cli.RetainCount < 0 {
-		return fmt.Errorf("--retain and --retain-count must not be negative")
+	if cli.Retain < 0 || cli.RetainCount < 0 || cli.TTR < 0 || cli.RetryBackoff <= 0 || cli.RetryBackoffMax < cli.RetryBackoff {
+		return fmt.Errorf("--retain, --retain-count and --ttr must not be negative; --retry-backoff must be positive and at most --retry-backoff-max")
 	}
 	srv, err := server.New(server.Config{
 		ClientBind:   cli.ClientBind,
@@ -131,12 +134,15 @@ func run(ctx context.Context, cli CLI, logw io.Writer, ready func(srv *server.Se
 		EventsInproc: inproc[1],
 		MaxMsgSize:   cli.MaxMsgSize,
 		Broker: broker.Config{
-			Heartbeat:   cli.Heartbeat,
-			Liveness:    cli.Liveness,
-			History:     cli.History,
-			MaxQueue:    cli.MaxQueue,
-			MaxAttempts: cli.MaxAttempts,
-			MaxOutput:   cli.MaxOutput,
+			Heartbeat:       cli.Heartbeat,
+			Liveness:        cli.Liveness,
+			History:         cli.History,
+			MaxQueue:        cli.MaxQueue,
+			MaxAttempts:     cli.MaxAttempts,
+			MaxOutput:       cli.MaxOutput,
+			TTR:             cli.TTR,
+			RetryBackoff:    cli.RetryBackoff,
+			RetryBackoffMax: cli.RetryBackoffMax,
 		},
 		Logger:      log,
 		Store:       st,
