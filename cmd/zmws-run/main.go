@@ -1,0 +1,231 @@
+// Command zmws-run is a zmws worker that wraps command line tools: each job
+// of a service runs the service's command, exit 0 completes the job and
+// stdout streams back to the caller. docs/RUNNER.md is the reference.
+//
+//	zmws-run --service STR-REV -- rev
+//	zmws-run --jobs-dir examples/jobs.d --only SLEEP --concurrency 4
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/alecthomas/kong"
+
+	"github.com/zmws/zmws/internal/logging"
+	"github.com/zmws/zmws/protocol"
+	"github.com/zmws/zmws/runner"
+	"github.com/zmws/zmws/worker"
+)
+
+// CLI is zmws-run's command line. Every flag can also come from the
+// environment (ZMWS_RUN_...).
+type CLI struct {
+	Service string   `help:"Service name for the command given after --." env:"ZMWS_RUN_SERVICE"`
+	JobsDir string   `help:"Folder of NAME.toml templates, one service each." type:"path" env:"ZMWS_RUN_JOBS_DIR"`
+	Only    []string `help:"Serve only these services of --jobs-dir (repeatable)." env:"ZMWS_RUN_ONLY"`
+	Broker  []string `help:"Broker worker endpoint; repeat (or comma-separate) for failover, tried in order." default:"tcp://127.0.0.1:5556" env:"ZMWS_RUN_BROKER"`
+
+	Concurrency int           `help:"Jobs of each service run at once, one broker connection each (a template's concurrency wins)." default:"1" env:"ZMWS_RUN_CONCURRENCY"`
+	Timeout     time.Duration `help:"Run time limit of a job; 0 for none (a template's timeout wins)." default:"0s" env:"ZMWS_RUN_TIMEOUT"`
+	KillGrace   time.Duration `help:"Time between SIGTERM and SIGKILL to a job's process group (a template's grace wins)." default:"5s" env:"ZMWS_RUN_KILL_GRACE"`
+	MaxOutput   int           `help:"Stdout bytes kept and sent per job, the rest cut; keep below the broker's --max-output (a template's max_output wins)." default:"258048" env:"ZMWS_RUN_MAX_OUTPUT"`
+	Workdir     string        `help:"Working directory of the commands (a template's workdir wins)." type:"path" env:"ZMWS_RUN_WORKDIR"`
+	Env         []string      `help:"Extra environment NAME=VALUE for the commands (repeatable; a template's env wins)." sep:"none" env:"ZMWS_RUN_ENV"`
+	PassEnv     []string      `help:"Also pass this variable (NAME, or PREFIX*) of zmws-run's environment to the commands (repeatable)." env:"ZMWS_RUN_PASS_ENV"`
+	InheritEnv  bool          `help:"Pass zmws-run's whole environment to the commands (default: PATH, HOME, USER, LOGNAME, LANG, LANGUAGE, LC_*, TZ, TMPDIR)." env:"ZMWS_RUN_INHERIT_ENV"`
+
+	Grace     time.Duration `help:"On SIGTERM, how long running jobs may finish before they are stopped and requeued." default:"10s" env:"ZMWS_RUN_GRACE"`
+	Heartbeat time.Duration `help:"Heartbeat interval; use the broker's." default:"2500ms" env:"ZMWS_RUN_HEARTBEAT"`
+	Check     bool          `help:"Load and check the services, print them, and exit."`
+	LogLevel  string        `help:"Log level: trace, debug, info, warn, error." default:"info" env:"ZMWS_RUN_LOG_LEVEL"`
+	LogFormat string        `help:"Log format: json or console." default:"json" enum:"json,console" env:"ZMWS_RUN_LOG_FORMAT"`
+
+	Command []string `arg:"" optional:"" help:"The --service's command and its arguments, after --; {{name}} placeholders take job parameters."`
+}
+
+func main() {
+	var cli CLI
+	k := kong.Must(&cli, options()...)
+	kctx, err := k.Parse(os.Args[1:])
+	k.FatalIfErrorf(err)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	kctx.FatalIfErrorf(run(ctx, cli, os.Stdout, os.Stderr))
+}
+
+func options() []kong.Option {
+	return []kong.Option{
+		kong.Name("zmws-run"),
+		kong.Description("zmws worker that runs a command for each job: zmws-run --service NAME -- CMD [ARGS...], or zmws-run --jobs-dir DIR."),
+		kong.UsageOnError(),
+	}
+}
+
+// run loads the services and serves them until ctx ends; with --check it
+// prints them to stdout instead.
+func run(ctx context.Context, cli CLI, stdout, logw io.Writer) error {
+	log, err := logging.New(logw, cli.LogLevel, cli.LogFormat)
+	if err != nil {
+		return err
+	}
+	ts, err := load(cli)
+	if err != nil {
+		return err
+	}
+	if cli.Check {
+		for _, t := range ts {
+			fmt.Fprintf(stdout, "%s\t%s", t.Service(), t.Command())
+			if p := t.Params(); len(p) > 0 {
+				fmt.Fprintf(stdout, "\tparams: %s", strings.Join(p, ", "))
+			}
+			fmt.Fprintln(stdout)
+		}
+		return nil
+	}
+	if cli.Grace <= 0 || cli.Heartbeat <= 0 {
+		return errors.New("--grace and --heartbeat must be positive")
+	}
+
+	var (
+		handlers []*runner.Handler
+		workers  []*worker.Worker
+	)
+	for _, t := range ts {
+		h := runner.NewHandler(t, runner.Config{Logger: log})
+		w, err := worker.New(worker.Config{
+			Brokers:     cli.Broker,
+			Service:     t.Service(),
+			Handler:     h,
+			Concurrency: t.Concurrency(),
+			Heartbeat:   cli.Heartbeat,
+			Grace:       cli.Grace,
+			Details:     &protocol.WorkerDetails{Name: "zmws-run"},
+			Logger:      log,
+		})
+		if err != nil {
+			return err
+		}
+		handlers = append(handlers, h)
+		workers = append(workers, w)
+		log.Info().Str(logging.KeyService, t.Service()).Str("command", t.Command().String()).
+			Int("concurrency", t.Concurrency()).Str("source", t.Source()).Msg("service loaded")
+	}
+
+	// A worker that cannot start stops the others.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make([]error, len(workers))
+	var wg sync.WaitGroup
+	for i, w := range workers {
+		wg.Go(func() {
+			if errs[i] = w.Run(ctx); errs[i] != nil {
+				cancel()
+			}
+		})
+	}
+	wg.Wait()
+
+	// A worker waits one second for a cancelled job before it gives up on
+	// it; the job's process group may still be in its grace period. Give
+	// it that, then kill what is left: no child outlives zmws-run.
+	var grace time.Duration
+	for _, t := range ts {
+		grace = max(grace, t.Grace())
+	}
+	sctx, stop := context.WithTimeout(context.Background(), grace)
+	defer stop()
+	for _, h := range handlers {
+		h.Shutdown(sctx)
+	}
+	return errors.Join(errs...)
+}
+
+// load builds the services: the inline one and those of the jobs folder.
+func load(cli CLI) ([]*runner.Template, error) {
+	d := runner.Defaults{
+		Timeout:     cli.Timeout,
+		Grace:       cli.KillGrace,
+		Concurrency: cli.Concurrency,
+		MaxOutput:   cli.MaxOutput,
+		Workdir:     cli.Workdir,
+		InheritEnv:  append(slices.Clone(runner.DefaultInheritEnv), cli.PassEnv...),
+	}
+	switch {
+	case cli.Concurrency < 1:
+		return nil, errors.New("--concurrency must be at least 1")
+	case cli.Timeout < 0 || cli.KillGrace <= 0:
+		return nil, errors.New("--timeout must not be negative, --kill-grace must be positive")
+	case cli.MaxOutput < 1:
+		return nil, errors.New("--max-output must be positive")
+	}
+	if cli.InheritEnv {
+		d.InheritEnv = []string{"*"}
+	}
+	if len(cli.Env) > 0 {
+		d.Env = map[string]string{}
+		for _, kv := range cli.Env {
+			k, v, ok := strings.Cut(kv, "=")
+			if !ok || k == "" {
+				return nil, fmt.Errorf("--env %q: want NAME=VALUE", kv)
+			}
+			d.Env[k] = v
+		}
+	}
+
+	var ts []*runner.Template
+	switch {
+	case cli.Service != "" && len(cli.Command) == 0:
+		return nil, fmt.Errorf("--service %s: no command; give it after --: zmws-run --service %s -- CMD [ARGS...]", cli.Service, cli.Service)
+	case cli.Service == "" && len(cli.Command) > 0:
+		return nil, fmt.Errorf("command %q: no --service to serve it as", cli.Command)
+	case cli.Service != "":
+		t, err := runner.New(runner.Spec{Service: cli.Service, Command: runner.Command{Args: cli.Command}}, d)
+		if err != nil {
+			return nil, fmt.Errorf("--service %s: %w", cli.Service, err)
+		}
+		ts = append(ts, t)
+	}
+
+	if cli.JobsDir == "" {
+		if len(cli.Only) > 0 {
+			return nil, errors.New("--only needs --jobs-dir")
+		}
+		if len(ts) == 0 {
+			return nil, errors.New("nothing to serve: give --service NAME -- CMD [ARGS...], or --jobs-dir DIR")
+		}
+		return ts, nil
+	}
+	dir, err := runner.LoadDir(cli.JobsDir, d)
+	if err != nil {
+		return nil, err
+	}
+	known := map[string]bool{}
+	for _, t := range dir {
+		known[t.Service()] = true
+	}
+	for _, name := range cli.Only {
+		if !known[name] {
+			return nil, fmt.Errorf("--only %s: no such service in %s", name, cli.JobsDir)
+		}
+	}
+	for _, t := range dir {
+		if len(cli.Only) > 0 && !slices.Contains(cli.Only, t.Service()) {
+			continue
+		}
+		if len(ts) > 0 && ts[0].Service() == t.Service() {
+			return nil, fmt.Errorf("service %s: both --service and %s", t.Service(), t.Source())
+		}
+		ts = append(ts, t)
+	}
+	return ts, nil
+}

@@ -1,0 +1,245 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/alecthomas/kong"
+	"github.com/rs/zerolog"
+
+	"github.com/zmws/zmws/broker"
+	"github.com/zmws/zmws/client"
+	"github.com/zmws/zmws/server"
+)
+
+const wait = 10 * time.Second
+
+// parse parses args as main does, defaults and all.
+func parse(t *testing.T, args ...string) CLI {
+	t.Helper()
+	var cli CLI
+	k, err := kong.New(&cli, append(options(), kong.Exit(func(int) { t.Fatalf("kong exits on %q", args) }))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := k.Parse(args); err != nil {
+		t.Fatalf("parse %q: %v", args, err)
+	}
+	return cli
+}
+
+func TestRun_Check(t *testing.T) {
+	var out, logs bytes.Buffer
+	cli := parse(t, "--check", "--jobs-dir", "../../examples/jobs.d", "--service", "SAY-HI", "--", "echo", "-n", "hi {{name:you}}")
+	if err := run(context.Background(), cli, &out, &logs); err != nil {
+		t.Fatalf("run: %v\n%s", err, logs.String())
+	}
+	want := "SAY-HI\techo -n 'hi {{name:you}}'\tparams: name\n" +
+		"FILE-SHA256\tsha256sum -- {{file}}\tparams: file\n" +
+		"SAY\techo {{msg}}\tparams: msg\n" +
+		"SLEEP\tsleep {{seconds:1}}\tparams: seconds\n" +
+		"STR-REV\trev\tparams: str\n" +
+		"WORDCOUNT\twc\tparams: text\n"
+	if out.String() != want {
+		t.Errorf("--check printed:\n%s\nwant:\n%s", out.String(), want)
+	}
+
+	out.Reset()
+	cli = parse(t, "--check", "--jobs-dir", "../../examples/jobs.d", "--only", "SLEEP", "--only", "SAY")
+	if err := run(context.Background(), cli, &out, &logs); err != nil {
+		t.Fatal(err)
+	}
+	if got := out.String(); !strings.HasPrefix(got, "SAY\t") || !strings.Contains(got, "\nSLEEP\t") || strings.Count(got, "\n") != 2 {
+		t.Errorf("--only SLEEP --only SAY printed:\n%s", got)
+	}
+}
+
+func TestRun_Errors(t *testing.T) {
+	bad := t.TempDir()
+	os.WriteFile(filepath.Join(bad, "X.toml"), []byte(`command = "echo hi; rm -rf /"`), 0o644)
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{nil, "nothing to serve"},
+		{[]string{"--service", "X"}, "no command"},
+		{[]string{"--", "rev"}, "no --service"},
+		{[]string{"--only", "X", "--service", "X", "--", "rev"}, "--only needs --jobs-dir"},
+		{[]string{"--jobs-dir", "../../examples/jobs.d", "--only", "NOPE"}, "--only NOPE: no such service"},
+		{[]string{"--jobs-dir", "../../examples/jobs.d", "--service", "SAY", "--", "rev"}, "service SAY: both --service and"},
+		{[]string{"--jobs-dir", bad}, `X.toml: command: ";" at column 8`},
+		{[]string{"--jobs-dir", "/nonexistent/zmws"}, "no such file"},
+		{[]string{"--service", "X", "--", "{{prog}}"}, "cannot come from a parameter"},
+		{[]string{"--service", "SYNC-X", "--", "rev"}, "--service SYNC-X"},
+		{[]string{"--service", "X", "--env", "NOVALUE", "--", "rev"}, "want NAME=VALUE"},
+		{[]string{"--service", "X", "--concurrency", "0", "--", "rev"}, "--concurrency"},
+		{[]string{"--service", "X", "--log-level", "loud", "--", "rev"}, "log level"},
+	}
+	for _, tc := range cases {
+		cli := parse(t, append([]string{"--check"}, tc.args...)...)
+		err := run(context.Background(), cli, &bytes.Buffer{}, &bytes.Buffer{})
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: error %v; want it to contain %q", tc.args, err, tc.want)
+		}
+	}
+}
+
+// startBroker runs a real server on random loopback ports and returns a
+// client of it.
+func startBroker(t *testing.T) (*server.Server, *client.Client) {
+	t.Helper()
+	srv, err := server.New(server.Config{
+		ClientBind: "tcp://127.0.0.1:*", WorkerBind: "tcp://127.0.0.1:*",
+		Broker: broker.Config{Heartbeat: 200 * time.Millisecond, Liveness: 5},
+		Logger: zerolog.New(zerolog.NewTestWriter(t)).With().Str("side", "server").Logger(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	c, err := client.New(client.Config{Broker: srv.ClientEndpoint()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return srv, c
+}
+
+// start runs zmws-run with args against srv until stop is called (or the
+// test ends) and waits until every service in want is known to the broker.
+func start(t *testing.T, srv *server.Server, c *client.Client, args []string, want ...string) (stop func() error) {
+	t.Helper()
+	cli := parse(t, append([]string{"--broker", srv.WorkerEndpoint(), "--heartbeat", "200ms"}, args...)...)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, cli, &bytes.Buffer{}, zerolog.NewTestWriter(t)) }()
+	var stopped bool
+	var err error
+	stop = func() error {
+		if !stopped {
+			stopped = true
+			cancel()
+			err = <-done
+		}
+		return err
+	}
+	t.Cleanup(func() { stop() })
+	qctx, qcancel := context.WithTimeout(context.Background(), wait)
+	defer qcancel()
+	for _, name := range want {
+		for {
+			if st, err := c.ServiceStatus(qctx, name); err == nil && st == "200" {
+				break
+			}
+			select {
+			case err := <-done:
+				t.Fatalf("zmws-run stopped: %v", err)
+			case <-qctx.Done():
+				t.Fatalf("%s never registered", name)
+			case <-time.After(10 * time.Millisecond): // polling a condition with a deadline
+			}
+		}
+	}
+	return stop
+}
+
+func TestRun_Inline(t *testing.T) {
+	if _, err := exec.LookPath("rev"); err != nil {
+		t.Skip("rev not installed")
+	}
+	srv, c := startBroker(t)
+	stop := start(t, srv, c, []string{"--service", "STR-REV", "--", "rev"}, "STR-REV")
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	res, err := c.Call(ctx, "STR-REV", client.Request{Params: map[string]string{"str": "Hello, world"}}, nil)
+	if err != nil || !res.OK() || string(res.Output) != "dlrow ,olleH\n" {
+		t.Fatalf("SYNC-STR-REV?str=Hello,+world: %+v, %v", res, err)
+	}
+	if err := stop(); err != nil {
+		t.Errorf("run: %v", err)
+	}
+}
+
+func TestRun_JobsDir(t *testing.T) {
+	srv, c := startBroker(t)
+	start(t, srv, c, []string{"--jobs-dir", "../../examples/jobs.d", "--only", "SAY", "--only", "SLEEP"}, "SAY", "SLEEP")
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	res, err := c.Call(ctx, "SAY", client.Request{Params: map[string]string{"msg": "$(touch /tmp/x); rm -rf /"}}, nil)
+	if err != nil || !res.OK() || string(res.Output) != "$(touch /tmp/x); rm -rf /\n" {
+		t.Errorf("SAY: %+v, %v", res, err)
+	}
+	res, err = c.Call(ctx, "SAY", client.Request{Params: map[string]string{"msg": "-n"}}, nil)
+	if err != nil || res.OK() || !strings.Contains(res.Error, `parameter "msg"`) {
+		t.Errorf("SAY msg=-n: %+v, %v", res, err)
+	}
+	res, err = c.Call(ctx, "SLEEP", client.Request{Params: map[string]string{"seconds": "0"}}, nil)
+	if err != nil || !res.OK() {
+		t.Errorf("SLEEP: %+v, %v", res, err)
+	}
+	if st, err := c.ServiceStatus(ctx, "STR-REV"); err != nil || st != "404" {
+		t.Errorf("STR-REV was not asked for but is %q, %v", st, err)
+	}
+}
+
+// On shutdown a job that outlasts the grace is stopped with its process
+// group, and zmws-run returns.
+func TestRun_ShutdownStopsJobs(t *testing.T) {
+	if _, err := exec.LookPath("sh"); err != nil {
+		t.Skip("no sh")
+	}
+	srv, c := startBroker(t)
+	stop := start(t, srv, c, []string{"--grace", "100ms", "--kill-grace", "100ms",
+		"--service", "NAP", "--", "sh", "-c", "trap '' TERM; echo $$; sleep 60 & echo $!; wait"}, "NAP")
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	pids := make(chan string, 16)
+	go c.Call(ctx, "NAP", client.Request{}, func(p []byte) error {
+		select {
+		case pids <- string(p):
+		default:
+		}
+		return nil
+	})
+	var got string
+	select {
+	case got = <-pids:
+	case <-ctx.Done():
+		t.Fatal("job never started")
+	}
+	for strings.Count(got, "\n") < 2 { // both pids, possibly in two partials
+		select {
+		case more := <-pids:
+			got += more
+		case <-ctx.Done():
+			t.Fatalf("output %q", got)
+		}
+	}
+	t0 := time.Now()
+	if err := stop(); err != nil {
+		t.Errorf("run: %v", err)
+	}
+	if d := time.Since(t0); d > 5*time.Second {
+		t.Errorf("shutdown took %v", d)
+	}
+	for _, f := range strings.Fields(got) {
+		var pid int
+		fmt.Sscan(f, &pid)
+		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil && !bytes.Contains(b, []byte(") Z")) {
+			t.Errorf("process %d outlived zmws-run: %s", pid, b)
+		}
+	}
+}

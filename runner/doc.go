@@ -1,0 +1,68 @@
+// Package runner is zmws' exec adapter: a worker.Handler that runs a
+// configured command line for each job, safely, and reports how it ended.
+// cmd/zmws-run wires it to the worker library; docs/RUNNER.md is the user's
+// reference.
+//
+// A service is defined by a Spec: a NAME.toml template (LoadFile, LoadDir)
+// or, for zmws-run --service NAME -- CMD ARGS..., a Spec built from the
+// command line. New checks it and returns a Template; NewHandler serves it.
+//
+//	t, err := runner.LoadFile("jobs.d/SLEEP.toml", runner.Defaults{})
+//	if err != nil { ... }
+//	h := runner.NewHandler(t, runner.Config{Logger: log})
+//	w, err := worker.New(worker.Config{Brokers: eps, Service: t.Service(),
+//		Handler: h, Concurrency: t.Concurrency()})
+//	err = w.Run(ctx)
+//	h.Shutdown(graceCtx) // after Run: no child outlives the process
+//
+// # Command lines and parameters
+//
+// A command line is split with shell quoting rules (go-shellwords, with
+// environment expansion, command substitution and comments off) when the
+// template is loaded. There is no shell: an unquoted ; & | < or > is an
+// error at load time, and a command that wants a shell says sh -c '...'.
+// {{name}} and {{name:default}} inside a word are placeholders; they are
+// substituted into the words after splitting, so a value can never add a
+// word, end one, or start a command. A job's value that would begin a word
+// with "-" is refused unless the parameter has allow_dash; the program
+// itself cannot be a placeholder. Bad or missing parameters fail the job,
+// naming the parameter (*ParamError), before anything is started.
+//
+// # Stdin
+//
+// The command reads the template's stdin text if it has one (with
+// placeholders); otherwise the job's raw input when there is any; otherwise
+// the values of the job's parameters in name order, each ending with a
+// newline. So an inline "zmws-run --service STR-REV -- rev" turns
+// ?str=Hello,+world into "dlrow ,olleH". Stdin is written while stdout and
+// stderr are read, so large input and output cannot deadlock.
+//
+// # Environment
+//
+// A command sees only the variables of zmws-run's environment that the
+// template's inherit_env (default DefaultInheritEnv) lets through, then the
+// template's env, then ZMWS_JOB_ID, ZMWS_SERVICE, ZMWS_ATTEMPT and one
+// ZMWS_PARAM_<NAME> per parameter (ParamEnvName).
+//
+// # Output and outcome
+//
+// Stdout is streamed to the job as partial replies (at a newline, every
+// FlushBytes, or FlushDelay after the oldest unsent byte) up to the
+// template's max_output; the rest is read and dropped and a note at the end
+// of the output says so. Exit 0 completes the job. Otherwise it fails with a
+// *worker.ExitError carrying the exit code and the last StderrTail bytes of
+// stderr: the process's exit status; 128+N for death by signal N; 124 for a
+// timeout; 127 or 126 when the program cannot be found or started. A job
+// whose ctx is cancelled (the worker's shutdown grace is over, or its broker
+// connection is lost) returns an error wrapping context.Canceled, so the
+// worker sends no result and the broker requeues the job. Each stderr line
+// is logged too.
+//
+// # Process groups
+//
+// Each command runs in a process group of its own. On timeout or
+// cancellation the group gets SIGTERM, and the command gets SIGKILL after the
+// template's grace; as soon as the command has exited, whatever is left of
+// its group is killed with SIGKILL. Shutdown kills what is still running
+// when its ctx ends.
+package runner

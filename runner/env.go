@@ -1,0 +1,96 @@
+package runner
+
+import (
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// maxEnvValue bounds a parameter value copied into ZMWS_PARAM_<NAME>: Linux
+// refuses to start a program with a single environment string over 128 KiB,
+// and a job should not fail to start because of a value it only reads from
+// stdin or an argument.
+const maxEnvValue = 32 << 10
+
+// Names of the variables every command gets.
+const (
+	EnvJobID       = "ZMWS_JOB_ID"
+	EnvService     = "ZMWS_SERVICE"
+	EnvAttempt     = "ZMWS_ATTEMPT"
+	EnvParamPrefix = "ZMWS_PARAM_"
+)
+
+// ParamEnvName returns the variable that carries parameter name: "ZMWS_PARAM_"
+// and the name upper-cased, with each character that is not an ASCII letter
+// or digit replaced by "_".
+func ParamEnvName(name string) string {
+	var b strings.Builder
+	b.WriteString(EnvParamPrefix)
+	for _, r := range name {
+		switch {
+		case r >= 'a' && r <= 'z':
+			b.WriteRune(r - 'a' + 'A')
+		case r >= 'A' && r <= 'Z', r >= '0' && r <= '9':
+			b.WriteRune(r)
+		default:
+			b.WriteByte('_')
+		}
+	}
+	return b.String()
+}
+
+// inherits reports whether variable name passes the allow-list: an exact
+// name, a PREFIX*, or "*".
+func inherits(allow []string, name string) bool {
+	for _, a := range allow {
+		if p, ok := strings.CutSuffix(a, "*"); ok {
+			if strings.HasPrefix(name, p) {
+				return true
+			}
+		} else if a == name {
+			return true
+		}
+	}
+	return false
+}
+
+// jobEnv is what a command's environment is made of besides the parent's.
+type jobEnv struct {
+	id, service string
+	attempt     int
+}
+
+// environ builds a command's environment, later layers replacing earlier
+// ones: the variables of base (KEY=VALUE, zmws-run's own) that the
+// allow-list passes; the template's env, expanded; then ZMWS_JOB_ID,
+// ZMWS_SERVICE, ZMWS_ATTEMPT and ZMWS_PARAM_<NAME> for each value in vals.
+// Values longer than maxEnvValue are left out; their names are returned.
+// The result is sorted.
+func (t *Template) environ(base []string, j jobEnv, vals map[string]string) (env []string, skipped []string) {
+	m := map[string]string{}
+	for _, kv := range base {
+		k, v, ok := strings.Cut(kv, "=")
+		if ok && k != "" && inherits(t.inherit, k) {
+			m[k] = v
+		}
+	}
+	for _, e := range t.env {
+		m[e.name] = e.value.expand(vals)
+	}
+	for _, k := range sortedKeys(vals) {
+		if len(vals[k]) > maxEnvValue {
+			skipped = append(skipped, k)
+			continue
+		}
+		m[ParamEnvName(k)] = vals[k]
+	}
+	m[EnvJobID] = j.id
+	m[EnvService] = j.service
+	m[EnvAttempt] = strconv.Itoa(j.attempt)
+	env = make([]string, 0, len(m))
+	for k, v := range m {
+		env = append(env, k+"="+v)
+	}
+	sort.Strings(env)
+	return env, skipped
+}

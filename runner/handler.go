@@ -1,0 +1,351 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
+
+	"github.com/zmws/zmws/internal/logging"
+	"github.com/zmws/zmws/worker"
+)
+
+// Exit codes reported for failures that are not a process's own exit status.
+const (
+	ExitTimeout    = 124 // as GNU timeout(1): the job ran out of time
+	ExitCannotRun  = 126 // as a shell: the program was found but could not be started
+	ExitNotFound   = 127 // as a shell: no such program
+	ExitSignalBase = 128 // death by signal N is reported as 128+N
+)
+
+// drainWait bounds how long a finished job waits for its output pipes to
+// close after its process group was killed: a process that left the group
+// (setsid) may hold them open, and is not waited for.
+const drainWait = 2 * time.Second
+
+var (
+	errTimeout = errors.New("runner: job timed out")
+	// ErrShutdown is returned for a job that arrives after Shutdown.
+	ErrShutdown = errors.New("runner: shutting down")
+)
+
+// Log field keys, shared with the rest of zmws.
+const (
+	keyService  = logging.KeyService
+	keyJob      = logging.KeyJob
+	keyElapsed  = logging.KeyElapsed
+	keyExitCode = logging.KeyExitCode
+)
+
+// Config configures a Handler.
+type Config struct {
+	// Logger receives the handler's logs, stderr lines included (default:
+	// none).
+	Logger zerolog.Logger
+}
+
+// Handler is a worker.Handler that runs a Template's command for each job.
+// It is safe for concurrent use by all of a worker's slots.
+type Handler struct {
+	t       *Template
+	log     zerolog.Logger
+	environ func() []string // zmws-run's own environment; os.Environ
+
+	mu     sync.Mutex
+	closed bool
+	procs  map[int]struct{} // process groups of running commands
+	jobs   sync.WaitGroup   // ServeJob calls in progress
+}
+
+// NewHandler returns a Handler for t.
+func NewHandler(t *Template, cfg Config) *Handler {
+	return &Handler{
+		t:       t,
+		log:     cfg.Logger.With().Str("component", "runner").Str(keyService, t.service).Logger(),
+		environ: os.Environ,
+		procs:   map[int]struct{}{},
+	}
+}
+
+// Template returns the handler's template.
+func (h *Handler) Template() *Template { return h.t }
+
+// ServeJob runs the command for j: it checks the parameters, starts the
+// command in a process group of its own, streams stdout to j.Write and
+// waits. See the package documentation for the outcome of each ending.
+func (h *Handler) ServeJob(ctx context.Context, j *worker.Job) ([]byte, error) {
+	return h.serve(ctx, j, j.Write)
+}
+
+func (h *Handler) serve(ctx context.Context, j *worker.Job, sink func([]byte) (int, error)) ([]byte, error) {
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return nil, ErrShutdown
+	}
+	h.jobs.Add(1)
+	h.mu.Unlock()
+	defer h.jobs.Done()
+
+	log := h.log.With().Str(keyJob, j.ID).Logger()
+	given := j.Params
+	if given == nil {
+		given = map[string]string{}
+	}
+	vals, err := h.t.resolve(given)
+	if err != nil {
+		log.Info().Err(err).Msg("parameters refused")
+		return nil, err
+	}
+	argv, err := h.t.args(vals, given)
+	if err != nil {
+		log.Info().Err(err).Msg("parameters refused")
+		return nil, err
+	}
+	service := j.Service
+	if service == "" {
+		service = h.t.service
+	}
+	env, skipped := h.t.environ(h.environ(), jobEnv{id: j.ID, service: service, attempt: max(j.Attempt, 1)}, vals)
+	if len(skipped) > 0 {
+		log.Warn().Strs("params", skipped).Int("max", maxEnvValue).Msg("parameters too long for the environment, left out")
+	}
+	stdin := h.t.stdinFor(j.Input, vals, given)
+	return h.run(ctx, log, argv, env, stdin, sink)
+}
+
+// pipes are the parent's and the child's ends of stdin, stdout and stderr.
+type pipes struct {
+	inR, inW, outR, outW, errR, errW *os.File
+}
+
+func newPipes() (*pipes, error) {
+	var p pipes
+	var err error
+	if p.inR, p.inW, err = os.Pipe(); err != nil {
+		return nil, err
+	}
+	if p.outR, p.outW, err = os.Pipe(); err != nil {
+		p.closeAll()
+		return nil, err
+	}
+	if p.errR, p.errW, err = os.Pipe(); err != nil {
+		p.closeAll()
+		return nil, err
+	}
+	return &p, nil
+}
+
+func (p *pipes) closeChild()  { closeFiles(p.inR, p.outW, p.errW) }
+func (p *pipes) closeParent() { closeFiles(p.inW, p.outR, p.errR) }
+func (p *pipes) closeAll()    { p.closeChild(); p.closeParent() }
+
+func closeFiles(fs ...*os.File) {
+	for _, f := range fs {
+		if f != nil {
+			f.Close()
+		}
+	}
+}
+
+// run starts argv and waits for it. The child gets the child ends of three
+// pipes made here (so Wait returns as soon as the process exits, whoever
+// else holds the pipes); three goroutines write stdin and read stdout and
+// stderr at the same time, so no amount of input or output can deadlock.
+func (h *Handler) run(ctx context.Context, log zerolog.Logger, argv, env []string, stdin [][]byte, sink func([]byte) (int, error)) ([]byte, error) {
+	t := h.t
+	runCtx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	if t.timeout > 0 {
+		var stop context.CancelFunc
+		runCtx, stop = context.WithTimeoutCause(runCtx, t.timeout, errTimeout)
+		defer stop()
+	}
+
+	p, err := newPipes()
+	if err != nil {
+		return nil, fmt.Errorf("runner: pipes: %w", err)
+	}
+	cmd := exec.CommandContext(runCtx, argv[0], argv[1:]...)
+	cmd.Env = env
+	cmd.Dir = t.workdir
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = p.inR, p.outW, p.errW
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	var stopped atomic.Bool // SIGTERM was sent: the job did not end by itself
+	cmd.Cancel = func() error {
+		stopped.Store(true)
+		return signalGroup(cmd.Process.Pid, syscall.SIGTERM)
+	}
+	// After the grace, exec kills the process; then the group goes too.
+	cmd.WaitDelay = t.grace
+
+	start := time.Now()
+	h.mu.Lock()
+	err = cmd.Start()
+	if err == nil {
+		h.procs[cmd.Process.Pid] = struct{}{}
+	}
+	h.mu.Unlock()
+	p.closeChild()
+	if err != nil {
+		p.closeParent()
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("runner: job cancelled before start: %w", context.Canceled)
+		}
+		code := ExitCannotRun
+		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, fs.ErrNotExist) {
+			code = ExitNotFound
+		}
+		log.Warn().Err(err).Str("program", argv[0]).Int(keyExitCode, code).Msg("cannot start command")
+		return nil, &worker.ExitError{Code: code, Err: fmt.Errorf("cannot start %s: %w", argv[0], err)}
+	}
+	pgid := cmd.Process.Pid
+	log.Debug().Int("pid", pgid).Strs("argv", argv).Msg("command started")
+
+	out := newOutput(sink, t.maxOutput)
+	errs := &stderrSink{log: log}
+	var copiers sync.WaitGroup
+	copiers.Go(func() {
+		writeStdin(p.inW, stdin)
+		p.inW.Close()
+	})
+	copiers.Go(func() { copyFrom(out, p.outR) })
+	copiers.Go(func() { copyFrom(errs, p.errR) })
+
+	waitErr := cmd.Wait()
+	// The leader has exited: nothing else of its job may outlive it.
+	signalGroup(pgid, syscall.SIGKILL)
+	h.mu.Lock()
+	delete(h.procs, pgid)
+	h.mu.Unlock()
+	drained := make(chan struct{})
+	go func() { copiers.Wait(); close(drained) }()
+	select {
+	case <-drained:
+	case <-time.After(drainWait):
+		log.Warn().Msg("output pipes held open by a process outside the job's group, closing them")
+		p.closeParent()
+		<-drained
+	}
+	p.closeParent()
+	errs.close()
+
+	res, truncated, sinkErr := out.finish()
+	elapsed := time.Since(start)
+	if truncated {
+		log.Warn().Int("max_output", t.maxOutput).Msg("output cut")
+	}
+	if sinkErr != nil {
+		log.Warn().Err(sinkErr).Msg("partial output not sent")
+	}
+	ps := cmd.ProcessState
+	switch {
+	case stopped.Load() && errors.Is(context.Cause(runCtx), errTimeout):
+		log.Warn().Dur("timeout", t.timeout).Dur(keyElapsed, elapsed).Msg("job timed out, process group stopped")
+		return res, &worker.ExitError{Code: ExitTimeout, Err: withTail(fmt.Sprintf("timed out after %v", t.timeout), errs)}
+	case stopped.Load():
+		log.Info().Dur(keyElapsed, elapsed).Msg("job cancelled, process group stopped")
+		return res, fmt.Errorf("runner: job cancelled, process group stopped: %w", context.Canceled)
+	case ps == nil:
+		return res, fmt.Errorf("runner: wait: %w", waitErr)
+	case ps.Success():
+		log.Debug().Dur(keyElapsed, elapsed).Msg("command exited")
+		return res, nil
+	}
+	ws, _ := ps.Sys().(syscall.WaitStatus)
+	if ws.Signaled() {
+		code := ExitSignalBase + int(ws.Signal())
+		log.Debug().Int(keyExitCode, code).Dur(keyElapsed, elapsed).Msg("command killed by a signal")
+		return res, &worker.ExitError{Code: code, Err: withTail("killed by signal "+unix.SignalName(ws.Signal()), errs)}
+	}
+	code := ps.ExitCode()
+	log.Debug().Int(keyExitCode, code).Dur(keyElapsed, elapsed).Msg("command exited")
+	return res, &worker.ExitError{Code: code, Err: withTail("", errs)}
+}
+
+// withTail returns an error saying what, then the tail of stderr; nil when
+// both are empty.
+func withTail(what string, s *stderrSink) error {
+	tail := s.String()
+	switch {
+	case tail == "" && what == "":
+		return nil
+	case tail == "":
+		return errors.New(what)
+	case what == "":
+		return fmt.Errorf("stderr: %s", tail)
+	}
+	return fmt.Errorf("%s; stderr: %s", what, tail)
+}
+
+// signalGroup sends sig to process group pgid. A group that is gone is
+// reported as os.ErrProcessDone, which exec takes as "already finished".
+func signalGroup(pgid int, sig syscall.Signal) error {
+	err := syscall.Kill(-pgid, sig)
+	if errors.Is(err, syscall.ESRCH) {
+		return os.ErrProcessDone
+	}
+	return err
+}
+
+// writeStdin writes the frames to w, giving up quietly when the command
+// stops reading (a command need not read its input).
+func writeStdin(w io.Writer, frames [][]byte) {
+	for _, f := range frames {
+		if _, err := w.Write(f); err != nil {
+			return
+		}
+	}
+}
+
+// copyFrom reads r until EOF (or until r is closed) into w.
+func copyFrom(w io.Writer, r io.Reader) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			w.Write(buf[:n])
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// Shutdown marks the handler closed (later jobs fail with ErrShutdown) and
+// waits for running jobs to end. When ctx is done first it kills their
+// process groups with SIGKILL, waits for the handlers to return, and returns
+// ctx.Err(). zmws-run calls it after its workers have stopped, because a
+// worker stops waiting for a cancelled handler after a second, which may be
+// before the handler's grace has ended: Shutdown makes sure no child
+// outlives zmws-run.
+func (h *Handler) Shutdown(ctx context.Context) error {
+	h.mu.Lock()
+	h.closed = true
+	h.mu.Unlock()
+	done := make(chan struct{})
+	go func() { h.jobs.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+	}
+	h.mu.Lock()
+	for pgid := range h.procs {
+		h.log.Warn().Int("pid", pgid).Msg("killing process group at shutdown")
+		signalGroup(pgid, syscall.SIGKILL)
+	}
+	h.mu.Unlock()
+	<-done
+	return ctx.Err()
+}
