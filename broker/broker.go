@@ -240,6 +240,7 @@ type job struct {
 	err        string
 	output     []byte // the first MaxOutput bytes of all partials and the final reply
 	partialLen int    // how much of output came from partials
+	streamed   bool   // partial output went to the (sync) caller
 	truncated  bool
 }
 
@@ -402,6 +403,15 @@ func (b *Broker) dropWorker(now time.Time, w *worker, why string) {
 // fails it with code when its attempts are spent.
 func (b *Broker) lost(now time.Time, j *job, w *worker, why, code string) {
 	s := j.svc
+	if j.streamed {
+		// Its caller already has part of this run's output: a new run
+		// would send it again from the start, interleaved. Say so instead.
+		j.code = code
+		j.err = fmt.Sprintf("%s after its output began streaming to the caller (attempt %d); not run again", why, j.attempts)
+		b.finish(now, j, stateFailed)
+		b.replyFinal(j, protocol.StatusFailed, nil)
+		return
+	}
 	if budget := j.budget(b.cfg.MaxAttempts); j.attempts >= budget {
 		j.code = code
 		j.err = fmt.Sprintf("%v: %s during attempt %d of %d", errWorkerGone, why, j.attempts, budget)

@@ -151,3 +151,19 @@ func TestBroker_RetryFailedJobByHand(t *testing.T) {
 		t.Fatalf("retry of a completed job: %+v", md)
 	}
 }
+
+func TestBroker_SyncJobNotRerunAfterStreaming(t *testing.T) {
+	b := newBroker(t, broker.Config{})
+	b.HandleWorker(t0, "w1", readyZ("S"))
+	b.HandleWorker(t0, "w2", readyZ("S"))
+	id, _, _ := dispatched(t, one(t, b.HandleClient(t0, "c", zreq("SYNC-S", nil)), protocol.ToWorker, "w1"))
+	b.HandleWorker(t0, "w1", workerMsg(v2, protocol.CmdPartial, id, []byte("half")))
+	out := b.HandleWorker(t0, "w1", workerMsg(v2, protocol.CmdDisconnect, ""))
+	if len(requests(out)) != 0 {
+		t.Fatal("a sync job whose output had begun streaming was run again")
+	}
+	_, md, _ := clientReply(t, one(t, out, protocol.ToClient, "c"))
+	if md.Status != protocol.StatusFailed || md.Code != protocol.CodeWorkerLost || !strings.Contains(md.Error, "began streaming") {
+		t.Fatalf("final: %+v", md)
+	}
+}

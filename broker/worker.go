@@ -64,6 +64,7 @@ func (b *Broker) HandleWorker(now time.Time, from string, frames [][]byte) []pro
 		j.partialLen = len(j.output)
 		if j.sync && j.clientForm.Version == protocol.V2 {
 			b.replyClient(j.req(), protocol.CmdPartial, m.Body...)
+			j.streamed = true
 		}
 	case protocol.CmdReply:
 		j := b.held(w, m)

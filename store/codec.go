@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"time"
 
@@ -65,7 +64,13 @@ func appendRecord(dst []byte, j *JobRecord) []byte {
 	} else {
 		dst = binary.AppendUvarint(dst, uint64(len(j.Params))+1)
 		// Sorted, so one record always encodes to the same bytes.
-		for _, k := range slices.Sorted(maps.Keys(j.Params)) {
+		var arr [8]string
+		keys := arr[:0]
+		for k := range j.Params {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		for _, k := range keys {
 			dst = appendString(dst, k)
 			dst = appendString(dst, j.Params[k])
 		}

@@ -21,6 +21,7 @@ type Memory struct {
 	services map[string]ServiceRecord
 	jobs     map[string]*memJob
 	keys     map[string]string // idempotency key → job ID
+	buf      []byte            // Commit's encoding buffer
 }
 
 // memJob is a retained job: its encoded record and the fields the indexes
@@ -60,7 +61,7 @@ func (m *Memory) Commit(b *Batch) error {
 	if m.closed {
 		return fmt.Errorf("commit: %w", ErrClosed)
 	}
-	u := memUndo{jobs: make(map[string]*memJob), keys: make(map[string]string)}
+	var u memUndo
 	for _, j := range b.Jobs {
 		if err := m.put(&u, j); err != nil {
 			m.rollback(&u)
@@ -77,44 +78,47 @@ func (m *Memory) Commit(b *Batch) error {
 	return nil
 }
 
-// memUndo remembers what a Commit changed, to roll it back on error. A nil
-// *memUndo remembers nothing.
+// memUndo remembers what a Commit changed, newest last, to roll it back on
+// error. A nil *memUndo remembers nothing.
 type memUndo struct {
-	jobs map[string]*memJob // job ID → previous value (nil: absent)
-	keys map[string]string  // key → previous job ID ("": absent)
+	jobs []memPrevJob
+	keys []memPrevKey
+}
+
+type memPrevJob struct {
+	id   string
+	prev *memJob // nil: absent
+}
+
+type memPrevKey struct {
+	key, prev string // prev "": absent
 }
 
 func (m *Memory) saveJob(u *memUndo, id string) {
-	if u == nil {
-		return
-	}
-	if _, ok := u.jobs[id]; !ok {
-		u.jobs[id] = m.jobs[id]
+	if u != nil {
+		u.jobs = append(u.jobs, memPrevJob{id, m.jobs[id]})
 	}
 }
 
 func (m *Memory) saveKey(u *memUndo, key string) {
-	if u == nil {
-		return
-	}
-	if _, ok := u.keys[key]; !ok {
-		u.keys[key] = m.keys[key]
+	if u != nil {
+		u.keys = append(u.keys, memPrevKey{key, m.keys[key]})
 	}
 }
 
 func (m *Memory) rollback(u *memUndo) {
-	for id, j := range u.jobs {
-		if j == nil {
-			delete(m.jobs, id)
+	for _, p := range slices.Backward(u.jobs) {
+		if p.prev == nil {
+			delete(m.jobs, p.id)
 		} else {
-			m.jobs[id] = j
+			m.jobs[p.id] = p.prev
 		}
 	}
-	for k, id := range u.keys {
-		if id == "" {
-			delete(m.keys, k)
+	for _, p := range slices.Backward(u.keys) {
+		if p.prev == "" {
+			delete(m.keys, p.key)
 		} else {
-			m.keys[k] = id
+			m.keys[p.key] = p.prev
 		}
 	}
 }
@@ -134,7 +138,8 @@ func (m *Memory) put(u *memUndo, j *JobRecord) error {
 		m.saveKey(u, j.Key)
 		m.keys[j.Key] = j.ID
 	}
-	rec := appendRecord(nil, j)
+	m.buf = appendRecord(m.buf[:0], j)
+	rec := bytes.Clone(m.buf)
 	f, _ := decodeIndexFields(rec) // the times as stored: UTC, no monotonic reading
 	m.jobs[j.ID] = &memJob{rec: rec, state: f.state, key: j.Key, finished: f.finished}
 	return nil
