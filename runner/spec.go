@@ -48,6 +48,10 @@ type Spec struct {
 	Concurrency int `toml:"concurrency"`
 	// MaxOutput caps the stdout bytes kept and sent per job.
 	MaxOutput int `toml:"max_output"`
+	// Retries opts the service in to retries of failed jobs: the broker
+	// runs a job whose command failed again, up to this many times, with
+	// exponential backoff. Announced to the broker in READY.
+	Retries int `toml:"retries"`
 	// Params declares parameters: defaults and validation.
 	Params map[string]Param `toml:"params"`
 }

@@ -58,6 +58,7 @@ type Template struct {
 	timeout     time.Duration
 	grace       time.Duration
 	concurrency int
+	retries     int
 	maxOutput   int
 	params      map[string]*param // declared: in the params table or a placeholder
 	names       []string          // keys of params, sorted
@@ -75,6 +76,9 @@ func (t *Template) Command() Command { return t.command }
 
 // Concurrency returns how many jobs of the service may run at once.
 func (t *Template) Concurrency() int { return t.concurrency }
+
+// Retries returns how often the broker should retry a failed job (0: never).
+func (t *Template) Retries() int { return t.retries }
 
 // Timeout returns the run time limit of a job, 0 for none.
 func (t *Template) Timeout() time.Duration { return t.timeout }
@@ -279,7 +283,10 @@ func New(s Spec, d Defaults) (*Template, error) {
 	t.grace = first(time.Duration(s.Grace), d.Grace, DefaultGrace)
 	t.concurrency = first(s.Concurrency, d.Concurrency, 1)
 	t.maxOutput = first(s.MaxOutput, d.MaxOutput, DefaultMaxOutput)
+	t.retries = s.Retries
 	switch {
+	case t.retries < 0 || t.retries > 100:
+		return nil, fmt.Errorf("retries %d: must be from 0 to 100", t.retries)
 	case t.timeout < 0, t.grace < 0:
 		return nil, errors.New("timeout and grace must not be negative")
 	case t.concurrency < 0:

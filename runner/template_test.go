@@ -131,6 +131,7 @@ func TestNew_Errors(t *testing.T) {
 		{"bad inherit", Spec{Service: "X", Command: Command{Line: "rev"}, InheritEnv: []string{"A*B"}}, "inherit_env"},
 		{"negative concurrency", Spec{Service: "X", Command: Command{Line: "rev"}, Concurrency: -1}, "concurrency"},
 		{"negative max output", Spec{Service: "X", Command: Command{Line: "rev"}, MaxOutput: -1}, "max_output"},
+		{"too many retries", Spec{Service: "X", Command: Command{Line: "rev"}, Retries: 101}, "retries"},
 		{"missing workdir", Spec{Service: "X", Command: Command{Line: "rev"}, Workdir: "/nonexistent/zmws"}, "workdir"},
 	}
 	for _, tc := range cases {
@@ -146,9 +147,12 @@ func TestNew_Errors(t *testing.T) {
 func TestNew_Defaults(t *testing.T) {
 	d := Defaults{Timeout: time.Minute, Concurrency: 4, MaxOutput: 100, InheritEnv: []string{"PATH"},
 		Env: map[string]string{"A": "d", "B": "d"}, Workdir: os.TempDir()}
-	tm, err := New(Spec{Service: "X", Command: Command{Line: "rev"}, Env: map[string]string{"B": "t"}, Concurrency: 2}, d)
+	tm, err := New(Spec{Service: "X", Command: Command{Line: "rev"}, Env: map[string]string{"B": "t"}, Concurrency: 2, Retries: 3}, d)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if tm.Retries() != 3 {
+		t.Errorf("retries = %d, want 3", tm.Retries())
 	}
 	if tm.timeout != time.Minute || tm.concurrency != 2 || tm.maxOutput != 100 || tm.grace != DefaultGrace ||
 		tm.workdir != os.TempDir() || !reflect.DeepEqual(tm.inherit, []string{"PATH"}) {

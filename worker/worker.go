@@ -79,6 +79,12 @@ type Config struct {
 	// Details are announced in READY. Empty fields default to the hostname,
 	// the process ID and "zmws-worker".
 	Details *protocol.WorkerDetails
+	// TTR and Retries, when set, are announced in READY as the service's
+	// defaults: the broker stops (and requeues) a job running longer than
+	// TTR, and retries a job that FAILs up to Retries times with backoff.
+	// Jobs may set their own.
+	TTR     time.Duration
+	Retries int
 	// Logger receives the worker's logs (default: none).
 	Logger zerolog.Logger
 }
@@ -155,7 +161,7 @@ func New(cfg Config) (*Worker, error) {
 	cfg.Details = &d
 	w := &Worker{
 		cfg:   cfg,
-		ready: protocol.EncodeMeta(protocol.Meta{Worker: &d}),
+		ready: protocol.EncodeMeta(protocol.Meta{Worker: &d, TTRMillis: cfg.TTR.Milliseconds(), Retries: cfg.Retries}),
 		log:   cfg.Logger.With().Str("component", "worker").Str(keyService, cfg.Service).Logger(),
 	}
 	return w, nil

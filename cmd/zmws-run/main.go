@@ -110,6 +110,7 @@ func run(ctx context.Context, cli CLI, stdout, logw io.Writer) error {
 			Heartbeat:   cli.Heartbeat,
 			Grace:       cli.Grace,
 			Details:     &protocol.WorkerDetails{Name: "zmws-run"},
+			Retries:     t.Retries(),
 			Logger:      log,
 		})
 		if err != nil {
