@@ -254,95 +254,70 @@ type JobsCmd struct {
 }
 
 func (c *JobsCmd) Run(e *env) error {
-	cl, err := e.client()
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
 	if c.Queued {
-		q, err := cl.Queue(e.ctx)
-		if err != nil {
-			return err
-		}
-		if e.cli.Output == "json" {
-			return writeJSON(e.stdout, q)
-		}
-		return table(e.stdout, []string{"SERVICE", "QUEUED", "OLDEST", "SINCE"}, len(q), func(i int) []string {
-			return []string{q[i].Service, fmt.Sprint(q[i].Queued), q[i].Oldest, stamp(&q[i].Since)}
-		})
+		return list(e, (*client.Client).Queue, []string{"SERVICE", "QUEUED", "OLDEST", "SINCE"},
+			func(q protocol.QueueInfo) []string {
+				return []string{q.Service, fmt.Sprint(q.Queued), q.Oldest, stamp(&q.Since)}
+			})
 	}
-	var jobs []protocol.JobInfo
+	fetch := (*client.Client).Jobs
 	if c.Active {
-		jobs, err = cl.Active(e.ctx)
-	} else {
-		jobs, err = cl.Jobs(e.ctx)
+		fetch = (*client.Client).Active
 	}
-	if err != nil {
-		return err
-	}
-	if e.cli.Output == "json" {
-		return writeJSON(e.stdout, jobs)
-	}
-	return table(e.stdout, []string{"ID", "SERVICE", "STATE", "ATTEMPTS", "STARTED", "FINISHED", "EXIT", "ERROR"}, len(jobs), func(i int) []string {
-		j := jobs[i]
-		exit := ""
-		if j.ExitCode != nil {
-			exit = fmt.Sprint(*j.ExitCode)
-		}
-		return []string{j.ID, j.Service, j.State, fmt.Sprint(j.Attempts), stamp(j.Started), stamp(j.Finished), exit, oneLine(j.Error)}
-	})
+	return list(e, fetch, []string{"ID", "SERVICE", "STATE", "ATTEMPTS", "STARTED", "FINISHED", "EXIT", "ERROR"},
+		func(j protocol.JobInfo) []string {
+			exit := ""
+			if j.ExitCode != nil {
+				exit = fmt.Sprint(*j.ExitCode)
+			}
+			return []string{j.ID, j.Service, j.State, fmt.Sprint(j.Attempts), stamp(j.Started), stamp(j.Finished), exit, oneLine(j.Error)}
+		})
 }
 
 // WorkersCmd lists workers.
 type WorkersCmd struct{}
 
 func (c *WorkersCmd) Run(e *env) error {
-	cl, err := e.client()
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	ws, err := cl.Workers(e.ctx)
-	if err != nil {
-		return err
-	}
-	if e.cli.Output == "json" {
-		return writeJSON(e.stdout, ws)
-	}
-	return table(e.stdout, []string{"IDENTITY", "SERVICE", "STATE", "JOB", "DONE", "PROTOCOL", "HOST", "LAST HEARTBEAT"}, len(ws), func(i int) []string {
-		w := ws[i]
-		host := ""
-		if w.Details != nil {
-			host = w.Details.Host
-			if w.Details.PID != 0 {
-				host += fmt.Sprintf(" (pid %d)", w.Details.PID)
+	return list(e, (*client.Client).Workers, []string{"IDENTITY", "SERVICE", "STATE", "JOB", "DONE", "PROTOCOL", "HOST", "LAST HEARTBEAT"},
+		func(w protocol.WorkerInfo) []string {
+			host := ""
+			if w.Details != nil {
+				host = w.Details.Host
+				if w.Details.PID != 0 {
+					host += fmt.Sprintf(" (pid %d)", w.Details.PID)
+				}
 			}
-		}
-		return []string{w.Identity, w.Service, w.State, w.Job, fmt.Sprint(w.JobsDone), w.Protocol, host, stamp(&w.LastHeartbeat)}
-	})
+			return []string{w.Identity, w.Service, w.State, w.Job, fmt.Sprint(w.JobsDone), w.Protocol, host, stamp(&w.LastHeartbeat)}
+		})
 }
 
 // ServicesCmd lists services.
 type ServicesCmd struct{}
 
 func (c *ServicesCmd) Run(e *env) error {
+	return list(e, (*client.Client).Services, []string{"SERVICE", "IDLE", "BUSY", "QUEUED", "ACTIVE", "COMPLETED", "FAILED", "LAST SEEN"},
+		func(s protocol.ServiceInfo) []string {
+			return []string{s.Name, fmt.Sprint(s.WorkersIdle), fmt.Sprint(s.WorkersBusy), fmt.Sprint(s.Queued), fmt.Sprint(s.Active),
+				fmt.Sprint(s.Completed), fmt.Sprint(s.Failed), stamp(&s.LastSeen)}
+		})
+}
+
+// list fetches a listing from the broker and prints it as JSON (-o json) or
+// as a table under header.
+func list[T any](e *env, fetch func(*client.Client, context.Context) ([]T, error), header []string, row func(T) []string) error {
 	cl, err := e.client()
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
-	ss, err := cl.Services(e.ctx)
+	items, err := fetch(cl, e.ctx)
 	if err != nil {
 		return err
 	}
 	if e.cli.Output == "json" {
-		return writeJSON(e.stdout, ss)
+		return writeJSON(e.stdout, items)
 	}
-	return table(e.stdout, []string{"SERVICE", "IDLE", "BUSY", "QUEUED", "ACTIVE", "COMPLETED", "FAILED", "LAST SEEN"}, len(ss), func(i int) []string {
-		s := ss[i]
-		return []string{s.Name, fmt.Sprint(s.WorkersIdle), fmt.Sprint(s.WorkersBusy), fmt.Sprint(s.Queued), fmt.Sprint(s.Active),
-			fmt.Sprint(s.Completed), fmt.Sprint(s.Failed), stamp(&s.LastSeen)}
-	})
+	return table(e.stdout, header, len(items), func(i int) []string { return row(items[i]) })
 }
 
 // WatchCmd follows events.
