@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/url"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -150,8 +151,14 @@ func IsMeta(frame []byte) bool {
 	return len(frame) >= len(MetaPrefix) && string(frame[:len(MetaPrefix)]) == MetaPrefix
 }
 
-// EncodeMeta encodes m as a meta frame.
+// EncodeMeta encodes m as a meta frame. Metas made only of plain ASCII
+// strings (the usual case: job IDs, service names, statuses) are written
+// directly, in the field order and form encoding/json uses; anything else
+// goes through encoding/json.
 func EncodeMeta(m Meta) []byte {
+	if b, ok := appendMetaFast(make([]byte, 0, 96), &m); ok {
+		return b
+	}
 	var buf bytes.Buffer
 	buf.Grow(64)
 	buf.WriteString(MetaPrefix)
@@ -161,9 +168,22 @@ func EncodeMeta(m Meta) []byte {
 	return b[:len(b)-1] // drop the encoder's newline
 }
 
+// Frames the broker decodes most, answered without encoding/json.
+var (
+	metaEmpty    = MetaPrefix + "{}"
+	metaComplete = MetaPrefix + `{"status":"complete"}`
+)
+
 // DecodeMeta decodes a meta frame.
 func DecodeMeta(frame []byte) (Meta, error) {
 	var m Meta
+	switch string(frame) {
+	case metaEmpty:
+		return m, nil
+	case metaComplete:
+		m.Status = StatusComplete
+		return m, nil
+	}
 	if !IsMeta(frame) {
 		return m, fmt.Errorf("%w: missing prefix", ErrMeta)
 	}
@@ -171,6 +191,100 @@ func DecodeMeta(frame []byte) (Meta, error) {
 		return Meta{}, fmt.Errorf("%w: %v", ErrMeta, err)
 	}
 	return m, nil
+}
+
+// appendMetaFast appends m's frame when every string in it is plain (see
+// plain) and it has no Worker details; ok is false otherwise. The output is
+// byte for byte what encoding/json writes (a test holds it to that).
+func appendMetaFast(b []byte, m *Meta) ([]byte, bool) {
+	if m.Worker != nil || !plain(m.Job) || !plain(m.Service) || !plain(m.Key) ||
+		!plain(string(m.Status)) || !plain(m.Code) || !plain(m.Error) {
+		return nil, false
+	}
+	keys := make([]string, 0, len(m.Params))
+	for k, v := range m.Params {
+		if !plain(k) || !plain(v) {
+			return nil, false
+		}
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	b = append(b, MetaPrefix...)
+	b = append(b, '{')
+	first := true
+	str := func(name, v string) {
+		if v == "" {
+			return
+		}
+		if !first {
+			b = append(b, ',')
+		}
+		first = false
+		b = append(b, '"')
+		b = append(b, name...)
+		b = append(b, `":"`...)
+		b = append(b, v...)
+		b = append(b, '"')
+	}
+	num := func(name string, v int64) {
+		if !first {
+			b = append(b, ',')
+		}
+		first = false
+		b = append(b, '"')
+		b = append(b, name...)
+		b = append(b, `":`...)
+		b = strconv.AppendInt(b, v, 10)
+	}
+	str("job", m.Job)
+	str("service", m.Service)
+	if m.Attempt != 0 {
+		num("attempt", int64(m.Attempt))
+	}
+	if len(m.Params) > 0 {
+		if !first {
+			b = append(b, ',')
+		}
+		first = false
+		b = append(b, `"params":{`...)
+		for i, k := range keys {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, '"')
+			b = append(b, k...)
+			b = append(b, `":"`...)
+			b = append(b, m.Params[k]...)
+			b = append(b, '"')
+		}
+		b = append(b, '}')
+	}
+	str("key", m.Key)
+	str("status", string(m.Status))
+	str("code", m.Code)
+	str("error", m.Error)
+	if m.ExitCode != nil {
+		num("exit_code", int64(*m.ExitCode))
+	}
+	if m.TTRMillis != 0 {
+		num("ttr_ms", m.TTRMillis)
+	}
+	if m.Retries != 0 {
+		num("retries", int64(m.Retries))
+	}
+	return append(b, '}'), true
+}
+
+// plain reports whether s is printable ASCII that JSON writes as it is: no
+// quote, backslash, or the characters encoding/json escapes for HTML.
+func plain(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return false
+		}
+	}
+	return true
 }
 
 // SplitMeta takes a leading meta frame off body. ok is false when body has no

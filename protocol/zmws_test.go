@@ -2,6 +2,7 @@ package protocol_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"net/url"
 	"reflect"
@@ -305,6 +306,54 @@ func TestEncodeParams(t *testing.T) {
 			if vs := back[k]; len(vs) != 1 || vs[0] != v {
 				t.Errorf("ParseQuery(%q)[%q] = %q, want [%q]", got, k, vs, v)
 			}
+		}
+	}
+}
+
+// jsonMeta is EncodeMeta's reference: encoding/json, always.
+func jsonMeta(t *testing.T, m protocol.Meta) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	buf.WriteString(protocol.MetaPrefix)
+	if err := json.NewEncoder(&buf).Encode(m); err != nil {
+		t.Fatal(err)
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+}
+
+func TestEncodeMeta_SameBytesAsEncodingJSON(t *testing.T) {
+	code, zero := 3, 0
+	for _, m := range []protocol.Meta{
+		{},
+		{Status: protocol.StatusComplete},
+		{Status: protocol.StatusAccepted, Job: "01J9Z3S4W6X7Y8Z9A0B1C2D3E4"},
+		{Job: "01J9", Service: "STR-REV", Attempt: 2, Params: map[string]string{"b": "2", "a": "1", "": ""}},
+		{Params: map[string]string{}},
+		{Key: "k", Status: protocol.StatusFailed, Code: "job_failed", Error: "exit status 3", ExitCode: &code},
+		{ExitCode: &zero, TTRMillis: 1500, Retries: 2, Attempt: -1},
+		{Error: `quote " and \ backslash`},
+		{Error: "line\nbreak", Params: map[string]string{"x": "<html>&"}},
+		{Service: "ünïcode", Params: map[string]string{"k\u2028": "v"}},
+		{Error: "bad \xff utf-8"},
+		{Worker: &protocol.WorkerDetails{Host: "h", PID: 7, Name: "n"}, Job: "j"},
+	} {
+		if got, want := protocol.EncodeMeta(m), jsonMeta(t, m); !bytes.Equal(got, want) {
+			t.Errorf("EncodeMeta(%+v)\n got %q\nwant %q", m, got, want)
+		}
+		back, err := protocol.DecodeMeta(protocol.EncodeMeta(m))
+		if err != nil {
+			t.Errorf("decode %+v: %v", m, err)
+		}
+		_ = back
+	}
+}
+
+func TestDecodeMeta_FastFramesMatchJSON(t *testing.T) {
+	for _, m := range []protocol.Meta{{}, {Status: protocol.StatusComplete}} {
+		frame := jsonMeta(t, m)
+		got, err := protocol.DecodeMeta(frame)
+		if err != nil || !reflect.DeepEqual(got, m) {
+			t.Errorf("DecodeMeta(%q) = %+v, %v", frame, got, err)
 		}
 	}
 }
