@@ -5,6 +5,7 @@ package logging
 import (
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -36,8 +37,15 @@ func New(w io.Writer, level, format string) (zerolog.Logger, error) {
 	default:
 		return zerolog.Nop(), fmt.Errorf("log format %q: want json or console", format)
 	}
-	zerolog.TimeFieldFormat = time.RFC3339Nano
-	zerolog.DurationFieldUnit = time.Millisecond
-	zerolog.DurationFieldInteger = false
+	formats.Do(func() {
+		zerolog.TimeFieldFormat = time.RFC3339Nano
+		zerolog.DurationFieldUnit = time.Millisecond
+		zerolog.DurationFieldInteger = false
+	})
 	return zerolog.New(w).Level(lvl).With().Timestamp().Logger(), nil
 }
+
+// formats sets zerolog's process-wide formats once: loggers made later, on
+// other goroutines (tests run commands in-process), must not race with
+// loggers in use.
+var formats sync.Once
