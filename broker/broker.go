@@ -454,9 +454,7 @@ func (b *Broker) dispatch(now time.Time, s *service) {
 		s.active++
 		if ttr := j.timeToRun(b.cfg.TTR); ttr > 0 {
 			j.deadline = now.Add(ttr)
-			if b.nextTTR.IsZero() || j.deadline.Before(b.nextTTR) {
-				b.nextTTR = j.deadline
-			}
+			b.noteTTR(j.deadline)
 		}
 		b.markDirty(j)
 

@@ -102,18 +102,23 @@ func (b *Broker) retryDue(now time.Time) {
 // forgotten, and the job is queued again or, its attempts spent, fails with
 // protocol.CodeTimeout. It recomputes nextTTR.
 func (b *Broker) overrun(now time.Time) {
-	var next time.Time
+	// Recompute from scratch. The jobs stopped here may be dispatched
+	// again at once, and dispatch notes their new deadlines itself.
+	b.nextTTR = time.Time{}
+	var over []*worker
 	for _, w := range b.workers {
 		j := w.job
 		if j == nil || j.deadline.IsZero() {
 			continue
 		}
 		if now.Before(j.deadline) {
-			if next.IsZero() || j.deadline.Before(next) {
-				next = j.deadline
-			}
+			b.noteTTR(j.deadline)
 			continue
 		}
+		over = append(over, w)
+	}
+	for _, w := range over {
+		j := w.job
 		ttr := j.deadline.Sub(j.started)
 		b.log.Warn().Str(keyJob, j.id).Str(keyService, j.svc.name).Str(keyWorker, hexID(w.id)).
 			Dur("ttr", ttr).Msg("job overran its time-to-run: stopping it")
@@ -121,7 +126,13 @@ func (b *Broker) overrun(now time.Time) {
 		b.forget(w)
 		b.lost(now, j, w, fmt.Sprintf("exceeded its time-to-run of %v", ttr), protocol.CodeTimeout)
 	}
-	b.nextTTR = next
+}
+
+// noteTTR keeps nextTTR at or before deadline.
+func (b *Broker) noteTTR(deadline time.Time) {
+	if b.nextTTR.IsZero() || deadline.Before(b.nextTTR) {
+		b.nextTTR = deadline
+	}
 }
 
 // forget removes a busy worker whose job the caller takes care of.

@@ -1,0 +1,163 @@
+package broker_test
+
+import (
+	"fmt"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/zmws/zmws/broker"
+	"github.com/zmws/zmws/protocol"
+)
+
+// The broker's dispatch path without sockets: what the state machine costs
+// per job, with the frames a zmws client and the Go worker library send
+// (18/MDP, meta frames, a 17-byte input as in scripts/bench).
+
+var (
+	benchV2    = protocol.Form{Version: protocol.V2}
+	benchInput = []byte("hello zmws 12345\n")
+)
+
+func benchNew(durable bool) *broker.Broker {
+	return broker.New(broker.Config{Heartbeat: time.Hour, Durable: durable, MaxQueue: 100_000_000})
+}
+
+func benchRequest(service string) [][]byte {
+	return protocol.EncodeClient(protocol.Message{Form: benchV2, Cmd: protocol.CmdRequest, Service: service,
+		Body: [][]byte{protocol.EncodeMeta(protocol.Meta{}), benchInput}})
+}
+
+func benchReady(b *testing.B, br *broker.Broker, now time.Time, worker, service string) {
+	frames := protocol.EncodeWorker(protocol.Message{Form: benchV2, Cmd: protocol.CmdReady, Service: service,
+		Body: [][]byte{protocol.EncodeMeta(protocol.Meta{Worker: &protocol.WorkerDetails{Host: "h", PID: 1, Name: "bench"}})}})
+	br.HandleWorker(now, worker, frames)
+}
+
+// benchJobFor returns the job ID of the REQUEST sent to worker in envs.
+func benchJobFor(envs []protocol.Envelope, worker string) string {
+	for _, e := range envs {
+		if e.Peer != protocol.ToWorker || e.To != worker {
+			continue
+		}
+		if m, err := protocol.DecodeWorker(e.Frames); err == nil && m.Cmd == protocol.CmdRequest {
+			return string(m.Address)
+		}
+	}
+	return ""
+}
+
+var benchFinalMeta = protocol.EncodeMeta(protocol.Meta{Status: protocol.StatusComplete})
+
+func benchFinal(job string) [][]byte {
+	return protocol.EncodeWorker(protocol.Message{Form: benchV2, Cmd: protocol.CmdReply, Address: []byte(job),
+		Body: [][]byte{benchFinalMeta, []byte("54321 swmz olleh\n")}})
+}
+
+func benchHasClient(envs []protocol.Envelope, client string) bool {
+	for _, e := range envs {
+		if e.Peer == protocol.ToClient && e.To == client {
+			return true
+		}
+	}
+	return false
+}
+
+// BenchmarkDispatch_Sync is one SYNC- job per op: client REQUEST, dispatch
+// to the idle worker, worker FINAL, reply to the client.
+func BenchmarkDispatch_Sync(b *testing.B) {
+	br := benchNew(false)
+	now := time.Unix(1000, 0)
+	benchReady(b, br, now, "w1", "echo")
+	req := benchRequest("SYNC-echo")
+	b.ReportAllocs()
+	for b.Loop() {
+		job := benchJobFor(br.HandleClient(now, "c1", req), "w1")
+		if job == "" {
+			b.Fatal("no REQUEST to the worker")
+		}
+		if !benchHasClient(br.HandleWorker(now, "w1", benchFinal(job)), "c1") {
+			b.Fatal("no reply to the client")
+		}
+	}
+}
+
+// BenchmarkDispatch_Async is one async job per op: submit (reply with the
+// job ID), dispatch, FINAL. Durable: the broker keeps records for a store,
+// flushed every batch ops as the server's group commit does.
+func BenchmarkDispatch_Async(b *testing.B) {
+	for _, c := range []struct {
+		durable bool
+		batch   int
+	}{{false, 0}, {true, 1}, {true, 8}, {true, 64}} {
+		name := "memory"
+		if c.durable {
+			name = fmt.Sprintf("durable/batch=%d", c.batch)
+		}
+		b.Run(name, func(b *testing.B) {
+			br := benchNew(c.durable)
+			now := time.Unix(1000, 0)
+			benchReady(b, br, now, "w1", "echo")
+			req := benchRequest("echo")
+			records := 0
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				job := benchJobFor(br.HandleClient(now, "c1", req), "w1")
+				if job == "" {
+					b.Fatal("no REQUEST to the worker")
+				}
+				br.HandleWorker(now, "w1", benchFinal(job))
+				if i++; c.durable && i%c.batch == 0 {
+					records += len(br.Flush().Jobs)
+					br.Committed()
+				}
+			}
+			if c.durable {
+				b.ReportMetric(float64(records)/float64(i), "records/job")
+			}
+		})
+	}
+}
+
+// BenchmarkQueue_Memory queues b.N async jobs for a service whose only
+// worker is busy, and reports the Go heap per queued job (after GC), less
+// the 17-byte input: the broker's own cost per queued job.
+func BenchmarkQueue_Memory(b *testing.B) {
+	for _, durable := range []bool{false, true} {
+		b.Run(fmt.Sprintf("durable=%v", durable), func(b *testing.B) {
+			br := benchNew(durable)
+			now := time.Unix(1000, 0)
+			benchReady(b, br, now, "w1", "echo")
+			req := benchRequest("echo")
+			br.HandleClient(now, "c1", req) // keeps w1 busy: the rest queue
+			if durable {
+				br.Flush()
+				br.Committed()
+			}
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			b.ReportAllocs()
+			n := 0
+			for b.Loop() {
+				br.HandleClient(now, "c1", req)
+				if n++; durable && n%64 == 0 {
+					br.Flush()
+					br.Committed()
+				}
+			}
+			b.StopTimer()
+			if durable {
+				br.Flush()
+				br.Committed()
+			}
+			runtime.GC()
+			runtime.ReadMemStats(&after)
+			perJob := (float64(after.HeapAlloc) - float64(before.HeapAlloc)) / float64(n)
+			b.ReportMetric(perJob, "heap-B/job")
+			b.ReportMetric(perJob-float64(len(benchInput)), "beyond-payload-B/job")
+			runtime.KeepAlive(br)
+		})
+	}
+}
