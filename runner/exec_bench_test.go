@@ -1,0 +1,62 @@
+package runner
+
+import (
+	"bytes"
+	"context"
+	"os/exec"
+	"testing"
+
+	"github.com/zmws/zmws/worker"
+)
+
+// What zmws-run adds to one spawn of rev, without any broker: the
+// Handler's serve (template, environment, three pipes and copier
+// goroutines, a process group, the group kill) against a bare os/exec of
+// the same command with the same input (the anchors' execbench).
+
+var benchRevInput = []byte("hello zmws 12345\n")
+
+const benchRevWant = "54321 swmz olleh\n"
+
+func BenchmarkExec_Bare(b *testing.B) {
+	path, err := exec.LookPath("rev")
+	if err != nil {
+		b.Skip("no rev")
+	}
+	for b.Loop() {
+		c := exec.Command(path)
+		c.Stdin = bytes.NewReader(benchRevInput)
+		var out bytes.Buffer
+		c.Stdout = &out
+		if err := c.Run(); err != nil {
+			b.Fatal(err)
+		}
+		if out.String() != benchRevWant {
+			b.Fatalf("output %q", out.String())
+		}
+	}
+}
+
+func BenchmarkExec_Runner(b *testing.B) {
+	if _, err := exec.LookPath("rev"); err != nil {
+		b.Skip("no rev")
+	}
+	tm, err := New(Spec{Service: "rev", Command: Command{Line: "rev"}}, Defaults{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	h := NewHandler(tm, Config{})
+	var out []byte
+	sink := func(p []byte) (int, error) { out = append(out, p...); return len(p), nil }
+	ctx := context.Background()
+	for b.Loop() {
+		out = out[:0]
+		res, err := h.serve(ctx, &worker.Job{ID: "01JBENCH", Service: "rev", Attempt: 1, Input: [][]byte{benchRevInput}}, sink)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if got := string(out) + string(res); got != benchRevWant {
+			b.Fatalf("output %q", got)
+		}
+	}
+}
