@@ -223,7 +223,9 @@ func specs() []ratioSpec {
 		add(ratioSpec{g, "sync 1x1 / gearmand -t 1 1x1", s11, sel{file: gmT1, kind: "gearman-sync", has: []string{"workers=1", "clients=1"}, metric: "jobs_per_s"}, nil, 0, 0, "jobs/s"})
 		add(ratioSpec{g, "sync 8x8 / gearmand -t 1 8x8", s88, sel{file: gmT1, kind: "gearman-sync", has: []string{"workers=8", "clients=8"}, metric: "jobs_per_s"}, nil, t(1.5), 0, "jobs/s"})
 		add(ratioSpec{g, "sync 8x8 / gearmand (default) 8x8", s88, sel{file: gmDefault, kind: "gearman-sync", has: []string{"workers=8", "clients=8"}, metric: "jobs_per_s"}, nil, 0, 0, "jobs/s"})
-		add(ratioSpec{g, "sync 1x1 / ZeroMQ one hop via zmq_proxy (C), window 1", s11, sel{file: zmqFile, kind: "zmq", has: []string{"proxy-c", "window=1"}, metric: "jobs_per_s"}, nil, t(0.9), 0, "jobs/s"})
+		// The 0.9x target is judged in the peers group, against a proxy hop
+		// measured in the same rounds; this row is for reference.
+		add(ratioSpec{g, "sync 1x1 / ZeroMQ one hop via zmq_proxy (C), window 1 (04_zmq.sh)", s11, sel{file: zmqFile, kind: "zmq", has: []string{"proxy-c", "window=1"}, metric: "jobs_per_s"}, nil, 0, 0, "jobs/s"})
 		add(ratioSpec{g, "sync 1x1 / ZeroMQ one hop via Go LRU broker 1x1", s11, sel{file: zmqFile, kind: "zmq", has: []string{"proxy-lru-w1"}, metric: "jobs_per_s"}, nil, 0, 0, "jobs/s"})
 		add(ratioSpec{g, "sync 8x8 / ZeroMQ one hop via Go LRU broker 8x8", s88, sel{file: zmqFile, kind: "zmq", has: []string{"proxy-lru-w8"}, metric: "jobs_per_s"}, nil, 0, 0, "jobs/s"})
 		for _, st := range []string{"none", "bolt"} {
@@ -238,13 +240,13 @@ func specs() []ratioSpec {
 	// Where a sync job's time goes: raw DEALER peers vs the libraries,
 	// against zmwsd (no store), alternating run by run.
 	for _, pc := range [][2]string{{"raw", "raw"}, {"lib", "raw"}, {"raw", "lib"}, {"lib", "lib"}} {
-		var ps *sel
-		if pc != [2]string{"raw", "raw"} {
-			ps = &sel{kind: "paired", has: []string{"zmws-sync-peers/raw-raw", "client=" + pc[0], "worker=" + pc[1], "workers=1"}, metric: "ratio"}
+		if pc == [2]string{"raw", "raw"} {
+			continue
 		}
-		add(ratioSpec{"broker (peers)", "sync 1x1, " + pc[0] + " client + " + pc[1] + " worker / ZeroMQ one hop via zmq_proxy (C), window 1 (paired: / raw+raw)",
+		ps := &sel{kind: "paired", has: []string{"zmws-sync-peers/raw-raw", "client=" + pc[0], "worker=" + pc[1], "workers=1"}, metric: "ratio"}
+		add(ratioSpec{"broker (peers)", "sync 1x1, " + pc[0] + " client + " + pc[1] + " worker / raw client + raw worker, same rounds",
 			zsel("zmws-sync-peers", "jobs_per_s", "client="+pc[0], "worker="+pc[1], "workers=1"),
-			sel{file: zmqFile, kind: "zmq", has: []string{"proxy-c", "window=1"}, metric: "jobs_per_s"}, ps, 0, 0, "jobs/s"})
+			zsel("zmws-sync-peers", "jobs_per_s", "client=raw", "worker=raw", "workers=1"), ps, 0, 0, "jobs/s"})
 	}
 	add(ratioSpec{"broker (peers)", "sync 1x1, raw client + raw worker / gearmand (default) 1x1",
 		zsel("zmws-sync-peers", "jobs_per_s", "client=raw", "worker=raw", "workers=1"),
@@ -266,9 +268,9 @@ func specs() []ratioSpec {
 			zsel("zmws-sync-peers", "jobs_per_s", "client="+pc[0], "worker="+pc[1], "workers=1"), hop, &ph, minRatio, 0, "jobs/s"})
 	}
 	ps8 := sel{kind: "paired", has: []string{"zmws-sync-peers/raw-raw", "client=lib", "worker=lib", "workers=8"}, metric: "ratio"}
-	add(ratioSpec{"broker (peers)", "sync 8x8, lib clients + lib workers / gearmand -t 1 8x8 (paired: / raw+raw)",
+	add(ratioSpec{"broker (peers)", "sync 8x8, lib clients + lib workers / raw clients + raw workers, same rounds",
 		zsel("zmws-sync-peers", "jobs_per_s", "client=lib", "worker=lib", "workers=8"),
-		sel{file: gmT1, kind: "gearman-sync", has: []string{"workers=8", "clients=8"}, metric: "jobs_per_s"}, &ps8, 0, 0, "jobs/s"})
+		zsel("zmws-sync-peers", "jobs_per_s", "client=raw", "worker=raw", "workers=8"), &ps8, 0, 0, "jobs/s"})
 	// Scale.
 	for _, n := range []string{"100000", "1000000"} {
 		add(ratioSpec{"scale", "bytes per queued job beyond its payload, " + n + " queued (zmwsd RSS)", zsel("zmws-scale-queue", "bytes_per_job_beyond_payload", "store=none", "jobs="+n), sel{}, nil, 0, 300, "B"})
