@@ -12,6 +12,7 @@ import (
 
 	"github.com/zmws/zmws/broker"
 	"github.com/zmws/zmws/client"
+	"github.com/zmws/zmws/internal/zmqtest"
 	"github.com/zmws/zmws/protocol"
 	"github.com/zmws/zmws/server"
 )
@@ -28,20 +29,7 @@ func startServer(t *testing.T) *server.Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("server Run: %v", err)
-			}
-		case <-time.After(waitLong):
-			t.Error("server did not stop")
-		}
-	})
+	zmqtest.Go(t, "server", srv.Run)
 	return srv
 }
 

@@ -21,6 +21,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/zmws/zmws/broker"
+	"github.com/zmws/zmws/internal/zmqtest"
 	"github.com/zmws/zmws/protocol"
 	"github.com/zmws/zmws/server"
 	"github.com/zmws/zmws/worker"
@@ -110,20 +111,7 @@ func (s *stack) worker(t *testing.T, service string, n int, h worker.HandlerFunc
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("worker %s: %v", service, err)
-			}
-		case <-time.After(waitLong):
-			t.Errorf("worker %s did not stop", service)
-		}
-	})
+	zmqtest.Go(t, "worker "+service, w.Run)
 	eventually(t, "workers of "+service+" ready", func() bool {
 		body, err := s.pool.Query(context.Background(), protocol.ServerWorkers)
 		if err != nil {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/zmws/zmws/broker"
 	"github.com/zmws/zmws/client"
+	"github.com/zmws/zmws/internal/zmqtest"
 	"github.com/zmws/zmws/protocol"
 	"github.com/zmws/zmws/server"
 	"github.com/zmws/zmws/worker"
@@ -30,15 +31,7 @@ func startBroker(t *testing.T) (*server.Server, *client.Client) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("server: %v", err)
-		}
-	})
+	zmqtest.Go(t, "server", srv.Run)
 	c, err := client.New(client.Config{Broker: srv.ClientEndpoint()})
 	if err != nil {
 		t.Fatal(err)

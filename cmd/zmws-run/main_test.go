@@ -16,6 +16,7 @@ import (
 
 	"github.com/zmws/zmws/broker"
 	"github.com/zmws/zmws/client"
+	"github.com/zmws/zmws/internal/zmqtest"
 	"github.com/zmws/zmws/server"
 )
 
@@ -103,13 +104,7 @@ func startBroker(t *testing.T) (*server.Server, *client.Client) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
+	zmqtest.Go(t, "server", srv.Run)
 	c, err := client.New(client.Config{Broker: srv.ClientEndpoint()})
 	if err != nil {
 		t.Fatal(err)

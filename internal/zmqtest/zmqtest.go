@@ -3,6 +3,7 @@
 package zmqtest
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
@@ -117,3 +118,24 @@ func Strings(frames [][]byte) []string {
 
 // Join renders frames on one line for failure messages.
 func Join(frames [][]byte) string { return strings.Join(Strings(frames), " | ") }
+
+// Go runs run(ctx) on its own goroutine until the test ends: at cleanup ctx
+// is cancelled and run must return within 10 s, with a nil error. It is how
+// tests run servers and workers.
+func Go(t testing.TB, name string, run func(context.Context) error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("%s: %v", name, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Errorf("%s did not stop", name)
+		}
+	})
+}
