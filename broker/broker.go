@@ -261,9 +261,6 @@ func New(cfg Config) *Broker {
 	}
 }
 
-// Config returns the configuration in effect, defaults filled in.
-func (b *Broker) Config() Config { return b.cfg }
-
 // Deadline is when Tick next has work: a heartbeat to send or a worker that
 // may have expired. The loop should call Tick at or after it.
 func (b *Broker) Deadline() time.Time {

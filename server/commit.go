@@ -19,15 +19,14 @@ import (
 // The loop hands a batch over with start and learns the outcome when the
 // wake socket (an inproc PAIR, polled with the others) becomes readable.
 type committer struct {
-	st    store.Store
-	req   chan *store.Batch
-	res   chan error
-	wake  *zmq.Socket // loop side: readable when a commit has finished
-	ping  *zmq.Socket // committer side
-	busy  bool        // a batch is being committed (loop's view)
-	held  []protocol.Envelope
-	next  []protocol.Envelope // Durable replies waiting for the batch after the current one
-	count atomic.Uint64       // batches committed, for tests and logs
+	st   store.Store
+	req  chan *store.Batch
+	res  chan error
+	wake *zmq.Socket // loop side: readable when a commit has finished
+	ping *zmq.Socket // committer side
+	busy bool        // a batch is being committed (loop's view)
+	held []protocol.Envelope
+	next []protocol.Envelope // Durable replies waiting for the batch after the current one
 }
 
 var commitSeq atomic.Uint64
@@ -81,7 +80,6 @@ func (c *committer) finished() ([]protocol.Envelope, error) {
 	c.wake.RecvBytes(0)
 	err := <-c.res
 	c.busy = false
-	c.count.Add(1)
 	return c.held, err
 }
 
