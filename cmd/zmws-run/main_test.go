@@ -230,11 +230,22 @@ func TestRun_ShutdownStopsJobs(t *testing.T) {
 	if d := time.Since(t0); d > 5*time.Second {
 		t.Errorf("shutdown took %v", d)
 	}
+	// SIGKILL has been sent to the group; the kernel ends the processes a
+	// moment later, so poll (bounded) until each is gone or a zombie.
 	for _, f := range strings.Fields(got) {
 		var pid int
 		fmt.Sscan(f, &pid)
-		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil && !bytes.Contains(b, []byte(") Z")) {
-			t.Errorf("process %d outlived zmws-run: %s", pid, b)
+		deadline := time.Now().Add(2 * time.Second)
+		for {
+			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+			if err != nil || bytes.Contains(b, []byte(") Z")) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Errorf("process %d outlived zmws-run: %s", pid, b)
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
 		}
 	}
 }
