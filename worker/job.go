@@ -1,9 +1,11 @@
 package worker
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 )
 
@@ -36,36 +38,47 @@ type Job struct {
 	st *stream // nil for a Job not made by a Worker
 }
 
-// stream is where a Job's partial output goes. It is behind a pointer so a
-// Job stays a plain copyable value.
+// stream is where a Job's partial output goes: a channel the job's slot
+// reads. It is behind a pointer so a Job stays a plain copyable value.
 type stream struct {
-	out   *outbox
-	token uint64      // identifies this run of the job to its slot
-	done  atomic.Bool // set when the handler has returned
+	chunks chan<- []byte
+	done   chan struct{} // closed when the slot abandons the job
+	ended  atomic.Bool   // set when the handler has returned
+	once   sync.Once
+}
+
+// end marks the handler returned: later Writes fail.
+func (st *stream) end() { st.ended.Store(true) }
+
+// abandon unblocks Writes waiting for room: the slot no longer reads.
+func (st *stream) abandon() {
+	st.end()
+	st.once.Do(func() { close(st.done) })
 }
 
 // Write sends a copy of p to the broker as a PARTIAL reply, which the broker
 // streams to a synchronous caller; the job's output is all partials in order,
 // then the handler's result. Write blocks while the broker takes output
 // slower than the handler writes it (back pressure). It may be called from
-// any goroutine, but not after
-// ServeJob has returned (ErrJobDone). A partial written after the worker lost
-// its broker connection is dropped: the broker has requeued the job, and the
-// handler's ctx is cancelled.
+// any goroutine, but not after ServeJob has returned (ErrJobDone). A partial
+// written after the worker lost its broker connection is dropped: the broker
+// has requeued the job, and the handler's ctx is cancelled.
 func (j *Job) Write(p []byte) (int, error) {
 	if j.st == nil {
 		return 0, ErrNoStream
 	}
-	if j.st.done.Load() {
+	if j.st.ended.Load() {
 		return 0, ErrJobDone
 	}
 	if len(p) == 0 {
 		return 0, nil
 	}
-	if err := j.st.out.send(kindPartial, tokenFrame(j.st.token), p); err != nil {
-		return 0, err
+	select {
+	case j.st.chunks <- bytes.Clone(p):
+		return len(p), nil
+	case <-j.st.done:
+		return 0, ErrJobDone
 	}
-	return len(p), nil
 }
 
 // Handler serves jobs. ServeJob returns the job's final output (sent after

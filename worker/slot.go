@@ -18,10 +18,19 @@ import (
 )
 
 const (
-	// maxPoll caps a poll so a slot re-checks its state at least this often
+	// maxPoll caps a wait so a slot re-checks its state at least this often
 	// even if a wake-up were lost; ctx cancellation normally wakes it at once
-	// through the outbox.
+	// (an idle slot through its wake PAIR, a busy one through ctx.Done).
 	maxPoll = time.Second
+	// maxBusyCheck bounds how long a slot running a job goes without
+	// looking at its socket (meanwhile it waits on the handler's channels):
+	// a DISCONNECT (the job was cancelled, or the broker gave up on this
+	// worker) is noticed within it. It is at most a quarter of the heartbeat
+	// interval too.
+	maxBusyCheck = 250 * time.Millisecond
+	// chunkQueue is how many partial outputs a handler may write ahead of
+	// the slot before Write blocks.
+	chunkQueue = 64
 	// cancelWait is how long a stopping slot waits for a handler to return
 	// after cancelling its context at the end of the grace period, before
 	// abandoning it.
@@ -39,8 +48,16 @@ var wireForm = protocol.Form{Version: protocol.V2}
 
 // slot is one connection to a broker serving one job at a time. All its
 // fields, and its sockets, belong to the goroutine running slot.run, except
-// out, which is safe for concurrent use, and the running record's result,
-// which the handler goroutine writes before closing done.
+// wake, which is safe for concurrent use. A handler runs on a goroutine of
+// its own and never touches a socket: its partial output and its result
+// reach the slot through the running record's channels.
+//
+// The slot waits in one of two ways. Idle (or with output the DEALER cannot
+// take yet) it blocks in zmq_poll on its DEALER and its wake PAIR, so a job
+// is picked up the moment it arrives. Running a job with nothing pending, it
+// blocks on the job's channels and ctx.Done, so a partial or the result goes
+// to the wire without another hop; it reads its socket without blocking at
+// least every busyCheck, and at every deadline (heartbeat, expiry, grace).
 //
 // Connection states: connected (sock != nil) → closed (sock == nil, waiting
 // for reconnectAt and for the running handler, if any, to return) →
@@ -50,10 +67,11 @@ type slot struct {
 	idx  int
 	base zerolog.Logger
 	log  zerolog.Logger // base plus the current identity
-	rx   *zmq.Socket    // receives from out
-	out  *outbox
+	wake *waker         // wakes an idle slot's poll when ctx ends
+	done <-chan struct{}
 
 	sock        *zmq.Socket // DEALER to the broker; nil while closed
+	poller      *zmq.Poller // sock (item 0, if any) and the wake PAIR
 	identity    string
 	endpoint    int    // index into Brokers of the current or next connection
 	gen         uint64 // connection generation, bumped at each connect
@@ -62,14 +80,16 @@ type slot struct {
 	heartbeatAt time.Time
 	expireAt    time.Time
 	reconnectAt time.Time
+	checkAt     time.Time // when a busy slot next reads its socket
+	busyCheck   time.Duration
+	timer       *time.Timer // a busy slot's wait bound
 	// pending holds job messages (PARTIAL, FINAL) the DEALER could not take
 	// (its high-water mark was reached), in order. While it is not empty the
-	// slot stops reading its outbox, so a fast handler's Write blocks.
+	// slot stops reading the job's output, so a fast handler's Write blocks.
 	pending [][][]byte
 
 	handlerCtx context.Context // parent of the handlers' contexts
 	cur        *running        // the job in progress, or nil
-	tokens     uint64          // last token handed out
 
 	stopping  bool
 	graceAt   time.Time // when a stopping slot cancels its handler
@@ -79,42 +99,53 @@ type slot struct {
 // running is a job in progress on a slot.
 type running struct {
 	job       *Job
-	token     uint64
 	gen       uint64 // connection the job arrived on
 	stock     bool   // the REQUEST had no meta frame: reply without one
 	started   time.Time
 	cancel    context.CancelFunc
 	cancelled bool // cancelled at the end of the grace period
 
-	done chan struct{} // closed by the handler goroutine after res, err are set
-	res  []byte
-	err  error
+	chunks chan []byte   // partial output, in order (see stream)
+	done   chan struct{} // closed by the handler goroutine after res, err are set
+	res    []byte
+	err    error
 }
 
 func newSlot(w *Worker, idx int) (*slot, error) {
 	s := &slot{w: w, idx: idx}
 	// A random name: an inproc endpoint may stay registered for a moment
 	// after its socket is closed, so names are never reused.
-	rx, out, err := newPair("inproc://zmws-worker-" + newIdentity())
+	wk, err := newWaker("inproc://zmws-worker-" + newIdentity())
 	if err != nil {
 		return nil, err
 	}
-	s.rx, s.out = rx, out
+	s.wake = wk
 	s.base = w.log.With().Int("slot", idx).Logger()
 	s.log = s.base
+	s.busyCheck = max(min(maxBusyCheck, w.cfg.Heartbeat/4), time.Millisecond)
+	s.timer = time.NewTimer(time.Hour)
+	s.timer.Stop()
+	s.setPoller()
 	return s, nil
 }
 
-func (s *slot) closePair() {
-	s.out.close()
-	s.rx.Close()
+func (s *slot) close() { s.wake.close() }
+
+// setPoller makes the poller for the current socket.
+func (s *slot) setPoller() {
+	s.poller = zmq.NewPoller()
+	if s.sock != nil {
+		s.poller.Add(s.sock, zmq.POLLIN)
+	}
+	s.poller.Add(s.wake.rx, zmq.POLLIN)
 }
 
 // run serves until ctx is cancelled and the slot has shut down.
 func (s *slot) run(ctx context.Context) error {
-	defer s.closePair()
-	stopWake := context.AfterFunc(ctx, s.out.wake)
+	defer s.close()
+	stopWake := context.AfterFunc(ctx, s.wake.wake)
 	defer stopWake()
+	s.done = ctx.Done()
 	s.handlerCtx = context.WithoutCancel(ctx)
 	s.reconnectAt = time.Now()
 
@@ -149,17 +180,12 @@ func (s *slot) run(ctx context.Context) error {
 			s.heartbeatAt = now.Add(s.w.cfg.Heartbeat)
 		}
 
-		p := zmq.NewPoller()
-		switch {
-		case s.sock != nil && len(s.pending) > 0:
-			p.Add(s.sock, zmq.POLLIN|zmq.POLLOUT)
-		case s.sock != nil:
-			p.Add(s.sock, zmq.POLLIN)
-			p.Add(s.rx, zmq.POLLIN)
-		default:
-			p.Add(s.rx, zmq.POLLIN)
+		var err error
+		if s.cur != nil && len(s.pending) == 0 {
+			s.waitJob(now)
+		} else {
+			err = s.waitSocket(now)
 		}
-		polled, err := p.Poll(s.timeout(now))
 		if err != nil {
 			switch zmq.AsErrno(err) {
 			case zmq.Errno(syscall.EINTR):
@@ -170,24 +196,72 @@ func (s *slot) run(ctx context.Context) error {
 			s.log.Error().Err(err).Msg("poll")
 			return fmt.Errorf("poll: %w", err)
 		}
-		for _, pd := range polled {
-			if pd.Socket == s.rx {
-				s.drainOutbox()
-				continue
-			}
-			if pd.Events&zmq.POLLOUT != 0 {
-				s.flush()
-			}
-			if pd.Events&zmq.POLLIN != 0 {
-				s.drainBroker()
-			}
-		}
 		// Expiry is checked after reading what has arrived, so that a late
 		// turn of this loop does not mistake unread heartbeats for silence.
 		if now := time.Now(); s.sock != nil && !now.Before(s.expireAt) {
 			s.log.Warn().Str(keyEndpoint, s.w.cfg.Brokers[s.endpoint]).Msg("broker silent, reconnecting")
 			s.drop(now, true)
 		}
+	}
+}
+
+// waitSocket blocks in zmq_poll until the broker sends, the DEALER takes
+// pending output, the slot is woken, or the next deadline.
+func (s *slot) waitSocket(now time.Time) error {
+	if s.sock != nil {
+		ev := zmq.POLLIN
+		if len(s.pending) > 0 {
+			ev |= zmq.POLLOUT
+		}
+		s.poller.Update(0, ev)
+	}
+	polled, err := s.poller.Poll(s.timeout(now))
+	if err != nil {
+		return err
+	}
+	for _, pd := range polled {
+		switch {
+		case pd.Socket != s.sock:
+			s.wake.drain()
+		case pd.Events&zmq.POLLOUT != 0:
+			s.flush()
+			if pd.Events&zmq.POLLIN != 0 && s.sock != nil {
+				s.drainBroker()
+			}
+		case pd.Events&zmq.POLLIN != 0:
+			s.drainBroker()
+		}
+	}
+	s.checkAt = time.Now().Add(s.busyCheck)
+	return nil
+}
+
+// waitJob waits for the running job's output or result, ctx, or the next
+// deadline, whichever comes first, and handles it; then, if it is time, it
+// reads the socket without blocking.
+func (s *slot) waitJob(now time.Time) {
+	r := s.cur
+	d := s.timeout(now)
+	if s.sock != nil {
+		d = min(d, max(s.checkAt.Sub(now), 0))
+	}
+	done := s.done
+	if s.stopping {
+		done = nil
+	}
+	s.timer.Reset(d)
+	select {
+	case c := <-r.chunks:
+		s.onPartial(r, c)
+	case <-r.done:
+		s.onDone(r)
+	case <-done:
+	case <-s.timer.C:
+	}
+	s.timer.Stop()
+	if now := time.Now(); s.sock != nil && !now.Before(s.checkAt) {
+		s.drainBroker()
+		s.checkAt = now.Add(s.busyCheck)
 	}
 }
 
@@ -247,6 +321,7 @@ func (s *slot) connect(now time.Time) {
 		return
 	}
 	s.sock, s.identity, s.heard = sock, id, false
+	s.setPoller()
 	s.gen++
 	s.log = s.base.With().Str(keyWorker, id).Logger()
 	s.heartbeatAt = now.Add(s.w.cfg.Heartbeat)
@@ -262,6 +337,7 @@ func (s *slot) connect(now time.Time) {
 func (s *slot) drop(now time.Time, advance bool) {
 	s.sock.Close()
 	s.sock = nil
+	s.setPoller()
 	s.pending = nil
 	if s.heard {
 		s.failures = 0
@@ -374,9 +450,9 @@ func (s *slot) onRequest(now time.Time, m protocol.Message) {
 		})}})
 		return
 	}
-	s.tokens++
+	chunks, gone := make(chan []byte, chunkQueue), make(chan struct{})
 	j := &Job{ID: id, Service: s.w.cfg.Service, Attempt: 1, Params: map[string]string{}, Input: input,
-		st: &stream{out: s.out, token: s.tokens}}
+		st: &stream{chunks: chunks, done: gone}}
 	if hasMeta {
 		if meta.Service != "" {
 			j.Service = meta.Service
@@ -389,7 +465,7 @@ func (s *slot) onRequest(now time.Time, m protocol.Message) {
 		}
 	}
 	ctx, cancel := context.WithCancel(s.handlerCtx)
-	r := &running{job: j, token: j.st.token, gen: s.gen, stock: !hasMeta, started: now, cancel: cancel, done: make(chan struct{})}
+	r := &running{job: j, gen: s.gen, stock: !hasMeta, started: now, cancel: cancel, chunks: chunks, done: make(chan struct{})}
 	s.cur = r
 	s.w.idle.started()
 	s.log.Debug().Str(keyJob, id).Int("attempt", j.Attempt).Msg("job started")
@@ -397,13 +473,12 @@ func (s *slot) onRequest(now time.Time, m protocol.Message) {
 }
 
 // serve runs on its own goroutine: it calls the handler, then tells the slot
-// through the outbox. It touches no slot field.
+// by closing r.done. It touches no slot field.
 func (s *slot) serve(ctx context.Context, r *running) {
 	res, err := call(ctx, s.w.cfg.Handler, r.job)
-	r.job.st.done.Store(true)
+	r.job.st.end()
 	r.res, r.err = res, err
 	close(r.done)
-	s.out.send(kindFinal, tokenFrame(r.token)) // ErrJobDone if the slot is gone
 }
 
 // panicError is a recovered handler panic.
@@ -423,48 +498,32 @@ func call(ctx context.Context, h Handler, j *Job) (res []byte, err error) {
 	return h.ServeJob(ctx, j)
 }
 
-func (s *slot) drainOutbox() {
-	for range maxDrain {
-		frames, err := s.rx.RecvMessageBytes(zmq.DONTWAIT)
-		if err != nil {
-			return
-		}
-		if len(frames) < 2 {
-			continue // a wake-up
-		}
-		token, ok := frameToken(frames[1])
-		if !ok {
-			continue
-		}
-		switch frames[0][0] {
-		case kindPartial[0]:
-			s.onPartial(token, frames[2:])
-		case kindFinal[0]:
-			s.onFinal(time.Now(), token)
-		}
-	}
-}
-
-func (s *slot) onPartial(token uint64, body [][]byte) {
-	r := s.cur
-	if r == nil || r.token != token {
-		s.log.Warn().Msg("partial output of a finished job, dropped")
-		return
-	}
+// onPartial sends a chunk of the running job's output as a PARTIAL, or drops
+// it if the connection the job came on is gone.
+func (s *slot) onPartial(r *running, chunk []byte) {
 	if s.sock == nil || r.gen != s.gen {
 		s.log.Debug().Str(keyJob, r.job.ID).Msg("partial output after connection loss, dropped")
 		return
 	}
-	s.sendJob(protocol.Message{Cmd: protocol.CmdPartial, Address: []byte(r.job.ID), Body: body})
+	s.sendJob(protocol.Message{Cmd: protocol.CmdPartial, Address: []byte(r.job.ID), Body: [][]byte{chunk}})
 }
 
-func (s *slot) onFinal(now time.Time, token uint64) {
-	r := s.cur
-	if r == nil || r.token != token {
-		s.log.Warn().Msg("result of an unknown job, dropped")
-		return
+// onDone handles a handler's return: output it wrote before returning goes
+// first, then the FINAL. If the DEALER fills up on the way, the rest waits
+// for the next turn (r.done stays closed, so it comes back here).
+func (s *slot) onDone(r *running) {
+	for len(s.pending) == 0 {
+		select {
+		case c := <-r.chunks:
+			s.onPartial(r, c)
+		default:
+			s.onFinal(time.Now(), r)
+			return
+		}
 	}
-	<-r.done // closed before the message was sent
+}
+
+func (s *slot) onFinal(now time.Time, r *running) {
 	r.cancel()
 	s.cur = nil
 	s.w.idle.ended(now)
@@ -539,6 +598,7 @@ func (s *slot) beginStop(now time.Time) {
 func (s *slot) finish() {
 	if r := s.cur; r != nil {
 		r.cancel()
+		r.job.st.abandon()
 	}
 	if s.sock != nil {
 		if s.flush(); len(s.pending) > 0 {
@@ -549,6 +609,7 @@ func (s *slot) finish() {
 		s.sock.Close()
 		s.sock = nil
 	}
+	s.timer.Stop()
 	s.log.Debug().Msg("slot stopped")
 }
 

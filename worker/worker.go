@@ -183,7 +183,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		s, err := newSlot(w, i)
 		if err != nil {
 			for _, s := range slots[:i] {
-				s.closePair()
+				s.close()
 			}
 			return fmt.Errorf("worker: slot %d: %w", i, err)
 		}
