@@ -218,6 +218,7 @@ type job struct {
 	clientForm    protocol.Form
 	clientService string
 	clientMeta    bool
+	clientRef     string // the submission's Meta.Ref, echoed in its reply
 
 	attempts int
 	created  time.Time

@@ -15,7 +15,8 @@ type request struct {
 	client  string
 	form    protocol.Form
 	service string
-	meta    bool // the client sent a meta frame: replies start with one
+	meta    bool   // the client sent a meta frame: replies start with one
+	ref     string // the client's reference for a submission, echoed
 }
 
 // HandleClient takes one message from the client socket (frames after the
@@ -53,6 +54,7 @@ func (b *Broker) HandleClient(now time.Time, from string, frames [][]byte) []pro
 
 // submit makes a job of a request for NAME, SYNC-NAME or SYNC:NAME.
 func (b *Broker) submit(now time.Time, r request, meta protocol.Meta, body [][]byte) {
+	r.ref = meta.Ref
 	name, sync := protocol.SplitSync(r.service)
 	s := b.services[name]
 	if s == nil {
@@ -84,6 +86,7 @@ func (b *Broker) submit(now time.Time, r request, meta protocol.Meta, body [][]b
 		clientForm:    r.form,
 		clientService: r.service,
 		clientMeta:    r.meta,
+		clientRef:     r.ref,
 		created:       now,
 		retries:       -1,
 	}
@@ -129,7 +132,7 @@ func (b *Broker) byKey(key string) (string, bool) {
 // job's record is committed.
 func (b *Broker) accepted(r request, id string, durable bool) {
 	if r.meta {
-		b.replyClient(r, protocol.CmdReply, protocol.EncodeMeta(protocol.Meta{Status: protocol.StatusAccepted, Job: id}))
+		b.replyClient(r, protocol.CmdReply, protocol.EncodeMeta(protocol.Meta{Status: protocol.StatusAccepted, Job: id, Ref: r.ref}))
 	} else {
 		b.replyClient(r, protocol.CmdReply, []byte(id))
 	}
@@ -159,7 +162,7 @@ func copyFrames(body [][]byte) [][]byte {
 // refuse answers a request that made no job.
 func (b *Broker) refuse(r request, code, text string) {
 	if r.meta {
-		b.replyClient(r, protocol.CmdReply, protocol.EncodeMeta(protocol.Meta{Status: protocol.StatusRefused, Code: code, Error: text}))
+		b.replyClient(r, protocol.CmdReply, protocol.EncodeMeta(protocol.Meta{Status: protocol.StatusRefused, Code: code, Error: text, Ref: r.ref}))
 		return
 	}
 	b.replyClient(r, protocol.CmdReply, []byte(protocol.FailFrame), []byte(code), []byte(text))
@@ -199,7 +202,7 @@ func (b *Broker) mmi(r request, body [][]byte) {
 
 // jobReq is the request a sync job's replies go to.
 func (j *job) req() request {
-	return request{client: j.client, form: j.clientForm, service: j.clientService, meta: j.clientMeta}
+	return request{client: j.client, form: j.clientForm, service: j.clientService, meta: j.clientMeta, ref: j.clientRef}
 }
 
 // replyFinal sends a sync job's final reply. A 7/MDP client, which cannot
@@ -212,7 +215,7 @@ func (b *Broker) replyFinal(j *job, status protocol.Status, final [][]byte) {
 	}
 	if r.meta {
 		meta := protocol.EncodeMeta(protocol.Meta{Status: status, Job: j.id, Attempt: j.attempts,
-			Code: j.code, Error: j.err, ExitCode: j.exitCode})
+			Code: j.code, Error: j.err, ExitCode: j.exitCode, Ref: r.ref})
 		body := make([][]byte, 0, 1+len(final))
 		body = append(body, meta)
 		b.replyClient(r, protocol.CmdReply, append(body, final...)...)

@@ -2,6 +2,7 @@ package broker_test
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -159,5 +160,56 @@ func TestBroker_RestoreRequeuesUnfinishedJobs(t *testing.T) {
 	_, md, _ = clientReply(t, one(t, b.HandleClient(t0, "c", zreq("IDLE", nil)), protocol.ToClient, "c"))
 	if md.Status != protocol.StatusAccepted {
 		t.Fatalf("restored service refused: %+v", md)
+	}
+}
+
+// A submission's Ref comes back in its reply whichever way it ends: accepted
+// (held for the commit), refused at once, refused by a failed commit, and in
+// a sync job's final reply.
+func TestBroker_RefEchoed(t *testing.T) {
+	b := newBroker(t, broker.Config{Durable: true, MaxQueue: 1})
+	b.HandleWorker(t0, "w1", readyZ("S"))
+	ref := func(service, r string) [][]byte {
+		return request(v2, service, protocol.EncodeMeta(protocol.Meta{Ref: r}))
+	}
+	replyRef := func(envs []protocol.Envelope) string {
+		t.Helper()
+		_, md, _ := clientReply(t, one(t, envs, protocol.ToClient, "c"))
+		return md.Ref
+	}
+	accepted := b.HandleClient(t0, "c", ref("S", "r1")) // dispatched to w1 at once
+	if got := replyRef(accepted); got != "r1" {
+		t.Errorf("accepted: ref %q, want r1", got)
+	}
+	b.HandleClient(t0, "c", ref("S", "r2")) // queued: the queue is full now
+	if got := replyRef(b.HandleClient(t0, "c", ref("S", "r3"))); got != "r3" {
+		t.Errorf("queue full: ref %q, want r3", got)
+	}
+	if got := replyRef(b.HandleClient(t0, "c", ref("NOPE", "r4"))); got != "r4" {
+		t.Errorf("unknown service: ref %q, want r4", got)
+	}
+	b.Flush()
+	var refs []string
+	for _, e := range b.Rejected(t0, errors.New("disk full")) {
+		_, md, _ := clientReply(t, e)
+		refs = append(refs, md.Ref+":"+string(md.Status))
+	}
+	if got := strings.Join(refs, " "); got != "r1:refused r2:refused" {
+		t.Errorf("rejected commit: %s, want r1:refused r2:refused", got)
+	}
+
+	s := newBroker(t, broker.Config{})
+	s.HandleWorker(t0, "w1", readyZ("S"))
+	job := requests(s.HandleClient(t0, "c", ref("SYNC-S", "r5")))
+	if len(job) != 1 {
+		t.Fatalf("sync job not dispatched: %d requests", len(job))
+	}
+	m, err := protocol.DecodeWorker(job[0].Frames)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := s.HandleWorker(t0, "w1", final(string(m.Address), protocol.Meta{Status: protocol.StatusComplete}, "ok"))
+	if got := replyRef(out); got != "r5" {
+		t.Errorf("sync final: ref %q, want r5", got)
 	}
 }

@@ -134,6 +134,12 @@ type Meta struct {
 	// many times, with exponential backoff: per job in a client REQUEST, or
 	// the service's default in a worker's READY.
 	Retries int `json:"retries,omitempty"`
+	// Ref is a client's reference for a submission, echoed in the broker's
+	// reply to it (accepted or refused), so a client with many submissions
+	// in flight on one connection can match replies, which may come back out
+	// of order (a refusal is sent at once, an accepted durable job only once
+	// its record is committed).
+	Ref string `json:"ref,omitempty"`
 }
 
 // WorkerDetails is what a zmws worker tells about itself in READY.
@@ -198,7 +204,7 @@ func DecodeMeta(frame []byte) (Meta, error) {
 // byte for byte what encoding/json writes (a test holds it to that).
 func appendMetaFast(b []byte, m *Meta) ([]byte, bool) {
 	if m.Worker != nil || !plain(m.Job) || !plain(m.Service) || !plain(m.Key) ||
-		!plain(string(m.Status)) || !plain(m.Code) || !plain(m.Error) {
+		!plain(string(m.Status)) || !plain(m.Code) || !plain(m.Error) || !plain(m.Ref) {
 		return nil, false
 	}
 	keys := make([]string, 0, len(m.Params))
@@ -272,6 +278,7 @@ func appendMetaFast(b []byte, m *Meta) ([]byte, bool) {
 	if m.Retries != 0 {
 		num("retries", int64(m.Retries))
 	}
+	str("ref", m.Ref)
 	return append(b, '}'), true
 }
 
