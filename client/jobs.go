@@ -27,8 +27,11 @@ type Request struct {
 	Retries int
 }
 
-func (r Request) body() [][]byte {
-	meta := protocol.Meta{Params: r.Params, Key: r.Key, TTRMillis: r.TTR.Milliseconds(), Retries: r.Retries}
+func (r Request) body() [][]byte { return r.bodyRef("") }
+
+// bodyRef is body with a submission reference in the meta frame.
+func (r Request) bodyRef(ref string) [][]byte {
+	meta := protocol.Meta{Params: r.Params, Key: r.Key, TTRMillis: r.TTR.Milliseconds(), Retries: r.Retries, Ref: ref}
 	if len(r.Input) == 0 {
 		return requestBody(meta)
 	}
@@ -77,6 +80,12 @@ func (c *Client) Submit(ctx context.Context, service string, req Request) (strin
 	if err != nil {
 		return "", err
 	}
+	return c.acceptedID(service, m)
+}
+
+// acceptedID reads the broker's answer to a submission: the job ID, or why
+// not.
+func (c *Client) acceptedID(service string, m protocol.Message) (string, error) {
 	meta, _, err := replyMeta("submit", m)
 	if err != nil {
 		return "", err

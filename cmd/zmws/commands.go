@@ -56,6 +56,7 @@ type SubmitCmd struct {
 	EachLine  bool          `help:"Submit one job per line of the input (stdin, or --input): the line is the job's input, or the parameter named by --line-param."`
 	LineParam string        `help:"With --each-line: pass each line as this parameter instead of as input." placeholder:"NAME"`
 	Quiet     bool          `short:"q" help:"With --each-line: print only the summary, not each job ID."`
+	Window    int           `default:"256" help:"With --each-line: submissions in flight at once (1 to 900); more commit more jobs per disk sync on a durable broker."`
 }
 
 func (c *SubmitCmd) Run(e *env) error {

@@ -17,10 +17,12 @@ import (
 // maxLine bounds one input line of --each-line.
 const maxLine = 1 << 20
 
-// eachLine submits one job per input line. Job IDs go to stdout (one per
-// line, unless --quiet), a progress bar to stderr when stderr is a terminal,
-// and a summary to stderr at the end. A refused line is reported with its
-// number and the run goes on; the command fails if any line was refused.
+// eachLine submits one job per input line, with up to --window submissions
+// in flight (client.SubmitMany). Job IDs go to stdout in input order (one
+// per line, unless --quiet), a progress bar to stderr when stderr is a
+// terminal, and a summary to stderr at the end. A refused line is reported
+// with its number and the run goes on; the command fails if any line was
+// refused.
 func (c *SubmitCmd) eachLine(e *env, params map[string]string) error {
 	in := e.stdin
 	if c.Input != "" && c.Input != "-" {
@@ -33,6 +35,9 @@ func (c *SubmitCmd) eachLine(e *env, params map[string]string) error {
 	}
 	if c.Key != "" {
 		return errors.New("--key cannot be used with --each-line: every line is its own job")
+	}
+	if c.Window < 1 || c.Window > client.MaxWindow {
+		return fmt.Errorf("--window %d: want 1 to %d", c.Window, client.MaxWindow)
 	}
 	cl, err := e.client()
 	if err != nil {
@@ -54,45 +59,57 @@ func (c *SubmitCmd) eachLine(e *env, params map[string]string) error {
 	start := time.Now()
 	sc := bufio.NewScanner(in)
 	sc.Buffer(make([]byte, 64<<10), maxLine)
-	var submitted, refused, n int
-	var firstErr error
-	for sc.Scan() {
-		n++
-		line := sc.Text()
-		req := client.Request{Params: params, TTR: c.TTR, Retries: c.Retries}
-		if c.LineParam != "" {
-			req.Params = maps.Clone(params)
-			if req.Params == nil {
-				req.Params = map[string]string{}
+	n := 0 // lines read
+	lines := func(yield func(client.Request) bool) {
+		for sc.Scan() {
+			n++
+			line := sc.Text()
+			req := client.Request{Params: params, TTR: c.TTR, Retries: c.Retries}
+			if c.LineParam != "" {
+				req.Params = maps.Clone(params)
+				if req.Params == nil {
+					req.Params = map[string]string{}
+				}
+				req.Params[c.LineParam] = line
+			} else {
+				req.Input = []byte(line)
 			}
-			req.Params[c.LineParam] = line
-		} else {
-			req.Input = []byte(line)
+			if !yield(req) {
+				return
+			}
 		}
-		id, err := cl.Submit(e.ctx, c.Service, req)
-		if err != nil {
-			if e.ctx.Err() != nil {
-				return e.ctx.Err()
-			}
+	}
+	var submitted, refused int
+	var firstErr error
+	err = cl.SubmitMany(e.ctx, c.Service, lines, c.Window, func(s client.Submitted) error {
+		if s.Err != nil {
 			var ce *client.Error
-			if !errors.As(err, &ce) {
-				// Transport failure: the broker is gone; stop here.
-				return fmt.Errorf("line %d: %w (%d submitted before)", n, err, submitted)
+			if !errors.As(s.Err, &ce) {
+				return nil // a transport failure: SubmitMany returns it
 			}
 			refused++
 			if firstErr == nil {
-				firstErr = fmt.Errorf("line %d: %w", n, err)
+				firstErr = fmt.Errorf("line %d: %w", s.Index+1, s.Err)
 			}
-			fmt.Fprintf(e.stderr, "zmws: line %d refused: %v\n", n, err)
-			continue
+			fmt.Fprintf(e.stderr, "zmws: line %d refused: %v\n", s.Index+1, s.Err)
+			return nil
 		}
 		submitted++
 		if !c.Quiet {
-			fmt.Fprintln(e.stdout, id)
+			fmt.Fprintln(e.stdout, s.ID)
 		}
 		if bar != nil {
 			bar.Add(1)
 		}
+		return nil
+	})
+	if err != nil {
+		if e.ctx.Err() != nil {
+			return e.ctx.Err()
+		}
+		// Transport failure: the broker is gone or silent; stop here.
+		return fmt.Errorf("after line %d: %w (%d submitted, %d refused; jobs of lines without an ID may or may not exist)",
+			submitted+refused, err, submitted, refused)
 	}
 	if bar != nil {
 		bar.Finish()
