@@ -166,6 +166,15 @@ func brokerCases(ctx context.Context, o *opts, where, storeKind, clientEP, worke
 			}
 			out("%s", summary(label, rs))
 			out("%s", doneSummary(fmt.Sprintf("zmws-async-done where=%s store=%s workers=%d clients=%d n=%d", where, storeKind, c.workers, c.clients, c.n), rs))
+		case "asyncpipe":
+			rs, err := repeat(label, o.runs, warm, c.n, func(jobs int) (run, error) {
+				return asyncPipeRun(cctx, cs[:c.clients], q, svc, jobs, pipeWindow, 2*time.Millisecond, deadline)
+			})
+			if err != nil {
+				return err
+			}
+			out("%s", summary(label, rs))
+			out("%s", doneSummary(fmt.Sprintf("zmws-asyncpipe-done where=%s store=%s workers=%d clients=%d window=%d n=%d", where, storeKind, c.workers, c.clients, pipeWindow, c.n), rs))
 		}
 		if after != nil {
 			after(label)
@@ -182,7 +191,7 @@ func sectionBroker(ctx context.Context, o *opts) error {
 	}{
 		{"none", []bcase{{"sync", 1, 1, o.n1}, {"sync", 8, 8, o.n8}, {"async", 1, 1, o.n1}, {"async", 8, 8, o.n8}}},
 		{"memory", []bcase{{"async", 8, 8, o.n8}}},
-		{"bolt", []bcase{{"sync", 1, 1, o.nd1}, {"async", 1, 1, o.nd1}, {"async", 8, 8, o.nd8}}},
+		{"bolt", []bcase{{"sync", 1, 1, o.nd1}, {"async", 1, 1, o.nd1}, {"async", 8, 8, o.nd8}, {"asyncpipe", 8, 8, o.n8}}},
 	}
 	for _, p := range plan {
 		say("broker in-process, store=%s", p.store)
@@ -219,7 +228,7 @@ func sectionZmwsd(ctx context.Context, o *opts) error {
 		cases []bcase
 	}{
 		{"none", []bcase{{"sync", 1, 1, o.n1}, {"sync", 8, 8, o.n8}, {"async", 1, 1, o.n1}, {"async", 8, 8, o.n8}}},
-		{"bolt", []bcase{{"sync", 1, 1, o.nd1}, {"async", 1, 1, o.nd1}, {"async", 8, 8, o.nd8}}},
+		{"bolt", []bcase{{"sync", 1, 1, o.nd1}, {"async", 1, 1, o.nd1}, {"async", 8, 8, o.nd8}, {"asyncpipe", 8, 8, o.n8}}},
 	}
 	for _, p := range plan {
 		say("broker zmwsd child, store=%s", p.store)

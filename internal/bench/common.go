@@ -227,6 +227,56 @@ func asyncRun(ctx context.Context, cs []*client.Client, q *client.Client, svcs m
 	return r, nil
 }
 
+// pipeWindow is the submissions each client keeps in flight in the
+// asyncpipe cases (client.SubmitMany's default).
+const pipeWindow = client.DefaultWindow
+
+// asyncPipeRun is asyncRun with pipelined submits: the clients share the
+// jobs, each submitting its share with SubmitMany and window in flight. A
+// job's latency is from its submission to its ID.
+func asyncPipeRun(ctx context.Context, cs []*client.Client, q *client.Client, svc string, jobs, window int, poll time.Duration, deadline time.Time) (run, error) {
+	base, _, err := finished(ctx, q, one(svc))
+	if err != nil {
+		return run{}, err
+	}
+	lat := make([]time.Duration, jobs)
+	errs := make([]error, len(cs))
+	var wg sync.WaitGroup
+	t0 := time.Now()
+	for g, c := range cs {
+		from, to := jobs*g/len(cs), jobs*(g+1)/len(cs)
+		sent := make([]time.Time, to-from)
+		reqs := func(yield func(client.Request) bool) {
+			for i := range sent {
+				sent[i] = time.Now()
+				if !yield(client.Request{Input: payload}) {
+					return
+				}
+			}
+		}
+		wg.Go(func() {
+			errs[g] = c.SubmitMany(ctx, svc, reqs, window, func(s client.Submitted) error {
+				if s.Err != nil {
+					return s.Err
+				}
+				lat[from+s.Index] = time.Since(sent[s.Index])
+				return nil
+			})
+		})
+	}
+	wg.Wait()
+	r := newRun(lat, time.Since(t0))
+	if err := errors.Join(errs...); err != nil {
+		return r, err
+	}
+	t, err := waitFinished(ctx, q, one(svc), base+uint64(jobs), poll, deadline)
+	if err != nil {
+		return r, err
+	}
+	r.Done = t.Sub(t0)
+	return r, nil
+}
+
 // repeat runs fn once with warm jobs (unmeasured), then runs times with n
 // jobs, printing RUN lines and returning the runs.
 func repeat(label string, runs, warm, n int, fn func(jobs int) (run, error)) ([]run, error) {

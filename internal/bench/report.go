@@ -236,6 +236,8 @@ func specs() []ratioSpec {
 		}
 		add(ratioSpec{g, "durable async 8x8 submitted and all done (absolute)", zsel("zmws-async-done", "done_jobs_per_s", w, "store=bolt", "workers=8", "clients=8"),
 			sel{}, nil, t(20000), 0, "jobs/s"})
+		add(ratioSpec{g, "durable async 8x8, pipelined submits (SubmitMany), submitted and all done (absolute)", zsel("zmws-asyncpipe-done", "done_jobs_per_s", w, "store=bolt", "workers=8", "clients=8"),
+			sel{}, nil, t(20000), 0, "jobs/s"})
 	}
 	// Where a sync job's time goes: raw DEALER peers vs the libraries,
 	// against zmwsd (no store), alternating run by run.
