@@ -60,3 +60,37 @@ func BenchmarkExec_Runner(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkServeRev is one job of rev with a short line through ServeJob's
+// path, as a worker calls it: it reports the messages the job costs
+// through the broker (partials, plus the final reply) and, with
+// -benchmem, what the runner allocates around the spawn.
+func BenchmarkServeRev(b *testing.B) {
+	if _, err := exec.LookPath("rev"); err != nil {
+		b.Skip("no rev")
+	}
+	tm, err := New(Spec{Service: "rev", Command: Command{Line: "rev"}}, Defaults{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	h := NewHandler(tm, Config{})
+	defer h.Shutdown(context.Background())
+	var (
+		out      []byte
+		partials int
+	)
+	sink := func(p []byte) (int, error) { partials++; out = append(out, p...); return len(p), nil }
+	j := &worker.Job{ID: "01JBENCH", Service: "rev", Attempt: 1, Input: [][]byte{benchRevInput}}
+	ctx := context.Background()
+	for b.Loop() {
+		out = out[:0]
+		res, err := h.serve(ctx, j, sink)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if got := string(out) + string(res); got != benchRevWant {
+			b.Fatalf("output %q", got)
+		}
+	}
+	b.ReportMetric(float64(partials+b.N)/float64(b.N), "msgs/op")
+}
