@@ -60,6 +60,7 @@ type Handler struct {
 	t       *Template
 	log     zerolog.Logger
 	environ func() []string // zmws-run's own environment; os.Environ
+	linger  time.Duration   // LineLinger; tests make it longer
 
 	mu     sync.Mutex
 	closed bool
@@ -73,6 +74,7 @@ func NewHandler(t *Template, cfg Config) *Handler {
 		t:       t,
 		log:     cfg.Logger.With().Str("component", "runner").Str(keyService, t.service).Logger(),
 		environ: os.Environ,
+		linger:  LineLinger,
 		procs:   map[int]struct{}{},
 	}
 }
@@ -213,6 +215,7 @@ func (h *Handler) run(ctx context.Context, log zerolog.Logger, argv, env []strin
 	log.Debug().Int("pid", pgid).Strs("argv", argv).Msg("command started")
 
 	out := newOutput(sink, t.maxOutput)
+	out.lineLinger = h.linger
 	errs := &stderrSink{log: log}
 	var copiers sync.WaitGroup
 	copiers.Go(func() {

@@ -259,7 +259,9 @@ func TestHandler_OutputCap(t *testing.T) {
 }
 
 // The first line reaches the caller while the command still runs: the
-// child prints its second line only after the test has seen the first.
+// child prints its second line only after the test has seen the first,
+// then exits: that line is in the result, or (when the exit comes later
+// than LineLinger) in a partial.
 func TestHandler_StreamsWhileRunning(t *testing.T) {
 	gate := filepath.Join(t.TempDir(), "gate")
 	h := childHandler(t, Spec{}, "slow", gate)
@@ -277,12 +279,30 @@ func TestHandler_StreamsWhileRunning(t *testing.T) {
 		t.Fatalf("first partial %q", got)
 	}
 	os.WriteFile(gate, nil, 0o600)
-	if got := next(t, sink); got != "two\n" {
-		t.Errorf("second partial %q", got)
+	var r result
+	select {
+	case r = <-done:
+	case <-time.After(wait):
+		t.Fatal("the job did not end")
 	}
-	r := <-done
-	if r.err != nil || len(r.res) != 0 {
-		t.Errorf("result %q, %v; want everything sent as partials", r.res, r.err)
+	rest := ""
+	for len(sink) > 0 {
+		rest += <-sink
+	}
+	if r.err != nil || rest+string(r.res) != "two\n" {
+		t.Errorf("then partials %q, result %q, %v; want \"two\\n\"", rest, r.res, r.err)
+	}
+}
+
+// A command that prints its lines and exits within the linger sends no
+// partial: its output is the job's result, one message through the broker.
+func TestHandler_QuickJobOneMessage(t *testing.T) {
+	h := childHandler(t, Spec{}, "echo")
+	h.linger = wait // the child surely exits within it
+	sink := make(chanSink, 10)
+	res, err := h.serve(context.Background(), job(nil, "one\ntwo\n"), sink.write)
+	if err != nil || string(res) != "one\ntwo\n" || len(sink) != 0 {
+		t.Errorf("result %q, %v after %d partials; want the output in the result", res, err, len(sink))
 	}
 }
 
