@@ -448,3 +448,41 @@ func TestHandler_Concurrent(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// The program is looked up in PATH once, and again when PATH changes or
+// when the program found is gone.
+func TestHandler_ProgramLookup(t *testing.T) {
+	if _, err := exec.LookPath("sh"); err != nil {
+		t.Skip("no sh")
+	}
+	a, b := t.TempDir(), t.TempDir()
+	script := func(dir, says string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(dir, "zmws-test-prog"), []byte("#!/bin/sh\necho "+says+"\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Setenv("PATH", a+":"+b)
+	h := newTestHandler(t, mustNew(t, Spec{Command: Command{Line: "zmws-test-prog"}}))
+	says := func(what, want string) {
+		t.Helper()
+		res, err := h.ServeJob(context.Background(), job(nil))
+		if err != nil || string(res) != want+"\n" {
+			t.Errorf("%s: %q, %v; want %s", what, res, err, want)
+		}
+	}
+	script(b, "b")
+	says("found in b", "b")
+	script(a, "a")
+	says("a is earlier in PATH, but b is remembered", "b")
+	os.Remove(filepath.Join(b, "zmws-test-prog"))
+	says("b is gone", "a")
+	script(b, "b")
+	t.Setenv("PATH", b+":"+a)
+	says("PATH changed", "b")
+	os.Remove(filepath.Join(a, "zmws-test-prog"))
+	os.Remove(filepath.Join(b, "zmws-test-prog"))
+	if _, err := h.ServeJob(context.Background(), job(nil)); exitCode(t, err) != ExitNotFound {
+		t.Errorf("program gone from PATH: %v", err)
+	}
+}
