@@ -60,6 +60,17 @@
 // worker sends no result and the broker requeues the job. Each stderr line
 // is logged too.
 //
+// # Prestart
+//
+// A template with prestart = true (command and env without placeholders)
+// has its handler keep one process per slot started ahead of its job,
+// with its pipes, waiting on its stdin: a job takes one, writes its stdin
+// and waits for it, and the next is started in the background. Only for
+// commands that read their input first. Their environment has
+// ZMWS_SERVICE but not the job's variables. A process found exited when
+// its job arrives is not used (the job starts the command afresh).
+// Shutdown kills the waiting processes with SIGKILL and waits for them.
+//
 // # Process groups
 //
 // Each command runs in a process group of its own. On timeout or

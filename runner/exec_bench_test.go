@@ -68,11 +68,18 @@ func BenchmarkExec_Runner(b *testing.B) {
 // path, as a worker calls it: it reports the messages the job costs
 // through the broker (partials, plus the final reply) and, with
 // -benchmem, what the runner allocates around the spawn.
-func BenchmarkServeRev(b *testing.B) {
+func BenchmarkServeRev(b *testing.B) { benchServeRev(b, false) }
+
+// BenchmarkServeRev_Prestart is the same with prestart: back to back, a
+// job finds its spare ready only if the spawn took less than the previous
+// job.
+func BenchmarkServeRev_Prestart(b *testing.B) { benchServeRev(b, true) }
+
+func benchServeRev(b *testing.B, prestart bool) {
 	if _, err := exec.LookPath("rev"); err != nil {
 		b.Skip("no rev")
 	}
-	tm, err := New(Spec{Service: "rev", Command: Command{Line: "rev"}}, Defaults{})
+	tm, err := New(Spec{Service: "rev", Command: Command{Line: "rev"}, Prestart: prestart}, Defaults{})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -58,28 +58,36 @@ type Config struct {
 type Handler struct {
 	t       *Template
 	log     zerolog.Logger
-	environ func() []string // zmws-run's own environment; os.Environ
+	environ func() []string // zmws-run's own environment (os.Environ); spares read it from NewHandler on
 	linger  time.Duration   // LineLinger; tests make it longer
 
 	prog atomic.Pointer[resolved] // where the program was found
 	bufs sync.Pool                // *[copyBuf]byte
 
-	mu      sync.Mutex
-	closed  bool             // Shutdown was called: no more jobs
-	killing bool             // Shutdown's ctx has ended: kill every group
-	procs   map[int]struct{} // process groups of running commands
-	jobs    sync.WaitGroup   // ServeJob calls in progress
+	mu       sync.Mutex
+	closed   bool             // Shutdown was called: no more jobs, no more spares
+	killing  bool             // Shutdown's ctx has ended: kill every group
+	procs    map[int]struct{} // process groups of running commands
+	jobs     sync.WaitGroup   // ServeJob calls in progress
+	spares   []*proc          // prestart: started, waiting for a job
+	spawning int              // prestart: spares being started
+	spawners sync.WaitGroup   // prestart: addSpare calls in progress
 }
 
-// NewHandler returns a Handler for t.
+// NewHandler returns a Handler for t. For a prestart template it starts
+// the spares at once, in the background: call Shutdown to end them.
 func NewHandler(t *Template, cfg Config) *Handler {
-	return &Handler{
+	h := &Handler{
 		t:       t,
 		log:     cfg.Logger.With().Str("component", "runner").Str(keyService, t.service).Logger(),
 		environ: os.Environ,
 		linger:  LineLinger,
 		procs:   map[int]struct{}{},
 	}
+	if t.prestart {
+		h.refill()
+	}
+	return h
 }
 
 // Template returns the handler's template.
@@ -117,15 +125,18 @@ func (h *Handler) serve(ctx context.Context, j *worker.Job, sink func([]byte) (i
 		log.Info().Err(err).Msg("parameters refused")
 		return nil, err
 	}
+	stdin := h.t.stdinFor(j.Input, vals, given)
+	if h.t.prestart {
+		return h.runPrestarted(ctx, log, argv, stdin, sink)
+	}
 	service := j.Service
 	if service == "" {
 		service = h.t.service
 	}
-	env, skipped := h.t.environ(h.environ(), jobEnv{id: j.ID, service: service, attempt: max(j.Attempt, 1)}, vals)
+	env, skipped := h.t.environ(h.environ(), &jobEnv{id: j.ID, service: service, attempt: max(j.Attempt, 1)}, vals)
 	if len(skipped) > 0 {
 		log.Warn().Strs("params", skipped).Int("max", maxEnvValue).Msg("parameters too long for the environment, left out")
 	}
-	stdin := h.t.stdinFor(j.Input, vals, given)
 	return h.run(ctx, log, argv, env, stdin, sink)
 }
 
@@ -133,15 +144,8 @@ func (h *Handler) serve(ctx context.Context, j *worker.Job, sink func([]byte) (i
 // pipes made here (so Wait returns as soon as the process exits, whoever
 // else holds the pipes).
 func (h *Handler) run(ctx context.Context, log zerolog.Logger, argv, env []string, stdin [][]byte, sink func([]byte) (int, error)) ([]byte, error) {
-	t := h.t
-	runCtx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	if t.timeout > 0 {
-		var stop context.CancelFunc
-		runCtx, stop = context.WithTimeoutCause(runCtx, t.timeout, errTimeout)
-		defer stop()
-	}
-
+	runCtx, cancel := h.jobContext(ctx)
+	defer cancel()
 	start := time.Now()
 	pr, err := h.spawn(runCtx, argv, env)
 	if err != nil {
@@ -161,6 +165,17 @@ func (h *Handler) run(ctx context.Context, log zerolog.Logger, argv, env []strin
 	h.track(pr)
 	log.Debug().Int("pid", pr.pid).Strs("argv", argv).Msg("command started")
 	return h.await(runCtx, log, pr, stdin, sink, start)
+}
+
+// jobContext returns the context of a job's command: ctx, with the
+// template's timeout (errTimeout its cause) when it has one.
+func (h *Handler) jobContext(ctx context.Context) (context.Context, func()) {
+	runCtx, cancel := context.WithCancelCause(ctx)
+	if h.t.timeout <= 0 {
+		return runCtx, func() { cancel(nil) }
+	}
+	runCtx, stop := context.WithTimeoutCause(runCtx, h.t.timeout, errTimeout)
+	return runCtx, func() { stop(); cancel(nil) }
 }
 
 // await feeds stdin to the started command pr and reads its stdout and
@@ -267,17 +282,19 @@ func withTail(what string, s *stderrSink) error {
 	return fmt.Errorf("%s; stderr: %s", what, tail)
 }
 
-// Shutdown marks the handler closed (later jobs fail with ErrShutdown) and
-// waits for running jobs to end. When ctx is done first it kills their
-// process groups with SIGKILL, waits for the handlers to return, and returns
-// ctx.Err(). zmws-run calls it after its workers have stopped, because a
-// worker stops waiting for a cancelled handler after a second, which may be
-// before the handler's grace has ended: Shutdown makes sure no child
-// outlives zmws-run.
+// Shutdown marks the handler closed (later jobs fail with ErrShutdown),
+// kills the prestarted spares (SIGKILL to their groups; they are never fed
+// EOF) and waits for them, then waits for running jobs to end. When ctx is
+// done first it kills their process groups with SIGKILL, waits for the
+// handlers to return, and returns ctx.Err(). zmws-run calls it after its
+// workers have stopped, because a worker stops waiting for a cancelled
+// handler after a second, which may be before the handler's grace has
+// ended: Shutdown makes sure no child outlives zmws-run.
 func (h *Handler) Shutdown(ctx context.Context) error {
 	h.mu.Lock()
 	h.closed = true
 	h.mu.Unlock()
+	h.drainSpares()
 	done := make(chan struct{})
 	go func() { h.jobs.Wait(); close(done) }()
 	select {

@@ -53,7 +53,7 @@ func newPipes() (*pipes, error) {
 // parentWrites, else the read end) is nonblocking.
 func pipe(parentWrites bool) (r, w *os.File, err error) {
 	var fds [2]int
-	if err := unix.Pipe2(fds[:], unix.O_CLOEXEC); err != nil {
+	if err := pipe2(&fds); err != nil {
 		return nil, nil, fmt.Errorf("%w: %w", errPipes, os.NewSyscallError("pipe2", err))
 	}
 	parent := fds[0]
@@ -89,10 +89,23 @@ type proc struct {
 	pipes   *pipes
 	pid     int         // also the process group's id
 	stopped atomic.Bool // cmd.Cancel sent SIGTERM: the job did not end by itself
+
+	// A spare (prestart.go) is made with a context of its own, which
+	// cancel ends, and waited for from the start by a goroutine, which
+	// sets waitErr and closes exited.
+	cancel  context.CancelCauseFunc
+	exited  chan struct{}
+	waitErr error
 }
 
 // wait waits for the process to exit (see exec.Cmd.Wait).
-func (pr *proc) wait() error { return pr.cmd.Wait() }
+func (pr *proc) wait() error {
+	if pr.exited != nil {
+		<-pr.exited
+		return pr.waitErr
+	}
+	return pr.cmd.Wait()
+}
 
 // resolved is where the program of a template was found in PATH.
 type resolved struct {

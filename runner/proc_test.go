@@ -3,6 +3,9 @@ package runner
 import (
 	"bytes"
 	"io"
+	"os"
+	"os/exec"
+	"runtime"
 	"testing"
 	"time"
 )
@@ -51,5 +54,41 @@ func TestFeed(t *testing.T) {
 				t.Errorf("feed changed the job's frames")
 			}
 		})
+	}
+}
+
+// childExited sees a child exit before it is waited for, without reaping
+// it.
+func TestChildExited(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("peeks with waitid on Linux only")
+	}
+	hang := exec.Command(testExe(t), "hang")
+	hang.Env = append(os.Environ(), childEnv+"=1")
+	if err := hang.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer hang.Wait()
+	defer hang.Process.Kill()
+	if childExited(hang.Process.Pid) {
+		t.Error("a running child has exited")
+	}
+
+	quick := exec.Command(testExe(t), "exit", "3")
+	quick.Env = append(os.Environ(), childEnv+"=1", "GORACE=atexit_sleep_ms=0")
+	if err := quick.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(wait); !childExited(quick.Process.Pid); {
+		if time.Now().After(deadline) {
+			t.Fatal("the child's exit was not seen")
+		}
+		time.Sleep(5 * time.Millisecond) // polling a condition with a deadline
+	}
+	if err := quick.Wait(); quick.ProcessState == nil || quick.ProcessState.ExitCode() != 3 {
+		t.Errorf("wait after the peek: %v; want exit status 3", err)
+	}
+	if !childExited(quick.Process.Pid) {
+		t.Error("a reaped child has not exited")
 	}
 }
