@@ -288,8 +288,10 @@ func TestRun_Prestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	pids := strings.Fields(string(b))
-	if len(pids) < 5+2 {
-		t.Errorf("%d processes started; want at least one per job and a spare per slot", len(pids))
+	// One per job, and the spares: those killed at shutdown before they
+	// wrote their PID are not in the file.
+	if len(pids) < 5 {
+		t.Errorf("%d processes started; want at least one per job", len(pids))
 	}
 	for _, f := range pids {
 		var pid int
