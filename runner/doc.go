@@ -46,10 +46,12 @@
 //
 // # Output and outcome
 //
-// Stdout is streamed to the job as partial replies (at a newline, every
-// FlushBytes, or FlushDelay after the oldest unsent byte) up to the
-// template's max_output; the rest is read and dropped and a note at the end
-// of the output says so. Exit 0 completes the job. Otherwise it fails with a
+// Stdout is streamed to the job as partial replies (complete lines
+// LineLinger after the first of them, FlushBytes at once, anything
+// FlushDelay after the oldest unsent byte) up to the template's max_output;
+// the rest is read and dropped and a note at the end of the output says so.
+// What is unsent when the command exits is the handler's result, so a quick
+// filter's job is one final reply. Exit 0 completes the job. Otherwise it fails with a
 // *worker.ExitError carrying the exit code and the last StderrTail bytes of
 // stderr: the process's exit status; 128+N for death by signal N; 124 for a
 // timeout; 127 or 126 when the program cannot be found or started. A job
@@ -57,6 +59,17 @@
 // connection is lost) returns an error wrapping context.Canceled, so the
 // worker sends no result and the broker requeues the job. Each stderr line
 // is logged too.
+//
+// # Prestart
+//
+// A template with prestart = true (command and env without placeholders)
+// has its handler keep one process per slot started ahead of its job,
+// with its pipes, waiting on its stdin: a job takes one, writes its stdin
+// and waits for it, and the next is started in the background. Only for
+// commands that read their input first. Their environment has
+// ZMWS_SERVICE but not the job's variables. A process found exited when
+// its job arrives is not used (the job starts the command afresh).
+// Shutdown kills the waiting processes with SIGKILL and waits for them.
 //
 // # Process groups
 //

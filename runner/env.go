@@ -55,6 +55,7 @@ func inherits(allow []string, name string) bool {
 }
 
 // jobEnv is what a command's environment is made of besides the parent's.
+// A prestarted command has none (nil): it is started before its job.
 type jobEnv struct {
 	id, service string
 	attempt     int
@@ -65,8 +66,9 @@ type jobEnv struct {
 // allow-list passes; the template's env, expanded; then ZMWS_JOB_ID,
 // ZMWS_SERVICE, ZMWS_ATTEMPT and ZMWS_PARAM_<NAME> for each value in vals.
 // Values longer than maxEnvValue are left out; their names are returned.
-// The result is sorted.
-func (t *Template) environ(base []string, j jobEnv, vals map[string]string) (env []string, skipped []string) {
+// With j nil (a prestarted command), only ZMWS_SERVICE is set, to the
+// template's service. The result is sorted.
+func (t *Template) environ(base []string, j *jobEnv, vals map[string]string) (env []string, skipped []string) {
 	m := map[string]string{}
 	for _, kv := range base {
 		k, v, ok := strings.Cut(kv, "=")
@@ -84,9 +86,13 @@ func (t *Template) environ(base []string, j jobEnv, vals map[string]string) (env
 		}
 		m[ParamEnvName(k)] = vals[k]
 	}
-	m[EnvJobID] = j.id
-	m[EnvService] = j.service
-	m[EnvAttempt] = strconv.Itoa(j.attempt)
+	if j == nil {
+		m[EnvService] = t.service
+	} else {
+		m[EnvJobID] = j.id
+		m[EnvService] = j.service
+		m[EnvAttempt] = strconv.Itoa(j.attempt)
+	}
 	env = make([]string, 0, len(m))
 	for k, v := range m {
 		env = append(env, k+"="+v)

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"os/exec"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/zmws/zmws/worker"
 )
@@ -23,6 +25,7 @@ func BenchmarkExec_Bare(b *testing.B) {
 	if err != nil {
 		b.Skip("no rev")
 	}
+	defer reportCPU(b)()
 	for b.Loop() {
 		c := exec.Command(path)
 		c.Stdin = bytes.NewReader(benchRevInput)
@@ -59,4 +62,60 @@ func BenchmarkExec_Runner(b *testing.B) {
 			b.Fatalf("output %q", got)
 		}
 	}
+}
+
+// BenchmarkServeRev is one job of rev with a short line through ServeJob's
+// path, as a worker calls it: it reports the messages the job costs
+// through the broker (partials, plus the final reply) and, with
+// -benchmem, what the runner allocates around the spawn.
+func BenchmarkServeRev(b *testing.B) { benchServeRev(b, false) }
+
+// BenchmarkServeRev_Prestart is the same with prestart: back to back, a
+// job finds its spare ready only if the spawn took less than the previous
+// job.
+func BenchmarkServeRev_Prestart(b *testing.B) { benchServeRev(b, true) }
+
+func benchServeRev(b *testing.B, prestart bool) {
+	if _, err := exec.LookPath("rev"); err != nil {
+		b.Skip("no rev")
+	}
+	tm, err := New(Spec{Service: "rev", Command: Command{Line: "rev"}, Prestart: prestart}, Defaults{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	h := NewHandler(tm, Config{})
+	defer h.Shutdown(context.Background())
+	var (
+		out      []byte
+		partials int
+	)
+	sink := func(p []byte) (int, error) { partials++; out = append(out, p...); return len(p), nil }
+	j := &worker.Job{ID: "01JBENCH", Service: "rev", Attempt: 1, Input: [][]byte{benchRevInput}}
+	ctx := context.Background()
+	defer reportCPU(b)()
+	for b.Loop() {
+		out = out[:0]
+		res, err := h.serve(ctx, j, sink)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if got := string(out) + string(res); got != benchRevWant {
+			b.Fatalf("output %q", got)
+		}
+	}
+	b.ReportMetric(float64(partials+b.N)/float64(b.N), "msgs/op")
+}
+
+// reportCPU, deferred, reports the CPU time (user and system) the
+// benchmark's own process spent per op, without its children's: what the
+// runner costs around a spawn, steadier than the wall time on a shared
+// machine.
+func reportCPU(b *testing.B) func() {
+	cpu := func() time.Duration {
+		var ru syscall.Rusage
+		syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	t0 := cpu()
+	return func() { b.ReportMetric(float64(cpu()-t0)/1e3/float64(b.N), "cpu-µs/op") }
 }

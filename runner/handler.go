@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -59,22 +58,36 @@ type Config struct {
 type Handler struct {
 	t       *Template
 	log     zerolog.Logger
-	environ func() []string // zmws-run's own environment; os.Environ
+	environ func() []string // zmws-run's own environment (os.Environ); spares read it from NewHandler on
+	linger  time.Duration   // LineLinger; tests make it longer
 
-	mu     sync.Mutex
-	closed bool
-	procs  map[int]struct{} // process groups of running commands
-	jobs   sync.WaitGroup   // ServeJob calls in progress
+	prog atomic.Pointer[resolved] // where the program was found
+	bufs sync.Pool                // *[copyBuf]byte
+
+	mu       sync.Mutex
+	closed   bool             // Shutdown was called: no more jobs, no more spares
+	killing  bool             // Shutdown's ctx has ended: kill every group
+	procs    map[int]struct{} // process groups of running commands
+	jobs     sync.WaitGroup   // ServeJob calls in progress
+	spares   []*proc          // prestart: started, waiting for a job
+	spawning int              // prestart: spares being started
+	spawners sync.WaitGroup   // prestart: addSpare calls in progress
 }
 
-// NewHandler returns a Handler for t.
+// NewHandler returns a Handler for t. For a prestart template it starts
+// the spares at once, in the background: call Shutdown to end them.
 func NewHandler(t *Template, cfg Config) *Handler {
-	return &Handler{
+	h := &Handler{
 		t:       t,
 		log:     cfg.Logger.With().Str("component", "runner").Str(keyService, t.service).Logger(),
 		environ: os.Environ,
+		linger:  LineLinger,
 		procs:   map[int]struct{}{},
 	}
+	if t.prestart {
+		h.refill()
+	}
+	return h
 }
 
 // Template returns the handler's template.
@@ -112,94 +125,34 @@ func (h *Handler) serve(ctx context.Context, j *worker.Job, sink func([]byte) (i
 		log.Info().Err(err).Msg("parameters refused")
 		return nil, err
 	}
+	stdin := h.t.stdinFor(j.Input, vals, given)
+	if h.t.prestart {
+		return h.runPrestarted(ctx, log, argv, stdin, sink)
+	}
 	service := j.Service
 	if service == "" {
 		service = h.t.service
 	}
-	env, skipped := h.t.environ(h.environ(), jobEnv{id: j.ID, service: service, attempt: max(j.Attempt, 1)}, vals)
+	env, skipped := h.t.environ(h.environ(), &jobEnv{id: j.ID, service: service, attempt: max(j.Attempt, 1)}, vals)
 	if len(skipped) > 0 {
 		log.Warn().Strs("params", skipped).Int("max", maxEnvValue).Msg("parameters too long for the environment, left out")
 	}
-	stdin := h.t.stdinFor(j.Input, vals, given)
 	return h.run(ctx, log, argv, env, stdin, sink)
-}
-
-// pipes are the parent's and the child's ends of stdin, stdout and stderr.
-type pipes struct {
-	inR, inW, outR, outW, errR, errW *os.File
-}
-
-func newPipes() (*pipes, error) {
-	var p pipes
-	var err error
-	if p.inR, p.inW, err = os.Pipe(); err != nil {
-		return nil, err
-	}
-	if p.outR, p.outW, err = os.Pipe(); err != nil {
-		p.closeAll()
-		return nil, err
-	}
-	if p.errR, p.errW, err = os.Pipe(); err != nil {
-		p.closeAll()
-		return nil, err
-	}
-	return &p, nil
-}
-
-func (p *pipes) closeChild()  { closeFiles(p.inR, p.outW, p.errW) }
-func (p *pipes) closeParent() { closeFiles(p.inW, p.outR, p.errR) }
-func (p *pipes) closeAll()    { p.closeChild(); p.closeParent() }
-
-func closeFiles(fs ...*os.File) {
-	for _, f := range fs {
-		if f != nil {
-			f.Close()
-		}
-	}
 }
 
 // run starts argv and waits for it. The child gets the child ends of three
 // pipes made here (so Wait returns as soon as the process exits, whoever
-// else holds the pipes); three goroutines write stdin and read stdout and
-// stderr at the same time, so no amount of input or output can deadlock.
+// else holds the pipes).
 func (h *Handler) run(ctx context.Context, log zerolog.Logger, argv, env []string, stdin [][]byte, sink func([]byte) (int, error)) ([]byte, error) {
-	t := h.t
-	runCtx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	if t.timeout > 0 {
-		var stop context.CancelFunc
-		runCtx, stop = context.WithTimeoutCause(runCtx, t.timeout, errTimeout)
-		defer stop()
-	}
-
-	p, err := newPipes()
-	if err != nil {
-		return nil, fmt.Errorf("runner: pipes: %w", err)
-	}
-	cmd := exec.CommandContext(runCtx, argv[0], argv[1:]...)
-	cmd.Env = env
-	cmd.Dir = t.workdir
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = p.inR, p.outW, p.errW
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	var stopped atomic.Bool // SIGTERM was sent: the job did not end by itself
-	cmd.Cancel = func() error {
-		stopped.Store(true)
-		return signalGroup(cmd.Process.Pid, syscall.SIGTERM)
-	}
-	// After the grace, exec kills the process; then the group goes too.
-	cmd.WaitDelay = t.grace
-
+	runCtx, cancel := h.jobContext(ctx)
+	defer cancel()
 	start := time.Now()
-	h.mu.Lock()
-	err = cmd.Start()
-	if err == nil {
-		h.procs[cmd.Process.Pid] = struct{}{}
-	}
-	h.mu.Unlock()
-	p.closeChild()
+	pr, err := h.spawn(runCtx, argv, env)
 	if err != nil {
-		p.closeParent()
-		if ctx.Err() != nil {
+		switch {
+		case errors.Is(err, errPipes):
+			return nil, err
+		case ctx.Err() != nil:
 			return nil, fmt.Errorf("runner: job cancelled before start: %w", context.Canceled)
 		}
 		code := ExitCannotRun
@@ -209,34 +162,58 @@ func (h *Handler) run(ctx context.Context, log zerolog.Logger, argv, env []strin
 		log.Warn().Err(err).Str("program", argv[0]).Int(keyExitCode, code).Msg("cannot start command")
 		return nil, &worker.ExitError{Code: code, Err: fmt.Errorf("cannot start %s: %w", argv[0], err)}
 	}
-	pgid := cmd.Process.Pid
-	log.Debug().Int("pid", pgid).Strs("argv", argv).Msg("command started")
+	h.track(pr)
+	log.Debug().Int("pid", pr.pid).Strs("argv", argv).Msg("command started")
+	return h.await(runCtx, log, pr, stdin, sink, start)
+}
 
-	out := newOutput(sink, t.maxOutput)
-	errs := &stderrSink{log: log}
-	var copiers sync.WaitGroup
-	copiers.Go(func() {
-		writeStdin(p.inW, stdin)
-		p.inW.Close()
-	})
-	copiers.Go(func() { copyFrom(out, p.outR) })
-	copiers.Go(func() { copyFrom(errs, p.errR) })
-
-	waitErr := cmd.Wait()
-	// The leader has exited: nothing else of its job may outlive it.
-	signalGroup(pgid, syscall.SIGKILL)
-	h.mu.Lock()
-	delete(h.procs, pgid)
-	h.mu.Unlock()
-	drained := make(chan struct{})
-	go func() { copiers.Wait(); close(drained) }()
-	select {
-	case <-drained:
-	case <-time.After(drainWait):
-		log.Warn().Msg("output pipes held open by a process outside the job's group, closing them")
-		p.closeParent()
-		<-drained
+// jobContext returns the context of a job's command: ctx, with the
+// template's timeout (errTimeout its cause) when it has one.
+func (h *Handler) jobContext(ctx context.Context) (context.Context, func()) {
+	runCtx, cancel := context.WithCancelCause(ctx)
+	if h.t.timeout <= 0 {
+		return runCtx, func() { cancel(nil) }
 	}
+	runCtx, stop := context.WithTimeoutCause(runCtx, h.t.timeout, errTimeout)
+	return runCtx, func() { stop(); cancel(nil) }
+}
+
+// await feeds stdin to the started command pr and reads its stdout and
+// stderr, all at the same time, so no amount of input or output can
+// deadlock; it waits for pr to exit, kills what is left of its group, and
+// reports the outcome. runCtx is the job's: its cause tells a timeout.
+func (h *Handler) await(runCtx context.Context, log zerolog.Logger, pr *proc, stdin [][]byte, sink func([]byte) (int, error), start time.Time) ([]byte, error) {
+	t := h.t
+	p := pr.pipes
+	out := newOutput(sink, t.maxOutput)
+	out.lineLinger = h.linger
+	errs := &stderrSink{log: log}
+	done := make(chan struct{}, 3) // one per goroutine below
+	copiers := 2
+	go func() { h.copyFrom(out, p.outR); done <- struct{}{} }()
+	go func() { h.copyFrom(errs, p.errR); done <- struct{}{} }()
+	if feed(p.inW, stdin, done) {
+		copiers++
+	}
+
+	waitErr := pr.wait()
+	// The leader has exited: nothing else of its job may outlive it.
+	signalGroup(pr.pid, syscall.SIGKILL)
+	h.untrack(pr)
+	drain := time.NewTimer(drainWait)
+	for copiers > 0 {
+		select {
+		case <-done:
+			copiers--
+		case <-drain.C:
+			log.Warn().Msg("output pipes held open by a process outside the job's group, closing them")
+			p.closeParent()
+			for ; copiers > 0; copiers-- {
+				<-done
+			}
+		}
+	}
+	drain.Stop()
 	p.closeParent()
 	errs.close()
 
@@ -248,12 +225,12 @@ func (h *Handler) run(ctx context.Context, log zerolog.Logger, argv, env []strin
 	if sinkErr != nil {
 		log.Warn().Err(sinkErr).Msg("partial output not sent")
 	}
-	ps := cmd.ProcessState
+	ps := pr.cmd.ProcessState
 	switch {
-	case stopped.Load() && errors.Is(context.Cause(runCtx), errTimeout):
+	case pr.stopped.Load() && errors.Is(context.Cause(runCtx), errTimeout):
 		log.Warn().Dur("timeout", t.timeout).Dur(keyElapsed, elapsed).Msg("job timed out, process group stopped")
 		return res, &worker.ExitError{Code: ExitTimeout, Err: withTail(fmt.Sprintf("timed out after %v", t.timeout), errs)}
-	case stopped.Load():
+	case pr.stopped.Load():
 		log.Info().Dur(keyElapsed, elapsed).Msg("job cancelled, process group stopped")
 		return res, fmt.Errorf("runner: job cancelled, process group stopped: %w", context.Canceled)
 	case ps == nil:
@@ -273,6 +250,23 @@ func (h *Handler) run(ctx context.Context, log zerolog.Logger, argv, env []strin
 	return res, &worker.ExitError{Code: code, Err: withTail("", errs)}
 }
 
+// track records pr's process group for Shutdown. When Shutdown is already
+// killing, the group is killed at once.
+func (h *Handler) track(pr *proc) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.procs[pr.pid] = struct{}{}
+	if h.killing {
+		signalGroup(pr.pid, syscall.SIGKILL)
+	}
+}
+
+func (h *Handler) untrack(pr *proc) {
+	h.mu.Lock()
+	delete(h.procs, pr.pid)
+	h.mu.Unlock()
+}
+
 // withTail returns an error saying what, then the tail of stderr; nil when
 // both are empty.
 func withTail(what string, s *stderrSink) error {
@@ -288,51 +282,19 @@ func withTail(what string, s *stderrSink) error {
 	return fmt.Errorf("%s; stderr: %s", what, tail)
 }
 
-// signalGroup sends sig to process group pgid. A group that is gone is
-// reported as os.ErrProcessDone, which exec takes as "already finished".
-func signalGroup(pgid int, sig syscall.Signal) error {
-	err := syscall.Kill(-pgid, sig)
-	if errors.Is(err, syscall.ESRCH) {
-		return os.ErrProcessDone
-	}
-	return err
-}
-
-// writeStdin writes the frames to w, giving up quietly when the command
-// stops reading (a command need not read its input).
-func writeStdin(w io.Writer, frames [][]byte) {
-	for _, f := range frames {
-		if _, err := w.Write(f); err != nil {
-			return
-		}
-	}
-}
-
-// copyFrom reads r until EOF (or until r is closed) into w.
-func copyFrom(w io.Writer, r io.Reader) {
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := r.Read(buf)
-		if n > 0 {
-			w.Write(buf[:n])
-		}
-		if err != nil {
-			return
-		}
-	}
-}
-
-// Shutdown marks the handler closed (later jobs fail with ErrShutdown) and
-// waits for running jobs to end. When ctx is done first it kills their
-// process groups with SIGKILL, waits for the handlers to return, and returns
-// ctx.Err(). zmws-run calls it after its workers have stopped, because a
-// worker stops waiting for a cancelled handler after a second, which may be
-// before the handler's grace has ended: Shutdown makes sure no child
-// outlives zmws-run.
+// Shutdown marks the handler closed (later jobs fail with ErrShutdown),
+// kills the prestarted spares (SIGKILL to their groups; they are never fed
+// EOF) and waits for them, then waits for running jobs to end. When ctx is
+// done first it kills their process groups with SIGKILL, waits for the
+// handlers to return, and returns ctx.Err(). zmws-run calls it after its
+// workers have stopped, because a worker stops waiting for a cancelled
+// handler after a second, which may be before the handler's grace has
+// ended: Shutdown makes sure no child outlives zmws-run.
 func (h *Handler) Shutdown(ctx context.Context) error {
 	h.mu.Lock()
 	h.closed = true
 	h.mu.Unlock()
+	h.drainSpares()
 	done := make(chan struct{})
 	go func() { h.jobs.Wait(); close(done) }()
 	select {
@@ -341,6 +303,7 @@ func (h *Handler) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 	}
 	h.mu.Lock()
+	h.killing = true
 	for pgid := range h.procs {
 		h.log.Warn().Int("pid", pgid).Msg("killing process group at shutdown")
 		signalGroup(pgid, syscall.SIGKILL)

@@ -259,7 +259,9 @@ func TestHandler_OutputCap(t *testing.T) {
 }
 
 // The first line reaches the caller while the command still runs: the
-// child prints its second line only after the test has seen the first.
+// child prints its second line only after the test has seen the first,
+// then exits: that line is in the result, or (when the exit comes later
+// than LineLinger) in a partial.
 func TestHandler_StreamsWhileRunning(t *testing.T) {
 	gate := filepath.Join(t.TempDir(), "gate")
 	h := childHandler(t, Spec{}, "slow", gate)
@@ -277,12 +279,30 @@ func TestHandler_StreamsWhileRunning(t *testing.T) {
 		t.Fatalf("first partial %q", got)
 	}
 	os.WriteFile(gate, nil, 0o600)
-	if got := next(t, sink); got != "two\n" {
-		t.Errorf("second partial %q", got)
+	var r result
+	select {
+	case r = <-done:
+	case <-time.After(wait):
+		t.Fatal("the job did not end")
 	}
-	r := <-done
-	if r.err != nil || len(r.res) != 0 {
-		t.Errorf("result %q, %v; want everything sent as partials", r.res, r.err)
+	rest := ""
+	for len(sink) > 0 {
+		rest += <-sink
+	}
+	if r.err != nil || rest+string(r.res) != "two\n" {
+		t.Errorf("then partials %q, result %q, %v; want \"two\\n\"", rest, r.res, r.err)
+	}
+}
+
+// A command that prints its lines and exits within the linger sends no
+// partial: its output is the job's result, one message through the broker.
+func TestHandler_QuickJobOneMessage(t *testing.T) {
+	h := childHandler(t, Spec{}, "echo")
+	h.linger = wait // the child surely exits within it
+	sink := make(chanSink, 10)
+	res, err := h.serve(context.Background(), job(nil, "one\ntwo\n"), sink.write)
+	if err != nil || string(res) != "one\ntwo\n" || len(sink) != 0 {
+		t.Errorf("result %q, %v after %d partials; want the output in the result", res, err, len(sink))
 	}
 }
 
@@ -427,4 +447,42 @@ func TestHandler_Concurrent(t *testing.T) {
 		})
 	}
 	wg.Wait()
+}
+
+// The program is looked up in PATH once, and again when PATH changes or
+// when the program found is gone.
+func TestHandler_ProgramLookup(t *testing.T) {
+	if _, err := exec.LookPath("sh"); err != nil {
+		t.Skip("no sh")
+	}
+	a, b := t.TempDir(), t.TempDir()
+	script := func(dir, says string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(dir, "zmws-test-prog"), []byte("#!/bin/sh\necho "+says+"\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Setenv("PATH", a+":"+b)
+	h := newTestHandler(t, mustNew(t, Spec{Command: Command{Line: "zmws-test-prog"}}))
+	says := func(what, want string) {
+		t.Helper()
+		res, err := h.ServeJob(context.Background(), job(nil))
+		if err != nil || string(res) != want+"\n" {
+			t.Errorf("%s: %q, %v; want %s", what, res, err, want)
+		}
+	}
+	script(b, "b")
+	says("found in b", "b")
+	script(a, "a")
+	says("a is earlier in PATH, but b is remembered", "b")
+	os.Remove(filepath.Join(b, "zmws-test-prog"))
+	says("b is gone", "a")
+	script(b, "b")
+	t.Setenv("PATH", b+":"+a)
+	says("PATH changed", "b")
+	os.Remove(filepath.Join(a, "zmws-test-prog"))
+	os.Remove(filepath.Join(b, "zmws-test-prog"))
+	if _, err := h.ServeJob(context.Background(), job(nil)); exitCode(t, err) != ExitNotFound {
+		t.Errorf("program gone from PATH: %v", err)
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -33,7 +34,7 @@ func TestMain(m *testing.M) {
 //	stderr N             write N bytes to stderr, exit 1
 //	big N                write N bytes to stdout
 //	args ...             print the arguments as a JSON array
-//	env                  print the environment, one variable a line
+//	env                  read stdin, print the environment, one variable a line
 //	pwd                  print the working directory
 //	touch FILE ...       create FILE, then print the other arguments
 //	slow FILE            print "one", wait until FILE exists, print "two"
@@ -43,6 +44,10 @@ func TestMain(m *testing.M) {
 //	grandchild           start "ignoreterm" as a child, print both pids,
 //	                     ignore SIGTERM and sleep
 //	killself             die of SIGKILL
+//	pidecho DIR          create DIR/PID, copy stdin to stdout after a line
+//	                     with the PID, then create DIR/PID.ran
+//	pidexit DIR          create DIR/PID, print the PID, exit without
+//	                     reading stdin
 func child(args []string) int {
 	if len(args) == 0 {
 		fmt.Fprintln(os.Stderr, "child: no mode")
@@ -78,6 +83,7 @@ func child(args []string) int {
 	case "args":
 		json.NewEncoder(os.Stdout).Encode(args)
 	case "env":
+		io.Copy(io.Discard, os.Stdin)
 		for _, kv := range os.Environ() {
 			fmt.Println(kv)
 		}
@@ -122,6 +128,20 @@ func child(args []string) int {
 		fmt.Fscan(out, &gpid) // the grandchild is up and ignores SIGTERM
 		fmt.Printf("%d %d\n", os.Getpid(), gpid)
 		time.Sleep(time.Hour)
+	case "pidecho":
+		pid := strconv.Itoa(os.Getpid())
+		os.WriteFile(filepath.Join(args[0], pid), nil, 0o600)
+		in, err := io.ReadAll(os.Stdin)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		os.WriteFile(filepath.Join(args[0], pid+".ran"), nil, 0o600)
+		fmt.Printf("%s\n%s", pid, in)
+	case "pidexit":
+		pid := strconv.Itoa(os.Getpid())
+		os.WriteFile(filepath.Join(args[0], pid), nil, 0o600)
+		fmt.Println(pid)
 	case "killself":
 		syscall.Kill(os.Getpid(), syscall.SIGKILL)
 		time.Sleep(time.Hour)

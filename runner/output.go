@@ -15,11 +15,21 @@ import (
 
 // Output cadence and stderr bounds.
 const (
-	// FlushBytes and FlushDelay bound how long stdout waits before it is
-	// sent as a partial reply: at a newline, once FlushBytes are pending, or
-	// FlushDelay after the oldest pending byte, whichever comes first.
+	// FlushBytes, LineLinger and FlushDelay decide when stdout is sent as a
+	// partial reply. FlushBytes pending bytes go at once, in pieces of
+	// FlushBytes. Complete lines go LineLinger after the first of them
+	// arrived (with the lines that came meanwhile, up to the last newline).
+	// Any pending byte goes at the latest FlushDelay after the oldest one
+	// arrived, newline or not. What is pending when the command exits is not
+	// sent as a partial: it is the job's result, in the final reply.
 	FlushBytes = 16 << 10
 	FlushDelay = 50 * time.Millisecond
+	// LineLinger is short enough that a person watching a long-running
+	// command does not notice it, and long enough that a quick filter (rev,
+	// wc: one write of all its output, then exit) has exited and been
+	// reaped before it ends: such a job then costs one message through the
+	// broker (the final reply) instead of a partial and a final.
+	LineLinger = 5 * time.Millisecond
 	// StderrTail is how much of the end of stderr a failure reports.
 	StderrTail = 4 << 10
 	// maxLogLines and maxLogLine bound how much of a job's stderr is logged.
@@ -31,11 +41,14 @@ const (
 type stopper interface{ Stop() bool }
 
 // output takes a command's stdout and passes it to sink in chunks, as
-// partial replies: pending bytes are sent at the last newline, in pieces of
-// flushBytes, and when the timer set at the oldest pending byte fires. At
-// most max bytes are passed on; the rest is counted and dropped. Everything
-// happens under mu, so chunks leave in order; the reading goroutine and the
-// timer call in.
+// partial replies, at the cadence of FlushBytes, LineLinger and FlushDelay.
+// At most max bytes are passed on; the rest is counted and dropped.
+// Everything happens under mu, so chunks leave in order; the reading
+// goroutine and the two timers call in.
+//
+// The timers: delay is armed when a byte arrives and nothing was pending;
+// line is armed when a newline arrives and none was pending. Both are
+// stopped when nothing is pending any more, and by finish.
 //
 // If the sink says worker.ErrNoStream (a Job built by hand), output is
 // gathered instead and becomes the job's result.
@@ -44,6 +57,7 @@ type output struct {
 	max        int
 	flushBytes int
 	flushDelay time.Duration
+	lineLinger time.Duration
 	afterFunc  func(time.Duration, func()) stopper
 
 	mu      sync.Mutex
@@ -52,14 +66,33 @@ type output struct {
 	gather  bool
 	total   int64 // bytes the command wrote
 	taken   int   // bytes within max
-	timer   stopper
+	delay   flushTimer
+	line    flushTimer
 	sinkErr error
 	done    bool
 }
 
+// flushTimer is one of output's timers. gen tells the live callback from a
+// stale one: a timer stopped (or replaced) while its callback was already
+// waiting for mu.
+type flushTimer struct {
+	t   stopper
+	gen uint64
+}
+
+func (ft *flushTimer) armed() bool { return ft.t != nil }
+
+func (ft *flushTimer) stop() {
+	if ft.t != nil {
+		ft.t.Stop()
+		ft.t = nil
+		ft.gen++
+	}
+}
+
 func newOutput(sink func([]byte) (int, error), max int) *output {
 	return &output{
-		sink: sink, max: max, flushBytes: FlushBytes, flushDelay: FlushDelay,
+		sink: sink, max: max, flushBytes: FlushBytes, flushDelay: FlushDelay, lineLinger: LineLinger,
 		afterFunc: func(d time.Duration, f func()) stopper { return time.AfterFunc(d, f) },
 	}
 }
@@ -82,31 +115,51 @@ func (o *output) Write(p []byte) (int, error) {
 	for len(o.pending) >= o.flushBytes {
 		o.emit(o.flushBytes)
 	}
-	if i := bytes.LastIndexByte(o.pending, '\n'); i >= 0 {
-		o.emit(i + 1)
-	}
-	switch {
-	case len(o.pending) == 0 && o.timer != nil:
-		o.timer.Stop()
-		o.timer = nil
-	case len(o.pending) > 0 && o.timer == nil:
-		o.timer = o.afterFunc(o.flushDelay, o.tick)
-	}
+	o.arm()
 	return len(p), nil
 }
 
-// tick sends what is pending when the flush delay is over.
-func (o *output) tick() {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	o.timer = nil
-	if !o.done && len(o.pending) > 0 {
-		o.emit(len(o.pending))
+// arm sets or stops the timers to match what is pending. Called with mu
+// held.
+func (o *output) arm() {
+	if len(o.pending) == 0 {
+		o.delay.stop()
+		o.line.stop()
+		return
 	}
+	if !o.delay.armed() {
+		o.set(&o.delay, o.flushDelay, func() { o.emit(len(o.pending)) })
+	}
+	switch nl := bytes.IndexByte(o.pending, '\n') >= 0; {
+	case nl && !o.line.armed():
+		o.set(&o.line, o.lineLinger, func() { o.emit(bytes.LastIndexByte(o.pending, '\n') + 1) })
+	case !nl:
+		o.line.stop()
+	}
+}
+
+// set arms ft to call flush, under mu, after d; then arm runs again.
+// Called with mu held.
+func (o *output) set(ft *flushTimer, d time.Duration, flush func()) {
+	ft.gen++
+	gen := ft.gen
+	ft.t = o.afterFunc(d, func() {
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		if ft.gen != gen || o.done {
+			return
+		}
+		ft.t = nil
+		flush()
+		o.arm()
+	})
 }
 
 // emit passes on the first n pending bytes. Called with mu held.
 func (o *output) emit(n int) {
+	if n <= 0 {
+		return
+	}
 	chunk := o.pending[:n]
 	switch {
 	case o.gather:
@@ -123,17 +176,15 @@ func (o *output) emit(n int) {
 	o.pending = append(o.pending[:0], o.pending[n:]...)
 }
 
-// finish stops the timer and returns the job's result: what was not sent
+// finish stops the timers and returns the job's result: what was not sent
 // yet (everything, when gathered), then a note if the output was cut.
 // Writes after finish are dropped.
 func (o *output) finish() (res []byte, truncated bool, sinkErr error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.done = true
-	if o.timer != nil {
-		o.timer.Stop()
-		o.timer = nil
-	}
+	o.delay.stop()
+	o.line.stop()
 	res = append(o.kept, o.pending...)
 	o.kept, o.pending = nil, nil
 	if o.total > int64(o.taken) {

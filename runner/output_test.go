@@ -3,7 +3,6 @@ package runner
 import (
 	"bytes"
 	"errors"
-	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -16,11 +15,32 @@ import (
 
 // fakeTimer is a flush timer the test fires by hand.
 type fakeTimer struct {
+	d       time.Duration
 	f       func()
 	stopped bool
 }
 
 func (t *fakeTimer) Stop() bool { t.stopped = true; return true }
+
+// fakeClock hands out fakeTimers and finds them for the test.
+type fakeClock struct{ timers []*fakeTimer }
+
+func (c *fakeClock) afterFunc(d time.Duration, f func()) stopper {
+	t := &fakeTimer{d: d, f: f}
+	c.timers = append(c.timers, t)
+	return t
+}
+
+// live returns the timers of duration d that are armed.
+func (c *fakeClock) live(d time.Duration) []*fakeTimer {
+	var ts []*fakeTimer
+	for _, t := range c.timers {
+		if t.d == d && !t.stopped {
+			ts = append(ts, t)
+		}
+	}
+	return ts
+}
 
 // recorder collects what an output sends, one string per partial.
 type recorder struct{ chunks []string }
@@ -30,23 +50,16 @@ func (r *recorder) sink(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func newTestOutput(max int) (*output, *recorder, *[]*fakeTimer) {
+func newTestOutput(max int) (*output, *recorder, *fakeClock) {
 	rec := &recorder{}
 	o := newOutput(rec.sink, max)
-	timers := &[]*fakeTimer{}
-	o.afterFunc = func(d time.Duration, f func()) stopper {
-		if d != FlushDelay {
-			panic(fmt.Sprintf("flush delay %v", d))
-		}
-		t := &fakeTimer{f: f}
-		*timers = append(*timers, t)
-		return t
-	}
-	return o, rec, timers
+	clock := &fakeClock{}
+	o.afterFunc = clock.afterFunc
+	return o, rec, clock
 }
 
 func TestOutput_Cadence(t *testing.T) {
-	o, rec, timers := newTestOutput(1 << 20)
+	o, rec, clock := newTestOutput(1 << 20)
 	step := func(what string, want ...string) {
 		t.Helper()
 		if len(want) == 0 {
@@ -56,49 +69,94 @@ func TestOutput_Cadence(t *testing.T) {
 			t.Fatalf("after %s: partials %q; want %q", what, rec.chunks, want)
 		}
 	}
+	// fire fires the one armed timer of duration d.
+	fire := func(d time.Duration) {
+		t.Helper()
+		ts := clock.live(d)
+		if len(ts) != 1 {
+			t.Fatalf("%d armed timers of %v; want 1", len(ts), d)
+		}
+		ts[0].stopped = true // a time.Timer that fired is not armed
+		ts[0].f()
+	}
+	armed := func(what string, delay, line int) {
+		t.Helper()
+		if d, l := len(clock.live(FlushDelay)), len(clock.live(LineLinger)); d != delay || l != line {
+			t.Fatalf("after %s: %d delay and %d line timers armed; want %d and %d", what, d, l, delay, line)
+		}
+	}
+
 	o.Write([]byte("ab"))
 	step("a partial line")
-	if len(*timers) != 1 {
-		t.Fatalf("timers = %d; want one armed for the pending line", len(*timers))
-	}
+	armed("a partial line", 1, 0)
 	o.Write([]byte("c\nd"))
-	step("a newline", "abc\n")
+	step("a newline") // it lingers
+	armed("a newline", 1, 1)
 	o.Write([]byte("e\nf\ng"))
-	step("two newlines", "abc\n", "de\nf\n") // up to the last newline, in one partial
-	if len(*timers) != 1 || (*timers)[0].stopped {
-		t.Fatalf("the timer of the still pending bytes must stay armed: %d timers", len(*timers))
-	}
-	(*timers)[0].f() // FlushDelay is over
-	step("the delay", "abc\n", "de\nf\n", "g")
+	step("two more newlines")
+	armed("two more newlines", 1, 1) // the linger counts from the first
+	fire(LineLinger)
+	step("the linger", "abc\nde\nf\n") // up to the last newline, in one partial
+	armed("the linger", 1, 0)          // "g" is still pending
+	fire(FlushDelay)
+	step("the delay", "abc\nde\nf\n", "g")
+	armed("the delay", 0, 0)
 
+	// A line that is pending when the command exits goes in the result.
 	o.Write([]byte("h\n"))
-	step("a whole line", "abc\n", "de\nf\n", "g", "h\n")
-	if len(*timers) != 1 {
-		t.Fatalf("a whole line needs no timer: %d timers", len(*timers))
+	armed("a whole line", 1, 1)
+	res, truncated, err := o.finish()
+	if string(res) != "h\n" || truncated || err != nil {
+		t.Errorf("finish = %q, %v, %v; want the pending line", res, truncated, err)
 	}
-
-	o.Write([]byte("i"))
-	o.Write([]byte("j\n"))
-	step("a line in two writes", "abc\n", "de\nf\n", "g", "h\n", "ij\n")
-	if len(*timers) != 2 || !(*timers)[1].stopped {
-		t.Fatalf("the timer of bytes sent with their newline must be stopped")
+	step("finish", "abc\nde\nf\n", "g")
+	armed("finish", 0, 0)
+	for _, tm := range clock.timers {
+		tm.f() // a timer that fires after finish sends nothing
 	}
+	o.Write([]byte("late\n"))
+	step("finish", "abc\nde\nf\n", "g")
+}
 
+// FlushBytes pending bytes go at once, newline or not.
+func TestOutput_FlushBytes(t *testing.T) {
+	o, rec, clock := newTestOutput(1 << 20)
 	big := bytes.Repeat([]byte("x"), 2*FlushBytes+10) // no newline
 	o.Write(big)
-	step("bytes", "abc\n", "de\nf\n", "g", "h\n", "ij\n", string(big[:FlushBytes]), string(big[:FlushBytes]))
+	if want := []string{string(big[:FlushBytes]), string(big[:FlushBytes])}; !reflect.DeepEqual(rec.chunks, want) {
+		t.Fatalf("partials: %d; want 2 of FlushBytes", len(rec.chunks))
+	}
+	if len(clock.live(FlushDelay)) != 1 || len(clock.live(LineLinger)) != 0 {
+		t.Fatalf("the 10 bytes left need the delay timer only")
+	}
+	o.Write([]byte("\n"))
+	res, _, _ := o.finish()
+	if string(res) != string(big[:10])+"\n" || len(rec.chunks) != 2 {
+		t.Errorf("finish = %q after %d partials", res, len(rec.chunks))
+	}
+}
 
-	res, truncated, err := o.finish()
-	if string(res) != string(big[:10]) || truncated || err != nil {
-		t.Errorf("finish = %q, %v, %v; want the pending 10 bytes", res, truncated, err)
+// A callback of a timer stopped while it waited for the lock sends
+// nothing, and does not disarm the timer that replaced it.
+func TestOutput_StaleTimer(t *testing.T) {
+	o, rec, clock := newTestOutput(1 << 20)
+	o.Write([]byte("a\n"))
+	stale := clock.live(LineLinger)[0]
+	o.mu.Lock()
+	o.emit(2) // as if FlushBytes had gone: nothing pending
+	o.arm()
+	o.mu.Unlock()
+	if !stale.stopped {
+		t.Fatal("nothing pending, yet the line timer is armed")
 	}
-	if !(*timers)[len(*timers)-1].stopped {
-		t.Errorf("finish must stop the timer")
+	o.Write([]byte("b\n"))
+	stale.f() // it was already running when Stop was called
+	if len(rec.chunks) != 1 || len(clock.live(LineLinger)) != 1 {
+		t.Fatalf("a stale callback sent %q or disarmed the live timer", rec.chunks[1:])
 	}
-	(*timers)[len(*timers)-1].f() // a timer that fires after finish sends nothing
-	o.Write([]byte("late\n"))
-	if len(rec.chunks) != 7 {
-		t.Errorf("output after finish was sent: %q", rec.chunks[7:])
+	clock.live(LineLinger)[0].f()
+	if !reflect.DeepEqual(rec.chunks, []string{"a\n", "b\n"}) {
+		t.Errorf("partials %q", rec.chunks)
 	}
 }
 
@@ -129,8 +187,12 @@ func TestOutput_SinkError(t *testing.T) {
 	boom := errors.New("boom")
 	calls := 0
 	o := newOutput(func(p []byte) (int, error) { calls++; return 0, boom }, 100)
+	clock := &fakeClock{}
+	o.afterFunc = clock.afterFunc
 	o.Write([]byte("a\n"))
+	clock.live(LineLinger)[0].f()
 	o.Write([]byte("b\n"))
+	clock.live(LineLinger)[1].f()
 	if _, _, err := o.finish(); !errors.Is(err, boom) || calls != 1 {
 		t.Errorf("finish error %v after %d calls; want boom after 1", err, calls)
 	}

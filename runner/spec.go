@@ -52,6 +52,11 @@ type Spec struct {
 	// runs a job whose command failed again, up to this many times, with
 	// exponential backoff. Announced to the broker in READY.
 	Retries int `toml:"retries"`
+	// Prestart keeps one process of the command started per slot, waiting
+	// for its job, which then gets the process's stdin. Only for commands
+	// that read their input before they do anything; the command and env
+	// cannot hold placeholders (stdin can). See Handler.
+	Prestart bool `toml:"prestart"`
 	// Params declares parameters: defaults and validation.
 	Params map[string]Param `toml:"params"`
 }

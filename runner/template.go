@@ -60,6 +60,8 @@ type Template struct {
 	concurrency int
 	retries     int
 	maxOutput   int
+	prestart    bool
+	fixed       []string          // argv of a prestart template, which has no placeholders
 	params      map[string]*param // declared: in the params table or a placeholder
 	names       []string          // keys of params, sorted
 	source      string            // the file it came from, if any
@@ -79,6 +81,13 @@ func (t *Template) Concurrency() int { return t.concurrency }
 
 // Retries returns how often the broker should retry a failed job (0: never).
 func (t *Template) Retries() int { return t.retries }
+
+// Prestart reports whether the handler keeps processes started ahead of
+// their jobs.
+func (t *Template) Prestart() bool { return t.prestart }
+
+// fixedArgv returns the argument vector of a prestart template.
+func (t *Template) fixedArgv() []string { return t.fixed }
 
 // Timeout returns the run time limit of a job, 0 for none.
 func (t *Template) Timeout() time.Duration { return t.timeout }
@@ -150,6 +159,19 @@ func parseText(s string) (text, []inlineDefault) {
 		t = append(t, segment{lit: s[last:]})
 	}
 	return t, defs
+}
+
+// String renders t as written, without the defaults of its placeholders.
+func (t text) String() string {
+	var b strings.Builder
+	for _, s := range t {
+		if s.name == "" {
+			b.WriteString(s.lit)
+		} else {
+			b.WriteString("{{" + s.name + "}}")
+		}
+	}
+	return b.String()
 }
 
 func (t text) hasPlaceholder() bool {
@@ -261,6 +283,16 @@ func New(s Spec, d Defaults) (*Template, error) {
 	}
 	sort.Slice(t.env, func(i, j int) bool { return t.env[i].name < t.env[j].name })
 
+	if s.Prestart {
+		if err := t.checkPrestart(); err != nil {
+			return nil, err
+		}
+		t.prestart = true
+		for _, w := range t.argv {
+			t.fixed = append(t.fixed, w.expand(nil))
+		}
+	}
+
 	if err := t.declare(s.Params, defs); err != nil {
 		return nil, err
 	}
@@ -306,6 +338,24 @@ func New(s Spec, d Defaults) (*Template, error) {
 		}
 	}
 	return t, nil
+}
+
+// checkPrestart refuses placeholders where a prestarted process would need
+// the job before it exists: in the command's words and in env values.
+// Placeholders in stdin are fine: stdin is written at the hand-over.
+func (t *Template) checkPrestart() error {
+	const why = "a prestarted command is started before its job, so its command and env cannot depend on the job's parameters (stdin can)"
+	for i, w := range t.argv {
+		if w.hasPlaceholder() {
+			return fmt.Errorf("prestart: word %d of the command, %q, holds a placeholder; %s", i+1, w, why)
+		}
+	}
+	for _, e := range t.env {
+		if e.value.hasPlaceholder() {
+			return fmt.Errorf("prestart: env %s holds a placeholder; %s", e.name, why)
+		}
+	}
+	return nil
 }
 
 // first returns the first of vs that is not the zero value.

@@ -63,6 +63,7 @@ max_output = 1024
 workdir = "/tmp"
 inherit_env = ["PATH"]
 env = { A = "1" }
+prestart = true
 [params.a]
 required = false
 pattern = "[a-z]*"
@@ -75,7 +76,7 @@ allow_dash = true
 	want := Spec{
 		Service: "X", Command: Command{Args: []string{"printf", `%s` + "\n", "{{a}}"}}, Stdin: ptr("{{a}}"),
 		Timeout: Duration(90 * time.Second), Grace: Duration(2 * time.Second), Concurrency: 3, MaxOutput: 1024,
-		Workdir: "/tmp", InheritEnv: []string{"PATH"}, Env: map[string]string{"A": "1"},
+		Workdir: "/tmp", InheritEnv: []string{"PATH"}, Env: map[string]string{"A": "1"}, Prestart: true,
 		Params: map[string]Param{"a": {Required: &no, Pattern: "[a-z]*", AllowDash: true}},
 	}
 	if !reflect.DeepEqual(s, want) {
@@ -133,6 +134,10 @@ func TestNew_Errors(t *testing.T) {
 		{"negative max output", Spec{Service: "X", Command: Command{Line: "rev"}, MaxOutput: -1}, "max_output"},
 		{"too many retries", Spec{Service: "X", Command: Command{Line: "rev"}, Retries: 101}, "retries"},
 		{"missing workdir", Spec{Service: "X", Command: Command{Line: "rev"}, Workdir: "/nonexistent/zmws"}, "workdir"},
+		{"prestart with an argument placeholder", Spec{Service: "X", Command: Command{Line: "echo --{{msg:hi}}"}, Prestart: true},
+			`prestart: word 2 of the command, "--{{msg}}", holds a placeholder`},
+		{"prestart with an env placeholder", Spec{Service: "X", Command: Command{Line: "rev"}, Env: map[string]string{"A": "{{a}}"}, Prestart: true},
+			"prestart: env A holds a placeholder"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -141,6 +146,24 @@ func TestNew_Errors(t *testing.T) {
 				t.Errorf("New error = %v; want it to contain %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// Prestart allows placeholders in stdin only, and --env's placeholders
+// count as the template's.
+func TestNew_Prestart(t *testing.T) {
+	tm, err := New(Spec{Service: "X", Command: Command{Line: "rev -"}, Stdin: ptr("{{str}}\n"), Prestart: true}, Defaults{})
+	if err != nil || !tm.Prestart() || !reflect.DeepEqual(tm.fixedArgv(), []string{"rev", "-"}) {
+		t.Fatalf("stdin placeholder: %v", err)
+	}
+	_, err = New(Spec{Service: "X", Command: Command{Line: "rev"}, Prestart: true}, Defaults{Env: map[string]string{"B": "{{b}}"}})
+	if err == nil || !strings.Contains(err.Error(), "prestart: env B") {
+		t.Errorf("--env placeholder: %v", err)
+	}
+	path := filepath.Join(t.TempDir(), "SAY.toml")
+	os.WriteFile(path, []byte("command = \"echo {{msg}}\"\nprestart = true\n"), 0o644)
+	if _, err := LoadFile(path, Defaults{}); err == nil || !strings.Contains(err.Error(), path+": prestart:") {
+		t.Errorf("LoadFile: %v; want the file and the key named", err)
 	}
 }
 
@@ -363,7 +386,7 @@ func TestEnviron(t *testing.T) {
 	base := []string{"PATH=/bin", "HOME=/h", "LC_ALL=C", "LCX=no", "SECRET=s", "A=parent", "BROKEN"}
 	tm := mustNew(t, Spec{Command: Command{Line: "env"}, Env: map[string]string{"A": "tmpl", "GREETING": "hi {{name}}"}})
 	vals := map[string]string{"name": "Ann", "file-name": "f.txt", "big": strings.Repeat("x", maxEnvValue+1)}
-	env, skipped := tm.environ(base, jobEnv{id: "J1", service: "TEST", attempt: 2}, vals)
+	env, skipped := tm.environ(base, &jobEnv{id: "J1", service: "TEST", attempt: 2}, vals)
 	want := []string{"A=tmpl", "GREETING=hi Ann", "HOME=/h", "LC_ALL=C", "PATH=/bin",
 		"ZMWS_ATTEMPT=2", "ZMWS_JOB_ID=J1", "ZMWS_PARAM_FILE_NAME=f.txt", "ZMWS_PARAM_NAME=Ann", "ZMWS_SERVICE=TEST"}
 	if !reflect.DeepEqual(env, want) {
@@ -374,12 +397,12 @@ func TestEnviron(t *testing.T) {
 	}
 
 	all := mustNew(t, Spec{Command: Command{Line: "env"}, InheritEnv: []string{"*"}})
-	env, _ = all.environ(base, jobEnv{id: "J", service: "S", attempt: 1}, nil)
+	env, _ = all.environ(base, &jobEnv{id: "J", service: "S", attempt: 1}, nil)
 	if !strings.Contains(strings.Join(env, " "), "SECRET=s") {
 		t.Errorf("inherit_env *: %q lacks SECRET", env)
 	}
 	none := mustNew(t, Spec{Command: Command{Line: "env"}, InheritEnv: []string{}})
-	env, _ = none.environ(base, jobEnv{id: "J", service: "S", attempt: 1}, nil)
+	env, _ = none.environ(base, &jobEnv{id: "J", service: "S", attempt: 1}, nil)
 	if want := []string{"ZMWS_ATTEMPT=1", "ZMWS_JOB_ID=J", "ZMWS_SERVICE=S"}; !reflect.DeepEqual(env, want) {
 		t.Errorf("inherit_env []: %q; want %q", env, want)
 	}

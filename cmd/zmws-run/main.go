@@ -43,6 +43,7 @@ type CLI struct {
 	Env         []string      `help:"Extra environment NAME=VALUE for the commands (repeatable; a template's env wins)." sep:"none" env:"ZMWS_RUN_ENV"`
 	PassEnv     []string      `help:"Also pass this variable (NAME, or PREFIX*) of zmws-run's environment to the commands (repeatable)." env:"ZMWS_RUN_PASS_ENV"`
 	InheritEnv  bool          `help:"Pass zmws-run's whole environment to the commands (default: PATH, HOME, USER, LOGNAME, LANG, LANGUAGE, LC_*, TZ, TMPDIR)." env:"ZMWS_RUN_INHERIT_ENV"`
+	Prestart    bool          `help:"Keep one process of the --service command started per slot, waiting for its job: only for commands that read their input before anything else (a template says prestart = true)." env:"ZMWS_RUN_PRESTART"`
 
 	Grace     time.Duration `help:"On SIGTERM, how long running jobs may finish before they are stopped and requeued." default:"10s" env:"ZMWS_RUN_GRACE"`
 	Heartbeat time.Duration `help:"Heartbeat interval; use the broker's." default:"2500ms" env:"ZMWS_RUN_HEARTBEAT"`
@@ -88,6 +89,9 @@ func run(ctx context.Context, cli CLI, stdout, logw io.Writer) error {
 			if p := t.Params(); len(p) > 0 {
 				fmt.Fprintf(stdout, "\tparams: %s", strings.Join(p, ", "))
 			}
+			if t.Prestart() {
+				fmt.Fprint(stdout, "\tprestart")
+			}
 			fmt.Fprintln(stdout)
 		}
 		return nil
@@ -96,12 +100,27 @@ func run(ctx context.Context, cli CLI, stdout, logw io.Writer) error {
 		return errors.New("--grace and --heartbeat must be positive")
 	}
 
+	var grace time.Duration
+	for _, t := range ts {
+		grace = max(grace, t.Grace())
+	}
 	var (
 		handlers []*runner.Handler
 		workers  []*worker.Worker
 	)
+	// Whatever happens, no child outlives zmws-run: the handlers end their
+	// prestarted processes, and the jobs' process groups left after the
+	// grace.
+	defer func() {
+		sctx, stop := context.WithTimeout(context.Background(), grace)
+		defer stop()
+		for _, h := range handlers {
+			h.Shutdown(sctx)
+		}
+	}()
 	for _, t := range ts {
 		h := runner.NewHandler(t, runner.Config{Logger: log})
+		handlers = append(handlers, h)
 		w, err := worker.New(worker.Config{
 			Brokers:     cli.Broker,
 			Service:     t.Service(),
@@ -116,10 +135,9 @@ func run(ctx context.Context, cli CLI, stdout, logw io.Writer) error {
 		if err != nil {
 			return err
 		}
-		handlers = append(handlers, h)
 		workers = append(workers, w)
 		log.Info().Str(logging.KeyService, t.Service()).Str("command", t.Command().String()).
-			Int("concurrency", t.Concurrency()).Str("source", t.Source()).Msg("service loaded")
+			Int("concurrency", t.Concurrency()).Bool("prestart", t.Prestart()).Str("source", t.Source()).Msg("service loaded")
 	}
 
 	// A worker that cannot start stops the others.
@@ -135,19 +153,9 @@ func run(ctx context.Context, cli CLI, stdout, logw io.Writer) error {
 		})
 	}
 	wg.Wait()
-
 	// A worker waits one second for a cancelled job before it gives up on
-	// it; the job's process group may still be in its grace period. Give
-	// it that, then kill what is left: no child outlives zmws-run.
-	var grace time.Duration
-	for _, t := range ts {
-		grace = max(grace, t.Grace())
-	}
-	sctx, stop := context.WithTimeout(context.Background(), grace)
-	defer stop()
-	for _, h := range handlers {
-		h.Shutdown(sctx)
-	}
+	// it; the job's process group may still be in its grace period. The
+	// deferred Shutdowns give it that, then kill what is left.
 	return errors.Join(errs...)
 }
 
@@ -189,8 +197,10 @@ func load(cli CLI) ([]*runner.Template, error) {
 		return nil, fmt.Errorf("--service %s: no command; give it after --: zmws-run --service %s -- CMD [ARGS...]", cli.Service, cli.Service)
 	case cli.Service == "" && len(cli.Command) > 0:
 		return nil, fmt.Errorf("command %q: no --service to serve it as", cli.Command)
+	case cli.Prestart && cli.Service == "":
+		return nil, errors.New("--prestart is for the --service command; a template says prestart = true")
 	case cli.Service != "":
-		t, err := runner.New(runner.Spec{Service: cli.Service, Command: runner.Command{Args: cli.Command}}, d)
+		t, err := runner.New(runner.Spec{Service: cli.Service, Command: runner.Command{Args: cli.Command}, Prestart: cli.Prestart}, d)
 		if err != nil {
 			return nil, fmt.Errorf("--service %s: %w", cli.Service, err)
 		}

@@ -53,6 +53,12 @@ func TestRun_Check(t *testing.T) {
 	}
 
 	out.Reset()
+	cli = parse(t, "--check", "--prestart", "--service", "REV", "--", "rev")
+	if err := run(context.Background(), cli, &out, &logs); err != nil || out.String() != "REV\trev\tprestart\n" {
+		t.Errorf("--check --prestart printed %q, %v", out.String(), err)
+	}
+
+	out.Reset()
 	cli = parse(t, "--check", "--jobs-dir", "../../examples/jobs.d", "--only", "SLEEP", "--only", "SAY")
 	if err := run(context.Background(), cli, &out, &logs); err != nil {
 		t.Fatal(err)
@@ -82,6 +88,8 @@ func TestRun_Errors(t *testing.T) {
 		{[]string{"--service", "X", "--env", "NOVALUE", "--", "rev"}, "want NAME=VALUE"},
 		{[]string{"--service", "X", "--concurrency", "0", "--", "rev"}, "--concurrency"},
 		{[]string{"--service", "X", "--log-level", "loud", "--", "rev"}, "log level"},
+		{[]string{"--prestart", "--service", "X", "--", "echo", "{{msg}}"}, `prestart: word 2 of the command, "{{msg}}", holds a placeholder`},
+		{[]string{"--prestart", "--jobs-dir", "../../examples/jobs.d"}, "--prestart is for the --service command"},
 	}
 	for _, tc := range cases {
 		cli := parse(t, append([]string{"--check"}, tc.args...)...)
@@ -246,6 +254,59 @@ func TestRun_ShutdownStopsJobs(t *testing.T) {
 				break
 			}
 			time.Sleep(10 * time.Millisecond)
+		}
+	}
+}
+
+// With --prestart, jobs run on processes started ahead, and none of them
+// outlives zmws-run: the spares are killed at shutdown.
+func TestRun_Prestart(t *testing.T) {
+	if _, err := exec.LookPath("sh"); err != nil {
+		t.Skip("no sh")
+	}
+	if _, err := exec.LookPath("cat"); err != nil {
+		t.Skip("no cat")
+	}
+	pidFile := filepath.Join(t.TempDir(), "pids")
+	srv, c := startBroker(t)
+	stop := start(t, srv, c, []string{"--prestart", "--concurrency", "2", "--service", "CAT", "--",
+		"sh", "-c", "echo $$ >> '" + pidFile + "'; exec cat"}, "CAT")
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	for i := range 5 {
+		in := fmt.Sprintf("job %d\n", i)
+		res, err := c.Call(ctx, "CAT", client.Request{Input: []byte(in)}, nil)
+		if err != nil || !res.OK() || string(res.Output) != in {
+			t.Fatalf("job %d: %+v, %v", i, res, err)
+		}
+	}
+	if err := stop(); err != nil {
+		t.Errorf("run: %v", err)
+	}
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pids := strings.Fields(string(b))
+	// One per job, and the spares: those killed at shutdown before they
+	// wrote their PID are not in the file.
+	if len(pids) < 5 {
+		t.Errorf("%d processes started; want at least one per job", len(pids))
+	}
+	for _, f := range pids {
+		var pid int
+		fmt.Sscan(f, &pid)
+		deadline := time.Now().Add(2 * time.Second)
+		for {
+			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+			if err != nil || bytes.Contains(b, []byte(") Z")) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Errorf("process %d outlived zmws-run: %s", pid, b)
+				break
+			}
+			time.Sleep(10 * time.Millisecond) // polling a condition with a deadline
 		}
 	}
 }

@@ -57,11 +57,12 @@ func sectionExec(ctx context.Context, o *opts) error {
 
 // backend is a zmwsd child with a zmws-run child serving rev on it.
 type backend struct {
-	store string
-	z     *zmwsd
-	zr    *child
-	q     *client.Client
-	cs    []*client.Client
+	store    string
+	prestart bool // zmws-run --prestart
+	z        *zmwsd
+	zr       *child
+	q        *client.Client
+	cs       []*client.Client
 }
 
 func (b *backend) close() {
@@ -75,14 +76,29 @@ func (b *backend) close() {
 	b.z.stop()
 }
 
-func startBackend(ctx context.Context, o *opts, store string, p int) (*backend, error) {
-	z, err := startZmwsd(o.bin, o.tmp, fmt.Sprintf("zmwsd-exec-%s-%d", store, p), store, store == "bolt")
+// label is how the backend's cases are labelled: "store=S", then
+// "prestart" if it has it.
+func (b *backend) label() string {
+	if b.prestart {
+		return "store=" + b.store + " prestart"
+	}
+	return "store=" + b.store
+}
+
+func startBackend(ctx context.Context, o *opts, store string, p int, prestart bool) (*backend, error) {
+	name := fmt.Sprintf("%s-%d", store, p)
+	args := []string{"--concurrency", fmt.Sprint(p)}
+	if prestart {
+		name += "-prestart"
+		args = append(args, "--prestart")
+	}
+	z, err := startZmwsd(o.bin, o.tmp, "zmwsd-exec-"+name, store, store == "bolt")
 	if err != nil {
 		return nil, err
 	}
-	b := &backend{store: store, z: z}
-	b.zr, err = startChild(fmt.Sprintf("zmws-run-%s-%d", store, p), filepath.Join(o.tmp, fmt.Sprintf("zmws-run-%s-%d.log", store, p)),
-		filepath.Join(o.bin, "zmws-run"), "--broker", z.worker, "--concurrency", fmt.Sprint(p), "--service", "rev", "--", "rev")
+	b := &backend{store: store, prestart: prestart, z: z}
+	b.zr, err = startChild("zmws-run-"+name, filepath.Join(o.tmp, "zmws-run-"+name+".log"),
+		filepath.Join(o.bin, "zmws-run"), append(append([]string{"--broker", z.worker}, args...), "--service", "rev", "--", "rev")...)
 	if err != nil {
 		b.close()
 		return nil, err
@@ -104,18 +120,27 @@ func startBackend(ctx context.Context, o *opts, store string, p int) (*backend, 
 
 // execRounds: bare exec and zmws-run behind zmwsd, with the durable
 // journal (zmwsd's default; also its HTTP gateway) and without a store
-// (--data-dir ""), at concurrency p.
+// (--data-dir ""), at concurrency p; then the same through the client with
+// zmws-run --prestart (cases after the others, so the first SUMMARY line
+// that matches a label's words is still one without prestart).
 func execRounds(ctx context.Context, o *opts, revPath string, p int) error {
-	bolt, err := startBackend(ctx, o, "bolt", p)
-	if err != nil {
-		return err
+	var backends []*backend
+	defer func() {
+		for _, b := range backends {
+			b.close()
+		}
+	}()
+	for _, c := range []struct {
+		store    string
+		prestart bool
+	}{{"bolt", false}, {"none", false}, {"bolt", true}, {"none", true}} {
+		b, err := startBackend(ctx, o, c.store, p, c.prestart)
+		if err != nil {
+			return err
+		}
+		backends = append(backends, b)
 	}
-	defer bolt.close()
-	none, err := startBackend(ctx, o, "none", p)
-	if err != nil {
-		return err
-	}
-	defer none.close()
+	bolt, none := backends[0], backends[1]
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 8, DisableCompression: true}, Timeout: 30 * time.Second}
 	defer hc.CloseIdleConnections()
 	base := "http://" + bolt.z.http
@@ -147,15 +172,18 @@ func execRounds(ctx context.Context, o *opts, revPath string, p int) error {
 			return parallel(ctx, p, jobs, dl, func(_, _ int) error { return bareExec(revPath) })
 		}},
 	}
-	for _, b := range []*backend{bolt, none} {
-		cases = append(cases,
-			ecase{"zmws-run-sync via=client store=" + b.store + " " + tag, false, func(jobs int, dl time.Time) (run, error) {
+	viaClient := func(b *backend) []ecase {
+		return []ecase{
+			{"zmws-run-sync via=client " + b.label() + " " + tag, false, func(jobs int, dl time.Time) (run, error) {
 				return syncRun(ctx, b.cs, constSvc("rev"), jobs, dl)
 			}},
-			ecase{"zmws-run-async via=client store=" + b.store + " " + tag, true, func(jobs int, dl time.Time) (run, error) {
+			{"zmws-run-async via=client " + b.label() + " " + tag, true, func(jobs int, dl time.Time) (run, error) {
 				return asyncRun(ctx, b.cs, b.q, svc, constSvc("rev"), jobs, 2*time.Millisecond, dl)
-			}})
+			}},
+		}
 	}
+	cases = append(cases, viaClient(bolt)...)
+	cases = append(cases, viaClient(none)...)
 	cases = append(cases,
 		ecase{"zmws-run-sync via=http store=bolt " + tag, false, func(jobs int, dl time.Time) (run, error) {
 			return parallel(ctx, p, jobs, dl, func(_, _ int) error { return httpGet(base+"/SYNC-rev"+query, http.StatusOK, true) })
@@ -177,6 +205,9 @@ func execRounds(ctx context.Context, o *opts, revPath string, p int) error {
 			r.Done = t.Sub(t0)
 			return r, nil
 		}})
+	for _, b := range backends[2:] {
+		cases = append(cases, viaClient(b)...)
+	}
 	results := make([][]run, len(cases))
 	warm := max(50, o.nexec/20)
 	for r := -1; r < o.runs; r++ {
@@ -187,7 +218,11 @@ func execRounds(ctx context.Context, o *opts, revPath string, p int) error {
 			}
 			res, err := c.fn(jobs, time.Now().Add(o.caseTime))
 			if err != nil {
-				return fmt.Errorf("%s: %w (zmws-run logs: %s %s)", c.label, err, tail(bolt.zr.log, 800), tail(none.zr.log, 800))
+				var logs []string
+				for _, b := range backends {
+					logs = append(logs, tail(b.zr.log, 800))
+				}
+				return fmt.Errorf("%s: %w (zmws-run logs: %s)", c.label, err, strings.Join(logs, " "))
 			}
 			if r >= 0 {
 				out("%s", res.line(c.label, r))
@@ -213,8 +248,8 @@ func execRounds(ctx context.Context, o *opts, revPath string, p int) error {
 			xs = append(xs, rate/results[0][r].rate())
 		}
 		m, lo, hi := medMinMax(xs)
-		name := strings.Fields(c.label)
-		out("SUMMARY paired %s/bare-exec %s %s %s runs=%d ratio=%.3f [%.3f..%.3f]", name[0], name[1], name[2], tag, len(xs), m, lo, hi)
+		kind, rest, _ := strings.Cut(strings.TrimSuffix(c.label, " "+tag), " ")
+		out("SUMMARY paired %s/bare-exec %s %s runs=%d ratio=%.3f [%.3f..%.3f]", kind, rest, tag, len(xs), m, lo, hi)
 	}
 	return nil
 }

@@ -1,0 +1,17 @@
+//go:build linux
+
+package runner
+
+import "golang.org/x/sys/unix"
+
+// pipe2 makes a pipe with both ends close-on-exec, in one system call.
+func pipe2(fds *[2]int) error { return unix.Pipe2(fds[:], unix.O_CLOEXEC) }
+
+// childExited reports whether pid, a child of ours, has exited, whether or
+// not it has been waited for yet. It only peeks (WNOWAIT): the wait stays
+// exec's.
+func childExited(pid int) bool {
+	var info unix.Siginfo // waitid zeroes it when no child is waitable
+	err := unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOHANG|unix.WNOWAIT, nil)
+	return err == unix.ECHILD || err == nil && info.Signo == int32(unix.SIGCHLD)
+}
