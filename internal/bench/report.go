@@ -109,11 +109,17 @@ func readSummaries(paths []string) ([]sumLine, []string, error) {
 }
 
 // sel picks a SUMMARY line: file is a base name ("" for any), the label's
-// first word is kind, and it has every token in has.
+// first word is kind, and it has every token in has and none in not.
 type sel struct {
 	file, kind string
-	has        []string
+	has, not   []string
 	metric     string
+}
+
+// without returns q that also rules out lines with token t.
+func (q sel) without(t string) sel {
+	q.not = append(q.not[:len(q.not):len(q.not)], t)
+	return q
 }
 
 func (q sel) find(all []sumLine) (sumLine, rng, bool) {
@@ -129,6 +135,11 @@ func (q sel) find(all []sumLine) (sumLine, rng, bool) {
 			if !s.tokens[t] {
 				ok = false
 				break
+			}
+		}
+		for _, t := range q.not {
+			if s.tokens[t] {
+				ok = false
 			}
 		}
 		if m, found := s.Metrics[q.metric]; ok && found {
@@ -176,35 +187,49 @@ func specs() []ratioSpec {
 	add := func(s ratioSpec) { sp = append(sp, s) }
 	// Exec: zmws-run vs bare exec and vs gearman's CLI worker. store=bolt
 	// is zmwsd's default (the durable journal), store=none is --data-dir "".
-	type via struct{ via, store string }
+	// Rows without "prestart" in their name are the default zmws-run
+	// (--prestart off): their selectors rule out the prestart lines.
+	type via struct {
+		via, store string
+		prestart   bool
+	}
 	for _, c := range []string{"1", "2"} {
 		bare := zsel("bare-exec", "jobs_per_s", "p="+c)
-		for _, v := range []via{{"client", "bolt"}, {"client", "none"}, {"http", "bolt"}} {
+		for _, v := range []via{{"client", "bolt", false}, {"client", "none", false}, {"http", "bolt", false},
+			{"client", "bolt", true}, {"client", "none", true}} {
 			minSync, minAsync := 0.90, 0.95
 			if v.via == "http" {
 				minSync, minAsync = 0, 0
 			}
 			tags := []string{"via=" + v.via, "store=" + v.store, "c=" + c}
+			what := "via " + v.via + ", store=" + v.store + ", c=" + c + " / bare exec p=" + c
+			if v.prestart {
+				tags = append(tags, "prestart")
+				what = "--prestart " + what
+			}
 			ps := sel{kind: "paired", has: append([]string{"zmws-run-sync/bare-exec"}, tags...), metric: "ratio"}
 			pa := sel{kind: "paired", has: append([]string{"zmws-run-async/bare-exec"}, tags...), metric: "ratio"}
-			what := "via " + v.via + ", store=" + v.store + ", c=" + c + " / bare exec p=" + c
-			add(ratioSpec{"exec", "zmws-run sync " + what, zsel("zmws-run-sync", "jobs_per_s", tags...), bare, &ps, minSync, 0, "jobs/s"})
-			add(ratioSpec{"exec", "zmws-run async all done " + what, zsel("zmws-run-async-done", "done_jobs_per_s", tags...), bare, &pa, minAsync, 0, "jobs/s"})
+			zs, za := zsel("zmws-run-sync", "jobs_per_s", tags...), zsel("zmws-run-async-done", "done_jobs_per_s", tags...)
+			if !v.prestart {
+				ps, pa, zs, za = ps.without("prestart"), pa.without("prestart"), zs.without("prestart"), za.without("prestart")
+			}
+			add(ratioSpec{"exec", "zmws-run sync " + what, zs, bare, &ps, minSync, 0, "jobs/s"})
+			add(ratioSpec{"exec", "zmws-run async all done " + what, za, bare, &pa, minAsync, 0, "jobs/s"})
 		}
 	}
 	for _, st := range []string{"none", "bolt"} {
-		add(ratioSpec{"exec", "zmws-run sync c=1 store=" + st + " / gearman Go client to CLI worker, 1 worker", zsel("zmws-run-sync", "jobs_per_s", "via=client", "store="+st, "c=1"),
+		add(ratioSpec{"exec", "zmws-run sync c=1 store=" + st + " / gearman Go client to CLI worker, 1 worker", zsel("zmws-run-sync", "jobs_per_s", "via=client", "store="+st, "c=1").without("prestart"),
 			sel{file: gmCLI, kind: "go-client-to-cli-worker", has: []string{"clients=1"}, metric: "jobs_per_s"}, nil, 0, 0, "jobs/s"})
-		add(ratioSpec{"exec", "zmws-run sync c=2 store=" + st + " / gearman Go client to CLI worker, 2 workers", zsel("zmws-run-sync", "jobs_per_s", "via=client", "store="+st, "c=2"),
+		add(ratioSpec{"exec", "zmws-run sync c=2 store=" + st + " / gearman Go client to CLI worker, 2 workers", zsel("zmws-run-sync", "jobs_per_s", "via=client", "store="+st, "c=2").without("prestart"),
 			sel{file: gmCLI, kind: "go-client-to-cli-worker", has: []string{"clients=2"}, metric: "jobs_per_s"}, nil, 0, 0, "jobs/s"})
 		for _, c := range []string{"1", "2"} {
-			add(ratioSpec{"exec", "zmws-run async done c=" + c + " store=" + st + " / gearman CLI -b done, " + c + " worker(s)", zsel("zmws-run-async-done", "done_jobs_per_s", "via=client", "store="+st, "c="+c),
+			add(ratioSpec{"exec", "zmws-run async done c=" + c + " store=" + st + " / gearman CLI -b done, " + c + " worker(s)", zsel("zmws-run-async-done", "done_jobs_per_s", "via=client", "store="+st, "c="+c).without("prestart"),
 				sel{file: gmCLI, kind: "cli-bg", has: []string{"workers=" + c}, metric: "done_jobs_per_s"}, nil, 0, 0, "jobs/s"})
 		}
 	}
-	add(ratioSpec{"exec", "zmws-run sync c=1 store=none / gearman CLI sync (seq | gearman -n), 1 worker", zsel("zmws-run-sync", "jobs_per_s", "via=client", "store=none", "c=1"),
+	add(ratioSpec{"exec", "zmws-run sync c=1 store=none / gearman CLI sync (seq | gearman -n), 1 worker", zsel("zmws-run-sync", "jobs_per_s", "via=client", "store=none", "c=1").without("prestart"),
 		sel{file: gmCLI, kind: "cli-sync", has: []string{"workers=1"}, metric: "jobs_per_s"}, nil, 0, 0, "jobs/s"})
-	add(ratioSpec{"exec", "zmws-run sync c=2 store=none / gearman CLI sync, 2 workers x 2 clients", zsel("zmws-run-sync", "jobs_per_s", "via=client", "store=none", "c=2"),
+	add(ratioSpec{"exec", "zmws-run sync c=2 store=none / gearman CLI sync, 2 workers x 2 clients", zsel("zmws-run-sync", "jobs_per_s", "via=client", "store=none", "c=2").without("prestart"),
 		sel{file: gmCLI, kind: "cli-sync", has: []string{"2clients"}, metric: "jobs_per_s"}, nil, 0, 0, "jobs/s"})
 	// Broker only. The headline is zmwsd as a process of its own (as
 	// gearmand); in-process rows follow.
