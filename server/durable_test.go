@@ -296,3 +296,60 @@ func TestServer_KillMinus9KeepsAcceptedJobs(t *testing.T) {
 		t.Fatalf("after kill -9: %d of %d accepted jobs lost", lost, len(want))
 	}
 }
+
+// Records no reply waits for (a job finished) wait up to CommitDelay for
+// company; an acceptance never does; a clean stop commits what waits.
+func TestServer_CommitDelay(t *testing.T) {
+	for _, delay := range []time.Duration{time.Hour, 50 * time.Millisecond} {
+		t.Run(delay.String(), func(t *testing.T) {
+			st := store.NewMemory()
+			srv, err := server.New(server.Config{ClientBind: "tcp://127.0.0.1:*", WorkerBind: "tcp://127.0.0.1:*",
+				Store: st, CommitDelay: delay, Broker: broker.Config{Heartbeat: 100 * time.Millisecond},
+				Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			done := make(chan error, 1)
+			go func() { done <- srv.Run(ctx) }()
+
+			w := v2Worker(t, srv.WorkerEndpoint(), "S")
+			waitService(t, srv.ClientEndpoint(), "S")
+			c := zmqtest.Connect(t, zmq.DEALER, srv.ClientEndpoint())
+			id := submit(t, c, "S", protocol.Meta{}).Job // within wait, not delay
+			req := recvSkipHeartbeats(t, w, 0x05)
+			zmqtest.Send(t, w, b("MDPW02"), []byte{0x04}, req[2], b(""), b("done"))
+			complete := func() bool {
+				rec, ok, err := st.Job(id)
+				return err == nil && ok && rec.State == protocol.JobComplete
+			}
+			if delay == time.Hour {
+				// The end is not committed while the broker runs...
+				time.Sleep(300 * time.Millisecond)
+				if complete() {
+					t.Fatal("the job's end was committed before CommitDelay")
+				}
+				// ...but at a clean stop.
+				cancel()
+				if err := <-done; err != nil {
+					t.Fatal(err)
+				}
+				if !complete() {
+					t.Fatal("the job's end was not committed at stop")
+				}
+				return
+			}
+			// With nothing else going on, the delay runs out by itself.
+			for deadline := time.Now().Add(wait); !complete(); time.Sleep(10 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("the job's end was not committed within %v", wait)
+				}
+			}
+			cancel()
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}

@@ -51,12 +51,21 @@ type Config struct {
 	Retain      time.Duration
 	RetainCount int
 	PruneEvery  time.Duration
+	// CommitDelay is how long records that no reply waits for (a job
+	// dispatched or finished, a sync job's history) may wait to be
+	// committed with later ones (default 20 ms; negative: commit at once).
+	// A reply that hands out a job ID never waits for it: its batch is
+	// committed at once. The delay trades disk syncs for a wider window in
+	// which a broker crash forgets that a job ran (it then runs again).
+	CommitDelay time.Duration
 }
 
 // Defaults.
 const (
 	DefaultMaxMsgSize = 16 << 20
 	DefaultLinger     = time.Second
+	// DefaultCommitDelay is Config.CommitDelay's default.
+	DefaultCommitDelay = 20 * time.Millisecond
 	// maxPoll caps a poll so a cancelled context is seen promptly.
 	maxPoll = 100 * time.Millisecond
 	// maxDrain bounds the messages read from one socket in one turn, so one
@@ -75,6 +84,9 @@ type Server struct {
 	events  *zmq.Socket
 	eps     [3]string
 	commit  *committer // nil without a Store
+	// lazyAt is when records no reply waits for are committed anyway
+	// (zero: none are pending).
+	lazyAt time.Time
 	// restored holds what Restore returned, sent when Run starts.
 	restored []protocol.Envelope
 }
@@ -90,6 +102,12 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.Linger <= 0 {
 		cfg.Linger = DefaultLinger
+	}
+	switch {
+	case cfg.CommitDelay == 0:
+		cfg.CommitDelay = DefaultCommitDelay
+	case cfg.CommitDelay < 0:
+		cfg.CommitDelay = 0
 	}
 	cfg.Broker.Events = cfg.EventsBind != "" || cfg.EventsInproc != ""
 	cfg.Broker.Logger = cfg.Logger
@@ -223,9 +241,11 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 		now := time.Now()
 		wait := maxPoll
-		if d := s.b.Deadline(); !d.IsZero() {
-			if until := d.Sub(now); until < wait {
-				wait = max(until, 0)
+		for _, d := range []time.Time{s.b.Deadline(), s.lazyAt} {
+			if !d.IsZero() {
+				if until := d.Sub(now); until < wait {
+					wait = max(until, 0)
+				}
 			}
 		}
 		polled, err := poller.Poll(wait)
@@ -251,7 +271,7 @@ func (s *Server) Run(ctx context.Context) error {
 		if now = time.Now(); !now.Before(s.b.Deadline()) {
 			s.send(s.b.Tick(now))
 		}
-		s.startCommit()
+		s.startCommit(false)
 	}
 }
 
@@ -284,13 +304,29 @@ func (s *Server) prune(ctx context.Context) {
 }
 
 // startCommit hands the broker's pending records to the committer, unless
-// it is busy: then they wait for the next turn (group commit).
-func (s *Server) startCommit() {
-	// Held replies with nothing to commit (a resubmitted idempotency key
-	// whose job is in the batch being written) go with an empty batch.
-	if s.commit == nil || s.commit.busy || (!s.b.Pending() && len(s.commit.next) == 0) {
+// it is busy: then they wait for the next turn (group commit). Records no
+// reply waits for wait up to Config.CommitDelay for company, unless now.
+func (s *Server) startCommit(now bool) {
+	if s.commit == nil || s.commit.busy {
 		return
 	}
+	// Held replies with nothing to commit (a resubmitted idempotency key
+	// whose job is in the batch being written) go with an empty batch.
+	urgent := len(s.commit.next) > 0
+	if !urgent && !s.b.Pending() {
+		s.lazyAt = time.Time{}
+		return
+	}
+	if !urgent && !now && s.cfg.CommitDelay > 0 {
+		t := time.Now()
+		if s.lazyAt.IsZero() {
+			s.lazyAt = t.Add(s.cfg.CommitDelay)
+		}
+		if t.Before(s.lazyAt) {
+			return
+		}
+	}
+	s.lazyAt = time.Time{}
 	s.commit.start(s.b.Flush())
 }
 
@@ -320,7 +356,7 @@ func (s *Server) stopCommits() {
 		if !s.b.Pending() && len(s.commit.next) == 0 {
 			return
 		}
-		s.startCommit()
+		s.startCommit(true)
 	}
 }
 

@@ -46,6 +46,7 @@ type CLI struct {
 	DataDir         string        `help:"Folder of the durable job journal (zmws.db); empty keeps jobs in memory only (lost when zmwsd stops)." default:"zmws-data" env:"ZMWSD_DATA_DIR"`
 	Retain          time.Duration `help:"How long finished jobs stay in the journal for lookups by ID; 0 keeps them until --retain-count prunes them." default:"168h" env:"ZMWSD_RETAIN"`
 	RetainCount     int           `help:"How many finished jobs the journal keeps at most; 0 for no limit." default:"100000" env:"ZMWSD_RETAIN_COUNT"`
+	CommitDelay     time.Duration `help:"How long journal records no reply waits for (a job dispatched or finished) may wait to share a disk sync with later ones; 0 syncs at once. Accepting a job never waits for it." default:"20ms" env:"ZMWSD_COMMIT_DELAY"`
 	LogLevel        string        `help:"Log level: trace, debug, info, warn, error." default:"info" env:"ZMWSD_LOG_LEVEL"`
 	LogFormat       string        `help:"Log format: json or console." default:"json" enum:"json,console" env:"ZMWSD_LOG_FORMAT"`
 }
@@ -123,8 +124,12 @@ func run(ctx context.Context, cli CLI, logw io.Writer, ready func(srv *server.Se
 	} else {
 		log.Warn().Msg("no --data-dir: jobs are kept in memory only and lost when zmwsd stops")
 	}
-	if cli.Retain < 0 || cli.RetainCount < 0 || cli.TTR < 0 || cli.RetryBackoff <= 0 || cli.RetryBackoffMax < cli.RetryBackoff {
-		return fmt.Errorf("--retain, --retain-count and --ttr must not be negative; --retry-backoff must be positive and at most --retry-backoff-max")
+	if cli.Retain < 0 || cli.RetainCount < 0 || cli.TTR < 0 || cli.CommitDelay < 0 || cli.RetryBackoff <= 0 || cli.RetryBackoffMax < cli.RetryBackoff {
+		return fmt.Errorf("--retain, --retain-count, --ttr and --commit-delay must not be negative; --retry-backoff must be positive and at most --retry-backoff-max")
+	}
+	commitDelay := cli.CommitDelay
+	if commitDelay == 0 {
+		commitDelay = -1 // server.Config: negative commits at once, zero is its default
 	}
 	srv, err := server.New(server.Config{
 		ClientBind:   cli.ClientBind,
@@ -148,6 +153,7 @@ func run(ctx context.Context, cli CLI, logw io.Writer, ready func(srv *server.Se
 		Store:       st,
 		Retain:      cli.Retain,
 		RetainCount: cli.RetainCount,
+		CommitDelay: commitDelay,
 	})
 	if err != nil {
 		if ln != nil {
