@@ -212,13 +212,10 @@ type job struct {
 	params map[string]string
 	input  [][]byte
 
-	// The client that asked, for sync replies: identity, the form it spoke,
-	// the service name it used, and whether it speaks zmws meta.
-	client        string
-	clientForm    protocol.Form
-	clientService string
-	clientMeta    bool
-	clientRef     string // the submission's Meta.Ref, echoed in its reply
+	// reply is the request that made the job, to answer its client: kept
+	// for a sync job, and for an async one until its ID is handed out
+	// (awaitingCommit); nil otherwise.
+	reply *request
 
 	attempts int
 	created  time.Time

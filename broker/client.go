@@ -76,25 +76,25 @@ func (b *Broker) submit(now time.Time, r request, meta protocol.Meta, body [][]b
 		return
 	}
 	j := &job{
-		id:            b.newID(now),
-		svc:           s,
-		state:         stateQueued,
-		sync:          sync,
-		params:        meta.Params,
-		input:         copyFrames(body),
-		client:        r.client,
-		clientForm:    r.form,
-		clientService: r.service,
-		clientMeta:    r.meta,
-		clientRef:     r.ref,
-		created:       now,
-		retries:       -1,
+		id:      b.newID(now),
+		svc:     s,
+		state:   stateQueued,
+		sync:    sync,
+		params:  meta.Params,
+		input:   copyFrames(body),
+		created: now,
+		retries: -1,
 	}
 	if meta.TTRMillis > 0 {
 		j.ttr = time.Duration(meta.TTRMillis) * time.Millisecond
 	}
 	if meta.Retries > 0 && !sync {
 		j.retries = min(meta.Retries, maxRetries)
+	}
+	j.awaitingCommit = !sync && b.cfg.Durable
+	if sync || j.awaitingCommit {
+		reply := r
+		j.reply = &reply
 	}
 	b.jobs[j.id] = j
 	s.queue.PushBack(j)
@@ -103,7 +103,6 @@ func (b *Broker) submit(now time.Time, r request, meta protocol.Meta, body [][]b
 			j.key = meta.Key
 			b.keys[j.key] = j
 		}
-		j.awaitingCommit = b.cfg.Durable
 		b.markDirty(j)
 		b.accepted(r, j.id, j.awaitingCommit)
 	}
@@ -200,16 +199,11 @@ func (b *Broker) mmi(r request, body [][]byte) {
 	b.answer(r, []byte(code))
 }
 
-// jobReq is the request a sync job's replies go to.
-func (j *job) req() request {
-	return request{client: j.client, form: j.clientForm, service: j.clientService, meta: j.clientMeta, ref: j.clientRef}
-}
-
 // replyFinal sends a sync job's final reply. A 7/MDP client, which cannot
 // take partials, gets the whole (capped) output here; an 18/MDP client got the
 // partials as they came and gets the final part only.
 func (b *Broker) replyFinal(j *job, status protocol.Status, final [][]byte) {
-	r := j.req()
+	r := *j.reply
 	if r.form.Version == protocol.V1 && j.partialLen > 0 {
 		final = append([][]byte{j.output[:j.partialLen:j.partialLen]}, final...)
 	}

@@ -65,10 +65,15 @@ func (b *Broker) Committed() {
 	b.flushed = b.flushed[:0]
 }
 
-// settle ends a job's part in a commit, and forgets its idempotency key if
-// the job itself was already forgotten (the store knows the key now).
+// settle ends a job's part in a commit: an async job's ID is handed out (or
+// refused) by now, so its reply-to is dropped. It forgets the job's
+// idempotency key if the job itself was already forgotten (the store knows
+// the key now).
 func (b *Broker) settle(j *job) {
 	j.flushed, j.awaitingCommit = false, false
+	if !j.sync {
+		j.reply = nil
+	}
 	if j.key != "" && b.jobs[j.id] == nil && !j.dirty && b.keys[j.key] == j {
 		delete(b.keys, j.key)
 	}
@@ -82,7 +87,7 @@ func (b *Broker) Rejected(now time.Time, err error) []protocol.Envelope {
 	b.out = b.out[:0]
 	for _, j := range b.flushed {
 		if j.awaitingCommit {
-			b.refuse(j.req(), protocol.CodeStoreUnavailable, fmt.Sprintf("job not accepted: the job store failed: %v", err))
+			b.refuse(*j.reply, protocol.CodeStoreUnavailable, fmt.Sprintf("job not accepted: the job store failed: %v", err))
 			if j.state == stateQueued && j.svc.queue.Remove(j) {
 				delete(b.jobs, j.id)
 				j.state, j.code, j.err = stateFailed, protocol.CodeStoreUnavailable, err.Error()

@@ -227,6 +227,7 @@ func (b *Broker) retry(now time.Time, r request, id string) {
 	n.code, n.err, n.exitCode = "", "", nil
 	n.output, n.partialLen, n.truncated = nil, 0, false
 	n.dirty, n.flushed, n.awaitingCommit = false, false, false
+	n.reply = nil
 	b.jobs[n.id] = &n
 	if n.key != "" {
 		b.keys[n.key] = &n

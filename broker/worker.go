@@ -62,8 +62,8 @@ func (b *Broker) HandleWorker(now time.Time, from string, frames [][]byte) []pro
 		}
 		j.appendOutput(m.Body, b.cfg.MaxOutput)
 		j.partialLen = len(j.output)
-		if j.sync && j.clientForm.Version == protocol.V2 {
-			b.replyClient(j.req(), protocol.CmdPartial, m.Body...)
+		if j.sync && j.reply.form.Version == protocol.V2 {
+			b.replyClient(*j.reply, protocol.CmdPartial, m.Body...)
 			j.streamed = true
 		}
 	case protocol.CmdReply:
