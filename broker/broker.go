@@ -219,19 +219,29 @@ type job struct {
 
 	attempts int
 	created  time.Time
-	started  time.Time
-	finished time.Time
-	worker   string
 
-	ttr       time.Duration // this job's time-to-run (0: the service's)
-	retries   int           // retries of a FAIL this job opted in to (-1: the service's)
-	deadline  time.Time     // when the running attempt overruns its time-to-run
-	notBefore time.Time     // a retry waits until then
+	ttr     time.Duration // this job's time-to-run (0: the service's)
+	retries int           // retries of a FAIL this job opted in to (-1: the service's)
 
 	key            string // idempotency key, or ""
 	dirty          bool   // in Broker.dirty
 	flushed        bool   // in Broker.flushed: its record is being committed
 	awaitingCommit bool   // its ID waits for the job store before being handed out
+
+	// run is nil while the job has never been dispatched nor ended: most
+	// queued jobs. Every active and finished job has one.
+	run *run
+}
+
+// run is what became of a job once it left its queue: its current (or
+// last) attempt and its outcome. A job requeued or backing off keeps its
+// run, with the worker cleared.
+type run struct {
+	worker    string
+	started   time.Time
+	deadline  time.Time // when the running attempt overruns its time-to-run
+	notBefore time.Time // a retry waits until then
+	finished  time.Time
 
 	exitCode   *int
 	code       string
@@ -240,6 +250,29 @@ type job struct {
 	partialLen int    // how much of output came from partials
 	streamed   bool   // partial output went to the (sync) caller
 	truncated  bool
+}
+
+// ensureRun returns j's run, making it if j has none yet.
+func (j *job) ensureRun() *run {
+	if j.run == nil {
+		j.run = &run{}
+	}
+	return j.run
+}
+
+// fail sets j's outcome to a failure with code and text. The caller
+// finishes the job (or has it refused).
+func (j *job) fail(code, text string) {
+	r := j.ensureRun()
+	r.code, r.err = code, text
+}
+
+// worker returns the worker of j's current or last attempt, or "".
+func (j *job) worker() string {
+	if j.run == nil {
+		return ""
+	}
+	return j.run.worker
 }
 
 // New returns a Broker with cfg's defaults filled in.
@@ -334,7 +367,7 @@ func (b *Broker) Shutdown(now time.Time) []protocol.Envelope {
 		if j.state == stateQueued || j.state == stateActive {
 			pending++
 			if j.sync {
-				j.code, j.err = protocol.CodeShutdown, "broker shut down before the job finished"
+				j.fail(protocol.CodeShutdown, "broker shut down before the job finished")
 				b.replyFinal(j, protocol.StatusFailed, nil)
 			}
 		}
@@ -397,21 +430,19 @@ func (b *Broker) dropWorker(now time.Time, w *worker, why string) {
 // vanished, or overran the time-to-run) back at the head of its queue, or
 // fails it with code when its attempts are spent.
 func (b *Broker) lost(now time.Time, j *job, w *worker, why, code string) {
-	s := j.svc
-	if j.streamed {
+	s, r := j.svc, j.run
+	if r.streamed {
 		// Its caller already has part of this run's output: a new run
 		// would send it again from the start, interleaved. Say so instead.
-		j.code = code
-		j.err = fmt.Sprintf("%s after its output began streaming to the caller (attempt %d); not run again", why, j.attempts)
+		j.fail(code, fmt.Sprintf("%s after its output began streaming to the caller (attempt %d); not run again", why, j.attempts))
 		b.finish(now, j, stateFailed)
 		b.replyFinal(j, protocol.StatusFailed, nil)
 		return
 	}
 	if budget := j.budget(b.cfg.MaxAttempts); j.attempts >= budget {
-		j.code = code
-		j.err = fmt.Sprintf("%v: %s during attempt %d of %d", errWorkerGone, why, j.attempts, budget)
+		j.fail(code, fmt.Sprintf("%v: %s during attempt %d of %d", errWorkerGone, why, j.attempts, budget))
 		if code == protocol.CodeTimeout {
-			j.err = fmt.Sprintf("%s during attempt %d of %d", why, j.attempts, budget)
+			r.err = fmt.Sprintf("%s during attempt %d of %d", why, j.attempts, budget)
 		}
 		b.finish(now, j, stateFailed)
 		if j.sync {
@@ -422,9 +453,9 @@ func (b *Broker) lost(now time.Time, j *job, w *worker, why, code string) {
 	b.log.Warn().Str(keyJob, j.id).Str(keyService, s.name).Str(keyWorker, hexID(w.id)).
 		Int(keyAttempt, j.attempts).Str("reason", why).Msg("job requeued")
 	j.state = stateQueued
-	j.worker = ""
-	j.deadline = time.Time{}
-	j.output, j.partialLen, j.truncated = j.output[:0], 0, false
+	r.worker = ""
+	r.deadline = time.Time{}
+	r.output, r.partialLen, r.truncated = r.output[:0], 0, false
 	s.queue.PushFront(j)
 	b.markDirty(j)
 	b.event(now, protocol.EventRequeued, j, func(e *protocol.Event) { e.Worker = hexID(w.id); e.Error = why })
@@ -442,14 +473,15 @@ func (b *Broker) dispatch(now time.Time, s *service) {
 
 		j.state = stateActive
 		j.attempts++
-		j.started = now
-		j.worker = w.id
-		j.notBefore = time.Time{}
+		r := j.ensureRun()
+		r.started = now
+		r.worker = w.id
+		r.notBefore = time.Time{}
 		w.job = j
 		s.active++
 		if ttr := j.timeToRun(b.cfg.TTR); ttr > 0 {
-			j.deadline = now.Add(ttr)
-			b.noteTTR(j.deadline)
+			r.deadline = now.Add(ttr)
+			b.noteTTR(r.deadline)
 		}
 		b.markDirty(j)
 

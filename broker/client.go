@@ -203,13 +203,13 @@ func (b *Broker) mmi(r request, body [][]byte) {
 // take partials, gets the whole (capped) output here; an 18/MDP client got the
 // partials as they came and gets the final part only.
 func (b *Broker) replyFinal(j *job, status protocol.Status, final [][]byte) {
-	r := *j.reply
-	if r.form.Version == protocol.V1 && j.partialLen > 0 {
-		final = append([][]byte{j.output[:j.partialLen:j.partialLen]}, final...)
+	r, run := *j.reply, j.ensureRun()
+	if r.form.Version == protocol.V1 && run.partialLen > 0 {
+		final = append([][]byte{run.output[:run.partialLen:run.partialLen]}, final...)
 	}
 	if r.meta {
 		meta := protocol.EncodeMeta(protocol.Meta{Status: status, Job: j.id, Attempt: j.attempts,
-			Code: j.code, Error: j.err, ExitCode: j.exitCode, Ref: r.ref})
+			Code: run.code, Error: run.err, ExitCode: run.exitCode, Ref: r.ref})
 		body := make([][]byte, 0, 1+len(final))
 		body = append(body, meta)
 		b.replyClient(r, protocol.CmdReply, append(body, final...)...)
@@ -219,5 +219,5 @@ func (b *Broker) replyFinal(j *job, status protocol.Status, final [][]byte) {
 		b.replyClient(r, protocol.CmdReply, final...)
 		return
 	}
-	b.replyClient(r, protocol.CmdReply, []byte(protocol.FailFrame), []byte(j.code), []byte(j.err))
+	b.replyClient(r, protocol.CmdReply, []byte(protocol.FailFrame), []byte(run.code), []byte(run.err))
 }

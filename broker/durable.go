@@ -90,7 +90,8 @@ func (b *Broker) Rejected(now time.Time, err error) []protocol.Envelope {
 			b.refuse(*j.reply, protocol.CodeStoreUnavailable, fmt.Sprintf("job not accepted: the job store failed: %v", err))
 			if j.state == stateQueued && j.svc.queue.Remove(j) {
 				delete(b.jobs, j.id)
-				j.state, j.code, j.err = stateFailed, protocol.CodeStoreUnavailable, err.Error()
+				j.state = stateFailed
+				j.fail(protocol.CodeStoreUnavailable, err.Error())
 			}
 		}
 		b.settle(j)
@@ -138,14 +139,15 @@ func (b *Broker) Restore(now time.Time, snap store.Snapshot) []protocol.Envelope
 			b.keys[j.key] = j
 		}
 		if jobs[i].State == protocol.JobActive && j.attempts >= b.cfg.MaxAttempts {
-			j.code = protocol.CodeWorkerLost
-			j.err = fmt.Sprintf("%v: the broker stopped during attempt %d of %d", errWorkerGone, j.attempts, b.cfg.MaxAttempts)
+			j.fail(protocol.CodeWorkerLost, fmt.Sprintf("%v: the broker stopped during attempt %d of %d", errWorkerGone, j.attempts, b.cfg.MaxAttempts))
 			b.finish(now, j, stateFailed)
 			continue
 		}
 		j.state = stateQueued
-		j.worker = ""
-		if j.notBefore.After(now) {
+		if j.run != nil {
+			j.run.worker = ""
+		}
+		if j.run != nil && j.run.notBefore.After(now) {
 			b.delay(j) // a retry still backing off
 		} else {
 			j.svc.queue.PushBack(j)
@@ -170,13 +172,19 @@ func (b *Broker) restoredService(name string, firstSeen time.Time) *service {
 
 // restoredJob rebuilds a job from its record (state left to the caller).
 func (b *Broker) restoredJob(rec *store.JobRecord) *job {
-	return &job{
+	j := &job{
 		id: rec.ID, svc: b.restoredService(rec.Service, rec.Created), sync: rec.Sync,
 		params: rec.Params, input: rec.Input, key: rec.Key, attempts: rec.Attempts,
-		created: rec.Created, started: rec.Started, finished: rec.Finished, worker: rec.Worker,
-		exitCode: rec.ExitCode, code: rec.Code, err: rec.Error, output: rec.Output, truncated: rec.Truncated,
-		ttr: rec.TTR, retries: rec.Retries, notBefore: rec.NotBefore,
+		created: rec.Created, ttr: rec.TTR, retries: rec.Retries,
 	}
+	if rec.Started.IsZero() && rec.Finished.IsZero() && rec.NotBefore.IsZero() {
+		return j // never dispatched nor ended: no run
+	}
+	j.run = &run{
+		worker: rec.Worker, started: rec.Started, notBefore: rec.NotBefore, finished: rec.Finished,
+		exitCode: rec.ExitCode, code: rec.Code, err: rec.Error, output: rec.Output, truncated: rec.Truncated,
+	}
+	return j
 }
 
 // record is j as the store keeps it. The record is read by the committer
@@ -193,19 +201,17 @@ func (j *job) record() *store.JobRecord {
 		Key:      j.key,
 		Attempts: j.attempts,
 		Created:  j.created,
-		Started:  j.started,
-		Finished: j.finished,
-		Worker:   j.worker,
-		ExitCode: j.exitCode,
-		Code:     j.code,
-		Error:    j.err,
 		TTR:      j.ttr,
 		Retries:  j.retries,
-		// NotBefore set by Broker.delay is read here, never changed after.
-		NotBefore: j.notBefore,
 	}
-	if j.state == stateComplete || j.state == stateFailed {
-		rec.Output, rec.Truncated = j.output, j.truncated
+	if r := j.run; r != nil {
+		rec.Started, rec.Finished, rec.Worker = r.started, r.finished, r.worker
+		rec.ExitCode, rec.Code, rec.Error = r.exitCode, r.code, r.err
+		// NotBefore set by retryLater is read here, never changed after.
+		rec.NotBefore = r.notBefore
+		if j.state == stateComplete || j.state == stateFailed {
+			rec.Output, rec.Truncated = r.output, r.truncated
+		}
 	}
 	return rec
 }

@@ -53,11 +53,12 @@ func (b *Broker) retryLater(now time.Time, j *job) bool {
 		delay *= 2
 	}
 	delay = min(delay, b.cfg.RetryBackoffMax)
-	why := j.err
+	r := j.run
+	why := r.err
 	j.state = stateQueued
-	j.worker = ""
-	j.notBefore = now.Add(delay)
-	j.output, j.partialLen, j.truncated = j.output[:0], 0, false
+	r.worker = ""
+	r.notBefore = now.Add(delay)
+	r.output, r.partialLen, r.truncated = r.output[:0], 0, false
 	b.delay(j)
 	b.markDirty(j)
 	b.log.Info().Str(keyJob, j.id).Str(keyService, j.svc.name).Int(keyAttempt, j.attempts).
@@ -65,13 +66,14 @@ func (b *Broker) retryLater(now time.Time, j *job) bool {
 	b.event(now, protocol.EventRequeued, j, func(e *protocol.Event) {
 		e.Error = fmt.Sprintf("failed (%s); retry in %v", why, delay)
 	})
-	j.code, j.err, j.exitCode = "", "", nil
+	r.code, r.err, r.exitCode = "", "", nil
 	return true
 }
 
-// delay keeps j in the retry list, sorted by notBefore.
+// delay keeps j in the retry list, sorted by notBefore. A delayed job has a
+// run: it failed once, or was restored with a notBefore.
 func (b *Broker) delay(j *job) {
-	i := sort.Search(len(b.delayed), func(i int) bool { return b.delayed[i].notBefore.After(j.notBefore) })
+	i := sort.Search(len(b.delayed), func(i int) bool { return b.delayed[i].run.notBefore.After(j.run.notBefore) })
 	b.delayed = append(b.delayed, nil)
 	copy(b.delayed[i+1:], b.delayed[i:])
 	b.delayed[i] = j
@@ -81,13 +83,13 @@ func (b *Broker) nextRetry() time.Time {
 	if len(b.delayed) == 0 {
 		return time.Time{}
 	}
-	return b.delayed[0].notBefore
+	return b.delayed[0].run.notBefore
 }
 
 // retryDue moves retries whose backoff has passed to the back of their queues.
 func (b *Broker) retryDue(now time.Time) {
 	n := 0
-	for n < len(b.delayed) && !now.Before(b.delayed[n].notBefore) {
+	for n < len(b.delayed) && !now.Before(b.delayed[n].run.notBefore) {
 		j := b.delayed[n]
 		j.svc.queue.PushBack(j)
 		b.dispatch(now, j.svc)
@@ -108,18 +110,18 @@ func (b *Broker) overrun(now time.Time) {
 	var over []*worker
 	for _, w := range b.workers {
 		j := w.job
-		if j == nil || j.deadline.IsZero() {
+		if j == nil || j.run.deadline.IsZero() {
 			continue
 		}
-		if now.Before(j.deadline) {
-			b.noteTTR(j.deadline)
+		if now.Before(j.run.deadline) {
+			b.noteTTR(j.run.deadline)
 			continue
 		}
 		over = append(over, w)
 	}
 	for _, w := range over {
 		j := w.job
-		ttr := j.deadline.Sub(j.started)
+		ttr := j.run.deadline.Sub(j.run.started)
 		b.log.Warn().Str(keyJob, j.id).Str(keyService, j.svc.name).Str(keyWorker, hexID(w.id)).
 			Dur("ttr", ttr).Msg("job overran its time-to-run: stopping it")
 		b.disconnect(w.id, w.form)
@@ -140,7 +142,7 @@ func (b *Broker) forget(w *worker) {
 	delete(b.workers, w.id)
 	w.svc.workers--
 	w.svc.active--
-	w.job.deadline = time.Time{}
+	w.job.run.deadline = time.Time{}
 	w.job = nil
 }
 
@@ -166,12 +168,12 @@ func (b *Broker) cancel(now time.Time, r request, id string) {
 			b.undelay(j)
 		}
 	case stateActive:
-		if w := b.workers[j.worker]; w != nil && w.job == j {
+		if w := b.workers[j.run.worker]; w != nil && w.job == j {
 			b.disconnect(w.id, w.form)
 			b.forget(w)
 		}
 	}
-	j.code, j.err = protocol.CodeCancelled, "cancelled by request"
+	j.fail(protocol.CodeCancelled, "cancelled by request")
 	b.finish(now, j, stateFailed)
 	if j.sync {
 		b.replyFinal(j, protocol.StatusFailed, nil)
@@ -219,13 +221,11 @@ func (b *Broker) retry(now time.Time, r request, id string) {
 		b.refuse(r, protocol.CodeConflict, "job "+id+" was synchronous: its caller is gone; submit it again")
 		return
 	}
-	// A new job value under the same ID: the failed run stays in the
-	// history ring as it was.
+	// A new job value under the same ID, without a run: the failed run
+	// stays in the history ring as it was.
 	n := *j
 	n.state, n.attempts = stateQueued, 0
-	n.started, n.finished, n.worker = time.Time{}, time.Time{}, ""
-	n.code, n.err, n.exitCode = "", "", nil
-	n.output, n.partialLen, n.truncated = nil, 0, false
+	n.run = nil
 	n.dirty, n.flushed, n.awaitingCommit = false, false, false
 	n.reply = nil
 	b.jobs[n.id] = &n

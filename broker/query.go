@@ -214,22 +214,23 @@ func (j *job) info(withOutput bool) protocol.JobInfo {
 		State:    j.state.String(),
 		Created:  j.created,
 		Attempts: j.attempts,
-		Worker:   hexID(j.worker),
-		ExitCode: j.exitCode,
-		Code:     j.code,
-		Error:    j.err,
 		Params:   j.params,
 	}
-	if !j.started.IsZero() {
-		t := j.started
+	r := j.run
+	if r == nil {
+		return ji
+	}
+	ji.Worker, ji.ExitCode, ji.Code, ji.Error = hexID(r.worker), r.exitCode, r.code, r.err
+	if !r.started.IsZero() {
+		t := r.started
 		ji.Started = &t
 	}
-	if !j.finished.IsZero() {
-		t := j.finished
+	if !r.finished.IsZero() {
+		t := r.finished
 		ji.Finished = &t
 	}
 	if withOutput && (j.state == stateComplete || j.state == stateFailed) {
-		ji.Output, ji.OutputTruncated = j.output, j.truncated
+		ji.Output, ji.OutputTruncated = r.output, r.truncated
 	}
 	return ji
 }
@@ -239,7 +240,7 @@ func (b *Broker) event(now time.Time, name string, j *job, fill func(*protocol.E
 	if !b.cfg.Events {
 		return
 	}
-	e := protocol.Event{Event: name, Time: now, Job: j.id, Service: j.svc.name, Attempt: j.attempts, Worker: hexID(j.worker)}
+	e := protocol.Event{Event: name, Time: now, Job: j.id, Service: j.svc.name, Attempt: j.attempts, Worker: hexID(j.worker())}
 	if fill != nil {
 		fill(&e)
 	}

@@ -60,11 +60,12 @@ func (b *Broker) HandleWorker(now time.Time, from string, frames [][]byte) []pro
 		if j == nil {
 			return b.out
 		}
-		j.appendOutput(m.Body, b.cfg.MaxOutput)
-		j.partialLen = len(j.output)
+		r := j.run
+		r.appendOutput(m.Body, b.cfg.MaxOutput)
+		r.partialLen = len(r.output)
 		if j.sync && j.reply.form.Version == protocol.V2 {
 			b.replyClient(*j.reply, protocol.CmdPartial, m.Body...)
-			j.streamed = true
+			r.streamed = true
 		}
 	case protocol.CmdReply:
 		j := b.held(w, m)
@@ -171,29 +172,29 @@ func (b *Broker) held(w *worker, m protocol.Message) *job {
 
 // complete ends j with the worker's final reply and makes w idle again.
 func (b *Broker) complete(now time.Time, w *worker, j *job, body [][]byte) {
-	state := stateComplete
+	state, r := stateComplete, j.run
 	meta, rest, ok, err := protocol.SplitMeta(body)
 	switch {
 	case err != nil:
 		// A zmws worker whose status we cannot read: the job failed, and
 		// the output is kept for whoever looks.
 		state = stateFailed
-		j.code, j.err = protocol.CodeJobFailed, "worker sent an unreadable status: "+err.Error()
+		r.code, r.err = protocol.CodeJobFailed, "worker sent an unreadable status: "+err.Error()
 	case ok && meta.Status == protocol.StatusFailed:
 		state = stateFailed
-		j.code, j.err, j.exitCode = protocol.CodeJobFailed, meta.Error, meta.ExitCode
-		if j.err == "" {
-			j.err = "job failed"
+		r.code, r.err, r.exitCode = protocol.CodeJobFailed, meta.Error, meta.ExitCode
+		if r.err == "" {
+			r.err = "job failed"
 		}
 	case ok:
-		j.exitCode = meta.ExitCode
+		r.exitCode = meta.ExitCode
 	}
-	j.appendOutput(rest, b.cfg.MaxOutput)
+	r.appendOutput(rest, b.cfg.MaxOutput)
 	w.job = nil
 	w.jobsDone++
 	w.svc.active--
 	w.svc.idle = append(w.svc.idle, w)
-	j.deadline = time.Time{}
+	r.deadline = time.Time{}
 	if state == stateFailed && b.retryLater(now, j) {
 		b.dispatch(now, w.svc)
 		return
@@ -213,7 +214,8 @@ func (b *Broker) complete(now time.Time, w *worker, j *job, body [][]byte) {
 // any sync reply.
 func (b *Broker) finish(now time.Time, j *job, state jobState) {
 	j.state = state
-	j.finished = now
+	r := j.ensureRun()
+	r.finished = now
 	if state == stateComplete {
 		j.input = nil // the job will not run again; free its payload
 	}
@@ -226,10 +228,10 @@ func (b *Broker) finish(now time.Time, j *job, state jobState) {
 	b.remember(j)
 	ev := b.log.Debug()
 	if state == stateFailed {
-		ev = b.log.Info().Str(keyCode, j.code).Str("error", j.err)
+		ev = b.log.Info().Str(keyCode, r.code).Str("error", r.err)
 	}
 	if ev.Enabled() {
-		ev.Str(keyJob, j.id).Str(keyService, j.svc.name).Str(keyWorker, hexID(j.worker)).
+		ev.Str(keyJob, j.id).Str(keyService, j.svc.name).Str(keyWorker, hexID(r.worker)).
 			Int(keyAttempt, j.attempts).Dur(keyElapsed, now.Sub(j.created)).Stringer("state", state).Msg("job finished")
 	}
 	name := protocol.EventCompleted
@@ -237,9 +239,9 @@ func (b *Broker) finish(now time.Time, j *job, state jobState) {
 		name = protocol.EventFailed
 	}
 	b.event(now, name, j, func(e *protocol.Event) {
-		e.ExitCode, e.Code, e.Error = j.exitCode, j.code, j.err
-		if !j.started.IsZero() {
-			e.Elapsed = now.Sub(j.started).Seconds()
+		e.ExitCode, e.Code, e.Error = r.exitCode, r.code, r.err
+		if !r.started.IsZero() {
+			e.Elapsed = now.Sub(r.started).Seconds()
 		}
 	})
 }
@@ -266,15 +268,15 @@ func (b *Broker) remember(j *job) {
 }
 
 // appendOutput keeps the first max bytes of a job's output.
-func (j *job) appendOutput(frames [][]byte, max int) {
+func (r *run) appendOutput(frames [][]byte, max int) {
 	for _, f := range frames {
-		room := max - len(j.output)
+		room := max - len(r.output)
 		if len(f) > room {
-			j.output = append(j.output, f[:room]...)
-			j.truncated = true
+			r.output = append(r.output, f[:room]...)
+			r.truncated = true
 			return
 		}
-		j.output = append(j.output, f...)
+		r.output = append(r.output, f...)
 	}
 }
 
