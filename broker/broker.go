@@ -343,7 +343,7 @@ func (b *Broker) lost(now time.Time, j *job, w *worker, why, code string) {
 		b.replyFinal(j, protocol.StatusFailed, nil)
 		return
 	}
-	if budget := j.budget(b.cfg.MaxAttempts); j.attempts >= budget {
+	if budget := j.budget(b.cfg.MaxAttempts); int(j.attempts) >= budget {
 		j.fail(code, fmt.Sprintf("%v: %s during attempt %d of %d", errWorkerGone, why, j.attempts, budget))
 		if code == protocol.CodeTimeout {
 			r.err = fmt.Sprintf("%s during attempt %d of %d", why, j.attempts, budget)
@@ -355,7 +355,7 @@ func (b *Broker) lost(now time.Time, j *job, w *worker, why, code string) {
 		return
 	}
 	b.log.Warn().Str(keyJob, j.id).Str(keyService, s.name).Str(keyWorker, hexID(w.id)).
-		Int(keyAttempt, j.attempts).Str("reason", why).Msg("job requeued")
+		Int32(keyAttempt, j.attempts).Str("reason", why).Msg("job requeued")
 	j.state = stateQueued
 	r.worker = ""
 	r.deadline = time.Time{}
@@ -392,7 +392,7 @@ func (b *Broker) dispatch(now time.Time, s *service) {
 		body := j.input
 		if w.zmws {
 			body = make([][]byte, 0, 1+len(j.input))
-			body = append(body, protocol.EncodeMeta(protocol.Meta{Job: j.id, Service: s.name, Attempt: j.attempts, Params: j.params}))
+			body = append(body, protocol.EncodeMeta(protocol.Meta{Job: j.id, Service: s.name, Attempt: int(j.attempts), Params: j.params}))
 			body = append(body, j.input...)
 		} else if len(body) == 0 {
 			// A stock worker gets the parameters as a query string, or one
@@ -402,7 +402,7 @@ func (b *Broker) dispatch(now time.Time, s *service) {
 		b.sendWorker(w, protocol.Message{Cmd: protocol.CmdRequest, Address: []byte(j.id), Body: body})
 		if b.log.Debug().Enabled() {
 			b.log.Debug().Str(keyJob, j.id).Str(keyService, s.name).Str(keyWorker, hexID(w.id)).
-				Int(keyAttempt, j.attempts).Msg("job dispatched")
+				Int32(keyAttempt, j.attempts).Msg("job dispatched")
 		}
 		b.event(now, protocol.EventStarted, j, nil)
 	}

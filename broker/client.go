@@ -66,7 +66,7 @@ func (b *Broker) submit(now time.Time, r request, meta protocol.Meta, body [][]b
 	}
 	if meta.Key != "" && !sync {
 		if id, ok := b.byKey(meta.Key); ok {
-			b.accepted(r, id, b.jobs[id] != nil && b.jobs[id].awaitingCommit)
+			b.accepted(r, id, b.jobs[id] != nil && b.jobs[id].awaitingCommit())
 			return
 		}
 	}
@@ -82,17 +82,15 @@ func (b *Broker) submit(now time.Time, r request, meta protocol.Meta, body [][]b
 		sync:    sync,
 		params:  meta.Params,
 		input:   copyFrames(body),
-		created: now,
-		retries: -1,
+		created: stampOf(now),
 	}
 	if meta.TTRMillis > 0 {
-		j.ttr = time.Duration(meta.TTRMillis) * time.Millisecond
+		j.ensureOpts().ttr = time.Duration(meta.TTRMillis) * time.Millisecond
 	}
 	if meta.Retries > 0 && !sync {
-		j.retries = min(meta.Retries, maxRetries)
+		j.ensureOpts().retries = min(meta.Retries, maxRetries)
 	}
-	j.awaitingCommit = !sync && b.cfg.Durable
-	if sync || j.awaitingCommit {
+	if sync || b.cfg.Durable {
 		reply := r
 		j.reply = &reply
 	}
@@ -100,11 +98,11 @@ func (b *Broker) submit(now time.Time, r request, meta protocol.Meta, body [][]b
 	s.queue.PushBack(j)
 	if !sync {
 		if meta.Key != "" {
-			j.key = meta.Key
-			b.keys[j.key] = j
+			j.ensureOpts().key = meta.Key
+			b.keys[meta.Key] = j
 		}
 		b.markDirty(j)
-		b.accepted(r, j.id, j.awaitingCommit)
+		b.accepted(r, j.id, j.awaitingCommit())
 	}
 	b.event(now, protocol.EventQueued, j, nil)
 	b.dispatch(now, s)
@@ -208,7 +206,7 @@ func (b *Broker) replyFinal(j *job, status protocol.Status, final [][]byte) {
 		final = append([][]byte{run.output[:run.partialLen:run.partialLen]}, final...)
 	}
 	if r.meta {
-		meta := protocol.EncodeMeta(protocol.Meta{Status: status, Job: j.id, Attempt: j.attempts,
+		meta := protocol.EncodeMeta(protocol.Meta{Status: status, Job: j.id, Attempt: int(j.attempts),
 			Code: run.code, Error: run.err, ExitCode: run.exitCode, Ref: r.ref})
 		body := make([][]byte, 0, 1+len(final))
 		body = append(body, meta)

@@ -70,12 +70,12 @@ func (b *Broker) Committed() {
 // idempotency key if the job itself was already forgotten (the store knows
 // the key now).
 func (b *Broker) settle(j *job) {
-	j.flushed, j.awaitingCommit = false, false
+	j.flushed = false
 	if !j.sync {
 		j.reply = nil
 	}
-	if j.key != "" && b.jobs[j.id] == nil && !j.dirty && b.keys[j.key] == j {
-		delete(b.keys, j.key)
+	if key := j.key(); key != "" && b.jobs[j.id] == nil && !j.dirty && b.keys[key] == j {
+		delete(b.keys, key)
 	}
 }
 
@@ -86,7 +86,7 @@ func (b *Broker) settle(j *job) {
 func (b *Broker) Rejected(now time.Time, err error) []protocol.Envelope {
 	b.out = b.out[:0]
 	for _, j := range b.flushed {
-		if j.awaitingCommit {
+		if j.awaitingCommit() {
 			b.refuse(*j.reply, protocol.CodeStoreUnavailable, fmt.Sprintf("job not accepted: the job store failed: %v", err))
 			if j.state == stateQueued && j.svc.queue.Remove(j) {
 				delete(b.jobs, j.id)
@@ -95,8 +95,8 @@ func (b *Broker) Rejected(now time.Time, err error) []protocol.Envelope {
 			}
 		}
 		b.settle(j)
-		if j.key != "" && b.jobs[j.id] == nil && b.keys[j.key] == j {
-			delete(b.keys, j.key)
+		if key := j.key(); key != "" && b.jobs[j.id] == nil && b.keys[key] == j {
+			delete(b.keys, key)
 		}
 	}
 	clear(b.flushed)
@@ -135,10 +135,10 @@ func (b *Broker) Restore(now time.Time, snap store.Snapshot) []protocol.Envelope
 	for i := range jobs {
 		j := b.restoredJob(&jobs[i])
 		b.jobs[j.id] = j
-		if j.key != "" {
-			b.keys[j.key] = j
+		if key := j.key(); key != "" {
+			b.keys[key] = j
 		}
-		if jobs[i].State == protocol.JobActive && j.attempts >= b.cfg.MaxAttempts {
+		if jobs[i].State == protocol.JobActive && int(j.attempts) >= b.cfg.MaxAttempts {
 			j.fail(protocol.CodeWorkerLost, fmt.Sprintf("%v: the broker stopped during attempt %d of %d", errWorkerGone, j.attempts, b.cfg.MaxAttempts))
 			b.finish(now, j, stateFailed)
 			continue
@@ -174,8 +174,10 @@ func (b *Broker) restoredService(name string, firstSeen time.Time) *service {
 func (b *Broker) restoredJob(rec *store.JobRecord) *job {
 	j := &job{
 		id: rec.ID, svc: b.restoredService(rec.Service, rec.Created), sync: rec.Sync,
-		params: rec.Params, input: rec.Input, key: rec.Key, attempts: rec.Attempts,
-		created: rec.Created, ttr: rec.TTR, retries: rec.Retries,
+		params: rec.Params, input: rec.Input, attempts: int32(rec.Attempts), created: stampOf(rec.Created),
+	}
+	if rec.Key != "" || rec.TTR != 0 || rec.Retries != -1 {
+		j.opts = &options{key: rec.Key, ttr: rec.TTR, retries: rec.Retries}
 	}
 	if rec.Started.IsZero() && rec.Finished.IsZero() && rec.NotBefore.IsZero() {
 		return j // never dispatched nor ended: no run
@@ -198,11 +200,11 @@ func (j *job) record() *store.JobRecord {
 		State:    j.state.String(),
 		Params:   j.params,
 		Input:    j.input,
-		Key:      j.key,
-		Attempts: j.attempts,
-		Created:  j.created,
-		TTR:      j.ttr,
-		Retries:  j.retries,
+		Key:      j.key(),
+		Attempts: int(j.attempts),
+		Created:  j.created.Time(),
+		TTR:      j.ttr(),
+		Retries:  j.retries(),
 	}
 	if r := j.run; r != nil {
 		rec.Started, rec.Finished, rec.Worker = r.started, r.finished, r.worker

@@ -31,33 +31,100 @@ func (s jobState) String() string {
 
 // job is one job. Transitions: queued → active → complete | failed, and
 // active → queued when its worker is lost and attempts remain.
+//
+// A broker may hold millions of queued jobs, so a job keeps in itself only
+// what every queued job needs (96 bytes); the rest hangs off pointers that
+// most queued jobs leave nil.
 type job struct {
-	id     string
-	svc    *service
-	state  jobState
-	sync   bool
-	params map[string]string
-	input  [][]byte
+	id      string
+	svc     *service
+	params  map[string]string
+	input   [][]byte
+	created stamp
+
+	attempts int32
+	state    jobState
+	sync     bool
+	dirty    bool // in Broker.dirty
+	flushed  bool // in Broker.flushed: its record is being committed
 
 	// reply is the request that made the job, to answer its client: kept
 	// for a sync job, and for an async one until its ID is handed out
-	// (awaitingCommit); nil otherwise.
+	// (see awaitingCommit); nil otherwise.
 	reply *request
 
-	attempts int
-	created  time.Time
-
-	ttr     time.Duration // this job's time-to-run (0: the service's)
-	retries int           // retries of a FAIL this job opted in to (-1: the service's)
-
-	key            string // idempotency key, or ""
-	dirty          bool   // in Broker.dirty
-	flushed        bool   // in Broker.flushed: its record is being committed
-	awaitingCommit bool   // its ID waits for the job store before being handed out
+	// opts is nil for a job that asked for no options.
+	opts *options
 
 	// run is nil while the job has never been dispatched nor ended: most
 	// queued jobs. Every active and finished job has one.
 	run *run
+}
+
+// options are what a client may ask of one job besides its input. They
+// never change once the job is made (a SERVER-RETRY copy shares them).
+type options struct {
+	key     string        // idempotency key, or ""
+	ttr     time.Duration // this job's time-to-run (0: the service's)
+	retries int           // retries of a FAIL this job opted in to (-1: the service's)
+}
+
+// ensureOpts returns j's options, making them if j has none yet.
+func (j *job) ensureOpts() *options {
+	if j.opts == nil {
+		j.opts = &options{retries: -1}
+	}
+	return j.opts
+}
+
+// key returns j's idempotency key, or "".
+func (j *job) key() string {
+	if j.opts == nil {
+		return ""
+	}
+	return j.opts.key
+}
+
+// ttr returns j's own time-to-run, or 0 for its service's.
+func (j *job) ttr() time.Duration {
+	if j.opts == nil {
+		return 0
+	}
+	return j.opts.ttr
+}
+
+// retries returns the retries j opted in to, or -1 for its service's.
+func (j *job) retries() int {
+	if j.opts == nil {
+		return -1
+	}
+	return j.opts.retries
+}
+
+// awaitingCommit reports whether j's ID waits for the job store before
+// being handed out: an async job keeps its reply-to only until then.
+func (j *job) awaitingCommit() bool {
+	return !j.sync && j.reply != nil
+}
+
+// stamp is an instant in Unix nanoseconds: 8 bytes where a time.Time takes
+// 24. It keeps neither a monotonic reading nor a location (Time gives it
+// in time.Local). The zero stamp is the zero time.
+type stamp int64
+
+func stampOf(t time.Time) stamp {
+	if t.IsZero() {
+		return 0
+	}
+	return stamp(t.UnixNano())
+}
+
+// Time returns s as a time.Time.
+func (s stamp) Time() time.Time {
+	if s == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, int64(s))
 }
 
 // run is what became of a job once it left its queue: its current (or

@@ -18,8 +18,8 @@ func (j *job) effectiveRetries() int {
 	if j.sync {
 		return 0
 	}
-	if j.retries >= 0 {
-		return j.retries
+	if r := j.retries(); r >= 0 {
+		return r
 	}
 	return j.svc.retries
 }
@@ -33,8 +33,8 @@ func (j *job) budget(maxAttempts int) int {
 // timeToRun is j's time-to-run: its own, its service's, or the default.
 func (j *job) timeToRun(def time.Duration) time.Duration {
 	switch {
-	case j.ttr > 0:
-		return j.ttr
+	case j.ttr() > 0:
+		return j.ttr()
 	case j.svc.ttr > 0:
 		return j.svc.ttr
 	}
@@ -45,11 +45,11 @@ func (j *job) timeToRun(def time.Duration) time.Duration {
 // it opted in to retries and has some left: after RetryBackoff, doubled for
 // each attempt so far, at most RetryBackoffMax.
 func (b *Broker) retryLater(now time.Time, j *job) bool {
-	if j.attempts >= 1+j.effectiveRetries() || j.attempts >= j.budget(b.cfg.MaxAttempts) {
+	if attempts := int(j.attempts); attempts >= 1+j.effectiveRetries() || attempts >= j.budget(b.cfg.MaxAttempts) {
 		return false
 	}
 	delay := b.cfg.RetryBackoff
-	for i := 1; i < j.attempts && delay < b.cfg.RetryBackoffMax; i++ {
+	for i := int32(1); i < j.attempts && delay < b.cfg.RetryBackoffMax; i++ {
 		delay *= 2
 	}
 	delay = min(delay, b.cfg.RetryBackoffMax)
@@ -61,7 +61,7 @@ func (b *Broker) retryLater(now time.Time, j *job) bool {
 	r.output, r.partialLen, r.truncated = r.output[:0], 0, false
 	b.delay(j)
 	b.markDirty(j)
-	b.log.Info().Str(keyJob, j.id).Str(keyService, j.svc.name).Int(keyAttempt, j.attempts).
+	b.log.Info().Str(keyJob, j.id).Str(keyService, j.svc.name).Int32(keyAttempt, j.attempts).
 		Dur("backoff", delay).Str("error", why).Msg("failed job will be retried")
 	b.event(now, protocol.EventRequeued, j, func(e *protocol.Event) {
 		e.Error = fmt.Sprintf("failed (%s); retry in %v", why, delay)
@@ -225,12 +225,11 @@ func (b *Broker) retry(now time.Time, r request, id string) {
 	// stays in the history ring as it was.
 	n := *j
 	n.state, n.attempts = stateQueued, 0
-	n.run = nil
-	n.dirty, n.flushed, n.awaitingCommit = false, false, false
-	n.reply = nil
+	n.dirty, n.flushed = false, false
+	n.reply, n.run = nil, nil
 	b.jobs[n.id] = &n
-	if n.key != "" {
-		b.keys[n.key] = &n
+	if key := n.key(); key != "" {
+		b.keys[key] = &n
 	}
 	n.svc.queue.PushBack(&n)
 	b.markDirty(&n)

@@ -140,7 +140,7 @@ func (b *Broker) Queue() []protocol.QueueInfo {
 		}
 		if s.queue.Len() > 0 {
 			head := s.queue.At(0)
-			qi.Oldest, qi.Since = head.id, head.created
+			qi.Oldest, qi.Since = head.id, head.created.Time()
 		}
 		out = append(out, qi)
 	}
@@ -212,8 +212,8 @@ func (j *job) info(withOutput bool) protocol.JobInfo {
 		Service:  j.svc.name,
 		Sync:     j.sync,
 		State:    j.state.String(),
-		Created:  j.created,
-		Attempts: j.attempts,
+		Created:  j.created.Time(),
+		Attempts: int(j.attempts),
 		Params:   j.params,
 	}
 	r := j.run
@@ -240,7 +240,7 @@ func (b *Broker) event(now time.Time, name string, j *job, fill func(*protocol.E
 	if !b.cfg.Events {
 		return
 	}
-	e := protocol.Event{Event: name, Time: now, Job: j.id, Service: j.svc.name, Attempt: j.attempts, Worker: hexID(j.worker())}
+	e := protocol.Event{Event: name, Time: now, Job: j.id, Service: j.svc.name, Attempt: int(j.attempts), Worker: hexID(j.worker())}
 	if fill != nil {
 		fill(&e)
 	}

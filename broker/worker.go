@@ -232,7 +232,7 @@ func (b *Broker) finish(now time.Time, j *job, state jobState) {
 	}
 	if ev.Enabled() {
 		ev.Str(keyJob, j.id).Str(keyService, j.svc.name).Str(keyWorker, hexID(r.worker)).
-			Int(keyAttempt, j.attempts).Dur(keyElapsed, now.Sub(j.created)).Stringer("state", state).Msg("job finished")
+			Int32(keyAttempt, j.attempts).Dur(keyElapsed, now.Sub(j.created.Time())).Stringer("state", state).Msg("job finished")
 	}
 	name := protocol.EventCompleted
 	if state == stateFailed {
@@ -259,8 +259,8 @@ func (b *Broker) remember(j *job) {
 		}
 		// An idempotency key outlives the job in memory until the job's
 		// record is committed: the store answers for it after that.
-		if old.key != "" && !old.dirty && !old.flushed && b.keys[old.key] == old {
-			delete(b.keys, old.key)
+		if key := old.key(); key != "" && !old.dirty && !old.flushed && b.keys[key] == old {
+			delete(b.keys, key)
 		}
 		b.history[b.histNext] = j
 	}
