@@ -389,12 +389,12 @@ func (b *Broker) dispatch(now time.Time, s *service) {
 		}
 		b.markDirty(j)
 
-		body := j.input
+		var body [][]byte
 		if w.zmws {
-			body = make([][]byte, 0, 1+len(j.input))
+			body = make([][]byte, 0, 1+j.inputFrames())
 			body = append(body, protocol.EncodeMeta(protocol.Meta{Job: j.id, Service: s.name, Attempt: int(j.attempts), Params: j.params}))
-			body = append(body, j.input...)
-		} else if len(body) == 0 {
+			body = j.appendInput(body)
+		} else if body = j.appendInput(nil); len(body) == 0 {
 			// A stock worker gets the parameters as a query string, or one
 			// empty frame: many MDP workers expect at least one body frame.
 			body = [][]byte{protocol.EncodeParams(j.params)}

@@ -81,9 +81,9 @@ func (b *Broker) submit(now time.Time, r request, meta protocol.Meta, body [][]b
 		state:   stateQueued,
 		sync:    sync,
 		params:  meta.Params,
-		input:   copyFrames(body),
 		created: stampOf(now),
 	}
+	j.setInput(body)
 	if meta.TTRMillis > 0 {
 		j.ensureOpts().ttr = time.Duration(meta.TTRMillis) * time.Millisecond
 	}
@@ -136,8 +136,7 @@ func (b *Broker) accepted(r request, id string, durable bool) {
 	b.out[len(b.out)-1].Durable = durable
 }
 
-// copyFrames copies body frames so a job does not hold on to the receive
-// buffers of the message it came in.
+// copyFrames copies body frames into one buffer.
 func copyFrames(body [][]byte) [][]byte {
 	if len(body) == 0 {
 		return nil

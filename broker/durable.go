@@ -174,10 +174,12 @@ func (b *Broker) restoredService(name string, firstSeen time.Time) *service {
 func (b *Broker) restoredJob(rec *store.JobRecord) *job {
 	j := &job{
 		id: rec.ID, svc: b.restoredService(rec.Service, rec.Created), sync: rec.Sync,
-		params: rec.Params, input: rec.Input, attempts: int32(rec.Attempts), created: stampOf(rec.Created),
+		params: rec.Params, attempts: int32(rec.Attempts), created: stampOf(rec.Created),
 	}
+	j.setInput(rec.Input)
 	if rec.Key != "" || rec.TTR != 0 || rec.Retries != -1 {
-		j.opts = &options{key: rec.Key, ttr: rec.TTR, retries: rec.Retries}
+		o := j.ensureOpts()
+		o.key, o.ttr, o.retries = rec.Key, rec.TTR, rec.Retries
 	}
 	if rec.Started.IsZero() && rec.Finished.IsZero() && rec.NotBefore.IsZero() {
 		return j // never dispatched nor ended: no run
@@ -199,7 +201,7 @@ func (j *job) record() *store.JobRecord {
 		Sync:     j.sync,
 		State:    j.state.String(),
 		Params:   j.params,
-		Input:    j.input,
+		Input:    j.appendInput(nil),
 		Key:      j.key(),
 		Attempts: int(j.attempts),
 		Created:  j.created.Time(),

@@ -2,6 +2,7 @@ package broker_test
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -211,5 +212,36 @@ func TestBroker_RefEchoed(t *testing.T) {
 	out := s.HandleWorker(t0, "w1", final(string(m.Address), protocol.Meta{Status: protocol.StatusComplete}, "ok"))
 	if got := replyRef(out); got != "r5" {
 		t.Errorf("sync final: ref %q, want r5", got)
+	}
+}
+
+// A job's input frames reach its worker as sent, none, empty or several,
+// and so they do after a trip through the job store.
+func TestBroker_InputFramesKeptAsSent(t *testing.T) {
+	show := func(frames [][]byte) string { return fmt.Sprintf("%q", framesStr(frames)) }
+	for _, input := range [][]string{nil, {""}, {"a"}, {"a", "", "c"}} {
+		frames := make([][]byte, len(input))
+		for i, in := range input {
+			frames[i] = []byte(in)
+		}
+		want := show(frames)
+		b := newBroker(t, broker.Config{Durable: true})
+		b.HandleWorker(t0, "w1", readyZ("S"))
+		out := b.HandleClient(t0, "c", zreq("S", nil, input...))
+		if _, _, body := dispatched(t, one(t, out, protocol.ToWorker, "w1")); show(body) != want {
+			t.Errorf("input %s dispatched as %s", want, show(body))
+		}
+		rec := b.Flush().Jobs[0]
+		if show(rec.Input) != want {
+			t.Errorf("input %s recorded as %s", want, show(rec.Input))
+		}
+		b.Committed()
+
+		r := newBroker(t, broker.Config{Durable: true})
+		r.Restore(t0, store.Snapshot{Services: []store.ServiceRecord{{Name: "S", FirstSeen: t0}}, Jobs: []store.JobRecord{*rec}})
+		out = r.HandleWorker(t0, "w1", readyZ("S"))
+		if _, _, body := dispatched(t, one(t, out, protocol.ToWorker, "w1")); show(body) != want {
+			t.Errorf("input %s dispatched after a restore as %s", want, show(body))
+		}
 	}
 }

@@ -39,8 +39,12 @@ type job struct {
 	id      string
 	svc     *service
 	params  map[string]string
-	input   [][]byte
 	created stamp
+
+	// input is the job's input when it is one frame, the usual case: then
+	// it is never nil, even when empty. Otherwise it is nil, and the
+	// frames, if any, are opts.frames. See setInput.
+	input []byte
 
 	attempts int32
 	state    jobState
@@ -53,7 +57,8 @@ type job struct {
 	// (see awaitingCommit); nil otherwise.
 	reply *request
 
-	// opts is nil for a job that asked for no options.
+	// opts is nil for a job that asked for no options and whose input is
+	// one frame or none.
 	opts *options
 
 	// run is nil while the job has never been dispatched nor ended: most
@@ -61,12 +66,14 @@ type job struct {
 	run *run
 }
 
-// options are what a client may ask of one job besides its input. They
-// never change once the job is made (a SERVER-RETRY copy shares them).
+// options are what a client may ask of one job besides its input, and,
+// as rare, an input of several frames. They are set when the job is made;
+// only dropInput changes them later.
 type options struct {
 	key     string        // idempotency key, or ""
 	ttr     time.Duration // this job's time-to-run (0: the service's)
 	retries int           // retries of a FAIL this job opted in to (-1: the service's)
+	frames  [][]byte      // the input when it is several frames
 }
 
 // ensureOpts returns j's options, making them if j has none yet.
@@ -99,6 +106,50 @@ func (j *job) retries() int {
 		return -1
 	}
 	return j.opts.retries
+}
+
+// setInput gives j a copy of frames as its input, so that it does not hold
+// on to the receive buffers of the message it came in. One frame takes one
+// allocation.
+func (j *job) setInput(frames [][]byte) {
+	switch len(frames) {
+	case 0:
+	case 1:
+		j.input = make([]byte, len(frames[0])) // not nil, even when empty
+		copy(j.input, frames[0])
+	default:
+		j.ensureOpts().frames = copyFrames(frames)
+	}
+}
+
+// appendInput appends j's input frames to dst.
+func (j *job) appendInput(dst [][]byte) [][]byte {
+	if j.input != nil {
+		return append(dst, j.input)
+	}
+	if j.opts != nil {
+		return append(dst, j.opts.frames...)
+	}
+	return dst
+}
+
+// inputFrames is how many frames j's input has.
+func (j *job) inputFrames() int {
+	if j.input != nil {
+		return 1
+	}
+	if j.opts != nil {
+		return len(j.opts.frames)
+	}
+	return 0
+}
+
+// dropInput frees j's input, once j will not run again.
+func (j *job) dropInput() {
+	j.input = nil
+	if j.opts != nil {
+		j.opts.frames = nil
+	}
 }
 
 // awaitingCommit reports whether j's ID waits for the job store before

@@ -227,6 +227,10 @@ func (b *Broker) retry(now time.Time, r request, id string) {
 	n.state, n.attempts = stateQueued, 0
 	n.dirty, n.flushed = false, false
 	n.reply, n.run = nil, nil
+	if n.opts != nil {
+		o := *n.opts // its own: dropInput changes them
+		n.opts = &o
+	}
 	b.jobs[n.id] = &n
 	if key := n.key(); key != "" {
 		b.keys[key] = &n

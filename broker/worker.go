@@ -217,7 +217,7 @@ func (b *Broker) finish(now time.Time, j *job, state jobState) {
 	r := j.ensureRun()
 	r.finished = now
 	if state == stateComplete {
-		j.input = nil // the job will not run again; free its payload
+		j.dropInput() // the job will not run again
 	}
 	if state == stateComplete {
 		j.svc.completed++
