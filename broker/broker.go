@@ -131,9 +131,9 @@ type Broker struct {
 
 	services map[string]*service
 	workers  map[string]*worker
-	jobs     map[string]*job // queued, active and retained finished jobs
-	history  []*job          // ring of the last cfg.History finished jobs
-	histNext int             // next slot to write in history
+	jobs     map[jobID]*job // queued, active and retained finished jobs
+	history  []*job         // ring of the last cfg.History finished jobs
+	histNext int            // next slot to write in history
 
 	nextHeartbeat time.Time
 	nextExpiry    time.Time // a lower bound of the earliest worker expiry
@@ -188,7 +188,7 @@ func New(cfg Config) *Broker {
 		ttl:      cfg.Heartbeat * time.Duration(cfg.Liveness),
 		services: make(map[string]*service),
 		workers:  make(map[string]*worker),
-		jobs:     make(map[string]*job),
+		jobs:     make(map[jobID]*job),
 		keys:     make(map[string]*job),
 		history:  make([]*job, 0, cfg.History),
 		batch:    &store.Batch{},
@@ -283,7 +283,7 @@ func (b *Broker) Shutdown(now time.Time) []protocol.Envelope {
 }
 
 // newID returns a new job ID: a ULID, unique and sortable by creation time.
-func (b *Broker) newID(now time.Time) string {
+func (b *Broker) newID(now time.Time) jobID {
 	id, err := ulid.New(ulid.Timestamp(now), b.cfg.Entropy)
 	if err != nil {
 		// Monotonic entropy overflows only after 2^80 IDs in one
@@ -291,7 +291,15 @@ func (b *Broker) newID(now time.Time) string {
 		b.log.Error().Err(err).Msg("job id entropy")
 		id = ulid.MustNew(ulid.Timestamp(now), rand.Reader)
 	}
-	return id.String()
+	return jobID(id)
+}
+
+// lookup returns the job in memory whose ID is the text id, or nil.
+func (b *Broker) lookup(id string) *job {
+	if jid, ok := parseJobID(id); ok {
+		return b.jobs[jid]
+	}
+	return nil
 }
 
 // sendWorker encodes m in w's form and queues it for w.
@@ -354,7 +362,7 @@ func (b *Broker) lost(now time.Time, j *job, w *worker, why, code string) {
 		}
 		return
 	}
-	b.log.Warn().Str(keyJob, j.id).Str(keyService, s.name).Str(keyWorker, hexID(w.id)).
+	b.log.Warn().Stringer(keyJob, j.id).Str(keyService, s.name).Str(keyWorker, hexID(w.id)).
 		Int32(keyAttempt, j.attempts).Str("reason", why).Msg("job requeued")
 	j.state = stateQueued
 	r.worker = ""
@@ -389,19 +397,20 @@ func (b *Broker) dispatch(now time.Time, s *service) {
 		}
 		b.markDirty(j)
 
+		id := j.id.String()
 		var body [][]byte
 		if w.zmws {
 			body = make([][]byte, 0, 1+j.inputFrames())
-			body = append(body, protocol.EncodeMeta(protocol.Meta{Job: j.id, Service: s.name, Attempt: int(j.attempts), Params: j.params}))
+			body = append(body, protocol.EncodeMeta(protocol.Meta{Job: id, Service: s.name, Attempt: int(j.attempts), Params: j.params}))
 			body = j.appendInput(body)
 		} else if body = j.appendInput(nil); len(body) == 0 {
 			// A stock worker gets the parameters as a query string, or one
 			// empty frame: many MDP workers expect at least one body frame.
 			body = [][]byte{protocol.EncodeParams(j.params)}
 		}
-		b.sendWorker(w, protocol.Message{Cmd: protocol.CmdRequest, Address: []byte(j.id), Body: body})
+		b.sendWorker(w, protocol.Message{Cmd: protocol.CmdRequest, Address: []byte(id), Body: body})
 		if b.log.Debug().Enabled() {
-			b.log.Debug().Str(keyJob, j.id).Str(keyService, s.name).Str(keyWorker, hexID(w.id)).
+			b.log.Debug().Str(keyJob, id).Str(keyService, s.name).Str(keyWorker, hexID(w.id)).
 				Int32(keyAttempt, j.attempts).Msg("job dispatched")
 		}
 		b.event(now, protocol.EventStarted, j, nil)

@@ -144,6 +144,25 @@ func TestBroker_AsyncJobGetsIDAtOnceAndRuns(t *testing.T) {
 	}
 }
 
+// A job ID names its job only as the broker wrote it: not in lower case,
+// not in part.
+func TestBroker_JobIDExactText(t *testing.T) {
+	b := newBroker(t, broker.Config{})
+	b.HandleWorker(t0, "w1", readyZ("S"))
+	id, _, _ := dispatched(t, one(t, b.HandleClient(t0, "c", zreq("S", nil)), protocol.ToWorker, "w1"))
+	for _, other := range []string{strings.ToLower(id), id[:25], id + "0", ""} {
+		if _, ok := b.Job(other); ok {
+			t.Errorf("Job(%q) found job %s", other, id)
+		}
+		if out := b.HandleWorker(t0, "w1", final(other, protocol.Meta{Status: protocol.StatusComplete})); len(out) != 0 {
+			t.Errorf("a FINAL for %q was taken for job %s: %d envelopes", other, id, len(out))
+		}
+	}
+	if info, ok := b.Job(id); !ok || info.State != protocol.JobActive {
+		t.Fatalf("Job(%s): %+v %v", id, info, ok)
+	}
+}
+
 func TestBroker_UnknownServiceRefusedAtOnce(t *testing.T) {
 	b := newBroker(t, broker.Config{})
 	out := b.HandleClient(t0, "c1", zreq("NOPE", nil))

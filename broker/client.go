@@ -66,7 +66,8 @@ func (b *Broker) submit(now time.Time, r request, meta protocol.Meta, body [][]b
 	}
 	if meta.Key != "" && !sync {
 		if id, ok := b.byKey(meta.Key); ok {
-			b.accepted(r, id, b.jobs[id] != nil && b.jobs[id].awaitingCommit())
+			j := b.lookup(id)
+			b.accepted(r, id, j != nil && j.awaitingCommit())
 			return
 		}
 	}
@@ -102,7 +103,7 @@ func (b *Broker) submit(now time.Time, r request, meta protocol.Meta, body [][]b
 			b.keys[meta.Key] = j
 		}
 		b.markDirty(j)
-		b.accepted(r, j.id, j.awaitingCommit())
+		b.accepted(r, j.id.String(), j.awaitingCommit())
 	}
 	b.event(now, protocol.EventQueued, j, nil)
 	b.dispatch(now, s)
@@ -112,7 +113,7 @@ func (b *Broker) submit(now time.Time, r request, meta protocol.Meta, body [][]b
 // the archive for jobs the broker has forgotten.
 func (b *Broker) byKey(key string) (string, bool) {
 	if j := b.keys[key]; j != nil {
-		return j.id, true
+		return j.id.String(), true
 	}
 	if b.cfg.Archive == nil {
 		return "", false
@@ -205,7 +206,7 @@ func (b *Broker) replyFinal(j *job, status protocol.Status, final [][]byte) {
 		final = append([][]byte{run.output[:run.partialLen:run.partialLen]}, final...)
 	}
 	if r.meta {
-		meta := protocol.EncodeMeta(protocol.Meta{Status: status, Job: j.id, Attempt: int(j.attempts),
+		meta := protocol.EncodeMeta(protocol.Meta{Status: status, Job: j.id.String(), Attempt: int(j.attempts),
 			Code: run.code, Error: run.err, ExitCode: run.exitCode, Ref: r.ref})
 		body := make([][]byte, 0, 1+len(final))
 		body = append(body, meta)

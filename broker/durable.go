@@ -123,6 +123,9 @@ func (b *Broker) Restore(now time.Time, snap store.Snapshot) []protocol.Envelope
 	}
 	for i := range finished {
 		j := b.restoredJob(&finished[i])
+		if j == nil {
+			continue
+		}
 		j.state = stateComplete
 		if finished[i].State == protocol.JobFailed {
 			j.state = stateFailed
@@ -134,6 +137,9 @@ func (b *Broker) Restore(now time.Time, snap store.Snapshot) []protocol.Envelope
 	requeued := 0
 	for i := range jobs {
 		j := b.restoredJob(&jobs[i])
+		if j == nil {
+			continue
+		}
 		b.jobs[j.id] = j
 		if key := j.key(); key != "" {
 			b.keys[key] = j
@@ -170,10 +176,16 @@ func (b *Broker) restoredService(name string, firstSeen time.Time) *service {
 	return s
 }
 
-// restoredJob rebuilds a job from its record (state left to the caller).
+// restoredJob rebuilds a job from its record (state left to the caller),
+// or returns nil (logged) if the record's ID is not a job ID.
 func (b *Broker) restoredJob(rec *store.JobRecord) *job {
+	id, ok := parseJobID(rec.ID)
+	if !ok {
+		b.log.Error().Str(keyJob, printable([]byte(rec.ID))).Msg("stored job with an invalid ID ignored")
+		return nil
+	}
 	j := &job{
-		id: rec.ID, svc: b.restoredService(rec.Service, rec.Created), sync: rec.Sync,
+		id: id, svc: b.restoredService(rec.Service, rec.Created), sync: rec.Sync,
 		params: rec.Params, attempts: int32(rec.Attempts), created: stampOf(rec.Created),
 	}
 	j.setInput(rec.Input)
@@ -196,7 +208,7 @@ func (b *Broker) restoredJob(rec *store.JobRecord) *job {
 // output is taken once the job has finished.
 func (j *job) record() *store.JobRecord {
 	rec := &store.JobRecord{
-		ID:       j.id,
+		ID:       j.id.String(),
 		Service:  j.svc.name,
 		Sync:     j.sync,
 		State:    j.state.String(),

@@ -3,6 +3,8 @@ package broker
 import (
 	"time"
 
+	"github.com/oklog/ulid/v2"
+
 	"github.com/zmws/zmws/protocol"
 )
 
@@ -36,7 +38,7 @@ func (s jobState) String() string {
 // what every queued job needs (96 bytes); the rest hangs off pointers that
 // most queued jobs leave nil.
 type job struct {
-	id      string
+	id      jobID
 	svc     *service
 	params  map[string]string
 	created stamp
@@ -156,6 +158,30 @@ func (j *job) dropInput() {
 // being handed out: an async job keeps its reply-to only until then.
 func (j *job) awaitingCommit() bool {
 	return !j.sync && j.reply != nil
+}
+
+// jobID is a job's ID: a ULID, kept as its 16 bytes rather than its
+// 26-character text, which would take another allocation per job. String
+// gives the text clients see.
+type jobID ulid.ULID
+
+func (id jobID) String() string { return ulid.ULID(id).String() }
+
+// is reports whether text is id's text.
+func (id jobID) is(text []byte) bool {
+	var buf [ulid.EncodedSize]byte
+	_ = ulid.ULID(id).MarshalTextTo(buf[:])
+	return string(buf[:]) == string(text)
+}
+
+// parseJobID returns the ID whose text is s. Only the text String writes
+// (upper case) names a job, as when IDs were kept as text.
+func parseJobID(s string) (jobID, bool) {
+	id, err := ulid.ParseStrict(s)
+	if err != nil || !jobID(id).is([]byte(s)) {
+		return jobID{}, false
+	}
+	return jobID(id), true
 }
 
 // stamp is an instant in Unix nanoseconds: 8 bytes where a time.Time takes

@@ -61,7 +61,7 @@ func (b *Broker) retryLater(now time.Time, j *job) bool {
 	r.output, r.partialLen, r.truncated = r.output[:0], 0, false
 	b.delay(j)
 	b.markDirty(j)
-	b.log.Info().Str(keyJob, j.id).Str(keyService, j.svc.name).Int32(keyAttempt, j.attempts).
+	b.log.Info().Stringer(keyJob, j.id).Str(keyService, j.svc.name).Int32(keyAttempt, j.attempts).
 		Dur("backoff", delay).Str("error", why).Msg("failed job will be retried")
 	b.event(now, protocol.EventRequeued, j, func(e *protocol.Event) {
 		e.Error = fmt.Sprintf("failed (%s); retry in %v", why, delay)
@@ -122,7 +122,7 @@ func (b *Broker) overrun(now time.Time) {
 	for _, w := range over {
 		j := w.job
 		ttr := j.run.deadline.Sub(j.run.started)
-		b.log.Warn().Str(keyJob, j.id).Str(keyService, j.svc.name).Str(keyWorker, hexID(w.id)).
+		b.log.Warn().Stringer(keyJob, j.id).Str(keyService, j.svc.name).Str(keyWorker, hexID(w.id)).
 			Dur("ttr", ttr).Msg("job overran its time-to-run: stopping it")
 		b.disconnect(w.id, w.form)
 		b.forget(w)
@@ -150,7 +150,7 @@ func (b *Broker) forget(w *worker) {
 // running one is stopped through its worker (DISCONNECT); either way it
 // fails with protocol.CodeCancelled. A finished job cannot be cancelled.
 func (b *Broker) cancel(now time.Time, r request, id string) {
-	j := b.jobs[id]
+	j := b.lookup(id)
 	if j == nil {
 		if _, ok := b.Job(id); ok {
 			b.refuse(r, protocol.CodeConflict, "job "+id+" has already finished")
@@ -178,7 +178,7 @@ func (b *Broker) cancel(now time.Time, r request, id string) {
 	if j.sync {
 		b.replyFinal(j, protocol.StatusFailed, nil)
 	}
-	b.log.Info().Str(keyJob, j.id).Str(keyService, j.svc.name).Msg("job cancelled")
+	b.log.Info().Stringer(keyJob, j.id).Str(keyService, j.svc.name).Msg("job cancelled")
 	b.answerJob(r, j)
 }
 
@@ -195,7 +195,7 @@ func (b *Broker) undelay(j *job) {
 // with a fresh budget of attempts (its attempt count restarts). Only failed
 // jobs can be retried; a completed one is submitted anew instead.
 func (b *Broker) retry(now time.Time, r request, id string) {
-	j := b.jobs[id]
+	j := b.lookup(id)
 	if j == nil && b.cfg.Archive != nil {
 		rec, ok, err := b.cfg.Archive.Job(id)
 		if err != nil {
@@ -203,6 +203,8 @@ func (b *Broker) retry(now time.Time, r request, id string) {
 		}
 		if ok {
 			j = b.restoredJob(&rec)
+		}
+		if j != nil {
 			j.state = stateFailed
 			if rec.State == protocol.JobComplete {
 				j.state = stateComplete
@@ -237,7 +239,7 @@ func (b *Broker) retry(now time.Time, r request, id string) {
 	}
 	n.svc.queue.PushBack(&n)
 	b.markDirty(&n)
-	b.log.Info().Str(keyJob, n.id).Str(keyService, n.svc.name).Msg("failed job queued again by request")
+	b.log.Info().Stringer(keyJob, n.id).Str(keyService, n.svc.name).Msg("failed job queued again by request")
 	b.event(now, protocol.EventQueued, &n, nil)
 	b.answerJob(r, &n)
 	b.dispatch(now, n.svc)

@@ -162,7 +162,7 @@ func (b *Broker) ready(now time.Time, id string, m protocol.Message) {
 
 // held returns the job w holds if m is about it, or nil (logged) if not.
 func (b *Broker) held(w *worker, m protocol.Message) *job {
-	if w.job == nil || w.job.id != string(m.Address) {
+	if w.job == nil || !w.job.id.is(m.Address) {
 		b.log.Warn().Str(keyWorker, hexID(w.id)).Str(keyService, w.svc.name).Str(keyJob, printable(m.Address)).
 			Stringer("command", m.Cmd).Msg("reply for a job the worker does not hold: dropped")
 		return nil
@@ -231,7 +231,7 @@ func (b *Broker) finish(now time.Time, j *job, state jobState) {
 		ev = b.log.Info().Str(keyCode, r.code).Str("error", r.err)
 	}
 	if ev.Enabled() {
-		ev.Str(keyJob, j.id).Str(keyService, j.svc.name).Str(keyWorker, hexID(r.worker)).
+		ev.Stringer(keyJob, j.id).Str(keyService, j.svc.name).Str(keyWorker, hexID(r.worker)).
 			Int32(keyAttempt, j.attempts).Dur(keyElapsed, now.Sub(j.created.Time())).Stringer("state", state).Msg("job finished")
 	}
 	name := protocol.EventCompleted
