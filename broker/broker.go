@@ -342,7 +342,7 @@ func (b *Broker) dropWorker(now time.Time, w *worker, why string) {
 // vanished, or overran the time-to-run) back at the head of its queue, or
 // fails it with code when its attempts are spent.
 func (b *Broker) lost(now time.Time, j *job, w *worker, why, code string) {
-	s, r := j.svc, j.run
+	s, r := j.svc, j.lastRun()
 	if r.streamed {
 		// Its caller already has part of this run's output: a new run
 		// would send it again from the start, interleaved. Say so instead.

@@ -86,20 +86,20 @@ func (b *Broker) submit(now time.Time, r request, meta protocol.Meta, body [][]b
 	}
 	j.setInput(body)
 	if meta.TTRMillis > 0 {
-		j.ensureOpts().ttr = time.Duration(meta.TTRMillis) * time.Millisecond
+		j.ensureExtra().ttr = time.Duration(meta.TTRMillis) * time.Millisecond
 	}
 	if meta.Retries > 0 && !sync {
-		j.ensureOpts().retries = min(meta.Retries, maxRetries)
+		j.ensureExtra().retries = min(meta.Retries, maxRetries)
 	}
 	if sync || b.cfg.Durable {
 		reply := r
-		j.reply = &reply
+		j.ensureExtra().reply = &reply
 	}
 	b.jobs[j.id] = j
 	s.queue.PushBack(j)
 	if !sync {
 		if meta.Key != "" {
-			j.ensureOpts().key = meta.Key
+			j.ensureExtra().key = meta.Key
 			b.keys[meta.Key] = j
 		}
 		b.markDirty(j)
@@ -201,7 +201,8 @@ func (b *Broker) mmi(r request, body [][]byte) {
 // take partials, gets the whole (capped) output here; an 18/MDP client got the
 // partials as they came and gets the final part only.
 func (b *Broker) replyFinal(j *job, status protocol.Status, final [][]byte) {
-	r, run := *j.reply, j.ensureRun()
+	run := j.ensureRun()
+	r := *j.x.reply
 	if r.form.Version == protocol.V1 && run.partialLen > 0 {
 		final = append([][]byte{run.output[:run.partialLen:run.partialLen]}, final...)
 	}

@@ -72,7 +72,7 @@ func (b *Broker) Committed() {
 func (b *Broker) settle(j *job) {
 	j.flushed = false
 	if !j.sync {
-		j.reply = nil
+		j.dropReply()
 	}
 	if key := j.key(); key != "" && b.jobs[j.id] == nil && !j.dirty && b.keys[key] == j {
 		delete(b.keys, key)
@@ -87,7 +87,7 @@ func (b *Broker) Rejected(now time.Time, err error) []protocol.Envelope {
 	b.out = b.out[:0]
 	for _, j := range b.flushed {
 		if j.awaitingCommit() {
-			b.refuse(*j.reply, protocol.CodeStoreUnavailable, fmt.Sprintf("job not accepted: the job store failed: %v", err))
+			b.refuse(*j.x.reply, protocol.CodeStoreUnavailable, fmt.Sprintf("job not accepted: the job store failed: %v", err))
 			if j.state == stateQueued && j.svc.queue.Remove(j) {
 				delete(b.jobs, j.id)
 				j.state = stateFailed
@@ -150,10 +150,11 @@ func (b *Broker) Restore(now time.Time, snap store.Snapshot) []protocol.Envelope
 			continue
 		}
 		j.state = stateQueued
-		if j.run != nil {
-			j.run.worker = ""
+		r := j.lastRun()
+		if r != nil {
+			r.worker = ""
 		}
-		if j.run != nil && j.run.notBefore.After(now) {
+		if r != nil && r.notBefore.After(now) {
 			b.delay(j) // a retry still backing off
 		} else {
 			j.svc.queue.PushBack(j)
@@ -190,13 +191,13 @@ func (b *Broker) restoredJob(rec *store.JobRecord) *job {
 	}
 	j.setInput(rec.Input)
 	if rec.Key != "" || rec.TTR != 0 || rec.Retries != -1 {
-		o := j.ensureOpts()
-		o.key, o.ttr, o.retries = rec.Key, rec.TTR, rec.Retries
+		x := j.ensureExtra()
+		x.key, x.ttr, x.retries = rec.Key, rec.TTR, rec.Retries
 	}
 	if rec.Started.IsZero() && rec.Finished.IsZero() && rec.NotBefore.IsZero() {
 		return j // never dispatched nor ended: no run
 	}
-	j.run = &run{
+	j.ensureExtra().run = &run{
 		worker: rec.Worker, started: rec.Started, notBefore: rec.NotBefore, finished: rec.Finished,
 		exitCode: rec.ExitCode, code: rec.Code, err: rec.Error, output: rec.Output, truncated: rec.Truncated,
 	}
@@ -220,7 +221,7 @@ func (j *job) record() *store.JobRecord {
 		TTR:      j.ttr(),
 		Retries:  j.retries(),
 	}
-	if r := j.run; r != nil {
+	if r := j.lastRun(); r != nil {
 		rec.Started, rec.Finished, rec.Worker = r.started, r.finished, r.worker
 		rec.ExitCode, rec.Code, rec.Error = r.exitCode, r.code, r.err
 		// NotBefore set by retryLater is read here, never changed after.

@@ -35,8 +35,8 @@ func (s jobState) String() string {
 // active → queued when its worker is lost and attempts remain.
 //
 // A broker may hold millions of queued jobs, so a job keeps in itself only
-// what every queued job needs (96 bytes); the rest hangs off pointers that
-// most queued jobs leave nil.
+// what every queued job needs (80 bytes); the rest is in its extra, which
+// most queued jobs do without.
 type job struct {
 	id      jobID
 	svc     *service
@@ -45,7 +45,7 @@ type job struct {
 
 	// input is the job's input when it is one frame, the usual case: then
 	// it is never nil, even when empty. Otherwise it is nil, and the
-	// frames, if any, are opts.frames. See setInput.
+	// frames, if any, are x.frames. See setInput.
 	input []byte
 
 	attempts int32
@@ -54,60 +54,80 @@ type job struct {
 	dirty    bool // in Broker.dirty
 	flushed  bool // in Broker.flushed: its record is being committed
 
+	x *extra // nil until the job needs one (see extra)
+}
+
+// extra is what only some jobs have. A job gets one when it is made with
+// options, an input of several frames or a client waiting for a reply, or
+// when it is first dispatched or ends. A queued async job that has none of
+// these has no extra once its ID is handed out.
+type extra struct {
 	// reply is the request that made the job, to answer its client: kept
 	// for a sync job, and for an async one until its ID is handed out
 	// (see awaitingCommit); nil otherwise.
 	reply *request
 
-	// opts is nil for a job that asked for no options and whose input is
-	// one frame or none.
-	opts *options
-
-	// run is nil while the job has never been dispatched nor ended: most
-	// queued jobs. Every active and finished job has one.
-	run *run
-}
-
-// options are what a client may ask of one job besides its input, and,
-// as rare, an input of several frames. They are set when the job is made;
-// only dropInput changes them later.
-type options struct {
+	// What a client may ask of one job. Set when the job is made.
 	key     string        // idempotency key, or ""
 	ttr     time.Duration // this job's time-to-run (0: the service's)
 	retries int           // retries of a FAIL this job opted in to (-1: the service's)
-	frames  [][]byte      // the input when it is several frames
+
+	frames [][]byte // the input when it is several frames (see job.input)
+
+	// run is nil while the job has never been dispatched nor ended. Every
+	// active and finished job has one.
+	run *run
 }
 
-// ensureOpts returns j's options, making them if j has none yet.
-func (j *job) ensureOpts() *options {
-	if j.opts == nil {
-		j.opts = &options{retries: -1}
+// ensureExtra returns j's extra, making it if j has none yet.
+func (j *job) ensureExtra() *extra {
+	if j.x == nil {
+		j.x = &extra{retries: -1}
 	}
-	return j.opts
+	return j.x
+}
+
+// dropReply forgets who asked for j, once its ID is handed out (or
+// refused), and then its extra if nothing else is left in it.
+func (j *job) dropReply() {
+	x := j.x
+	if x == nil {
+		return
+	}
+	x.reply = nil
+	if x.key == "" && x.ttr == 0 && x.retries < 0 && x.frames == nil && x.run == nil {
+		j.x = nil
+	}
+}
+
+// awaitingCommit reports whether j's ID waits for the job store before
+// being handed out: an async job keeps its reply-to only until then.
+func (j *job) awaitingCommit() bool {
+	return !j.sync && j.x != nil && j.x.reply != nil
 }
 
 // key returns j's idempotency key, or "".
 func (j *job) key() string {
-	if j.opts == nil {
+	if j.x == nil {
 		return ""
 	}
-	return j.opts.key
+	return j.x.key
 }
 
 // ttr returns j's own time-to-run, or 0 for its service's.
 func (j *job) ttr() time.Duration {
-	if j.opts == nil {
+	if j.x == nil {
 		return 0
 	}
-	return j.opts.ttr
+	return j.x.ttr
 }
 
 // retries returns the retries j opted in to, or -1 for its service's.
 func (j *job) retries() int {
-	if j.opts == nil {
+	if j.x == nil {
 		return -1
 	}
-	return j.opts.retries
+	return j.x.retries
 }
 
 // setInput gives j a copy of frames as its input, so that it does not hold
@@ -120,7 +140,7 @@ func (j *job) setInput(frames [][]byte) {
 		j.input = make([]byte, len(frames[0])) // not nil, even when empty
 		copy(j.input, frames[0])
 	default:
-		j.ensureOpts().frames = copyFrames(frames)
+		j.ensureExtra().frames = copyFrames(frames)
 	}
 }
 
@@ -129,8 +149,8 @@ func (j *job) appendInput(dst [][]byte) [][]byte {
 	if j.input != nil {
 		return append(dst, j.input)
 	}
-	if j.opts != nil {
-		return append(dst, j.opts.frames...)
+	if j.x != nil {
+		return append(dst, j.x.frames...)
 	}
 	return dst
 }
@@ -140,8 +160,8 @@ func (j *job) inputFrames() int {
 	if j.input != nil {
 		return 1
 	}
-	if j.opts != nil {
-		return len(j.opts.frames)
+	if j.x != nil {
+		return len(j.x.frames)
 	}
 	return 0
 }
@@ -149,15 +169,9 @@ func (j *job) inputFrames() int {
 // dropInput frees j's input, once j will not run again.
 func (j *job) dropInput() {
 	j.input = nil
-	if j.opts != nil {
-		j.opts.frames = nil
+	if j.x != nil {
+		j.x.frames = nil
 	}
-}
-
-// awaitingCommit reports whether j's ID waits for the job store before
-// being handed out: an async job keeps its reply-to only until then.
-func (j *job) awaitingCommit() bool {
-	return !j.sync && j.reply != nil
 }
 
 // jobID is a job's ID: a ULID, kept as its 16 bytes rather than its
@@ -223,12 +237,21 @@ type run struct {
 	truncated  bool
 }
 
+// lastRun returns j's current or last run, or nil if it has none yet.
+func (j *job) lastRun() *run {
+	if j.x == nil {
+		return nil
+	}
+	return j.x.run
+}
+
 // ensureRun returns j's run, making it if j has none yet.
 func (j *job) ensureRun() *run {
-	if j.run == nil {
-		j.run = &run{}
+	x := j.ensureExtra()
+	if x.run == nil {
+		x.run = &run{}
 	}
-	return j.run
+	return x.run
 }
 
 // fail sets j's outcome to a failure with code and text. The caller
@@ -240,8 +263,8 @@ func (j *job) fail(code, text string) {
 
 // worker returns the worker of j's current or last attempt, or "".
 func (j *job) worker() string {
-	if j.run == nil {
-		return ""
+	if r := j.lastRun(); r != nil {
+		return r.worker
 	}
-	return j.run.worker
+	return ""
 }

@@ -53,7 +53,7 @@ func (b *Broker) retryLater(now time.Time, j *job) bool {
 		delay *= 2
 	}
 	delay = min(delay, b.cfg.RetryBackoffMax)
-	r := j.run
+	r := j.lastRun()
 	why := r.err
 	j.state = stateQueued
 	r.worker = ""
@@ -73,7 +73,7 @@ func (b *Broker) retryLater(now time.Time, j *job) bool {
 // delay keeps j in the retry list, sorted by notBefore. A delayed job has a
 // run: it failed once, or was restored with a notBefore.
 func (b *Broker) delay(j *job) {
-	i := sort.Search(len(b.delayed), func(i int) bool { return b.delayed[i].run.notBefore.After(j.run.notBefore) })
+	i := sort.Search(len(b.delayed), func(i int) bool { return b.delayed[i].lastRun().notBefore.After(j.lastRun().notBefore) })
 	b.delayed = append(b.delayed, nil)
 	copy(b.delayed[i+1:], b.delayed[i:])
 	b.delayed[i] = j
@@ -83,13 +83,13 @@ func (b *Broker) nextRetry() time.Time {
 	if len(b.delayed) == 0 {
 		return time.Time{}
 	}
-	return b.delayed[0].run.notBefore
+	return b.delayed[0].lastRun().notBefore
 }
 
 // retryDue moves retries whose backoff has passed to the back of their queues.
 func (b *Broker) retryDue(now time.Time) {
 	n := 0
-	for n < len(b.delayed) && !now.Before(b.delayed[n].run.notBefore) {
+	for n < len(b.delayed) && !now.Before(b.delayed[n].lastRun().notBefore) {
 		j := b.delayed[n]
 		j.svc.queue.PushBack(j)
 		b.dispatch(now, j.svc)
@@ -109,19 +109,22 @@ func (b *Broker) overrun(now time.Time) {
 	b.nextTTR = time.Time{}
 	var over []*worker
 	for _, w := range b.workers {
-		j := w.job
-		if j == nil || j.run.deadline.IsZero() {
+		if w.job == nil {
 			continue
 		}
-		if now.Before(j.run.deadline) {
-			b.noteTTR(j.run.deadline)
+		r := w.job.lastRun()
+		if r.deadline.IsZero() {
+			continue
+		}
+		if now.Before(r.deadline) {
+			b.noteTTR(r.deadline)
 			continue
 		}
 		over = append(over, w)
 	}
 	for _, w := range over {
-		j := w.job
-		ttr := j.run.deadline.Sub(j.run.started)
+		j, r := w.job, w.job.lastRun()
+		ttr := r.deadline.Sub(r.started)
 		b.log.Warn().Stringer(keyJob, j.id).Str(keyService, j.svc.name).Str(keyWorker, hexID(w.id)).
 			Dur("ttr", ttr).Msg("job overran its time-to-run: stopping it")
 		b.disconnect(w.id, w.form)
@@ -142,7 +145,7 @@ func (b *Broker) forget(w *worker) {
 	delete(b.workers, w.id)
 	w.svc.workers--
 	w.svc.active--
-	w.job.run.deadline = time.Time{}
+	w.job.lastRun().deadline = time.Time{}
 	w.job = nil
 }
 
@@ -168,7 +171,7 @@ func (b *Broker) cancel(now time.Time, r request, id string) {
 			b.undelay(j)
 		}
 	case stateActive:
-		if w := b.workers[j.run.worker]; w != nil && w.job == j {
+		if w := b.workers[j.worker()]; w != nil && w.job == j {
 			b.disconnect(w.id, w.form)
 			b.forget(w)
 		}
@@ -228,10 +231,11 @@ func (b *Broker) retry(now time.Time, r request, id string) {
 	n := *j
 	n.state, n.attempts = stateQueued, 0
 	n.dirty, n.flushed = false, false
-	n.reply, n.run = nil, nil
-	if n.opts != nil {
-		o := *n.opts // its own: dropInput changes them
-		n.opts = &o
+	if n.x != nil {
+		x := *n.x // its own: dropInput changes it
+		x.run = nil
+		n.x = &x
+		n.dropReply()
 	}
 	b.jobs[n.id] = &n
 	if key := n.key(); key != "" {

@@ -216,7 +216,7 @@ func (j *job) info(withOutput bool) protocol.JobInfo {
 		Attempts: int(j.attempts),
 		Params:   j.params,
 	}
-	r := j.run
+	r := j.lastRun()
 	if r == nil {
 		return ji
 	}

@@ -60,11 +60,11 @@ func (b *Broker) HandleWorker(now time.Time, from string, frames [][]byte) []pro
 		if j == nil {
 			return b.out
 		}
-		r := j.run
+		r := j.lastRun()
 		r.appendOutput(m.Body, b.cfg.MaxOutput)
 		r.partialLen = len(r.output)
-		if j.sync && j.reply.form.Version == protocol.V2 {
-			b.replyClient(*j.reply, protocol.CmdPartial, m.Body...)
+		if j.sync && j.x.reply.form.Version == protocol.V2 {
+			b.replyClient(*j.x.reply, protocol.CmdPartial, m.Body...)
 			r.streamed = true
 		}
 	case protocol.CmdReply:
@@ -172,7 +172,7 @@ func (b *Broker) held(w *worker, m protocol.Message) *job {
 
 // complete ends j with the worker's final reply and makes w idle again.
 func (b *Broker) complete(now time.Time, w *worker, j *job, body [][]byte) {
-	state, r := stateComplete, j.run
+	state, r := stateComplete, j.lastRun()
 	meta, rest, ok, err := protocol.SplitMeta(body)
 	switch {
 	case err != nil:
