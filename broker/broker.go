@@ -131,9 +131,9 @@ type Broker struct {
 
 	services map[string]*service
 	workers  map[string]*worker
-	jobs     map[jobID]*job // queued, active and retained finished jobs
-	history  []*job         // ring of the last cfg.History finished jobs
-	histNext int            // next slot to write in history
+	jobs     jobIndex // queued, active and retained finished jobs
+	history  []*job   // ring of the last cfg.History finished jobs
+	histNext int      // next slot to write in history
 
 	nextHeartbeat time.Time
 	nextExpiry    time.Time // a lower bound of the earliest worker expiry
@@ -188,7 +188,7 @@ func New(cfg Config) *Broker {
 		ttl:      cfg.Heartbeat * time.Duration(cfg.Liveness),
 		services: make(map[string]*service),
 		workers:  make(map[string]*worker),
-		jobs:     make(map[jobID]*job),
+		jobs:     newJobIndex(),
 		keys:     make(map[string]*job),
 		history:  make([]*job, 0, cfg.History),
 		batch:    &store.Batch{},
@@ -267,7 +267,7 @@ func (b *Broker) Shutdown(now time.Time) []protocol.Envelope {
 		b.sendWorker(w, protocol.Message{Cmd: protocol.CmdDisconnect})
 	}
 	pending := 0
-	for _, j := range b.jobs {
+	for j := range b.jobs.all() {
 		if j.state == stateQueued || j.state == stateActive {
 			pending++
 			if j.sync {
@@ -297,7 +297,7 @@ func (b *Broker) newID(now time.Time) jobID {
 // lookup returns the job in memory whose ID is the text id, or nil.
 func (b *Broker) lookup(id string) *job {
 	if jid, ok := parseJobID(id); ok {
-		return b.jobs[jid]
+		return b.jobs.get(jid)
 	}
 	return nil
 }

@@ -95,7 +95,7 @@ func (b *Broker) submit(now time.Time, r request, meta protocol.Meta, body [][]b
 		reply := r
 		j.ensureExtra().reply = &reply
 	}
-	b.jobs[j.id] = j
+	b.jobs.put(j)
 	s.queue.PushBack(j)
 	if !sync {
 		if meta.Key != "" {

@@ -74,7 +74,7 @@ func (b *Broker) settle(j *job) {
 	if !j.sync {
 		j.dropReply()
 	}
-	if key := j.key(); key != "" && b.jobs[j.id] == nil && !j.dirty && b.keys[key] == j {
+	if key := j.key(); key != "" && b.jobs.get(j.id) == nil && !j.dirty && b.keys[key] == j {
 		delete(b.keys, key)
 	}
 }
@@ -89,13 +89,13 @@ func (b *Broker) Rejected(now time.Time, err error) []protocol.Envelope {
 		if j.awaitingCommit() {
 			b.refuse(*j.x.reply, protocol.CodeStoreUnavailable, fmt.Sprintf("job not accepted: the job store failed: %v", err))
 			if j.state == stateQueued && j.svc.queue.Remove(j) {
-				delete(b.jobs, j.id)
+				b.jobs.delete(j.id)
 				j.state = stateFailed
 				j.fail(protocol.CodeStoreUnavailable, err.Error())
 			}
 		}
 		b.settle(j)
-		if key := j.key(); key != "" && b.jobs[j.id] == nil && b.keys[key] == j {
+		if key := j.key(); key != "" && b.jobs.get(j.id) == nil && b.keys[key] == j {
 			delete(b.keys, key)
 		}
 	}
@@ -140,7 +140,7 @@ func (b *Broker) Restore(now time.Time, snap store.Snapshot) []protocol.Envelope
 		if j == nil {
 			continue
 		}
-		b.jobs[j.id] = j
+		b.jobs.put(j)
 		if key := j.key(); key != "" {
 			b.keys[key] = j
 		}

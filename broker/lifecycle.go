@@ -237,7 +237,7 @@ func (b *Broker) retry(now time.Time, r request, id string) {
 		n.x = &x
 		n.dropReply()
 	}
-	b.jobs[n.id] = &n
+	b.jobs.put(&n)
 	if key := n.key(); key != "" {
 		b.keys[key] = &n
 	}

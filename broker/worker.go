@@ -249,13 +249,13 @@ func (b *Broker) finish(now time.Time, j *job, state jobState) {
 // remember puts a finished job in the history ring; the job it displaces is
 // forgotten (it stays in the job store, when there is one).
 func (b *Broker) remember(j *job) {
-	b.jobs[j.id] = j
+	b.jobs.put(j)
 	if len(b.history) < b.cfg.History {
 		b.history = append(b.history, j)
 	} else {
 		old := b.history[b.histNext]
-		if b.jobs[old.id] == old { // not if a retry runs under the same ID
-			delete(b.jobs, old.id)
+		if b.jobs.get(old.id) == old { // not if a retry runs under the same ID
+			b.jobs.delete(old.id)
 		}
 		// An idempotency key outlives the job in memory until the job's
 		// record is committed: the store answers for it after that.
