@@ -181,21 +181,22 @@ type jobID ulid.ULID
 
 func (id jobID) String() string { return ulid.ULID(id).String() }
 
-// is reports whether text is id's text.
-func (id jobID) is(text []byte) bool {
-	var buf [ulid.EncodedSize]byte
-	_ = ulid.ULID(id).MarshalTextTo(buf[:])
-	return string(buf[:]) == string(text)
+// text is id's text, as String gives it, without an allocation.
+func (id jobID) text() (t [ulid.EncodedSize]byte) {
+	_ = ulid.ULID(id).MarshalTextTo(t[:])
+	return t
 }
 
 // parseJobID returns the ID whose text is s. Only the text String writes
 // (upper case) names a job, as when IDs were kept as text.
 func parseJobID(s string) (jobID, bool) {
-	id, err := ulid.ParseStrict(s)
-	if err != nil || !jobID(id).is([]byte(s)) {
+	u, err := ulid.ParseStrict(s)
+	if err != nil {
 		return jobID{}, false
 	}
-	return jobID(id), true
+	id := jobID(u)
+	t := id.text()
+	return id, string(t[:]) == s
 }
 
 // stamp is an instant in Unix nanoseconds: 8 bytes where a time.Time takes
@@ -235,6 +236,12 @@ type run struct {
 	partialLen int    // how much of output came from partials
 	streamed   bool   // partial output went to the (sync) caller
 	truncated  bool
+}
+
+// hasID reports whether text is j's ID.
+func (j *job) hasID(text []byte) bool {
+	t := j.id.text()
+	return string(t[:]) == string(text)
 }
 
 // lastRun returns j's current or last run, or nil if it has none yet.

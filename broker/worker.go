@@ -162,7 +162,7 @@ func (b *Broker) ready(now time.Time, id string, m protocol.Message) {
 
 // held returns the job w holds if m is about it, or nil (logged) if not.
 func (b *Broker) held(w *worker, m protocol.Message) *job {
-	if w.job == nil || !w.job.id.is(m.Address) {
+	if w.job == nil || !w.job.hasID(m.Address) {
 		b.log.Warn().Str(keyWorker, hexID(w.id)).Str(keyService, w.svc.name).Str(keyJob, printable(m.Address)).
 			Stringer("command", m.Cmd).Msg("reply for a job the worker does not hold: dropped")
 		return nil
