@@ -131,9 +131,9 @@ type Broker struct {
 
 	services map[string]*service
 	workers  map[string]*worker
-	jobs     map[string]*job // queued, active and retained finished jobs
-	history  []*job          // ring of the last cfg.History finished jobs
-	histNext int             // next slot to write in history
+	jobs     jobIndex // queued, active and retained finished jobs
+	history  []*job   // ring of the last cfg.History finished jobs
+	histNext int      // next slot to write in history
 
 	nextHeartbeat time.Time
 	nextExpiry    time.Time // a lower bound of the earliest worker expiry
@@ -179,72 +179,6 @@ type worker struct {
 	jobsDone int
 }
 
-type jobState uint8
-
-const (
-	stateQueued jobState = iota + 1
-	stateActive
-	stateComplete
-	stateFailed
-)
-
-func (s jobState) String() string {
-	switch s {
-	case stateQueued:
-		return protocol.JobQueued
-	case stateActive:
-		return protocol.JobActive
-	case stateComplete:
-		return protocol.JobComplete
-	case stateFailed:
-		return protocol.JobFailed
-	}
-	return "unknown"
-}
-
-// job is one job. Transitions: queued → active → complete | failed, and
-// active → queued when its worker is lost and attempts remain.
-type job struct {
-	id     string
-	svc    *service
-	state  jobState
-	sync   bool
-	params map[string]string
-	input  [][]byte
-
-	// The client that asked, for sync replies: identity, the form it spoke,
-	// the service name it used, and whether it speaks zmws meta.
-	client        string
-	clientForm    protocol.Form
-	clientService string
-	clientMeta    bool
-	clientRef     string // the submission's Meta.Ref, echoed in its reply
-
-	attempts int
-	created  time.Time
-	started  time.Time
-	finished time.Time
-	worker   string
-
-	ttr       time.Duration // this job's time-to-run (0: the service's)
-	retries   int           // retries of a FAIL this job opted in to (-1: the service's)
-	deadline  time.Time     // when the running attempt overruns its time-to-run
-	notBefore time.Time     // a retry waits until then
-
-	key            string // idempotency key, or ""
-	dirty          bool   // in Broker.dirty
-	flushed        bool   // in Broker.flushed: its record is being committed
-	awaitingCommit bool   // its ID waits for the job store before being handed out
-
-	exitCode   *int
-	code       string
-	err        string
-	output     []byte // the first MaxOutput bytes of all partials and the final reply
-	partialLen int    // how much of output came from partials
-	streamed   bool   // partial output went to the (sync) caller
-	truncated  bool
-}
-
 // New returns a Broker with cfg's defaults filled in.
 func New(cfg Config) *Broker {
 	cfg.setDefaults()
@@ -254,7 +188,7 @@ func New(cfg Config) *Broker {
 		ttl:      cfg.Heartbeat * time.Duration(cfg.Liveness),
 		services: make(map[string]*service),
 		workers:  make(map[string]*worker),
-		jobs:     make(map[string]*job),
+		jobs:     newJobIndex(),
 		keys:     make(map[string]*job),
 		history:  make([]*job, 0, cfg.History),
 		batch:    &store.Batch{},
@@ -333,11 +267,11 @@ func (b *Broker) Shutdown(now time.Time) []protocol.Envelope {
 		b.sendWorker(w, protocol.Message{Cmd: protocol.CmdDisconnect})
 	}
 	pending := 0
-	for _, j := range b.jobs {
+	for j := range b.jobs.all() {
 		if j.state == stateQueued || j.state == stateActive {
 			pending++
 			if j.sync {
-				j.code, j.err = protocol.CodeShutdown, "broker shut down before the job finished"
+				j.fail(protocol.CodeShutdown, "broker shut down before the job finished")
 				b.replyFinal(j, protocol.StatusFailed, nil)
 			}
 		}
@@ -349,7 +283,7 @@ func (b *Broker) Shutdown(now time.Time) []protocol.Envelope {
 }
 
 // newID returns a new job ID: a ULID, unique and sortable by creation time.
-func (b *Broker) newID(now time.Time) string {
+func (b *Broker) newID(now time.Time) jobID {
 	id, err := ulid.New(ulid.Timestamp(now), b.cfg.Entropy)
 	if err != nil {
 		// Monotonic entropy overflows only after 2^80 IDs in one
@@ -357,7 +291,15 @@ func (b *Broker) newID(now time.Time) string {
 		b.log.Error().Err(err).Msg("job id entropy")
 		id = ulid.MustNew(ulid.Timestamp(now), rand.Reader)
 	}
-	return id.String()
+	return jobID(id)
+}
+
+// lookup returns the job in memory whose ID is the text id, or nil.
+func (b *Broker) lookup(id string) *job {
+	if jid, ok := parseJobID(id); ok {
+		return b.jobs.get(jid)
+	}
+	return nil
 }
 
 // sendWorker encodes m in w's form and queues it for w.
@@ -400,21 +342,19 @@ func (b *Broker) dropWorker(now time.Time, w *worker, why string) {
 // vanished, or overran the time-to-run) back at the head of its queue, or
 // fails it with code when its attempts are spent.
 func (b *Broker) lost(now time.Time, j *job, w *worker, why, code string) {
-	s := j.svc
-	if j.streamed {
+	s, r := j.svc, j.lastRun()
+	if r.streamed {
 		// Its caller already has part of this run's output: a new run
 		// would send it again from the start, interleaved. Say so instead.
-		j.code = code
-		j.err = fmt.Sprintf("%s after its output began streaming to the caller (attempt %d); not run again", why, j.attempts)
+		j.fail(code, fmt.Sprintf("%s after its output began streaming to the caller (attempt %d); not run again", why, j.attempts))
 		b.finish(now, j, stateFailed)
 		b.replyFinal(j, protocol.StatusFailed, nil)
 		return
 	}
-	if budget := j.budget(b.cfg.MaxAttempts); j.attempts >= budget {
-		j.code = code
-		j.err = fmt.Sprintf("%v: %s during attempt %d of %d", errWorkerGone, why, j.attempts, budget)
+	if budget := j.budget(b.cfg.MaxAttempts); int(j.attempts) >= budget {
+		j.fail(code, fmt.Sprintf("%v: %s during attempt %d of %d", errWorkerGone, why, j.attempts, budget))
 		if code == protocol.CodeTimeout {
-			j.err = fmt.Sprintf("%s during attempt %d of %d", why, j.attempts, budget)
+			r.err = fmt.Sprintf("%s during attempt %d of %d", why, j.attempts, budget)
 		}
 		b.finish(now, j, stateFailed)
 		if j.sync {
@@ -422,12 +362,12 @@ func (b *Broker) lost(now time.Time, j *job, w *worker, why, code string) {
 		}
 		return
 	}
-	b.log.Warn().Str(keyJob, j.id).Str(keyService, s.name).Str(keyWorker, hexID(w.id)).
-		Int(keyAttempt, j.attempts).Str("reason", why).Msg("job requeued")
+	b.log.Warn().Stringer(keyJob, j.id).Str(keyService, s.name).Str(keyWorker, hexID(w.id)).
+		Int32(keyAttempt, j.attempts).Str("reason", why).Msg("job requeued")
 	j.state = stateQueued
-	j.worker = ""
-	j.deadline = time.Time{}
-	j.output, j.partialLen, j.truncated = j.output[:0], 0, false
+	r.worker = ""
+	r.deadline = time.Time{}
+	r.output, r.partialLen, r.truncated = r.output[:0], 0, false
 	s.queue.PushFront(j)
 	b.markDirty(j)
 	b.event(now, protocol.EventRequeued, j, func(e *protocol.Event) { e.Worker = hexID(w.id); e.Error = why })
@@ -445,31 +385,33 @@ func (b *Broker) dispatch(now time.Time, s *service) {
 
 		j.state = stateActive
 		j.attempts++
-		j.started = now
-		j.worker = w.id
-		j.notBefore = time.Time{}
+		r := j.ensureRun()
+		r.started = now
+		r.worker = w.id
+		r.notBefore = time.Time{}
 		w.job = j
 		s.active++
 		if ttr := j.timeToRun(b.cfg.TTR); ttr > 0 {
-			j.deadline = now.Add(ttr)
-			b.noteTTR(j.deadline)
+			r.deadline = now.Add(ttr)
+			b.noteTTR(r.deadline)
 		}
 		b.markDirty(j)
 
-		body := j.input
+		id := j.id.String()
+		var body [][]byte
 		if w.zmws {
-			body = make([][]byte, 0, 1+len(j.input))
-			body = append(body, protocol.EncodeMeta(protocol.Meta{Job: j.id, Service: s.name, Attempt: j.attempts, Params: j.params}))
-			body = append(body, j.input...)
-		} else if len(body) == 0 {
+			body = make([][]byte, 0, 1+j.inputFrames())
+			body = append(body, protocol.EncodeMeta(protocol.Meta{Job: id, Service: s.name, Attempt: int(j.attempts), Params: j.params}))
+			body = j.appendInput(body)
+		} else if body = j.appendInput(nil); len(body) == 0 {
 			// A stock worker gets the parameters as a query string, or one
 			// empty frame: many MDP workers expect at least one body frame.
 			body = [][]byte{protocol.EncodeParams(j.params)}
 		}
-		b.sendWorker(w, protocol.Message{Cmd: protocol.CmdRequest, Address: []byte(j.id), Body: body})
+		b.sendWorker(w, protocol.Message{Cmd: protocol.CmdRequest, Address: []byte(id), Body: body})
 		if b.log.Debug().Enabled() {
-			b.log.Debug().Str(keyJob, j.id).Str(keyService, s.name).Str(keyWorker, hexID(w.id)).
-				Int(keyAttempt, j.attempts).Msg("job dispatched")
+			b.log.Debug().Str(keyJob, id).Str(keyService, s.name).Str(keyWorker, hexID(w.id)).
+				Int32(keyAttempt, j.attempts).Msg("job dispatched")
 		}
 		b.event(now, protocol.EventStarted, j, nil)
 	}

@@ -144,6 +144,89 @@ func TestBroker_AsyncJobGetsIDAtOnceAndRuns(t *testing.T) {
 	}
 }
 
+// A job ID names its job only as the broker wrote it: not in lower case,
+// not in part.
+func TestBroker_JobIDExactText(t *testing.T) {
+	b := newBroker(t, broker.Config{})
+	b.HandleWorker(t0, "w1", readyZ("S"))
+	id, _, _ := dispatched(t, one(t, b.HandleClient(t0, "c", zreq("S", nil)), protocol.ToWorker, "w1"))
+	for _, other := range []string{strings.ToLower(id), id[:25], id + "0", ""} {
+		if _, ok := b.Job(other); ok {
+			t.Errorf("Job(%q) found job %s", other, id)
+		}
+		if out := b.HandleWorker(t0, "w1", final(other, protocol.Meta{Status: protocol.StatusComplete})); len(out) != 0 {
+			t.Errorf("a FINAL for %q was taken for job %s: %d envelopes", other, id, len(out))
+		}
+	}
+	if info, ok := b.Job(id); !ok || info.State != protocol.JobActive {
+		t.Fatalf("Job(%s): %+v %v", id, info, ok)
+	}
+}
+
+// zeroEntropy gives every job ID the same 80 random bits: IDs differ only
+// in their millisecond.
+type zeroEntropy struct{}
+
+func (zeroEntropy) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
+}
+
+// Jobs whose IDs share their random bits are told apart all the same, as
+// they are queued, run, cancelled, retried and forgotten.
+func TestBroker_JobIDsWithTheSameRandomBits(t *testing.T) {
+	b := newBroker(t, broker.Config{Entropy: zeroEntropy{}, History: 2})
+	b.HandleWorker(t0, "w1", readyZ("S"))
+	var ids []string
+	for i := range 4 {
+		out := b.HandleClient(at(time.Duration(i)*time.Millisecond), "c", zreq("S", nil))
+		_, md, _ := clientReply(t, one(t, out, protocol.ToClient, "c"))
+		if i > 0 && md.Job[10:] != ids[0][10:] {
+			t.Fatalf("IDs %s and %s differ in more than their time", ids[0], md.Job)
+		}
+		ids = append(ids, md.Job)
+	}
+	states := func() string {
+		var s []string
+		for _, id := range ids {
+			info, ok := b.Job(id)
+			switch {
+			case !ok:
+				s = append(s, "-")
+			case info.ID != id:
+				t.Fatalf("Job(%s) gave job %s", id, info.ID)
+			default:
+				s = append(s, info.State)
+			}
+		}
+		return strings.Join(s, " ")
+	}
+	finish := func(i int) {
+		t.Helper()
+		if out := b.HandleWorker(t0, "w1", final(ids[i], protocol.Meta{Status: protocol.StatusComplete})); len(requests(out)) > 1 {
+			t.Fatalf("FINAL for job %d: %d requests", i, len(requests(out)))
+		}
+	}
+	steps := []struct {
+		do   func()
+		want string
+	}{
+		{func() {}, "active queued queued queued"},
+		{func() { b.HandleClient(t0, "c", zreq(protocol.ServerCancel, nil, ids[1])) }, "active failed queued queued"},
+		{func() { b.HandleClient(t0, "c", zreq(protocol.ServerRetry, nil, ids[1])) }, "active queued queued queued"},
+		{func() { finish(0) }, "complete queued active queued"},
+		{func() { finish(2) }, "complete queued complete active"}, // the failed run of 1 leaves the history
+		{func() { finish(3) }, "- active complete complete"},
+		{func() { finish(1) }, "- complete - complete"},
+	}
+	for i, st := range steps {
+		st.do()
+		if got := states(); got != st.want {
+			t.Fatalf("step %d: states %q, want %q", i, got, st.want)
+		}
+	}
+}
+
 func TestBroker_UnknownServiceRefusedAtOnce(t *testing.T) {
 	b := newBroker(t, broker.Config{})
 	out := b.HandleClient(t0, "c1", zreq("NOPE", nil))

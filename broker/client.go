@@ -66,7 +66,8 @@ func (b *Broker) submit(now time.Time, r request, meta protocol.Meta, body [][]b
 	}
 	if meta.Key != "" && !sync {
 		if id, ok := b.byKey(meta.Key); ok {
-			b.accepted(r, id, b.jobs[id] != nil && b.jobs[id].awaitingCommit)
+			j := b.lookup(id)
+			b.accepted(r, id, j != nil && j.awaitingCommit())
 			return
 		}
 	}
@@ -76,36 +77,33 @@ func (b *Broker) submit(now time.Time, r request, meta protocol.Meta, body [][]b
 		return
 	}
 	j := &job{
-		id:            b.newID(now),
-		svc:           s,
-		state:         stateQueued,
-		sync:          sync,
-		params:        meta.Params,
-		input:         copyFrames(body),
-		client:        r.client,
-		clientForm:    r.form,
-		clientService: r.service,
-		clientMeta:    r.meta,
-		clientRef:     r.ref,
-		created:       now,
-		retries:       -1,
+		id:      b.newID(now),
+		svc:     s,
+		state:   stateQueued,
+		sync:    sync,
+		params:  meta.Params,
+		created: stampOf(now),
 	}
+	j.setInput(body)
 	if meta.TTRMillis > 0 {
-		j.ttr = time.Duration(meta.TTRMillis) * time.Millisecond
+		j.ensureExtra().ttr = time.Duration(meta.TTRMillis) * time.Millisecond
 	}
 	if meta.Retries > 0 && !sync {
-		j.retries = min(meta.Retries, maxRetries)
+		j.ensureExtra().retries = min(meta.Retries, maxRetries)
 	}
-	b.jobs[j.id] = j
+	if sync || b.cfg.Durable {
+		reply := r
+		j.ensureExtra().reply = &reply
+	}
+	b.jobs.put(j)
 	s.queue.PushBack(j)
 	if !sync {
 		if meta.Key != "" {
-			j.key = meta.Key
-			b.keys[j.key] = j
+			j.ensureExtra().key = meta.Key
+			b.keys[meta.Key] = j
 		}
-		j.awaitingCommit = b.cfg.Durable
 		b.markDirty(j)
-		b.accepted(r, j.id, j.awaitingCommit)
+		b.accepted(r, j.id.String(), j.awaitingCommit())
 	}
 	b.event(now, protocol.EventQueued, j, nil)
 	b.dispatch(now, s)
@@ -115,7 +113,7 @@ func (b *Broker) submit(now time.Time, r request, meta protocol.Meta, body [][]b
 // the archive for jobs the broker has forgotten.
 func (b *Broker) byKey(key string) (string, bool) {
 	if j := b.keys[key]; j != nil {
-		return j.id, true
+		return j.id.String(), true
 	}
 	if b.cfg.Archive == nil {
 		return "", false
@@ -139,8 +137,7 @@ func (b *Broker) accepted(r request, id string, durable bool) {
 	b.out[len(b.out)-1].Durable = durable
 }
 
-// copyFrames copies body frames so a job does not hold on to the receive
-// buffers of the message it came in.
+// copyFrames copies body frames into one buffer.
 func copyFrames(body [][]byte) [][]byte {
 	if len(body) == 0 {
 		return nil
@@ -200,22 +197,18 @@ func (b *Broker) mmi(r request, body [][]byte) {
 	b.answer(r, []byte(code))
 }
 
-// jobReq is the request a sync job's replies go to.
-func (j *job) req() request {
-	return request{client: j.client, form: j.clientForm, service: j.clientService, meta: j.clientMeta, ref: j.clientRef}
-}
-
 // replyFinal sends a sync job's final reply. A 7/MDP client, which cannot
 // take partials, gets the whole (capped) output here; an 18/MDP client got the
 // partials as they came and gets the final part only.
 func (b *Broker) replyFinal(j *job, status protocol.Status, final [][]byte) {
-	r := j.req()
-	if r.form.Version == protocol.V1 && j.partialLen > 0 {
-		final = append([][]byte{j.output[:j.partialLen:j.partialLen]}, final...)
+	run := j.ensureRun()
+	r := *j.x.reply
+	if r.form.Version == protocol.V1 && run.partialLen > 0 {
+		final = append([][]byte{run.output[:run.partialLen:run.partialLen]}, final...)
 	}
 	if r.meta {
-		meta := protocol.EncodeMeta(protocol.Meta{Status: status, Job: j.id, Attempt: j.attempts,
-			Code: j.code, Error: j.err, ExitCode: j.exitCode, Ref: r.ref})
+		meta := protocol.EncodeMeta(protocol.Meta{Status: status, Job: j.id.String(), Attempt: int(j.attempts),
+			Code: run.code, Error: run.err, ExitCode: run.exitCode, Ref: r.ref})
 		body := make([][]byte, 0, 1+len(final))
 		body = append(body, meta)
 		b.replyClient(r, protocol.CmdReply, append(body, final...)...)
@@ -225,5 +218,5 @@ func (b *Broker) replyFinal(j *job, status protocol.Status, final [][]byte) {
 		b.replyClient(r, protocol.CmdReply, final...)
 		return
 	}
-	b.replyClient(r, protocol.CmdReply, []byte(protocol.FailFrame), []byte(j.code), []byte(j.err))
+	b.replyClient(r, protocol.CmdReply, []byte(protocol.FailFrame), []byte(run.code), []byte(run.err))
 }

@@ -65,12 +65,17 @@ func (b *Broker) Committed() {
 	b.flushed = b.flushed[:0]
 }
 
-// settle ends a job's part in a commit, and forgets its idempotency key if
-// the job itself was already forgotten (the store knows the key now).
+// settle ends a job's part in a commit: an async job's ID is handed out (or
+// refused) by now, so its reply-to is dropped. It forgets the job's
+// idempotency key if the job itself was already forgotten (the store knows
+// the key now).
 func (b *Broker) settle(j *job) {
-	j.flushed, j.awaitingCommit = false, false
-	if j.key != "" && b.jobs[j.id] == nil && !j.dirty && b.keys[j.key] == j {
-		delete(b.keys, j.key)
+	j.flushed = false
+	if !j.sync {
+		j.dropReply()
+	}
+	if key := j.key(); key != "" && b.jobs.get(j.id) == nil && !j.dirty && b.keys[key] == j {
+		delete(b.keys, key)
 	}
 }
 
@@ -81,16 +86,17 @@ func (b *Broker) settle(j *job) {
 func (b *Broker) Rejected(now time.Time, err error) []protocol.Envelope {
 	b.out = b.out[:0]
 	for _, j := range b.flushed {
-		if j.awaitingCommit {
-			b.refuse(j.req(), protocol.CodeStoreUnavailable, fmt.Sprintf("job not accepted: the job store failed: %v", err))
+		if j.awaitingCommit() {
+			b.refuse(*j.x.reply, protocol.CodeStoreUnavailable, fmt.Sprintf("job not accepted: the job store failed: %v", err))
 			if j.state == stateQueued && j.svc.queue.Remove(j) {
-				delete(b.jobs, j.id)
-				j.state, j.code, j.err = stateFailed, protocol.CodeStoreUnavailable, err.Error()
+				b.jobs.delete(j.id)
+				j.state = stateFailed
+				j.fail(protocol.CodeStoreUnavailable, err.Error())
 			}
 		}
 		b.settle(j)
-		if j.key != "" && b.jobs[j.id] == nil && b.keys[j.key] == j {
-			delete(b.keys, j.key)
+		if key := j.key(); key != "" && b.jobs.get(j.id) == nil && b.keys[key] == j {
+			delete(b.keys, key)
 		}
 	}
 	clear(b.flushed)
@@ -117,6 +123,9 @@ func (b *Broker) Restore(now time.Time, snap store.Snapshot) []protocol.Envelope
 	}
 	for i := range finished {
 		j := b.restoredJob(&finished[i])
+		if j == nil {
+			continue
+		}
 		j.state = stateComplete
 		if finished[i].State == protocol.JobFailed {
 			j.state = stateFailed
@@ -128,19 +137,24 @@ func (b *Broker) Restore(now time.Time, snap store.Snapshot) []protocol.Envelope
 	requeued := 0
 	for i := range jobs {
 		j := b.restoredJob(&jobs[i])
-		b.jobs[j.id] = j
-		if j.key != "" {
-			b.keys[j.key] = j
+		if j == nil {
+			continue
 		}
-		if jobs[i].State == protocol.JobActive && j.attempts >= b.cfg.MaxAttempts {
-			j.code = protocol.CodeWorkerLost
-			j.err = fmt.Sprintf("%v: the broker stopped during attempt %d of %d", errWorkerGone, j.attempts, b.cfg.MaxAttempts)
+		b.jobs.put(j)
+		if key := j.key(); key != "" {
+			b.keys[key] = j
+		}
+		if jobs[i].State == protocol.JobActive && int(j.attempts) >= b.cfg.MaxAttempts {
+			j.fail(protocol.CodeWorkerLost, fmt.Sprintf("%v: the broker stopped during attempt %d of %d", errWorkerGone, j.attempts, b.cfg.MaxAttempts))
 			b.finish(now, j, stateFailed)
 			continue
 		}
 		j.state = stateQueued
-		j.worker = ""
-		if j.notBefore.After(now) {
+		r := j.lastRun()
+		if r != nil {
+			r.worker = ""
+		}
+		if r != nil && r.notBefore.After(now) {
 			b.delay(j) // a retry still backing off
 		} else {
 			j.svc.queue.PushBack(j)
@@ -163,15 +177,31 @@ func (b *Broker) restoredService(name string, firstSeen time.Time) *service {
 	return s
 }
 
-// restoredJob rebuilds a job from its record (state left to the caller).
+// restoredJob rebuilds a job from its record (state left to the caller),
+// or returns nil (logged) if the record's ID is not a job ID.
 func (b *Broker) restoredJob(rec *store.JobRecord) *job {
-	return &job{
-		id: rec.ID, svc: b.restoredService(rec.Service, rec.Created), sync: rec.Sync,
-		params: rec.Params, input: rec.Input, key: rec.Key, attempts: rec.Attempts,
-		created: rec.Created, started: rec.Started, finished: rec.Finished, worker: rec.Worker,
-		exitCode: rec.ExitCode, code: rec.Code, err: rec.Error, output: rec.Output, truncated: rec.Truncated,
-		ttr: rec.TTR, retries: rec.Retries, notBefore: rec.NotBefore,
+	id, ok := parseJobID(rec.ID)
+	if !ok {
+		b.log.Error().Str(keyJob, printable([]byte(rec.ID))).Msg("stored job with an invalid ID ignored")
+		return nil
 	}
+	j := &job{
+		id: id, svc: b.restoredService(rec.Service, rec.Created), sync: rec.Sync,
+		params: rec.Params, attempts: int32(rec.Attempts), created: stampOf(rec.Created),
+	}
+	j.setInput(rec.Input)
+	if rec.Key != "" || rec.TTR != 0 || rec.Retries != -1 {
+		x := j.ensureExtra()
+		x.key, x.ttr, x.retries = rec.Key, rec.TTR, rec.Retries
+	}
+	if rec.Started.IsZero() && rec.Finished.IsZero() && rec.NotBefore.IsZero() {
+		return j // never dispatched nor ended: no run
+	}
+	j.ensureExtra().run = &run{
+		worker: rec.Worker, started: rec.Started, notBefore: rec.NotBefore, finished: rec.Finished,
+		exitCode: rec.ExitCode, code: rec.Code, err: rec.Error, output: rec.Output, truncated: rec.Truncated,
+	}
+	return j
 }
 
 // record is j as the store keeps it. The record is read by the committer
@@ -179,28 +209,26 @@ func (b *Broker) restoredJob(rec *store.JobRecord) *job {
 // output is taken once the job has finished.
 func (j *job) record() *store.JobRecord {
 	rec := &store.JobRecord{
-		ID:       j.id,
+		ID:       j.id.String(),
 		Service:  j.svc.name,
 		Sync:     j.sync,
 		State:    j.state.String(),
 		Params:   j.params,
-		Input:    j.input,
-		Key:      j.key,
-		Attempts: j.attempts,
-		Created:  j.created,
-		Started:  j.started,
-		Finished: j.finished,
-		Worker:   j.worker,
-		ExitCode: j.exitCode,
-		Code:     j.code,
-		Error:    j.err,
-		TTR:      j.ttr,
-		Retries:  j.retries,
-		// NotBefore set by Broker.delay is read here, never changed after.
-		NotBefore: j.notBefore,
+		Input:    j.appendInput(nil),
+		Key:      j.key(),
+		Attempts: int(j.attempts),
+		Created:  j.created.Time(),
+		TTR:      j.ttr(),
+		Retries:  j.retries(),
 	}
-	if j.state == stateComplete || j.state == stateFailed {
-		rec.Output, rec.Truncated = j.output, j.truncated
+	if r := j.lastRun(); r != nil {
+		rec.Started, rec.Finished, rec.Worker = r.started, r.finished, r.worker
+		rec.ExitCode, rec.Code, rec.Error = r.exitCode, r.code, r.err
+		// NotBefore set by retryLater is read here, never changed after.
+		rec.NotBefore = r.notBefore
+		if j.state == stateComplete || j.state == stateFailed {
+			rec.Output, rec.Truncated = r.output, r.truncated
+		}
 	}
 	return rec
 }

@@ -2,6 +2,7 @@ package broker_test
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -122,38 +123,41 @@ func TestBroker_IdempotencyKey(t *testing.T) {
 	}
 }
 
+// testID pads prefix into a job ID (a ULID) that sorts by prefix.
+func testID(prefix string) string { return prefix + strings.Repeat("0", 26-len(prefix)) }
+
 func TestBroker_RestoreRequeuesUnfinishedJobs(t *testing.T) {
 	b := newBroker(t, broker.Config{Durable: true, MaxAttempts: 2})
 	snap := store.Snapshot{
 		Services: []store.ServiceRecord{{Name: "S", FirstSeen: t0}, {Name: "IDLE", FirstSeen: t0}},
 		Jobs: []store.JobRecord{
-			{ID: "01B", Service: "S", State: protocol.JobActive, Attempts: 1, Created: t0, Key: "kb"},
-			{ID: "01A", Service: "S", State: protocol.JobQueued, Created: t0},
-			{ID: "01C", Service: "S", State: protocol.JobActive, Attempts: 2, Created: t0},
+			{ID: testID("01B"), Service: "S", State: protocol.JobActive, Attempts: 1, Created: t0, Key: "kb"},
+			{ID: testID("01A"), Service: "S", State: protocol.JobQueued, Created: t0},
+			{ID: testID("01C"), Service: "S", State: protocol.JobActive, Attempts: 2, Created: t0},
 		},
-		Finished: []store.JobRecord{{ID: "01Z", Service: "S", State: protocol.JobFailed, Created: t0, Finished: t0, Code: "job_failed"}},
+		Finished: []store.JobRecord{{ID: testID("01Z"), Service: "S", State: protocol.JobFailed, Created: t0, Finished: t0, Code: "job_failed"}},
 	}
 	b.Restore(at(time.Second), snap)
-	if q := b.Queue(); len(q) != 2 || q[1].Service != "S" || q[1].Queued != 2 || q[1].Jobs[0] != "01A" || q[1].Jobs[1] != "01B" {
+	if q := b.Queue(); len(q) != 2 || q[1].Service != "S" || q[1].Queued != 2 || q[1].Jobs[0] != testID("01A") || q[1].Jobs[1] != testID("01B") {
 		t.Fatalf("queue after restore: %+v", q)
 	}
-	if info, _ := b.Job("01C"); info.State != protocol.JobFailed || info.Code != protocol.CodeWorkerLost {
+	if info, _ := b.Job(testID("01C")); info.State != protocol.JobFailed || info.Code != protocol.CodeWorkerLost {
 		t.Fatalf("job with attempts spent: %+v", info)
 	}
-	if jobs := b.Jobs(); len(jobs) != 2 || jobs[0].ID != "01C" || jobs[1].ID != "01Z" {
+	if jobs := b.Jobs(); len(jobs) != 2 || jobs[0].ID != testID("01C") || jobs[1].ID != testID("01Z") {
 		t.Fatalf("history: %+v", jobs)
 	}
 	// The running job's next dispatch is attempt 2; its key still works.
 	out := b.HandleWorker(at(time.Second), "w1", readyZ("S"))
-	if id, m, _ := dispatched(t, one(t, out, protocol.ToWorker, "w1")); id != "01A" || m.Attempt != 1 {
+	if id, m, _ := dispatched(t, one(t, out, protocol.ToWorker, "w1")); id != testID("01A") || m.Attempt != 1 {
 		t.Fatalf("first dispatch %s attempt %d", id, m.Attempt)
 	}
 	out = b.HandleWorker(at(time.Second), "w2", readyZ("S"))
-	if id, m, _ := dispatched(t, one(t, out, protocol.ToWorker, "w2")); id != "01B" || m.Attempt != 2 {
+	if id, m, _ := dispatched(t, one(t, out, protocol.ToWorker, "w2")); id != testID("01B") || m.Attempt != 2 {
 		t.Fatalf("second dispatch %s attempt %d", id, m.Attempt)
 	}
 	_, md, _ := clientReply(t, one(t, b.HandleClient(t0, "c", zreqKey("S", "kb")), protocol.ToClient, "c"))
-	if md.Job != "01B" {
+	if md.Job != testID("01B") {
 		t.Fatalf("restored key gave %s", md.Job)
 	}
 	// A known service with no job is still known: it queues.
@@ -211,5 +215,36 @@ func TestBroker_RefEchoed(t *testing.T) {
 	out := s.HandleWorker(t0, "w1", final(string(m.Address), protocol.Meta{Status: protocol.StatusComplete}, "ok"))
 	if got := replyRef(out); got != "r5" {
 		t.Errorf("sync final: ref %q, want r5", got)
+	}
+}
+
+// A job's input frames reach its worker as sent, none, empty or several,
+// and so they do after a trip through the job store.
+func TestBroker_InputFramesKeptAsSent(t *testing.T) {
+	show := func(frames [][]byte) string { return fmt.Sprintf("%q", framesStr(frames)) }
+	for _, input := range [][]string{nil, {""}, {"a"}, {"a", "", "c"}} {
+		frames := make([][]byte, len(input))
+		for i, in := range input {
+			frames[i] = []byte(in)
+		}
+		want := show(frames)
+		b := newBroker(t, broker.Config{Durable: true})
+		b.HandleWorker(t0, "w1", readyZ("S"))
+		out := b.HandleClient(t0, "c", zreq("S", nil, input...))
+		if _, _, body := dispatched(t, one(t, out, protocol.ToWorker, "w1")); show(body) != want {
+			t.Errorf("input %s dispatched as %s", want, show(body))
+		}
+		rec := b.Flush().Jobs[0]
+		if show(rec.Input) != want {
+			t.Errorf("input %s recorded as %s", want, show(rec.Input))
+		}
+		b.Committed()
+
+		r := newBroker(t, broker.Config{Durable: true})
+		r.Restore(t0, store.Snapshot{Services: []store.ServiceRecord{{Name: "S", FirstSeen: t0}}, Jobs: []store.JobRecord{*rec}})
+		out = r.HandleWorker(t0, "w1", readyZ("S"))
+		if _, _, body := dispatched(t, one(t, out, protocol.ToWorker, "w1")); show(body) != want {
+			t.Errorf("input %s dispatched after a restore as %s", want, show(body))
+		}
 	}
 }

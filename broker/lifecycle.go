@@ -18,8 +18,8 @@ func (j *job) effectiveRetries() int {
 	if j.sync {
 		return 0
 	}
-	if j.retries >= 0 {
-		return j.retries
+	if r := j.retries(); r >= 0 {
+		return r
 	}
 	return j.svc.retries
 }
@@ -33,8 +33,8 @@ func (j *job) budget(maxAttempts int) int {
 // timeToRun is j's time-to-run: its own, its service's, or the default.
 func (j *job) timeToRun(def time.Duration) time.Duration {
 	switch {
-	case j.ttr > 0:
-		return j.ttr
+	case j.ttr() > 0:
+		return j.ttr()
 	case j.svc.ttr > 0:
 		return j.svc.ttr
 	}
@@ -45,33 +45,35 @@ func (j *job) timeToRun(def time.Duration) time.Duration {
 // it opted in to retries and has some left: after RetryBackoff, doubled for
 // each attempt so far, at most RetryBackoffMax.
 func (b *Broker) retryLater(now time.Time, j *job) bool {
-	if j.attempts >= 1+j.effectiveRetries() || j.attempts >= j.budget(b.cfg.MaxAttempts) {
+	if attempts := int(j.attempts); attempts >= 1+j.effectiveRetries() || attempts >= j.budget(b.cfg.MaxAttempts) {
 		return false
 	}
 	delay := b.cfg.RetryBackoff
-	for i := 1; i < j.attempts && delay < b.cfg.RetryBackoffMax; i++ {
+	for i := int32(1); i < j.attempts && delay < b.cfg.RetryBackoffMax; i++ {
 		delay *= 2
 	}
 	delay = min(delay, b.cfg.RetryBackoffMax)
-	why := j.err
+	r := j.lastRun()
+	why := r.err
 	j.state = stateQueued
-	j.worker = ""
-	j.notBefore = now.Add(delay)
-	j.output, j.partialLen, j.truncated = j.output[:0], 0, false
+	r.worker = ""
+	r.notBefore = now.Add(delay)
+	r.output, r.partialLen, r.truncated = r.output[:0], 0, false
 	b.delay(j)
 	b.markDirty(j)
-	b.log.Info().Str(keyJob, j.id).Str(keyService, j.svc.name).Int(keyAttempt, j.attempts).
+	b.log.Info().Stringer(keyJob, j.id).Str(keyService, j.svc.name).Int32(keyAttempt, j.attempts).
 		Dur("backoff", delay).Str("error", why).Msg("failed job will be retried")
 	b.event(now, protocol.EventRequeued, j, func(e *protocol.Event) {
 		e.Error = fmt.Sprintf("failed (%s); retry in %v", why, delay)
 	})
-	j.code, j.err, j.exitCode = "", "", nil
+	r.code, r.err, r.exitCode = "", "", nil
 	return true
 }
 
-// delay keeps j in the retry list, sorted by notBefore.
+// delay keeps j in the retry list, sorted by notBefore. A delayed job has a
+// run: it failed once, or was restored with a notBefore.
 func (b *Broker) delay(j *job) {
-	i := sort.Search(len(b.delayed), func(i int) bool { return b.delayed[i].notBefore.After(j.notBefore) })
+	i := sort.Search(len(b.delayed), func(i int) bool { return b.delayed[i].lastRun().notBefore.After(j.lastRun().notBefore) })
 	b.delayed = append(b.delayed, nil)
 	copy(b.delayed[i+1:], b.delayed[i:])
 	b.delayed[i] = j
@@ -81,13 +83,13 @@ func (b *Broker) nextRetry() time.Time {
 	if len(b.delayed) == 0 {
 		return time.Time{}
 	}
-	return b.delayed[0].notBefore
+	return b.delayed[0].lastRun().notBefore
 }
 
 // retryDue moves retries whose backoff has passed to the back of their queues.
 func (b *Broker) retryDue(now time.Time) {
 	n := 0
-	for n < len(b.delayed) && !now.Before(b.delayed[n].notBefore) {
+	for n < len(b.delayed) && !now.Before(b.delayed[n].lastRun().notBefore) {
 		j := b.delayed[n]
 		j.svc.queue.PushBack(j)
 		b.dispatch(now, j.svc)
@@ -107,20 +109,23 @@ func (b *Broker) overrun(now time.Time) {
 	b.nextTTR = time.Time{}
 	var over []*worker
 	for _, w := range b.workers {
-		j := w.job
-		if j == nil || j.deadline.IsZero() {
+		if w.job == nil {
 			continue
 		}
-		if now.Before(j.deadline) {
-			b.noteTTR(j.deadline)
+		r := w.job.lastRun()
+		if r.deadline.IsZero() {
+			continue
+		}
+		if now.Before(r.deadline) {
+			b.noteTTR(r.deadline)
 			continue
 		}
 		over = append(over, w)
 	}
 	for _, w := range over {
-		j := w.job
-		ttr := j.deadline.Sub(j.started)
-		b.log.Warn().Str(keyJob, j.id).Str(keyService, j.svc.name).Str(keyWorker, hexID(w.id)).
+		j, r := w.job, w.job.lastRun()
+		ttr := r.deadline.Sub(r.started)
+		b.log.Warn().Stringer(keyJob, j.id).Str(keyService, j.svc.name).Str(keyWorker, hexID(w.id)).
 			Dur("ttr", ttr).Msg("job overran its time-to-run: stopping it")
 		b.disconnect(w.id, w.form)
 		b.forget(w)
@@ -140,7 +145,7 @@ func (b *Broker) forget(w *worker) {
 	delete(b.workers, w.id)
 	w.svc.workers--
 	w.svc.active--
-	w.job.deadline = time.Time{}
+	w.job.lastRun().deadline = time.Time{}
 	w.job = nil
 }
 
@@ -148,7 +153,7 @@ func (b *Broker) forget(w *worker) {
 // running one is stopped through its worker (DISCONNECT); either way it
 // fails with protocol.CodeCancelled. A finished job cannot be cancelled.
 func (b *Broker) cancel(now time.Time, r request, id string) {
-	j := b.jobs[id]
+	j := b.lookup(id)
 	if j == nil {
 		if _, ok := b.Job(id); ok {
 			b.refuse(r, protocol.CodeConflict, "job "+id+" has already finished")
@@ -166,17 +171,17 @@ func (b *Broker) cancel(now time.Time, r request, id string) {
 			b.undelay(j)
 		}
 	case stateActive:
-		if w := b.workers[j.worker]; w != nil && w.job == j {
+		if w := b.workers[j.worker()]; w != nil && w.job == j {
 			b.disconnect(w.id, w.form)
 			b.forget(w)
 		}
 	}
-	j.code, j.err = protocol.CodeCancelled, "cancelled by request"
+	j.fail(protocol.CodeCancelled, "cancelled by request")
 	b.finish(now, j, stateFailed)
 	if j.sync {
 		b.replyFinal(j, protocol.StatusFailed, nil)
 	}
-	b.log.Info().Str(keyJob, j.id).Str(keyService, j.svc.name).Msg("job cancelled")
+	b.log.Info().Stringer(keyJob, j.id).Str(keyService, j.svc.name).Msg("job cancelled")
 	b.answerJob(r, j)
 }
 
@@ -193,7 +198,7 @@ func (b *Broker) undelay(j *job) {
 // with a fresh budget of attempts (its attempt count restarts). Only failed
 // jobs can be retried; a completed one is submitted anew instead.
 func (b *Broker) retry(now time.Time, r request, id string) {
-	j := b.jobs[id]
+	j := b.lookup(id)
 	if j == nil && b.cfg.Archive != nil {
 		rec, ok, err := b.cfg.Archive.Job(id)
 		if err != nil {
@@ -201,6 +206,8 @@ func (b *Broker) retry(now time.Time, r request, id string) {
 		}
 		if ok {
 			j = b.restoredJob(&rec)
+		}
+		if j != nil {
 			j.state = stateFailed
 			if rec.State == protocol.JobComplete {
 				j.state = stateComplete
@@ -219,21 +226,24 @@ func (b *Broker) retry(now time.Time, r request, id string) {
 		b.refuse(r, protocol.CodeConflict, "job "+id+" was synchronous: its caller is gone; submit it again")
 		return
 	}
-	// A new job value under the same ID: the failed run stays in the
-	// history ring as it was.
+	// A new job value under the same ID, without a run: the failed run
+	// stays in the history ring as it was.
 	n := *j
 	n.state, n.attempts = stateQueued, 0
-	n.started, n.finished, n.worker = time.Time{}, time.Time{}, ""
-	n.code, n.err, n.exitCode = "", "", nil
-	n.output, n.partialLen, n.truncated = nil, 0, false
-	n.dirty, n.flushed, n.awaitingCommit = false, false, false
-	b.jobs[n.id] = &n
-	if n.key != "" {
-		b.keys[n.key] = &n
+	n.dirty, n.flushed = false, false
+	if n.x != nil {
+		x := *n.x // its own: dropInput changes it
+		x.run = nil
+		n.x = &x
+		n.dropReply()
+	}
+	b.jobs.put(&n)
+	if key := n.key(); key != "" {
+		b.keys[key] = &n
 	}
 	n.svc.queue.PushBack(&n)
 	b.markDirty(&n)
-	b.log.Info().Str(keyJob, n.id).Str(keyService, n.svc.name).Msg("failed job queued again by request")
+	b.log.Info().Stringer(keyJob, n.id).Str(keyService, n.svc.name).Msg("failed job queued again by request")
 	b.event(now, protocol.EventQueued, &n, nil)
 	b.answerJob(r, &n)
 	b.dispatch(now, n.svc)

@@ -88,7 +88,7 @@ func (b *Broker) Workers() []protocol.WorkerInfo {
 			wi.Protocol = protocol.HeaderWorkerV2
 		}
 		if w.job != nil {
-			wi.State, wi.Job = protocol.WorkerBusy, w.job.id
+			wi.State, wi.Job = protocol.WorkerBusy, w.job.id.String()
 		}
 		out = append(out, wi)
 	}
@@ -136,11 +136,11 @@ func (b *Broker) Queue() []protocol.QueueInfo {
 	for _, s := range b.sortedServices() {
 		qi := protocol.QueueInfo{Service: s.name, Queued: s.queue.Len(), Jobs: []string{}}
 		for i := 0; i < s.queue.Len() && i < maxQueueIDs; i++ {
-			qi.Jobs = append(qi.Jobs, s.queue.At(i).id)
+			qi.Jobs = append(qi.Jobs, s.queue.At(i).id.String())
 		}
 		if s.queue.Len() > 0 {
 			head := s.queue.At(0)
-			qi.Oldest, qi.Since = head.id, head.created
+			qi.Oldest, qi.Since = head.id.String(), head.created.Time()
 		}
 		out = append(out, qi)
 	}
@@ -178,7 +178,7 @@ func (b *Broker) sortedServices() []*service {
 // Job describes one job by ID, with its output when finished: from memory,
 // or from the archive for finished jobs the broker has forgotten.
 func (b *Broker) Job(id string) (protocol.JobInfo, bool) {
-	if j := b.jobs[id]; j != nil {
+	if j := b.lookup(id); j != nil {
 		return j.info(true), true
 	}
 	if b.cfg.Archive == nil || len(id) > 64 {
@@ -208,28 +208,29 @@ func (b *Broker) Job(id string) (protocol.JobInfo, bool) {
 
 func (j *job) info(withOutput bool) protocol.JobInfo {
 	ji := protocol.JobInfo{
-		ID:       j.id,
+		ID:       j.id.String(),
 		Service:  j.svc.name,
 		Sync:     j.sync,
 		State:    j.state.String(),
-		Created:  j.created,
-		Attempts: j.attempts,
-		Worker:   hexID(j.worker),
-		ExitCode: j.exitCode,
-		Code:     j.code,
-		Error:    j.err,
+		Created:  j.created.Time(),
+		Attempts: int(j.attempts),
 		Params:   j.params,
 	}
-	if !j.started.IsZero() {
-		t := j.started
+	r := j.lastRun()
+	if r == nil {
+		return ji
+	}
+	ji.Worker, ji.ExitCode, ji.Code, ji.Error = hexID(r.worker), r.exitCode, r.code, r.err
+	if !r.started.IsZero() {
+		t := r.started
 		ji.Started = &t
 	}
-	if !j.finished.IsZero() {
-		t := j.finished
+	if !r.finished.IsZero() {
+		t := r.finished
 		ji.Finished = &t
 	}
 	if withOutput && (j.state == stateComplete || j.state == stateFailed) {
-		ji.Output, ji.OutputTruncated = j.output, j.truncated
+		ji.Output, ji.OutputTruncated = r.output, r.truncated
 	}
 	return ji
 }
@@ -239,7 +240,7 @@ func (b *Broker) event(now time.Time, name string, j *job, fill func(*protocol.E
 	if !b.cfg.Events {
 		return
 	}
-	e := protocol.Event{Event: name, Time: now, Job: j.id, Service: j.svc.name, Attempt: j.attempts, Worker: hexID(j.worker)}
+	e := protocol.Event{Event: name, Time: now, Job: j.id.String(), Service: j.svc.name, Attempt: int(j.attempts), Worker: hexID(j.worker())}
 	if fill != nil {
 		fill(&e)
 	}

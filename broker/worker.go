@@ -60,11 +60,12 @@ func (b *Broker) HandleWorker(now time.Time, from string, frames [][]byte) []pro
 		if j == nil {
 			return b.out
 		}
-		j.appendOutput(m.Body, b.cfg.MaxOutput)
-		j.partialLen = len(j.output)
-		if j.sync && j.clientForm.Version == protocol.V2 {
-			b.replyClient(j.req(), protocol.CmdPartial, m.Body...)
-			j.streamed = true
+		r := j.lastRun()
+		r.appendOutput(m.Body, b.cfg.MaxOutput)
+		r.partialLen = len(r.output)
+		if j.sync && j.x.reply.form.Version == protocol.V2 {
+			b.replyClient(*j.x.reply, protocol.CmdPartial, m.Body...)
+			r.streamed = true
 		}
 	case protocol.CmdReply:
 		j := b.held(w, m)
@@ -161,7 +162,7 @@ func (b *Broker) ready(now time.Time, id string, m protocol.Message) {
 
 // held returns the job w holds if m is about it, or nil (logged) if not.
 func (b *Broker) held(w *worker, m protocol.Message) *job {
-	if w.job == nil || w.job.id != string(m.Address) {
+	if w.job == nil || !w.job.hasID(m.Address) {
 		b.log.Warn().Str(keyWorker, hexID(w.id)).Str(keyService, w.svc.name).Str(keyJob, printable(m.Address)).
 			Stringer("command", m.Cmd).Msg("reply for a job the worker does not hold: dropped")
 		return nil
@@ -171,29 +172,29 @@ func (b *Broker) held(w *worker, m protocol.Message) *job {
 
 // complete ends j with the worker's final reply and makes w idle again.
 func (b *Broker) complete(now time.Time, w *worker, j *job, body [][]byte) {
-	state := stateComplete
+	state, r := stateComplete, j.lastRun()
 	meta, rest, ok, err := protocol.SplitMeta(body)
 	switch {
 	case err != nil:
 		// A zmws worker whose status we cannot read: the job failed, and
 		// the output is kept for whoever looks.
 		state = stateFailed
-		j.code, j.err = protocol.CodeJobFailed, "worker sent an unreadable status: "+err.Error()
+		r.code, r.err = protocol.CodeJobFailed, "worker sent an unreadable status: "+err.Error()
 	case ok && meta.Status == protocol.StatusFailed:
 		state = stateFailed
-		j.code, j.err, j.exitCode = protocol.CodeJobFailed, meta.Error, meta.ExitCode
-		if j.err == "" {
-			j.err = "job failed"
+		r.code, r.err, r.exitCode = protocol.CodeJobFailed, meta.Error, meta.ExitCode
+		if r.err == "" {
+			r.err = "job failed"
 		}
 	case ok:
-		j.exitCode = meta.ExitCode
+		r.exitCode = meta.ExitCode
 	}
-	j.appendOutput(rest, b.cfg.MaxOutput)
+	r.appendOutput(rest, b.cfg.MaxOutput)
 	w.job = nil
 	w.jobsDone++
 	w.svc.active--
 	w.svc.idle = append(w.svc.idle, w)
-	j.deadline = time.Time{}
+	r.deadline = time.Time{}
 	if state == stateFailed && b.retryLater(now, j) {
 		b.dispatch(now, w.svc)
 		return
@@ -213,9 +214,10 @@ func (b *Broker) complete(now time.Time, w *worker, j *job, body [][]byte) {
 // any sync reply.
 func (b *Broker) finish(now time.Time, j *job, state jobState) {
 	j.state = state
-	j.finished = now
+	r := j.ensureRun()
+	r.finished = now
 	if state == stateComplete {
-		j.input = nil // the job will not run again; free its payload
+		j.dropInput() // the job will not run again
 	}
 	if state == stateComplete {
 		j.svc.completed++
@@ -226,20 +228,20 @@ func (b *Broker) finish(now time.Time, j *job, state jobState) {
 	b.remember(j)
 	ev := b.log.Debug()
 	if state == stateFailed {
-		ev = b.log.Info().Str(keyCode, j.code).Str("error", j.err)
+		ev = b.log.Info().Str(keyCode, r.code).Str("error", r.err)
 	}
 	if ev.Enabled() {
-		ev.Str(keyJob, j.id).Str(keyService, j.svc.name).Str(keyWorker, hexID(j.worker)).
-			Int(keyAttempt, j.attempts).Dur(keyElapsed, now.Sub(j.created)).Stringer("state", state).Msg("job finished")
+		ev.Stringer(keyJob, j.id).Str(keyService, j.svc.name).Str(keyWorker, hexID(r.worker)).
+			Int32(keyAttempt, j.attempts).Dur(keyElapsed, now.Sub(j.created.Time())).Stringer("state", state).Msg("job finished")
 	}
 	name := protocol.EventCompleted
 	if state == stateFailed {
 		name = protocol.EventFailed
 	}
 	b.event(now, name, j, func(e *protocol.Event) {
-		e.ExitCode, e.Code, e.Error = j.exitCode, j.code, j.err
-		if !j.started.IsZero() {
-			e.Elapsed = now.Sub(j.started).Seconds()
+		e.ExitCode, e.Code, e.Error = r.exitCode, r.code, r.err
+		if !r.started.IsZero() {
+			e.Elapsed = now.Sub(r.started).Seconds()
 		}
 	})
 }
@@ -247,18 +249,18 @@ func (b *Broker) finish(now time.Time, j *job, state jobState) {
 // remember puts a finished job in the history ring; the job it displaces is
 // forgotten (it stays in the job store, when there is one).
 func (b *Broker) remember(j *job) {
-	b.jobs[j.id] = j
+	b.jobs.put(j)
 	if len(b.history) < b.cfg.History {
 		b.history = append(b.history, j)
 	} else {
 		old := b.history[b.histNext]
-		if b.jobs[old.id] == old { // not if a retry runs under the same ID
-			delete(b.jobs, old.id)
+		if b.jobs.get(old.id) == old { // not if a retry runs under the same ID
+			b.jobs.delete(old.id)
 		}
 		// An idempotency key outlives the job in memory until the job's
 		// record is committed: the store answers for it after that.
-		if old.key != "" && !old.dirty && !old.flushed && b.keys[old.key] == old {
-			delete(b.keys, old.key)
+		if key := old.key(); key != "" && !old.dirty && !old.flushed && b.keys[key] == old {
+			delete(b.keys, key)
 		}
 		b.history[b.histNext] = j
 	}
@@ -266,15 +268,15 @@ func (b *Broker) remember(j *job) {
 }
 
 // appendOutput keeps the first max bytes of a job's output.
-func (j *job) appendOutput(frames [][]byte, max int) {
+func (r *run) appendOutput(frames [][]byte, max int) {
 	for _, f := range frames {
-		room := max - len(j.output)
+		room := max - len(r.output)
 		if len(f) > room {
-			j.output = append(j.output, f[:room]...)
-			j.truncated = true
+			r.output = append(r.output, f[:room]...)
+			r.truncated = true
 			return
 		}
-		j.output = append(j.output, f...)
+		r.output = append(r.output, f...)
 	}
 }
 
