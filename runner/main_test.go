@@ -20,11 +20,31 @@ import (
 // the test templates put it in their env.
 const childEnv = "RUNNER_TEST_CHILD"
 
+// hostEnv makes a run of the test binary a zmws-run stand-in: a prestart
+// handler whose spares are "pidecho DIR" children, for a test to kill.
+const hostEnv = "RUNNER_TEST_HOST"
+
 func TestMain(m *testing.M) {
 	if os.Getenv(childEnv) == "1" {
 		os.Exit(child(os.Args[1:]))
 	}
+	if dir := os.Getenv(hostEnv); dir != "" {
+		os.Exit(host(dir))
+	}
 	os.Exit(m.Run())
+}
+
+// host keeps a prestart handler with one spare until it is killed.
+func host(dir string) int {
+	tm, err := New(Spec{Service: "HOST", Prestart: true,
+		Command: Command{Args: []string{os.Args[0], "pidecho", dir}},
+		Env:     map[string]string{childEnv: "1", "GORACE": "atexit_sleep_ms=0"}}, Defaults{})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	NewHandler(tm, Config{})
+	select {}
 }
 
 // child plays the command. Modes:

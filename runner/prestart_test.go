@@ -7,9 +7,12 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -317,5 +320,39 @@ func TestPrestart_StdinParams(t *testing.T) {
 	}
 	if _, out := outputPid(t, res); out != "hello Ann\n" {
 		t.Errorf("output %q", out)
+	}
+}
+
+// zmws-run killed with SIGKILL: the kernel kills its waiting spare, which
+// would otherwise read the end of its input and run with none.
+func TestPrestart_SpareDiesWithHost(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("Pdeathsig is Linux only")
+	}
+	dir := t.TempDir()
+	host := exec.Command(testExe(t))
+	host.Env = append(os.Environ(), hostEnv+"="+dir, "GORACE=atexit_sleep_ms=0")
+	if err := host.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer host.Wait()
+	defer host.Process.Kill()
+	spare := waitStarted(t, dir, nil)
+	if err := host.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	host.Wait()
+	for deadline := time.Now().Add(wait); ; time.Sleep(5 * time.Millisecond) { // polling with a deadline
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", spare))
+		if err != nil || bytes.Contains(b, []byte(") Z")) {
+			break
+		}
+		if time.Now().After(deadline) {
+			syscall.Kill(spare, syscall.SIGKILL)
+			t.Fatalf("spare %d outlived its host", spare)
+		}
+	}
+	if _, ran := pids(t, dir); ran[spare] {
+		t.Fatalf("spare %d ran with the end of its input", spare)
 	}
 }

@@ -179,7 +179,7 @@ func (h *Handler) command(ctx context.Context, pr *proc, path string, argv, env 
 	cmd.Env = env
 	cmd.Dir = h.t.workdir
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = pr.pipes.inR, pr.pipes.outW, pr.pipes.errW
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = procAttr()
 	cmd.Cancel = func() error {
 		pr.stopped.Store(true)
 		return signalGroup(cmd.Process.Pid, syscall.SIGTERM)

@@ -2,7 +2,21 @@
 
 package runner
 
-import "golang.org/x/sys/unix"
+import (
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// procAttr puts a command in a process group of its own, and has the
+// kernel kill it if zmws-run dies without stopping it (SIGKILL, OOM): the
+// broker gives its job to another worker then, and a prestarted command
+// would otherwise read the end of its input and run with none.
+// (Pdeathsig follows the thread that forked; Go keeps its threads, as
+// nothing here locks a goroutine to one.)
+func procAttr() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+}
 
 // pipe2 makes a pipe with both ends close-on-exec, in one system call.
 func pipe2(fds *[2]int) error { return unix.Pipe2(fds[:], unix.O_CLOEXEC) }

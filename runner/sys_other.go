@@ -20,3 +20,6 @@ func pipe2(fds *[2]int) error {
 // childExited reports whether pid, a child of ours, has exited. Without
 // a way to peek, it knows only what exec's wait has told the spare.
 func childExited(pid int) bool { return false }
+
+// procAttr puts a command in a process group of its own.
+func procAttr() *syscall.SysProcAttr { return &syscall.SysProcAttr{Setpgid: true} }
