@@ -24,6 +24,15 @@
 //
 //	workers, err := c.Workers(ctx)
 //
+// SubmitMany submits many jobs with a window of them in flight, for bulk
+// loads (it is what `zmws submit --each-line` uses); outcomes come back in
+// order, matched to their requests by a reference the broker echoes:
+//
+//	err := c.SubmitMany(ctx, "STR-REV", seq, 0, func(s client.Submitted) error {
+//		if s.Err != nil { ... } // request s.Index was refused
+//		return nil
+//	})
+//
 // # Errors
 //
 // A job that ran and failed is not a Go error: Call returns a Result whose
