@@ -155,6 +155,7 @@ type service struct {
 	name      string
 	queue     deque     // queued jobs, FIFO
 	idle      []*worker // idle workers, least recently used first
+	spare     []*worker // busy workers with prefetch room, in turn
 	workers   int       // live workers (idle + busy)
 	active    int       // jobs running now
 	completed uint64
@@ -167,13 +168,20 @@ type service struct {
 
 // worker is a live worker. Transitions: (READY) → idle → busy → idle ...;
 // any state → gone (expired, DISCONNECT, protocol error).
+//
+// A zmws worker that declared a prefetch of N in READY holds up to 1+N
+// jobs: it runs jobs[0] and the rest wait at the worker, so its next job is
+// there when it finishes one, without a trip to the broker. They run in
+// order. A busy worker with room is in its service's spare list; an idle
+// one is given work before any spare one.
 type worker struct {
 	id       string
 	svc      *service
 	form     protocol.Form
 	zmws     bool // sent a meta frame in READY: gets meta frames in REQUEST
 	details  *protocol.WorkerDetails
-	job      *job // nil when idle
+	jobs     []*job // jobs[0] runs, the rest wait at the worker; empty when idle
+	prefetch int    // jobs it may hold beyond the running one
 	since    time.Time
 	lastSeen time.Time
 	jobsDone int
@@ -323,19 +331,54 @@ func (b *Broker) dropWorker(now time.Time, w *worker, why string) {
 	delete(b.workers, w.id)
 	s := w.svc
 	s.workers--
-	if w.job == nil {
-		for i, x := range s.idle {
-			if x == w {
-				s.idle = append(s.idle[:i], s.idle[i+1:]...)
-				break
-			}
-		}
+	s.idle = without(s.idle, w)
+	s.spare = without(s.spare, w)
+	if len(w.jobs) == 0 {
 		return
 	}
-	j := w.job
-	w.job = nil
+	j := w.jobs[0]
+	b.unstarted(now, w)
 	s.active--
 	b.lost(now, j, w, "worker "+hexID(w.id)+" "+why, protocol.CodeWorkerLost)
+}
+
+// without removes w from ws, keeping the order.
+func without(ws []*worker, w *worker) []*worker {
+	for i, x := range ws {
+		if x == w {
+			copy(ws[i:], ws[i+1:])
+			ws[len(ws)-1] = nil
+			return ws[:len(ws)-1]
+		}
+	}
+	return ws
+}
+
+// unstarted puts the jobs waiting at w (prefetched, never started) back at
+// the head of their queue, in order, as if never dispatched: their attempt
+// is not spent. w keeps only its running job.
+func (b *Broker) unstarted(now time.Time, w *worker) {
+	if len(w.jobs) < 2 {
+		return
+	}
+	s := w.svc
+	for i := len(w.jobs) - 1; i >= 1; i-- {
+		j := w.jobs[i]
+		r := j.lastRun()
+		j.state = stateQueued
+		j.attempts--
+		r.worker = ""
+		r.deadline = time.Time{}
+		s.active--
+		s.queue.PushFront(j)
+		b.markDirty(j)
+		b.event(now, protocol.EventRequeued, j, func(e *protocol.Event) {
+			e.Worker = hexID(w.id)
+			e.Error = "not started: its worker is gone"
+		})
+		w.jobs[i] = nil
+	}
+	w.jobs = w.jobs[:1]
 }
 
 // lost puts a job whose run ended without a result (its worker died,
@@ -376,12 +419,23 @@ func (b *Broker) lost(now time.Time, j *job, w *worker, why, code string) {
 
 // dispatch hands queued jobs of s to its idle workers, least recently used first.
 func (b *Broker) dispatch(now time.Time, s *service) {
-	for s.queue.Len() > 0 && len(s.idle) > 0 {
+	for s.queue.Len() > 0 && len(s.idle)+len(s.spare) > 0 {
+		var w *worker
+		if len(s.idle) > 0 {
+			w = s.idle[0]
+			s.idle = without(s.idle, w)
+			if w.prefetch > 0 {
+				s.spare = append(s.spare, w)
+			}
+		} else {
+			// Busy workers with room take turns.
+			w = s.spare[0]
+			s.spare = without(s.spare, w)
+			if len(w.jobs)+1 <= w.prefetch {
+				s.spare = append(s.spare, w)
+			}
+		}
 		j := s.queue.PopFront()
-		w := s.idle[0]
-		copy(s.idle, s.idle[1:])
-		s.idle[len(s.idle)-1] = nil
-		s.idle = s.idle[:len(s.idle)-1]
 
 		j.state = stateActive
 		j.attempts++
@@ -389,11 +443,10 @@ func (b *Broker) dispatch(now time.Time, s *service) {
 		r.started = now
 		r.worker = w.id
 		r.notBefore = time.Time{}
-		w.job = j
+		w.jobs = append(w.jobs, j)
 		s.active++
-		if ttr := j.timeToRun(b.cfg.TTR); ttr > 0 {
-			r.deadline = now.Add(ttr)
-			b.noteTTR(r.deadline)
+		if len(w.jobs) == 1 {
+			b.startClock(now, j)
 		}
 		b.markDirty(j)
 

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -109,10 +110,10 @@ func (b *Broker) overrun(now time.Time) {
 	b.nextTTR = time.Time{}
 	var over []*worker
 	for _, w := range b.workers {
-		if w.job == nil {
+		if len(w.jobs) == 0 {
 			continue
 		}
-		r := w.job.lastRun()
+		r := w.jobs[0].lastRun()
 		if r.deadline.IsZero() {
 			continue
 		}
@@ -123,12 +124,12 @@ func (b *Broker) overrun(now time.Time) {
 		over = append(over, w)
 	}
 	for _, w := range over {
-		j, r := w.job, w.job.lastRun()
+		j, r := w.jobs[0], w.jobs[0].lastRun()
 		ttr := r.deadline.Sub(r.started)
 		b.log.Warn().Stringer(keyJob, j.id).Str(keyService, j.svc.name).Str(keyWorker, hexID(w.id)).
 			Dur("ttr", ttr).Msg("job overran its time-to-run: stopping it")
 		b.disconnect(w.id, w.form)
-		b.forget(w)
+		b.forget(now, w)
 		b.lost(now, j, w, fmt.Sprintf("exceeded its time-to-run of %v", ttr), protocol.CodeTimeout)
 	}
 }
@@ -140,13 +141,27 @@ func (b *Broker) noteTTR(deadline time.Time) {
 	}
 }
 
-// forget removes a busy worker whose job the caller takes care of.
-func (b *Broker) forget(w *worker) {
+// startClock starts the time-to-run of j, which its worker starts now.
+func (b *Broker) startClock(now time.Time, j *job) {
+	r := j.lastRun()
+	r.started = now
+	if ttr := j.timeToRun(b.cfg.TTR); ttr > 0 {
+		r.deadline = now.Add(ttr)
+		b.noteTTR(r.deadline)
+	}
+}
+
+// forget removes a busy worker whose running job the caller takes care of;
+// jobs waiting at the worker go back to their queue.
+func (b *Broker) forget(now time.Time, w *worker) {
 	delete(b.workers, w.id)
-	w.svc.workers--
-	w.svc.active--
-	w.job.lastRun().deadline = time.Time{}
-	w.job = nil
+	s := w.svc
+	s.workers--
+	s.spare = without(s.spare, w)
+	b.unstarted(now, w)
+	s.active--
+	w.jobs[0].lastRun().deadline = time.Time{}
+	w.jobs = nil
 }
 
 // cancel answers SERVER-CANCEL: a queued (or backing-off) job is removed, a
@@ -171,9 +186,18 @@ func (b *Broker) cancel(now time.Time, r request, id string) {
 			b.undelay(j)
 		}
 	case stateActive:
-		if w := b.workers[j.worker()]; w != nil && w.job == j {
+		if w := b.workers[j.worker()]; w != nil && slices.Contains(w.jobs, j) {
+			// The worker is told to go, which stops its running job; jobs
+			// waiting at it go back to their queue. If j was one of those,
+			// the running one is queued again too.
 			b.disconnect(w.id, w.form)
-			b.forget(w)
+			head := w.jobs[0]
+			b.forget(now, w)
+			if head != j {
+				j.svc.queue.Remove(j)
+				b.lost(now, head, w, "worker "+hexID(w.id)+" stopped to cancel "+id+", which waited at it", protocol.CodeWorkerLost)
+			}
+			b.dispatch(now, j.svc)
 		}
 	}
 	j.fail(protocol.CodeCancelled, "cancelled by request")

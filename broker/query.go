@@ -87,8 +87,8 @@ func (b *Broker) Workers() []protocol.WorkerInfo {
 		if w.form.Version == protocol.V2 {
 			wi.Protocol = protocol.HeaderWorkerV2
 		}
-		if w.job != nil {
-			wi.State, wi.Job = protocol.WorkerBusy, w.job.id.String()
+		if len(w.jobs) > 0 {
+			wi.State, wi.Job = protocol.WorkerBusy, w.jobs[0].id.String()
 		}
 		out = append(out, wi)
 	}
@@ -116,8 +116,8 @@ func (b *Broker) Jobs() []protocol.JobInfo {
 func (b *Broker) Active() []protocol.JobInfo {
 	var out []protocol.JobInfo
 	for _, w := range b.workers {
-		if w.job != nil {
-			out = append(out, w.job.info(false))
+		for _, j := range w.jobs {
+			out = append(out, j.info(false))
 		}
 	}
 	sort.Slice(out, func(i, k int) bool { return out[i].ID < out[k].ID })

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"encoding/hex"
+	"slices"
 	"time"
 	"unicode"
 
@@ -146,6 +147,7 @@ func (b *Broker) ready(now time.Time, id string, m protocol.Message) {
 		if declared.Retries > 0 {
 			s.retries = min(declared.Retries, maxRetries)
 		}
+		w.prefetch = min(max(declared.Prefetch, 0), maxPrefetch)
 	}
 	b.workers[id] = w
 	if exp := now.Add(b.ttl + time.Millisecond); b.nextExpiry.IsZero() || exp.Before(b.nextExpiry) {
@@ -160,14 +162,39 @@ func (b *Broker) ready(now time.Time, id string, m protocol.Message) {
 	b.dispatch(now, s)
 }
 
+// maxPrefetch caps the jobs a worker may hold beyond the one it runs.
+const maxPrefetch = 64
+
 // held returns the job w holds if m is about it, or nil (logged) if not.
 func (b *Broker) held(w *worker, m protocol.Message) *job {
-	if w.job == nil || !w.job.hasID(m.Address) {
-		b.log.Warn().Str(keyWorker, hexID(w.id)).Str(keyService, w.svc.name).Str(keyJob, printable(m.Address)).
-			Stringer("command", m.Cmd).Msg("reply for a job the worker does not hold: dropped")
-		return nil
+	for _, j := range w.jobs {
+		if j.hasID(m.Address) {
+			return j
+		}
 	}
-	return w.job
+	b.log.Warn().Str(keyWorker, hexID(w.id)).Str(keyService, w.svc.name).Str(keyJob, printable(m.Address)).
+		Stringer("command", m.Cmd).Msg("reply for a job the worker does not hold: dropped")
+	return nil
+}
+
+// release takes j, which ended, from w's jobs; the next one waiting at w
+// starts its time-to-run, and w goes back to the idle list when it holds
+// none, or the spare list when it has room again.
+func (b *Broker) release(now time.Time, w *worker, j *job) {
+	s := w.svc
+	head := w.jobs[0] == j
+	i := slices.Index(w.jobs, j)
+	w.jobs = slices.Delete(w.jobs, i, i+1)
+	if head && len(w.jobs) > 0 {
+		b.startClock(now, w.jobs[0]) // the worker starts it now
+	}
+	switch {
+	case len(w.jobs) == 0:
+		s.spare = without(s.spare, w)
+		s.idle = append(s.idle, w)
+	case len(w.jobs) == w.prefetch: // had no room, has one now
+		s.spare = append(s.spare, w)
+	}
 }
 
 // complete ends j with the worker's final reply and makes w idle again.
@@ -190,11 +217,10 @@ func (b *Broker) complete(now time.Time, w *worker, j *job, body [][]byte) {
 		r.exitCode = meta.ExitCode
 	}
 	r.appendOutput(rest, b.cfg.MaxOutput)
-	w.job = nil
+	r.deadline = time.Time{}
+	b.release(now, w, j)
 	w.jobsDone++
 	w.svc.active--
-	w.svc.idle = append(w.svc.idle, w)
-	r.deadline = time.Time{}
 	if state == stateFailed && b.retryLater(now, j) {
 		b.dispatch(now, w.svc)
 		return

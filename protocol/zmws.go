@@ -140,6 +140,10 @@ type Meta struct {
 	// of order (a refusal is sent at once, an accepted durable job only once
 	// its record is committed).
 	Ref string `json:"ref,omitempty"`
+	// Prefetch, in a worker's READY, asks the broker to send it up to this
+	// many jobs beyond the one it runs (capped by the broker), which it runs
+	// in order: its next job is there when it finishes one.
+	Prefetch int `json:"prefetch,omitempty"`
 }
 
 // WorkerDetails is what a zmws worker tells about itself in READY.
@@ -279,6 +283,9 @@ func appendMetaFast(b []byte, m *Meta) ([]byte, bool) {
 		num("retries", int64(m.Retries))
 	}
 	str("ref", m.Ref)
+	if m.Prefetch != 0 {
+		num("prefetch", int64(m.Prefetch))
+	}
 	return append(b, '}'), true
 }
 

@@ -90,6 +90,9 @@ type slot struct {
 
 	handlerCtx context.Context // parent of the handlers' contexts
 	cur        *running        // the job in progress, or nil
+	// waiting holds REQUESTs the broker sent ahead (Config.Prefetch) while
+	// cur runs, in order; each starts when the one before it ends.
+	waiting []protocol.Message
 
 	stopping  bool
 	graceAt   time.Time // when a stopping slot cancels its handler
@@ -339,6 +342,7 @@ func (s *slot) drop(now time.Time, advance bool) {
 	s.sock = nil
 	s.setPoller()
 	s.pending = nil
+	s.waiting = nil // the broker queues them again
 	if s.heard {
 		s.failures = 0
 	} else {
@@ -439,6 +443,10 @@ func (s *slot) onBroker(now time.Time, frames [][]byte) {
 func (s *slot) onRequest(now time.Time, m protocol.Message) {
 	id := string(m.Address)
 	if s.cur != nil {
+		if len(s.waiting) < s.w.cfg.Prefetch {
+			s.waiting = append(s.waiting, m)
+			return
+		}
 		s.log.Warn().Str(keyJob, id).Str("running", s.cur.job.ID).Msg("request while busy, ignored")
 		return
 	}
@@ -517,7 +525,9 @@ func (s *slot) onDone(r *running) {
 		case c := <-r.chunks:
 			s.onPartial(r, c)
 		default:
-			s.onFinal(time.Now(), r)
+			now := time.Now()
+			s.onFinal(now, r)
+			s.startWaiting(now)
 			return
 		}
 	}
@@ -581,6 +591,18 @@ func finalBody(stock bool, res []byte, err error) [][]byte {
 		body = append(body, res)
 	}
 	return body
+}
+
+// startWaiting starts the next job the broker sent ahead, unless the slot
+// is stopping (the broker queues it again when the slot says DISCONNECT).
+func (s *slot) startWaiting(now time.Time) {
+	if s.stopping || s.cur != nil || len(s.waiting) == 0 || s.sock == nil {
+		return
+	}
+	m := s.waiting[0]
+	s.waiting[0] = protocol.Message{}
+	s.waiting = s.waiting[1:]
+	s.onRequest(now, m)
 }
 
 // beginStop stops taking jobs; a running handler gets the grace period.

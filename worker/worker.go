@@ -85,6 +85,15 @@ type Config struct {
 	// Jobs may set their own.
 	TTR     time.Duration
 	Retries int
+	// Prefetch asks the broker to send each slot up to this many jobs
+	// beyond the one it runs (a zmws broker caps it at 64; 0, the default,
+	// is one job at a time, as 7/MDP and 18/MDP have it). A slot then
+	// starts its next job as soon as it has sent a result, without waiting
+	// for a trip to the broker: more jobs per second for short jobs, at the
+	// cost of jobs waiting behind a long one at this worker while another
+	// worker may be free. Jobs waiting at a slot that stops or loses its
+	// broker go back to the broker's queue, their attempt not counted.
+	Prefetch int
 	// Logger receives the worker's logs (default: none).
 	Logger zerolog.Logger
 }
@@ -123,6 +132,8 @@ func New(cfg Config) (*Worker, error) {
 	case cfg.Heartbeat < 0, cfg.Liveness < 0, cfg.ReconnectMin < 0, cfg.ReconnectMax < 0,
 		cfg.Grace < 0, cfg.Idle < 0:
 		return nil, errors.New("worker: negative duration or liveness")
+	case cfg.Prefetch < 0:
+		return nil, fmt.Errorf("worker: negative prefetch %d", cfg.Prefetch)
 	}
 	if cfg.Concurrency == 0 {
 		cfg.Concurrency = 1
@@ -161,7 +172,7 @@ func New(cfg Config) (*Worker, error) {
 	cfg.Details = &d
 	w := &Worker{
 		cfg:   cfg,
-		ready: protocol.EncodeMeta(protocol.Meta{Worker: &d, TTRMillis: cfg.TTR.Milliseconds(), Retries: cfg.Retries}),
+		ready: protocol.EncodeMeta(protocol.Meta{Worker: &d, TTRMillis: cfg.TTR.Milliseconds(), Retries: cfg.Retries, Prefetch: cfg.Prefetch}),
 		log:   cfg.Logger.With().Str("component", "worker").Str(keyService, cfg.Service).Logger(),
 	}
 	return w, nil

@@ -45,6 +45,7 @@ type CLI struct {
 	InheritEnv  bool          `help:"Pass zmws-run's whole environment to the commands (default: PATH, HOME, USER, LOGNAME, LANG, LANGUAGE, LC_*, TZ, TMPDIR)." env:"ZMWS_RUN_INHERIT_ENV"`
 	Prestart    bool          `help:"Keep one process of the --service command started per slot, waiting for its job: only for commands that read their input before anything else (a template says prestart = true)." env:"ZMWS_RUN_PRESTART"`
 
+	Prefetch  int           `help:"Jobs each slot takes from the broker ahead of the one it runs, so the next starts at once: for many short jobs; a job may then wait behind a long one here while another worker is free." default:"0" env:"ZMWS_RUN_PREFETCH"`
 	Grace     time.Duration `help:"On SIGTERM, how long running jobs may finish before they are stopped and requeued." default:"10s" env:"ZMWS_RUN_GRACE"`
 	Heartbeat time.Duration `help:"Heartbeat interval; use the broker's." default:"2500ms" env:"ZMWS_RUN_HEARTBEAT"`
 	Check     bool          `help:"Load and check the services, print them, and exit."`
@@ -99,6 +100,9 @@ func run(ctx context.Context, cli CLI, stdout, logw io.Writer) error {
 	if cli.Grace <= 0 || cli.Heartbeat <= 0 {
 		return errors.New("--grace and --heartbeat must be positive")
 	}
+	if cli.Prefetch < 0 || cli.Prefetch > 64 {
+		return fmt.Errorf("--prefetch %d: want 0 to 64", cli.Prefetch)
+	}
 
 	var grace time.Duration
 	for _, t := range ts {
@@ -130,6 +134,7 @@ func run(ctx context.Context, cli CLI, stdout, logw io.Writer) error {
 			Grace:       cli.Grace,
 			Details:     &protocol.WorkerDetails{Name: "zmws-run"},
 			Retries:     t.Retries(),
+			Prefetch:    cli.Prefetch,
 			Logger:      log,
 		})
 		if err != nil {
