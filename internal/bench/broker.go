@@ -99,9 +99,29 @@ func startInproc(ctx context.Context, tmp, storeKind string, maxQueue int) (*inp
 
 // bcase is one broker-only measurement.
 type bcase struct {
-	mode             string // sync or async
+	mode             string // sync, async or asyncpipe
 	workers, clients int
 	n                int
+	prefetch         int // the echo workers' worker.Config.Prefetch
+}
+
+// benchPrefetch is the prefetch of the cases with prefetching workers.
+const benchPrefetch = 4
+
+// svc is the service of the case's echo workers.
+func (c bcase) svc() string {
+	if c.prefetch > 0 {
+		return fmt.Sprintf("echo%dp%d", c.workers, c.prefetch)
+	}
+	return fmt.Sprintf("echo%d", c.workers)
+}
+
+// tag is what the label says of the case's workers.
+func (c bcase) tag() string {
+	if c.prefetch > 0 {
+		return fmt.Sprintf("workers=%d prefetch=%d", c.workers, c.prefetch)
+	}
+	return fmt.Sprintf("workers=%d", c.workers)
 }
 
 // brokerCases runs cases against the broker at clientEP/workerEP: for each
@@ -110,10 +130,10 @@ type bcase struct {
 // when set, prints extra INFO after each case (commit counts).
 func brokerCases(ctx context.Context, o *opts, where, storeKind, clientEP, workerEP string, cases []bcase, after func(label string)) error {
 	maxClients := 1
-	workerSets := map[int]bool{}
+	workerSets := map[bcase]bool{} // by workers and prefetch
 	for _, c := range cases {
 		maxClients = max(maxClients, c.clients)
-		workerSets[c.workers] = true
+		workerSets[bcase{workers: c.workers, prefetch: c.prefetch}] = true
 	}
 	q, err := client.New(client.Config{Broker: clientEP, Timeout: 20 * time.Second})
 	if err != nil {
@@ -123,7 +143,7 @@ func brokerCases(ctx context.Context, o *opts, where, storeKind, clientEP, worke
 	wctx := pprof.WithLabels(ctx, pprof.Labels("role", "worker"))
 	pprof.SetGoroutineLabels(wctx)
 	for w := range workerSets {
-		stop, err := startEchoWorkers(wctx, workerEP, fmt.Sprintf("echo%d", w), w)
+		stop, err := startEchoWorkersPrefetch(wctx, workerEP, w.svc(), w.workers, w.prefetch)
 		if err != nil {
 			return err
 		}
@@ -131,7 +151,7 @@ func brokerCases(ctx context.Context, o *opts, where, storeKind, clientEP, worke
 	}
 	pprof.SetGoroutineLabels(ctx)
 	for w := range workerSets {
-		if err := waitWorkers(ctx, q, one(fmt.Sprintf("echo%d", w)), w, 10*time.Second); err != nil {
+		if err := waitWorkers(ctx, q, one(w.svc()), w.workers, 10*time.Second); err != nil {
 			return err
 		}
 	}
@@ -144,8 +164,8 @@ func brokerCases(ctx context.Context, o *opts, where, storeKind, clientEP, worke
 	}
 	defer closeClients(cs)
 	for _, c := range cases {
-		svc := fmt.Sprintf("echo%d", c.workers)
-		label := fmt.Sprintf("zmws-%s where=%s store=%s workers=%d clients=%d n=%d", c.mode, where, storeKind, c.workers, c.clients, c.n)
+		svc := c.svc()
+		label := fmt.Sprintf("zmws-%s where=%s store=%s %s clients=%d n=%d", c.mode, where, storeKind, c.tag(), c.clients, c.n)
 		deadline := time.Now().Add(o.caseTime)
 		warm := max(200, c.n/20)
 		switch c.mode {
@@ -165,7 +185,7 @@ func brokerCases(ctx context.Context, o *opts, where, storeKind, clientEP, worke
 				return err
 			}
 			out("%s", summary(label, rs))
-			out("%s", doneSummary(fmt.Sprintf("zmws-async-done where=%s store=%s workers=%d clients=%d n=%d", where, storeKind, c.workers, c.clients, c.n), rs))
+			out("%s", doneSummary(fmt.Sprintf("zmws-async-done where=%s store=%s %s clients=%d n=%d", where, storeKind, c.tag(), c.clients, c.n), rs))
 		case "asyncpipe":
 			rs, err := repeat(label, o.runs, warm, c.n, func(jobs int) (run, error) {
 				return asyncPipeRun(cctx, cs[:c.clients], q, svc, jobs, pipeWindow, 2*time.Millisecond, deadline)
@@ -174,7 +194,7 @@ func brokerCases(ctx context.Context, o *opts, where, storeKind, clientEP, worke
 				return err
 			}
 			out("%s", summary(label, rs))
-			out("%s", doneSummary(fmt.Sprintf("zmws-asyncpipe-done where=%s store=%s workers=%d clients=%d window=%d n=%d", where, storeKind, c.workers, c.clients, pipeWindow, c.n), rs))
+			out("%s", doneSummary(fmt.Sprintf("zmws-asyncpipe-done where=%s store=%s %s clients=%d window=%d n=%d", where, storeKind, c.tag(), c.clients, pipeWindow, c.n), rs))
 		}
 		if after != nil {
 			after(label)
@@ -189,9 +209,9 @@ func sectionBroker(ctx context.Context, o *opts) error {
 		store string
 		cases []bcase
 	}{
-		{"none", []bcase{{"sync", 1, 1, o.n1}, {"sync", 8, 8, o.n8}, {"async", 1, 1, o.n1}, {"async", 8, 8, o.n8}}},
-		{"memory", []bcase{{"async", 8, 8, o.n8}}},
-		{"bolt", []bcase{{"sync", 1, 1, o.nd1}, {"async", 1, 1, o.nd1}, {"async", 8, 8, o.nd8}, {"asyncpipe", 8, 8, o.n8}}},
+		{"none", []bcase{{"sync", 1, 1, o.n1, 0}, {"sync", 8, 8, o.n8, 0}, {"async", 1, 1, o.n1, 0}, {"async", 8, 8, o.n8, 0}}},
+		{"memory", []bcase{{"async", 8, 8, o.n8, 0}}},
+		{"bolt", []bcase{{"sync", 1, 1, o.nd1, 0}, {"async", 1, 1, o.nd1, 0}, {"async", 8, 8, o.nd8, 0}, {"asyncpipe", 8, 8, o.n8, 0}}},
 	}
 	for _, p := range plan {
 		say("broker in-process, store=%s", p.store)
@@ -227,8 +247,10 @@ func sectionZmwsd(ctx context.Context, o *opts) error {
 		store string
 		cases []bcase
 	}{
-		{"none", []bcase{{"sync", 1, 1, o.n1}, {"sync", 8, 8, o.n8}, {"async", 1, 1, o.n1}, {"async", 8, 8, o.n8}}},
-		{"bolt", []bcase{{"sync", 1, 1, o.nd1}, {"async", 1, 1, o.nd1}, {"async", 8, 8, o.nd8}, {"asyncpipe", 8, 8, o.n8}}},
+		{"none", []bcase{{"sync", 1, 1, o.n1, 0}, {"sync", 8, 8, o.n8, 0}, {"async", 1, 1, o.n1, 0}, {"async", 8, 8, o.n8, 0},
+			{"async", 8, 8, o.n8, benchPrefetch}}},
+		{"bolt", []bcase{{"sync", 1, 1, o.nd1, 0}, {"async", 1, 1, o.nd1, 0}, {"async", 8, 8, o.nd8, 0}, {"asyncpipe", 8, 8, o.n8, 0},
+			{"asyncpipe", 8, 8, o.n8, benchPrefetch}}},
 	}
 	for _, p := range plan {
 		say("broker zmwsd child, store=%s", p.store)

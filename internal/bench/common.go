@@ -49,7 +49,12 @@ var echoHandler = worker.HandlerFunc(func(_ context.Context, j *worker.Job) ([]b
 // startEchoWorkers runs k echo worker slots for svc (one worker.Worker with
 // Concurrency k: k broker connections). stop waits until they are gone.
 func startEchoWorkers(ctx context.Context, ep, svc string, k int) (stop func(), err error) {
-	w, err := worker.New(worker.Config{Brokers: []string{ep}, Service: svc, Handler: echoHandler, Concurrency: k, Grace: time.Second})
+	return startEchoWorkersPrefetch(ctx, ep, svc, k, 0)
+}
+
+// startEchoWorkersPrefetch is startEchoWorkers with worker.Config.Prefetch.
+func startEchoWorkersPrefetch(ctx context.Context, ep, svc string, k, prefetch int) (stop func(), err error) {
+	w, err := worker.New(worker.Config{Brokers: []string{ep}, Service: svc, Handler: echoHandler, Concurrency: k, Grace: time.Second, Prefetch: prefetch})
 	if err != nil {
 		return nil, err
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -35,6 +36,32 @@ type ecase struct {
 	label string
 	async bool
 	fn    func(jobs int, deadline time.Time) (run, error)
+	b     *backend // the zmwsd and zmws-run it uses (nil: bare exec)
+}
+
+// cpuUse is CPU time spent in a case, by process: the harness itself (the
+// Go clients, or the parent of a bare exec), the commands (rev: children
+// of the harness or of zmws-run), zmwsd and zmws-run.
+type cpuUse struct{ harness, commands, zmwsd, zmwsRun time.Duration }
+
+func cpuNow(b *backend) cpuUse {
+	var u cpuUse
+	u.harness, u.commands = cpuTimes(os.Getpid())
+	if b != nil {
+		u.zmwsd = cpuTime(b.z.pid())
+		var cmds time.Duration
+		u.zmwsRun, cmds = cpuTimes(b.zr.pid())
+		u.commands += cmds
+	}
+	return u
+}
+
+func (u cpuUse) sub(v cpuUse) cpuUse {
+	return cpuUse{u.harness - v.harness, u.commands - v.commands, u.zmwsd - v.zmwsd, u.zmwsRun - v.zmwsRun}
+}
+
+func (u cpuUse) add(v cpuUse) cpuUse {
+	return cpuUse{u.harness + v.harness, u.commands + v.commands, u.zmwsd + v.zmwsd, u.zmwsRun + v.zmwsRun}
 }
 
 // sectionExec: for concurrency 1 and 2, a zmwsd child (durable journal and
@@ -59,6 +86,7 @@ func sectionExec(ctx context.Context, o *opts) error {
 type backend struct {
 	store    string
 	prestart bool // zmws-run --prestart
+	prefetch int  // zmws-run --prefetch
 	z        *zmwsd
 	zr       *child
 	q        *client.Client
@@ -79,24 +107,32 @@ func (b *backend) close() {
 // label is how the backend's cases are labelled: "store=S", then
 // "prestart" if it has it.
 func (b *backend) label() string {
+	l := "store=" + b.store
 	if b.prestart {
-		return "store=" + b.store + " prestart"
+		l += " prestart"
 	}
-	return "store=" + b.store
+	if b.prefetch > 0 {
+		l += fmt.Sprintf(" prefetch=%d", b.prefetch)
+	}
+	return l
 }
 
-func startBackend(ctx context.Context, o *opts, store string, p int, prestart bool) (*backend, error) {
+func startBackend(ctx context.Context, o *opts, store string, p int, prestart bool, prefetch int) (*backend, error) {
 	name := fmt.Sprintf("%s-%d", store, p)
 	args := []string{"--concurrency", fmt.Sprint(p)}
 	if prestart {
 		name += "-prestart"
 		args = append(args, "--prestart")
 	}
+	if prefetch > 0 {
+		name += fmt.Sprintf("-prefetch%d", prefetch)
+		args = append(args, "--prefetch", fmt.Sprint(prefetch))
+	}
 	z, err := startZmwsd(o.bin, o.tmp, "zmwsd-exec-"+name, store, store == "bolt")
 	if err != nil {
 		return nil, err
 	}
-	b := &backend{store: store, prestart: prestart, z: z}
+	b := &backend{store: store, prestart: prestart, prefetch: prefetch, z: z}
 	b.zr, err = startChild("zmws-run-"+name, filepath.Join(o.tmp, "zmws-run-"+name+".log"),
 		filepath.Join(o.bin, "zmws-run"), append(append([]string{"--broker", z.worker}, args...), "--service", "rev", "--", "rev")...)
 	if err != nil {
@@ -133,8 +169,9 @@ func execRounds(ctx context.Context, o *opts, revPath string, p int) error {
 	for _, c := range []struct {
 		store    string
 		prestart bool
-	}{{"bolt", false}, {"none", false}, {"bolt", true}, {"none", true}} {
-		b, err := startBackend(ctx, o, c.store, p, c.prestart)
+		prefetch int
+	}{{"bolt", false, 0}, {"none", false, 0}, {"bolt", true, 0}, {"none", true, 0}, {"bolt", true, 1}, {"none", true, 1}} {
+		b, err := startBackend(ctx, o, c.store, p, c.prestart, c.prefetch)
 		if err != nil {
 			return err
 		}
@@ -170,16 +207,16 @@ func execRounds(ctx context.Context, o *opts, revPath string, p int) error {
 	cases := []ecase{
 		{"bare-exec cmd=rev p=" + fmt.Sprint(p) + fmt.Sprintf(" n=%d", o.nexec), false, func(jobs int, dl time.Time) (run, error) {
 			return parallel(ctx, p, jobs, dl, func(_, _ int) error { return bareExec(revPath) })
-		}},
+		}, nil},
 	}
 	viaClient := func(b *backend) []ecase {
 		return []ecase{
 			{"zmws-run-sync via=client " + b.label() + " " + tag, false, func(jobs int, dl time.Time) (run, error) {
 				return syncRun(ctx, b.cs, constSvc("rev"), jobs, dl)
-			}},
+			}, b},
 			{"zmws-run-async via=client " + b.label() + " " + tag, true, func(jobs int, dl time.Time) (run, error) {
 				return asyncRun(ctx, b.cs, b.q, svc, constSvc("rev"), jobs, 2*time.Millisecond, dl)
-			}},
+			}, b},
 		}
 	}
 	cases = append(cases, viaClient(bolt)...)
@@ -187,7 +224,7 @@ func execRounds(ctx context.Context, o *opts, revPath string, p int) error {
 	cases = append(cases,
 		ecase{"zmws-run-sync via=http store=bolt " + tag, false, func(jobs int, dl time.Time) (run, error) {
 			return parallel(ctx, p, jobs, dl, func(_, _ int) error { return httpGet(base+"/SYNC-rev"+query, http.StatusOK, true) })
-		}},
+		}, bolt},
 		ecase{"zmws-run-async via=http store=bolt " + tag, true, func(jobs int, dl time.Time) (run, error) {
 			b0, _, err := finished(ctx, bolt.q, svc)
 			if err != nil {
@@ -204,11 +241,12 @@ func execRounds(ctx context.Context, o *opts, revPath string, p int) error {
 			}
 			r.Done = t.Sub(t0)
 			return r, nil
-		}})
+		}, bolt})
 	for _, b := range backends[2:] {
 		cases = append(cases, viaClient(b)...)
 	}
 	results := make([][]run, len(cases))
+	cpu := make([]cpuUse, len(cases))
 	warm := max(50, o.nexec/20)
 	for r := -1; r < o.runs; r++ {
 		for i, c := range cases {
@@ -216,7 +254,11 @@ func execRounds(ctx context.Context, o *opts, revPath string, p int) error {
 			if r < 0 {
 				jobs = warm
 			}
+			before := cpuNow(c.b)
 			res, err := c.fn(jobs, time.Now().Add(o.caseTime))
+			if r >= 0 {
+				cpu[i] = cpu[i].add(cpuNow(c.b).sub(before))
+			}
 			if err != nil {
 				var logs []string
 				for _, b := range backends {
@@ -235,6 +277,16 @@ func execRounds(ctx context.Context, o *opts, revPath string, p int) error {
 		if c.async {
 			out("%s", doneSummary(strings.Replace(c.label, "-async ", "-async-done ", 1), results[i]))
 		}
+		// CPU per job by process, over the measured runs (USER_HZ ticks:
+		// 10 ms resolution, fine over hundreds of jobs).
+		n := 0
+		for _, r := range results[i] {
+			n += r.Jobs
+		}
+		us := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(max(n, 1)) }
+		u := cpu[i]
+		out("INFO cpu %s us_per_job harness=%.0f commands=%.0f zmwsd=%.0f zmws-run=%.0f total=%.0f", c.label,
+			us(u.harness), us(u.commands), us(u.zmwsd), us(u.zmwsRun), us(u.harness+u.commands+u.zmwsd+u.zmwsRun))
 	}
 	// Paired ratios: each zmws run against the bare exec run of its round.
 	for i, c := range cases[1:] {

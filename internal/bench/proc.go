@@ -216,21 +216,31 @@ func rssBytes(pid int) int64 {
 
 // cpuTime is the user+system CPU time pid has used.
 func cpuTime(pid int) time.Duration {
+	self, _ := cpuTimes(pid)
+	return self
+}
+
+// cpuTimes is the user+system CPU time pid has used, and that of its
+// children it has waited for.
+func cpuTimes(pid int) (self, children time.Duration) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return 0
+		return 0, 0
 	}
 	// Fields after the command (which may hold spaces) start after ") ".
 	i := bytes.LastIndexByte(b, ')')
 	fs := strings.Fields(string(b[i+1:]))
-	// fs[0] is field 3 (state); utime is field 14, stime 15.
-	if len(fs) < 13 {
-		return 0
+	// fs[0] is field 3 (state); utime is field 14, stime 15, cutime 16,
+	// cstime 17.
+	if len(fs) < 15 {
+		return 0, 0
 	}
-	u, _ := strconv.ParseInt(fs[11], 10, 64)
-	s, _ := strconv.ParseInt(fs[12], 10, 64)
+	var v [4]int64
+	for k := range v {
+		v[k], _ = strconv.ParseInt(fs[11+k], 10, 64)
+	}
 	const hz = 100 // USER_HZ on Linux
-	return time.Duration(u+s) * time.Second / hz
+	return time.Duration(v[0]+v[1]) * time.Second / hz, time.Duration(v[2]+v[3]) * time.Second / hz
 }
 
 // fdCount is the number of open file descriptors of pid.

@@ -31,13 +31,13 @@ func cmdProfile(ctx context.Context, args []string) error {
 	var bc bcase
 	switch *c {
 	case "sync1":
-		bc = bcase{"sync", 1, 1, *n}
+		bc = bcase{"sync", 1, 1, *n, 0}
 	case "sync8":
-		bc = bcase{"sync", 8, 8, *n}
+		bc = bcase{"sync", 8, 8, *n, 0}
 	case "async1":
-		bc = bcase{"async", 1, 1, *n}
+		bc = bcase{"async", 1, 1, *n, 0}
 	case "async8":
-		bc = bcase{"async", 8, 8, *n}
+		bc = bcase{"async", 8, 8, *n, 0}
 	default:
 		return fmt.Errorf("profile: unknown -case %q", *c)
 	}

@@ -182,6 +182,9 @@ func zsel(kind string, metric string, has ...string) sel {
 	return sel{kind: kind, has: has, metric: metric}
 }
 
+// prefetchTag marks broker cases whose echo workers prefetch (benchPrefetch).
+const prefetchTag = "prefetch=4"
+
 func specs() []ratioSpec {
 	var sp []ratioSpec
 	add := func(s ratioSpec) { sp = append(sp, s) }
@@ -192,11 +195,12 @@ func specs() []ratioSpec {
 	type via struct {
 		via, store string
 		prestart   bool
+		prefetch   bool // --prefetch 1
 	}
 	for _, c := range []string{"1", "2"} {
 		bare := zsel("bare-exec", "jobs_per_s", "p="+c)
-		for _, v := range []via{{"client", "bolt", false}, {"client", "none", false}, {"http", "bolt", false},
-			{"client", "bolt", true}, {"client", "none", true}} {
+		for _, v := range []via{{"client", "bolt", false, false}, {"client", "none", false, false}, {"http", "bolt", false, false},
+			{"client", "bolt", true, false}, {"client", "none", true, false}, {"client", "bolt", true, true}, {"client", "none", true, true}} {
 			minSync, minAsync := 0.90, 0.95
 			if v.via == "http" {
 				minSync, minAsync = 0, 0
@@ -207,11 +211,18 @@ func specs() []ratioSpec {
 				tags = append(tags, "prestart")
 				what = "--prestart " + what
 			}
+			if v.prefetch {
+				tags = append(tags, "prefetch=1")
+				what = "--prefetch 1 " + what
+			}
 			ps := sel{kind: "paired", has: append([]string{"zmws-run-sync/bare-exec"}, tags...), metric: "ratio"}
 			pa := sel{kind: "paired", has: append([]string{"zmws-run-async/bare-exec"}, tags...), metric: "ratio"}
 			zs, za := zsel("zmws-run-sync", "jobs_per_s", tags...), zsel("zmws-run-async-done", "done_jobs_per_s", tags...)
 			if !v.prestart {
 				ps, pa, zs, za = ps.without("prestart"), pa.without("prestart"), zs.without("prestart"), za.without("prestart")
+			}
+			if !v.prefetch {
+				ps, pa, zs, za = ps.without("prefetch=1"), pa.without("prefetch=1"), zs.without("prefetch=1"), za.without("prefetch=1")
 			}
 			add(ratioSpec{"exec", "zmws-run sync " + what, zs, bare, &ps, minSync, 0, "jobs/s"})
 			add(ratioSpec{"exec", "zmws-run async all done " + what, za, bare, &pa, minAsync, 0, "jobs/s"})
@@ -254,14 +265,18 @@ func specs() []ratioSpec {
 		add(ratioSpec{g, "sync 1x1 / ZeroMQ one hop via Go LRU broker 1x1", s11, sel{file: zmqFile, kind: "zmq", has: []string{"proxy-lru-w1"}, metric: "jobs_per_s"}, nil, 0, 0, "jobs/s"})
 		add(ratioSpec{g, "sync 8x8 / ZeroMQ one hop via Go LRU broker 8x8", s88, sel{file: zmqFile, kind: "zmq", has: []string{"proxy-lru-w8"}, metric: "jobs_per_s"}, nil, 0, 0, "jobs/s"})
 		for _, st := range []string{"none", "bolt"} {
-			add(ratioSpec{g, "async 1x1 store=" + st + " all done / gearmand bg 1x1 done", zsel("zmws-async-done", "done_jobs_per_s", w, "store="+st, "workers=1", "clients=1"),
+			add(ratioSpec{g, "async 1x1 store=" + st + " all done / gearmand bg 1x1 done", zsel("zmws-async-done", "done_jobs_per_s", w, "store="+st, "workers=1", "clients=1").without(prefetchTag),
 				sel{file: gmDefault, kind: "gearman-bg-done", has: []string{"workers=1", "clients=1"}, metric: "done_jobs_per_s"}, nil, 0, 0, "jobs/s"})
-			add(ratioSpec{g, "async 8x8 store=" + st + " all done / gearmand bg 8x8 done", zsel("zmws-async-done", "done_jobs_per_s", w, "store="+st, "workers=8", "clients=8"),
+			add(ratioSpec{g, "async 8x8 store=" + st + " all done / gearmand bg 8x8 done", zsel("zmws-async-done", "done_jobs_per_s", w, "store="+st, "workers=8", "clients=8").without(prefetchTag),
+				sel{file: gmDefault, kind: "gearman-bg-done", has: []string{"workers=8", "clients=8"}, metric: "done_jobs_per_s"}, nil, 0, 0, "jobs/s"})
+			add(ratioSpec{g, "async 8x8 store=" + st + ", workers with prefetch 4, all done / gearmand bg 8x8 done", zsel("zmws-async-done", "done_jobs_per_s", w, "store="+st, "workers=8", "clients=8", prefetchTag),
 				sel{file: gmDefault, kind: "gearman-bg-done", has: []string{"workers=8", "clients=8"}, metric: "done_jobs_per_s"}, nil, 0, 0, "jobs/s"})
 		}
-		add(ratioSpec{g, "durable async 8x8 submitted and all done (absolute)", zsel("zmws-async-done", "done_jobs_per_s", w, "store=bolt", "workers=8", "clients=8"),
+		add(ratioSpec{g, "durable async 8x8 submitted and all done (absolute)", zsel("zmws-async-done", "done_jobs_per_s", w, "store=bolt", "workers=8", "clients=8").without(prefetchTag),
 			sel{}, nil, t(20000), 0, "jobs/s"})
-		add(ratioSpec{g, "durable async 8x8, pipelined submits (SubmitMany), submitted and all done (absolute)", zsel("zmws-asyncpipe-done", "done_jobs_per_s", w, "store=bolt", "workers=8", "clients=8"),
+		add(ratioSpec{g, "durable async 8x8, pipelined submits (SubmitMany), submitted and all done (absolute)", zsel("zmws-asyncpipe-done", "done_jobs_per_s", w, "store=bolt", "workers=8", "clients=8").without(prefetchTag),
+			sel{}, nil, t(20000), 0, "jobs/s"})
+		add(ratioSpec{g, "durable async 8x8, pipelined submits, workers with prefetch 4, submitted and all done (absolute)", zsel("zmws-asyncpipe-done", "done_jobs_per_s", w, "store=bolt", "workers=8", "clients=8", prefetchTag),
 			sel{}, nil, t(20000), 0, "jobs/s"})
 	}
 	// Where a sync job's time goes: raw DEALER peers vs the libraries,
