@@ -240,22 +240,7 @@ func TestRun_ShutdownStopsJobs(t *testing.T) {
 	}
 	// SIGKILL has been sent to the group; the kernel ends the processes a
 	// moment later, so poll (bounded) until each is gone or a zombie.
-	for _, f := range strings.Fields(got) {
-		var pid int
-		fmt.Sscan(f, &pid)
-		deadline := time.Now().Add(2 * time.Second)
-		for {
-			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-			if err != nil || bytes.Contains(b, []byte(") Z")) {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Errorf("process %d outlived zmws-run: %s", pid, b)
-				break
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
+	gone(t, strings.Fields(got))
 }
 
 // With --prestart, jobs run on processes started ahead, and none of them
@@ -293,6 +278,13 @@ func TestRun_Prestart(t *testing.T) {
 	if len(pids) < 5 {
 		t.Errorf("%d processes started; want at least one per job", len(pids))
 	}
+	gone(t, pids)
+}
+
+// gone waits (bounded) until each process in pids (decimal) has exited or
+// is a zombie: the kernel ends a killed process a moment after the signal.
+func gone(t *testing.T, pids []string) {
+	t.Helper()
 	for _, f := range pids {
 		var pid int
 		fmt.Sscan(f, &pid)
