@@ -182,6 +182,7 @@ type worker struct {
 	details  *protocol.WorkerDetails
 	jobs     []*job // jobs[0] runs, the rest wait at the worker; empty when idle
 	prefetch int    // jobs it may hold beyond the running one
+	draining bool   // it gave a job back (StatusReturned): no more jobs for it
 	since    time.Time
 	lastSeen time.Time
 	jobsDone int
@@ -340,6 +341,7 @@ func (b *Broker) dropWorker(now time.Time, w *worker, why string) {
 	b.unstarted(now, w)
 	s.active--
 	b.lost(now, j, w, "worker "+hexID(w.id)+" "+why, protocol.CodeWorkerLost)
+	b.dispatch(now, s) // lost may not have: jobs given back still wait
 }
 
 // without removes w from ws, keeping the order.

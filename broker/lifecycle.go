@@ -131,6 +131,7 @@ func (b *Broker) overrun(now time.Time) {
 		b.disconnect(w.id, w.form)
 		b.forget(now, w)
 		b.lost(now, j, w, fmt.Sprintf("exceeded its time-to-run of %v", ttr), protocol.CodeTimeout)
+		b.dispatch(now, j.svc) // lost may not have: jobs given back still wait
 	}
 }
 
@@ -195,6 +196,8 @@ func (b *Broker) cancel(now time.Time, r request, id string) {
 			b.forget(now, w)
 			if head != j {
 				j.svc.queue.Remove(j)
+				// Stopped for another job's sake: this attempt does not count.
+				head.attempts--
 				b.lost(now, head, w, "worker "+hexID(w.id)+" stopped to cancel "+id+", which waited at it", protocol.CodeWorkerLost)
 			}
 			b.dispatch(now, j.svc)

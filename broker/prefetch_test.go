@@ -131,6 +131,13 @@ func TestPrefetch_CancelWaitingJob(t *testing.T) {
 	if st := b.Services()[0]; st.Active != 0 || st.Queued != 2 || st.WorkersIdle+st.WorkersBusy != 0 {
 		t.Fatalf("service %+v", st)
 	}
+	// Neither spent an attempt: the running one was stopped for another's
+	// sake, the other never started.
+	for _, e := range requests(b.HandleWorker(t0, "w2", readyWith("S", protocol.Meta{Prefetch: 1}))) {
+		if id, m, _ := dispatched(t, e); m.Attempt != 1 {
+			t.Errorf("job %s re-dispatched as attempt %d, want 1", id, m.Attempt)
+		}
+	}
 }
 
 // A worker without a meta frame (stock MDP) never gets more than one job.
@@ -139,5 +146,58 @@ func TestPrefetch_StockWorkerOneAtATime(t *testing.T) {
 	b.HandleWorker(t0, "w1", readyStock("S"))
 	if ws, _ := to(t, submitN(t, b, "S", 3)); !slices.Equal(ws, []string{"w1"}) {
 		t.Fatalf("dispatched to %v, want w1 once", ws)
+	}
+}
+
+// A stopping worker gives back the jobs it had not started, last first:
+// they go back to the head of the queue in order, their attempt not
+// counted, and the worker gets no more jobs.
+func TestPrefetch_GivenBackJobs(t *testing.T) {
+	b := newBroker(t, broker.Config{Heartbeat: time.Hour})
+	b.HandleWorker(t0, "w1", readyWith("S", protocol.Meta{Prefetch: 2}))
+	_, ids := to(t, submitN(t, b, "S", 3))
+	returned := protocol.Meta{Status: protocol.StatusReturned}
+	for _, id := range []string{ids[2], ids[1]} {
+		if out := requests(b.HandleWorker(t0, "w1", final(id, returned))); len(out) != 0 {
+			t.Fatalf("a draining worker got jobs: %+v", out)
+		}
+	}
+	out := b.HandleWorker(t0, "w1", final(ids[0], protocol.Meta{Status: protocol.StatusComplete}))
+	if len(requests(out)) != 0 {
+		t.Fatalf("a draining worker got jobs after its last result: %+v", out)
+	}
+	if info, _ := b.Job(ids[1]); info.State != protocol.JobQueued {
+		t.Fatalf("given back job: %+v", info)
+	}
+	var got []string
+	for _, e := range requests(b.HandleWorker(t0, "w2", readyWith("S", protocol.Meta{Prefetch: 1}))) {
+		id, m, _ := dispatched(t, e)
+		if m.Attempt != 1 {
+			t.Errorf("job %s re-dispatched as attempt %d, want 1", id, m.Attempt)
+		}
+		got = append(got, id)
+	}
+	if !slices.Equal(got, ids[1:]) {
+		t.Fatalf("re-dispatched %v, want %v in order", got, ids[1:])
+	}
+}
+
+// A worker lost on its running job's last attempt: that job fails, and the
+// job waiting at it goes at once to a worker that is idle meanwhile.
+func TestPrefetch_LostWorkerWaitingJobToIdleWorker(t *testing.T) {
+	b := newBroker(t, broker.Config{Heartbeat: time.Hour, MaxAttempts: 1})
+	b.HandleWorker(t0, "a", readyWith("S", protocol.Meta{Prefetch: 1}))
+	b.HandleWorker(t0, "b", readyWith("S", protocol.Meta{Prefetch: 1}))
+	ws, ids := to(t, submitN(t, b, "S", 3)) // j1 a, j2 b, j3 waits at a
+	if !slices.Equal(ws, []string{"a", "b", "a"}) {
+		t.Fatalf("dispatched to %v", ws)
+	}
+	b.HandleWorker(t0, "b", final(ids[1], protocol.Meta{Status: protocol.StatusComplete}))
+	out := requests(b.HandleWorker(t0, "a", workerMsg(v2, protocol.CmdDisconnect, "")))
+	if info, _ := b.Job(ids[0]); info.State != protocol.JobFailed {
+		t.Fatalf("j1 on its last attempt: %+v", info)
+	}
+	if ws, got := to(t, out); !slices.Equal(ws, []string{"b"}) || got[0] != ids[2] {
+		t.Fatalf("after a was lost: %v %v, want j3 to b", ws, got)
 	}
 }

@@ -179,7 +179,7 @@ func (b *Broker) held(w *worker, m protocol.Message) *job {
 
 // release takes j, which ended, from w's jobs; the next one waiting at w
 // starts its time-to-run, and w goes back to the idle list when it holds
-// none, or the spare list when it has room again.
+// none, or the spare list when it has room again, unless it is draining.
 func (b *Broker) release(now time.Time, w *worker, j *job) {
 	s := w.svc
 	head := w.jobs[0] == j
@@ -189,6 +189,7 @@ func (b *Broker) release(now time.Time, w *worker, j *job) {
 		b.startClock(now, w.jobs[0]) // the worker starts it now
 	}
 	switch {
+	case w.draining: // it takes no more jobs
 	case len(w.jobs) == 0:
 		s.spare = without(s.spare, w)
 		s.idle = append(s.idle, w)
@@ -201,6 +202,10 @@ func (b *Broker) release(now time.Time, w *worker, j *job) {
 func (b *Broker) complete(now time.Time, w *worker, j *job, body [][]byte) {
 	state, r := stateComplete, j.lastRun()
 	meta, rest, ok, err := protocol.SplitMeta(body)
+	if err == nil && ok && meta.Status == protocol.StatusReturned {
+		b.givenBack(now, w, j)
+		return
+	}
 	switch {
 	case err != nil:
 		// A zmws worker whose status we cannot read: the job failed, and
@@ -234,6 +239,34 @@ func (b *Broker) complete(now time.Time, w *worker, j *job, body [][]byte) {
 		b.replyFinal(j, status, rest)
 	}
 	b.dispatch(now, w.svc)
+}
+
+// givenBack takes back a job w says it did not start (it is stopping): the
+// job goes to the head of its queue as if never dispatched, and w gets no
+// more jobs. A worker gives back its waiting jobs last first, so they keep
+// their order.
+func (b *Broker) givenBack(now time.Time, w *worker, j *job) {
+	s := w.svc
+	if !w.draining {
+		w.draining = true
+		s.idle = without(s.idle, w)
+		s.spare = without(s.spare, w)
+	}
+	b.release(now, w, j)
+	r := j.lastRun()
+	j.state = stateQueued
+	j.attempts--
+	r.worker = ""
+	r.deadline = time.Time{}
+	s.active--
+	s.queue.PushFront(j)
+	b.markDirty(j)
+	b.log.Info().Stringer(keyJob, j.id).Str(keyService, s.name).Str(keyWorker, hexID(w.id)).Msg("job given back by its worker, queued again")
+	b.event(now, protocol.EventRequeued, j, func(e *protocol.Event) {
+		e.Worker = hexID(w.id)
+		e.Error = "given back, not started: its worker is stopping"
+	})
+	b.dispatch(now, s)
 }
 
 // finish records a job's end: history, counters, event. The caller sends

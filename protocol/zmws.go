@@ -90,6 +90,10 @@ const (
 	StatusComplete Status = "complete" // job finished well (or a query answered)
 	StatusFailed   Status = "failed"   // job finished badly; Code, Error, ExitCode say how
 	StatusRefused  Status = "refused"  // request refused; no job was made
+	// StatusReturned, in a worker's FINAL, gives back a job it did not start
+	// (it is stopping with jobs it had prefetched): the broker queues the
+	// job again as if never dispatched and sends that worker no more jobs.
+	StatusReturned Status = "returned"
 )
 
 // Error codes carried in Meta.Code and in stock-client FAIL replies. Stable,

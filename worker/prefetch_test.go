@@ -83,3 +83,53 @@ func TestWorker_PrefetchDroppedWithConnection(t *testing.T) {
 	default:
 	}
 }
+
+// A slot that stops gives back the jobs it had not started, last first,
+// at once; the running one finishes in its grace; a REQUEST that comes
+// while it stops is given back too; then DISCONNECT.
+func TestWorker_PrefetchGivesBackAtStop(t *testing.T) {
+	b := newFakeBroker(t)
+	h := newBlock()
+	cfg := testConfig(t, h, b.ep)
+	cfg.Prefetch = 2
+	stop := start(t, cfg)
+	ready := b.expect(t, protocol.CmdReady)
+	for _, job := range []string{"J1", "J2", "J3"} {
+		b.request(ready.id, job, protocol.Meta{})
+	}
+	recvJob(t, h.started)
+	// The busy slot reads its socket within a quarter heartbeat: it has
+	// usually taken J2 and J3 before it is told to stop, and then gives
+	// them back last first; one read after that is given back as it comes.
+	time.Sleep(3 * cfg.Heartbeat / 4)
+	stopped := make(chan error, 1)
+	go func() { stopped <- stop() }()
+	back := map[string]bool{}
+	for range 2 {
+		g := b.expect(t, protocol.CmdReply)
+		if meta, _ := final(t, g, string(g.msg.Address)); meta.Status != protocol.StatusReturned {
+			t.Fatalf("%s: %+v, want returned", g.msg.Address, meta)
+		}
+		back[string(g.msg.Address)] = true
+	}
+	if !back["J2"] || !back["J3"] {
+		t.Fatalf("given back %v, want J2 and J3", back)
+	}
+	b.request(ready.id, "J4", protocol.Meta{})
+	if meta, _ := final(t, b.expect(t, protocol.CmdReply), "J4"); meta.Status != protocol.StatusReturned {
+		t.Fatalf("J4: %+v, want returned", meta)
+	}
+	close(h.release)
+	if meta, _ := final(t, b.expect(t, protocol.CmdReply), "J1"); meta.Status != protocol.StatusComplete {
+		t.Fatalf("J1: %+v, want complete", meta)
+	}
+	b.expect(t, protocol.CmdDisconnect)
+	if err := <-stopped; err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case j := <-h.started:
+		t.Fatalf("%s started while stopping", j.ID)
+	default:
+	}
+}

@@ -262,7 +262,9 @@ func (s *slot) waitJob(now time.Time) {
 	case <-s.timer.C:
 	}
 	s.timer.Stop()
-	if now := time.Now(); s.sock != nil && !now.Before(s.checkAt) {
+	// At expiry too: what has arrived is read before the broker is taken
+	// for silent.
+	if now := time.Now(); s.sock != nil && (!now.Before(s.checkAt) || !now.Before(s.expireAt)) {
 		s.drainBroker()
 		s.checkAt = now.Add(s.busyCheck)
 	}
@@ -442,14 +444,25 @@ func (s *slot) onBroker(now time.Time, frames [][]byte) {
 
 func (s *slot) onRequest(now time.Time, m protocol.Message) {
 	id := string(m.Address)
-	if s.cur != nil {
-		if len(s.waiting) < s.w.cfg.Prefetch {
-			s.waiting = append(s.waiting, m)
+	switch {
+	case s.stopping:
+		s.giveBack(m)
+		return
+	case s.cur != nil || len(s.waiting) > 0:
+		if len(s.waiting) >= s.w.cfg.Prefetch {
+			s.log.Warn().Str(keyJob, id).Msg("request beyond the prefetch, ignored")
 			return
 		}
-		s.log.Warn().Str(keyJob, id).Str("running", s.cur.job.ID).Msg("request while busy, ignored")
+		s.waiting = append(s.waiting, m)
+		s.startWaiting(now)
 		return
 	}
+	s.start(now, m)
+}
+
+// start starts the job of REQUEST m on the free slot.
+func (s *slot) start(now time.Time, m protocol.Message) {
+	id := string(m.Address)
 	meta, input, hasMeta, err := protocol.SplitMeta(m.Body)
 	if err != nil {
 		s.log.Warn().Err(err).Str(keyJob, id).Msg("malformed request, failing job")
@@ -593,21 +606,43 @@ func finalBody(stock bool, res []byte, err error) [][]byte {
 	return body
 }
 
-// startWaiting starts the next job the broker sent ahead, unless the slot
-// is stopping (the broker queues it again when the slot says DISCONNECT).
+// startWaiting starts the next job the broker sent ahead, if the slot is
+// free; one that cannot start (a malformed request, failed at once) makes
+// way for the next.
 func (s *slot) startWaiting(now time.Time) {
-	if s.stopping || s.cur != nil || len(s.waiting) == 0 || s.sock == nil {
-		return
+	for !s.stopping && s.cur == nil && len(s.waiting) > 0 && s.sock != nil {
+		m := s.waiting[0]
+		s.waiting[0] = protocol.Message{}
+		s.waiting = s.waiting[1:]
+		s.start(now, m)
 	}
-	m := s.waiting[0]
-	s.waiting[0] = protocol.Message{}
-	s.waiting = s.waiting[1:]
-	s.onRequest(now, m)
 }
 
-// beginStop stops taking jobs; a running handler gets the grace period.
+// giveBack tells the broker the slot will not run the job of REQUEST m
+// (it is stopping): the broker queues it again, its attempt not counted.
+func (s *slot) giveBack(m protocol.Message) {
+	if len(m.Body) == 0 || !protocol.IsMeta(m.Body[0]) {
+		// A stock broker knows no giving back: it requeues the job when
+		// the slot says DISCONNECT.
+		s.log.Info().Str(keyJob, string(m.Address)).Msg("stopping: job not started")
+		return
+	}
+	s.log.Info().Str(keyJob, string(m.Address)).Msg("stopping: job given back to the broker")
+	s.sendJob(protocol.Message{Cmd: protocol.CmdReply, Address: m.Address,
+		Body: [][]byte{protocol.EncodeMeta(protocol.Meta{Status: protocol.StatusReturned})}})
+}
+
+// beginStop stops taking jobs and gives back those sent ahead, last first
+// (the broker puts each at the head of its queue, so they keep their
+// order); a running handler gets the grace period.
 func (s *slot) beginStop(now time.Time) {
 	s.stopping = true
+	if s.sock != nil {
+		for i := len(s.waiting) - 1; i >= 0; i-- {
+			s.giveBack(s.waiting[i])
+		}
+	}
+	s.waiting = nil
 	if s.cur != nil {
 		s.graceAt = now.Add(s.w.cfg.Grace)
 		s.log.Info().Str(keyJob, s.cur.job.ID).Dur("grace", s.w.cfg.Grace).Msg("stopping, waiting for job")
