@@ -40,7 +40,9 @@ type Submitted struct {
 // Each submission carries a reference the broker echoes (protocol Meta.Ref),
 // so replies are matched even when a refusal overtakes acceptances still
 // waiting for their commit. A refusal is reported for its request and the
-// rest go on. If the broker stays silent for Config.Timeout, the requests
+// rest go on. A broker that does not echo references fails the call with
+// ErrBadReply at its first reply (jobs sent so far may exist). If the
+// broker stays silent for Config.Timeout, the requests
 // still unanswered are reported with ErrTimeout and SubmitMany returns it:
 // their jobs may or may not exist, and are not resent (give them Keys and
 // submit them again to be sure). SubmitMany returns early with ctx's error,
@@ -136,7 +138,11 @@ func (c *Client) SubmitMany(ctx context.Context, service string, reqs iter.Seq[R
 			if err != nil {
 				break
 			}
-			m, i, ok := c.pipelined(service, msg, reported, sent)
+			m, i, ok, err := c.pipelined(service, msg, reported, sent)
+			if err != nil {
+				c.drop()
+				return err
+			}
 			if !ok || in[i%window] {
 				continue
 			}
@@ -154,18 +160,29 @@ func (c *Client) SubmitMany(ctx context.Context, service string, reqs iter.Seq[R
 }
 
 // pipelined decodes a reply to one of SubmitMany's submissions and returns
-// the index of the request it answers, which must be in [from, to).
-func (c *Client) pipelined(service string, frames [][]byte, from, to int) (protocol.Message, int, bool) {
+// the index of the request it answers, which must be in [from, to). A reply
+// for the service that carries no reference is an error: the broker does
+// not echo references (a stock MDP broker, or a zmws broker older than
+// SubmitMany), so no reply could be matched.
+func (c *Client) pipelined(service string, frames [][]byte, from, to int) (protocol.Message, int, bool, error) {
 	m, err := protocol.DecodeReply(frames)
 	if err != nil {
 		c.log.Warn().Err(err).Str(keyService, service).Msg("malformed reply dropped")
-		return m, 0, false
+		return m, 0, false, nil
 	}
-	meta, _, ok, err := protocol.SplitMeta(m.Body)
+	if m.Service != service {
+		c.log.Debug().Str(keyService, m.Service).Msg("stray reply dropped")
+		return m, 0, false, nil
+	}
+	meta, _, _, err := protocol.SplitMeta(m.Body)
+	if err == nil && meta.Ref == "" {
+		return m, 0, false, fmt.Errorf("submit %s: the broker does not echo submission references; "+
+			"SubmitMany needs a zmws broker that does (use Submit): %w", service, ErrBadReply)
+	}
 	i, aerr := strconv.Atoi(meta.Ref)
-	if m.Service != service || err != nil || !ok || aerr != nil || i < from || i >= to {
+	if err != nil || aerr != nil || i < from || i >= to {
 		c.log.Debug().Str(keyService, m.Service).Str("ref", meta.Ref).Msg("stray reply dropped")
-		return m, 0, false
+		return m, 0, false, nil
 	}
-	return m, i, true
+	return m, i, true, nil
 }

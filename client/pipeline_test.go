@@ -155,3 +155,55 @@ func TestSubmitMany_RefusesSync(t *testing.T) {
 		t.Fatalf("SubmitMany(SYNC-S) = %v, want ErrBadRequest", err)
 	}
 }
+
+// A broker that accepts but echoes no reference: SubmitMany says so at the
+// first reply instead of waiting out its timeout.
+func TestSubmitMany_BrokerWithoutRefs(t *testing.T) {
+	r, err := zmq.NewSocket(zmq.ROUTER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	r.SetLinger(0)
+	if err := r.Bind("tcp://127.0.0.1:*"); err != nil {
+		t.Fatal(err)
+	}
+	ep, _ := r.GetLastEndpoint()
+	done := make(chan struct{})
+	defer close(done)
+	go func() { // answer the first request only, as an old zmws broker would
+		p := zmq.NewPoller()
+		p.Add(r, zmq.POLLIN)
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			if polled, _ := p.Poll(20 * time.Millisecond); len(polled) == 0 {
+				continue
+			}
+			msg, err := r.RecvMessageBytes(0)
+			if err != nil {
+				return
+			}
+			reply := protocol.EncodeClient(protocol.Message{Form: protocol.Form{Version: protocol.V2}, Cmd: protocol.CmdReply,
+				Service: "S", Body: [][]byte{protocol.EncodeMeta(protocol.Meta{Status: protocol.StatusAccepted, Job: "J"})}})
+			r.SendMessage(append([][]byte{msg[0]}, reply...))
+			return
+		}
+	}()
+	c, err := client.New(client.Config{Broker: ep, Timeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	start := time.Now()
+	err = c.SubmitMany(context.Background(), "S", requests(3), 0, func(client.Submitted) error { return nil })
+	if !errors.Is(err, client.ErrBadReply) {
+		t.Fatalf("SubmitMany = %v, want ErrBadReply", err)
+	}
+	if el := time.Since(start); el > 10*time.Second {
+		t.Fatalf("took %v: waited for the timeout", el)
+	}
+}

@@ -105,6 +105,8 @@ func (c *SubmitCmd) eachLine(e *env, params map[string]string) error {
 	})
 	if err != nil {
 		if e.ctx.Err() != nil {
+			fmt.Fprintf(e.stderr, "interrupted: %d submitted, %d refused; up to %d more lines were in flight and may or may not have made jobs\n",
+				submitted, refused, c.Window)
 			return e.ctx.Err()
 		}
 		// Transport failure: the broker is gone or silent; stop here.
