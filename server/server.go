@@ -241,7 +241,11 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 		now := time.Now()
 		wait := maxPoll
-		for _, d := range []time.Time{s.b.Deadline(), s.lazyAt} {
+		lazyAt := s.lazyAt
+		if s.commit != nil && s.commit.busy {
+			lazyAt = time.Time{} // the commit's end wakes the loop
+		}
+		for _, d := range []time.Time{s.b.Deadline(), lazyAt} {
 			if !d.IsZero() {
 				if until := d.Sub(now); until < wait {
 					wait = max(until, 0)
@@ -307,24 +311,27 @@ func (s *Server) prune(ctx context.Context) {
 // it is busy: then they wait for the next turn (group commit). Records no
 // reply waits for wait up to Config.CommitDelay for company, unless now.
 func (s *Server) startCommit(now bool) {
-	if s.commit == nil || s.commit.busy {
+	if s.commit == nil {
+		return
+	}
+	// The delay counts from when records first wait, a commit under way
+	// or not.
+	pending := s.b.Pending()
+	if pending && s.lazyAt.IsZero() {
+		s.lazyAt = time.Now().Add(s.cfg.CommitDelay)
+	}
+	if s.commit.busy {
 		return
 	}
 	// Held replies with nothing to commit (a resubmitted idempotency key
 	// whose job is in the batch being written) go with an empty batch.
 	urgent := len(s.commit.next) > 0
-	if !urgent && !s.b.Pending() {
+	if !urgent && !pending {
 		s.lazyAt = time.Time{}
 		return
 	}
-	if !urgent && !now && s.cfg.CommitDelay > 0 {
-		t := time.Now()
-		if s.lazyAt.IsZero() {
-			s.lazyAt = t.Add(s.cfg.CommitDelay)
-		}
-		if t.Before(s.lazyAt) {
-			return
-		}
+	if !urgent && !now && s.cfg.CommitDelay > 0 && time.Now().Before(s.lazyAt) {
+		return
 	}
 	s.lazyAt = time.Time{}
 	s.commit.start(s.b.Flush())
