@@ -53,6 +53,7 @@ type config struct {
 	Jobs        int           // async jobs to submit
 	Workers     int           // zmws-run processes
 	Concurrency int           // jobs at once per zmws-run
+	Prefetch    int           // zmws-run --prefetch
 	Submitters  int           // concurrent submitting clients
 	BrokerKills int           // kill -9's of zmwsd, spread over the submissions
 	WorkerKills int           // kill -9's of a random worker, at most
@@ -96,6 +97,7 @@ func (c *config) flags(fs *flag.FlagSet) {
 	fs.IntVar(&c.Jobs, "jobs", c.Jobs, "async jobs to submit")
 	fs.IntVar(&c.Workers, "workers", c.Workers, "zmws-run processes")
 	fs.IntVar(&c.Concurrency, "concurrency", c.Concurrency, "jobs at once per zmws-run (--concurrency)")
+	fs.IntVar(&c.Prefetch, "prefetch", c.Prefetch, "jobs each zmws-run slot takes ahead (--prefetch)")
 	fs.IntVar(&c.Submitters, "submitters", c.Submitters, "concurrent submitting clients")
 	fs.IntVar(&c.BrokerKills, "broker-kills", c.BrokerKills, "kill -9's of zmwsd, spread evenly over the submissions")
 	fs.IntVar(&c.WorkerKills, "worker-kills", c.WorkerKills, "kill -9's of a random worker, at most (they stop when all jobs are done)")
@@ -118,6 +120,8 @@ func (c config) check() error {
 	switch {
 	case c.Jobs < 1, c.Workers < 1, c.Concurrency < 1, c.Submitters < 1:
 		return errors.New("--jobs, --workers, --concurrency and --submitters must be at least 1")
+	case c.Prefetch < 0:
+		return errors.New("--prefetch must not be negative")
 	case c.BrokerKills < 0, c.WorkerKills < 0, c.KillEvery <= 0, c.Down < 0, c.MaxSleep < 0:
 		return errors.New("kill counts, --kill-every, --down and --max-sleep must not be negative")
 	case c.Heartbeat <= 0, c.Liveness < 1, c.MaxAttempts < 1:

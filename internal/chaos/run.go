@@ -366,7 +366,7 @@ func (c *chaos) startWorker(i int) error {
 	tag := fmt.Sprintf("w%d.%d", i+1, c.workerGen[i])
 	c.mu.Unlock()
 	p, err := c.ps.start(tag, filepath.Join(c.logDir, fmt.Sprintf("worker-%d.log", i+1)), filepath.Join(c.bin, "zmws-run"),
-		"--broker", c.wrkEP, "--service", service, "--concurrency", strconv.Itoa(c.cfg.Concurrency),
+		"--broker", c.wrkEP, "--service", service, "--concurrency", strconv.Itoa(c.cfg.Concurrency), "--prefetch", strconv.Itoa(c.cfg.Prefetch),
 		"--heartbeat", c.cfg.Heartbeat.String(), "--grace", "2s", "--kill-grace", "1s",
 		"--env", "CHAOS_WORKER="+tag, "--env", "CHAOS_RESULTS="+c.results,
 		"--", "sh", "-c", script, "chaos", "{{sleep:0}}")
