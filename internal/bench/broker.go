@@ -105,9 +105,6 @@ type bcase struct {
 	prefetch         int // the echo workers' worker.Config.Prefetch
 }
 
-// benchPrefetch is the prefetch of the cases with prefetching workers.
-const benchPrefetch = 4
-
 // svc is the service of the case's echo workers.
 func (c bcase) svc() string {
 	if c.prefetch > 0 {
@@ -119,7 +116,7 @@ func (c bcase) svc() string {
 // tag is what the label says of the case's workers.
 func (c bcase) tag() string {
 	if c.prefetch > 0 {
-		return fmt.Sprintf("workers=%d prefetch=%d", c.workers, c.prefetch)
+		return fmt.Sprintf("workers=%d %s prefetch=%d", c.workers, prefetchTag, c.prefetch)
 	}
 	return fmt.Sprintf("workers=%d", c.workers)
 }
@@ -248,9 +245,9 @@ func sectionZmwsd(ctx context.Context, o *opts) error {
 		cases []bcase
 	}{
 		{"none", []bcase{{"sync", 1, 1, o.n1, 0}, {"sync", 8, 8, o.n8, 0}, {"async", 1, 1, o.n1, 0}, {"async", 8, 8, o.n8, 0},
-			{"async", 8, 8, o.n8, benchPrefetch}}},
+			{"async", 8, 8, o.n8, o.prefetch}}},
 		{"bolt", []bcase{{"sync", 1, 1, o.nd1, 0}, {"async", 1, 1, o.nd1, 0}, {"async", 8, 8, o.nd8, 0}, {"asyncpipe", 8, 8, o.n8, 0},
-			{"asyncpipe", 8, 8, o.n8, benchPrefetch}}},
+			{"asyncpipe", 8, 8, o.n8, o.prefetch}}},
 	}
 	for _, p := range plan {
 		say("broker zmwsd child, store=%s", p.store)

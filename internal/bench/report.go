@@ -182,8 +182,8 @@ func zsel(kind string, metric string, has ...string) sel {
 	return sel{kind: kind, has: has, metric: metric}
 }
 
-// prefetchTag marks broker cases whose echo workers prefetch (benchPrefetch).
-const prefetchTag = "prefetch=4"
+// prefetchTag marks broker cases whose echo workers prefetch (run -prefetch).
+const prefetchTag = "prefetching"
 
 func specs() []ratioSpec {
 	var sp []ratioSpec
@@ -269,14 +269,14 @@ func specs() []ratioSpec {
 				sel{file: gmDefault, kind: "gearman-bg-done", has: []string{"workers=1", "clients=1"}, metric: "done_jobs_per_s"}, nil, 0, 0, "jobs/s"})
 			add(ratioSpec{g, "async 8x8 store=" + st + " all done / gearmand bg 8x8 done", zsel("zmws-async-done", "done_jobs_per_s", w, "store="+st, "workers=8", "clients=8").without(prefetchTag),
 				sel{file: gmDefault, kind: "gearman-bg-done", has: []string{"workers=8", "clients=8"}, metric: "done_jobs_per_s"}, nil, 0, 0, "jobs/s"})
-			add(ratioSpec{g, "async 8x8 store=" + st + ", workers with prefetch 4, all done / gearmand bg 8x8 done", zsel("zmws-async-done", "done_jobs_per_s", w, "store="+st, "workers=8", "clients=8", prefetchTag),
+			add(ratioSpec{g, "async 8x8 store=" + st + ", workers prefetching (-prefetch, 16), all done / gearmand bg 8x8 done", zsel("zmws-async-done", "done_jobs_per_s", w, "store="+st, "workers=8", "clients=8", prefetchTag),
 				sel{file: gmDefault, kind: "gearman-bg-done", has: []string{"workers=8", "clients=8"}, metric: "done_jobs_per_s"}, nil, 0, 0, "jobs/s"})
 		}
 		add(ratioSpec{g, "durable async 8x8 submitted and all done (absolute)", zsel("zmws-async-done", "done_jobs_per_s", w, "store=bolt", "workers=8", "clients=8").without(prefetchTag),
 			sel{}, nil, t(20000), 0, "jobs/s"})
 		add(ratioSpec{g, "durable async 8x8, pipelined submits (SubmitMany), submitted and all done (absolute)", zsel("zmws-asyncpipe-done", "done_jobs_per_s", w, "store=bolt", "workers=8", "clients=8").without(prefetchTag),
 			sel{}, nil, t(20000), 0, "jobs/s"})
-		add(ratioSpec{g, "durable async 8x8, pipelined submits, workers with prefetch 4, submitted and all done (absolute)", zsel("zmws-asyncpipe-done", "done_jobs_per_s", w, "store=bolt", "workers=8", "clients=8", prefetchTag),
+		add(ratioSpec{g, "durable async 8x8, pipelined submits, workers prefetching (-prefetch, 16), submitted and all done (absolute)", zsel("zmws-asyncpipe-done", "done_jobs_per_s", w, "store=bolt", "workers=8", "clients=8", prefetchTag),
 			sel{}, nil, t(20000), 0, "jobs/s"})
 	}
 	// Where a sync job's time goes: raw DEALER peers vs the libraries,

@@ -23,6 +23,7 @@ type opts struct {
 	scaleWorkers  int
 	scaleServices int
 	scaleProcs    int
+	prefetch      int // the prefetching echo workers' worker.Config.Prefetch
 }
 
 func cmdRun(ctx context.Context, args []string) error {
@@ -44,6 +45,7 @@ func cmdRun(ctx context.Context, args []string) error {
 	fs.IntVar(&o.scaleWorkers, "scale-workers", 1000, "workers for the scale section (0: skip)")
 	fs.IntVar(&o.scaleServices, "scale-services", 100, "services the scale workers serve")
 	fs.IntVar(&o.scaleProcs, "scale-procs", 4, "processes the scale workers run in")
+	fs.IntVar(&o.prefetch, "prefetch", 16, "prefetch of the echo workers in the prefetching zmwsd cases")
 	fs.DurationVar(&o.caseTime, "casetime", 3*time.Minute, "bound on one case")
 	maxTime := fs.Duration("maxtime", 30*time.Minute, "bound on the whole run")
 	fs.Parse(args)
