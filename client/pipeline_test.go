@@ -115,16 +115,7 @@ func TestSubmitMany_MatchesRepliesInOrder(t *testing.T) {
 // A broker that never answers: every submission is reported with ErrTimeout
 // after Config.Timeout, and SubmitMany returns it.
 func TestSubmitMany_Timeout(t *testing.T) {
-	r, err := zmq.NewSocket(zmq.ROUTER)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	r.SetLinger(0)
-	if err := r.Bind("tcp://127.0.0.1:*"); err != nil {
-		t.Fatal(err)
-	}
-	ep, _ := r.GetLastEndpoint()
+	_, ep := zmqtest.Bind(t, zmq.ROUTER)
 	c, err := client.New(client.Config{Broker: ep, Timeout: 300 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -159,19 +150,11 @@ func TestSubmitMany_RefusesSync(t *testing.T) {
 // A broker that accepts but echoes no reference: SubmitMany says so at the
 // first reply instead of waiting out its timeout.
 func TestSubmitMany_BrokerWithoutRefs(t *testing.T) {
-	r, err := zmq.NewSocket(zmq.ROUTER)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	r.SetLinger(0)
-	if err := r.Bind("tcp://127.0.0.1:*"); err != nil {
-		t.Fatal(err)
-	}
-	ep, _ := r.GetLastEndpoint()
-	done := make(chan struct{})
-	defer close(done)
-	go func() { // answer the first request only, as an old zmws broker would
+	r, ep := zmqtest.Bind(t, zmq.ROUTER)
+	done, stopped := make(chan struct{}), make(chan struct{})
+	defer func() { close(done); <-stopped }() // before the socket is closed
+	go func() {                               // answer the first request only, as an old zmws broker would
+		defer close(stopped)
 		p := zmq.NewPoller()
 		p.Add(r, zmq.POLLIN)
 		for {
