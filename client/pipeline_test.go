@@ -153,7 +153,8 @@ func TestSubmitMany_BrokerWithoutRefs(t *testing.T) {
 	r, ep := zmqtest.Bind(t, zmq.ROUTER)
 	done, stopped := make(chan struct{}), make(chan struct{})
 	defer func() { close(done); <-stopped }() // before the socket is closed
-	go func() {                               // answer the first request only, as an old zmws broker would
+	// Answer the first request only, as an old zmws broker would.
+	go func() {
 		defer close(stopped)
 		p := zmq.NewPoller()
 		p.Add(r, zmq.POLLIN)
