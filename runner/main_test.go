@@ -21,7 +21,7 @@ import (
 const childEnv = "RUNNER_TEST_CHILD"
 
 // hostEnv makes a run of the test binary a zmws-run stand-in: a prestart
-// handler whose spares are "pidecho DIR" children, for a test to kill.
+// handler whose spares are "pidhang DIR" children, for a test to kill.
 const hostEnv = "RUNNER_TEST_HOST"
 
 func TestMain(m *testing.M) {
@@ -37,7 +37,7 @@ func TestMain(m *testing.M) {
 // host keeps a prestart handler with one spare until it is killed.
 func host(dir string) int {
 	tm, err := New(Spec{Service: "HOST", Prestart: true,
-		Command: Command{Args: []string{os.Args[0], "pidecho", dir}},
+		Command: Command{Args: []string{os.Args[0], "pidhang", dir}},
 		Env:     map[string]string{childEnv: "1", "GORACE": "atexit_sleep_ms=0"}}, Defaults{})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -67,6 +67,8 @@ func host(dir string) int {
 //	pidecho DIR          create DIR/PID, copy stdin to stdout after a line
 //	                     with the PID, then create DIR/PID.ran
 //	pidexit DIR          create DIR/PID, print the PID, exit without
+//	                     reading stdin
+//	pidhang DIR          create DIR/PID, then sleep a minute without
 //	                     reading stdin
 func child(args []string) int {
 	if len(args) == 0 {
@@ -162,6 +164,9 @@ func child(args []string) int {
 		pid := strconv.Itoa(os.Getpid())
 		os.WriteFile(filepath.Join(args[0], pid), nil, 0o600)
 		fmt.Println(pid)
+	case "pidhang":
+		os.WriteFile(filepath.Join(args[0], strconv.Itoa(os.Getpid())), nil, 0o600)
+		time.Sleep(time.Minute) // never reads stdin
 	case "killself":
 		syscall.Kill(os.Getpid(), syscall.SIGKILL)
 		time.Sleep(time.Hour)

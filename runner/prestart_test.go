@@ -323,8 +323,8 @@ func TestPrestart_StdinParams(t *testing.T) {
 	}
 }
 
-// zmws-run killed with SIGKILL: the kernel kills its waiting spare, which
-// would otherwise read the end of its input and run with none.
+// zmws-run killed with SIGKILL: the kernel kills its waiting spare (here
+// one that never reads its input, so it would otherwise live on).
 func TestPrestart_SpareDiesWithHost(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("Pdeathsig is Linux only")
@@ -351,8 +351,5 @@ func TestPrestart_SpareDiesWithHost(t *testing.T) {
 			syscall.Kill(spare, syscall.SIGKILL)
 			t.Fatalf("spare %d outlived its host", spare)
 		}
-	}
-	if _, ran := pids(t, dir); ran[spare] {
-		t.Fatalf("spare %d ran with the end of its input", spare)
 	}
 }

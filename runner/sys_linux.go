@@ -11,7 +11,9 @@ import (
 // procAttr puts a command in a process group of its own, and has the
 // kernel kill it if zmws-run dies without stopping it (SIGKILL, OOM): the
 // broker gives its job to another worker then, and a prestarted command
-// would otherwise read the end of its input and run with none.
+// waiting for its job goes too. (The kernel closes the dead process's
+// files before it signals its children, so a filter blocked on its input
+// may see the end of it a moment before it is killed.)
 // (Pdeathsig follows the thread that forked; Go keeps its threads, as
 // nothing here locks a goroutine to one.)
 func procAttr() *syscall.SysProcAttr {
