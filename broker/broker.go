@@ -363,24 +363,29 @@ func (b *Broker) unstarted(now time.Time, w *worker) {
 	if len(w.jobs) < 2 {
 		return
 	}
-	s := w.svc
 	for i := len(w.jobs) - 1; i >= 1; i-- {
-		j := w.jobs[i]
-		r := j.lastRun()
-		j.state = stateQueued
-		j.attempts--
-		r.worker = ""
-		r.deadline = time.Time{}
-		s.active--
-		s.queue.PushFront(j)
-		b.markDirty(j)
-		b.event(now, protocol.EventRequeued, j, func(e *protocol.Event) {
-			e.Worker = hexID(w.id)
-			e.Error = "not started: its worker is gone"
-		})
+		b.requeueUnstarted(now, w, w.jobs[i], "not started: its worker is gone")
 		w.jobs[i] = nil
 	}
 	w.jobs = w.jobs[:1]
+}
+
+// requeueUnstarted puts j, dispatched to w but never started there, back at
+// the head of its queue as if never dispatched: its attempt is not spent.
+// The caller takes j out of w.jobs.
+func (b *Broker) requeueUnstarted(now time.Time, w *worker, j *job, why string) {
+	r := j.lastRun()
+	j.state = stateQueued
+	j.attempts--
+	r.worker = ""
+	r.deadline = time.Time{}
+	j.svc.active--
+	j.svc.queue.PushFront(j)
+	b.markDirty(j)
+	b.event(now, protocol.EventRequeued, j, func(e *protocol.Event) {
+		e.Worker = hexID(w.id)
+		e.Error = why
+	})
 }
 
 // lost puts a job whose run ended without a result (its worker died,

@@ -253,19 +253,8 @@ func (b *Broker) givenBack(now time.Time, w *worker, j *job) {
 		s.spare = without(s.spare, w)
 	}
 	b.release(now, w, j)
-	r := j.lastRun()
-	j.state = stateQueued
-	j.attempts--
-	r.worker = ""
-	r.deadline = time.Time{}
-	s.active--
-	s.queue.PushFront(j)
-	b.markDirty(j)
+	b.requeueUnstarted(now, w, j, "given back, not started: its worker is stopping")
 	b.log.Info().Stringer(keyJob, j.id).Str(keyService, s.name).Str(keyWorker, hexID(w.id)).Msg("job given back by its worker, queued again")
-	b.event(now, protocol.EventRequeued, j, func(e *protocol.Event) {
-		e.Worker = hexID(w.id)
-		e.Error = "given back, not started: its worker is stopping"
-	})
 	b.dispatch(now, s)
 }
 
