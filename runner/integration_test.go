@@ -11,34 +11,12 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/zmws/zmws/broker"
 	"github.com/zmws/zmws/client"
-	"github.com/zmws/zmws/internal/zmqtest"
+	"github.com/zmws/zmws/internal/testbroker"
 	"github.com/zmws/zmws/protocol"
 	"github.com/zmws/zmws/server"
 	"github.com/zmws/zmws/worker"
 )
-
-// startBroker runs a real server on random loopback ports until the test
-// ends and returns a client of it.
-func startBroker(t *testing.T) (*server.Server, *client.Client) {
-	t.Helper()
-	srv, err := server.New(server.Config{
-		ClientBind: "tcp://127.0.0.1:*", WorkerBind: "tcp://127.0.0.1:*",
-		Broker: broker.Config{Heartbeat: 200 * time.Millisecond, Liveness: 5},
-		Logger: zerolog.New(zerolog.NewTestWriter(t)).With().Str("side", "server").Logger(),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	zmqtest.Go(t, "server", srv.Run)
-	c, err := client.New(client.Config{Broker: srv.ClientEndpoint()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return srv, c
-}
 
 // serveTemplate runs tm as a worker of srv until the test ends and waits
 // until the broker knows its service.
@@ -81,7 +59,7 @@ func TestIntegration_StrRev(t *testing.T) {
 	if _, err := exec.LookPath("rev"); err != nil {
 		t.Skip("rev not installed")
 	}
-	srv, c := startBroker(t)
+	srv, c := testbroker.Start(t)
 	serveTemplate(t, srv, c, mustNew(t, Spec{Service: "STR-REV", Command: Command{Args: []string{"rev"}}}))
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
@@ -101,7 +79,7 @@ func TestIntegration_StrRev(t *testing.T) {
 
 // A failing command's exit code and stderr reach the caller.
 func TestIntegration_ExitCode(t *testing.T) {
-	srv, c := startBroker(t)
+	srv, c := testbroker.Start(t)
 	serveTemplate(t, srv, c, childHandler(t, Spec{Service: "FAILS"}, "exit", "3", "it broke\n").t)
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
@@ -117,7 +95,7 @@ func TestIntegration_ExitCode(t *testing.T) {
 // The first line reaches a sync caller before the command prints the
 // second: the command waits for the caller to have it.
 func TestIntegration_Streams(t *testing.T) {
-	srv, c := startBroker(t)
+	srv, c := testbroker.Start(t)
 	gate := filepath.Join(t.TempDir(), "gate")
 	serveTemplate(t, srv, c, childHandler(t, Spec{Service: "SLOW"}, "slow", gate).t)
 	ctx, cancel := context.WithTimeout(context.Background(), wait)

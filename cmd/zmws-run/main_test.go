@@ -14,9 +14,8 @@ import (
 	"github.com/alecthomas/kong"
 	"github.com/rs/zerolog"
 
-	"github.com/zmws/zmws/broker"
 	"github.com/zmws/zmws/client"
-	"github.com/zmws/zmws/internal/zmqtest"
+	"github.com/zmws/zmws/internal/testbroker"
 	"github.com/zmws/zmws/server"
 )
 
@@ -100,27 +99,6 @@ func TestRun_Errors(t *testing.T) {
 	}
 }
 
-// startBroker runs a real server on random loopback ports and returns a
-// client of it.
-func startBroker(t *testing.T) (*server.Server, *client.Client) {
-	t.Helper()
-	srv, err := server.New(server.Config{
-		ClientBind: "tcp://127.0.0.1:*", WorkerBind: "tcp://127.0.0.1:*",
-		Broker: broker.Config{Heartbeat: 200 * time.Millisecond, Liveness: 5},
-		Logger: zerolog.New(zerolog.NewTestWriter(t)).With().Str("side", "server").Logger(),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	zmqtest.Go(t, "server", srv.Run)
-	c, err := client.New(client.Config{Broker: srv.ClientEndpoint()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return srv, c
-}
-
 // start runs zmws-run with args against srv until stop is called (or the
 // test ends) and waits until every service in want is known to the broker.
 func start(t *testing.T, srv *server.Server, c *client.Client, args []string, want ...string) (stop func() error) {
@@ -163,7 +141,7 @@ func TestRun_Inline(t *testing.T) {
 	if _, err := exec.LookPath("rev"); err != nil {
 		t.Skip("rev not installed")
 	}
-	srv, c := startBroker(t)
+	srv, c := testbroker.Start(t)
 	stop := start(t, srv, c, []string{"--service", "STR-REV", "--", "rev"}, "STR-REV")
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
@@ -177,7 +155,7 @@ func TestRun_Inline(t *testing.T) {
 }
 
 func TestRun_JobsDir(t *testing.T) {
-	srv, c := startBroker(t)
+	srv, c := testbroker.Start(t)
 	start(t, srv, c, []string{"--jobs-dir", "../../examples/jobs.d", "--only", "SAY", "--only", "SLEEP"}, "SAY", "SLEEP")
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
@@ -204,7 +182,7 @@ func TestRun_ShutdownStopsJobs(t *testing.T) {
 	if _, err := exec.LookPath("sh"); err != nil {
 		t.Skip("no sh")
 	}
-	srv, c := startBroker(t)
+	srv, c := testbroker.Start(t)
 	stop := start(t, srv, c, []string{"--grace", "100ms", "--kill-grace", "100ms",
 		"--service", "NAP", "--", "sh", "-c", "trap '' TERM; echo $$; sleep 60 & echo $!; wait"}, "NAP")
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
@@ -253,7 +231,7 @@ func TestRun_Prestart(t *testing.T) {
 		t.Skip("no cat")
 	}
 	pidFile := filepath.Join(t.TempDir(), "pids")
-	srv, c := startBroker(t)
+	srv, c := testbroker.Start(t)
 	stop := start(t, srv, c, []string{"--prestart", "--concurrency", "2", "--service", "CAT", "--",
 		"sh", "-c", "echo $$ >> '" + pidFile + "'; exec cat"}, "CAT")
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
