@@ -24,6 +24,7 @@ const (
 	keyElapsed = logging.KeyElapsed
 	keyAttempt = "attempt"
 	keyCode    = "code"
+	keyKey     = "key" // the name of a peer's CURVE key
 )
 
 // Config holds the broker's tunables. Zero values take the defaults below.
@@ -64,6 +65,16 @@ type Config struct {
 	// access to storage: read-only, and expected to be fast (bbolt reads
 	// from its memory map).
 	Archive Archive
+	// Access, when set, decides what each authenticated peer may do: the
+	// server passes with every message the user the ZAP handler admitted
+	// (the name of the peer's CURVE key). On the client socket a message
+	// with no user came through no handshake (inproc: the HTTP gateway,
+	// which checks its own tokens) and is trusted; on the worker socket it
+	// is refused. nil: every peer may do everything.
+	Access Access
+	// Reload, when set, is what an admin's SERVER-RELOAD runs: the key set
+	// (and whatever else the server reloads on SIGHUP) read again.
+	Reload func() error
 	// Entropy feeds job IDs (ULIDs). Default: crypto/rand, monotonic within a
 	// millisecond.
 	Entropy io.Reader
@@ -115,6 +126,22 @@ func (c *Config) setDefaults() {
 type Archive interface {
 	Job(id string) (store.JobRecord, bool, error)
 	JobByKey(key string) (string, bool, error)
+}
+
+// Access is the broker's view of the authorized keys (auth.Keys implements
+// it). Its methods are called on the loop goroutine, once per READY or
+// submission, and must be fast: a map lookup, no I/O.
+type Access interface {
+	// MayOffer reports whether worker key user may offer service.
+	MayOffer(user, service string) bool
+	// MaySubmit reports whether client key user may submit to service.
+	MaySubmit(user, service string) bool
+	// MayAdmin reports whether client key user may cancel, retry, reload
+	// and see other peers' jobs.
+	MayAdmin(user string) bool
+	// Generation changes whenever the rights may have changed (a reload),
+	// so the broker checks its workers' keys again.
+	Generation() uint64
 }
 
 // Broker is the broker's state machine. It owns no socket and reads no
@@ -176,6 +203,8 @@ type service struct {
 // one is given work before any spare one.
 type worker struct {
 	id       string
+	user     string // the key it authenticated with ("" without CURVE)
+	gen      uint64 // Access.Generation when its right to offer svc was checked
 	svc      *service
 	form     protocol.Form
 	zmws     bool // sent a meta frame in READY: gets meta frames in REQUEST
@@ -321,6 +350,15 @@ func (b *Broker) sendWorker(w *worker, m protocol.Message) {
 func (b *Broker) disconnect(id string, form protocol.Form) {
 	b.out = append(b.out, protocol.Envelope{Peer: protocol.ToWorker, To: id,
 		Frames: protocol.EncodeWorker(protocol.Message{Form: form, Cmd: protocol.CmdDisconnect})})
+}
+
+// forbid tells a worker peer to go away because its key may not do what it
+// asked, with a meta frame saying so (MDP peers ignore trailing frames of
+// DISCONNECT; zmws workers report it).
+func (b *Broker) forbid(id string, form protocol.Form, text string) {
+	meta := protocol.EncodeMeta(protocol.Meta{Status: protocol.StatusRefused, Code: protocol.CodeForbidden, Error: text})
+	b.out = append(b.out, protocol.Envelope{Peer: protocol.ToWorker, To: id,
+		Frames: protocol.EncodeWorker(protocol.Message{Form: form, Cmd: protocol.CmdDisconnect, Body: [][]byte{meta}})})
 }
 
 // errWorkerGone is the reason text stem for jobs whose worker vanished.

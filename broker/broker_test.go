@@ -125,9 +125,9 @@ func dispatched(t *testing.T, e protocol.Envelope) (string, protocol.Meta, [][]b
 
 func TestBroker_AsyncJobGetsIDAtOnceAndRuns(t *testing.T) {
 	b := newBroker(t, broker.Config{})
-	none(t, b.HandleWorker(t0, "w1", readyZ("STR-REV")), protocol.ToWorker)
+	none(t, b.HandleWorker(t0, "w1", "", readyZ("STR-REV")), protocol.ToWorker)
 
-	out := b.HandleClient(at(time.Second), "c1", zreq("STR-REV", map[string]string{"str": "abc"}))
+	out := b.HandleClient(at(time.Second), "c1", "", zreq("STR-REV", map[string]string{"str": "abc"}))
 	_, md, _ := clientReply(t, one(t, out, protocol.ToClient, "c1"))
 	if md.Status != protocol.StatusAccepted || len(md.Job) != 26 {
 		t.Fatalf("want accepted with a ULID, got %+v", md)
@@ -136,7 +136,7 @@ func TestBroker_AsyncJobGetsIDAtOnceAndRuns(t *testing.T) {
 	if id != md.Job || wm.Attempt != 1 || wm.Params["str"] != "abc" || wm.Service != "STR-REV" {
 		t.Fatalf("dispatch: id %s meta %+v", id, wm)
 	}
-	out = b.HandleWorker(at(2*time.Second), "w1", final(id, protocol.Meta{Status: protocol.StatusComplete}, "cba"))
+	out = b.HandleWorker(at(2*time.Second), "w1", "", final(id, protocol.Meta{Status: protocol.StatusComplete}, "cba"))
 	none(t, out, protocol.ToClient) // async: the client already has its answer
 	info, ok := b.Job(id)
 	if !ok || info.State != "complete" || string(info.Output) != "cba" || info.Attempts != 1 {
@@ -148,13 +148,13 @@ func TestBroker_AsyncJobGetsIDAtOnceAndRuns(t *testing.T) {
 // not in part.
 func TestBroker_JobIDExactText(t *testing.T) {
 	b := newBroker(t, broker.Config{})
-	b.HandleWorker(t0, "w1", readyZ("S"))
-	id, _, _ := dispatched(t, one(t, b.HandleClient(t0, "c", zreq("S", nil)), protocol.ToWorker, "w1"))
+	b.HandleWorker(t0, "w1", "", readyZ("S"))
+	id, _, _ := dispatched(t, one(t, b.HandleClient(t0, "c", "", zreq("S", nil)), protocol.ToWorker, "w1"))
 	for _, other := range []string{strings.ToLower(id), id[:25], id + "0", ""} {
 		if _, ok := b.Job(other); ok {
 			t.Errorf("Job(%q) found job %s", other, id)
 		}
-		if out := b.HandleWorker(t0, "w1", final(other, protocol.Meta{Status: protocol.StatusComplete})); len(out) != 0 {
+		if out := b.HandleWorker(t0, "w1", "", final(other, protocol.Meta{Status: protocol.StatusComplete})); len(out) != 0 {
 			t.Errorf("a FINAL for %q was taken for job %s: %d envelopes", other, id, len(out))
 		}
 	}
@@ -176,10 +176,10 @@ func (zeroEntropy) Read(p []byte) (int, error) {
 // they are queued, run, cancelled, retried and forgotten.
 func TestBroker_JobIDsWithTheSameRandomBits(t *testing.T) {
 	b := newBroker(t, broker.Config{Entropy: zeroEntropy{}, History: 2})
-	b.HandleWorker(t0, "w1", readyZ("S"))
+	b.HandleWorker(t0, "w1", "", readyZ("S"))
 	var ids []string
 	for i := range 4 {
-		out := b.HandleClient(at(time.Duration(i)*time.Millisecond), "c", zreq("S", nil))
+		out := b.HandleClient(at(time.Duration(i)*time.Millisecond), "c", "", zreq("S", nil))
 		_, md, _ := clientReply(t, one(t, out, protocol.ToClient, "c"))
 		if i > 0 && md.Job[10:] != ids[0][10:] {
 			t.Fatalf("IDs %s and %s differ in more than their time", ids[0], md.Job)
@@ -203,7 +203,7 @@ func TestBroker_JobIDsWithTheSameRandomBits(t *testing.T) {
 	}
 	finish := func(i int) {
 		t.Helper()
-		if out := b.HandleWorker(t0, "w1", final(ids[i], protocol.Meta{Status: protocol.StatusComplete})); len(requests(out)) > 1 {
+		if out := b.HandleWorker(t0, "w1", "", final(ids[i], protocol.Meta{Status: protocol.StatusComplete})); len(requests(out)) > 1 {
 			t.Fatalf("FINAL for job %d: %d requests", i, len(requests(out)))
 		}
 	}
@@ -212,8 +212,8 @@ func TestBroker_JobIDsWithTheSameRandomBits(t *testing.T) {
 		want string
 	}{
 		{func() {}, "active queued queued queued"},
-		{func() { b.HandleClient(t0, "c", zreq(protocol.ServerCancel, nil, ids[1])) }, "active failed queued queued"},
-		{func() { b.HandleClient(t0, "c", zreq(protocol.ServerRetry, nil, ids[1])) }, "active queued queued queued"},
+		{func() { b.HandleClient(t0, "c", "", zreq(protocol.ServerCancel, nil, ids[1])) }, "active failed queued queued"},
+		{func() { b.HandleClient(t0, "c", "", zreq(protocol.ServerRetry, nil, ids[1])) }, "active queued queued queued"},
 		{func() { finish(0) }, "complete queued active queued"},
 		{func() { finish(2) }, "complete queued complete active"}, // the failed run of 1 leaves the history
 		{func() { finish(3) }, "- active complete complete"},
@@ -229,14 +229,14 @@ func TestBroker_JobIDsWithTheSameRandomBits(t *testing.T) {
 
 func TestBroker_UnknownServiceRefusedAtOnce(t *testing.T) {
 	b := newBroker(t, broker.Config{})
-	out := b.HandleClient(t0, "c1", zreq("NOPE", nil))
+	out := b.HandleClient(t0, "c1", "", zreq("NOPE", nil))
 	_, md, _ := clientReply(t, one(t, out, protocol.ToClient, "c1"))
 	if md.Status != protocol.StatusRefused || md.Code != protocol.CodeUnknownService ||
 		md.Error != "no worker has ever provided service NOPE" {
 		t.Fatalf("got %+v", md)
 	}
 	// A stock 7/MDP client gets FAIL, code, message.
-	out = b.HandleClient(t0, "c2", request(v1, "SYNC-NOPE", []byte("x")))
+	out = b.HandleClient(t0, "c2", "", request(v1, "SYNC-NOPE", []byte("x")))
 	m, _ := protocol.DecodeReply(one(t, out, protocol.ToClient, "c2").Frames)
 	if m.Service != "SYNC-NOPE" || len(m.Body) != 3 || string(m.Body[0]) != "FAIL" || string(m.Body[1]) != protocol.CodeUnknownService {
 		t.Fatalf("stock refusal: %q", m.Body)
@@ -248,9 +248,9 @@ func TestBroker_UnknownServiceRefusedAtOnce(t *testing.T) {
 
 func TestBroker_KnownServiceWithoutWorkersQueues(t *testing.T) {
 	b := newBroker(t, broker.Config{})
-	b.HandleWorker(t0, "w1", readyZ("SLEEP"))
-	b.HandleWorker(t0, "w1", workerMsg(v2, protocol.CmdDisconnect, ""))
-	out := b.HandleClient(at(time.Second), "c1", zreq("SLEEP", nil))
+	b.HandleWorker(t0, "w1", "", readyZ("SLEEP"))
+	b.HandleWorker(t0, "w1", "", workerMsg(v2, protocol.CmdDisconnect, ""))
+	out := b.HandleClient(at(time.Second), "c1", "", zreq("SLEEP", nil))
 	_, md, _ := clientReply(t, one(t, out, protocol.ToClient, "c1"))
 	if md.Status != protocol.StatusAccepted {
 		t.Fatalf("want accepted for a known service without workers, got %+v", md)
@@ -259,7 +259,7 @@ func TestBroker_KnownServiceWithoutWorkersQueues(t *testing.T) {
 		t.Fatalf("queue: %+v", q)
 	}
 	// A worker arriving later takes it.
-	out = b.HandleWorker(at(2*time.Second), "w2", readyZ("SLEEP"))
+	out = b.HandleWorker(at(2*time.Second), "w2", "", readyZ("SLEEP"))
 	if id, _, _ := dispatched(t, one(t, out, protocol.ToWorker, "w2")); id != md.Job {
 		t.Fatalf("dispatched %s, want %s", id, md.Job)
 	}
@@ -267,23 +267,23 @@ func TestBroker_KnownServiceWithoutWorkersQueues(t *testing.T) {
 
 func TestBroker_SyncStreamsPartialsThenFinal(t *testing.T) {
 	b := newBroker(t, broker.Config{})
-	b.HandleWorker(t0, "w1", readyZ("TAIL"))
+	b.HandleWorker(t0, "w1", "", readyZ("TAIL"))
 	for _, svc := range []string{"SYNC-TAIL", "SYNC:TAIL"} {
-		out := b.HandleClient(t0, "c1", zreq(svc, nil, "in"))
+		out := b.HandleClient(t0, "c1", "", zreq(svc, nil, "in"))
 		none(t, out, protocol.ToClient) // nothing until the worker speaks
 		id, _, body := dispatched(t, one(t, out, protocol.ToWorker, "w1"))
 		if len(body) != 1 || string(body[0]) != "in" {
 			t.Fatalf("worker input %q", body)
 		}
 		for _, chunk := range []string{"one\n", "two\n"} {
-			out = b.HandleWorker(t0, "w1", workerMsg(v2, protocol.CmdPartial, id, []byte(chunk)))
+			out = b.HandleWorker(t0, "w1", "", workerMsg(v2, protocol.CmdPartial, id, []byte(chunk)))
 			m, _, payload := clientReply(t, one(t, out, protocol.ToClient, "c1"))
 			if m.Cmd != protocol.CmdPartial || m.Service != svc || string(payload[0]) != chunk {
 				t.Fatalf("partial: %v %q %q", m.Cmd, m.Service, payload)
 			}
 		}
 		code := 3
-		out = b.HandleWorker(t0, "w1", final(id, protocol.Meta{Status: protocol.StatusFailed, Error: "boom", ExitCode: &code}, "tail"))
+		out = b.HandleWorker(t0, "w1", "", final(id, protocol.Meta{Status: protocol.StatusFailed, Error: "boom", ExitCode: &code}, "tail"))
 		m, md, payload := clientReply(t, one(t, out, protocol.ToClient, "c1"))
 		if m.Cmd != protocol.CmdReply || md.Status != protocol.StatusFailed || md.Error != "boom" ||
 			md.ExitCode == nil || *md.ExitCode != 3 || md.Job != id || string(payload[0]) != "tail" {
@@ -298,11 +298,11 @@ func TestBroker_SyncStreamsPartialsThenFinal(t *testing.T) {
 
 func TestBroker_V1ClientGetsWholeOutputAtOnce(t *testing.T) {
 	b := newBroker(t, broker.Config{})
-	b.HandleWorker(t0, "w1", readyZ("TAIL"))
-	out := b.HandleClient(t0, "c1", request(v1, "SYNC-TAIL", []byte("x")))
+	b.HandleWorker(t0, "w1", "", readyZ("TAIL"))
+	out := b.HandleClient(t0, "c1", "", request(v1, "SYNC-TAIL", []byte("x")))
 	id, _, _ := dispatched(t, one(t, out, protocol.ToWorker, "w1"))
-	none(t, b.HandleWorker(t0, "w1", workerMsg(v2, protocol.CmdPartial, id, []byte("ab"))), protocol.ToClient)
-	out = b.HandleWorker(t0, "w1", final(id, protocol.Meta{Status: protocol.StatusComplete}, "cd"))
+	none(t, b.HandleWorker(t0, "w1", "", workerMsg(v2, protocol.CmdPartial, id, []byte("ab"))), protocol.ToClient)
+	out = b.HandleWorker(t0, "w1", "", final(id, protocol.Meta{Status: protocol.StatusComplete}, "cd"))
 	m, _ := protocol.DecodeReply(one(t, out, protocol.ToClient, "c1").Frames)
 	if got := strings.Join(framesStr(m.Body), "|"); got != "ab|cd" {
 		t.Fatalf("stock V1 client got %q, want the service's whole answer", got)
@@ -319,27 +319,27 @@ func framesStr(f [][]byte) []string {
 
 func TestBroker_StockWorkerAndStockClient(t *testing.T) {
 	b := newBroker(t, broker.Config{})
-	b.HandleWorker(t0, "w1", readyStock("ECHO"))
-	out := b.HandleClient(t0, "c1", request(v1, "SYNC-ECHO", []byte("a"), []byte("b")))
+	b.HandleWorker(t0, "w1", "", readyStock("ECHO"))
+	out := b.HandleClient(t0, "c1", "", request(v1, "SYNC-ECHO", []byte("a"), []byte("b")))
 	e := one(t, out, protocol.ToWorker, "w1")
 	m, err := protocol.DecodeWorker(e.Frames)
 	if err != nil || m.Form != v1 || strings.Join(framesStr(m.Body), "|") != "a|b" {
 		t.Fatalf("stock worker got %+v %v: want the client's frames, no meta", m, err)
 	}
-	out = b.HandleWorker(t0, "w1", workerMsg(v1, protocol.CmdReply, string(m.Address), []byte("A"), []byte("B")))
+	out = b.HandleWorker(t0, "w1", "", workerMsg(v1, protocol.CmdReply, string(m.Address), []byte("A"), []byte("B")))
 	r, _ := protocol.DecodeReply(one(t, out, protocol.ToClient, "c1").Frames)
 	if strings.Join(framesStr(r.Body), "|") != "A|B" {
 		t.Fatalf("stock client got %q", r.Body)
 	}
 	// Async from a stock client: the body is the job ID.
-	out = b.HandleClient(t0, "c1", request(v1, "ECHO"))
+	out = b.HandleClient(t0, "c1", "", request(v1, "ECHO"))
 	r, _ = protocol.DecodeReply(one(t, out, protocol.ToClient, "c1").Frames)
 	if len(r.Body) != 1 || len(r.Body[0]) != 26 {
 		t.Fatalf("async stock reply %q", r.Body)
 	}
 	// Params with no input reach a stock worker as a query string.
-	b.HandleWorker(t0, "w1", workerMsg(v1, protocol.CmdReply, string(r.Body[0])))
-	out = b.HandleClient(t0, "c1", zreq("ECHO", map[string]string{"b": "2 3", "a": "1"}))
+	b.HandleWorker(t0, "w1", "", workerMsg(v1, protocol.CmdReply, string(r.Body[0])))
+	out = b.HandleClient(t0, "c1", "", zreq("ECHO", map[string]string{"b": "2 3", "a": "1"}))
 	m, _ = protocol.DecodeWorker(one(t, out, protocol.ToWorker, "w1").Frames)
 	if len(m.Body) != 1 || string(m.Body[0]) != "a=1&b=2+3" {
 		t.Fatalf("stock worker params body %q", m.Body)
@@ -349,44 +349,44 @@ func TestBroker_StockWorkerAndStockClient(t *testing.T) {
 func TestBroker_FIFOQueueAndLeastRecentlyUsedWorker(t *testing.T) {
 	b := newBroker(t, broker.Config{})
 	var ids []string
-	b.HandleWorker(t0, "w0", readyZ("S"))
-	b.HandleWorker(t0, "w0", workerMsg(v2, protocol.CmdDisconnect, "")) // S is known, no workers
+	b.HandleWorker(t0, "w0", "", readyZ("S"))
+	b.HandleWorker(t0, "w0", "", workerMsg(v2, protocol.CmdDisconnect, "")) // S is known, no workers
 	for i := 0; i < 3; i++ {
-		_, md, _ := clientReply(t, one(t, b.HandleClient(t0, "c", zreq("S", nil)), protocol.ToClient, "c"))
+		_, md, _ := clientReply(t, one(t, b.HandleClient(t0, "c", "", zreq("S", nil)), protocol.ToClient, "c"))
 		ids = append(ids, md.Job)
 	}
 	if !sort.StringsAreSorted(ids) {
 		t.Fatalf("job IDs not sortable by creation: %v", ids)
 	}
-	got, _, _ := dispatched(t, one(t, b.HandleWorker(at(time.Second), "wA", readyZ("S")), protocol.ToWorker, "wA"))
-	got2, _, _ := dispatched(t, one(t, b.HandleWorker(at(time.Second), "wB", readyZ("S")), protocol.ToWorker, "wB"))
+	got, _, _ := dispatched(t, one(t, b.HandleWorker(at(time.Second), "wA", "", readyZ("S")), protocol.ToWorker, "wA"))
+	got2, _, _ := dispatched(t, one(t, b.HandleWorker(at(time.Second), "wB", "", readyZ("S")), protocol.ToWorker, "wB"))
 	if got != ids[0] || got2 != ids[1] {
 		t.Fatalf("dispatch order %s %s, want %s %s", got, got2, ids[0], ids[1])
 	}
 	// wB finishes first and takes job 3; then wA finishes and is idle
 	// longer than wB, so the next job goes to wA.
-	got3, _, _ := dispatched(t, one(t, b.HandleWorker(at(2*time.Second), "wB", final(got2, protocol.Meta{Status: protocol.StatusComplete})), protocol.ToWorker, "wB"))
+	got3, _, _ := dispatched(t, one(t, b.HandleWorker(at(2*time.Second), "wB", "", final(got2, protocol.Meta{Status: protocol.StatusComplete})), protocol.ToWorker, "wB"))
 	if got3 != ids[2] {
 		t.Fatalf("third job %s, want %s", got3, ids[2])
 	}
-	none(t, b.HandleWorker(at(3*time.Second), "wA", final(got, protocol.Meta{Status: protocol.StatusComplete})), protocol.ToWorker)
-	none(t, b.HandleWorker(at(4*time.Second), "wB", final(got3, protocol.Meta{Status: protocol.StatusComplete})), protocol.ToWorker)
-	one(t, b.HandleClient(at(5*time.Second), "c", zreq("S", nil)), protocol.ToWorker, "wA")
+	none(t, b.HandleWorker(at(3*time.Second), "wA", "", final(got, protocol.Meta{Status: protocol.StatusComplete})), protocol.ToWorker)
+	none(t, b.HandleWorker(at(4*time.Second), "wB", "", final(got3, protocol.Meta{Status: protocol.StatusComplete})), protocol.ToWorker)
+	one(t, b.HandleClient(at(5*time.Second), "c", "", zreq("S", nil)), protocol.ToWorker, "wA")
 }
 
 func TestBroker_ExpiresSilentBusyWorkerAndRequeuesAtHead(t *testing.T) {
 	b := newBroker(t, broker.Config{Heartbeat: time.Second, Liveness: 3})
-	b.HandleWorker(t0, "w1", readyZ("S"))
-	out := b.HandleClient(t0, "c", zreq("SYNC-S", nil))
+	b.HandleWorker(t0, "w1", "", readyZ("S"))
+	out := b.HandleClient(t0, "c", "", zreq("SYNC-S", nil))
 	id, _, _ := dispatched(t, one(t, out, protocol.ToWorker, "w1"))
-	_, md, _ := clientReply(t, one(t, b.HandleClient(t0, "c2", zreq("S", nil)), protocol.ToClient, "c2"))
-	b.HandleWorker(at(time.Second), "w2", readyZ("S"))           // takes the second job
-	b.HandleWorker(at(1500*time.Millisecond), "w3", readyZ("S")) // idle
+	_, md, _ := clientReply(t, one(t, b.HandleClient(t0, "c2", "", zreq("S", nil)), protocol.ToClient, "c2"))
+	b.HandleWorker(at(time.Second), "w2", "", readyZ("S"))           // takes the second job
+	b.HandleWorker(at(1500*time.Millisecond), "w3", "", readyZ("S")) // idle
 
 	// w2 keeps heartbeating while busy; w1 goes silent.
 	for s := 2; s <= 4; s++ {
-		b.HandleWorker(at(time.Duration(s)*time.Second), "w2", workerMsg(v2, protocol.CmdHeartbeat, ""))
-		b.HandleWorker(at(time.Duration(s)*time.Second), "w3", workerMsg(v2, protocol.CmdHeartbeat, ""))
+		b.HandleWorker(at(time.Duration(s)*time.Second), "w2", "", workerMsg(v2, protocol.CmdHeartbeat, ""))
+		b.HandleWorker(at(time.Duration(s)*time.Second), "w3", "", workerMsg(v2, protocol.CmdHeartbeat, ""))
 	}
 	if d := b.Deadline(); d.After(at(3*time.Second + 10*time.Millisecond)) {
 		t.Fatalf("deadline %v is later than w1's expiry", d.Sub(t0))
@@ -408,7 +408,7 @@ func TestBroker_ExpiresSilentBusyWorkerAndRequeuesAtHead(t *testing.T) {
 		t.Fatalf("workers after expiry: %+v", ws)
 	}
 	// A late reply from the dead worker is refused: it is unknown now.
-	out = b.HandleWorker(at(4*time.Second), "w1", final(id, protocol.Meta{Status: protocol.StatusComplete}))
+	out = b.HandleWorker(at(4*time.Second), "w1", "", final(id, protocol.Meta{Status: protocol.StatusComplete}))
 	if d := commands(out, protocol.CmdDisconnect); len(d) != 1 || d[0].To != "w1" {
 		t.Fatalf("want DISCONNECT to the expired worker, got %+v", out)
 	}
@@ -432,7 +432,7 @@ func requests(envs []protocol.Envelope) []protocol.Envelope {
 
 func TestBroker_HeartbeatsAndDeadline(t *testing.T) {
 	b := newBroker(t, broker.Config{Heartbeat: time.Second, Liveness: 3})
-	b.HandleWorker(t0, "w1", readyZ("S"))
+	b.HandleWorker(t0, "w1", "", readyZ("S"))
 	if d := b.Deadline(); !d.Equal(at(time.Second)) {
 		t.Fatalf("deadline %v, want the first heartbeat at +1s", d.Sub(t0))
 	}
@@ -446,7 +446,7 @@ func TestBroker_HeartbeatsAndDeadline(t *testing.T) {
 	// A worker that keeps heartbeating never expires.
 	for s := 1; s <= 10; s++ {
 		now := at(time.Duration(s) * time.Second)
-		b.HandleWorker(now, "w1", workerMsg(v2, protocol.CmdHeartbeat, ""))
+		b.HandleWorker(now, "w1", "", workerMsg(v2, protocol.CmdHeartbeat, ""))
 		b.Tick(now.Add(time.Millisecond))
 	}
 	if len(b.Workers()) != 1 {
@@ -456,16 +456,16 @@ func TestBroker_HeartbeatsAndDeadline(t *testing.T) {
 
 func TestBroker_MaxAttemptsFailsJobWithReason(t *testing.T) {
 	b := newBroker(t, broker.Config{Heartbeat: time.Second, Liveness: 2, MaxAttempts: 2})
-	b.HandleWorker(t0, "w1", readyZ("S"))
-	id, _, _ := dispatched(t, one(t, b.HandleClient(t0, "c", zreq("SYNC-S", nil)), protocol.ToWorker, "w1"))
+	b.HandleWorker(t0, "w1", "", readyZ("S"))
+	id, _, _ := dispatched(t, one(t, b.HandleClient(t0, "c", "", zreq("SYNC-S", nil)), protocol.ToWorker, "w1"))
 	b.Tick(at(3 * time.Second)) // w1 expires; job queued again (attempt 1 of 2 spent)
-	out := b.HandleWorker(at(3*time.Second), "w2", readyZ("S"))
+	out := b.HandleWorker(at(3*time.Second), "w2", "", readyZ("S"))
 	if got, wm, _ := dispatched(t, one(t, out, protocol.ToWorker, "w2")); got != id || wm.Attempt != 2 {
 		t.Fatalf("second dispatch %s attempt %d", got, wm.Attempt)
 	}
 	// w2 leaves mid-job: attempts are spent, the job fails and the sync
 	// client is told why.
-	out = b.HandleWorker(at(4*time.Second), "w2", workerMsg(v2, protocol.CmdDisconnect, ""))
+	out = b.HandleWorker(at(4*time.Second), "w2", "", workerMsg(v2, protocol.CmdDisconnect, ""))
 	_, md, _ := clientReply(t, one(t, out, protocol.ToClient, "c"))
 	if md.Status != protocol.StatusFailed || md.Code != protocol.CodeWorkerLost ||
 		!strings.Contains(md.Error, "disconnected during attempt 2 of 2") {
@@ -479,9 +479,9 @@ func TestBroker_MaxAttemptsFailsJobWithReason(t *testing.T) {
 
 func TestBroker_UnreachableWorkerRequeuesAtOnce(t *testing.T) {
 	b := newBroker(t, broker.Config{})
-	b.HandleWorker(t0, "w1", readyZ("S"))
-	b.HandleWorker(t0, "w2", readyZ("S"))
-	id, _, _ := dispatched(t, one(t, b.HandleClient(t0, "c", zreq("S", nil)), protocol.ToWorker, "w1"))
+	b.HandleWorker(t0, "w1", "", readyZ("S"))
+	b.HandleWorker(t0, "w2", "", readyZ("S"))
+	id, _, _ := dispatched(t, one(t, b.HandleClient(t0, "c", "", zreq("S", nil)), protocol.ToWorker, "w1"))
 	out := b.Unreachable(t0, "w1")
 	if got, _, _ := dispatched(t, one(t, out, protocol.ToWorker, "w2")); got != id {
 		t.Fatalf("requeued job went to %s", got)
@@ -490,11 +490,11 @@ func TestBroker_UnreachableWorkerRequeuesAtOnce(t *testing.T) {
 
 func TestBroker_MisbehavingWorkers(t *testing.T) {
 	b := newBroker(t, broker.Config{})
-	b.HandleWorker(t0, "w1", readyZ("S"))
-	id, _, _ := dispatched(t, one(t, b.HandleClient(t0, "c", zreq("S", nil)), protocol.ToWorker, "w1"))
+	b.HandleWorker(t0, "w1", "", readyZ("S"))
+	id, _, _ := dispatched(t, one(t, b.HandleClient(t0, "c", "", zreq("S", nil)), protocol.ToWorker, "w1"))
 
 	// A reply for a job it does not hold: dropped, worker and job untouched.
-	out := b.HandleWorker(t0, "w1", final("01FORGED", protocol.Meta{Status: protocol.StatusComplete}))
+	out := b.HandleWorker(t0, "w1", "", final("01FORGED", protocol.Meta{Status: protocol.StatusComplete}))
 	if len(out) != 0 {
 		t.Fatalf("forged reply answered: %+v", out)
 	}
@@ -519,10 +519,10 @@ func TestBroker_MisbehavingWorkers(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			b := newBroker(t, broker.Config{})
-			b.HandleWorker(t0, "w1", readyZ("S"))
-			id, _, _ := dispatched(t, one(t, b.HandleClient(t0, "c", zreq("S", nil)), protocol.ToWorker, "w1"))
-			b.HandleWorker(t0, "w2", readyZ("S"))
-			out := b.HandleWorker(t0, "w1", c.frames)
+			b.HandleWorker(t0, "w1", "", readyZ("S"))
+			id, _, _ := dispatched(t, one(t, b.HandleClient(t0, "c", "", zreq("S", nil)), protocol.ToWorker, "w1"))
+			b.HandleWorker(t0, "w2", "", readyZ("S"))
+			out := b.HandleWorker(t0, "w1", "", c.frames)
 			d := commands(out, protocol.CmdDisconnect)
 			if c.disconnect {
 				if len(d) != 1 || d[0].To != "w1" {
@@ -538,7 +538,7 @@ func TestBroker_MisbehavingWorkers(t *testing.T) {
 				t.Fatalf("want the message dropped, got %+v", out)
 			}
 			// The broker keeps serving.
-			_, md, _ := clientReply(t, one(t, b.HandleClient(t0, "c", zreq("S", nil)), protocol.ToClient, "c"))
+			_, md, _ := clientReply(t, one(t, b.HandleClient(t0, "c", "", zreq("S", nil)), protocol.ToClient, "c"))
 			if md.Status != protocol.StatusAccepted {
 				t.Fatalf("next request: %+v", md)
 			}
@@ -553,7 +553,7 @@ func TestBroker_UnknownWorkerAndReservedNames(t *testing.T) {
 		final("x", protocol.Meta{}),
 		readyZ("SYNC-S"), readyZ("SERVER-WORKERS"), readyZ("mmi.service"), readyZ("bad name"),
 	} {
-		out := b.HandleWorker(t0, "wx", msg)
+		out := b.HandleWorker(t0, "wx", "", msg)
 		if d := commands(out, protocol.CmdDisconnect); len(d) != 1 {
 			t.Fatalf("%q: want DISCONNECT, got %+v", msg, out)
 		}
@@ -562,14 +562,14 @@ func TestBroker_UnknownWorkerAndReservedNames(t *testing.T) {
 		t.Fatalf("services registered from refused READYs: %+v", b.Services())
 	}
 	// DISCONNECT from a stranger needs no answer.
-	if out := b.HandleWorker(t0, "wx", workerMsg(v2, protocol.CmdDisconnect, "")); len(out) != 0 {
+	if out := b.HandleWorker(t0, "wx", "", workerMsg(v2, protocol.CmdDisconnect, "")); len(out) != 0 {
 		t.Fatalf("answered a stranger's DISCONNECT: %+v", out)
 	}
 }
 
 func TestBroker_MalformedClientMessages(t *testing.T) {
 	b := newBroker(t, broker.Config{})
-	b.HandleWorker(t0, "w1", readyZ("S"))
+	b.HandleWorker(t0, "w1", "", readyZ("S"))
 	for _, frames := range [][][]byte{
 		nil,
 		{[]byte("MDPC01")},
@@ -577,33 +577,33 @@ func TestBroker_MalformedClientMessages(t *testing.T) {
 		{[]byte("MDPC02"), {0x03}, []byte("S")}, // FINAL from a client
 		{[]byte("MDPC02"), {0x07}, []byte("S")},
 	} {
-		if out := b.HandleClient(t0, "c", frames); len(out) != 0 {
+		if out := b.HandleClient(t0, "c", "", frames); len(out) != 0 {
 			t.Fatalf("%q answered: %+v", frames, out)
 		}
 	}
 	// Malformed meta and an empty service get a clear refusal.
-	out := b.HandleClient(t0, "c", request(v2, "S", []byte(protocol.MetaPrefix+"{not json")))
+	out := b.HandleClient(t0, "c", "", request(v2, "S", []byte(protocol.MetaPrefix+"{not json")))
 	_, md, _ := clientReply(t, one(t, out, protocol.ToClient, "c"))
 	if md.Status != protocol.StatusRefused || md.Code != protocol.CodeBadRequest {
 		t.Fatalf("bad meta: %+v", md)
 	}
-	out = b.HandleClient(t0, "c", request(v1, ""))
+	out = b.HandleClient(t0, "c", "", request(v1, ""))
 	r, _ := protocol.DecodeReply(one(t, out, protocol.ToClient, "c").Frames)
 	if string(r.Body[0]) != "FAIL" || string(r.Body[1]) != protocol.CodeBadRequest {
 		t.Fatalf("empty service: %q", r.Body)
 	}
 	// Still serving.
-	one(t, b.HandleClient(t0, "c", zreq("S", nil)), protocol.ToWorker, "w1")
+	one(t, b.HandleClient(t0, "c", "", zreq("S", nil)), protocol.ToWorker, "w1")
 }
 
 func TestBroker_QueueBound(t *testing.T) {
 	b := newBroker(t, broker.Config{MaxQueue: 2})
-	b.HandleWorker(t0, "w1", readyZ("S"))
-	b.HandleWorker(t0, "w1", workerMsg(v2, protocol.CmdDisconnect, ""))
+	b.HandleWorker(t0, "w1", "", readyZ("S"))
+	b.HandleWorker(t0, "w1", "", workerMsg(v2, protocol.CmdDisconnect, ""))
 	for i := 0; i < 2; i++ {
-		b.HandleClient(t0, "c", zreq("S", nil))
+		b.HandleClient(t0, "c", "", zreq("S", nil))
 	}
-	_, md, _ := clientReply(t, one(t, b.HandleClient(t0, "c", zreq("S", nil)), protocol.ToClient, "c"))
+	_, md, _ := clientReply(t, one(t, b.HandleClient(t0, "c", "", zreq("S", nil)), protocol.ToClient, "c"))
 	if md.Status != protocol.StatusRefused || md.Code != protocol.CodeQueueFull {
 		t.Fatalf("third job: %+v", md)
 	}
@@ -614,18 +614,18 @@ func TestBroker_QueueBound(t *testing.T) {
 
 func TestBroker_HistoryAndIntrospection(t *testing.T) {
 	b := newBroker(t, broker.Config{History: 3})
-	b.HandleWorker(t0, "w1", readyZ("S"))
+	b.HandleWorker(t0, "w1", "", readyZ("S"))
 	var ids []string
 	for i := 0; i < 5; i++ {
 		now := at(time.Duration(i) * time.Second)
-		out := b.HandleClient(now, "c", zreq("S", nil))
+		out := b.HandleClient(now, "c", "", zreq("S", nil))
 		id, _, _ := dispatched(t, one(t, out, protocol.ToWorker, "w1"))
-		b.HandleWorker(now, "w1", final(id, protocol.Meta{Status: protocol.StatusComplete}, "out"))
+		b.HandleWorker(now, "w1", "", final(id, protocol.Meta{Status: protocol.StatusComplete}, "out"))
 		ids = append(ids, id)
 	}
 	query := func(service string, body ...[]byte) protocol.Meta {
 		t.Helper()
-		out := b.HandleClient(t0, "c", request(v2, service, append([][]byte{meta}, body...)...))
+		out := b.HandleClient(t0, "c", "", request(v2, service, append([][]byte{meta}, body...)...))
 		_, md, payload := clientReply(t, one(t, out, protocol.ToClient, "c"))
 		if md.Status == protocol.StatusComplete {
 			if len(payload) != 1 || !json.Valid(payload[0]) {
@@ -664,7 +664,7 @@ func TestBroker_HistoryAndIntrospection(t *testing.T) {
 		t.Fatalf("workers: %+v", w)
 	}
 	// A stock client gets the bare JSON.
-	r, _ := protocol.DecodeReply(one(t, b.HandleClient(t0, "c", request(v1, "SERVER-WORKERS")), protocol.ToClient, "c").Frames)
+	r, _ := protocol.DecodeReply(one(t, b.HandleClient(t0, "c", "", request(v1, "SERVER-WORKERS")), protocol.ToClient, "c").Frames)
 	var ws []protocol.WorkerInfo
 	if err := json.Unmarshal(r.Body[0], &ws); err != nil || len(ws) != 1 {
 		t.Fatalf("stock SERVER-WORKERS: %q %v", r.Body, err)
@@ -673,14 +673,14 @@ func TestBroker_HistoryAndIntrospection(t *testing.T) {
 
 func TestBroker_MMI(t *testing.T) {
 	b := newBroker(t, broker.Config{})
-	b.HandleWorker(t0, "w1", readyStock("ECHO"))
+	b.HandleWorker(t0, "w1", "", readyStock("ECHO"))
 	for _, c := range []struct{ service, body, want string }{
 		{"mmi.service", "ECHO", "200"},
 		{"mmi.service", "SYNC-ECHO", "200"},
 		{"mmi.service", "NOPE", "404"},
 		{"mmi.nothing", "ECHO", "501"},
 	} {
-		out := b.HandleClient(t0, "c", request(v1, c.service, []byte(c.body)))
+		out := b.HandleClient(t0, "c", "", request(v1, c.service, []byte(c.body)))
 		r, _ := protocol.DecodeReply(one(t, out, protocol.ToClient, "c").Frames)
 		if len(r.Body) != 1 || string(r.Body[0]) != c.want || r.Service != c.service {
 			t.Fatalf("%s %s: %q, want %s", c.service, c.body, r.Body, c.want)
@@ -690,8 +690,8 @@ func TestBroker_MMI(t *testing.T) {
 
 func TestBroker_EventsAndShutdown(t *testing.T) {
 	b := newBroker(t, broker.Config{Events: true})
-	b.HandleWorker(t0, "w1", readyZ("S"))
-	out := b.HandleClient(t0, "c", zreq("SYNC-S", nil))
+	b.HandleWorker(t0, "w1", "", readyZ("S"))
+	out := b.HandleClient(t0, "c", "", zreq("SYNC-S", nil))
 	var topics []string
 	for _, e := range only(out, protocol.ToEvents) {
 		var ev protocol.Event

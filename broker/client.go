@@ -13,6 +13,7 @@ import (
 // client's own form.
 type request struct {
 	client  string
+	user    string // the client's key ("" when trusted: see Config.Access)
 	form    protocol.Form
 	service string
 	meta    bool   // the client sent a meta frame: replies start with one
@@ -22,8 +23,10 @@ type request struct {
 // HandleClient takes one message from the client socket (frames after the
 // ROUTER identity) and returns what to send. Malformed messages are dropped
 // (logged) when the protocol cannot be told, and refused with
-// protocol.CodeBadRequest when it can.
-func (b *Broker) HandleClient(now time.Time, from string, frames [][]byte) []protocol.Envelope {
+// protocol.CodeBadRequest when it can. user is the client's key (see
+// Config.Access); a request outside its rights is refused with
+// protocol.CodeForbidden.
+func (b *Broker) HandleClient(now time.Time, from, user string, frames [][]byte) []protocol.Envelope {
 	b.out = b.out[:0]
 	m, err := protocol.DecodeClient(frames)
 	if err != nil {
@@ -35,7 +38,7 @@ func (b *Broker) HandleClient(now time.Time, from string, frames [][]byte) []pro
 		return b.out
 	}
 	meta, body, hasMeta, err := protocol.SplitMeta(m.Body)
-	r := request{client: from, form: m.Form, service: m.Service, meta: hasMeta}
+	r := request{client: from, user: user, form: m.Form, service: m.Service, meta: hasMeta}
 	if err != nil {
 		b.log.Warn().Err(err).Str(keyClient, hexID(from)).Str(keyService, m.Service).Msg("malformed client meta")
 		b.refuse(r, protocol.CodeBadRequest, err.Error())
@@ -56,6 +59,9 @@ func (b *Broker) HandleClient(now time.Time, from string, frames [][]byte) []pro
 func (b *Broker) submit(now time.Time, r request, meta protocol.Meta, body [][]byte) {
 	r.ref = meta.Ref
 	name, sync := protocol.SplitSync(r.service)
+	if !b.maySubmit(r, name) {
+		return
+	}
 	s := b.services[name]
 	if s == nil {
 		b.refuse(r, protocol.CodeUnknownService, fmt.Sprintf("no worker has ever provided service %s", name))
@@ -107,6 +113,34 @@ func (b *Broker) submit(now time.Time, r request, meta protocol.Meta, body [][]b
 	}
 	b.event(now, protocol.EventQueued, j, nil)
 	b.dispatch(now, s)
+}
+
+// maySubmit reports whether r's key may submit to service, refusing r if
+// not. Checked before the service is looked up, so a key learns nothing of
+// services outside its rights.
+func (b *Broker) maySubmit(r request, service string) bool {
+	if b.cfg.Access == nil || r.user == "" || b.cfg.Access.MaySubmit(r.user, service) {
+		return true
+	}
+	b.forbidden(r, fmt.Sprintf("key %q may not submit to service %s", r.user, service))
+	return false
+}
+
+// mayAdmin reports whether r's key may administer, refusing r if not.
+func (b *Broker) mayAdmin(r request) bool {
+	if b.cfg.Access == nil || r.user == "" || b.cfg.Access.MayAdmin(r.user) {
+		return true
+	}
+	b.forbidden(r, fmt.Sprintf("key %q may not use %s (an admin operation)", r.user, r.service))
+	return false
+}
+
+// forbidden refuses r with protocol.CodeForbidden and logs it with the
+// key's name.
+func (b *Broker) forbidden(r request, text string) {
+	b.log.Warn().Str(keyClient, hexID(r.client)).Str(keyKey, r.user).Str(keyService, r.service).
+		Str(keyCode, protocol.CodeForbidden).Msg("request refused: outside its key's rights")
+	b.refuse(r, protocol.CodeForbidden, text)
 }
 
 // byKey finds the job submitted with an idempotency key: in memory, or in

@@ -31,7 +31,7 @@ func benchRequest(service string) [][]byte {
 func benchReady(b *testing.B, br *broker.Broker, now time.Time, worker, service string) {
 	frames := protocol.EncodeWorker(protocol.Message{Form: benchV2, Cmd: protocol.CmdReady, Service: service,
 		Body: [][]byte{protocol.EncodeMeta(protocol.Meta{Worker: &protocol.WorkerDetails{Host: "h", PID: 1, Name: "bench"}})}})
-	br.HandleWorker(now, worker, frames)
+	br.HandleWorker(now, worker, "", frames)
 }
 
 // benchJobFor returns the job ID of the REQUEST sent to worker in envs.
@@ -72,11 +72,11 @@ func BenchmarkDispatch_Sync(b *testing.B) {
 	req := benchRequest("SYNC-echo")
 	b.ReportAllocs()
 	for b.Loop() {
-		job := benchJobFor(br.HandleClient(now, "c1", req), "w1")
+		job := benchJobFor(br.HandleClient(now, "c1", "", req), "w1")
 		if job == "" {
 			b.Fatal("no REQUEST to the worker")
 		}
-		if !benchHasClient(br.HandleWorker(now, "w1", benchFinal(job)), "c1") {
+		if !benchHasClient(br.HandleWorker(now, "w1", "", benchFinal(job)), "c1") {
 			b.Fatal("no reply to the client")
 		}
 	}
@@ -103,11 +103,11 @@ func BenchmarkDispatch_Async(b *testing.B) {
 			b.ReportAllocs()
 			i := 0
 			for b.Loop() {
-				job := benchJobFor(br.HandleClient(now, "c1", req), "w1")
+				job := benchJobFor(br.HandleClient(now, "c1", "", req), "w1")
 				if job == "" {
 					b.Fatal("no REQUEST to the worker")
 				}
-				br.HandleWorker(now, "w1", benchFinal(job))
+				br.HandleWorker(now, "w1", "", benchFinal(job))
 				if i++; c.durable && i%c.batch == 0 {
 					records += len(br.Flush().Jobs)
 					br.Committed()
@@ -130,7 +130,7 @@ func BenchmarkQueue_Memory(b *testing.B) {
 			now := time.Unix(1000, 0)
 			benchReady(b, br, now, "w1", "echo")
 			req := benchRequest("echo")
-			br.HandleClient(now, "c1", req) // keeps w1 busy: the rest queue
+			br.HandleClient(now, "c1", "", req) // keeps w1 busy: the rest queue
 			if durable {
 				br.Flush()
 				br.Committed()
@@ -141,7 +141,7 @@ func BenchmarkQueue_Memory(b *testing.B) {
 			b.ReportAllocs()
 			n := 0
 			for b.Loop() {
-				br.HandleClient(now, "c1", req)
+				br.HandleClient(now, "c1", "", req)
 				if n++; durable && n%64 == 0 {
 					br.Flush()
 					br.Committed()

@@ -18,11 +18,11 @@ func zreqKey(service, key string) [][]byte {
 
 func TestBroker_DurableAcceptWaitsForCommit(t *testing.T) {
 	b := newBroker(t, broker.Config{Durable: true})
-	b.HandleWorker(t0, "w1", readyZ("S"))
+	b.HandleWorker(t0, "w1", "", readyZ("S"))
 	if !b.Pending() {
 		t.Fatal("a new service is a record to keep")
 	}
-	out := b.HandleClient(t0, "c", zreq("S", map[string]string{"a": "1"}, "in"))
+	out := b.HandleClient(t0, "c", "", zreq("S", map[string]string{"a": "1"}, "in"))
 	acc := one(t, out, protocol.ToClient, "c")
 	if !acc.Durable {
 		t.Fatal("the reply handing out a job ID must wait for the commit")
@@ -43,7 +43,7 @@ func TestBroker_DurableAcceptWaitsForCommit(t *testing.T) {
 		t.Fatal("pending after flush")
 	}
 	// Finishing is a record too, with the output.
-	b.HandleWorker(t0, "w1", final(rec.ID, protocol.Meta{Status: protocol.StatusComplete}, "done"))
+	b.HandleWorker(t0, "w1", "", final(rec.ID, protocol.Meta{Status: protocol.StatusComplete}, "done"))
 	batch = b.Flush()
 	if len(batch.Jobs) != 1 || batch.Jobs[0].State != protocol.JobComplete || string(batch.Jobs[0].Output) != "done" {
 		t.Fatalf("finish record %+v", batch.Jobs)
@@ -53,15 +53,15 @@ func TestBroker_DurableAcceptWaitsForCommit(t *testing.T) {
 
 func TestBroker_SyncJobsRecordedOnlyWhenFinished(t *testing.T) {
 	b := newBroker(t, broker.Config{Durable: true})
-	b.HandleWorker(t0, "w1", readyZ("S"))
+	b.HandleWorker(t0, "w1", "", readyZ("S"))
 	b.Flush()
 	b.Committed()
-	out := b.HandleClient(t0, "c", zreq("SYNC-S", nil))
+	out := b.HandleClient(t0, "c", "", zreq("SYNC-S", nil))
 	id, _, _ := dispatched(t, one(t, out, protocol.ToWorker, "w1"))
 	if b.Pending() {
 		t.Fatal("a running sync job was recorded")
 	}
-	out = b.HandleWorker(t0, "w1", final(id, protocol.Meta{Status: protocol.StatusComplete}, "x"))
+	out = b.HandleWorker(t0, "w1", "", final(id, protocol.Meta{Status: protocol.StatusComplete}, "x"))
 	if one(t, out, protocol.ToClient, "c").Durable {
 		t.Fatal("a sync result need not wait for the store")
 	}
@@ -72,9 +72,9 @@ func TestBroker_SyncJobsRecordedOnlyWhenFinished(t *testing.T) {
 
 func TestBroker_RejectedCommitRefusesSubmissions(t *testing.T) {
 	b := newBroker(t, broker.Config{Durable: true})
-	b.HandleWorker(t0, "w1", readyZ("S"))
-	b.HandleWorker(t0, "w1", workerMsg(v2, protocol.CmdDisconnect, ""))
-	b.HandleClient(t0, "c", zreq("S", nil))
+	b.HandleWorker(t0, "w1", "", readyZ("S"))
+	b.HandleWorker(t0, "w1", "", workerMsg(v2, protocol.CmdDisconnect, ""))
+	b.HandleClient(t0, "c", "", zreq("S", nil))
 	b.Flush()
 	out := b.Rejected(t0, errors.New("no space left on device"))
 	_, md, _ := clientReply(t, one(t, out, protocol.ToClient, "c"))
@@ -88,9 +88,9 @@ func TestBroker_RejectedCommitRefusesSubmissions(t *testing.T) {
 
 func TestBroker_IdempotencyKey(t *testing.T) {
 	b := newBroker(t, broker.Config{Durable: true, History: 1})
-	b.HandleWorker(t0, "w1", readyZ("S"))
-	_, first, _ := clientReply(t, one(t, b.HandleClient(t0, "c", zreqKey("S", "k1")), protocol.ToClient, "c"))
-	out := b.HandleClient(t0, "c", zreqKey("S", "k1"))
+	b.HandleWorker(t0, "w1", "", readyZ("S"))
+	_, first, _ := clientReply(t, one(t, b.HandleClient(t0, "c", "", zreqKey("S", "k1")), protocol.ToClient, "c"))
+	out := b.HandleClient(t0, "c", "", zreqKey("S", "k1"))
 	_, again, _ := clientReply(t, one(t, out, protocol.ToClient, "c"))
 	if again.Job != first.Job || len(requests(out)) != 0 {
 		t.Fatalf("resubmission made a second job: %s vs %s", again.Job, first.Job)
@@ -99,9 +99,9 @@ func TestBroker_IdempotencyKey(t *testing.T) {
 	b.Committed()
 	// The job finishes and is pushed out of memory by another; the archive
 	// still knows its key.
-	b.HandleWorker(t0, "w1", final(first.Job, protocol.Meta{Status: protocol.StatusComplete}))
-	_, other, _ := clientReply(t, one(t, b.HandleClient(t0, "c", zreqKey("S", "k2")), protocol.ToClient, "c"))
-	b.HandleWorker(t0, "w1", final(other.Job, protocol.Meta{Status: protocol.StatusComplete}))
+	b.HandleWorker(t0, "w1", "", final(first.Job, protocol.Meta{Status: protocol.StatusComplete}))
+	_, other, _ := clientReply(t, one(t, b.HandleClient(t0, "c", "", zreqKey("S", "k2")), protocol.ToClient, "c"))
+	b.HandleWorker(t0, "w1", "", final(other.Job, protocol.Meta{Status: protocol.StatusComplete}))
 	b.Flush()
 	b.Committed()
 	if _, ok := b.Job(first.Job); ok {
@@ -113,8 +113,8 @@ func TestBroker_IdempotencyKey(t *testing.T) {
 		Key: "k1", Created: t0, Finished: t0}}}); err != nil {
 		t.Fatal(err)
 	}
-	b2.HandleWorker(t0, "w1", readyZ("S"))
-	_, md, _ := clientReply(t, one(t, b2.HandleClient(t0, "c", zreqKey("S", "k1")), protocol.ToClient, "c"))
+	b2.HandleWorker(t0, "w1", "", readyZ("S"))
+	_, md, _ := clientReply(t, one(t, b2.HandleClient(t0, "c", "", zreqKey("S", "k1")), protocol.ToClient, "c"))
 	if md.Job != first.Job {
 		t.Fatalf("archived key gave %s, want %s", md.Job, first.Job)
 	}
@@ -148,20 +148,20 @@ func TestBroker_RestoreRequeuesUnfinishedJobs(t *testing.T) {
 		t.Fatalf("history: %+v", jobs)
 	}
 	// The running job's next dispatch is attempt 2; its key still works.
-	out := b.HandleWorker(at(time.Second), "w1", readyZ("S"))
+	out := b.HandleWorker(at(time.Second), "w1", "", readyZ("S"))
 	if id, m, _ := dispatched(t, one(t, out, protocol.ToWorker, "w1")); id != testID("01A") || m.Attempt != 1 {
 		t.Fatalf("first dispatch %s attempt %d", id, m.Attempt)
 	}
-	out = b.HandleWorker(at(time.Second), "w2", readyZ("S"))
+	out = b.HandleWorker(at(time.Second), "w2", "", readyZ("S"))
 	if id, m, _ := dispatched(t, one(t, out, protocol.ToWorker, "w2")); id != testID("01B") || m.Attempt != 2 {
 		t.Fatalf("second dispatch %s attempt %d", id, m.Attempt)
 	}
-	_, md, _ := clientReply(t, one(t, b.HandleClient(t0, "c", zreqKey("S", "kb")), protocol.ToClient, "c"))
+	_, md, _ := clientReply(t, one(t, b.HandleClient(t0, "c", "", zreqKey("S", "kb")), protocol.ToClient, "c"))
 	if md.Job != testID("01B") {
 		t.Fatalf("restored key gave %s", md.Job)
 	}
 	// A known service with no job is still known: it queues.
-	_, md, _ = clientReply(t, one(t, b.HandleClient(t0, "c", zreq("IDLE", nil)), protocol.ToClient, "c"))
+	_, md, _ = clientReply(t, one(t, b.HandleClient(t0, "c", "", zreq("IDLE", nil)), protocol.ToClient, "c"))
 	if md.Status != protocol.StatusAccepted {
 		t.Fatalf("restored service refused: %+v", md)
 	}
@@ -172,7 +172,7 @@ func TestBroker_RestoreRequeuesUnfinishedJobs(t *testing.T) {
 // a sync job's final reply.
 func TestBroker_RefEchoed(t *testing.T) {
 	b := newBroker(t, broker.Config{Durable: true, MaxQueue: 1})
-	b.HandleWorker(t0, "w1", readyZ("S"))
+	b.HandleWorker(t0, "w1", "", readyZ("S"))
 	ref := func(service, r string) [][]byte {
 		return request(v2, service, protocol.EncodeMeta(protocol.Meta{Ref: r}))
 	}
@@ -181,15 +181,15 @@ func TestBroker_RefEchoed(t *testing.T) {
 		_, md, _ := clientReply(t, one(t, envs, protocol.ToClient, "c"))
 		return md.Ref
 	}
-	accepted := b.HandleClient(t0, "c", ref("S", "r1")) // dispatched to w1 at once
+	accepted := b.HandleClient(t0, "c", "", ref("S", "r1")) // dispatched to w1 at once
 	if got := replyRef(accepted); got != "r1" {
 		t.Errorf("accepted: ref %q, want r1", got)
 	}
-	b.HandleClient(t0, "c", ref("S", "r2")) // queued: the queue is full now
-	if got := replyRef(b.HandleClient(t0, "c", ref("S", "r3"))); got != "r3" {
+	b.HandleClient(t0, "c", "", ref("S", "r2")) // queued: the queue is full now
+	if got := replyRef(b.HandleClient(t0, "c", "", ref("S", "r3"))); got != "r3" {
 		t.Errorf("queue full: ref %q, want r3", got)
 	}
-	if got := replyRef(b.HandleClient(t0, "c", ref("NOPE", "r4"))); got != "r4" {
+	if got := replyRef(b.HandleClient(t0, "c", "", ref("NOPE", "r4"))); got != "r4" {
 		t.Errorf("unknown service: ref %q, want r4", got)
 	}
 	b.Flush()
@@ -203,8 +203,8 @@ func TestBroker_RefEchoed(t *testing.T) {
 	}
 
 	s := newBroker(t, broker.Config{})
-	s.HandleWorker(t0, "w1", readyZ("S"))
-	job := requests(s.HandleClient(t0, "c", ref("SYNC-S", "r5")))
+	s.HandleWorker(t0, "w1", "", readyZ("S"))
+	job := requests(s.HandleClient(t0, "c", "", ref("SYNC-S", "r5")))
 	if len(job) != 1 {
 		t.Fatalf("sync job not dispatched: %d requests", len(job))
 	}
@@ -212,7 +212,7 @@ func TestBroker_RefEchoed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := s.HandleWorker(t0, "w1", final(string(m.Address), protocol.Meta{Status: protocol.StatusComplete}, "ok"))
+	out := s.HandleWorker(t0, "w1", "", final(string(m.Address), protocol.Meta{Status: protocol.StatusComplete}, "ok"))
 	if got := replyRef(out); got != "r5" {
 		t.Errorf("sync final: ref %q, want r5", got)
 	}
@@ -229,8 +229,8 @@ func TestBroker_InputFramesKeptAsSent(t *testing.T) {
 		}
 		want := show(frames)
 		b := newBroker(t, broker.Config{Durable: true})
-		b.HandleWorker(t0, "w1", readyZ("S"))
-		out := b.HandleClient(t0, "c", zreq("S", nil, input...))
+		b.HandleWorker(t0, "w1", "", readyZ("S"))
+		out := b.HandleClient(t0, "c", "", zreq("S", nil, input...))
 		if _, _, body := dispatched(t, one(t, out, protocol.ToWorker, "w1")); show(body) != want {
 			t.Errorf("input %s dispatched as %s", want, show(body))
 		}
@@ -242,7 +242,7 @@ func TestBroker_InputFramesKeptAsSent(t *testing.T) {
 
 		r := newBroker(t, broker.Config{Durable: true})
 		r.Restore(t0, store.Snapshot{Services: []store.ServiceRecord{{Name: "S", FirstSeen: t0}}, Jobs: []store.JobRecord{*rec}})
-		out = r.HandleWorker(t0, "w1", readyZ("S"))
+		out = r.HandleWorker(t0, "w1", "", readyZ("S"))
 		if _, _, body := dispatched(t, one(t, out, protocol.ToWorker, "w1")); show(body) != want {
 			t.Errorf("input %s dispatched after a restore as %s", want, show(body))
 		}

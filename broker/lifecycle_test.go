@@ -17,7 +17,7 @@ func readyWith(service string, m protocol.Meta) [][]byte {
 
 func ask(t *testing.T, b *broker.Broker, service, id string) (protocol.Meta, protocol.JobInfo) {
 	t.Helper()
-	out := b.HandleClient(t0, "q", request(v2, service, meta, []byte(id)))
+	out := b.HandleClient(t0, "q", "", request(v2, service, meta, []byte(id)))
 	_, md, payload := clientReply(t, one(t, out, protocol.ToClient, "q"))
 	var ji protocol.JobInfo
 	if md.Status == protocol.StatusComplete {
@@ -30,9 +30,9 @@ func ask(t *testing.T, b *broker.Broker, service, id string) (protocol.Meta, pro
 
 func TestBroker_TimeToRunStopsAndRequeues(t *testing.T) {
 	b := newBroker(t, broker.Config{Heartbeat: time.Hour, MaxAttempts: 2})
-	b.HandleWorker(t0, "w1", readyZ("S"))
-	b.HandleWorker(t0, "w2", readyZ("S"))
-	out := b.HandleClient(t0, "c", request(v2, "S", protocol.EncodeMeta(protocol.Meta{TTRMillis: 1000})))
+	b.HandleWorker(t0, "w1", "", readyZ("S"))
+	b.HandleWorker(t0, "w2", "", readyZ("S"))
+	out := b.HandleClient(t0, "c", "", request(v2, "S", protocol.EncodeMeta(protocol.Meta{TTRMillis: 1000})))
 	id, _, _ := dispatched(t, one(t, out, protocol.ToWorker, "w1"))
 	if d := b.Deadline(); !d.Equal(at(time.Second)) {
 		t.Fatalf("deadline %v, want the time-to-run at +1s", d.Sub(t0))
@@ -58,8 +58,8 @@ func TestBroker_TimeToRunStopsAndRequeues(t *testing.T) {
 
 func TestBroker_ServiceDefaultsFromReady(t *testing.T) {
 	b := newBroker(t, broker.Config{Heartbeat: time.Hour, RetryBackoff: time.Second})
-	b.HandleWorker(t0, "w1", readyWith("S", protocol.Meta{TTRMillis: 500, Retries: 2}))
-	id, _, _ := dispatched(t, one(t, b.HandleClient(t0, "c", zreq("S", nil)), protocol.ToWorker, "w1"))
+	b.HandleWorker(t0, "w1", "", readyWith("S", protocol.Meta{TTRMillis: 500, Retries: 2}))
+	id, _, _ := dispatched(t, one(t, b.HandleClient(t0, "c", "", zreq("S", nil)), protocol.ToWorker, "w1"))
 	if d := b.Deadline(); !d.Equal(at(500 * time.Millisecond)) {
 		t.Fatalf("deadline %v, want the service's time-to-run", d.Sub(t0))
 	}
@@ -67,7 +67,7 @@ func TestBroker_ServiceDefaultsFromReady(t *testing.T) {
 	fail := final(id, protocol.Meta{Status: protocol.StatusFailed, Error: "boom"})
 	now := at(100 * time.Millisecond)
 	for i, backoff := range []time.Duration{time.Second, 2 * time.Second} {
-		if out := b.HandleWorker(now, "w1", fail); len(requests(out)) != 0 {
+		if out := b.HandleWorker(now, "w1", "", fail); len(requests(out)) != 0 {
 			t.Fatalf("retry %d dispatched before its backoff", i+1)
 		}
 		if info, _ := b.Job(id); info.State != protocol.JobQueued {
@@ -88,7 +88,7 @@ func TestBroker_ServiceDefaultsFromReady(t *testing.T) {
 			t.Fatalf("retry attempt %d", m.Attempt)
 		}
 	}
-	b.HandleWorker(now, "w1", fail)
+	b.HandleWorker(now, "w1", "", fail)
 	if info, _ := b.Job(id); info.State != protocol.JobFailed || info.Attempts != 3 || info.Error != "boom" {
 		t.Fatalf("final: %+v", info)
 	}
@@ -96,9 +96,9 @@ func TestBroker_ServiceDefaultsFromReady(t *testing.T) {
 
 func TestBroker_CancelQueuedRunningAndFinished(t *testing.T) {
 	b := newBroker(t, broker.Config{})
-	b.HandleWorker(t0, "w1", readyZ("S"))
-	running, _, _ := dispatched(t, one(t, b.HandleClient(t0, "c", zreq("S", nil)), protocol.ToWorker, "w1"))
-	_, queued, _ := clientReply(t, one(t, b.HandleClient(t0, "c", zreq("S", nil)), protocol.ToClient, "c"))
+	b.HandleWorker(t0, "w1", "", readyZ("S"))
+	running, _, _ := dispatched(t, one(t, b.HandleClient(t0, "c", "", zreq("S", nil)), protocol.ToWorker, "w1"))
+	_, queued, _ := clientReply(t, one(t, b.HandleClient(t0, "c", "", zreq("S", nil)), protocol.ToClient, "c"))
 
 	md, ji := ask(t, b, "SERVER-CANCEL", queued.Job)
 	if md.Status != protocol.StatusComplete || ji.State != protocol.JobFailed || ji.Code != protocol.CodeCancelled {
@@ -107,7 +107,7 @@ func TestBroker_CancelQueuedRunningAndFinished(t *testing.T) {
 	if q := b.Queue(); q[0].Queued != 0 {
 		t.Fatal("cancelled job still queued")
 	}
-	out := b.HandleClient(t0, "q", request(v2, "SERVER-CANCEL", meta, []byte(running)))
+	out := b.HandleClient(t0, "q", "", request(v2, "SERVER-CANCEL", meta, []byte(running)))
 	if d := commands(out, protocol.CmdDisconnect); len(d) != 1 || d[0].To != "w1" {
 		t.Fatalf("running job's worker not stopped: %+v", out)
 	}
@@ -127,14 +127,14 @@ func TestBroker_CancelQueuedRunningAndFinished(t *testing.T) {
 
 func TestBroker_RetryFailedJobByHand(t *testing.T) {
 	b := newBroker(t, broker.Config{})
-	b.HandleWorker(t0, "w1", readyZ("S"))
-	id, _, _ := dispatched(t, one(t, b.HandleClient(t0, "c", zreq("S", map[string]string{"p": "1"}, "input")), protocol.ToWorker, "w1"))
+	b.HandleWorker(t0, "w1", "", readyZ("S"))
+	id, _, _ := dispatched(t, one(t, b.HandleClient(t0, "c", "", zreq("S", map[string]string{"p": "1"}, "input")), protocol.ToWorker, "w1"))
 	if md, _ := ask(t, b, "SERVER-RETRY", id); md.Code != protocol.CodeConflict {
 		t.Fatalf("retry of a running job: %+v", md)
 	}
 	code := 2
-	b.HandleWorker(t0, "w1", final(id, protocol.Meta{Status: protocol.StatusFailed, Error: "bad", ExitCode: &code}))
-	out := b.HandleClient(t0, "q", request(v2, "SERVER-RETRY", meta, []byte(id)))
+	b.HandleWorker(t0, "w1", "", final(id, protocol.Meta{Status: protocol.StatusFailed, Error: "bad", ExitCode: &code}))
+	out := b.HandleClient(t0, "q", "", request(v2, "SERVER-RETRY", meta, []byte(id)))
 	r := requests(out)
 	if len(r) != 1 {
 		t.Fatalf("retried job not dispatched: %+v", out)
@@ -143,7 +143,7 @@ func TestBroker_RetryFailedJobByHand(t *testing.T) {
 	if got != id || m.Attempt != 1 || m.Params["p"] != "1" || string(body[0]) != "input" {
 		t.Fatalf("retry dispatch %s %+v %q: want the same job, params and input", got, m, body)
 	}
-	b.HandleWorker(t0, "w1", final(id, protocol.Meta{Status: protocol.StatusComplete}, "ok"))
+	b.HandleWorker(t0, "w1", "", final(id, protocol.Meta{Status: protocol.StatusComplete}, "ok"))
 	if info, _ := b.Job(id); info.State != protocol.JobComplete || string(info.Output) != "ok" || info.ExitCode != nil {
 		t.Fatalf("after retry: %+v", info)
 	}
@@ -154,11 +154,11 @@ func TestBroker_RetryFailedJobByHand(t *testing.T) {
 
 func TestBroker_SyncJobNotRerunAfterStreaming(t *testing.T) {
 	b := newBroker(t, broker.Config{})
-	b.HandleWorker(t0, "w1", readyZ("S"))
-	b.HandleWorker(t0, "w2", readyZ("S"))
-	id, _, _ := dispatched(t, one(t, b.HandleClient(t0, "c", zreq("SYNC-S", nil)), protocol.ToWorker, "w1"))
-	b.HandleWorker(t0, "w1", workerMsg(v2, protocol.CmdPartial, id, []byte("half")))
-	out := b.HandleWorker(t0, "w1", workerMsg(v2, protocol.CmdDisconnect, ""))
+	b.HandleWorker(t0, "w1", "", readyZ("S"))
+	b.HandleWorker(t0, "w2", "", readyZ("S"))
+	id, _, _ := dispatched(t, one(t, b.HandleClient(t0, "c", "", zreq("SYNC-S", nil)), protocol.ToWorker, "w1"))
+	b.HandleWorker(t0, "w1", "", workerMsg(v2, protocol.CmdPartial, id, []byte("half")))
+	out := b.HandleWorker(t0, "w1", "", workerMsg(v2, protocol.CmdDisconnect, ""))
 	if len(requests(out)) != 0 {
 		t.Fatal("a sync job whose output had begun streaming was run again")
 	}

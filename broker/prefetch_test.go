@@ -14,7 +14,7 @@ func submitN(t *testing.T, b *broker.Broker, service string, n int) []protocol.E
 	t.Helper()
 	var out []protocol.Envelope
 	for range n {
-		out = append(out, requests(b.HandleClient(t0, "c", zreq(service, nil)))...)
+		out = append(out, requests(b.HandleClient(t0, "c", "", zreq(service, nil)))...)
 	}
 	return out
 }
@@ -33,17 +33,17 @@ func to(t *testing.T, reqs []protocol.Envelope) (workers, ids []string) {
 // Its next job goes out when it sends a result.
 func TestPrefetch_HoldsUpToOnePlusPrefetch(t *testing.T) {
 	b := newBroker(t, broker.Config{Heartbeat: time.Hour})
-	b.HandleWorker(t0, "w1", readyWith("S", protocol.Meta{Prefetch: 2}))
+	b.HandleWorker(t0, "w1", "", readyWith("S", protocol.Meta{Prefetch: 2}))
 	ws, ids := to(t, submitN(t, b, "S", 5))
 	if !slices.Equal(ws, []string{"w1", "w1", "w1"}) {
 		t.Fatalf("dispatched to %v, want w1 three times", ws)
 	}
-	out := b.HandleWorker(t0, "w1", final(ids[0], protocol.Meta{Status: protocol.StatusComplete}))
+	out := b.HandleWorker(t0, "w1", "", final(ids[0], protocol.Meta{Status: protocol.StatusComplete}))
 	if ws, _ := to(t, requests(out)); !slices.Equal(ws, []string{"w1"}) {
 		t.Fatalf("after a result: %v, want one more for w1", ws)
 	}
 	// Results may only come for jobs it holds.
-	out = b.HandleWorker(t0, "w1", final(ids[2], protocol.Meta{Status: protocol.StatusComplete}))
+	out = b.HandleWorker(t0, "w1", "", final(ids[2], protocol.Meta{Status: protocol.StatusComplete}))
 	if info, _ := b.Job(ids[2]); info.State != protocol.JobComplete {
 		t.Fatalf("result of a job waiting at the worker: %+v", info)
 	}
@@ -58,9 +58,9 @@ func TestPrefetch_HoldsUpToOnePlusPrefetch(t *testing.T) {
 // Idle workers get work before busy ones with room, whatever their order.
 func TestPrefetch_IdleWorkersFirst(t *testing.T) {
 	b := newBroker(t, broker.Config{Heartbeat: time.Hour})
-	b.HandleWorker(t0, "w1", readyWith("S", protocol.Meta{Prefetch: 4}))
-	b.HandleWorker(t0, "w2", readyZ("S"))
-	b.HandleWorker(t0, "w3", readyWith("S", protocol.Meta{Prefetch: 1}))
+	b.HandleWorker(t0, "w1", "", readyWith("S", protocol.Meta{Prefetch: 4}))
+	b.HandleWorker(t0, "w2", "", readyZ("S"))
+	b.HandleWorker(t0, "w3", "", readyWith("S", protocol.Meta{Prefetch: 1}))
 	ws, _ := to(t, submitN(t, b, "S", 6))
 	// One each first, then the spares in turn: w1, w3, w1 (w3 is full).
 	if want := []string{"w1", "w2", "w3", "w1", "w3", "w1"}; !slices.Equal(ws, want) {
@@ -72,9 +72,9 @@ func TestPrefetch_IdleWorkersFirst(t *testing.T) {
 // starts when the job before it ends.
 func TestPrefetch_TimeToRunStartsWhenRun(t *testing.T) {
 	b := newBroker(t, broker.Config{Heartbeat: time.Hour, TTR: time.Second})
-	b.HandleWorker(t0, "w1", readyWith("S", protocol.Meta{Prefetch: 1}))
+	b.HandleWorker(t0, "w1", "", readyWith("S", protocol.Meta{Prefetch: 1}))
 	_, ids := to(t, submitN(t, b, "S", 2))
-	b.HandleWorker(at(900*time.Millisecond), "w1", final(ids[0], protocol.Meta{Status: protocol.StatusComplete}))
+	b.HandleWorker(at(900*time.Millisecond), "w1", "", final(ids[0], protocol.Meta{Status: protocol.StatusComplete}))
 	if out := b.Tick(at(1500 * time.Millisecond)); len(commands(out, protocol.CmdDisconnect)) != 0 {
 		t.Fatalf("the second job overran 0.6s after it started: %+v", out)
 	}
@@ -89,15 +89,15 @@ func TestPrefetch_TimeToRunStartsWhenRun(t *testing.T) {
 // the head of the queue.
 func TestPrefetch_LostWorkerRequeuesInOrder(t *testing.T) {
 	b := newBroker(t, broker.Config{Heartbeat: time.Hour})
-	b.HandleWorker(t0, "w1", readyWith("S", protocol.Meta{Prefetch: 2}))
+	b.HandleWorker(t0, "w1", "", readyWith("S", protocol.Meta{Prefetch: 2}))
 	_, ids := to(t, submitN(t, b, "S", 4)) // three at w1, one queued
-	b.HandleWorker(t0, "w1", workerMsg(v2, protocol.CmdDisconnect, ""))
+	b.HandleWorker(t0, "w1", "", workerMsg(v2, protocol.CmdDisconnect, ""))
 	if st := b.Services()[0]; st.Active != 0 || st.Queued != 4 {
 		t.Fatalf("service %+v, want 4 queued", st)
 	}
 	var got []string
 	var attempts []int
-	for _, e := range requests(b.HandleWorker(t0, "w2", readyWith("S", protocol.Meta{Prefetch: 3}))) {
+	for _, e := range requests(b.HandleWorker(t0, "w2", "", readyWith("S", protocol.Meta{Prefetch: 3}))) {
 		id, m, _ := dispatched(t, e)
 		got, attempts = append(got, id), append(attempts, m.Attempt)
 	}
@@ -114,9 +114,9 @@ func TestPrefetch_LostWorkerRequeuesInOrder(t *testing.T) {
 // is queued again) and fails the cancelled one; the rest are queued again.
 func TestPrefetch_CancelWaitingJob(t *testing.T) {
 	b := newBroker(t, broker.Config{Heartbeat: time.Hour})
-	b.HandleWorker(t0, "w1", readyWith("S", protocol.Meta{Prefetch: 2}))
+	b.HandleWorker(t0, "w1", "", readyWith("S", protocol.Meta{Prefetch: 2}))
 	_, ids := to(t, submitN(t, b, "S", 3))
-	out := b.HandleClient(t0, "q", request(v2, "SERVER-CANCEL", meta, []byte(ids[1])))
+	out := b.HandleClient(t0, "q", "", request(v2, "SERVER-CANCEL", meta, []byte(ids[1])))
 	if d := commands(out, protocol.CmdDisconnect); len(d) != 1 || d[0].To != "w1" {
 		t.Fatalf("worker not stopped: %+v", out)
 	}
@@ -133,7 +133,7 @@ func TestPrefetch_CancelWaitingJob(t *testing.T) {
 	}
 	// Neither spent an attempt: the running one was stopped for another's
 	// sake, the other never started.
-	for _, e := range requests(b.HandleWorker(t0, "w2", readyWith("S", protocol.Meta{Prefetch: 1}))) {
+	for _, e := range requests(b.HandleWorker(t0, "w2", "", readyWith("S", protocol.Meta{Prefetch: 1}))) {
 		if id, m, _ := dispatched(t, e); m.Attempt != 1 {
 			t.Errorf("job %s re-dispatched as attempt %d, want 1", id, m.Attempt)
 		}
@@ -143,7 +143,7 @@ func TestPrefetch_CancelWaitingJob(t *testing.T) {
 // A worker without a meta frame (stock MDP) never gets more than one job.
 func TestPrefetch_StockWorkerOneAtATime(t *testing.T) {
 	b := newBroker(t, broker.Config{Heartbeat: time.Hour})
-	b.HandleWorker(t0, "w1", readyStock("S"))
+	b.HandleWorker(t0, "w1", "", readyStock("S"))
 	if ws, _ := to(t, submitN(t, b, "S", 3)); !slices.Equal(ws, []string{"w1"}) {
 		t.Fatalf("dispatched to %v, want w1 once", ws)
 	}
@@ -154,15 +154,15 @@ func TestPrefetch_StockWorkerOneAtATime(t *testing.T) {
 // counted, and the worker gets no more jobs.
 func TestPrefetch_GivenBackJobs(t *testing.T) {
 	b := newBroker(t, broker.Config{Heartbeat: time.Hour})
-	b.HandleWorker(t0, "w1", readyWith("S", protocol.Meta{Prefetch: 2}))
+	b.HandleWorker(t0, "w1", "", readyWith("S", protocol.Meta{Prefetch: 2}))
 	_, ids := to(t, submitN(t, b, "S", 3))
 	returned := protocol.Meta{Status: protocol.StatusReturned}
 	for _, id := range []string{ids[2], ids[1]} {
-		if out := requests(b.HandleWorker(t0, "w1", final(id, returned))); len(out) != 0 {
+		if out := requests(b.HandleWorker(t0, "w1", "", final(id, returned))); len(out) != 0 {
 			t.Fatalf("a draining worker got jobs: %+v", out)
 		}
 	}
-	out := b.HandleWorker(t0, "w1", final(ids[0], protocol.Meta{Status: protocol.StatusComplete}))
+	out := b.HandleWorker(t0, "w1", "", final(ids[0], protocol.Meta{Status: protocol.StatusComplete}))
 	if len(requests(out)) != 0 {
 		t.Fatalf("a draining worker got jobs after its last result: %+v", out)
 	}
@@ -170,7 +170,7 @@ func TestPrefetch_GivenBackJobs(t *testing.T) {
 		t.Fatalf("given back job: %+v", info)
 	}
 	var got []string
-	for _, e := range requests(b.HandleWorker(t0, "w2", readyWith("S", protocol.Meta{Prefetch: 1}))) {
+	for _, e := range requests(b.HandleWorker(t0, "w2", "", readyWith("S", protocol.Meta{Prefetch: 1}))) {
 		id, m, _ := dispatched(t, e)
 		if m.Attempt != 1 {
 			t.Errorf("job %s re-dispatched as attempt %d, want 1", id, m.Attempt)
@@ -186,14 +186,14 @@ func TestPrefetch_GivenBackJobs(t *testing.T) {
 // job waiting at it goes at once to a worker that is idle meanwhile.
 func TestPrefetch_LostWorkerWaitingJobToIdleWorker(t *testing.T) {
 	b := newBroker(t, broker.Config{Heartbeat: time.Hour, MaxAttempts: 1})
-	b.HandleWorker(t0, "a", readyWith("S", protocol.Meta{Prefetch: 1}))
-	b.HandleWorker(t0, "b", readyWith("S", protocol.Meta{Prefetch: 1}))
+	b.HandleWorker(t0, "a", "", readyWith("S", protocol.Meta{Prefetch: 1}))
+	b.HandleWorker(t0, "b", "", readyWith("S", protocol.Meta{Prefetch: 1}))
 	ws, ids := to(t, submitN(t, b, "S", 3)) // j1 a, j2 b, j3 waits at a
 	if !slices.Equal(ws, []string{"a", "b", "a"}) {
 		t.Fatalf("dispatched to %v", ws)
 	}
-	b.HandleWorker(t0, "b", final(ids[1], protocol.Meta{Status: protocol.StatusComplete}))
-	out := requests(b.HandleWorker(t0, "a", workerMsg(v2, protocol.CmdDisconnect, "")))
+	b.HandleWorker(t0, "b", "", final(ids[1], protocol.Meta{Status: protocol.StatusComplete}))
+	out := requests(b.HandleWorker(t0, "a", "", workerMsg(v2, protocol.CmdDisconnect, "")))
 	if info, _ := b.Job(ids[0]); info.State != protocol.JobFailed {
 		t.Fatalf("j1 on its last attempt: %+v", info)
 	}

@@ -12,6 +12,14 @@ import (
 
 // query answers the SERVER-* introspection services with JSON.
 func (b *Broker) query(now time.Time, r request, body [][]byte) {
+	switch r.service {
+	case protocol.ServerServices, protocol.ServerJob:
+		// Open to every key; SERVER-JOB checks the job's service below.
+	default:
+		if !b.mayAdmin(r) {
+			return
+		}
+	}
 	var v any
 	switch r.service {
 	case protocol.ServerWorkers:
@@ -45,10 +53,28 @@ func (b *Broker) query(now time.Time, r request, body [][]byte) {
 			b.refuse(r, protocol.CodeNotFound, "no job "+printable(body[0])+" is known (finished jobs are kept for the last "+strconv.Itoa(b.cfg.History)+")")
 			return
 		}
+		// A job's ID is the capability to read it, for keys that may use
+		// its service.
+		if b.cfg.Access != nil && r.user != "" && !b.cfg.Access.MayAdmin(r.user) && !b.cfg.Access.MaySubmit(r.user, info.Service) {
+			b.forbidden(r, fmt.Sprintf("key %q may not see jobs of service %s", r.user, info.Service))
+			return
+		}
 		v = info
+	case protocol.ServerReload:
+		if b.cfg.Reload == nil {
+			b.refuse(r, protocol.CodeBadRequest, "this broker has no keys to reload (it runs without --curve-key)")
+			return
+		}
+		if err := b.cfg.Reload(); err != nil {
+			b.log.Error().Err(err).Str(keyKey, r.user).Msg("reload refused: the current keys stay")
+			b.refuse(r, protocol.CodeBadRequest, "reload failed, the current keys stay: "+err.Error())
+			return
+		}
+		b.log.Info().Str(keyKey, r.user).Msg("keys reloaded")
+		v = map[string]string{"reloaded": "ok"}
 	default:
 		b.refuse(r, protocol.CodeUnknownService, "no introspection service "+r.service+
-			" (try SERVER-WORKERS, SERVER-JOBS, SERVER-ACTIVE, SERVER-QUEUE, SERVER-SERVICES, SERVER-JOB, SERVER-CANCEL, SERVER-RETRY)")
+			" (try SERVER-WORKERS, SERVER-JOBS, SERVER-ACTIVE, SERVER-QUEUE, SERVER-SERVICES, SERVER-JOB, SERVER-CANCEL, SERVER-RETRY, SERVER-RELOAD)")
 		return
 	}
 	payload, err := json.Marshal(v)

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"encoding/hex"
+	"fmt"
 	"slices"
 	"time"
 	"unicode"
@@ -17,7 +18,12 @@ import (
 // and the worker is forgotten; messages whose protocol cannot be told are
 // dropped. A REPLY or PARTIAL for a job the worker does not hold is dropped:
 // it is a late answer for a job already given to another worker.
-func (b *Broker) HandleWorker(now time.Time, from string, frames [][]byte) []protocol.Envelope {
+//
+// user is the key the peer authenticated with (see Config.Access). A
+// worker is known by its key as well as its routing id: a message from its
+// routing id under another key drops the worker (its job is requeued) and
+// disconnects the peer, so no one can act for a worker whose key it lacks.
+func (b *Broker) HandleWorker(now time.Time, from, user string, frames [][]byte) []protocol.Envelope {
 	b.out = b.out[:0]
 	w := b.workers[from]
 	m, err := protocol.DecodeWorker(frames)
@@ -40,10 +46,14 @@ func (b *Broker) HandleWorker(now time.Time, from string, frames [][]byte) []pro
 		ev.Msg("malformed worker message: dropped")
 		return b.out
 	}
+	if w != nil && b.cfg.Access != nil && !b.sameKey(now, w, user) {
+		b.disconnect(from, m.Form)
+		return b.out
+	}
 	if w == nil {
 		switch m.Cmd {
 		case protocol.CmdReady:
-			b.ready(now, from, m)
+			b.ready(now, from, user, m)
 		case protocol.CmdDisconnect:
 			// Nothing to forget.
 		default:
@@ -108,14 +118,47 @@ func workerForm(frames [][]byte) (protocol.Form, bool) {
 	return f, true
 }
 
+// sameKey reports whether a message from w's routing id may act for w: it
+// carries w's key, and that key may still offer w's service (checked again
+// after each change of the key set). If not, w is dropped.
+func (b *Broker) sameKey(now time.Time, w *worker, user string) bool {
+	if user != w.user {
+		b.log.Warn().Str(keyWorker, hexID(w.id)).Str(keyService, w.svc.name).Str(keyKey, user).Str("worker_key", w.user).
+			Msg("message under another key for a worker: dropping the worker")
+		b.dropWorker(now, w, "its connection was taken over by another key")
+		return false
+	}
+	gen := b.cfg.Access.Generation()
+	if w.gen == gen {
+		return true
+	}
+	if !b.cfg.Access.MayOffer(user, w.svc.name) {
+		b.log.Warn().Str(keyWorker, hexID(w.id)).Str(keyService, w.svc.name).Str(keyKey, user).
+			Msg("worker key no longer may offer its service: dropping the worker")
+		b.dropWorker(now, w, "its key no longer may offer the service")
+		return false
+	}
+	w.gen = gen
+	return true
+}
+
 // ready registers a new worker and gives it work if its service has some.
-func (b *Broker) ready(now time.Time, id string, m protocol.Message) {
+func (b *Broker) ready(now time.Time, id, user string, m protocol.Message) {
 	if err := protocol.ValidWorkerService(m.Service); err != nil {
 		b.log.Warn().Err(err).Str(keyWorker, hexID(id)).Msg("worker refused: invalid service name")
 		b.disconnect(id, m.Form)
 		return
 	}
-	w := &worker{id: id, form: m.Form, since: now, lastSeen: now}
+	w := &worker{id: id, user: user, form: m.Form, since: now, lastSeen: now}
+	if a := b.cfg.Access; a != nil {
+		if user == "" || !a.MayOffer(user, m.Service) {
+			b.log.Warn().Str(keyWorker, hexID(id)).Str(keyService, m.Service).Str(keyKey, user).
+				Str(keyCode, protocol.CodeForbidden).Msg("worker refused: its key may not offer the service")
+			b.forbid(id, m.Form, fmt.Sprintf("key %q may not offer service %s", user, m.Service))
+			return
+		}
+		w.gen = a.Generation()
+	}
 	var declared *protocol.Meta
 	if len(m.Body) > 0 && protocol.IsMeta(m.Body[0]) {
 		w.zmws = true

@@ -10,6 +10,7 @@ import (
 	zmq "github.com/pebbe/zmq4"
 	"github.com/rs/zerolog"
 
+	"github.com/zmws/zmws/curve"
 	"github.com/zmws/zmws/protocol"
 )
 
@@ -48,6 +49,12 @@ type Config struct {
 	// again after a timeout, each time on a fresh socket (DefaultRetries;
 	// negative means never).
 	Retries int
+	// Curve, when set, speaks CURVE to the broker: its public key
+	// authenticates the broker, and the client's own key pair must be one
+	// the broker authorizes (curve.LoadClient reads both from files). A
+	// handshake the broker refuses ends a request at once with an error
+	// matching curve.ErrRefused (or curve.ErrHandshake). nil: no security.
+	Curve *curve.Client
 	// Logger receives the client's logs (default: none).
 	Logger zerolog.Logger
 }
@@ -64,6 +71,7 @@ type Client struct {
 	// Owned by whoever holds turn.
 	sock   *zmq.Socket // nil after an abandoned request, until the next one
 	poller *zmq.Poller
+	watch  *curve.Watch // sock's handshakes, with Config.Curve
 	closed bool
 }
 
@@ -142,11 +150,23 @@ func (c *Client) open() error {
 		s.Close()
 		return fmt.Errorf("client: set linger: %w", err)
 	}
+	var w *curve.Watch
+	if c.cfg.Curve != nil {
+		if err := c.cfg.Curve.Apply(s); err != nil {
+			s.Close()
+			return fmt.Errorf("client: %w", err)
+		}
+		if w, err = curve.WatchSocket(s); err != nil {
+			s.Close()
+			return fmt.Errorf("client: %w", err)
+		}
+	}
 	if err := s.Connect(c.cfg.Broker); err != nil {
 		s.Close()
+		w.Close()
 		return fmt.Errorf("client: connect %s: %w", c.cfg.Broker, err)
 	}
-	c.sock = s
+	c.sock, c.watch = s, w
 	c.poller = zmq.NewPoller()
 	c.poller.Add(s, zmq.POLLIN)
 	return nil
@@ -158,7 +178,8 @@ func (c *Client) drop() error {
 		return nil
 	}
 	err := c.sock.Close()
-	c.sock, c.poller = nil, nil
+	c.watch.Close()
+	c.sock, c.poller, c.watch = nil, nil, nil
 	if err != nil {
 		return fmt.Errorf("client: close socket: %w", err)
 	}
@@ -215,6 +236,9 @@ func (c *Client) exchange(ctx context.Context, service string, body [][]byte, de
 			return m, fmt.Errorf("client: poll: %w", err)
 		}
 		if len(polled) == 0 {
+			if err := c.watch.Err(); err != nil {
+				return m, fmt.Errorf("%s: %w", service, err)
+			}
 			continue
 		}
 		msg, err := c.sock.RecvMessageBytes(zmq.DONTWAIT)

@@ -24,6 +24,9 @@ var (
 	// ErrStoreUnavailable: the broker's job store failed; the job was not
 	// accepted.
 	ErrStoreUnavailable = errors.New("client: job store unavailable")
+	// ErrForbidden: the client's key may not do this (submit to the
+	// service, or an admin operation).
+	ErrForbidden = errors.New("client: forbidden")
 
 	// ErrTimeout: no reply came within Config.Timeout (on every attempt).
 	ErrTimeout = errors.New("client: timeout")
@@ -68,6 +71,8 @@ func (e *Error) Is(target error) bool {
 		return e.Code == protocol.CodeConflict
 	case ErrStoreUnavailable:
 		return e.Code == protocol.CodeStoreUnavailable
+	case ErrForbidden:
+		return e.Code == protocol.CodeForbidden
 	}
 	return false
 }

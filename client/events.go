@@ -7,6 +7,7 @@ import (
 
 	zmq "github.com/pebbe/zmq4"
 
+	"github.com/zmws/zmws/curve"
 	"github.com/zmws/zmws/protocol"
 )
 
@@ -16,12 +17,30 @@ import (
 // (protocol.EventQueued, ...); none means all. Events published while no
 // subscriber is connected are not replayed.
 func Watch(ctx context.Context, endpoint string, topics []string, fn func(protocol.Event) error) error {
+	return WatchCurve(ctx, endpoint, nil, topics, fn)
+}
+
+// WatchCurve is Watch over CURVE with keys (nil: none): the broker admits
+// client keys with the watch or admin right. A refused handshake ends it
+// with an error matching curve.ErrRefused.
+func WatchCurve(ctx context.Context, endpoint string, keys *curve.Client, topics []string, fn func(protocol.Event) error) error {
 	s, err := zmq.NewSocket(zmq.SUB)
 	if err != nil {
 		return fmt.Errorf("client: events socket: %w", err)
 	}
 	defer s.Close()
 	s.SetLinger(0)
+	var watch *curve.Watch
+	if keys != nil {
+		if err := keys.Apply(s); err != nil {
+			return fmt.Errorf("client: %w", err)
+		}
+		if watch, err = curve.WatchSocket(s); err != nil {
+			return fmt.Errorf("client: %w", err)
+		}
+		defer watch.Close()
+		defer s.Close() // before the watch, which follows the socket
+	}
 	if len(topics) == 0 {
 		topics = []string{""}
 	}
@@ -41,6 +60,9 @@ func Watch(ctx context.Context, endpoint string, topics []string, fn func(protoc
 			return fmt.Errorf("client: poll events: %w", err)
 		}
 		if len(polled) == 0 {
+			if err := watch.Err(); err != nil {
+				return fmt.Errorf("watch events: %w", err)
+			}
 			continue
 		}
 		msg, err := s.RecvMessageBytes(0)

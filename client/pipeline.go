@@ -131,6 +131,10 @@ func (c *Client) SubmitMany(ctx context.Context, service string, reqs iter.Seq[R
 			return fmt.Errorf("client: poll: %w", err)
 		}
 		if len(polled) == 0 {
+			if err := c.watch.Err(); err != nil {
+				c.drop()
+				return fmt.Errorf("submit %s: %w", service, err)
+			}
 			continue
 		}
 		for range sent - reported { // take what has arrived, then send more

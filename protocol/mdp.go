@@ -278,8 +278,11 @@ func DecodeWorker(frames [][]byte) (Message, error) {
 		}
 		m.Address = f[0]
 		m.Body = f[2:]
-	case CmdHeartbeat, CmdDisconnect:
-		// Trailing frames are tolerated and ignored (some peers send a reason).
+	case CmdDisconnect:
+		// Trailing frames are a reason (zmws: a meta frame), kept in Body.
+		m.Body = f
+	case CmdHeartbeat:
+		// Trailing frames are tolerated and ignored.
 	}
 	return m, nil
 }
@@ -329,6 +332,8 @@ func EncodeWorker(m Message) [][]byte {
 		out = append(out, m.Body...)
 	case CmdRequest, CmdReply, CmdPartial:
 		out = append(out, m.Address, []byte{})
+		out = append(out, m.Body...)
+	case CmdDisconnect:
 		out = append(out, m.Body...)
 	}
 	return out

@@ -195,13 +195,11 @@ func TestDecodeReply(t *testing.T) {
 	runCodec(t, replyCases, protocol.DecodeReply, protocol.EncodeClient)
 }
 
-func TestDecodeWorker_TrailingFramesIgnored(t *testing.T) {
-	// Some peers send a reason after HEARTBEAT or DISCONNECT.
+func TestDecodeWorker_TrailingFramesOfHeartbeatIgnored(t *testing.T) {
+	// Some peers send a reason after HEARTBEAT.
 	for _, in := range [][][]byte{
 		fr("MDPW01", "\x04", "extra"),
-		fr("MDPW01", "\x05", "bye", "now"),
 		fr("", "MDPW02", "\x05", "extra"),
-		fr("MDPW02", "\x06", "shutting down"),
 	} {
 		m, err := protocol.DecodeWorker(in)
 		if err != nil {
@@ -216,6 +214,31 @@ func TestDecodeWorker_TrailingFramesIgnored(t *testing.T) {
 		}
 		if out := protocol.EncodeWorker(m); !equalFrames(out, want) {
 			t.Errorf("EncodeWorker(%s) = %s, want %s", fmtMessage(m), dumpInline(out), dumpInline(want))
+		}
+	}
+}
+
+func TestDecodeWorker_DisconnectKeepsItsReason(t *testing.T) {
+	// The broker tells a refused zmws worker why in a meta frame after
+	// DISCONNECT; other peers send a reason text.
+	for _, in := range [][][]byte{
+		fr("MDPW01", "\x05", "bye", "now"),
+		fr("MDPW02", "\x06", "shutting down"),
+		fr("", "MDPW02", "\x06"),
+	} {
+		m, err := protocol.DecodeWorker(in)
+		if err != nil {
+			t.Fatalf("DecodeWorker(%s): %v", dumpInline(in), err)
+		}
+		head := 2
+		if len(in[0]) == 0 {
+			head = 3
+		}
+		if m.Cmd != protocol.CmdDisconnect || !equalFrames(m.Body, in[head:]) {
+			t.Errorf("DecodeWorker(%s) = %s, want DISCONNECT with the trailing frames as body", dumpInline(in), fmtMessage(m))
+		}
+		if out := protocol.EncodeWorker(m); !equalFrames(out, in) {
+			t.Errorf("EncodeWorker(%s) = %s, want %s", fmtMessage(m), dumpInline(out), dumpInline(in))
 		}
 	}
 }
@@ -243,8 +266,8 @@ func TestEncodeWorker(t *testing.T) {
 			fr("MDPW01", "\x03", "j", "", "x")},
 		{"HEARTBEAT drops fields", protocol.Message{Form: v2, Cmd: protocol.CmdHeartbeat, Service: "s", Address: []byte("a"), Body: fr("b")},
 			fr("MDPW02", "\x05")},
-		{"DISCONNECT drops fields", protocol.Message{Form: protocol.Form{Version: protocol.V1, Delimiter: true}, Cmd: protocol.CmdDisconnect, Body: fr("b")},
-			fr("", "MDPW01", "\x05")},
+		{"DISCONNECT keeps its reason", protocol.Message{Form: protocol.Form{Version: protocol.V1, Delimiter: true}, Cmd: protocol.CmdDisconnect, Body: fr("b")},
+			fr("", "MDPW01", "\x05", "b")},
 		{"READY ignores Address", protocol.Message{Form: v2, Cmd: protocol.CmdReady, Service: "s", Address: []byte("a")},
 			fr("MDPW02", "\x01", "s")},
 		{"REQUEST ignores Service", protocol.Message{Form: v2, Cmd: protocol.CmdRequest, Service: "s", Address: []byte("a")},

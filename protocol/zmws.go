@@ -35,6 +35,7 @@ const (
 	ServerJob      = "SERVER-JOB"
 	ServerCancel   = "SERVER-CANCEL" // body [id]: remove a queued job, stop a running one
 	ServerRetry    = "SERVER-RETRY"  // body [id]: queue a failed job again
+	ServerReload   = "SERVER-RELOAD" // admin: read the authorized keys again
 )
 
 // FailFrame is the first body frame of a failure reply to a stock MDP client
@@ -110,6 +111,7 @@ const (
 	CodeTimeout          = "timeout"           // the job ran past its time-to-run on its last attempt
 	CodeCancelled        = "cancelled"         // cancelled by SERVER-CANCEL
 	CodeConflict         = "conflict"          // SERVER-CANCEL/RETRY of a job in the wrong state
+	CodeForbidden        = "forbidden"         // the peer's key may not do this (see docs/SECURITY.md)
 )
 
 // Meta is the zmws meta frame. Each direction uses some fields:

@@ -4,13 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"syscall"
 	"time"
 
 	zmq "github.com/pebbe/zmq4"
 	"github.com/rs/zerolog"
 
+	"github.com/zmws/zmws/auth"
 	"github.com/zmws/zmws/broker"
+	"github.com/zmws/zmws/curve"
 	"github.com/zmws/zmws/internal/logging"
 	"github.com/zmws/zmws/protocol"
 	"github.com/zmws/zmws/store"
@@ -58,6 +61,20 @@ type Config struct {
 	// committed at once. The delay trades disk syncs for a wider window in
 	// which a broker crash forgets that a job ran (it then runs again).
 	CommitDelay time.Duration
+	// Curve, when set, makes the client, worker and events sockets CURVE
+	// servers: only the keys it authorizes connect, each on its role's
+	// socket, and the broker checks every message against the key's
+	// rights. nil: no security (NULL mechanism), for loopback.
+	Curve *Curve
+}
+
+// Curve is the broker's CURVE key pair and the keys it lets in.
+type Curve struct {
+	Key  curve.KeyPair
+	Keys *auth.Keys
+	// ProbeTimeout bounds the check at New that each socket refuses a key
+	// no one authorized (default 5 s).
+	ProbeTimeout time.Duration
 }
 
 // Defaults.
@@ -83,7 +100,8 @@ type Server struct {
 	workers *zmq.Socket
 	events  *zmq.Socket
 	eps     [3]string
-	commit  *committer // nil without a Store
+	commit  *committer         // nil without a Store
+	zap     *auth.Registration // nil without CURVE
 	// lazyAt is when records no reply waits for are committed anyway
 	// (zero: none are pending).
 	lazyAt time.Time
@@ -113,11 +131,24 @@ func New(cfg Config) (*Server, error) {
 	cfg.Broker.Logger = cfg.Logger
 	s := &Server{cfg: cfg, log: cfg.Logger.With().Str("component", "server").Logger()}
 	var err error
-	if s.clients, s.eps[0], err = s.router(cfg.ClientBind, "client"); err != nil {
+	var domains auth.Domains
+	if cfg.Curve != nil {
+		if cfg.Curve.Keys == nil {
+			return nil, errors.New("server: CURVE needs the authorized keys")
+		}
+		cfg.Broker.Access = cfg.Curve.Keys
+		// The ZAP handler is up before any socket binds: libzmq admits
+		// every key while none answers.
+		if s.zap, err = auth.Register(cfg.Curve.Keys, cfg.Logger); err != nil {
+			return nil, err
+		}
+		domains = s.zap.Domains
+	}
+	if s.clients, s.eps[0], err = s.router(cfg.ClientBind, "client", domains.Client); err != nil {
 		s.close(0)
 		return nil, err
 	}
-	if s.workers, s.eps[1], err = s.router(cfg.WorkerBind, "worker"); err != nil {
+	if s.workers, s.eps[1], err = s.router(cfg.WorkerBind, "worker", domains.Worker); err != nil {
 		s.close(0)
 		return nil, err
 	}
@@ -134,6 +165,12 @@ func New(cfg Config) (*Server, error) {
 		}
 		s.events.SetLinger(0)
 		s.events.SetSndhwm(100_000)
+		if cfg.Curve != nil {
+			if err = curve.ApplyServer(s.events, cfg.Curve.Key, domains.Events); err != nil {
+				s.close(0)
+				return nil, fmt.Errorf("server: events socket: %w", err)
+			}
+		}
 		for _, ep := range []string{cfg.EventsBind, cfg.EventsInproc} {
 			if ep == "" {
 				continue
@@ -145,6 +182,12 @@ func New(cfg Config) (*Server, error) {
 			if ep == cfg.EventsBind {
 				s.eps[2], _ = s.events.GetLastEndpoint()
 			}
+		}
+	}
+	if cfg.Curve != nil {
+		if err = s.probe(); err != nil {
+			s.close(0)
+			return nil, err
 		}
 	}
 	var snap store.Snapshot
@@ -171,10 +214,39 @@ func New(cfg Config) (*Server, error) {
 	return s, nil
 }
 
-func (s *Server) router(endpoint, role string) (*zmq.Socket, string, error) {
+// probe checks that each CURVE socket bound to the network refuses a key
+// no one authorized, so a ZAP handler that does not answer is a refusal to
+// start, never an open door.
+func (s *Server) probe() error {
+	timeout := s.cfg.Curve.ProbeTimeout
+	if timeout <= 0 {
+		timeout = 5 * time.Second
+	}
+	for i, ep := range s.eps {
+		if ep == "" || strings.HasPrefix(ep, "inproc://") {
+			continue
+		}
+		typ := zmq.DEALER
+		if i == 2 {
+			typ = zmq.SUB
+		}
+		if err := curve.Probe(ep, typ, s.cfg.Curve.Key.Public, timeout); err != nil {
+			return fmt.Errorf("server: CURVE check of %s failed, refusing to start: %w", ep, err)
+		}
+	}
+	return nil
+}
+
+func (s *Server) router(endpoint, role, domain string) (*zmq.Socket, string, error) {
 	sock, err := zmq.NewSocket(zmq.ROUTER)
 	if err != nil {
 		return nil, "", fmt.Errorf("server: %s socket: %w", role, err)
+	}
+	if s.cfg.Curve != nil {
+		if err := curve.ApplyServer(sock, s.cfg.Curve.Key, domain); err != nil {
+			sock.Close()
+			return nil, "", fmt.Errorf("server: %s socket: %w", role, err)
+		}
 	}
 	for _, set := range []func() error{
 		func() error { return sock.SetLinger(0) },
@@ -369,9 +441,24 @@ func (s *Server) stopCommits() {
 
 // drain reads up to maxDrain ready messages from sock, feeding each to
 // handle and sending what it returns before reading the next.
-func (s *Server) drain(sock *zmq.Socket, handle func(time.Time, string, [][]byte) []protocol.Envelope) {
+//
+// With CURVE, each message carries the name of the key its peer
+// authenticated with (the ZAP handler's User-Id), which the broker checks
+// against the key's rights.
+func (s *Server) drain(sock *zmq.Socket, handle func(time.Time, string, string, [][]byte) []protocol.Envelope) {
 	for range maxDrain {
-		msg, err := sock.RecvMessageBytes(zmq.DONTWAIT)
+		var (
+			msg  [][]byte
+			user string
+			err  error
+		)
+		if s.cfg.Curve != nil {
+			var md map[string]string
+			msg, md, err = sock.RecvMessageBytesWithMetadata(zmq.DONTWAIT, "User-Id")
+			user = md["User-Id"]
+		} else {
+			msg, err = sock.RecvMessageBytes(zmq.DONTWAIT)
+		}
 		if err != nil {
 			if zmq.AsErrno(err) != zmq.Errno(syscall.EAGAIN) {
 				s.log.Error().Err(err).Msg("receive")
@@ -381,7 +468,7 @@ func (s *Server) drain(sock *zmq.Socket, handle func(time.Time, string, [][]byte
 		if len(msg) < 1 {
 			continue
 		}
-		s.send(handle(time.Now(), string(msg[0]), msg[1:]))
+		s.send(handle(time.Now(), string(msg[0]), user, msg[1:]))
 	}
 }
 
@@ -468,5 +555,8 @@ func (s *Server) close(linger time.Duration) {
 			sock.SetLinger(linger)
 			sock.Close()
 		}
+	}
+	if s.zap != nil {
+		s.zap.Close() // after the sockets: no peer is admitted unchecked
 	}
 }

@@ -14,6 +14,7 @@ import (
 	zmq "github.com/pebbe/zmq4"
 	"github.com/rs/zerolog"
 
+	"github.com/zmws/zmws/curve"
 	"github.com/zmws/zmws/protocol"
 )
 
@@ -70,8 +71,9 @@ type slot struct {
 	wake *waker         // wakes an idle slot's poll when ctx ends
 	done <-chan struct{}
 
-	sock        *zmq.Socket // DEALER to the broker; nil while closed
-	poller      *zmq.Poller // sock (item 0, if any) and the wake PAIR
+	sock        *zmq.Socket  // DEALER to the broker; nil while closed
+	watch       *curve.Watch // sock's CURVE handshakes (nil without CURVE)
+	poller      *zmq.Poller  // sock (item 0, if any) and the wake PAIR
 	identity    string
 	endpoint    int    // index into Brokers of the current or next connection
 	gen         uint64 // connection generation, bumped at each connect
@@ -199,6 +201,15 @@ func (s *slot) run(ctx context.Context) error {
 			s.log.Error().Err(err).Msg("poll")
 			return fmt.Errorf("poll: %w", err)
 		}
+		// A broker that refused our key will never answer: say why at once
+		// and try again after the backoff (an operator may add the key).
+		if s.sock != nil && !s.heard {
+			if err := s.watch.Err(); err != nil {
+				s.log.Error().Err(err).Msg("broker refused the connection")
+				s.drop(time.Now(), true)
+				continue
+			}
+		}
 		// Expiry is checked after reading what has arrived, so that a late
 		// turn of this loop does not mistake unread heartbeats for silence.
 		if now := time.Now(); s.sock != nil && !now.Before(s.expireAt) {
@@ -311,11 +322,16 @@ func (s *slot) connect(now time.Time) {
 		}
 		if err = sock.SetLinger(0); err == nil {
 			if err = sock.SetIdentity(id); err == nil {
+				err = s.secure(sock)
+			}
+			if err == nil {
 				err = sock.Connect(ep)
 			}
 		}
 		if err != nil {
 			sock.Close()
+			s.watch.Close()
+			s.watch = nil
 		}
 	}
 	if err != nil {
@@ -335,6 +351,21 @@ func (s *slot) connect(now time.Time) {
 	s.log.Info().Str(keyEndpoint, ep).Msg("ready sent")
 }
 
+// secure makes sock a CURVE client when the worker has keys, watching its
+// handshakes.
+func (s *slot) secure(sock *zmq.Socket) error {
+	keys := s.w.cfg.Curve
+	if keys == nil {
+		return nil
+	}
+	if err := keys.Apply(sock); err != nil {
+		return err
+	}
+	w, err := curve.WatchSocket(sock)
+	s.watch = w
+	return err
+}
+
 // drop closes the connection at once (linger 0). A job running on it is
 // cancelled: the broker has given up on it (or will), so its result would be
 // dropped anyway. The slot reconnects after a backoff, to the next endpoint
@@ -342,6 +373,8 @@ func (s *slot) connect(now time.Time) {
 func (s *slot) drop(now time.Time, advance bool) {
 	s.sock.Close()
 	s.sock = nil
+	s.watch.Close()
+	s.watch = nil
 	s.setPoller()
 	s.pending = nil
 	s.waiting = nil // the broker queues them again
@@ -432,6 +465,14 @@ func (s *slot) onBroker(now time.Time, frames [][]byte) {
 	case protocol.CmdHeartbeat:
 		s.heard = true
 	case protocol.CmdDisconnect:
+		if meta, _, ok, _ := protocol.SplitMeta(m.Body); ok && meta.Code != "" {
+			// A refusal: this worker's key may not offer the service.
+			s.log.Error().Str(keyEndpoint, s.w.cfg.Brokers[s.endpoint]).Str("code", meta.Code).Str("error", meta.Error).
+				Msg("broker refused this worker, reconnecting after a backoff")
+			s.heard = false // counts as a failed connection: backoff grows
+			s.drop(now, false)
+			return
+		}
 		s.log.Info().Str(keyEndpoint, s.w.cfg.Brokers[s.endpoint]).Msg("broker sent disconnect, reconnecting")
 		s.drop(now, false)
 	case protocol.CmdRequest:
@@ -665,6 +706,8 @@ func (s *slot) finish() {
 		s.sock.SetLinger(disconnectLinger)
 		s.sock.Close()
 		s.sock = nil
+		s.watch.Close()
+		s.watch = nil
 	}
 	s.timer.Stop()
 	s.log.Debug().Msg("slot stopped")

@@ -12,6 +12,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/zmws/zmws/curve"
 	"github.com/zmws/zmws/internal/logging"
 	"github.com/zmws/zmws/protocol"
 )
@@ -94,7 +95,13 @@ type Config struct {
 	// worker may be free. Jobs waiting at a slot that stops or loses its
 	// broker go back to the broker's queue, their attempt not counted.
 	Prefetch int
-	// Logger receives the worker's logs (default: none).
+	// Curve, when set, speaks CURVE to the brokers: their public key
+	// authenticates them (a process that took a broker's port gets no
+	// READY and no output), and the worker's own key pair must be one the
+	// broker authorizes for the service (curve.LoadClient reads both from
+	// files). A refused handshake or READY is logged as an error and tried
+	// again after the reconnect backoff. nil: no security.
+	Curve  *curve.Client
 	Logger zerolog.Logger
 }
 

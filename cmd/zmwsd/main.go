@@ -47,6 +47,11 @@ type CLI struct {
 	Retain          time.Duration `help:"How long finished jobs stay in the journal for lookups by ID; 0 keeps them until --retain-count prunes them." default:"168h" env:"ZMWSD_RETAIN"`
 	RetainCount     int           `help:"How many finished jobs the journal keeps at most; 0 for no limit." default:"100000" env:"ZMWSD_RETAIN_COUNT"`
 	CommitDelay     time.Duration `help:"How long journal records no reply waits for (a job dispatched or finished) may wait to share a disk sync with later ones; 0 syncs at once. Accepting a job never waits for it." default:"20ms" env:"ZMWSD_COMMIT_DELAY"`
+	CurveKey        string        `name:"curve-key" help:"The broker's CURVE secret key file (zmws keygen): CURVE on the client, worker and events sockets, only authorized keys admitted." env:"ZMWSD_CURVE_KEY"`
+	Keys            string        `help:"TOML file of authorized keys, each with its role and rights (see docs/SECURITY.md)." env:"ZMWSD_KEYS"`
+	ClientKeys      string        `help:"Folder of client public keys (*.pub), each with every client right." env:"ZMWSD_CLIENT_KEYS"`
+	WorkerKeys      string        `help:"Folder of worker public keys (*.pub), each may offer every service." env:"ZMWSD_WORKER_KEYS"`
+	Insecure        bool          `help:"Allow binding the client, worker, events or HTTP endpoint beyond loopback without CURVE (or HTTP tokens): anyone who reaches it may run every command." env:"ZMWSD_INSECURE"`
 	LogLevel        string        `help:"Log level: trace, debug, info, warn, error." default:"info" env:"ZMWSD_LOG_LEVEL"`
 	LogFormat       string        `help:"Log format: json or console." default:"json" enum:"json,console" env:"ZMWSD_LOG_FORMAT"`
 }
@@ -79,6 +84,10 @@ func run(ctx context.Context, cli CLI, logw io.Writer, ready func(srv *server.Se
 	}
 	if cli.HTTPMaxBody <= 0 {
 		return fmt.Errorf("--http-max-body must be positive")
+	}
+	sec, err := loadSecurity(cli, log)
+	if err != nil {
+		return err
 	}
 
 	// The gateway comes first: its errors (bad --http-cors, address in use)
@@ -148,12 +157,14 @@ func run(ctx context.Context, cli CLI, logw io.Writer, ready func(srv *server.Se
 			TTR:             cli.TTR,
 			RetryBackoff:    cli.RetryBackoff,
 			RetryBackoffMax: cli.RetryBackoffMax,
+			Reload:          sec.reload,
 		},
 		Logger:      log,
 		Store:       st,
 		Retain:      cli.Retain,
 		RetainCount: cli.RetainCount,
 		CommitDelay: commitDelay,
+		Curve:       sec.curve,
 	})
 	if err != nil {
 		if ln != nil {
@@ -174,6 +185,7 @@ func run(ctx context.Context, cli CLI, logw io.Writer, ready func(srv *server.Se
 	defer stopBroker()
 	httpCtx, stopHTTP := context.WithCancel(ctx)
 	defer stopHTTP()
+	go reloadOnHUP(httpCtx, log, sec.reload)
 	brokerDone := make(chan error, 1)
 	go func() {
 		err := srv.Run(brokerCtx)
