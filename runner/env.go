@@ -54,6 +54,14 @@ func inherits(allow []string, name string) bool {
 	return false
 }
 
+// ownVariable reports whether name is zmws's own configuration (ZMWS_* and
+// ZMWSD_*, such as ZMWS_RUN_CURVE_KEY), which never reaches a command from
+// zmws-run's environment, whatever the allow-list: a job sees the ZMWS_*
+// variables of its job only.
+func ownVariable(name string) bool {
+	return strings.HasPrefix(name, "ZMWS_") || strings.HasPrefix(name, "ZMWSD_")
+}
+
 // jobEnv is what a command's environment is made of besides the parent's.
 // A prestarted command has none (nil): it is started before its job.
 type jobEnv struct {
@@ -72,7 +80,7 @@ func (t *Template) environ(base []string, j *jobEnv, vals map[string]string) (en
 	m := map[string]string{}
 	for _, kv := range base {
 		k, v, ok := strings.Cut(kv, "=")
-		if ok && k != "" && inherits(t.inherit, k) {
+		if ok && k != "" && !ownVariable(k) && inherits(t.inherit, k) {
 			m[k] = v
 		}
 	}

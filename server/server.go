@@ -137,6 +137,9 @@ func New(cfg Config) (*Server, error) {
 			return nil, errors.New("server: CURVE needs the authorized keys")
 		}
 		cfg.Broker.Access = cfg.Curve.Keys
+		if cfg.Broker.Reload == nil {
+			cfg.Broker.Reload = cfg.Curve.Keys.Reload
+		}
 		// The ZAP handler is up before any socket binds: libzmq admits
 		// every key while none answers.
 		if s.zap, err = auth.Register(cfg.Curve.Keys, cfg.Logger); err != nil {
@@ -453,9 +456,7 @@ func (s *Server) drain(sock *zmq.Socket, handle func(time.Time, string, string, 
 			err  error
 		)
 		if s.cfg.Curve != nil {
-			var md map[string]string
-			msg, md, err = sock.RecvMessageBytesWithMetadata(zmq.DONTWAIT, "User-Id")
-			user = md["User-Id"]
+			msg, user, err = recvWithUser(sock)
 		} else {
 			msg, err = sock.RecvMessageBytes(zmq.DONTWAIT)
 		}
@@ -525,6 +526,37 @@ func (s *Server) sendNow(envs []protocol.Envelope) {
 			s.log.Warn().Str(logging.KeyWorker, fmt.Sprintf("%x", id)).Msg("worker unreachable")
 			envs = append(envs[:len(envs):len(envs)], s.b.Unreachable(now, id)...)
 		}
+	}
+}
+
+// recvWithUser reads one message without blocking, with the User-Id its
+// peer's handshake set. The property is read from the first frame after
+// the routing id: libzmq 4.3 leaves the routing id frame of a message that
+// a poll prefetched without properties.
+func recvWithUser(sock *zmq.Socket) ([][]byte, string, error) {
+	id, err := sock.RecvBytes(zmq.DONTWAIT)
+	if err != nil {
+		return nil, "", err
+	}
+	msg := [][]byte{id}
+	user := ""
+	for i := 0; ; i++ {
+		more, err := sock.GetRcvmore()
+		if err != nil || !more {
+			return msg, user, err
+		}
+		var f []byte
+		if i == 0 {
+			var md map[string]string
+			f, md, err = sock.RecvBytesWithMetadata(zmq.DONTWAIT, "User-Id")
+			user = md["User-Id"]
+		} else {
+			f, err = sock.RecvBytes(zmq.DONTWAIT)
+		}
+		if err != nil {
+			return msg, user, err
+		}
+		msg = append(msg, f)
 	}
 }
 

@@ -21,6 +21,7 @@ import (
 
 	"github.com/alecthomas/kong"
 
+	"github.com/zmws/zmws/curve"
 	"github.com/zmws/zmws/internal/logging"
 	"github.com/zmws/zmws/protocol"
 	"github.com/zmws/zmws/runner"
@@ -34,6 +35,9 @@ type CLI struct {
 	JobsDir string   `help:"Folder of NAME.toml templates, one service each." type:"path" env:"ZMWS_RUN_JOBS_DIR"`
 	Only    []string `help:"Serve only these services of --jobs-dir (repeatable)." env:"ZMWS_RUN_ONLY"`
 	Broker  []string `help:"Broker worker endpoint; repeat (or comma-separate) for failover, tried in order." default:"tcp://127.0.0.1:5556" env:"ZMWS_RUN_BROKER"`
+
+	BrokerKey string `help:"The broker's CURVE public key file: speak CURVE to it, and to nothing that lacks its secret (needs --curve-key)." env:"ZMWS_RUN_BROKER_KEY" placeholder:"FILE"`
+	CurveKey  string `help:"This worker's CURVE secret key file (zmws keygen); the broker must authorize its public key for the services." env:"ZMWS_RUN_CURVE_KEY" placeholder:"FILE"`
 
 	Concurrency int           `help:"Jobs of each service run at once, one broker connection each (a template's concurrency wins)." default:"1" env:"ZMWS_RUN_CONCURRENCY"`
 	Timeout     time.Duration `help:"Run time limit of a job; 0 for none (a template's timeout wins)." default:"0s" env:"ZMWS_RUN_TIMEOUT"`
@@ -103,6 +107,10 @@ func run(ctx context.Context, cli CLI, stdout, logw io.Writer) error {
 	if cli.Prefetch < 0 || cli.Prefetch > 64 {
 		return fmt.Errorf("--prefetch %d: want 0 to 64", cli.Prefetch)
 	}
+	keys, err := curve.LoadClient(cli.BrokerKey, cli.CurveKey)
+	if err != nil {
+		return err
+	}
 
 	var grace time.Duration
 	for _, t := range ts {
@@ -135,6 +143,7 @@ func run(ctx context.Context, cli CLI, stdout, logw io.Writer) error {
 			Details:     &protocol.WorkerDetails{Name: "zmws-run"},
 			Retries:     t.Retries(),
 			Prefetch:    cli.Prefetch,
+			Curve:       keys,
 			Logger:      log,
 		})
 		if err != nil {

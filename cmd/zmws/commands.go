@@ -328,7 +328,11 @@ type WatchCmd struct {
 }
 
 func (c *WatchCmd) Run(e *env) error {
-	return client.Watch(e.ctx, e.cli.Events, c.Events, func(ev protocol.Event) error {
+	keys, err := e.curve()
+	if err != nil {
+		return err
+	}
+	return client.WatchCurve(e.ctx, e.cli.Events, keys, c.Events, func(ev protocol.Event) error {
 		if c.JSON || e.cli.Output == "json" {
 			return json.NewEncoder(e.stdout).Encode(ev)
 		}

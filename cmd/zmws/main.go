@@ -16,16 +16,19 @@ import (
 	"github.com/mattn/go-isatty"
 
 	"github.com/zmws/zmws/client"
+	"github.com/zmws/zmws/curve"
 	"github.com/zmws/zmws/internal/logging"
 )
 
 // CLI is zmws' command line.
 type CLI struct {
-	Broker   string        `help:"Broker client endpoint." default:"tcp://127.0.0.1:5555" env:"ZMWS_BROKER"`
-	Events   string        `help:"Broker events endpoint (for watch)." default:"tcp://127.0.0.1:5557" env:"ZMWS_EVENTS"`
-	Timeout  time.Duration `help:"How long to wait for the broker to answer a submit or a query." default:"5s" env:"ZMWS_TIMEOUT"`
-	Output   string        `help:"Output format for listings: table or json." short:"o" default:"table" enum:"table,json" env:"ZMWS_OUTPUT"`
-	LogLevel string        `help:"Log level for the client's own logs." default:"warn" env:"ZMWS_LOG_LEVEL"`
+	Broker    string        `help:"Broker client endpoint." default:"tcp://127.0.0.1:5555" env:"ZMWS_BROKER"`
+	Events    string        `help:"Broker events endpoint (for watch)." default:"tcp://127.0.0.1:5557" env:"ZMWS_EVENTS"`
+	Timeout   time.Duration `help:"How long to wait for the broker to answer a submit or a query." default:"5s" env:"ZMWS_TIMEOUT"`
+	Output    string        `help:"Output format for listings: table or json." short:"o" default:"table" enum:"table,json" env:"ZMWS_OUTPUT"`
+	LogLevel  string        `help:"Log level for the client's own logs." default:"warn" env:"ZMWS_LOG_LEVEL"`
+	BrokerKey string        `help:"The broker's CURVE public key file: speak CURVE to it (needs --curve-key)." env:"ZMWS_BROKER_KEY" placeholder:"FILE"`
+	CurveKey  string        `help:"This client's CURVE secret key file (zmws keygen); the broker must authorize its public key." env:"ZMWS_CURVE_KEY" placeholder:"FILE"`
 
 	Submit   SubmitCmd   `cmd:"" help:"Queue a job and print its ID."`
 	Run      RunCmd      `cmd:"" help:"Run a job and stream its output; exit with its exit code."`
@@ -36,6 +39,8 @@ type CLI struct {
 	Workers  WorkersCmd  `cmd:"" help:"List connected workers."`
 	Services ServicesCmd `cmd:"" help:"List every service a worker ever offered."`
 	Watch    WatchCmd    `cmd:"" help:"Follow job events, one line each."`
+	Keygen   KeygenCmd   `cmd:"" help:"Make a CURVE key pair: NAME.key (secret, mode 0600) and NAME.pub."`
+	Keys     KeysCmd     `cmd:"" help:"Manage the broker's authorized keys."`
 }
 
 // env is what every command's Run receives.
@@ -57,7 +62,16 @@ func (e *env) client() (*client.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return client.New(client.Config{Broker: e.cli.Broker, Timeout: e.cli.Timeout, Logger: log})
+	keys, err := e.curve()
+	if err != nil {
+		return nil, err
+	}
+	return client.New(client.Config{Broker: e.cli.Broker, Timeout: e.cli.Timeout, Curve: keys, Logger: log})
+}
+
+// curve loads --broker-key and --curve-key (nil when neither is given).
+func (e *env) curve() (*curve.Client, error) {
+	return curve.LoadClient(e.cli.BrokerKey, e.cli.CurveKey)
 }
 
 // exitError carries the exit status a command wants for the process.

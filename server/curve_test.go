@@ -1,0 +1,402 @@
+package server_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	zmq "github.com/pebbe/zmq4"
+	"github.com/rs/zerolog"
+
+	"github.com/zmws/zmws/auth"
+	"github.com/zmws/zmws/client"
+	"github.com/zmws/zmws/curve"
+	"github.com/zmws/zmws/internal/curvetest"
+	"github.com/zmws/zmws/internal/zmqtest"
+	"github.com/zmws/zmws/protocol"
+	"github.com/zmws/zmws/server"
+	"github.com/zmws/zmws/worker"
+)
+
+// secureEntries: an admin client, a client that may submit to A* only, a
+// worker that may offer anything and one that may offer A* only.
+var secureEntries = []curvetest.Entry{
+	{Name: "alice", Role: auth.RoleClient, Rights: auth.Rights{Admin: true, Watch: true}},
+	{Name: "bob", Role: auth.RoleClient, Rights: auth.Rights{Services: []string{"A*"}}},
+	{Name: "wall", Role: auth.RoleWorker},
+	{Name: "wa", Role: auth.RoleWorker, Rights: auth.Rights{Services: []string{"A*"}}},
+}
+
+// startSecure runs a CURVE server with secureEntries and an unlisted key
+// "mallory".
+func startSecure(t *testing.T) (*server.Server, *curvetest.Fixture, *auth.Keys) {
+	t.Helper()
+	f := curvetest.New(t, secureEntries, "mallory", "carol")
+	keys := f.Keys(t)
+	srv := start(t, server.Config{Curve: &server.Curve{Key: f.Broker, Keys: keys}})
+	return srv, f, keys
+}
+
+// countingWorker runs a zmws worker of service with keys until the test
+// ends and returns the count of jobs it ran.
+func countingWorker(t *testing.T, ep, service string, keys *curve.Client) *atomic.Int64 {
+	t.Helper()
+	var n atomic.Int64
+	w, err := worker.New(worker.Config{
+		Brokers: []string{ep}, Service: service, Curve: keys,
+		Heartbeat: 100 * time.Millisecond, ReconnectMin: 20 * time.Millisecond, ReconnectMax: 200 * time.Millisecond,
+		Handler: worker.HandlerFunc(func(ctx context.Context, j *worker.Job) ([]byte, error) {
+			n.Add(1)
+			return []byte("done"), nil
+		}),
+		Logger: zerolog.New(zerolog.NewTestWriter(t)).With().Str("side", "worker").Logger(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	zmqtest.Go(t, "worker "+service, w.Run)
+	return &n
+}
+
+func newClient(t *testing.T, ep string, keys *curve.Client) *client.Client {
+	t.Helper()
+	c, err := client.New(client.Config{Broker: ep, Curve: keys, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// waitFor polls cond every 10 ms until it holds or wait passes.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(wait)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestCurve_OnlyAuthorizedWorkersGetJobs(t *testing.T) {
+	srv, f, _ := startSecure(t)
+	ep := srv.WorkerEndpoint()
+	other, _, err := zmq.NewCurveKeypair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The rogues start first and keep trying while the jobs run.
+	rogues := map[string]*atomic.Int64{
+		"no CURVE":            countingWorker(t, ep, "A1", nil),
+		"wrong broker key":    countingWorker(t, ep, "A1", &curve.Client{Broker: curve.Public{Key: other}, Own: f.Pair(t, "wall")}),
+		"unauthorized key":    countingWorker(t, ep, "A1", f.Client(t, "mallory")),
+		"client key (worker)": countingWorker(t, ep, "A1", f.Client(t, "alice")),
+	}
+	good := countingWorker(t, ep, "A1", f.Client(t, "wall"))
+	c := newClient(t, srv.ClientEndpoint(), f.Client(t, "alice"))
+	ctx := context.Background()
+	waitFor(t, "the authorized worker", func() bool {
+		ws, err := c.Workers(ctx)
+		return err == nil && len(ws) > 0
+	})
+	const jobs = 20
+	for i := range jobs {
+		res, err := c.Call(ctx, "A1", client.Request{Params: map[string]string{"i": fmt.Sprint(i)}}, nil)
+		if err != nil || res.Status != protocol.StatusComplete {
+			t.Fatalf("job %d: %v %+v", i, err, res)
+		}
+	}
+	if got := good.Load(); got != jobs {
+		t.Errorf("authorized worker ran %d jobs, want %d", got, jobs)
+	}
+	for name, n := range rogues {
+		if got := n.Load(); got != 0 {
+			t.Errorf("worker with %s ran %d jobs, want 0", name, got)
+		}
+	}
+	ws, err := c.Workers(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ws) != 1 {
+		t.Errorf("SERVER-WORKERS lists %d workers, want only the authorized one: %+v", len(ws), ws)
+	}
+}
+
+// curveDealer connects a raw DEALER with keys.
+func curveDealer(t *testing.T, ep string, keys *curve.Client) *zmq.Socket {
+	t.Helper()
+	s := zmqtest.Socket(t, zmq.DEALER)
+	if err := keys.Apply(s); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Connect(ep); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestCurve_WorkerOutsideItsPatternsIsForbidden(t *testing.T) {
+	srv, f, _ := startSecure(t)
+	w := curveDealer(t, srv.WorkerEndpoint(), f.Client(t, "wa"))
+	zmqtest.Send(t, w, b("MDPW02"), []byte{0x01}, b("B"), protocol.EncodeMeta(protocol.Meta{}))
+	got := zmqtest.Recv(t, w, wait)
+	if len(got) != 3 || string(got[0]) != "MDPW02" || got[1][0] != 0x06 {
+		t.Fatalf("READY for B under a key for A*: got %s, want DISCONNECT with a reason", zmqtest.Join(got))
+	}
+	meta, err := protocol.DecodeMeta(got[2])
+	if err != nil || meta.Code != protocol.CodeForbidden || !strings.Contains(meta.Error, `"wa"`) {
+		t.Fatalf("DISCONNECT reason = %+v (%v), want code forbidden naming the key", meta, err)
+	}
+	// The same key may offer A2.
+	ok := curveDealer(t, srv.WorkerEndpoint(), f.Client(t, "wa"))
+	zmqtest.Send(t, ok, b("MDPW02"), []byte{0x01}, b("A2"))
+	c := newClient(t, srv.ClientEndpoint(), f.Client(t, "alice"))
+	waitFor(t, "worker of A2", func() bool {
+		ws, err := c.Workers(context.Background())
+		return err == nil && len(ws) == 1 && ws[0].Service == "A2"
+	})
+}
+
+func TestCurve_ClientRights(t *testing.T) {
+	srv, f, _ := startSecure(t)
+	countingWorker(t, srv.WorkerEndpoint(), "A1", f.Client(t, "wall"))
+	countingWorker(t, srv.WorkerEndpoint(), "C1", f.Client(t, "wall"))
+	ctx := context.Background()
+	admin := newClient(t, srv.ClientEndpoint(), f.Client(t, "alice"))
+	waitFor(t, "two workers", func() bool {
+		ws, err := admin.Workers(ctx)
+		return err == nil && len(ws) == 2
+	})
+	bob := newClient(t, srv.ClientEndpoint(), f.Client(t, "bob"))
+	id, err := bob.Submit(ctx, "A1", client.Request{})
+	if err != nil {
+		t.Fatalf("bob submits to A1: %v", err)
+	}
+	if _, err := bob.Submit(ctx, "C1", client.Request{}); !errors.Is(err, client.ErrForbidden) {
+		t.Errorf("bob submits to C1: %v, want forbidden", err)
+	}
+	if _, err := bob.Call(ctx, "SYNC-C1", client.Request{}, nil); !errors.Is(err, client.ErrForbidden) {
+		t.Errorf("bob calls SYNC-C1: %v, want forbidden", err)
+	}
+	if _, err := bob.Jobs(ctx); !errors.Is(err, client.ErrForbidden) {
+		t.Errorf("bob asks SERVER-JOBS: %v, want forbidden", err)
+	}
+	if _, err := bob.Cancel(ctx, id); !errors.Is(err, client.ErrForbidden) {
+		t.Errorf("bob cancels: %v, want forbidden", err)
+	}
+	if _, err := bob.Job(ctx, id); err != nil {
+		t.Errorf("bob looks up his own A1 job: %v", err)
+	}
+	cid, err := admin.Submit(ctx, "C1", client.Request{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.Job(ctx, cid); !errors.Is(err, client.ErrForbidden) {
+		t.Errorf("bob looks up a C1 job: %v, want forbidden", err)
+	}
+	if _, err := admin.Jobs(ctx); err != nil {
+		t.Errorf("admin SERVER-JOBS: %v", err)
+	}
+	if _, err := bob.Services(ctx); err != nil {
+		t.Errorf("bob SERVER-SERVICES: %v", err)
+	}
+}
+
+func TestCurve_RefusedKeysFailFast(t *testing.T) {
+	srv, f, _ := startSecure(t)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name string
+		ep   string
+		keys *curve.Client
+		want error
+	}{
+		{"unlisted client key", srv.ClientEndpoint(), f.Client(t, "mallory"), curve.ErrRefused},
+		{"worker key on the client socket", srv.ClientEndpoint(), f.Client(t, "wall"), curve.ErrRefused},
+		{"wrong broker key", srv.ClientEndpoint(), &curve.Client{Broker: curve.Public{Key: f.Pair(t, "carol").Public}, Own: f.Pair(t, "alice")}, curve.ErrHandshake},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := client.New(client.Config{Broker: tc.ep, Curve: tc.keys, Timeout: 30 * time.Second, Retries: -1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			start := time.Now()
+			_, err = c.Services(ctx)
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("got %v, want %v", err, tc.want)
+			}
+			if d := time.Since(start); d > 10*time.Second {
+				t.Errorf("refusal took %v, want a few seconds at most", d)
+			}
+			t.Logf("%v", err)
+		})
+	}
+	// A stock peer without CURVE gets nothing at all.
+	null := zmqtest.Connect(t, zmq.DEALER, srv.ClientEndpoint())
+	zmqtest.Send(t, null, b("MDPC02"), []byte{0x01}, b("SERVER-SERVICES"))
+	if got, ok := zmqtest.TryRecv(null, 300*time.Millisecond); ok {
+		t.Errorf("a NULL client got an answer: %s", zmqtest.Join(got))
+	}
+}
+
+func TestCurve_EventsNeedTheWatchRight(t *testing.T) {
+	srv, f, _ := startSecureEvents(t)
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	err := client.WatchCurve(ctx, srv.EventsEndpoint(), f.Client(t, "bob"), nil, func(protocol.Event) error { return nil })
+	if !errors.Is(err, curve.ErrRefused) {
+		t.Errorf("bob (no watch right) watches events: %v, want refused", err)
+	}
+	countingWorker(t, srv.WorkerEndpoint(), "A1", f.Client(t, "wall"))
+	alice := newClient(t, srv.ClientEndpoint(), f.Client(t, "alice"))
+	waitFor(t, "worker", func() bool { ws, err := alice.Workers(ctx); return err == nil && len(ws) == 1 })
+	got := make(chan protocol.Event, 1)
+	wctx, stop := context.WithCancel(ctx)
+	defer stop()
+	go client.WatchCurve(wctx, srv.EventsEndpoint(), f.Client(t, "alice"), nil, func(e protocol.Event) error {
+		select {
+		case got <- e:
+		default:
+		}
+		return nil
+	})
+	// Events published before the subscription is up are lost: submit until one arrives.
+	for {
+		if _, err := alice.Submit(ctx, "A1", client.Request{}); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-got:
+			return
+		case <-time.After(50 * time.Millisecond):
+		case <-ctx.Done():
+			t.Fatal("alice got no event")
+		}
+	}
+}
+
+func startSecureEvents(t *testing.T) (*server.Server, *curvetest.Fixture, *auth.Keys) {
+	t.Helper()
+	f := curvetest.New(t, secureEntries, "mallory", "carol")
+	keys := f.Keys(t)
+	srv := start(t, server.Config{EventsBind: "tcp://127.0.0.1:*", Curve: &server.Curve{Key: f.Broker, Keys: keys}})
+	return srv, f, keys
+}
+
+// TestCurve_ReloadUnderLoad adds and removes a key while 8 clients submit:
+// no panic, no race, no refused submission of a key that stays, and a
+// removed key's new connections are refused.
+func TestCurve_ReloadUnderLoad(t *testing.T) {
+	srv, f, keys := startSecure(t)
+	countingWorker(t, srv.WorkerEndpoint(), "A1", f.Client(t, "wall"))
+	ctx := context.Background()
+	admin := newClient(t, srv.ClientEndpoint(), f.Client(t, "alice"))
+	waitFor(t, "worker", func() bool { ws, err := admin.Workers(ctx); return err == nil && len(ws) == 1 })
+
+	with := append(append([]curvetest.Entry{}, secureEntries...), curvetest.Entry{Name: "carol", Role: auth.RoleClient})
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var submitted atomic.Int64
+	errs := make(chan error, 8)
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			name := []string{"alice", "bob"}[i%2]
+			c, err := client.New(client.Config{Broker: srv.ClientEndpoint(), Curve: f.Client(t, name)})
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer c.Close()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if _, err := c.Submit(ctx, "A1", client.Request{}); err != nil {
+					errs <- fmt.Errorf("%s: %w", name, err)
+					return
+				}
+				submitted.Add(1)
+			}
+		}()
+	}
+	for i := range 20 {
+		if i%2 == 0 {
+			f.WriteKeys(t, with)
+		} else {
+			f.WriteKeys(t, secureEntries)
+		}
+		if i%4 == 1 {
+			if _, err := admin.Query(ctx, protocol.ServerReload); err != nil { // on the loop
+				t.Fatal(err)
+			}
+		} else if err := keys.Reload(); err != nil { // as SIGHUP does
+			t.Fatal(err)
+		}
+		time.Sleep(5 * time.Millisecond) // let submissions run between reloads
+	}
+	close(stop)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if submitted.Load() == 0 {
+		t.Error("no submission went through during the reloads")
+	}
+	// The last write left carol out: her new connection is refused.
+	if keys.Current().Named("carol") != nil {
+		t.Fatal("carol still authorized")
+	}
+	c, err := client.New(client.Config{Broker: srv.ClientEndpoint(), Curve: f.Client(t, "carol"), Retries: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Services(ctx); !errors.Is(err, curve.ErrRefused) {
+		t.Errorf("carol after her key was removed: %v, want refused", err)
+	}
+	// Adding her back lets a new connection in.
+	f.WriteKeys(t, with)
+	if err := keys.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	c2 := newClient(t, srv.ClientEndpoint(), f.Client(t, "carol"))
+	if _, err := c2.Submit(ctx, "A1", client.Request{}); err != nil {
+		t.Errorf("carol after her key was added back: %v", err)
+	}
+	t.Logf("%d submissions during 20 reloads", submitted.Load())
+}
+
+// TestCurve_WorkerDroppedWhenItsKeyIsRemoved: a reload that takes a
+// worker's right away drops it at its next message.
+func TestCurve_WorkerDroppedWhenItsKeyIsRemoved(t *testing.T) {
+	srv, f, keys := startSecure(t)
+	countingWorker(t, srv.WorkerEndpoint(), "A1", f.Client(t, "wa"))
+	ctx := context.Background()
+	admin := newClient(t, srv.ClientEndpoint(), f.Client(t, "alice"))
+	waitFor(t, "worker", func() bool { ws, err := admin.Workers(ctx); return err == nil && len(ws) == 1 })
+	var without []curvetest.Entry
+	for _, e := range secureEntries {
+		if e.Name != "wa" {
+			without = append(without, e)
+		}
+	}
+	f.WriteKeys(t, without)
+	if err := keys.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the worker to be dropped", func() bool { ws, err := admin.Workers(ctx); return err == nil && len(ws) == 0 })
+}
