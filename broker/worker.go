@@ -46,8 +46,7 @@ func (b *Broker) HandleWorker(now time.Time, from, user string, frames [][]byte)
 		ev.Msg("malformed worker message: dropped")
 		return b.out
 	}
-	if w != nil && b.cfg.Access != nil && !b.sameKey(now, w, user) {
-		b.disconnect(from, m.Form)
+	if w != nil && b.cfg.Access != nil && !b.sameKey(now, w, user, m.Form) {
 		return b.out
 	}
 	if w == nil {
@@ -120,12 +119,14 @@ func workerForm(frames [][]byte) (protocol.Form, bool) {
 
 // sameKey reports whether a message from w's routing id may act for w: it
 // carries w's key, and that key may still offer w's service (checked again
-// after each change of the key set). If not, w is dropped.
-func (b *Broker) sameKey(now time.Time, w *worker, user string) bool {
+// after each change of the key set). If not, w is dropped and the peer
+// told DISCONNECT.
+func (b *Broker) sameKey(now time.Time, w *worker, user string, form protocol.Form) bool {
 	if user != w.user {
 		b.log.Warn().Str(keyWorker, hexID(w.id)).Str(keyService, w.svc.name).Str(keyKey, user).Str("worker_key", w.user).
 			Msg("message under another key for a worker: dropping the worker")
 		b.dropWorker(now, w, "its connection was taken over by another key")
+		b.disconnect(w.id, form)
 		return false
 	}
 	gen := b.cfg.Access.Generation()
@@ -136,6 +137,7 @@ func (b *Broker) sameKey(now time.Time, w *worker, user string) bool {
 		b.log.Warn().Str(keyWorker, hexID(w.id)).Str(keyService, w.svc.name).Str(keyKey, user).
 			Msg("worker key no longer may offer its service: dropping the worker")
 		b.dropWorker(now, w, "its key no longer may offer the service")
+		b.forbid(w.id, form, fmt.Sprintf("key %q may no longer offer service %s", user, w.svc.name))
 		return false
 	}
 	w.gen = gen

@@ -157,7 +157,7 @@ func TestRun_Errors(t *testing.T) {
 		{[]string{"--http-cors=example.com"}, "--http-cors"},
 		{[]string{"--http-bind=" + busy.Addr().String()}, "http gateway: listen on --http-bind " + busy.Addr().String()},
 		{[]string{"--http-bind=nonsense"}, "http gateway: listen"},
-		{[]string{"--client-bind=tcp://256.0.0.1:1", "--http-bind=127.0.0.1:0"}, "bind client endpoint"},
+		{[]string{"--client-bind=tcp://256.0.0.1:1", "--insecure", "--http-bind=127.0.0.1:0"}, "bind client endpoint"},
 	} {
 		cli := parse(t, tc.args...)
 		err := run(context.Background(), cli, &bytes.Buffer{}, nil)

@@ -1,0 +1,185 @@
+package broker_test
+
+import (
+	"errors"
+	"path"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/zmws/zmws/broker"
+	"github.com/zmws/zmws/protocol"
+)
+
+// access is a fake broker.Access: per key, the service patterns it may use
+// (workers: offer; clients: submit) and whether it may administer.
+type access struct {
+	workers map[string]string // key → pattern
+	clients map[string]string
+	admins  map[string]bool
+	gen     uint64
+}
+
+func (a *access) MayOffer(user, service string) bool { return match(a.workers, user, service) }
+func (a *access) MaySubmit(user, service string) bool {
+	return match(a.clients, user, service)
+}
+func (a *access) MayAdmin(user string) bool { return a.admins[user] }
+func (a *access) Generation() uint64        { return a.gen }
+
+func match(m map[string]string, user, service string) bool {
+	p, ok := m[user]
+	if !ok {
+		return false
+	}
+	ok, _ = path.Match(p, service)
+	return ok
+}
+
+func newAccess() *access {
+	return &access{
+		workers: map[string]string{"wa": "A*", "wall": "*"},
+		clients: map[string]string{"alice": "*", "bob": "A*"},
+		admins:  map[string]bool{"alice": true},
+		gen:     1,
+	}
+}
+
+// refusedWith checks the reply to c is a refusal with code.
+func refusedWith(t *testing.T, out []protocol.Envelope, c, code string) protocol.Meta {
+	t.Helper()
+	_, md, _ := clientReply(t, one(t, out, protocol.ToClient, c))
+	if md.Status != protocol.StatusRefused || md.Code != code {
+		t.Fatalf("reply to %s = %+v, want refused with %s", c, md, code)
+	}
+	return md
+}
+
+// disconnected checks out holds one DISCONNECT to w, with a forbidden
+// reason when forbidden is set.
+func disconnected(t *testing.T, out []protocol.Envelope, w string, forbidden bool) {
+	t.Helper()
+	m, err := protocol.DecodeWorker(one(t, out, protocol.ToWorker, w).Frames)
+	if err != nil || m.Cmd != protocol.CmdDisconnect {
+		t.Fatalf("want DISCONNECT to %s, got %v %v", w, m.Cmd, err)
+	}
+	if !forbidden {
+		return
+	}
+	md, _, ok, err := protocol.SplitMeta(m.Body)
+	if !ok || err != nil || md.Code != protocol.CodeForbidden {
+		t.Fatalf("DISCONNECT to %s without a forbidden reason: %q", w, m.Body)
+	}
+}
+
+func TestBroker_WorkerKeyOffersOnlyItsServices(t *testing.T) {
+	b := newBroker(t, broker.Config{Access: newAccess()})
+	disconnected(t, b.HandleWorker(t0, "w1", "wa", readyZ("BILLING")), "w1", true)
+	disconnected(t, b.HandleWorker(t0, "w2", "", readyZ("A1")), "w2", true)        // no key on the worker socket
+	disconnected(t, b.HandleWorker(t0, "w3", "alice", readyZ("A1")), "w3", true)   // a client key
+	disconnected(t, b.HandleWorker(t0, "w4", "mallory", readyZ("A1")), "w4", true) // unknown
+	if ws := b.Workers(); len(ws) != 0 {
+		t.Fatalf("refused workers listed: %+v", ws)
+	}
+	none(t, b.HandleWorker(t0, "w5", "wa", readyZ("A1")), protocol.ToWorker)
+	// BILLING was never offered: submitting to it is unknown, not queued.
+	refusedWith(t, b.HandleClient(t0, "c1", "alice", zreq("BILLING", nil)), "c1", protocol.CodeUnknownService)
+	out := b.HandleClient(t0, "c1", "alice", zreq("A1", nil))
+	dispatched(t, one(t, out, protocol.ToWorker, "w5"))
+}
+
+func TestBroker_WorkerIsKnownByItsKey(t *testing.T) {
+	b := newBroker(t, broker.Config{Access: newAccess()})
+	b.HandleWorker(t0, "w1", "wa", readyZ("A1"))
+	out := b.HandleClient(t0, "c1", "alice", zreq("SYNC-A1", nil))
+	id, _, _ := dispatched(t, one(t, out, protocol.ToWorker, "w1"))
+	// Another key speaks under w1's routing id: it may not answer w1's job.
+	out = b.HandleWorker(at(time.Millisecond), "w1", "wall", final(id, protocol.Meta{Status: protocol.StatusComplete}, "forged"))
+	disconnected(t, out, "w1", false)
+	none(t, out, protocol.ToClient)
+	if ws := b.Workers(); len(ws) != 0 {
+		t.Fatalf("the worker whose connection was taken over is still listed: %+v", ws)
+	}
+	// The job is queued again for a worker that holds a right key.
+	out = b.HandleWorker(at(2*time.Millisecond), "w2", "wa", readyZ("A1"))
+	id2, md, _ := dispatched(t, one(t, out, protocol.ToWorker, "w2"))
+	if id2 != id || md.Attempt != 2 {
+		t.Fatalf("redispatch = %s attempt %d, want %s attempt 2", id2, md.Attempt, id)
+	}
+}
+
+func TestBroker_WorkerDroppedWhenReloadTakesItsRightAway(t *testing.T) {
+	a := newAccess()
+	b := newBroker(t, broker.Config{Access: a})
+	b.HandleWorker(t0, "w1", "wa", readyZ("A1"))
+	none(t, b.HandleWorker(at(time.Millisecond), "w1", "wa", workerMsg(v2, protocol.CmdHeartbeat, "")), protocol.ToWorker)
+	a.workers["wa"] = "B*"
+	a.gen++
+	disconnected(t, b.HandleWorker(at(2*time.Millisecond), "w1", "wa", workerMsg(v2, protocol.CmdHeartbeat, "")), "w1", true)
+	if ws := b.Workers(); len(ws) != 0 {
+		t.Fatalf("worker kept after its right was removed: %+v", ws)
+	}
+}
+
+func TestBroker_ClientKeyRights(t *testing.T) {
+	b := newBroker(t, broker.Config{Access: newAccess(), History: 10})
+	b.HandleWorker(t0, "wA", "wall", readyZ("A1"))
+	b.HandleWorker(t0, "wC", "wall", readyZ("C1"))
+	_, md, _ := clientReply(t, one(t, b.HandleClient(t0, "c1", "bob", zreq("A1", nil)), protocol.ToClient, "c1"))
+	if md.Status != protocol.StatusAccepted {
+		t.Fatalf("bob submits to A1: %+v", md)
+	}
+	aJob := md.Job
+	for _, svc := range []string{"C1", "SYNC-C1", "SYNC:C1", "NOSUCH"} {
+		md := refusedWith(t, b.HandleClient(t0, "c1", "bob", zreq(svc, nil)), "c1", protocol.CodeForbidden)
+		if !strings.Contains(md.Error, `"bob"`) {
+			t.Errorf("refusal of %s does not name the key: %q", svc, md.Error)
+		}
+	}
+	for _, q := range []string{protocol.ServerJobs, protocol.ServerActive, protocol.ServerQueue, protocol.ServerWorkers, protocol.ServerReload, "SERVER-NOSUCH"} {
+		refusedWith(t, b.HandleClient(t0, "c1", "bob", zreq(q, nil)), "c1", protocol.CodeForbidden)
+	}
+	for _, q := range []string{protocol.ServerCancel, protocol.ServerRetry} {
+		refusedWith(t, b.HandleClient(t0, "c1", "bob", zreq(q, nil, aJob)), "c1", protocol.CodeForbidden)
+	}
+	// Open to every key: the list of services, and a job of a service it may use.
+	for _, q := range [][][]byte{zreq(protocol.ServerServices, nil), zreq(protocol.ServerJob, nil, aJob)} {
+		_, md, _ := clientReply(t, one(t, b.HandleClient(t0, "c1", "bob", q), protocol.ToClient, "c1"))
+		if md.Status != protocol.StatusComplete {
+			t.Errorf("bob's %s: %+v", q, md)
+		}
+	}
+	_, md, _ = clientReply(t, one(t, b.HandleClient(t0, "c2", "alice", zreq("C1", nil)), protocol.ToClient, "c2"))
+	refusedWith(t, b.HandleClient(t0, "c1", "bob", zreq(protocol.ServerJob, nil, md.Job)), "c1", protocol.CodeForbidden)
+	// The admin may do all of it; no key (inproc: the gateway) too.
+	for _, user := range []string{"alice", ""} {
+		_, md, _ := clientReply(t, one(t, b.HandleClient(t0, "c2", user, zreq(protocol.ServerJobs, nil)), protocol.ToClient, "c2"))
+		if md.Status != protocol.StatusComplete {
+			t.Errorf("%q SERVER-JOBS: %+v", user, md)
+		}
+	}
+}
+
+func TestBroker_Reload(t *testing.T) {
+	var calls int
+	fail := false
+	b := newBroker(t, broker.Config{Access: newAccess(), Reload: func() error {
+		calls++
+		if fail {
+			return errors.New("keys file x.toml: bad")
+		}
+		return nil
+	}})
+	_, md, _ := clientReply(t, one(t, b.HandleClient(t0, "c1", "alice", zreq(protocol.ServerReload, nil)), protocol.ToClient, "c1"))
+	if md.Status != protocol.StatusComplete || calls != 1 {
+		t.Fatalf("reload: %+v after %d calls", md, calls)
+	}
+	fail = true
+	md = refusedWith(t, b.HandleClient(t0, "c1", "alice", zreq(protocol.ServerReload, nil)), "c1", protocol.CodeBadRequest)
+	if !strings.Contains(md.Error, "x.toml") {
+		t.Errorf("failed reload does not say why: %q", md.Error)
+	}
+	// Without keys, there is nothing to reload.
+	plain := newBroker(t, broker.Config{})
+	refusedWith(t, plain.HandleClient(t0, "c1", "", zreq(protocol.ServerReload, nil)), "c1", protocol.CodeBadRequest)
+}
