@@ -2,16 +2,10 @@ package gateway
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -19,64 +13,13 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
+
+	"github.com/zmws/zmws/internal/tlstest"
 )
-
-// selfSigned writes a self-signed certificate for 127.0.0.1 and localhost,
-// and its key, as PEM files in dir, and returns the certificate.
-func selfSigned(t *testing.T, dir string, serial int64) (*x509.Certificate, string, string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(serial),
-		Subject:               pkix.Name{CommonName: "zmws test"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
-		DNSNames:              []string{"localhost"},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return cert, certFile, keyFile
-}
-
-// trusting returns an HTTP client that trusts only cert.
-func trusting(cert *x509.Certificate) *http.Client {
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	return &http.Client{
-		Timeout:   waitLong,
-		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, DisableKeepAlives: true},
-	}
-}
 
 func TestGateway_TLS(t *testing.T) {
 	dir := t.TempDir()
-	cert, certFile, keyFile := selfSigned(t, dir, 1)
+	cert, certFile, keyFile := tlstest.Write(t, dir)
 	certs, err := LoadCerts(certFile, keyFile)
 	if err != nil {
 		t.Fatal(err)
@@ -115,7 +58,7 @@ func TestGateway_TLS(t *testing.T) {
 		return resp, strings.TrimSpace(string(b)), err
 	}
 
-	c := trusting(cert)
+	c := tlstest.Client(cert, waitLong)
 	resp, body, err := get(c, "/healthz", "")
 	if err != nil {
 		t.Fatal(err)
@@ -137,7 +80,7 @@ func TestGateway_TLS(t *testing.T) {
 		t.Errorf("client with the system roots: %v, want an unknown authority", err)
 	}
 	// TLS 1.1 is refused.
-	old := trusting(cert)
+	old := tlstest.Client(cert, waitLong)
 	old.Transport.(*http.Transport).TLSClientConfig.MaxVersion = tls.VersionTLS11
 	if _, _, err := get(old, "/healthz", ""); err == nil {
 		t.Error("a TLS 1.1 client was served")
@@ -172,12 +115,12 @@ func TestGateway_TLS(t *testing.T) {
 
 	// Reload: a renewed certificate serves new connections; a broken one
 	// leaves the old in place.
-	renewed, _, _ := selfSigned(t, dir, 2)
+	renewed, _, _ := tlstest.Write(t, dir)
 	if err := certs.Reload(); err != nil {
 		t.Fatal(err)
 	}
-	resp, _, err = get(trusting(renewed), "/healthz", "")
-	if err != nil || resp.TLS.PeerCertificates[0].SerialNumber.Int64() != 2 {
+	resp, _, err = get(tlstest.Client(renewed, waitLong), "/healthz", "")
+	if err != nil || !resp.TLS.PeerCertificates[0].Equal(renewed) {
 		t.Fatalf("after Reload: %v %v", resp, err)
 	}
 	if err := os.WriteFile(keyFile, []byte("not a key"), 0o600); err != nil {
@@ -186,14 +129,14 @@ func TestGateway_TLS(t *testing.T) {
 	if err := certs.Reload(); err == nil || !strings.Contains(err.Error(), keyFile) {
 		t.Errorf("Reload of a broken key: %v", err)
 	}
-	if _, _, err := get(trusting(renewed), "/healthz", ""); err != nil {
+	if _, _, err := get(tlstest.Client(renewed, waitLong), "/healthz", ""); err != nil {
 		t.Errorf("after a failed Reload: %v", err)
 	}
 }
 
 func TestLoadCerts_Errors(t *testing.T) {
 	dir := t.TempDir()
-	_, certFile, keyFile := selfSigned(t, dir, 1)
+	_, certFile, keyFile := tlstest.Write(t, dir)
 	if _, err := LoadCerts(certFile, ""); err == nil {
 		t.Error("a certificate without a key loaded")
 	}
