@@ -55,8 +55,8 @@ type tokenEntry struct {
 
 // TokenInfo is what a tokens file says about one token, less its hash.
 type TokenInfo struct {
-	Name   string `json:"name"`
-	Rights Rights `json:"rights"`
+	Name   string
+	Rights Rights
 }
 
 // tokensFile is the TOML shape of a tokens file.

@@ -36,6 +36,7 @@ type CLI struct {
 	Workers  WorkersCmd  `cmd:"" help:"List connected workers."`
 	Services ServicesCmd `cmd:"" help:"List every service a worker ever offered."`
 	Watch    WatchCmd    `cmd:"" help:"Follow job events, one line each."`
+	Token    TokenCmd    `cmd:"" help:"Add or list the HTTP gateway's bearer tokens (a file zmwsd reads)."`
 }
 
 // env is what every command's Run receives.
