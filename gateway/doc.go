@@ -32,6 +32,12 @@
 // body; any other body is the job's input. Errors are JSON
 // {"error": "...", "code": "..."} with a status that says what went wrong.
 //
+// With Config.Tokens every route but /healthz (and OPTIONS) needs an
+// "Authorization: Bearer <token>" header whose token's auth.Rights cover the
+// request: 401 without a valid token, 403 outside its rights. With
+// Config.TLS (LoadCerts) Serve speaks HTTPS. Both reload while serving
+// (auth.TokenSet.Reload, Certs.Reload).
+//
 // The handlers reach the broker only through the Backend interface, so they
 // are tested with a fake one.
 package gateway

@@ -283,6 +283,9 @@ func TestE2E_SyncFailures(t *testing.T) {
 
 	// The async job fails too; /jobs shows how.
 	resp, body = s.get(t, "/FAIL")
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("async FAIL: %d %s", resp.StatusCode, body)
+	}
 	id := decodeJSON[map[string]string](t, body)["job_id"]
 	_, body = s.get(t, "/jobs/"+id+"?wait=5s")
 	job := decodeJSON[jobJSON](t, body)

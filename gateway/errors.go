@@ -26,6 +26,8 @@ const (
 	codeBusy             = "busy"               // every broker client in use
 	codeBadGateway       = "bad_gateway"        // the broker's reply made no sense
 	codeInternal         = "internal"           // a bug or a socket failure; see the log
+	codeUnauthorized     = "unauthorized"       // no valid bearer token (401)
+	codeForbidden        = "forbidden"          // a valid token without the rights (403)
 )
 
 // apiError is an error with the HTTP status and code it is answered with.

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/zmws/zmws/auth"
 	"github.com/zmws/zmws/client"
 	"github.com/zmws/zmws/internal/logging"
 	"github.com/zmws/zmws/protocol"
@@ -75,6 +77,15 @@ type Config struct {
 	// CORS lists the origins (scheme://host[:port]) that browsers may call
 	// the gateway from, or "*" for any. Empty: no CORS headers.
 	CORS []string
+	// Tokens, when set, closes every route but /healthz (and OPTIONS) to
+	// requests without a valid bearer token, and limits each token to its
+	// rights (see docs/HTTP.md, "Tokens and TLS"). Nil: everything is open
+	// to everyone who can connect. An *auth.TokenSet can be reloaded while
+	// the gateway serves.
+	Tokens Tokens
+	// TLS, when set, makes Serve speak HTTPS with these certificates
+	// (TLS 1.2 and later). Nil: plain HTTP.
+	TLS *Certs
 	// MaxWait caps ?wait= on /jobs/{id} (DefaultMaxWait).
 	MaxWait time.Duration
 	// Recheck is how often a waiting /jobs/{id}?wait= asks the broker again
@@ -98,10 +109,11 @@ type Config struct {
 // Gateway is the HTTP front door of a broker: an http.Handler that turns
 // requests into jobs and queries (see the package doc and docs/HTTP.md).
 type Gateway struct {
-	cfg  Config
-	b    Backend
-	log  zerolog.Logger
-	cors corsPolicy
+	cfg    Config
+	b      Backend
+	log    zerolog.Logger
+	cors   corsPolicy
+	tokens Tokens // nil: no tokens, everything open
 }
 
 // New checks cfg and returns a Gateway.
@@ -127,24 +139,43 @@ func New(cfg Config) (*Gateway, error) {
 	if err != nil {
 		return nil, err
 	}
+	// A nil pointer in the interface is a mistake, not "no tokens": fail
+	// closed rather than open.
+	switch t := cfg.Tokens.(type) {
+	case *auth.TokenSet:
+		if t == nil {
+			return nil, errors.New("gateway: Tokens is a nil *auth.TokenSet")
+		}
+	case *auth.Tokens:
+		if t == nil {
+			return nil, errors.New("gateway: Tokens is a nil *auth.Tokens")
+		}
+	}
 	return &Gateway{
-		cfg:  cfg,
-		b:    cfg.Backend,
-		log:  cfg.Logger.With().Str("component", "gateway").Logger(),
-		cors: cors,
+		cfg:    cfg,
+		b:      cfg.Backend,
+		log:    cfg.Logger.With().Str("component", "gateway").Logger(),
+		cors:   cors,
+		tokens: cfg.Tokens,
 	}, nil
 }
 
-// Serve answers HTTP requests on l until ctx ends. Then it stops accepting
-// connections, waits up to Config.ShutdownTimeout for requests in flight
-// (a synchronous job may still be streaming), and closes what remains; the
-// handlers of those requests see their context cancelled. Serve closes l and
-// returns nil after a stop caused by ctx.
+// Serve answers HTTP requests on l until ctx ends; with Config.TLS it speaks
+// TLS on l. Then it stops accepting connections, waits up to
+// Config.ShutdownTimeout for requests in flight (a synchronous job may
+// still be streaming), and closes what remains; the handlers of those
+// requests see their context cancelled. Serve closes l and returns nil
+// after a stop caused by ctx.
 func (g *Gateway) Serve(ctx context.Context, l net.Listener) error {
 	srv := g.server()
+	if g.cfg.TLS != nil {
+		srv.TLSConfig = g.cfg.TLS.tlsConfig()
+		l = tls.NewListener(l, srv.TLSConfig)
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(l) }()
-	g.log.Info().Str(logging.KeyEndpoint, l.Addr().String()).Msg("http listening")
+	g.log.Info().Str(logging.KeyEndpoint, l.Addr().String()).Bool("tls", g.cfg.TLS != nil).
+		Bool("tokens", g.tokens != nil).Msg("http listening")
 	select {
 	case err := <-errc:
 		return fmt.Errorf("gateway: serve %s: %w", l.Addr(), err)
@@ -258,9 +289,14 @@ func allowed(allow, method string) bool {
 func (g *Gateway) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	w := &statusWriter{ResponseWriter: rw}
+	var c *caller
 	defer func() {
-		g.log.Debug().Str("method", r.Method).Str("path", r.URL.Path).Int("status", w.Status()).
-			Dur(logging.KeyElapsed, time.Since(start)).Msg("http request")
+		ev := g.log.Debug().Str("method", r.Method).Str("path", r.URL.Path).Int("status", w.Status()).
+			Dur(logging.KeyElapsed, time.Since(start))
+		if c != nil {
+			ev = ev.Str(logging.KeyToken, c.name)
+		}
+		ev.Msg("http request")
 	}()
 	kind, arg := route(r.URL.Path)
 	allow := kind.allow()
@@ -282,6 +318,13 @@ func (g *Gateway) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 			fmt.Sprintf("method %s is not allowed on %s (allowed: %s)", r.Method, r.URL.Path, allow))
 		return
 	}
+	// Preflights (above) carry no credentials, and /healthz is for probes.
+	if kind != routeHealth {
+		var ok bool
+		if c, ok = g.authenticate(w, r); !ok || !g.authorize(w, r, c, kind, arg) {
+			return
+		}
+	}
 	switch kind {
 	case routeUnknownService:
 		writeError(w, http.StatusNotFound, protocol.CodeUnknownService, "no worker has ever provided service "+arg)
@@ -296,7 +339,7 @@ func (g *Gateway) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 			g.changeJob(w, r, arg, g.b.Cancel)
 			return
 		}
-		g.serveJob(w, r, arg)
+		g.serveJob(w, r, arg, c)
 	case routeRetry:
 		g.changeJob(w, r, arg, g.b.Retry)
 	case routeHealth:

@@ -146,8 +146,9 @@ func jobOptions(h http.Header, req *client.Request) error {
 
 // serveJob answers GET /jobs/{id}: the job's state, and with ?wait= it first
 // waits for the job to finish (or the wait to end; the answer is then the
-// state at that time, still 200).
-func (g *Gateway) serveJob(w http.ResponseWriter, r *http.Request, id string) {
+// state at that time, still 200). A caller whose rights do not cover the
+// job's service gets 403, before any wait.
+func (g *Gateway) serveJob(w http.ResponseWriter, r *http.Request, id string, c *caller) {
 	q, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
 		g.fail(w, r, badRequest("malformed query string: %v", err))
@@ -163,6 +164,10 @@ func (g *Gateway) serveJob(w http.ResponseWriter, r *http.Request, id string) {
 		return
 	}
 	info, err := g.b.Job(r.Context(), id)
+	if err == nil && !c.mayUse(info.Service) {
+		g.forbid(w, r, c)
+		return
+	}
 	if err == nil && wait > 0 && !finished(info) {
 		// A long wait outlives ReadTimeout; see serveSync.
 		http.NewResponseController(w).SetReadDeadline(time.Time{})

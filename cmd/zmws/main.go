@@ -41,6 +41,7 @@ type CLI struct {
 	Watch    WatchCmd    `cmd:"" help:"Follow job events, one line each."`
 	Keygen   KeygenCmd   `cmd:"" help:"Make a CURVE key pair: NAME.key (secret, mode 0600) and NAME.pub."`
 	Keys     KeysCmd     `cmd:"" help:"Manage the broker's authorized keys."`
+	Token    TokenCmd    `cmd:"" help:"Add or list the HTTP gateway's bearer tokens (a file zmwsd reads)."`
 }
 
 // env is what every command's Run receives.

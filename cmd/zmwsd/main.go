@@ -40,6 +40,9 @@ type CLI struct {
 	HTTPBind        string        `name:"http-bind" help:"Address the HTTP gateway listens on (host:port); empty disables it." default:"127.0.0.1:5580" env:"ZMWSD_HTTP_BIND"`
 	HTTPMaxBody     int64         `name:"http-max-body" help:"Largest HTTP request body, in bytes; larger ones get 413." default:"1048576" env:"ZMWSD_HTTP_MAX_BODY"`
 	HTTPCORS        []string      `name:"http-cors" help:"Origins browsers may call the HTTP gateway from (scheme://host[:port], comma-separated), or *; none by default." env:"ZMWSD_HTTP_CORS"`
+	HTTPTokens      string        `name:"http-tokens" help:"Tokens file (TOML; zmws token add writes it): every HTTP route but /healthz then needs a bearer token. Reloaded on SIGHUP." env:"ZMWSD_HTTP_TOKENS" placeholder:"FILE"`
+	HTTPTLSCert     string        `name:"http-tls-cert" help:"PEM certificate (chain) for HTTPS on --http-bind; needs --http-tls-key. Reloaded on SIGHUP." env:"ZMWSD_HTTP_TLS_CERT" placeholder:"FILE"`
+	HTTPTLSKey      string        `name:"http-tls-key" help:"PEM private key of --http-tls-cert." env:"ZMWSD_HTTP_TLS_KEY" placeholder:"FILE"`
 	TTR             time.Duration `name:"ttr" help:"Default time-to-run of a job (0: none); services and jobs may set their own." default:"0" env:"ZMWSD_TTR"`
 	RetryBackoff    time.Duration `help:"First delay before an opt-in retry of a failed job; doubles per attempt." default:"1s" env:"ZMWSD_RETRY_BACKOFF"`
 	RetryBackoffMax time.Duration `help:"Longest delay between retries of a failed job." default:"5m" env:"ZMWSD_RETRY_BACKOFF_MAX"`
@@ -89,7 +92,11 @@ func run(ctx context.Context, cli CLI, logw io.Writer, ready func(srv *server.Se
 	if err != nil {
 		return err
 	}
-
+	tokens, certs, httpReloaders, err := httpSecurity(cli, log)
+	if err != nil {
+		return err
+	}
+	sec.reloaders = append(sec.reloaders, httpReloaders...)
 	// The gateway comes first: its errors (bad --http-cors, address in use)
 	// must not leave bound broker sockets behind.
 	var (
@@ -108,7 +115,8 @@ func run(ctx context.Context, cli CLI, logw io.Writer, ready func(srv *server.Se
 			return err
 		}
 		defer pool.Close()
-		gw, err = gateway.New(gateway.Config{Backend: pool, MaxBody: cli.HTTPMaxBody, CORS: cli.HTTPCORS, Logger: log})
+		gw, err = gateway.New(gateway.Config{Backend: pool, MaxBody: cli.HTTPMaxBody, CORS: cli.HTTPCORS,
+			Tokens: tokens, TLS: certs, Logger: log})
 		if err != nil {
 			return fmt.Errorf("--http-cors: %w", err)
 		}
@@ -175,6 +183,7 @@ func run(ctx context.Context, cli CLI, logw io.Writer, ready func(srv *server.Se
 	log.Info().Str("client", srv.ClientEndpoint()).Str("worker", srv.WorkerEndpoint()).
 		Str("events", srv.EventsEndpoint()).Str("http", httpAddr).
 		Dur("heartbeat", cli.Heartbeat).Int("liveness", cli.Liveness).Msg("zmwsd started")
+	defer reloadOnHUP(ctx, log, sec.reloaders...)()
 	if ready != nil {
 		ready(srv, httpAddr)
 	}
@@ -185,7 +194,6 @@ func run(ctx context.Context, cli CLI, logw io.Writer, ready func(srv *server.Se
 	defer stopBroker()
 	httpCtx, stopHTTP := context.WithCancel(ctx)
 	defer stopHTTP()
-	go reloadOnHUP(httpCtx, log, sec.reload)
 	brokerDone := make(chan error, 1)
 	go func() {
 		err := srv.Run(brokerCtx)

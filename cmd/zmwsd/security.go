@@ -1,15 +1,11 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 
 	"github.com/rs/zerolog"
 
@@ -21,9 +17,20 @@ import (
 // security is what the security flags set up.
 type security struct {
 	curve *server.Curve // nil: no CURVE
-	// reload reads the reloadable parts again (keys); nil when there are
-	// none. SIGHUP and SERVER-RELOAD call it.
-	reload func() error
+	// reloaders read the reloadable parts again: the keys, the HTTP tokens
+	// and certificate. SIGHUP runs them (reloadOnHUP), as does an admin's
+	// SERVER-RELOAD (reload).
+	reloaders []func() error
+}
+
+// reload runs every reloader; it fails if one does (each that fails keeps
+// what it had).
+func (sec *security) reload() error {
+	var errs []error
+	for _, r := range sec.reloaders {
+		errs = append(errs, r())
+	}
+	return errors.Join(errs...)
 }
 
 // loadSecurity checks the security flags and loads the keys. It fails
@@ -46,15 +53,24 @@ func loadSecurity(cli CLI, log zerolog.Logger) (security, error) {
 			return sec, err
 		}
 		sec.curve = &server.Curve{Key: kp, Keys: keys}
-		sec.reload = func() error {
+		sec.reloaders = append(sec.reloaders, func() error {
 			if err := keys.Reload(); err != nil {
-				return err
+				return fmt.Errorf("keys: %w", err)
 			}
 			log.Info().Int("keys", keys.Current().Len()).Msg("authorized keys reloaded")
 			return nil
-		}
+		})
 		log.Info().Str("curve_key", cli.CurveKey).Str("public_key", kp.Public).Int("keys", keys.Current().Len()).
 			Msg("CURVE on: only authorized keys connect")
+	}
+	if cli.HTTPBind != "" && cli.HTTPTokens == "" {
+		// An address that does not parse fails at listen, with its own message.
+		if host, _, err := net.SplitHostPort(cli.HTTPBind); err == nil && !loopbackHost(host) {
+			if !cli.Insecure {
+				return sec, fmt.Errorf("--http-bind %s is reachable beyond this machine without --http-tokens: anyone who reaches it could run every registered command and read, cancel and retry any job; give --http-tokens (zmws token add; docs/HTTP.md), or --insecure to accept that", cli.HTTPBind)
+			}
+			log.Warn().Str("address", cli.HTTPBind).Msg("INSECURE: HTTP gateway open beyond loopback without tokens (--insecure): anyone who reaches it is trusted")
+		}
 	}
 	if sec.curve == nil {
 		for _, ep := range []struct{ flag, endpoint string }{
@@ -113,27 +129,4 @@ func loopbackHost(host string) bool {
 	}
 	ip, err := netip.ParseAddr(host)
 	return err == nil && ip.IsLoopback()
-}
-
-// reloadOnHUP runs reload on each SIGHUP until ctx ends. A failed reload
-// keeps what was in force and is logged. Without anything to reload,
-// SIGHUP is logged and ignored (never the default: end the process).
-func reloadOnHUP(ctx context.Context, log zerolog.Logger, reload func() error) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-hup:
-			if reload == nil {
-				log.Info().Msg("SIGHUP: nothing to reload (no --curve-key)")
-				continue
-			}
-			if err := reload(); err != nil {
-				log.Error().Err(err).Msg("reload on SIGHUP failed: what was in force stays")
-			}
-		}
-	}
 }

@@ -20,6 +20,8 @@ const (
 	KeyEndpoint = "endpoint"
 	KeyElapsed  = "elapsed"
 	KeyExitCode = "exit_code"
+	// KeyToken is the name of an HTTP token (never the token itself).
+	KeyToken = "token_name"
 )
 
 // New returns a logger writing to w at level ("trace", "debug", "info",
