@@ -1,0 +1,153 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/zmws/zmws/auth"
+	"github.com/zmws/zmws/client"
+	"github.com/zmws/zmws/curve"
+	"github.com/zmws/zmws/internal/curvetest"
+)
+
+func TestRun_RefusesBadCurveKeys(t *testing.T) {
+	f := curvetest.New(t, []curvetest.Entry{{Name: "w", Role: auth.RoleWorker}})
+	dir := t.TempDir()
+	garbled := filepath.Join(dir, "garbled.key")
+	if err := os.WriteFile(garbled, []byte("# broker\nnot-a-z85-key\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	readable := filepath.Join(dir, "readable.key")
+	secret, err := os.ReadFile(f.KeyFile("broker"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(readable, secret, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(readable, 0o644) // past the umask
+	mismatched := filepath.Join(dir, "w.key")
+	if err := os.WriteFile(mismatched, secret, 0o600); err != nil { // the broker's secret beside w's .pub
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "w.pub"), []byte(f.Pair(t, "w").Public+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	badKeys := filepath.Join(dir, "keys.toml")
+	if err := os.WriteFile(badKeys, []byte("[[key]]\nname = \"x\"\nrole = \"client\"\npublic = \"short\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	missing := filepath.Join(dir, "missing.key")
+	ok := "--curve-key=" + f.KeyFile("broker")
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--curve-key=" + missing, "--keys=" + f.KeysFile}, missing},
+		{[]string{"--curve-key=" + garbled, "--keys=" + f.KeysFile}, garbled},
+		{[]string{"--curve-key=" + readable, "--keys=" + f.KeysFile}, "chmod 600 " + readable},
+		{[]string{"--curve-key=" + mismatched, "--keys=" + f.KeysFile}, "does not match its public key " + filepath.Join(dir, "w.pub")},
+		{[]string{ok}, "no authorized keys"},
+		{[]string{ok, "--keys=" + badKeys}, badKeys},
+		{[]string{ok, "--keys=" + filepath.Join(dir, "nokeys.toml")}, "nokeys.toml"},
+		{[]string{ok, "--client-keys=" + filepath.Join(dir, "nodir")}, "--client-keys"},
+		{[]string{"--keys=" + f.KeysFile}, "need --curve-key"},
+	} {
+		cli := parse(t, append(tc.args, "--http-bind=", "--client-bind=tcp://127.0.0.1:*", "--worker-bind=tcp://127.0.0.1:*", "--events-bind=")...)
+		err := run(context.Background(), cli, &bytes.Buffer{}, nil)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: err %v, want it to name %q", tc.args, err, tc.want)
+		}
+	}
+}
+
+func TestRun_RefusesOpenEndpointsWithoutCurve(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--client-bind=tcp://0.0.0.0:*"}, "--client-bind tcp://0.0.0.0:*"},
+		{[]string{"--worker-bind=tcp://*:*"}, "--worker-bind tcp://*:*"},
+		{[]string{"--events-bind=tcp://[::]:*"}, "--events-bind"},
+		{[]string{"--client-bind=tcp://eth0:*"}, "--client-bind"},
+		{[]string{"--http-bind=0.0.0.0:0"}, "--http-bind 0.0.0.0:0"},
+		{[]string{"--http-bind=:0"}, "--http-bind :0"},
+	} {
+		base := []string{"--client-bind=tcp://127.0.0.1:*", "--worker-bind=tcp://127.0.0.1:*", "--events-bind=", "--http-bind=127.0.0.1:0"}
+		cli := parse(t, append(base, tc.args...)...)
+		err := run(context.Background(), cli, &bytes.Buffer{}, nil)
+		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "--insecure") {
+			t.Errorf("%v: err %v, want a refusal naming %q and --insecure", tc.args, err, tc.want)
+		}
+	}
+	// --insecure lets it start, loudly.
+	cli := parse(t, "--client-bind=tcp://0.0.0.0:*", "--worker-bind=tcp://127.0.0.1:*", "--events-bind=", "--http-bind=", "--insecure")
+	ctx, cancel := context.WithCancel(context.Background())
+	var logs syncBuffer
+	_, _, done := start(t, ctx, cli, &logs)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs.String(), "INSECURE") {
+		t.Errorf("no INSECURE warning in the log:\n%s", logs.String())
+	}
+	// Loopback and local transports need nothing.
+	for _, ep := range []string{"tcp://127.0.0.1:1", "tcp://localhost:1", "tcp://[::1]:1", "ipc:///tmp/x", "inproc://x"} {
+		if !localEndpoint(ep) {
+			t.Errorf("%s is local", ep)
+		}
+	}
+}
+
+// TestRun_CurveAndSIGHUP runs zmwsd with CURVE, lets an authorized client
+// in, refuses another, and adds that one's key with SIGHUP.
+func TestRun_CurveAndSIGHUP(t *testing.T) {
+	f := curvetest.New(t, []curvetest.Entry{{Name: "alice", Role: auth.RoleClient, Rights: auth.Rights{Admin: true}}}, "carol")
+	cli := parse(t, "--client-bind=tcp://127.0.0.1:*", "--worker-bind=tcp://127.0.0.1:*", "--events-bind=", "--http-bind=",
+		"--curve-key="+f.KeyFile("broker"), "--keys="+f.KeysFile)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var logs syncBuffer
+	srv, _, done := start(t, ctx, cli, &logs)
+	defer func() { cancel(); <-done }()
+	query := func(name string) error {
+		c, err := client.New(client.Config{Broker: srv.ClientEndpoint(), Curve: f.Client(t, name), Retries: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_, err = c.Services(ctx)
+		return err
+	}
+	if err := query("alice"); err != nil {
+		t.Fatalf("alice: %v", err)
+	}
+	if err := query("carol"); !errors.Is(err, curve.ErrRefused) {
+		t.Fatalf("carol before SIGHUP: %v, want refused", err)
+	}
+	f.WriteKeys(t, []curvetest.Entry{
+		{Name: "alice", Role: auth.RoleClient, Rights: auth.Rights{Admin: true}},
+		{Name: "carol", Role: auth.RoleClient},
+	})
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(logs.String(), "authorized keys reloaded") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no reload after SIGHUP:\n%s", logs.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := query("carol"); err != nil {
+		t.Fatalf("carol after SIGHUP: %v", err)
+	}
+}
