@@ -13,9 +13,10 @@ as_root() {
 		say "need root (or sudo) to run: $*"; return 1; fi
 }
 
+# ensure_packages installs libzmq3-dev, pkg-config and any packages named.
 ensure_packages() {
 	local missing=()
-	for p in libzmq3-dev pkg-config; do
+	for p in libzmq3-dev pkg-config "$@"; do
 		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 	done
 	if [ ${#missing[@]} -gt 0 ]; then
@@ -33,7 +34,8 @@ ensure_go() {
 	go mod download
 }
 
+# setup installs what every script needs, plus the packages named.
 setup() {
-	ensure_packages
+	ensure_packages "$@"
 	ensure_go
 }
