@@ -183,3 +183,27 @@ func TestBroker_Reload(t *testing.T) {
 	plain := newBroker(t, broker.Config{})
 	refusedWith(t, plain.HandleClient(t0, "c1", "", zreq(protocol.ServerReload, nil)), "c1", protocol.CodeBadRequest)
 }
+
+// TestBroker_EventsCarryNoJobData: events reach every watcher, so none
+// carries a job's parameters, input, output or the worker's failure text
+// (a command's stderr may quote them).
+func TestBroker_EventsCarryNoJobData(t *testing.T) {
+	b := newBroker(t, broker.Config{Events: true})
+	b.HandleWorker(t0, "w1", "", readyZ("S"))
+	out := b.HandleClient(t0, "c1", "", zreq("S", map[string]string{"p": "CANARY-param"}, "CANARY-input"))
+	id, _, _ := dispatched(t, one(t, out, protocol.ToWorker, "w1"))
+	all := append([]protocol.Envelope{}, only(out, protocol.ToEvents)...)
+	code := 3
+	out = b.HandleWorker(at(time.Millisecond), "w1", "", final(id, protocol.Meta{Status: protocol.StatusFailed, ExitCode: &code, Error: "CANARY-stderr"}, "CANARY-output"))
+	all = append(all, only(out, protocol.ToEvents)...)
+	if len(all) < 3 {
+		t.Fatalf("want queued, started and failed events, got %d", len(all))
+	}
+	for _, e := range all {
+		for _, f := range e.Frames {
+			if strings.Contains(string(f), "CANARY") {
+				t.Errorf("event carries job data: %s", f)
+			}
+		}
+	}
+}

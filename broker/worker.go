@@ -331,8 +331,11 @@ func (b *Broker) finish(now time.Time, j *job, state jobState) {
 	if state == stateFailed {
 		name = protocol.EventFailed
 	}
+	// No failure text: a worker's (a command's stderr) may quote the job's
+	// parameters or input, and events reach every watcher. The code and
+	// exit code say what happened; the job's record has the text.
 	b.event(now, name, j, func(e *protocol.Event) {
-		e.ExitCode, e.Code, e.Error = r.exitCode, r.code, r.err
+		e.ExitCode, e.Code = r.exitCode, r.code
 		if !r.started.IsZero() {
 			e.Elapsed = now.Sub(r.started).Seconds()
 		}
