@@ -63,6 +63,9 @@ func loadSecurity(cli CLI, log zerolog.Logger) (security, error) {
 		log.Info().Str("curve_key", cli.CurveKey).Str("public_key", kp.Public).Int("keys", keys.Current().Len()).
 			Msg("CURVE on: only authorized keys connect")
 	}
+	if host, _, err := net.SplitHostPort(cli.HTTPBind); cli.HTTPBind != "" && cli.HTTPTokens != "" && cli.HTTPTLSCert == "" && err == nil && !loopbackHost(host) {
+		log.Warn().Str("address", cli.HTTPBind).Msg("HTTP tokens travel in the clear beyond loopback: give --http-tls-cert and --http-tls-key")
+	}
 	if cli.HTTPBind != "" && cli.HTTPTokens == "" {
 		// An address that does not parse fails at listen, with its own message.
 		if host, _, err := net.SplitHostPort(cli.HTTPBind); err == nil && !loopbackHost(host) {
