@@ -137,7 +137,7 @@ func answer(msg [][]byte) []any {
 	if len(msg) < 8 || len(msg[1]) != 0 {
 		return nil
 	}
-	version, reqID, dom, addr, mech := string(msg[2]), msg[3], string(msg[4]), string(msg[5]), string(msg[7])
+	version, reqID, addr, mech := string(msg[2]), msg[3], string(msg[5]), string(msg[7])
 	deny := func(why string) []any {
 		return []any{msg[0], "", "1.0", reqID, zapDenied, why, "", ""}
 	}
@@ -145,7 +145,7 @@ func answer(msg [][]byte) []any {
 		return deny("unsupported ZAP version")
 	}
 	zap.mu.RLock()
-	d, ok := zap.domains[dom]
+	d, ok := zap.domains[string(msg[4])]
 	zap.mu.RUnlock()
 	if !ok {
 		return deny("unknown domain")

@@ -50,7 +50,7 @@ func TestCheckZ85(t *testing.T) {
 	}
 	for _, bad := range []string{
 		"", public[:39], public + "0",
-		"~" + public[1:], // not in the alphabet
+		"~" + public[1:],     // not in the alphabet
 		"%%%%%" + public[5:], // a group past 2^32
 	} {
 		if err := curve.CheckZ85(bad); err == nil {
