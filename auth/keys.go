@@ -36,8 +36,9 @@ type Key struct {
 }
 
 // KeySet is an immutable set of authorized keys, by raw public key and by
-// name. Names are unique across roles: the broker knows a peer by the name
-// the ZAP handler returns as its User-Id.
+// name. Names are unique across roles. The broker knows a peer by its
+// public key (Z85), which the ZAP handler returns as its User-Id: a key
+// replaced under the same name is another peer.
 type KeySet struct {
 	byPublic map[string]*Key // raw 32-byte key
 	byName   map[string]*Key
@@ -255,15 +256,36 @@ func (k *Keys) Current() *KeySet { return k.cur.Load() }
 // Generation changes each time the set is replaced.
 func (k *Keys) Generation() uint64 { return k.gen.Load() }
 
-// role returns the key named user if it has role r.
+// role returns the key whose public key (Z85) is user if it has role r.
 func (k *Keys) role(user string, r Role) *Key {
-	if key := k.cur.Load().byName[user]; key != nil && key.Role == r {
+	if key := k.cur.Load().byZ85(user); key != nil && key.Role == r {
 		return key
 	}
 	return nil
 }
 
-// MayOffer reports whether worker key user may offer service.
+// byZ85 returns the key with this public key in Z85, or nil.
+func (s *KeySet) byZ85(public string) *Key {
+	if curve.CheckZ85(public) != nil {
+		return nil
+	}
+	return s.byPublic[zmq.Z85decode(public)]
+}
+
+// Name returns the name of the key whose public key (Z85) is user, or a
+// short form of the key when the set no longer holds it.
+func (k *Keys) Name(user string) string {
+	if key := k.cur.Load().byZ85(user); key != nil {
+		return key.Name
+	}
+	if len(user) > 8 {
+		return "unlisted key " + user[:8] + "..."
+	}
+	return user
+}
+
+// MayOffer reports whether worker key user (its public key, Z85) may
+// offer service.
 func (k *Keys) MayOffer(user, service string) bool {
 	key := k.role(user, RoleWorker)
 	return key != nil && key.Rights.Allows(service)

@@ -131,7 +131,9 @@ func serveZAP(sock *zmq.Socket) {
 }
 
 // answer makes the reply to one ZAP request: [routing id, "", "1.0",
-// request id, domain, address, routing id, mechanism, credentials...].
+// request id, domain, address, identity, mechanism, credentials...]. The
+// identity is the server socket's own (libzmq 4.3), not the peer's routing
+// id: ZAP cannot tie a peer's chosen routing id to its key.
 // A request too short to answer is dropped (libzmq never sends one).
 func answer(msg [][]byte) []any {
 	if len(msg) < 8 || len(msg[1]) != 0 {
@@ -155,6 +157,7 @@ func answer(msg [][]byte) []any {
 		return deny("CURVE required")
 	}
 	raw := string(msg[8])
+	public := zmq.Z85encode(raw)
 	key := d.keys.Current().ByPublic(raw)
 	why := ""
 	switch {
@@ -166,7 +169,7 @@ func answer(msg [][]byte) []any {
 		why = "key may not watch events"
 	}
 	if why != "" {
-		ev := d.log.Warn().Str("address", addr).Str("public_key", zmq.Z85encode(raw)).Str("role", string(d.role))
+		ev := d.log.Warn().Str("address", addr).Str("public_key", public).Str("role", string(d.role))
 		if key != nil {
 			ev = ev.Str("key", key.Name)
 		}
@@ -174,5 +177,5 @@ func answer(msg [][]byte) []any {
 		return deny(why)
 	}
 	d.log.Debug().Str("address", addr).Str("key", key.Name).Str("role", string(d.role)).Msg("peer admitted")
-	return []any{msg[0], "", "1.0", reqID, zapOK, "OK", key.Name, ""}
+	return []any{msg[0], "", "1.0", reqID, zapOK, "OK", public, ""}
 }

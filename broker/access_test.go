@@ -26,6 +26,7 @@ func (a *access) MaySubmit(user, service string) bool {
 }
 func (a *access) MayAdmin(user string) bool { return a.admins[user] }
 func (a *access) Generation() uint64        { return a.gen }
+func (a *access) Name(user string) string   { return user }
 
 func match(m map[string]string, user, service string) bool {
 	p, ok := m[user]

@@ -67,7 +67,7 @@ type Config struct {
 	Archive Archive
 	// Access, when set, decides what each authenticated peer may do: the
 	// server passes with every message the user the ZAP handler admitted
-	// (the name of the peer's CURVE key). On the client socket a message
+	// (the peer's CURVE public key). On the client socket a message
 	// with no user came through no handshake (inproc: the HTTP gateway,
 	// which checks its own tokens) and is trusted; on the worker socket it
 	// is refused. nil: every peer may do everything.
@@ -142,6 +142,10 @@ type Access interface {
 	// Generation changes whenever the rights may have changed (a reload),
 	// so the broker checks its workers' keys again.
 	Generation() uint64
+	// Name is how logs and refusals call the key user: its name in the
+	// key set (users are public keys, which a reload may give another
+	// name, or none).
+	Name(user string) string
 }
 
 // Broker is the broker's state machine. It owns no socket and reads no
@@ -274,6 +278,21 @@ func (b *Broker) Tick(now time.Time) []protocol.Envelope {
 	return b.out
 }
 
+// CheckWorkers heartbeats every worker now, out of turn: the server calls
+// it when a worker connection has closed, so a worker whose connection is
+// gone is found unreachable (see Unreachable) at once, before anyone can
+// connect under its routing id and be sent its jobs.
+func (b *Broker) CheckWorkers(now time.Time) []protocol.Envelope {
+	b.out = b.out[:0]
+	for _, w := range b.workers {
+		b.sendWorker(w, protocol.Message{Cmd: protocol.CmdHeartbeat})
+	}
+	if len(b.workers) > 0 {
+		b.nextHeartbeat = now.Add(b.cfg.Heartbeat)
+	}
+	return b.out
+}
+
 // expire drops every worker silent for longer than ttl and recomputes
 // nextExpiry.
 func (b *Broker) expire(now time.Time) {
@@ -350,6 +369,14 @@ func (b *Broker) sendWorker(w *worker, m protocol.Message) {
 func (b *Broker) disconnect(id string, form protocol.Form) {
 	b.out = append(b.out, protocol.Envelope{Peer: protocol.ToWorker, To: id,
 		Frames: protocol.EncodeWorker(protocol.Message{Form: form, Cmd: protocol.CmdDisconnect})})
+}
+
+// keyName is how messages call the key user.
+func (b *Broker) keyName(user string) string {
+	if b.cfg.Access == nil || user == "" {
+		return user
+	}
+	return b.cfg.Access.Name(user)
 }
 
 // forbid tells a worker peer to go away because its key may not do what it

@@ -122,7 +122,7 @@ func (b *Broker) maySubmit(r request, service string) bool {
 	if b.cfg.Access == nil || r.user == "" || b.cfg.Access.MaySubmit(r.user, service) {
 		return true
 	}
-	b.forbidden(r, fmt.Sprintf("key %q may not submit to service %s", r.user, service))
+	b.forbidden(r, fmt.Sprintf("key %q may not submit to service %s", b.keyName(r.user), service))
 	return false
 }
 
@@ -131,14 +131,14 @@ func (b *Broker) mayAdmin(r request) bool {
 	if b.cfg.Access == nil || r.user == "" || b.cfg.Access.MayAdmin(r.user) {
 		return true
 	}
-	b.forbidden(r, fmt.Sprintf("key %q may not use %s (an admin operation)", r.user, r.service))
+	b.forbidden(r, fmt.Sprintf("key %q may not use %s (an admin operation)", b.keyName(r.user), r.service))
 	return false
 }
 
 // forbidden refuses r with protocol.CodeForbidden and logs it with the
 // key's name.
 func (b *Broker) forbidden(r request, text string) {
-	b.log.Warn().Str(keyClient, hexID(r.client)).Str(keyKey, r.user).Str(keyService, r.service).
+	b.log.Warn().Str(keyClient, hexID(r.client)).Str(keyKey, b.keyName(r.user)).Str(keyService, r.service).
 		Str(keyCode, protocol.CodeForbidden).Msg("request refused: outside its key's rights")
 	b.refuse(r, protocol.CodeForbidden, text)
 }

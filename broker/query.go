@@ -56,7 +56,7 @@ func (b *Broker) query(now time.Time, r request, body [][]byte) {
 		// A job's ID is the capability to read it, for keys that may use
 		// its service.
 		if b.cfg.Access != nil && r.user != "" && !b.cfg.Access.MayAdmin(r.user) && !b.cfg.Access.MaySubmit(r.user, info.Service) {
-			b.forbidden(r, fmt.Sprintf("key %q may not see jobs of service %s", r.user, info.Service))
+			b.forbidden(r, fmt.Sprintf("key %q may not see jobs of service %s", b.keyName(r.user), info.Service))
 			return
 		}
 		v = info
@@ -66,11 +66,11 @@ func (b *Broker) query(now time.Time, r request, body [][]byte) {
 			return
 		}
 		if err := b.cfg.Reload(); err != nil {
-			b.log.Error().Err(err).Str(keyKey, r.user).Msg("reload refused: the current keys stay")
+			b.log.Error().Err(err).Str(keyKey, b.keyName(r.user)).Msg("reload refused: the current keys stay")
 			b.refuse(r, protocol.CodeBadRequest, "reload failed, the current keys stay: "+err.Error())
 			return
 		}
-		b.log.Info().Str(keyKey, r.user).Msg("keys reloaded")
+		b.log.Info().Str(keyKey, b.keyName(r.user)).Msg("keys reloaded")
 		v = map[string]string{"reloaded": "ok"}
 	default:
 		b.refuse(r, protocol.CodeUnknownService, "no introspection service "+r.service+

@@ -123,7 +123,7 @@ func workerForm(frames [][]byte) (protocol.Form, bool) {
 // told DISCONNECT.
 func (b *Broker) sameKey(now time.Time, w *worker, user string, form protocol.Form) bool {
 	if user != w.user {
-		b.log.Warn().Str(keyWorker, hexID(w.id)).Str(keyService, w.svc.name).Str(keyKey, user).Str("worker_key", w.user).
+		b.log.Warn().Str(keyWorker, hexID(w.id)).Str(keyService, w.svc.name).Str(keyKey, b.keyName(user)).Str("worker_key", b.keyName(w.user)).
 			Msg("message under another key for a worker: dropping the worker")
 		b.dropWorker(now, w, "its connection was taken over by another key")
 		b.disconnect(w.id, form)
@@ -134,10 +134,10 @@ func (b *Broker) sameKey(now time.Time, w *worker, user string, form protocol.Fo
 		return true
 	}
 	if !b.cfg.Access.MayOffer(user, w.svc.name) {
-		b.log.Warn().Str(keyWorker, hexID(w.id)).Str(keyService, w.svc.name).Str(keyKey, user).
+		b.log.Warn().Str(keyWorker, hexID(w.id)).Str(keyService, w.svc.name).Str(keyKey, b.keyName(user)).
 			Msg("worker key no longer may offer its service: dropping the worker")
 		b.dropWorker(now, w, "its key no longer may offer the service")
-		b.forbid(w.id, form, fmt.Sprintf("key %q may no longer offer service %s", user, w.svc.name))
+		b.forbid(w.id, form, fmt.Sprintf("key %q may no longer offer service %s", b.keyName(user), w.svc.name))
 		return false
 	}
 	w.gen = gen
@@ -154,9 +154,9 @@ func (b *Broker) ready(now time.Time, id, user string, m protocol.Message) {
 	w := &worker{id: id, user: user, form: m.Form, since: now, lastSeen: now}
 	if a := b.cfg.Access; a != nil {
 		if user == "" || !a.MayOffer(user, m.Service) {
-			b.log.Warn().Str(keyWorker, hexID(id)).Str(keyService, m.Service).Str(keyKey, user).
+			b.log.Warn().Str(keyWorker, hexID(id)).Str(keyService, m.Service).Str(keyKey, b.keyName(user)).
 				Str(keyCode, protocol.CodeForbidden).Msg("worker refused: its key may not offer the service")
-			b.forbid(id, m.Form, fmt.Sprintf("key %q may not offer service %s", user, m.Service))
+			b.forbid(id, m.Form, fmt.Sprintf("key %q may not offer service %s", b.keyName(user), m.Service))
 			return
 		}
 		w.gen = a.Generation()

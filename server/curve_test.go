@@ -14,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/zmws/zmws/auth"
+	"github.com/zmws/zmws/broker"
 	"github.com/zmws/zmws/client"
 	"github.com/zmws/zmws/curve"
 	"github.com/zmws/zmws/internal/curvetest"
@@ -399,4 +400,78 @@ func TestCurve_WorkerDroppedWhenItsKeyIsRemoved(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "the worker to be dropped", func() bool { ws, err := admin.Workers(ctx); return err == nil && len(ws) == 0 })
+}
+
+// TestCurve_RoutingIDTakeoverRefused: a worker dies without a word, and a
+// peer with another worker key connects under its routing id (libzmq lets
+// a peer choose one, and routes by it alone). The broker must have
+// forgotten the dead worker by then, long before any heartbeat, so the job
+// sent for it (with its parameters) never reaches the newcomer.
+func TestCurve_RoutingIDTakeoverRefused(t *testing.T) {
+	f := curvetest.New(t, secureEntries)
+	srv := start(t, server.Config{Broker: broker.Config{Heartbeat: time.Minute}, // no heartbeat will notice
+		Curve: &server.Curve{Key: f.Broker, Keys: f.Keys(t)}})
+	const victimID = "victim-routing-id"
+	victim := zmqtest.Socket(t, zmq.DEALER)
+	victim.SetIdentity(victimID)
+	if err := f.Client(t, "wall").Apply(victim); err != nil {
+		t.Fatal(err)
+	}
+	if err := victim.Connect(srv.WorkerEndpoint()); err != nil {
+		t.Fatal(err)
+	}
+	zmqtest.Send(t, victim, b("MDPW02"), []byte{0x01}, b("C1"))
+	admin := newClient(t, srv.ClientEndpoint(), f.Client(t, "alice"))
+	ctx := context.Background()
+	waitFor(t, "the victim", func() bool { ws, err := admin.Workers(ctx); return err == nil && len(ws) == 1 })
+	victim.Close() // dies: no DISCONNECT
+	waitFor(t, "the broker to forget the dead worker", func() bool {
+		ws, err := admin.Workers(ctx)
+		return err == nil && len(ws) == 0
+	})
+
+	attacker := zmqtest.Socket(t, zmq.DEALER)
+	attacker.SetIdentity(victimID)
+	if err := f.Client(t, "wa").Apply(attacker); err != nil { // a real worker key, for A* only
+		t.Fatal(err)
+	}
+	if err := attacker.Connect(srv.WorkerEndpoint()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.Submit(ctx, "C1", client.Request{Params: map[string]string{"secret": "CANARY-42"}}); err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := zmqtest.TryRecv(attacker, 500*time.Millisecond); ok {
+		t.Fatalf("the newcomer got the dead worker's job: %s", zmqtest.Join(got))
+	}
+}
+
+// TestCurve_ReplacedKeyLosesItsConnection: a key replaced under the same
+// name (rotated after a theft) loses its rights on the connection it
+// already has, not only for new ones.
+func TestCurve_ReplacedKeyLosesItsConnection(t *testing.T) {
+	srv, f, keys := startSecure(t)
+	ctx := context.Background()
+	stolen := newClient(t, srv.ClientEndpoint(), f.Client(t, "alice"))
+	if _, err := stolen.Jobs(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var rotated []curvetest.Entry
+	for _, e := range secureEntries {
+		if e.Name == "alice" {
+			e.Pair = "carol" // alice's new key pair
+		}
+		rotated = append(rotated, e)
+	}
+	f.WriteKeys(t, rotated)
+	if err := keys.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stolen.Jobs(ctx); !errors.Is(err, client.ErrForbidden) {
+		t.Fatalf("the old key's connection after rotation: %v, want forbidden", err)
+	}
+	fresh := newClient(t, srv.ClientEndpoint(), &curve.Client{Broker: curve.Public{Key: f.Broker.Public}, Own: f.Pair(t, "carol")})
+	if _, err := fresh.Jobs(ctx); err != nil {
+		t.Fatalf("alice's new key: %v", err)
+	}
 }

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"strings"
@@ -102,6 +103,9 @@ type Server struct {
 	eps     [3]string
 	commit  *committer         // nil without a Store
 	zap     *auth.Registration // nil without CURVE
+	// gone reads the worker socket's monitor (with CURVE): a closed
+	// connection makes the broker check every worker at once.
+	gone *zmq.Socket
 	// lazyAt is when records no reply waits for are committed anyway
 	// (zero: none are pending).
 	lazyAt time.Time
@@ -192,6 +196,10 @@ func New(cfg Config) (*Server, error) {
 			s.close(0)
 			return nil, err
 		}
+		if err = s.monitorWorkers(); err != nil {
+			s.close(0)
+			return nil, err
+		}
 	}
 	var snap store.Snapshot
 	if cfg.Store != nil {
@@ -238,6 +246,43 @@ func (s *Server) probe() error {
 		}
 	}
 	return nil
+}
+
+// monitorWorkers follows the worker socket's closed connections. libzmq
+// routes by routing id alone, and a peer may choose its own: once a
+// worker's connection is gone, a peer with another key could connect under
+// its routing id and be sent its jobs. Checking every worker when a
+// connection closes finds the gone one unreachable first.
+func (s *Server) monitorWorkers() error {
+	addr := "inproc://zmws-server-gone-" + rand.Text()
+	if err := s.workers.Monitor(addr, zmq.EVENT_DISCONNECTED); err != nil {
+		return fmt.Errorf("server: monitor the worker socket: %w", err)
+	}
+	sock, err := zmq.NewSocket(zmq.PAIR)
+	if err != nil {
+		return fmt.Errorf("server: monitor the worker socket: %w", err)
+	}
+	sock.SetLinger(0)
+	if err := sock.Connect(addr); err != nil {
+		sock.Close()
+		return fmt.Errorf("server: monitor the worker socket: %w", err)
+	}
+	s.gone = sock
+	return nil
+}
+
+// workersGone reads the monitor's events and checks every worker.
+func (s *Server) workersGone() {
+	n := 0
+	for range maxDrain {
+		if _, _, _, err := s.gone.RecvEvent(zmq.DONTWAIT); err != nil {
+			break
+		}
+		n++
+	}
+	if n > 0 {
+		s.send(s.b.CheckWorkers(time.Now()))
+	}
 }
 
 func (s *Server) router(endpoint, role, domain string) (*zmq.Socket, string, error) {
@@ -296,6 +341,9 @@ func (s *Server) Run(ctx context.Context) error {
 	if s.commit != nil {
 		poller.Add(s.commit.wake, zmq.POLLIN)
 	}
+	if s.gone != nil {
+		poller.Add(s.gone, zmq.POLLIN)
+	}
 	defer func() {
 		s.stopCommits()
 		s.send(s.b.Shutdown(time.Now()))
@@ -343,6 +391,8 @@ func (s *Server) Run(ctx context.Context) error {
 				s.drain(s.clients, s.b.HandleClient)
 			case s.workers:
 				s.drain(s.workers, s.b.HandleWorker)
+			case s.gone:
+				s.workersGone()
 			default:
 				s.committed(s.commit.finished())
 			}
@@ -587,6 +637,9 @@ func (s *Server) close(linger time.Duration) {
 			sock.SetLinger(linger)
 			sock.Close()
 		}
+	}
+	if s.gone != nil {
+		s.gone.Close()
 	}
 	if s.zap != nil {
 		s.zap.Close() // after the sockets: no peer is admitted unchecked

@@ -28,6 +28,9 @@ type Entry struct {
 	Name   string
 	Role   auth.Role
 	Rights auth.Rights
+	// Pair names the key pair whose public key the entry holds (default:
+	// Name), to give a name another key.
+	Pair string
 }
 
 // New makes the broker's pair, a pair for each entry and for each name in
@@ -65,9 +68,13 @@ func (f *Fixture) WriteKeys(t testing.TB, entries []Entry) {
 	t.Helper()
 	var b strings.Builder
 	for _, e := range entries {
-		kp, ok := f.pairs[e.Name]
+		pair := e.Pair
+		if pair == "" {
+			pair = e.Name
+		}
+		kp, ok := f.pairs[pair]
 		if !ok {
-			t.Fatalf("curvetest: no key pair %q", e.Name)
+			t.Fatalf("curvetest: no key pair %q", pair)
 		}
 		fmt.Fprintf(&b, "[[key]]\nname = %q\nrole = %q\npublic = %q\nadmin = %t\nwatch = %t\n", e.Name, e.Role, kp.Public, e.Rights.Admin, e.Rights.Watch)
 		if len(e.Rights.Services) > 0 {
