@@ -208,3 +208,29 @@ func TestBroker_EventsCarryNoJobData(t *testing.T) {
 		}
 	}
 }
+
+// TestBroker_IdempotencyKeysAreEachKeysOwn: one client key cannot find
+// another's job by its idempotency key, nor take a key first; and a key
+// reused for another service is a conflict, not the other job.
+func TestBroker_IdempotencyKeysAreEachKeysOwn(t *testing.T) {
+	b := newBroker(t, broker.Config{Access: newAccess()})
+	b.HandleWorker(t0, "wA", "wall", readyZ("A1"))
+	b.HandleWorker(t0, "wC", "wall", readyZ("C1"))
+	submit := func(user, service, key string) protocol.Meta {
+		t.Helper()
+		body := [][]byte{protocol.EncodeMeta(protocol.Meta{Key: key})}
+		_, md, _ := clientReply(t, one(t, b.HandleClient(t0, "c-"+user, user, request(v2, service, body...)), protocol.ToClient, "c-"+user))
+		return md
+	}
+	bobs := submit("bob", "A1", "payroll-1") // bob takes the key first
+	alices := submit("alice", "A1", "payroll-1")
+	if bobs.Status != protocol.StatusAccepted || alices.Status != protocol.StatusAccepted || bobs.Job == alices.Job {
+		t.Fatalf("bob %+v, alice %+v: want two jobs", bobs, alices)
+	}
+	if again := submit("alice", "A1", "payroll-1"); again.Job != alices.Job {
+		t.Errorf("alice's resend got %s, want her job %s", again.Job, alices.Job)
+	}
+	if other := submit("alice", "C1", "payroll-1"); other.Status != protocol.StatusRefused || other.Code != protocol.CodeConflict {
+		t.Errorf("the key reused for C1: %+v, want a conflict", other)
+	}
+}

@@ -70,9 +70,19 @@ func (b *Broker) submit(now time.Time, r request, meta protocol.Meta, body [][]b
 		}
 		return
 	}
-	if meta.Key != "" && !sync {
-		if id, ok := b.byKey(meta.Key); ok {
+	key := meta.Key
+	if key != "" && r.user != "" {
+		// Each key has its idempotency keys to itself: no client finds
+		// another's job by guessing its key, nor takes a key first.
+		key = r.user + "|" + key
+	}
+	if key != "" && !sync {
+		if id, ok := b.byKey(key); ok {
 			j := b.lookup(id)
+			if svc := b.serviceOf(id, j); svc != name {
+				b.refuse(r, protocol.CodeConflict, fmt.Sprintf("idempotency key %q was used for a job of another service (%s)", meta.Key, svc))
+				return
+			}
 			b.accepted(r, id, j != nil && j.awaitingCommit())
 			return
 		}
@@ -104,9 +114,9 @@ func (b *Broker) submit(now time.Time, r request, meta protocol.Meta, body [][]b
 	b.jobs.put(j)
 	s.queue.PushBack(j)
 	if !sync {
-		if meta.Key != "" {
-			j.ensureExtra().key = meta.Key
-			b.keys[meta.Key] = j
+		if key != "" {
+			j.ensureExtra().key = key
+			b.keys[key] = j
 		}
 		b.markDirty(j)
 		b.accepted(r, j.id.String(), j.awaitingCommit())
@@ -141,6 +151,22 @@ func (b *Broker) forbidden(r request, text string) {
 	b.log.Warn().Str(keyClient, hexID(r.client)).Str(keyKey, b.keyName(r.user)).Str(keyService, r.service).
 		Str(keyCode, protocol.CodeForbidden).Msg("request refused: outside its key's rights")
 	b.refuse(r, protocol.CodeForbidden, text)
+}
+
+// serviceOf returns the service of job id: j's when it is in memory, else
+// the archive's record's ("" when unknown).
+func (b *Broker) serviceOf(id string, j *job) string {
+	if j != nil {
+		return j.svc.name
+	}
+	if b.cfg.Archive == nil {
+		return ""
+	}
+	rec, ok, err := b.cfg.Archive.Job(id)
+	if err != nil || !ok {
+		return ""
+	}
+	return rec.Service
 }
 
 // byKey finds the job submitted with an idempotency key: in memory, or in

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -313,5 +314,33 @@ func TestGateway_TokensReload(t *testing.T) {
 	}
 	if w := serve(g, "GET", "/SERVER-JOBS", nil, "Authorization", "Bearer "+fresh); w.Code != 200 {
 		t.Errorf("after a failed Reload: %d", w.Code)
+	}
+}
+
+// TestGateway_IdempotencyKeysPerToken: two tokens sending the same
+// Idempotency-Key reach the broker with different keys, so neither finds
+// or takes the other's job.
+func TestGateway_IdempotencyKeysPerToken(t *testing.T) {
+	ts, toks := testTokens(t)
+	fb := authBackend()
+	g := newGateway(t, fb, Config{Tokens: ts})
+	keys := map[string]bool{}
+	for _, name := range []string{"admin", "all"} {
+		req := httptest.NewRequest(http.MethodPost, "/STR-REV?str=x", nil)
+		req.Header.Set("Authorization", "Bearer "+toks[name])
+		req.Header.Set("Idempotency-Key", "order-42")
+		rec := httptest.NewRecorder()
+		g.ServeHTTP(rec, req)
+		if rec.Code != http.StatusAccepted {
+			t.Fatalf("%s: %d %s", name, rec.Code, rec.Body.String())
+		}
+		_, sent, _ := fb.last()
+		if !strings.HasSuffix(sent.Key, "order-42") || !strings.Contains(sent.Key, name) {
+			t.Errorf("%s's key reached the broker as %q", name, sent.Key)
+		}
+		keys[sent.Key] = true
+	}
+	if len(keys) != 2 {
+		t.Errorf("two tokens' keys reached the broker as %v: want two different keys", keys)
 	}
 }

@@ -329,7 +329,7 @@ func (g *Gateway) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	case routeUnknownService:
 		writeError(w, http.StatusNotFound, protocol.CodeUnknownService, "no worker has ever provided service "+arg)
 	case routeAsync:
-		g.serveAsync(w, r, arg)
+		g.serveAsync(w, r, arg, c)
 	case routeSync:
 		g.serveSync(w, r, arg)
 	case routeServer:
@@ -350,8 +350,10 @@ func (g *Gateway) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 // maxKeyLen bounds an Idempotency-Key header.
 const maxKeyLen = 255
 
-// serveAsync submits a job: 202, its ID and a Location to poll.
-func (g *Gateway) serveAsync(w http.ResponseWriter, r *http.Request, service string) {
+// serveAsync submits a job: 202, its ID and a Location to poll. With
+// tokens, a caller's idempotency keys are its own: the key goes to the
+// broker under the token's name.
+func (g *Gateway) serveAsync(w http.ResponseWriter, r *http.Request, service string, c *caller) {
 	req, err := g.readRequest(w, r)
 	if err != nil {
 		g.fail(w, r, err)
@@ -369,6 +371,9 @@ func (g *Gateway) serveAsync(w http.ResponseWriter, r *http.Request, service str
 			return
 		}
 		req.Key = key
+		if c != nil {
+			req.Key = "token:" + c.name + "|" + key
+		}
 	}
 	id, err := g.b.Submit(r.Context(), service, req)
 	if err != nil {

@@ -66,6 +66,12 @@ func loadSecurity(cli CLI, log zerolog.Logger) (security, error) {
 	if host, _, err := net.SplitHostPort(cli.HTTPBind); cli.HTTPBind != "" && cli.HTTPTokens != "" && cli.HTTPTLSCert == "" && err == nil && !loopbackHost(host) {
 		log.Warn().Str("address", cli.HTTPBind).Msg("HTTP tokens travel in the clear beyond loopback: give --http-tls-cert and --http-tls-key")
 	}
+	if cli.HTTPBind != "" && cli.HTTPTokens == "" && sec.curve != nil && !cli.Insecure {
+		// The gateway reaches the broker in-process, past every key: with
+		// CURVE on, an open gateway would let any local user do all that
+		// the keys forbid.
+		return sec, fmt.Errorf("--curve-key guards the ZeroMQ sockets, but the HTTP gateway on --http-bind %s would let anyone who reaches it past every key: give --http-tokens (zmws token add; docs/HTTP.md), or --http-bind '' to turn HTTP off, or --insecure to accept that", cli.HTTPBind)
+	}
 	if cli.HTTPBind != "" && cli.HTTPTokens == "" {
 		// An address that does not parse fails at listen, with its own message.
 		if host, _, err := net.SplitHostPort(cli.HTTPBind); err == nil && !loopbackHost(host) {

@@ -68,6 +68,18 @@ func TestRun_RefusesBadCurveKeys(t *testing.T) {
 	}
 }
 
+// TestRun_CurveNeedsHTTPTokens: the gateway is an in-process client the
+// broker trusts, so with CURVE on it must want tokens, on loopback too.
+func TestRun_CurveNeedsHTTPTokens(t *testing.T) {
+	f := curvetest.New(t, []curvetest.Entry{{Name: "c", Role: auth.RoleClient}})
+	cli := parse(t, "--client-bind=tcp://127.0.0.1:*", "--worker-bind=tcp://127.0.0.1:*", "--events-bind=", "--http-bind=127.0.0.1:0",
+		"--curve-key="+f.KeyFile("broker"), "--keys="+f.KeysFile)
+	err := run(context.Background(), cli, &bytes.Buffer{}, nil)
+	if err == nil || !strings.Contains(err.Error(), "--http-tokens") || !strings.Contains(err.Error(), "--http-bind") {
+		t.Fatalf("CURVE with an open gateway: %v, want a refusal naming --http-tokens", err)
+	}
+}
+
 func TestRun_RefusesOpenEndpointsWithoutCurve(t *testing.T) {
 	for _, tc := range []struct {
 		args []string
