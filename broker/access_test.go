@@ -1,6 +1,7 @@
 package broker_test
 
 import (
+	"encoding/json"
 	"errors"
 	"path"
 	"strings"
@@ -232,5 +233,44 @@ func TestBroker_IdempotencyKeysAreEachKeysOwn(t *testing.T) {
 	}
 	if other := submit("alice", "C1", "payroll-1"); other.Status != protocol.StatusRefused || other.Code != protocol.CodeConflict {
 		t.Errorf("the key reused for C1: %+v, want a conflict", other)
+	}
+}
+
+// TestBroker_KeysSeeOnlyTheirServices: mmi.service and SERVER-SERVICES
+// tell a key of the services it may use, and of no others.
+func TestBroker_KeysSeeOnlyTheirServices(t *testing.T) {
+	b := newBroker(t, broker.Config{Access: newAccess()})
+	b.HandleWorker(t0, "wA", "wall", readyZ("A1"))
+	b.HandleWorker(t0, "wC", "wall", readyZ("C1"))
+	mmi := func(user, name string) string {
+		_, _, rest := clientReply(t, one(t, b.HandleClient(t0, "c", user, zreq(protocol.MMIService, nil, name)), protocol.ToClient, "c"))
+		return string(rest[0])
+	}
+	if got := mmi("bob", "A1"); got != protocol.MMIFound {
+		t.Errorf("bob asks for A1: %s", got)
+	}
+	if got := mmi("bob", "C1"); got != protocol.MMINotFound {
+		t.Errorf("bob asks for C1 (not his): %s, want 404", got)
+	}
+	if got := mmi("alice", "C1"); got != protocol.MMIFound {
+		t.Errorf("alice asks for C1: %s", got)
+	}
+	names := func(user string) []string {
+		_, _, rest := clientReply(t, one(t, b.HandleClient(t0, "c", user, zreq(protocol.ServerServices, nil)), protocol.ToClient, "c"))
+		var list []protocol.ServiceInfo
+		if err := json.Unmarshal(rest[0], &list); err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, s := range list {
+			out = append(out, s.Name)
+		}
+		return out
+	}
+	if got := strings.Join(names("bob"), ","); got != "A1" {
+		t.Errorf("bob's SERVER-SERVICES: %s, want A1 only", got)
+	}
+	if got := strings.Join(names("alice"), ","); got != "A1,C1" {
+		t.Errorf("the admin's SERVER-SERVICES: %s", got)
 	}
 }

@@ -129,11 +129,17 @@ func (b *Broker) submit(now time.Time, r request, meta protocol.Meta, body [][]b
 // not. Checked before the service is looked up, so a key learns nothing of
 // services outside its rights.
 func (b *Broker) maySubmit(r request, service string) bool {
-	if b.cfg.Access == nil || r.user == "" || b.cfg.Access.MaySubmit(r.user, service) {
+	if b.mayUse(r.user, service) {
 		return true
 	}
 	b.forbidden(r, fmt.Sprintf("key %q may not submit to service %s", b.keyName(r.user), service))
 	return false
+}
+
+// mayUse reports, without refusing anything, whether user may submit to
+// service (or use no key: trusted).
+func (b *Broker) mayUse(user, service string) bool {
+	return b.cfg.Access == nil || user == "" || b.cfg.Access.MaySubmit(user, service)
 }
 
 // mayAdmin reports whether r's key may administer, refusing r if not.
@@ -249,7 +255,8 @@ func (b *Broker) mmi(r request, body [][]byte) {
 		code = protocol.MMINotFound
 		if len(body) > 0 {
 			name, _ := protocol.SplitSync(string(body[0]))
-			if _, ok := b.services[name]; ok {
+			// A key learns nothing of services outside its rights.
+			if _, ok := b.services[name]; ok && b.mayUse(r.user, name) {
 				code = protocol.MMIFound
 			}
 		}

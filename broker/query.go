@@ -31,7 +31,17 @@ func (b *Broker) query(now time.Time, r request, body [][]byte) {
 	case protocol.ServerQueue:
 		v = b.Queue()
 	case protocol.ServerServices:
-		v = b.Services()
+		all := b.Services()
+		if b.cfg.Access != nil && r.user != "" && !b.cfg.Access.MayAdmin(r.user) {
+			mine := all[:0]
+			for _, si := range all {
+				if b.mayUse(r.user, si.Name) {
+					mine = append(mine, si)
+				}
+			}
+			all = mine
+		}
+		v = all
 	case protocol.ServerCancel, protocol.ServerRetry:
 		if len(body) == 0 || len(body[0]) == 0 {
 			b.refuse(r, protocol.CodeBadRequest, r.service+" needs a job ID frame")
@@ -55,7 +65,7 @@ func (b *Broker) query(now time.Time, r request, body [][]byte) {
 		}
 		// A job's ID is the capability to read it, for keys that may use
 		// its service.
-		if b.cfg.Access != nil && r.user != "" && !b.cfg.Access.MayAdmin(r.user) && !b.cfg.Access.MaySubmit(r.user, info.Service) {
+		if b.cfg.Access != nil && r.user != "" && !b.cfg.Access.MayAdmin(r.user) && !b.mayUse(r.user, info.Service) {
 			b.forbidden(r, fmt.Sprintf("key %q may not see jobs of service %s", b.keyName(r.user), info.Service))
 			return
 		}
