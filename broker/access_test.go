@@ -274,3 +274,40 @@ func TestBroker_KeysSeeOnlyTheirServices(t *testing.T) {
 		t.Errorf("the admin's SERVER-SERVICES: %s", got)
 	}
 }
+
+// TestBroker_JobsBelongToTheirSubmitter: a key reads the jobs it
+// submitted (an admin any); the owner a trusted peer names is honoured,
+// the one another peer names is not.
+func TestBroker_JobsBelongToTheirSubmitter(t *testing.T) {
+	b := newBroker(t, broker.Config{Access: newAccess()})
+	b.HandleWorker(t0, "wA", "wall", readyZ("A1"))
+	submit := func(user, owner string) string {
+		t.Helper()
+		body := [][]byte{protocol.EncodeMeta(protocol.Meta{Owner: owner})}
+		_, md, _ := clientReply(t, one(t, b.HandleClient(t0, "c", user, request(v2, "A1", body...)), protocol.ToClient, "c"))
+		return md.Job
+	}
+	lookup := func(user, id string) (protocol.Meta, protocol.JobInfo) {
+		t.Helper()
+		_, md, rest := clientReply(t, one(t, b.HandleClient(t0, "c", user, zreq(protocol.ServerJob, nil, id)), protocol.ToClient, "c"))
+		var ji protocol.JobInfo
+		if md.Status == protocol.StatusComplete {
+			json.Unmarshal(rest[0], &ji)
+		}
+		return md, ji
+	}
+	bobs := submit("bob", "alice") // bob cannot make alice the owner
+	if md, ji := lookup("bob", bobs); md.Status != protocol.StatusComplete || ji.Owner != "bob" {
+		t.Fatalf("bob reads his job: %+v %+v", md, ji)
+	}
+	viaGateway := submit("", "token:ci")
+	if md, _ := lookup("bob", viaGateway); md.Code != protocol.CodeForbidden {
+		t.Errorf("bob reads the gateway's job: %+v, want forbidden", md)
+	}
+	if _, ji := lookup("alice", viaGateway); ji.Owner != "token:ci" {
+		t.Errorf("the gateway's job is owned by %q, want token:ci", ji.Owner)
+	}
+	if md, _ := lookup("alice", bobs); md.Status != protocol.StatusComplete {
+		t.Errorf("the admin reads bob's job: %+v", md)
+	}
+}

@@ -101,6 +101,14 @@ func (b *Broker) submit(now time.Time, r request, meta protocol.Meta, body [][]b
 		created: stampOf(now),
 	}
 	j.setInput(body)
+	// A job belongs to the key that submitted it; a trusted peer (the
+	// gateway) says on whose behalf it submits.
+	if owner := r.user; owner != "" || meta.Owner != "" {
+		if owner == "" {
+			owner = meta.Owner
+		}
+		j.ensureExtra().owner = owner
+	}
 	if meta.TTRMillis > 0 {
 		j.ensureExtra().ttr = time.Duration(meta.TTRMillis) * time.Millisecond
 	}

@@ -190,9 +190,9 @@ func (b *Broker) restoredJob(rec *store.JobRecord) *job {
 		params: rec.Params, attempts: int32(rec.Attempts), created: stampOf(rec.Created),
 	}
 	j.setInput(rec.Input)
-	if rec.Key != "" || rec.TTR != 0 || rec.Retries != -1 {
+	if rec.Key != "" || rec.Owner != "" || rec.TTR != 0 || rec.Retries != -1 {
 		x := j.ensureExtra()
-		x.key, x.ttr, x.retries = rec.Key, rec.TTR, rec.Retries
+		x.key, x.owner, x.ttr, x.retries = rec.Key, rec.Owner, rec.TTR, rec.Retries
 	}
 	if rec.Started.IsZero() && rec.Finished.IsZero() && rec.NotBefore.IsZero() {
 		return j // never dispatched nor ended: no run
@@ -216,6 +216,7 @@ func (j *job) record() *store.JobRecord {
 		Params:   j.params,
 		Input:    j.appendInput(nil),
 		Key:      j.key(),
+		Owner:    j.owner(),
 		Attempts: int(j.attempts),
 		Created:  j.created.Time(),
 		TTR:      j.ttr(),

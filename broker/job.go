@@ -69,6 +69,7 @@ type extra struct {
 
 	// What a client may ask of one job. Set when the job is made.
 	key     string        // idempotency key, or ""
+	owner   string        // who submitted it (see protocol.JobInfo.Owner), or ""
 	ttr     time.Duration // this job's time-to-run (0: the service's)
 	retries int           // retries of a FAIL this job opted in to (-1: the service's)
 
@@ -95,7 +96,7 @@ func (j *job) dropReply() {
 		return
 	}
 	x.reply = nil
-	if x.key == "" && x.ttr == 0 && x.retries < 0 && x.frames == nil && x.run == nil {
+	if x.key == "" && x.owner == "" && x.ttr == 0 && x.retries < 0 && x.frames == nil && x.run == nil {
 		j.x = nil
 	}
 }
@@ -112,6 +113,14 @@ func (j *job) key() string {
 		return ""
 	}
 	return j.x.key
+}
+
+// owner returns who submitted j, or "".
+func (j *job) owner() string {
+	if j.x == nil {
+		return ""
+	}
+	return j.x.owner
 }
 
 // ttr returns j's own time-to-run, or 0 for its service's.

@@ -63,10 +63,9 @@ func (b *Broker) query(now time.Time, r request, body [][]byte) {
 			b.refuse(r, protocol.CodeNotFound, "no job "+printable(body[0])+" is known (finished jobs are kept for the last "+strconv.Itoa(b.cfg.History)+")")
 			return
 		}
-		// A job's ID is the capability to read it, for keys that may use
-		// its service.
-		if b.cfg.Access != nil && r.user != "" && !b.cfg.Access.MayAdmin(r.user) && !b.mayUse(r.user, info.Service) {
-			b.forbidden(r, fmt.Sprintf("key %q may not see jobs of service %s", b.keyName(r.user), info.Service))
+		// A key reads the jobs it submitted; an admin reads any.
+		if b.cfg.Access != nil && r.user != "" && info.Owner != r.user && !b.cfg.Access.MayAdmin(r.user) {
+			b.forbidden(r, fmt.Sprintf("key %q may see only the jobs it submitted", b.keyName(r.user)))
 			return
 		}
 		v = info
@@ -231,7 +230,7 @@ func (b *Broker) Job(id string) (protocol.JobInfo, bool) {
 	ji := protocol.JobInfo{
 		ID: rec.ID, Service: rec.Service, Sync: rec.Sync, State: rec.State, Created: rec.Created,
 		Attempts: rec.Attempts, Worker: hexID(rec.Worker), ExitCode: rec.ExitCode, Code: rec.Code,
-		Error: rec.Error, Params: rec.Params, Output: rec.Output, OutputTruncated: rec.Truncated,
+		Error: rec.Error, Params: rec.Params, Owner: rec.Owner, Output: rec.Output, OutputTruncated: rec.Truncated,
 	}
 	if !rec.Started.IsZero() {
 		ji.Started = &rec.Started
@@ -251,6 +250,7 @@ func (j *job) info(withOutput bool) protocol.JobInfo {
 		Created:  j.created.Time(),
 		Attempts: int(j.attempts),
 		Params:   j.params,
+		Owner:    j.owner(),
 	}
 	r := j.lastRun()
 	if r == nil {

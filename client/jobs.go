@@ -25,13 +25,17 @@ type Request struct {
 	// Retries opts in to retrying the job, with exponential backoff, when
 	// its worker says FAIL (0: the service's default). Async jobs only.
 	Retries int
+	// Owner says on whose behalf the job is submitted; the broker honours
+	// it from a trusted in-process client only (the HTTP gateway, for its
+	// tokens). Others own their jobs by their CURVE key.
+	Owner string
 }
 
 func (r Request) body() [][]byte { return r.bodyRef("") }
 
 // bodyRef is body with a submission reference in the meta frame.
 func (r Request) bodyRef(ref string) [][]byte {
-	meta := protocol.Meta{Params: r.Params, Key: r.Key, TTRMillis: r.TTR.Milliseconds(), Retries: r.Retries, Ref: ref}
+	meta := protocol.Meta{Params: r.Params, Key: r.Key, Owner: r.Owner, TTRMillis: r.TTR.Milliseconds(), Retries: r.Retries, Ref: ref}
 	if len(r.Input) == 0 {
 		return requestBody(meta)
 	}

@@ -38,6 +38,21 @@ func (c *caller) mayUse(service string) bool {
 
 func (c *caller) admin() bool { return c == nil || c.rights.Admin }
 
+// owner is how the broker records c's jobs ("token:NAME"), "" without
+// tokens.
+func (c *caller) owner() string {
+	if c == nil {
+		return ""
+	}
+	return "token:" + c.name
+}
+
+// mayRead reports whether c may read a job: its own, or any for an admin
+// (and everyone without tokens).
+func (c *caller) mayRead(info protocol.JobInfo) bool {
+	return c.admin() || info.Owner == c.owner()
+}
+
 // authenticate finds the caller of r from its Authorization header. It
 // returns ok false after answering 401 when tokens are configured and r has
 // no valid one; it returns a nil caller when no tokens are configured.

@@ -44,7 +44,8 @@ func testTokens(t *testing.T) (*auth.TokenSet, map[string]string) {
 }
 
 // authBackend answers every route: jobs named after their service
-// ("J-STR-REV" is a STR-REV job), with output that must not leak.
+// ("J-STR-REV" is a STR-REV job, submitted with the token "str"; the
+// other jobs with "all"), with output that must not leak.
 func authBackend() *fakeBackend {
 	return &fakeBackend{
 		submitID: "01JOB",
@@ -58,7 +59,11 @@ func authBackend() *fakeBackend {
 			if !ok {
 				return protocol.JobInfo{}, &client.Error{Code: protocol.CodeNotFound, Message: "no job " + id}
 			}
-			return protocol.JobInfo{ID: id, Service: service, State: protocol.JobComplete,
+			owner := "token:all"
+			if strings.HasPrefix(service, "STR-") {
+				owner = "token:str"
+			}
+			return protocol.JobInfo{ID: id, Service: service, State: protocol.JobComplete, Owner: owner,
 				Output: []byte("secret output of " + id)}, nil
 		},
 	}
@@ -142,6 +147,7 @@ func TestGateway_Tokens(t *testing.T) {
 		// Every service, but no admin.
 		tc{"all", "GET", "/SLEEP", 202, ""},
 		tc{"all", "GET", "/jobs/J-SLEEP", 200, ""},
+		tc{"all", "GET", "/jobs/J-STR-REV", 403, codeForbidden}, // a service it may use, but another token's job
 		tc{"all", "GET", "/SERVER-JOBS", 403, codeForbidden},
 		tc{"all", "DELETE", "/jobs/J-SLEEP", 403, codeForbidden},
 		tc{"all", "POST", "/jobs/J-SLEEP/retry", 403, codeForbidden},
@@ -337,6 +343,9 @@ func TestGateway_IdempotencyKeysPerToken(t *testing.T) {
 		_, sent, _ := fb.last()
 		if !strings.HasSuffix(sent.Key, "order-42") || !strings.Contains(sent.Key, name) {
 			t.Errorf("%s's key reached the broker as %q", name, sent.Key)
+		}
+		if sent.Owner != "token:"+name {
+			t.Errorf("%s's job is submitted for %q", name, sent.Owner)
 		}
 		keys[sent.Key] = true
 	}

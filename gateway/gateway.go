@@ -331,7 +331,7 @@ func (g *Gateway) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	case routeAsync:
 		g.serveAsync(w, r, arg, c)
 	case routeSync:
-		g.serveSync(w, r, arg)
+		g.serveSync(w, r, arg, c)
 	case routeServer:
 		g.serveQuery(w, r, arg)
 	case routeJob:
@@ -372,9 +372,10 @@ func (g *Gateway) serveAsync(w http.ResponseWriter, r *http.Request, service str
 		}
 		req.Key = key
 		if c != nil {
-			req.Key = "token:" + c.name + "|" + key
+			req.Key = c.owner() + "|" + key
 		}
 	}
+	req.Owner = c.owner()
 	id, err := g.b.Submit(r.Context(), service, req)
 	if err != nil {
 		g.fail(w, r, err)

@@ -164,7 +164,7 @@ func (g *Gateway) serveJob(w http.ResponseWriter, r *http.Request, id string, c 
 		return
 	}
 	info, err := g.b.Job(r.Context(), id)
-	if err == nil && !c.mayUse(info.Service) {
+	if err == nil && !c.mayRead(info) {
 		g.forbid(w, r, c)
 		return
 	}

@@ -39,12 +39,13 @@ var trailers = strings.Join([]string{HeaderStatus, HeaderExitCode, HeaderJobID, 
 // arrives, and the outcome follows in trailers. A job that ends before any
 // output was sent gets its outcome in headers instead: 200 when it
 // completed, a JSON error (502, or 503 for shutdown) when it failed.
-func (g *Gateway) serveSync(w http.ResponseWriter, r *http.Request, service string) {
+func (g *Gateway) serveSync(w http.ResponseWriter, r *http.Request, service string, c *caller) {
 	req, err := g.readRequest(w, r)
 	if err != nil {
 		g.fail(w, r, err)
 		return
 	}
+	req.Owner = c.owner()
 	rc := http.NewResponseController(w)
 	// The body is read: lift ReadTimeout's deadline, or net/http's
 	// background read would time out and cancel r.Context() mid-stream.

@@ -127,6 +127,10 @@ type Meta struct {
 	Attempt  int               `json:"attempt,omitempty"`
 	Params   map[string]string `json:"params,omitempty"`
 	Key      string            `json:"key,omitempty"`
+	// Owner says on whose behalf a trusted in-process client (the HTTP
+	// gateway: "token:NAME") submits; ignored from any other peer, whose
+	// owner is its CURVE key.
+	Owner    string            `json:"owner,omitempty"`
 	Status   Status            `json:"status,omitempty"`
 	Code     string            `json:"code,omitempty"`
 	Error    string            `json:"error,omitempty"`
@@ -213,7 +217,7 @@ func DecodeMeta(frame []byte) (Meta, error) {
 // plain) and it has no Worker details; ok is false otherwise. The output is
 // byte for byte what encoding/json writes (a test holds it to that).
 func appendMetaFast(b []byte, m *Meta) ([]byte, bool) {
-	if m.Worker != nil || !plain(m.Job) || !plain(m.Service) || !plain(m.Key) ||
+	if m.Worker != nil || !plain(m.Job) || !plain(m.Service) || !plain(m.Key) || !plain(m.Owner) ||
 		!plain(string(m.Status)) || !plain(m.Code) || !plain(m.Error) || !plain(m.Ref) {
 		return nil, false
 	}
@@ -276,6 +280,7 @@ func appendMetaFast(b []byte, m *Meta) ([]byte, bool) {
 		b = append(b, '}')
 	}
 	str("key", m.Key)
+	str("owner", m.Owner)
 	str("status", string(m.Status))
 	str("code", m.Code)
 	str("error", m.Error)
@@ -369,6 +374,9 @@ type JobInfo struct {
 	Code     string            `json:"code,omitempty"`
 	Error    string            `json:"error,omitempty"`
 	Params   map[string]string `json:"params,omitempty"`
+	// Owner is who submitted the job, with CURVE or HTTP tokens: the
+	// client's public key, or "token:NAME"; "" for no one in particular.
+	Owner    string            `json:"owner,omitempty"`
 	Output   []byte            `json:"output,omitempty"` // SERVER-JOB only; base64 in JSON
 	// OutputTruncated says Output holds only the first bytes of the result.
 	OutputTruncated bool `json:"output_truncated,omitempty"`

@@ -64,9 +64,9 @@ func TestEncodeMeta_Wire(t *testing.T) {
 		{protocol.Meta{}, "\x00ZMWS1{}"},
 		{protocol.Meta{Status: protocol.StatusComplete, ExitCode: intp(0)},
 			"\x00ZMWS1" + `{"status":"complete","exit_code":0}`},
-		{protocol.Meta{Job: "j", Service: "s", Attempt: 1, Params: map[string]string{"b": "2", "a": "1"}, Key: "k",
+		{protocol.Meta{Job: "j", Service: "s", Attempt: 1, Params: map[string]string{"b": "2", "a": "1"}, Key: "k", Owner: "o",
 			Status: protocol.StatusFailed, Code: "c", Error: "e", ExitCode: intp(1), Worker: &protocol.WorkerDetails{Host: "h", PID: 9, Name: "n"}},
-			"\x00ZMWS1" + `{"job":"j","service":"s","attempt":1,"params":{"a":"1","b":"2"},"key":"k","status":"failed",` +
+			"\x00ZMWS1" + `{"job":"j","service":"s","attempt":1,"params":{"a":"1","b":"2"},"key":"k","owner":"o","status":"failed",` +
 				`"code":"c","error":"e","exit_code":1,"worker":{"host":"h","pid":9,"name":"n"}}`},
 	}
 	for _, tc := range tests {

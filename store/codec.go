@@ -23,7 +23,8 @@ const (
 	flagSync      = 1 << 0
 	flagTruncated = 1 << 1
 	flagExitCode  = 1 << 2 // an ExitCode varint follows the flags
-	flagsKnown    = flagSync | flagTruncated | flagExitCode
+	flagOwner     = 1 << 3 // an Owner string follows the output
+	flagsKnown    = flagSync | flagTruncated | flagExitCode | flagOwner
 )
 
 // appendRecord appends j's encoding (layout version 1) to dst.
@@ -45,6 +46,9 @@ func appendRecord(dst []byte, j *JobRecord) []byte {
 	}
 	if j.ExitCode != nil {
 		flags |= flagExitCode
+	}
+	if j.Owner != "" {
+		flags |= flagOwner
 	}
 	dst = append(dst, flags)
 	if j.ExitCode != nil {
@@ -83,7 +87,11 @@ func appendRecord(dst []byte, j *JobRecord) []byte {
 			dst = appendBytes(dst, f)
 		}
 	}
-	return appendBytes(dst, j.Output)
+	dst = appendBytes(dst, j.Output)
+	if j.Owner != "" {
+		dst = appendString(dst, j.Owner)
+	}
+	return dst
 }
 
 // appendString appends a uvarint length and s.
@@ -307,6 +315,9 @@ func decodeRecord(b []byte) (JobRecord, error) {
 		}
 	}
 	j.Output = d.bytes()
+	if flags&flagOwner != 0 {
+		j.Owner = d.string()
+	}
 	if d.err == nil && d.off != len(d.b) {
 		d.fail(errTrailing)
 	}

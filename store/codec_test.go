@@ -17,6 +17,7 @@ func TestCodec_RoundTrips(t *testing.T) {
 		{ID: "x", State: protocol.JobQueued, Params: map[string]string{}, Input: [][]byte{}, Output: []byte{}},
 		{ID: "y", ExitCode: &neg, Attempts: -3, TTR: -time.Second, Created: time.Unix(-1, 5), Finished: time.Unix(1<<40, 999999999)},
 		{ID: "z", State: "custom", Input: [][]byte{nil, {}, nil}},
+		{ID: "o", State: protocol.JobComplete, Output: []byte("out"), Owner: "token:ci"},
 	} {
 		enc := appendRecord(nil, j)
 		got, err := decodeRecord(enc)

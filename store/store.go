@@ -48,6 +48,7 @@ type JobRecord struct {
 	Params  map[string]string
 	Input   [][]byte
 	Key     string // idempotency key; "" for none
+	Owner   string // who submitted it (a client's public key, "token:NAME"); "" for no one
 
 	Attempts int
 	Created  time.Time
