@@ -162,8 +162,8 @@ func (c *Client) open() error {
 		}
 	}
 	if err := s.Connect(c.cfg.Broker); err != nil {
-		s.Close()
 		w.Close()
+		s.Close()
 		return fmt.Errorf("client: connect %s: %w", c.cfg.Broker, err)
 	}
 	c.sock, c.watch = s, w
@@ -177,8 +177,8 @@ func (c *Client) drop() error {
 	if c.sock == nil {
 		return nil
 	}
+	c.watch.Close() // before the socket: see curve.Watch
 	err := c.sock.Close()
-	c.watch.Close()
 	c.sock, c.poller, c.watch = nil, nil, nil
 	if err != nil {
 		return fmt.Errorf("client: close socket: %w", err)

@@ -38,8 +38,7 @@ func WatchCurve(ctx context.Context, endpoint string, keys *curve.Client, topics
 		if watch, err = curve.WatchSocket(s); err != nil {
 			return fmt.Errorf("client: %w", err)
 		}
-		defer watch.Close()
-		defer s.Close() // before the watch, which follows the socket
+		defer watch.Close() // before the socket closes (deferred first, runs later)
 	}
 	if len(topics) == 0 {
 		topics = []string{""}

@@ -152,3 +152,71 @@ func TestProbe_FindsAnOpenDoor(t *testing.T) {
 		t.Error("Probe of a closed port = nil")
 	}
 }
+
+// TestWatch_CloseNeverStallsLibzmq: libzmq sends monitor events with a
+// blocking send from its I/O thread, so a watch that stopped reading while
+// its socket still made events would stall every connection of the
+// process. A socket keeps failing its handshake after its watch is closed;
+// another connection must still get through.
+func TestWatch_CloseNeverStallsLibzmq(t *testing.T) {
+	public, secret, err := zmq.NewCurveKeypair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	server, err := zmq.NewSocket(zmq.ROUTER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.Close()
+	server.SetLinger(0)
+	if err := curve.ApplyServer(server, curve.KeyPair{Public: public, Secret: secret}, "zmws-client.test"); err != nil {
+		t.Fatal(err)
+	}
+	if err := server.Bind("tcp://127.0.0.1:*"); err != nil {
+		t.Fatal(err)
+	}
+	ep, _ := server.GetLastEndpoint()
+	ownPub, ownSec, _ := zmq.NewCurveKeypair()
+	wrongPub, _, _ := zmq.NewCurveKeypair()
+	own := curve.KeyPair{Public: ownPub, Secret: ownSec}
+
+	failing, _ := zmq.NewSocket(zmq.DEALER)
+	defer failing.Close()
+	failing.SetLinger(0)
+	failing.SetReconnectIvl(5 * time.Millisecond)
+	failing.SetReconnectIvlMax(5 * time.Millisecond)
+	if err := (&curve.Client{Broker: curve.Public{Key: wrongPub}, Own: own}).Apply(failing); err != nil {
+		t.Fatal(err)
+	}
+	w, err := curve.WatchSocket(failing)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := failing.Connect(ep); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for w.Err() == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("the wrong key's handshake never failed")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	w.Close()
+	time.Sleep(100 * time.Millisecond) // the failing socket goes on failing, every 5 ms
+
+	good, _ := zmq.NewSocket(zmq.DEALER)
+	defer good.Close()
+	good.SetLinger(0)
+	if err := (&curve.Client{Broker: curve.Public{Key: public}, Own: own}).Apply(good); err != nil {
+		t.Fatal(err)
+	}
+	if err := good.Connect(ep); err != nil {
+		t.Fatal(err)
+	}
+	good.SendMessage("hello")
+	server.SetRcvtimeo(5 * time.Second)
+	if msg, err := server.RecvMessage(0); err != nil || msg[1] != "hello" {
+		t.Fatalf("a good connection after the watch closed: %q, %v (libzmq's I/O thread stalled?)", msg, err)
+	}
+}

@@ -48,8 +48,8 @@ func Probe(endpoint string, typ zmq.Type, serverPublic string, timeout time.Dura
 		sock.Close()
 		return err
 	}
-	defer w.Close()
 	defer sock.Close()
+	defer w.Close() // before the socket closes
 	if err := sock.Connect(ep); err != nil {
 		return fmt.Errorf("curve: probe %s: %w", ep, err)
 	}

@@ -92,8 +92,15 @@ var ErrRefused = errors.New("broker refused our key")
 var ErrHandshake = errors.New("CURVE handshake with the broker failed")
 
 // Watch follows the handshakes of one socket through its monitor. Its
-// methods are safe for concurrent use; it runs one goroutine until Close.
+// methods are safe for concurrent use, but Close; it runs one goroutine
+// until Close.
+//
+// libzmq sends monitor events with a blocking send from its I/O thread:
+// a monitor nobody reads stalls every connection of the process. So the
+// watch's reader is connected before monitoring starts, and Close stops
+// the monitoring (on the socket's goroutine) before it stops reading.
 type Watch struct {
+	sock   *zmq.Socket
 	mu     sync.Mutex
 	ended  bool  // a handshake has ended
 	err    error // the last handshake's failure; nil after a success
@@ -107,24 +114,40 @@ const handshakeEvents = zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAIL
 	zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
 
 // WatchSocket starts watching sock's handshakes; call it before Connect,
-// from the goroutine that owns sock. Close the Watch after the socket.
+// from the goroutine that owns sock. Close the Watch from that goroutine
+// before closing the socket.
 func WatchSocket(sock *zmq.Socket) (*Watch, error) {
 	addr := "inproc://zmws-curve-watch-" + rand.Text()
-	if err := sock.Monitor(addr, handshakeEvents); err != nil {
-		return nil, fmt.Errorf("curve: monitor socket: %w", err)
+	mon, err := Monitor(sock, addr, handshakeEvents)
+	if err != nil {
+		return nil, err
 	}
+	w := &Watch{sock: sock, stop: make(chan struct{}), done: make(chan struct{})}
+	go w.run(mon)
+	return w, nil
+}
+
+// Monitor starts monitoring sock for events on a new inproc endpoint addr
+// and returns the PAIR socket to read them from, connected before the
+// monitoring starts so no event waits for a reader. The caller reads it
+// until it stops the monitoring with sock.Monitor("", 0) (on sock's
+// goroutine), and only then closes it: libzmq's I/O thread blocks on a
+// monitor event nobody reads.
+func Monitor(sock *zmq.Socket, addr string, events zmq.Event) (*zmq.Socket, error) {
 	mon, err := zmq.NewSocket(zmq.PAIR)
 	if err != nil {
 		return nil, fmt.Errorf("curve: monitor socket: %w", err)
 	}
 	mon.SetLinger(0)
-	if err := mon.Connect(addr); err != nil {
+	if err := mon.Connect(addr); err != nil { // inproc: connect before bind is fine
 		mon.Close()
 		return nil, fmt.Errorf("curve: connect monitor: %w", err)
 	}
-	w := &Watch{stop: make(chan struct{}), done: make(chan struct{})}
-	go w.run(mon)
-	return w, nil
+	if err := sock.Monitor(addr, events); err != nil {
+		mon.Close()
+		return nil, fmt.Errorf("curve: monitor socket: %w", err)
+	}
+	return mon, nil
 }
 
 func (w *Watch) run(mon *zmq.Socket) {
@@ -188,12 +211,16 @@ func (w *Watch) result() (bool, error) {
 	return w.ended, w.err
 }
 
-// Close stops the watch and waits for its goroutine.
+// Close stops monitoring the socket, then the watch's goroutine, and waits
+// for it. Call it on the socket's goroutine, before closing the socket.
 func (w *Watch) Close() {
 	if w == nil {
 		return
 	}
-	w.closer.Do(func() { close(w.stop) })
+	w.closer.Do(func() {
+		w.sock.Monitor("", 0) // synchronous: no event is sent after it
+		close(w.stop)
+	})
 	<-w.done
 }
 

@@ -122,20 +122,20 @@ const (
 //	worker → broker READY     Worker (optional details)
 //	worker → broker REPLY     Status (complete|failed), Error, ExitCode
 type Meta struct {
-	Job      string            `json:"job,omitempty"`
-	Service  string            `json:"service,omitempty"`
-	Attempt  int               `json:"attempt,omitempty"`
-	Params   map[string]string `json:"params,omitempty"`
-	Key      string            `json:"key,omitempty"`
+	Job     string            `json:"job,omitempty"`
+	Service string            `json:"service,omitempty"`
+	Attempt int               `json:"attempt,omitempty"`
+	Params  map[string]string `json:"params,omitempty"`
+	Key     string            `json:"key,omitempty"`
 	// Owner says on whose behalf a trusted in-process client (the HTTP
 	// gateway: "token:NAME") submits; ignored from any other peer, whose
 	// owner is its CURVE key.
-	Owner    string            `json:"owner,omitempty"`
-	Status   Status            `json:"status,omitempty"`
-	Code     string            `json:"code,omitempty"`
-	Error    string            `json:"error,omitempty"`
-	ExitCode *int              `json:"exit_code,omitempty"`
-	Worker   *WorkerDetails    `json:"worker,omitempty"`
+	Owner    string         `json:"owner,omitempty"`
+	Status   Status         `json:"status,omitempty"`
+	Code     string         `json:"code,omitempty"`
+	Error    string         `json:"error,omitempty"`
+	ExitCode *int           `json:"exit_code,omitempty"`
+	Worker   *WorkerDetails `json:"worker,omitempty"`
 	// TTRMillis is a time-to-run in milliseconds: per job in a client
 	// REQUEST, or the service's default in a worker's READY. A job running
 	// longer is stopped and queued again (attempt + 1).
@@ -376,8 +376,8 @@ type JobInfo struct {
 	Params   map[string]string `json:"params,omitempty"`
 	// Owner is who submitted the job, with CURVE or HTTP tokens: the
 	// client's public key, or "token:NAME"; "" for no one in particular.
-	Owner    string            `json:"owner,omitempty"`
-	Output   []byte            `json:"output,omitempty"` // SERVER-JOB only; base64 in JSON
+	Owner  string `json:"owner,omitempty"`
+	Output []byte `json:"output,omitempty"` // SERVER-JOB only; base64 in JSON
 	// OutputTruncated says Output holds only the first bytes of the result.
 	OutputTruncated bool `json:"output_truncated,omitempty"`
 }

@@ -104,8 +104,12 @@ type Server struct {
 	commit  *committer         // nil without a Store
 	zap     *auth.Registration // nil without CURVE
 	// gone reads the worker socket's monitor (with CURVE): a closed
-	// connection makes the broker check every worker at once.
-	gone *zmq.Socket
+	// connection makes the broker check every worker, at once and again at
+	// recheckAt, after recheckIn, since libzmq ends the connection's pipe
+	// a moment after it reports the close.
+	gone      *zmq.Socket
+	recheckAt time.Time
+	recheckIn time.Duration
 	// lazyAt is when records no reply waits for are committed anyway
 	// (zero: none are pending).
 	lazyAt time.Time
@@ -254,18 +258,9 @@ func (s *Server) probe() error {
 // its routing id and be sent its jobs. Checking every worker when a
 // connection closes finds the gone one unreachable first.
 func (s *Server) monitorWorkers() error {
-	addr := "inproc://zmws-server-gone-" + rand.Text()
-	if err := s.workers.Monitor(addr, zmq.EVENT_DISCONNECTED); err != nil {
-		return fmt.Errorf("server: monitor the worker socket: %w", err)
-	}
-	sock, err := zmq.NewSocket(zmq.PAIR)
+	sock, err := curve.Monitor(s.workers, "inproc://zmws-server-gone-"+rand.Text(), zmq.EVENT_DISCONNECTED)
 	if err != nil {
-		return fmt.Errorf("server: monitor the worker socket: %w", err)
-	}
-	sock.SetLinger(0)
-	if err := sock.Connect(addr); err != nil {
-		sock.Close()
-		return fmt.Errorf("server: monitor the worker socket: %w", err)
+		return fmt.Errorf("server: worker socket: %w", err)
 	}
 	s.gone = sock
 	return nil
@@ -281,8 +276,36 @@ func (s *Server) workersGone() {
 		n++
 	}
 	if n > 0 {
-		s.send(s.b.CheckWorkers(time.Now()))
+		s.log.Debug().Int("closed", n).Msg("worker connections closed: checking every worker")
+		s.recheckIn = 0
+		s.checkWorkers(time.Now())
 	}
+}
+
+// Rechecks after a closed worker connection: the first after
+// firstRecheck, each later one ten times later, none after lastRecheck.
+const (
+	firstRecheck = time.Millisecond
+	lastRecheck  = time.Second
+)
+
+// checkWorkers has the broker heartbeat every worker now, so one whose
+// connection is gone is found unreachable, and schedules the next check.
+func (s *Server) checkWorkers(now time.Time) {
+	// ZMQ_EVENTS makes libzmq process the socket's pending commands, among
+	// them the end of a closed connection's pipe: a send to it then fails.
+	s.workers.GetEvents()
+	s.send(s.b.CheckWorkers(now))
+	switch {
+	case s.recheckIn == 0:
+		s.recheckIn = firstRecheck
+	case s.recheckIn < lastRecheck:
+		s.recheckIn *= 10
+	default:
+		s.recheckAt = time.Time{}
+		return
+	}
+	s.recheckAt = now.Add(s.recheckIn)
 }
 
 func (s *Server) router(endpoint, role, domain string) (*zmq.Socket, string, error) {
@@ -368,7 +391,7 @@ func (s *Server) Run(ctx context.Context) error {
 		if s.commit != nil && s.commit.busy {
 			lazyAt = time.Time{} // the commit's end wakes the loop
 		}
-		for _, d := range []time.Time{s.b.Deadline(), lazyAt} {
+		for _, d := range []time.Time{s.b.Deadline(), lazyAt, s.recheckAt} {
 			if !d.IsZero() {
 				if until := d.Sub(now); until < wait {
 					wait = max(until, 0)
@@ -399,6 +422,9 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 		if now = time.Now(); !now.Before(s.b.Deadline()) {
 			s.send(s.b.Tick(now))
+		}
+		if !s.recheckAt.IsZero() && !now.Before(s.recheckAt) {
+			s.checkWorkers(now)
 		}
 		s.startCommit(false)
 	}
@@ -632,14 +658,16 @@ func sendFrames(sock *zmq.Socket, to string, frames [][]byte) error {
 }
 
 func (s *Server) close(linger time.Duration) {
+	if s.gone != nil {
+		// Monitoring stops before its reader closes: see curve.Monitor.
+		s.workers.Monitor("", 0)
+		s.gone.Close()
+	}
 	for _, sock := range []*zmq.Socket{s.clients, s.workers, s.events} {
 		if sock != nil {
 			sock.SetLinger(linger)
 			sock.Close()
 		}
-	}
-	if s.gone != nil {
-		s.gone.Close()
 	}
 	if s.zap != nil {
 		s.zap.Close() // after the sockets: no peer is admitted unchecked

@@ -329,9 +329,9 @@ func (s *slot) connect(now time.Time) {
 			}
 		}
 		if err != nil {
-			sock.Close()
-			s.watch.Close()
+			s.watch.Close() // before the socket: see curve.Watch
 			s.watch = nil
+			sock.Close()
 		}
 	}
 	if err != nil {
@@ -371,10 +371,10 @@ func (s *slot) secure(sock *zmq.Socket) error {
 // dropped anyway. The slot reconnects after a backoff, to the next endpoint
 // if advance is set, and not before the handler has returned.
 func (s *slot) drop(now time.Time, advance bool) {
+	s.watch.Close() // before the socket: see curve.Watch
+	s.watch = nil
 	s.sock.Close()
 	s.sock = nil
-	s.watch.Close()
-	s.watch = nil
 	s.setPoller()
 	s.pending = nil
 	s.waiting = nil // the broker queues them again
@@ -703,11 +703,11 @@ func (s *slot) finish() {
 			s.log.Warn().Int("messages", len(s.pending)).Msg("broker not taking output, dropped at stop")
 		}
 		s.send(protocol.Message{Cmd: protocol.CmdDisconnect})
+		s.watch.Close() // before the socket: see curve.Watch
+		s.watch = nil
 		s.sock.SetLinger(disconnectLinger)
 		s.sock.Close()
 		s.sock = nil
-		s.watch.Close()
-		s.watch = nil
 	}
 	s.timer.Stop()
 	s.log.Debug().Msg("slot stopped")
