@@ -475,3 +475,57 @@ func TestCurve_ReplacedKeyLosesItsConnection(t *testing.T) {
 		t.Fatalf("alice's new key: %v", err)
 	}
 }
+
+// TestCurve_WatcherLosesEventsOnReload: a PUB socket checks no key per
+// message, so after a reload that takes a key's watch right away, its
+// subscription must be cut and its reconnection refused.
+func TestCurve_WatcherLosesEventsOnReload(t *testing.T) {
+	srv, f, keys := startSecureEvents(t)
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	first := make(chan struct{}, 1)
+	ended := make(chan error, 1)
+	go func() {
+		ended <- client.WatchCurve(ctx, srv.EventsEndpoint(), f.Client(t, "alice"), nil, func(protocol.Event) error {
+			select {
+			case first <- struct{}{}:
+			default:
+			}
+			return nil
+		})
+	}()
+	countingWorker(t, srv.WorkerEndpoint(), "A1", f.Client(t, "wall"))
+	bob := newClient(t, srv.ClientEndpoint(), f.Client(t, "bob"))
+	waitFor(t, "the worker", func() bool { st, err := bob.ServiceStatus(ctx, "A1"); return err == nil && st == "200" })
+	for subscribed := false; !subscribed; {
+		if _, err := bob.Submit(ctx, "A1", client.Request{}); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-first:
+			subscribed = true
+		case <-time.After(20 * time.Millisecond):
+		case <-ctx.Done():
+			t.Fatal("alice got no event")
+		}
+	}
+	var noWatch []curvetest.Entry
+	for _, e := range secureEntries {
+		if e.Name == "alice" {
+			e.Rights = auth.Rights{} // may submit, no longer watch
+		}
+		noWatch = append(noWatch, e)
+	}
+	f.WriteKeys(t, noWatch)
+	if err := keys.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-ended:
+		if !errors.Is(err, curve.ErrRefused) {
+			t.Fatalf("alice's watch ended with %v, want refused", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("alice still watches after her watch right was removed")
+	}
+}

@@ -99,7 +99,11 @@ type Server struct {
 	b       *broker.Broker
 	clients *zmq.Socket
 	workers *zmq.Socket
-	events  *zmq.Socket
+	events  *zmq.Socket // inproc events, and without CURVE the network's
+	// netEvents publishes events on EventsBind with CURVE (nil otherwise);
+	// eventsDomain is its ZAP domain.
+	netEvents    *zmq.Socket
+	eventsDomain string
 	eps     [3]string
 	commit  *committer         // nil without a Store
 	zap     *auth.Registration // nil without CURVE
@@ -110,6 +114,13 @@ type Server struct {
 	gone      *zmq.Socket
 	recheckAt time.Time
 	recheckIn time.Duration
+	// keysGen is the key set's generation the events socket's subscribers
+	// were admitted under (with CURVE). After a reload the events endpoint
+	// is unbound, and bound again at rebindAt (libzmq frees the port a
+	// moment after unbinding), at most rebindTries times.
+	keysGen     uint64
+	rebindAt    time.Time
+	rebindTries int
 	// lazyAt is when records no reply waits for are committed anyway
 	// (zero: none are pending).
 	lazyAt time.Time
@@ -170,21 +181,33 @@ func New(cfg Config) (*Server, error) {
 		}
 	}
 	if cfg.Broker.Events {
-		if s.events, err = zmq.NewSocket(zmq.PUB); err != nil {
-			s.close(0)
-			return nil, fmt.Errorf("server: events socket: %w", err)
-		}
-		s.events.SetLinger(0)
-		s.events.SetSndhwm(100_000)
-		if cfg.Curve != nil {
-			if err = curve.ApplyServer(s.events, cfg.Curve.Key, domains.Events); err != nil {
-				s.close(0)
-				return nil, fmt.Errorf("server: events socket: %w", err)
+		// With CURVE, the network endpoint has a PUB socket of its own,
+		// made anew when the keys are reloaded (see readmitWatchers); the
+		// inproc one (the gateway's) stays.
+		s.eventsDomain = domains.Events
+		var binds []string
+		if cfg.Curve == nil {
+			binds = append(binds, cfg.EventsBind)
+		} else if cfg.EventsBind != "" {
+			if s.netEvents, err = s.pub(true); err == nil {
+				err = s.netEvents.Bind(cfg.EventsBind)
 			}
+			if err != nil {
+				s.close(0)
+				return nil, fmt.Errorf("server: bind events endpoint %s: %w", cfg.EventsBind, err)
+			}
+			s.eps[2], _ = s.netEvents.GetLastEndpoint()
 		}
-		for _, ep := range []string{cfg.EventsBind, cfg.EventsInproc} {
+		binds = append(binds, cfg.EventsInproc)
+		for _, ep := range binds {
 			if ep == "" {
 				continue
+			}
+			if s.events == nil {
+				if s.events, err = s.pub(false); err != nil {
+					s.close(0)
+					return nil, err
+				}
 			}
 			if err = s.events.Bind(ep); err != nil {
 				s.close(0)
@@ -204,6 +227,7 @@ func New(cfg Config) (*Server, error) {
 			s.close(0)
 			return nil, err
 		}
+		s.keysGen = cfg.Curve.Keys.Generation()
 	}
 	var snap store.Snapshot
 	if cfg.Store != nil {
@@ -227,6 +251,23 @@ func New(cfg Config) (*Server, error) {
 		s.restored = append(s.restored, s.b.Restore(time.Now(), snap)...)
 	}
 	return s, nil
+}
+
+// pub makes an events socket, a CURVE server when secure.
+func (s *Server) pub(secure bool) (*zmq.Socket, error) {
+	sock, err := zmq.NewSocket(zmq.PUB)
+	if err != nil {
+		return nil, fmt.Errorf("server: events socket: %w", err)
+	}
+	sock.SetLinger(0)
+	sock.SetSndhwm(100_000)
+	if secure {
+		if err := curve.ApplyServer(sock, s.cfg.Curve.Key, s.eventsDomain); err != nil {
+			sock.Close()
+			return nil, fmt.Errorf("server: events socket: %w", err)
+		}
+	}
+	return sock, nil
 }
 
 // probe checks that each CURVE socket bound to the network refuses a key
@@ -264,6 +305,47 @@ func (s *Server) monitorWorkers() error {
 	}
 	s.gone = sock
 	return nil
+}
+
+// readmitWatchers drops every subscriber of the events endpoint after the
+// key set changed, by binding it anew: a PUB socket checks no key per
+// message, so a key that lost the watch right would go on receiving. The
+// subscribers reconnect by themselves, through the ZAP handler and the new
+// keys; events published meanwhile are not replayed (they never are).
+func (s *Server) readmitWatchers(now time.Time) {
+	s.netEvents.Close() // with linger 0: its subscribers' connections end
+	sock, err := s.pub(true)
+	if err != nil {
+		s.netEvents, s.rebindAt = nil, time.Time{}
+		s.log.Error().Err(err).Str(logging.KeyEndpoint, s.eps[2]).Msg("events: no events are published there after the key reload")
+		return
+	}
+	s.netEvents, s.rebindAt, s.rebindTries = sock, now, 0
+	s.rebindEvents(now)
+}
+
+// Binding the events endpoint again after a reload is tried every
+// rebindEvery, maxRebinds times.
+const (
+	rebindEvery = 10 * time.Millisecond
+	maxRebinds  = 500
+)
+
+// rebindEvents binds the events endpoint again, or schedules another try.
+func (s *Server) rebindEvents(now time.Time) {
+	ep := s.eps[2]
+	err := s.netEvents.Bind(ep)
+	if err == nil {
+		s.rebindAt = time.Time{}
+		s.log.Info().Str(logging.KeyEndpoint, ep).Msg("events: subscribers readmitted under the reloaded keys")
+		return
+	}
+	if s.rebindTries++; s.rebindTries >= maxRebinds {
+		s.rebindAt = time.Time{}
+		s.log.Error().Err(err).Str(logging.KeyEndpoint, ep).Msg("events: cannot bind again after a key reload: no events are published there")
+		return
+	}
+	s.rebindAt = now.Add(rebindEvery)
 }
 
 // workersGone reads the monitor's events and checks every worker.
@@ -391,7 +473,7 @@ func (s *Server) Run(ctx context.Context) error {
 		if s.commit != nil && s.commit.busy {
 			lazyAt = time.Time{} // the commit's end wakes the loop
 		}
-		for _, d := range []time.Time{s.b.Deadline(), lazyAt, s.recheckAt} {
+		for _, d := range []time.Time{s.b.Deadline(), lazyAt, s.recheckAt, s.rebindAt} {
 			if !d.IsZero() {
 				if until := d.Sub(now); until < wait {
 					wait = max(until, 0)
@@ -425,6 +507,15 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 		if !s.recheckAt.IsZero() && !now.Before(s.recheckAt) {
 			s.checkWorkers(now)
+		}
+		if !s.rebindAt.IsZero() && !now.Before(s.rebindAt) {
+			s.rebindEvents(now)
+		}
+		if s.netEvents != nil {
+			if gen := s.cfg.Curve.Keys.Generation(); gen != s.keysGen {
+				s.keysGen = gen
+				s.readmitWatchers(now)
+			}
 		}
 		s.startCommit(false)
 	}
@@ -587,8 +678,11 @@ func (s *Server) sendNow(envs []protocol.Envelope) {
 					gone = append(gone, e.To)
 				}
 			case protocol.ToEvents:
-				if s.events != nil {
-					if err = sendFrames(s.events, e.To, e.Frames); err != nil {
+				for _, sock := range [2]*zmq.Socket{s.events, s.netEvents} {
+					if sock == nil {
+						continue
+					}
+					if err = sendFrames(sock, e.To, e.Frames); err != nil {
 						s.log.Debug().Err(err).Msg("event dropped")
 					}
 				}
@@ -663,7 +757,7 @@ func (s *Server) close(linger time.Duration) {
 		s.workers.Monitor("", 0)
 		s.gone.Close()
 	}
-	for _, sock := range []*zmq.Socket{s.clients, s.workers, s.events} {
+	for _, sock := range []*zmq.Socket{s.clients, s.workers, s.events, s.netEvents} {
 		if sock != nil {
 			sock.SetLinger(linger)
 			sock.Close()
