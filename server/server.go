@@ -104,9 +104,9 @@ type Server struct {
 	// eventsDomain is its ZAP domain.
 	netEvents    *zmq.Socket
 	eventsDomain string
-	eps     [3]string
-	commit  *committer         // nil without a Store
-	zap     *auth.Registration // nil without CURVE
+	eps          [3]string
+	commit       *committer         // nil without a Store
+	zap          *auth.Registration // nil without CURVE
 	// gone reads the worker socket's monitor (with CURVE): a closed
 	// connection makes the broker check every worker, at once and again at
 	// recheckAt, after recheckIn, since libzmq ends the connection's pipe
