@@ -171,7 +171,8 @@ type Broker struct {
 	nextTTR       time.Time // a lower bound of the earliest time-to-run deadline
 	delayed       []*job    // failed jobs waiting to be retried, by notBefore
 
-	keys map[string]*job // idempotency keys of jobs held in memory
+	keys   map[string]*job   // idempotency keys of jobs held in memory
+	owners map[string]string // interned owners of jobs (see intern)
 
 	dirty        []*job       // jobs changed since the last Flush
 	flushed      []*job       // jobs of the batch being committed
@@ -232,6 +233,7 @@ func New(cfg Config) *Broker {
 		workers:  make(map[string]*worker),
 		jobs:     newJobIndex(),
 		keys:     make(map[string]*job),
+		owners:   make(map[string]string),
 		history:  make([]*job, 0, cfg.History),
 		batch:    &store.Batch{},
 		spare:    &store.Batch{},

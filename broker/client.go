@@ -107,7 +107,7 @@ func (b *Broker) submit(now time.Time, r request, meta protocol.Meta, body [][]b
 		if owner == "" {
 			owner = meta.Owner
 		}
-		j.ensureExtra().owner = owner
+		j.ensureExtra().owner = b.intern(owner)
 	}
 	if meta.TTRMillis > 0 {
 		j.ensureExtra().ttr = time.Duration(meta.TTRMillis) * time.Millisecond
@@ -165,6 +165,21 @@ func (b *Broker) forbidden(r request, text string) {
 	b.log.Warn().Str(keyClient, hexID(r.client)).Str(keyKey, b.keyName(r.user)).Str(keyService, r.service).
 		Str(keyCode, protocol.CodeForbidden).Msg("request refused: outside its key's rights")
 	b.refuse(r, protocol.CodeForbidden, text)
+}
+
+// maxOwners bounds the interned owner names (keys and tokens are few).
+const maxOwners = 10_000
+
+// intern returns one shared copy of an owner's name, so a million queued
+// jobs of one key hold one string, not a million.
+func (b *Broker) intern(owner string) string {
+	if s, ok := b.owners[owner]; ok {
+		return s
+	}
+	if len(b.owners) < maxOwners {
+		b.owners[owner] = owner
+	}
+	return owner
 }
 
 // serviceOf returns the service of job id: j's when it is in memory, else

@@ -123,14 +123,36 @@ func BenchmarkDispatch_Async(b *testing.B) {
 // BenchmarkQueue_Memory queues b.N async jobs for a service whose only
 // worker is busy, and reports the Go heap per queued job (after GC), less
 // the 17-byte input: the broker's own cost per queued job.
+// allowAll is a broker.Access that allows everything, for benchmarks of
+// the broker with keys.
+type allowAll struct{}
+
+func (allowAll) MayOffer(string, string) bool  { return true }
+func (allowAll) MaySubmit(string, string) bool { return true }
+func (allowAll) MayAdmin(string) bool          { return true }
+func (allowAll) Generation() uint64            { return 1 }
+func (allowAll) Name(user string) string       { return user }
+
+// benchUser stands for a client's public key (40 characters of Z85).
+const benchUser = "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7"
+
+// BenchmarkQueue_Memory is the broker's heap per queued job; keyed=true
+// is with CURVE (every job records the key that submitted it).
 func BenchmarkQueue_Memory(b *testing.B) {
-	for _, durable := range []bool{false, true} {
-		b.Run(fmt.Sprintf("durable=%v", durable), func(b *testing.B) {
-			br := benchNew(durable)
+	for _, tc := range []struct{ durable, keyed bool }{{false, false}, {true, false}, {true, true}} {
+		b.Run(fmt.Sprintf("durable=%v/keyed=%v", tc.durable, tc.keyed), func(b *testing.B) {
+			durable := tc.durable
+			br, user := benchNew(durable), ""
+			if tc.keyed {
+				br = broker.New(broker.Config{Heartbeat: time.Hour, Durable: durable, MaxQueue: 100_000_000, Access: allowAll{}})
+				user = benchUser
+			}
 			now := time.Unix(1000, 0)
-			benchReady(b, br, now, "w1", "echo")
+			frames := protocol.EncodeWorker(protocol.Message{Form: benchV2, Cmd: protocol.CmdReady, Service: "echo",
+				Body: [][]byte{protocol.EncodeMeta(protocol.Meta{})}})
+			br.HandleWorker(now, "w1", user, frames)
 			req := benchRequest("echo")
-			br.HandleClient(now, "c1", "", req) // keeps w1 busy: the rest queue
+			br.HandleClient(now, "c1", user, req) // keeps w1 busy: the rest queue
 			if durable {
 				br.Flush()
 				br.Committed()
@@ -141,7 +163,7 @@ func BenchmarkQueue_Memory(b *testing.B) {
 			b.ReportAllocs()
 			n := 0
 			for b.Loop() {
-				br.HandleClient(now, "c1", "", req)
+				br.HandleClient(now, "c1", user, req)
 				if n++; durable && n%64 == 0 {
 					br.Flush()
 					br.Committed()

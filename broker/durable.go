@@ -192,7 +192,7 @@ func (b *Broker) restoredJob(rec *store.JobRecord) *job {
 	j.setInput(rec.Input)
 	if rec.Key != "" || rec.Owner != "" || rec.TTR != 0 || rec.Retries != -1 {
 		x := j.ensureExtra()
-		x.key, x.owner, x.ttr, x.retries = rec.Key, rec.Owner, rec.TTR, rec.Retries
+		x.key, x.owner, x.ttr, x.retries = rec.Key, b.intern(rec.Owner), rec.TTR, rec.Retries
 	}
 	if rec.Started.IsZero() && rec.Finished.IsZero() && rec.NotBefore.IsZero() {
 		return j // never dispatched nor ended: no run
