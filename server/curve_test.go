@@ -529,3 +529,27 @@ func TestCurve_WatcherLosesEventsOnReload(t *testing.T) {
 		t.Fatal("alice still watches after her watch right was removed")
 	}
 }
+
+// TestCurve_ImpostorBrokerGetsNothing: a process that binds the worker port
+// (while zmwsd is down, any local user can) without the broker's secret key
+// gets no READY and no output from a CURVE worker.
+func TestCurve_ImpostorBrokerGetsNothing(t *testing.T) {
+	f := curvetest.New(t, secureEntries)
+	_, secret, err := zmq.NewCurveKeypair() // not the broker's
+	if err != nil {
+		t.Fatal(err)
+	}
+	impostor := zmqtest.Socket(t, zmq.ROUTER)
+	impostor.SetCurveServer(1)
+	if err := impostor.SetCurveSecretkey(secret); err != nil {
+		t.Fatal(err)
+	}
+	if err := impostor.Bind("tcp://127.0.0.1:*"); err != nil {
+		t.Fatal(err)
+	}
+	ep, _ := impostor.GetLastEndpoint()
+	countingWorker(t, ep, "A1", f.Client(t, "wall")) // trusts the real broker's key
+	if got, ok := zmqtest.TryRecv(impostor, time.Second); ok {
+		t.Fatalf("the impostor got %s", zmqtest.Join(got))
+	}
+}
