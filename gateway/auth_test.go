@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"bytes"
 	"context"
 	"net/http"
 	"net/http/httptest"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/zmws/zmws/internal/syncbuf"
 	"github.com/zmws/zmws/auth"
 	"github.com/zmws/zmws/client"
 	"github.com/zmws/zmws/protocol"
@@ -69,23 +69,8 @@ func authBackend() *fakeBackend {
 	}
 }
 
-// syncBuffer is a bytes.Buffer for a logger written from handlers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer is a log destination tests read while others write.
+type syncBuffer = syncbuf.Buffer
 
 func TestGateway_Tokens(t *testing.T) {
 	ts, toks := testTokens(t)

@@ -17,25 +17,12 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/zmws/zmws/internal/syncbuf"
 )
 
-// syncBuffer is a log destination the test reads while handlers write.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer is a log destination tests read while others write.
+type syncBuffer = syncbuf.Buffer
 
 // prestartHandler returns a prestart handler running the test binary as
 // the child in mode, its log also in the returned buffer, shut down when

@@ -10,13 +10,13 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/alecthomas/kong"
 	zmq "github.com/pebbe/zmq4"
 
+	"github.com/zmws/zmws/internal/syncbuf"
 	"github.com/zmws/zmws/internal/zmqtest"
 	"github.com/zmws/zmws/server"
 )
@@ -184,21 +184,5 @@ func TestCLI_Environment(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for the logger's and the test's
-// goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer is a log destination tests read while others write.
+type syncBuffer = syncbuf.Buffer
