@@ -12,9 +12,9 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/zmws/zmws/internal/syncbuf"
 	"github.com/zmws/zmws/auth"
 	"github.com/zmws/zmws/client"
+	"github.com/zmws/zmws/internal/syncbuf"
 	"github.com/zmws/zmws/protocol"
 )
 
