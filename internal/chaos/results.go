@@ -191,9 +191,7 @@ func (c *chaos) summarize(states map[string]protocol.JobInfo, tail *resultsTail,
 	if n := len(c.ids) - sum.Accepted; n > 0 {
 		sum.Problems = append(sum.Problems, fmt.Sprintf("%d of %d submissions not accepted", n, len(c.ids)))
 	}
-	for _, e := range c.submitErrs[:min(len(c.submitErrs), 5)] {
-		sum.Problems = append(sum.Problems, e)
-	}
+	sum.Problems = append(sum.Problems, c.submitErrs[:min(len(c.submitErrs), 5)]...)
 	if len(tail.malformed) > 0 {
 		sum.Problems = append(sum.Problems, fmt.Sprintf("%d malformed lines in the results, first %q", len(tail.malformed), tail.malformed[0]))
 	}
