@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	zmq "github.com/pebbe/zmq4"
@@ -44,6 +45,7 @@ type domain struct {
 	// events: a client key needs the watch right.
 	events bool
 	log    zerolog.Logger
+	reg    *Registration
 }
 
 // Domains are the ZAP domains of one broker's sockets.
@@ -55,6 +57,20 @@ type Domains struct {
 type Registration struct {
 	Domains Domains
 	once    sync.Once
+	// probe is the raw public key of the broker's start-up probe (see
+	// ExpectProbe): refused like any unknown key, but not logged as a
+	// stranger's.
+	probe atomic.Value // string
+}
+
+// ExpectProbe names the public key (Z85) the broker's start-up check will
+// connect with, so its refusal is logged as the check it is.
+func (r *Registration) ExpectProbe(public string) { r.probe.Store(zmq.Z85decode(public)) }
+
+// isProbe reports whether raw is the expected probe's key.
+func (r *Registration) isProbe(raw string) bool {
+	p, _ := r.probe.Load().(string)
+	return p != "" && p == raw
 }
 
 // Register starts the process's ZAP handler if it is not running and
@@ -71,17 +87,18 @@ func Register(keys *Keys, log zerolog.Logger) (*Registration, error) {
 	}
 	log = log.With().Str("component", "zap").Logger()
 	tag := rand.Text()[:10]
-	d := Domains{
+	r := &Registration{Domains: Domains{
 		Client: curve.DomainClient + "." + tag,
 		Worker: curve.DomainWorker + "." + tag,
 		Events: curve.DomainEvents + "." + tag,
-	}
+	}}
+	d := r.Domains
 	zap.mu.Lock()
-	zap.domains[d.Client] = domain{keys: keys, role: RoleClient, log: log}
-	zap.domains[d.Worker] = domain{keys: keys, role: RoleWorker, log: log}
-	zap.domains[d.Events] = domain{keys: keys, role: RoleClient, events: true, log: log}
+	zap.domains[d.Client] = domain{keys: keys, role: RoleClient, log: log, reg: r}
+	zap.domains[d.Worker] = domain{keys: keys, role: RoleWorker, log: log, reg: r}
+	zap.domains[d.Events] = domain{keys: keys, role: RoleClient, events: true, log: log, reg: r}
 	zap.mu.Unlock()
-	return &Registration{Domains: d}, nil
+	return r, nil
 }
 
 // Close removes the domains: their sockets' new peers are denied from now.
@@ -167,6 +184,10 @@ func answer(msg [][]byte) []any {
 		why = "a " + string(key.Role) + " key is not accepted on the " + string(d.role) + " socket"
 	case d.events && !key.Rights.MayWatch():
 		why = "key may not watch events"
+	}
+	if why != "" && key == nil && d.reg.isProbe(raw) {
+		d.log.Debug().Str("role", string(d.role)).Msg("start-up check: a key no one authorized is refused, as it must be")
+		return deny(why)
 	}
 	if why != "" {
 		ev := d.log.Warn().Str("address", addr).Str("public_key", public).Str("role", string(d.role))

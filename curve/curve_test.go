@@ -143,12 +143,16 @@ func TestProbe_FindsAnOpenDoor(t *testing.T) {
 		t.Fatal(err)
 	}
 	ep, _ := s.GetLastEndpoint()
-	err = curve.Probe(ep, zmq.DEALER, public, 5*time.Second)
+	key, err := curve.NewProbeKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = curve.Probe(ep, zmq.DEALER, public, key, 5*time.Second)
 	if err == nil || !strings.Contains(err.Error(), "admitted a key no one authorized") {
 		t.Fatalf("Probe of an open CURVE socket = %v, want it to refuse", err)
 	}
 	// Nothing listening: no handshake, an error too.
-	if err := curve.Probe("tcp://127.0.0.1:1", zmq.DEALER, public, 200*time.Millisecond); err == nil {
+	if err := curve.Probe("tcp://127.0.0.1:1", zmq.DEALER, public, key, 200*time.Millisecond); err == nil {
 		t.Error("Probe of a closed port = nil")
 	}
 }

@@ -9,6 +9,15 @@ import (
 	zmq "github.com/pebbe/zmq4"
 )
 
+// NewProbeKey makes a key pair for Probe.
+func NewProbeKey() (KeyPair, error) {
+	public, secret, err := zmq.NewCurveKeypair()
+	if err != nil {
+		return KeyPair{}, fmt.Errorf("curve: probe key pair: %w", err)
+	}
+	return KeyPair{Name: "start-up probe", Public: public, Secret: secret}, nil
+}
+
 // Probe connects to a CURVE server's endpoint (as returned by
 // GetLastEndpoint) with a key pair made for the probe, which no key set
 // holds, and returns nil only if the handshake is refused as not
@@ -16,7 +25,10 @@ import (
 // answers: libzmq would admit any key if none did. A wildcard host is
 // probed on loopback. typ is a socket type the server accepts (DEALER for
 // a ROUTER, SUB for a PUB).
-func Probe(endpoint string, typ zmq.Type, serverPublic string, timeout time.Duration) error {
+//
+// The probe connects with key (make one with NewProbeKey), which no key
+// set may hold.
+func Probe(endpoint string, typ zmq.Type, serverPublic string, key KeyPair, timeout time.Duration) error {
 	ep := endpoint
 	for _, any := range []string{"tcp://0.0.0.0:", "tcp://*:"} {
 		if rest, ok := strings.CutPrefix(ep, any); ok {
@@ -26,10 +38,6 @@ func Probe(endpoint string, typ zmq.Type, serverPublic string, timeout time.Dura
 	if rest, ok := strings.CutPrefix(ep, "tcp://[::]:"); ok {
 		ep = "tcp://[::1]:" + rest
 	}
-	public, secret, err := zmq.NewCurveKeypair()
-	if err != nil {
-		return fmt.Errorf("curve: probe key pair: %w", err)
-	}
 	sock, err := zmq.NewSocket(typ)
 	if err != nil {
 		return fmt.Errorf("curve: probe socket: %w", err)
@@ -38,7 +46,7 @@ func Probe(endpoint string, typ zmq.Type, serverPublic string, timeout time.Dura
 	if strings.HasPrefix(ep, "tcp://[") {
 		sock.SetIpv6(true)
 	}
-	c := &Client{Broker: Public{Key: serverPublic}, Own: KeyPair{Public: public, Secret: secret}}
+	c := &Client{Broker: Public{Key: serverPublic}, Own: key}
 	if err := c.Apply(sock); err != nil {
 		sock.Close()
 		return err

@@ -278,6 +278,11 @@ func (s *Server) probe() error {
 	if timeout <= 0 {
 		timeout = 5 * time.Second
 	}
+	key, err := curve.NewProbeKey()
+	if err != nil {
+		return err
+	}
+	s.zap.ExpectProbe(key.Public)
 	for i, ep := range s.eps {
 		if ep == "" || strings.HasPrefix(ep, "inproc://") {
 			continue
@@ -286,7 +291,7 @@ func (s *Server) probe() error {
 		if i == 2 {
 			typ = zmq.SUB
 		}
-		if err := curve.Probe(ep, typ, s.cfg.Curve.Key.Public, timeout); err != nil {
+		if err := curve.Probe(ep, typ, s.cfg.Curve.Key.Public, key, timeout); err != nil {
 			return fmt.Errorf("server: CURVE check of %s failed, refusing to start: %w", ep, err)
 		}
 	}
