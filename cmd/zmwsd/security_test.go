@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -161,5 +162,44 @@ func TestRun_CurveAndSIGHUP(t *testing.T) {
 	}
 	if err := query("carol"); err != nil {
 		t.Fatalf("carol after SIGHUP: %v", err)
+	}
+}
+
+// TestMain lets the test binary play zmwsd itself (ZMWSD_TEST_MAIN=1), so
+// a test can see its exit status and what it prints.
+func TestMain(m *testing.M) {
+	if os.Getenv("ZMWSD_TEST_MAIN") == "1" {
+		os.Args = append([]string{"zmwsd"}, strings.Fields(os.Getenv("ZMWSD_TEST_ARGS"))...)
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// TestMain_ExitsNonZeroNamingTheKeyFile runs the real main with a
+// world-readable secret key: it must exit non-zero, the file named.
+func TestMain_ExitsNonZeroNamingTheKeyFile(t *testing.T) {
+	f := curvetest.New(t, []curvetest.Entry{{Name: "w", Role: auth.RoleWorker}})
+	if err := os.Chmod(f.KeyFile("broker"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range []string{
+		"--curve-key " + f.KeyFile("broker") + " --keys " + f.KeysFile + " --http-bind= --data-dir=",
+		"--client-bind tcp://0.0.0.0:0 --http-bind= --data-dir=",
+	} {
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), "ZMWSD_TEST_MAIN=1", "ZMWSD_TEST_ARGS="+args)
+		out, err := cmd.CombinedOutput()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() == 0 {
+			t.Fatalf("zmwsd %s: %v, want a non-zero exit; output:\n%s", args, err, out)
+		}
+		want := f.KeyFile("broker")
+		if strings.Contains(args, "0.0.0.0") {
+			want = "--insecure"
+		}
+		if !strings.Contains(string(out), want) {
+			t.Errorf("zmwsd %s printed %q, want it to name %s", args, out, want)
+		}
 	}
 }
