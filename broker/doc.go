@@ -19,7 +19,12 @@
 // One goroutine owns a Broker. Usage by a loop:
 //
 //	b := broker.New(broker.Config{Heartbeat: time.Second})
-//	send(b.HandleWorker(now, identity, frames))
-//	send(b.HandleClient(now, identity, frames))
+//	send(b.HandleWorker(now, identity, user, frames))
+//	send(b.HandleClient(now, identity, user, frames))
 //	send(b.Tick(now)) // at or after b.Deadline()
+//
+// user is the CURVE key (public, Z85) the peer's handshake was admitted
+// with, "" without one. With Config.Access the broker checks each READY and
+// each request against the key's rights, refusing with code forbidden, and
+// knows a worker by its key as well as its routing id (see Access).
 package broker

@@ -64,4 +64,14 @@
 // parallel make several Clients; each costs one socket. Close interrupts a
 // request in flight, which then returns ErrClosed; it must not be called
 // from an onPartial callback.
+//
+// # Security
+//
+// With Config.Curve (curve.LoadClient(brokerKeyFile, ownKeyFile)) the
+// client speaks CURVE: the broker's public key authenticates the broker, and
+// the client's key must be one the broker authorizes, with the rights the
+// request needs (docs/SECURITY.md). A handshake the broker refuses ends the
+// request at once with an error matching curve.ErrRefused; a request
+// outside the key's rights is a refusal matching ErrForbidden. WatchCurve
+// follows events over CURVE.
 package client

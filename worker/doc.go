@@ -78,4 +78,13 @@
 // its own when no slot has run a job for Idle, then again after every further
 // quiet Idle, counted from when the previous call returned. Calls never
 // overlap and stop when ctx is cancelled; Run waits for a call in progress.
+//
+// # Security
+//
+// With Config.Curve each slot speaks CURVE to its broker, which must hold
+// the secret of the public key the worker was given (an impostor on the
+// broker's port gets no READY), and must authorize the worker's key for the
+// service. A refused handshake, or a READY refused as forbidden (the
+// broker's DISCONNECT carries the reason), is logged as an error and tried
+// again after the reconnect backoff. See docs/SECURITY.md.
 package worker
