@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"sync"
@@ -152,6 +153,12 @@ func (c *Client) open() error {
 	}
 	var w *curve.Watch
 	if c.cfg.Curve != nil {
+		// A routing id no one can guess: libzmq's own come from a counter,
+		// and replies go to a routing id alone (docs/SECURITY.md).
+		if err := s.SetIdentity(rand.Text()); err != nil {
+			s.Close()
+			return fmt.Errorf("client: set routing id: %w", err)
+		}
 		if err := c.cfg.Curve.Apply(s); err != nil {
 			s.Close()
 			return fmt.Errorf("client: %w", err)
