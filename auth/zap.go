@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 	"syscall"
 
 	zmq "github.com/pebbe/zmq4"
 	"github.com/rs/zerolog"
 
 	"github.com/zmws/zmws/curve"
+	"github.com/zmws/zmws/internal/logging"
 )
 
 // zapEndpoint is where libzmq sends ZAP requests (RFC 27), per context.
@@ -36,6 +38,9 @@ var zap struct {
 	err     error
 	mu      sync.RWMutex
 	domains map[string]domain
+	// limit keeps a peer that reconnects every 100 ms with a refused key
+	// to a few log lines a minute. The handler's goroutine owns it.
+	limit logging.Limiter
 }
 
 // domain is what a ZAP domain admits.
@@ -170,7 +175,9 @@ func answer(msg [][]byte) []any {
 		return deny("unknown domain")
 	}
 	if mech != "CURVE" || len(msg) != 9 || len(msg[8]) != 32 {
-		d.log.Warn().Str("address", addr).Str("mechanism", mech).Str("role", string(d.role)).Msg("peer refused: not CURVE")
+		if ok, held := zap.limit.Allow("not CURVE", addr, time.Now()); ok {
+			d.log.Warn().Str("address", addr).Str("mechanism", mech).Str("role", string(d.role)).Int("suppressed", held).Msg("peer refused: not CURVE")
+		}
 		return deny("CURVE required")
 	}
 	raw := string(msg[8])
@@ -190,7 +197,11 @@ func answer(msg [][]byte) []any {
 		return deny(why)
 	}
 	if why != "" {
-		ev := d.log.Warn().Str("address", addr).Str("public_key", public).Str("role", string(d.role))
+		ok, held := zap.limit.Allow(why, public, time.Now())
+		if !ok {
+			return deny(why)
+		}
+		ev := d.log.Warn().Str("address", addr).Str("public_key", public).Str("role", string(d.role)).Int("suppressed", held)
 		if key != nil {
 			ev = ev.Str("key", key.Name)
 		}

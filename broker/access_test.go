@@ -3,10 +3,13 @@ package broker_test
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"path"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/rs/zerolog"
 
 	"github.com/zmws/zmws/broker"
 	"github.com/zmws/zmws/protocol"
@@ -310,4 +313,36 @@ func TestBroker_JobsBelongToTheirSubmitter(t *testing.T) {
 	if md, _ := lookup("alice", bobs); md.Status != protocol.StatusComplete {
 		t.Errorf("the admin reads bob's job: %+v", md)
 	}
+}
+
+// TestBroker_BadInputDoesNotFloodTheLog: 200,000 malformed messages in two
+// seconds, from one peer and from 200,000 made-up ones, write a handful of
+// lines, and the next line let through says how many were held back.
+func TestBroker_BadInputDoesNotFloodTheLog(t *testing.T) {
+	var lines countingWriter
+	b := broker.New(broker.Config{Heartbeat: time.Second, Logger: zerolog.New(&lines)})
+	garbage := [][]byte{[]byte("not MDP")}
+	for i := range 100_000 {
+		b.HandleClient(at(time.Duration(i)*10*time.Microsecond), "c1", "", garbage)
+		b.HandleWorker(at(time.Duration(i)*10*time.Microsecond), fmt.Sprint("w", i), "", garbage)
+	}
+	if lines.n > 25 {
+		t.Fatalf("200,000 malformed messages wrote %d log lines, want a few", lines.n)
+	}
+	lines.last = ""
+	b.HandleClient(at(2*time.Minute), "c1", "", garbage)
+	if !strings.Contains(lines.last, `"suppressed":99999`) {
+		t.Errorf("the line after the flood: %s, want the count held back", lines.last)
+	}
+}
+
+type countingWriter struct {
+	n    int
+	last string
+}
+
+func (w *countingWriter) Write(p []byte) (int, error) {
+	w.n++
+	w.last = string(p)
+	return len(p), nil
 }

@@ -179,6 +179,11 @@ type Broker struct {
 	batch, spare *store.Batch // records being gathered; the one last flushed
 
 	out []protocol.Envelope
+
+	// at is the time of the input being handled; limit keeps each kind of
+	// peer misbehaviour to a few log lines a minute (see peerWarn).
+	at    time.Time
+	limit logging.Limiter
 }
 
 // service is every service any worker ever announced. Services are never
@@ -259,6 +264,7 @@ func (b *Broker) Deadline() time.Time {
 // not heard from for Heartbeat × Liveness, requeueing their jobs.
 func (b *Broker) Tick(now time.Time) []protocol.Envelope {
 	b.out = b.out[:0]
+	b.at = now
 	if b.nextHeartbeat.IsZero() {
 		b.nextHeartbeat = now.Add(b.cfg.Heartbeat)
 	}
@@ -371,6 +377,22 @@ func (b *Broker) sendWorker(w *worker, m protocol.Message) {
 func (b *Broker) disconnect(id string, form protocol.Form) {
 	b.out = append(b.out, protocol.Envelope{Peer: protocol.ToWorker, To: id,
 		Frames: protocol.EncodeWorker(protocol.Message{Form: form, Cmd: protocol.CmdDisconnect})})
+}
+
+// peerWarn starts a warning about a peer's misbehaviour of this kind, or
+// returns nil (zerolog's no-op event) when the limiter holds it back: a
+// flood of bad input must not flood the log. The line let through carries
+// the count held back before it.
+func (b *Broker) peerWarn(kind, peer string) *zerolog.Event {
+	ok, held := b.limit.Allow(kind, peer, b.at)
+	if !ok {
+		return nil
+	}
+	ev := b.log.Warn()
+	if held > 0 {
+		ev = ev.Int("suppressed", held)
+	}
+	return ev
 }
 
 // keyName is how messages call the key user.

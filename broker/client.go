@@ -28,19 +28,20 @@ type request struct {
 // protocol.CodeForbidden.
 func (b *Broker) HandleClient(now time.Time, from, user string, frames [][]byte) []protocol.Envelope {
 	b.out = b.out[:0]
+	b.at = now
 	m, err := protocol.DecodeClient(frames)
 	if err != nil {
 		if errors.Is(err, protocol.ErrNoService) {
 			r := request{client: from, form: m.Form, meta: len(m.Body) > 0 && protocol.IsMeta(m.Body[0])}
 			b.refuse(r, protocol.CodeBadRequest, "empty service name")
 		}
-		b.log.Warn().Err(err).Str(keyClient, hexID(from)).Int("frames", len(frames)).Msg("malformed client message")
+		b.peerWarn("malformed client message", from).Err(err).Str(keyClient, hexID(from)).Int("frames", len(frames)).Msg("malformed client message")
 		return b.out
 	}
 	meta, body, hasMeta, err := protocol.SplitMeta(m.Body)
 	r := request{client: from, user: user, form: m.Form, service: m.Service, meta: hasMeta}
 	if err != nil {
-		b.log.Warn().Err(err).Str(keyClient, hexID(from)).Str(keyService, m.Service).Msg("malformed client meta")
+		b.peerWarn("malformed client meta", from).Err(err).Str(keyClient, hexID(from)).Str(keyService, m.Service).Msg("malformed client meta")
 		b.refuse(r, protocol.CodeBadRequest, err.Error())
 		return b.out
 	}
@@ -89,7 +90,7 @@ func (b *Broker) submit(now time.Time, r request, meta protocol.Meta, body [][]b
 	}
 	if s.queue.Len() >= b.cfg.MaxQueue {
 		b.refuse(r, protocol.CodeQueueFull, fmt.Sprintf("queue for service %s is full (%d jobs)", name, b.cfg.MaxQueue))
-		b.log.Warn().Str(keyService, name).Int("queued", s.queue.Len()).Msg("queue full: job refused")
+		b.peerWarn("queue full", name).Str(keyService, name).Int("queued", s.queue.Len()).Msg("queue full: job refused")
 		return
 	}
 	j := &job{
@@ -162,7 +163,7 @@ func (b *Broker) mayAdmin(r request) bool {
 // forbidden refuses r with protocol.CodeForbidden and logs it with the
 // key's name.
 func (b *Broker) forbidden(r request, text string) {
-	b.log.Warn().Str(keyClient, hexID(r.client)).Str(keyKey, b.keyName(r.user)).Str(keyService, r.service).
+	b.peerWarn("forbidden request", r.user+r.client).Str(keyClient, hexID(r.client)).Str(keyKey, b.keyName(r.user)).Str(keyService, r.service).
 		Str(keyCode, protocol.CodeForbidden).Msg("request refused: outside its key's rights")
 	b.refuse(r, protocol.CodeForbidden, text)
 }

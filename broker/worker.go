@@ -25,10 +25,11 @@ import (
 // disconnects the peer, so no one can act for a worker whose key it lacks.
 func (b *Broker) HandleWorker(now time.Time, from, user string, frames [][]byte) []protocol.Envelope {
 	b.out = b.out[:0]
+	b.at = now
 	w := b.workers[from]
 	m, err := protocol.DecodeWorker(frames)
 	if err != nil {
-		ev := b.log.Warn().Err(err).Str(keyWorker, hexID(from)).Int("frames", len(frames))
+		ev := b.peerWarn("malformed worker message", from).Err(err).Str(keyWorker, hexID(from)).Int("frames", len(frames))
 		if m.Form.Version == 0 {
 			// Only the protocol header is certain; answer when it was valid.
 			if form, ok := workerForm(frames); ok {
@@ -87,7 +88,7 @@ func (b *Broker) HandleWorker(now time.Time, from, user string, frames [][]byte)
 		b.log.Info().Str(keyWorker, hexID(w.id)).Str(keyService, w.svc.name).Msg("worker disconnected")
 		b.dropWorker(now, w, "disconnected")
 	default: // READY again, REQUEST
-		b.log.Warn().Str(keyWorker, hexID(w.id)).Str(keyService, w.svc.name).Stringer("command", m.Cmd).
+		b.peerWarn("invalid worker command", w.id).Str(keyWorker, hexID(w.id)).Str(keyService, w.svc.name).Stringer("command", m.Cmd).
 			Msg("invalid command from worker: disconnecting")
 		b.dropWorker(now, w, "sent an invalid command")
 		b.disconnect(from, m.Form)
@@ -147,14 +148,14 @@ func (b *Broker) sameKey(now time.Time, w *worker, user string, form protocol.Fo
 // ready registers a new worker and gives it work if its service has some.
 func (b *Broker) ready(now time.Time, id, user string, m protocol.Message) {
 	if err := protocol.ValidWorkerService(m.Service); err != nil {
-		b.log.Warn().Err(err).Str(keyWorker, hexID(id)).Msg("worker refused: invalid service name")
+		b.peerWarn("invalid service name", id).Err(err).Str(keyWorker, hexID(id)).Msg("worker refused: invalid service name")
 		b.disconnect(id, m.Form)
 		return
 	}
 	w := &worker{id: id, user: user, form: m.Form, since: now, lastSeen: now}
 	if a := b.cfg.Access; a != nil {
 		if user == "" || !a.MayOffer(user, m.Service) {
-			b.log.Warn().Str(keyWorker, hexID(id)).Str(keyService, m.Service).Str(keyKey, b.keyName(user)).
+			b.peerWarn("forbidden ready", user+id).Str(keyWorker, hexID(id)).Str(keyService, m.Service).Str(keyKey, b.keyName(user)).
 				Str(keyCode, protocol.CodeForbidden).Msg("worker refused: its key may not offer the service")
 			b.forbid(id, m.Form, fmt.Sprintf("key %q may not offer service %s", b.keyName(user), m.Service))
 			return
@@ -168,7 +169,7 @@ func (b *Broker) ready(now time.Time, id, user string, m protocol.Message) {
 			w.details = meta.Worker
 			declared = &meta
 		} else {
-			b.log.Warn().Err(err).Str(keyWorker, hexID(id)).Msg("worker READY meta ignored")
+			b.peerWarn("bad ready meta", id).Err(err).Str(keyWorker, hexID(id)).Msg("worker READY meta ignored")
 		}
 	}
 	s := b.services[m.Service]
@@ -217,7 +218,7 @@ func (b *Broker) held(w *worker, m protocol.Message) *job {
 			return j
 		}
 	}
-	b.log.Warn().Str(keyWorker, hexID(w.id)).Str(keyService, w.svc.name).Str(keyJob, printable(m.Address)).
+	b.peerWarn("reply for a job not held", w.id).Str(keyWorker, hexID(w.id)).Str(keyService, w.svc.name).Str(keyJob, printable(m.Address)).
 		Stringer("command", m.Cmd).Msg("reply for a job the worker does not hold: dropped")
 	return nil
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/zmws/zmws/client"
 	"github.com/zmws/zmws/curve"
 	"github.com/zmws/zmws/internal/curvetest"
+	"github.com/zmws/zmws/internal/syncbuf"
 	"github.com/zmws/zmws/internal/zmqtest"
 	"github.com/zmws/zmws/protocol"
 	"github.com/zmws/zmws/server"
@@ -551,5 +552,38 @@ func TestCurve_ImpostorBrokerGetsNothing(t *testing.T) {
 	countingWorker(t, ep, "A1", f.Client(t, "wall")) // trusts the real broker's key
 	if got, ok := zmqtest.TryRecv(impostor, time.Second); ok {
 		t.Fatalf("the impostor got %s", zmqtest.Join(got))
+	}
+}
+
+// TestCurve_RefusedKeyDoesNotFloodTheLog: a peer with an unknown key that
+// reconnects every 5 ms is logged once, not hundreds of times.
+func TestCurve_RefusedKeyDoesNotFloodTheLog(t *testing.T) {
+	f := curvetest.New(t, secureEntries, "mallory")
+	var logs syncbuf.Buffer
+	srv, err := server.New(server.Config{ClientBind: "tcp://127.0.0.1:*", WorkerBind: "tcp://127.0.0.1:*",
+		Curve: &server.Curve{Key: f.Broker, Keys: f.Keys(t)}, Logger: zerolog.New(&logs)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	zmqtest.Go(t, "server", srv.Run)
+	s := zmqtest.Socket(t, zmq.DEALER)
+	s.SetReconnectIvl(5 * time.Millisecond)
+	s.SetReconnectIvlMax(5 * time.Millisecond)
+	if err := f.Client(t, "mallory").Apply(s); err != nil {
+		t.Fatal(err)
+	}
+	watch, err := curve.WatchSocket(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer watch.Close()
+	if err := s.Connect(srv.ClientEndpoint()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "refusals", func() bool { return watch.Err() != nil })
+	time.Sleep(300 * time.Millisecond) // some 60 reconnections, each refused
+	mallory := f.Pair(t, "mallory").Public
+	if n := strings.Count(logs.String(), mallory); n != 1 {
+		t.Errorf("the refused key is in %d log lines, want 1", n)
 	}
 }
