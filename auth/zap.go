@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
-	"time"
 	"syscall"
+	"time"
 
 	zmq "github.com/pebbe/zmq4"
 	"github.com/rs/zerolog"
