@@ -75,6 +75,14 @@ type Config struct {
 	// Reload, when set, is what an admin's SERVER-RELOAD runs: the key set
 	// (and whatever else the server reloads on SIGHUP) read again.
 	Reload func() error
+	// MaxServices bounds the services the broker knows (default 10,000): a
+	// READY for a new service past it gets DISCONNECT with
+	// protocol.CodeServiceLimit. Each known service is kept, and journaled.
+	MaxServices int
+	// ForgetAfter is how long a service with no worker and no job is
+	// remembered since it was last seen (default a week; negative: for
+	// ever). The clock restarts when the broker does.
+	ForgetAfter time.Duration
 	// Entropy feeds job IDs (ULIDs). Default: crypto/rand, monotonic within a
 	// millisecond.
 	Entropy io.Reader
@@ -90,7 +98,12 @@ const (
 	DefaultMaxQueue    = 100_000
 	DefaultHistory     = 100
 	DefaultMaxOutput   = 256 << 10
+	DefaultMaxServices = 10_000
+	DefaultForgetAfter = 7 * 24 * time.Hour
 )
+
+// forgetEvery is how often the broker looks for services to forget.
+const forgetEvery = time.Minute
 
 func (c *Config) setDefaults() {
 	if c.Heartbeat <= 0 {
@@ -110,6 +123,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxOutput <= 0 {
 		c.MaxOutput = DefaultMaxOutput
+	}
+	if c.MaxServices <= 0 {
+		c.MaxServices = DefaultMaxServices
+	}
+	if c.ForgetAfter == 0 {
+		c.ForgetAfter = DefaultForgetAfter
 	}
 	if c.RetryBackoff <= 0 {
 		c.RetryBackoff = time.Second
@@ -169,6 +188,7 @@ type Broker struct {
 	nextHeartbeat time.Time
 	nextExpiry    time.Time // a lower bound of the earliest worker expiry
 	nextTTR       time.Time // a lower bound of the earliest time-to-run deadline
+	nextForget    time.Time // when to look for services to forget (zero: not yet planned)
 	delayed       []*job    // failed jobs waiting to be retried, by notBefore
 
 	keys   map[string]*job   // idempotency keys of jobs held in memory
@@ -252,7 +272,7 @@ func (b *Broker) Deadline() time.Time {
 		return time.Time{}
 	}
 	d := b.nextHeartbeat
-	for _, t := range []time.Time{b.nextExpiry, b.nextTTR, b.nextRetry()} {
+	for _, t := range []time.Time{b.nextExpiry, b.nextTTR, b.nextRetry(), b.nextForget} {
 		if !t.IsZero() && t.Before(d) {
 			d = t
 		}
@@ -276,6 +296,14 @@ func (b *Broker) Tick(now time.Time) []protocol.Envelope {
 	}
 	if t := b.nextRetry(); !t.IsZero() && !now.Before(t) {
 		b.retryDue(now)
+	}
+	if b.cfg.ForgetAfter > 0 {
+		if b.nextForget.IsZero() {
+			b.nextForget = now.Add(forgetEvery)
+		} else if !now.Before(b.nextForget) {
+			b.forgetIdle(now)
+			b.nextForget = now.Add(forgetEvery)
+		}
 	}
 	if !now.Before(b.nextHeartbeat) {
 		for _, w := range b.workers {
@@ -407,7 +435,13 @@ func (b *Broker) keyName(user string) string {
 // asked, with a meta frame saying so (MDP peers ignore trailing frames of
 // DISCONNECT; zmws workers report it).
 func (b *Broker) forbid(id string, form protocol.Form, text string) {
-	meta := protocol.EncodeMeta(protocol.Meta{Status: protocol.StatusRefused, Code: protocol.CodeForbidden, Error: text})
+	b.refuseWorker(id, form, protocol.CodeForbidden, text)
+}
+
+// refuseWorker tells a worker peer to go away, with the reason's code and
+// text in a meta frame after DISCONNECT.
+func (b *Broker) refuseWorker(id string, form protocol.Form, code, text string) {
+	meta := protocol.EncodeMeta(protocol.Meta{Status: protocol.StatusRefused, Code: code, Error: text})
 	b.out = append(b.out, protocol.Envelope{Peer: protocol.ToWorker, To: id,
 		Frames: protocol.EncodeWorker(protocol.Message{Form: form, Cmd: protocol.CmdDisconnect, Body: [][]byte{meta}})})
 }

@@ -34,7 +34,7 @@ func (b *Broker) markDirty(j *job) {
 
 // Pending reports whether Flush has records to give.
 func (b *Broker) Pending() bool {
-	return len(b.dirty) > 0 || len(b.batch.Services) > 0 || len(b.batch.Deletes) > 0
+	return len(b.dirty) > 0 || len(b.batch.Services) > 0 || len(b.batch.Deletes) > 0 || len(b.batch.Forgets) > 0
 }
 
 // Flush returns the records changed since the last Flush and forgets them.
@@ -113,7 +113,8 @@ func (b *Broker) Rejected(now time.Time, err error) []protocol.Envelope {
 func (b *Broker) Restore(now time.Time, snap store.Snapshot) []protocol.Envelope {
 	b.out = b.out[:0]
 	for _, s := range snap.Services {
-		b.restoredService(s.Name, s.FirstSeen)
+		// Last seen now: the clock of ForgetAfter restarts with the broker.
+		b.restoredService(s.Name, s.FirstSeen).lastSeen = now
 	}
 	// The newest finished jobs fill the history ring first, oldest first,
 	// so jobs failed below come after them.

@@ -53,6 +53,13 @@ func (b *Broker) query(now time.Time, r request, body [][]byte) {
 			b.retry(now, r, string(body[0]))
 		}
 		return
+	case protocol.ServerForget:
+		if len(body) == 0 || len(body[0]) == 0 {
+			b.refuse(r, protocol.CodeBadRequest, "SERVER-FORGET needs a service name frame")
+			return
+		}
+		b.serveForget(r, string(body[0]))
+		return
 	case protocol.ServerJob:
 		if len(body) == 0 {
 			b.refuse(r, protocol.CodeBadRequest, "SERVER-JOB needs a job ID frame")
@@ -83,7 +90,7 @@ func (b *Broker) query(now time.Time, r request, body [][]byte) {
 		v = map[string]string{"reloaded": "ok"}
 	default:
 		b.refuse(r, protocol.CodeUnknownService, "no introspection service "+r.service+
-			" (try SERVER-WORKERS, SERVER-JOBS, SERVER-ACTIVE, SERVER-QUEUE, SERVER-SERVICES, SERVER-JOB, SERVER-CANCEL, SERVER-RETRY, SERVER-RELOAD)")
+			" (try SERVER-WORKERS, SERVER-JOBS, SERVER-ACTIVE, SERVER-QUEUE, SERVER-SERVICES, SERVER-JOB, SERVER-CANCEL, SERVER-RETRY, SERVER-RELOAD, SERVER-FORGET)")
 		return
 	}
 	payload, err := json.Marshal(v)

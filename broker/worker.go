@@ -173,6 +173,13 @@ func (b *Broker) ready(now time.Time, id, user string, m protocol.Message) {
 		}
 	}
 	s := b.services[m.Service]
+	if s == nil && len(b.services) >= b.cfg.MaxServices {
+		b.peerWarn("service limit", id).Str(keyWorker, hexID(id)).Str(keyService, m.Service).Int("services", len(b.services)).
+			Msg("worker refused: the broker knows --max-services services")
+		b.refuseWorker(id, m.Form, protocol.CodeServiceLimit, fmt.Sprintf(
+			"the broker knows %d services, its limit: a new one is refused (forget unused ones: zmws services forget NAME)", len(b.services)))
+		return
+	}
 	if s == nil {
 		s = &service{name: m.Service, firstSeen: now}
 		b.services[m.Service] = s

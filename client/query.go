@@ -91,6 +91,14 @@ func (c *Client) Job(ctx context.Context, id string) (protocol.JobInfo, error) {
 	return queryJSON[protocol.JobInfo](ctx, c, protocol.ServerJob, []byte(id))
 }
 
+// ForgetService makes the broker forget a service that has no worker and
+// no job (SERVER-FORGET, an admin operation): a refusal matching
+// ErrNotFound or ErrConflict says why not.
+func (c *Client) ForgetService(ctx context.Context, name string) error {
+	_, err := c.query(ctx, protocol.ServerForget, c.cfg.Retries, []byte(name))
+	return err
+}
+
 // Cancel cancels a job (SERVER-CANCEL): a queued job is removed, a running
 // one is stopped through its worker; either way it ends failed with code
 // protocol.CodeCancelled, as the returned description shows. A finished job

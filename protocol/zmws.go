@@ -36,6 +36,7 @@ const (
 	ServerCancel   = "SERVER-CANCEL" // body [id]: remove a queued job, stop a running one
 	ServerRetry    = "SERVER-RETRY"  // body [id]: queue a failed job again
 	ServerReload   = "SERVER-RELOAD" // admin: read the authorized keys again
+	ServerForget   = "SERVER-FORGET" // body [name]: forget a service with no worker and no job
 )
 
 // FailFrame is the first body frame of a failure reply to a stock MDP client
@@ -112,6 +113,7 @@ const (
 	CodeCancelled        = "cancelled"         // cancelled by SERVER-CANCEL
 	CodeConflict         = "conflict"          // SERVER-CANCEL/RETRY of a job in the wrong state
 	CodeForbidden        = "forbidden"         // the peer's key may not do this (see docs/SECURITY.md)
+	CodeServiceLimit     = "service_limit"     // a READY for a new service past --max-services
 )
 
 // Meta is the zmws meta frame. Each direction uses some fields:

@@ -224,6 +224,11 @@ func (s *Bolt) Commit(b *Batch) error {
 				return err
 			}
 		}
+		for _, name := range b.Forgets {
+			if err := bk.services.Delete([]byte(name)); err != nil {
+				return err
+			}
+		}
 		if cap(arena) <= arenaKeep {
 			s.arena = arena
 		} else {

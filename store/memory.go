@@ -75,6 +75,9 @@ func (m *Memory) Commit(b *Batch) error {
 		s.FirstSeen = s.FirstSeen.UTC().Round(0)
 		m.services[s.Name] = s
 	}
+	for _, name := range b.Forgets {
+		delete(m.services, name)
+	}
 	return nil
 }
 

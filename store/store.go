@@ -89,17 +89,21 @@ type Batch struct {
 	Services []ServiceRecord // upserts by Name
 	Jobs     []*JobRecord    // upserts by ID, whole records
 	Deletes  []string        // job IDs; deleting an absent job is not an error
+	// Forgets are service names to forget (after Services: a batch that
+	// records a service and forgets it leaves it forgotten).
+	Forgets []string
 }
 
 // Len returns the number of changes in b.
-func (b *Batch) Len() int { return len(b.Services) + len(b.Jobs) + len(b.Deletes) }
+func (b *Batch) Len() int { return len(b.Services) + len(b.Jobs) + len(b.Deletes) + len(b.Forgets) }
 
 // Reset empties b, keeping its capacity.
 func (b *Batch) Reset() {
 	clear(b.Services)
 	clear(b.Jobs) // let the records go
 	clear(b.Deletes)
-	b.Services, b.Jobs, b.Deletes = b.Services[:0], b.Jobs[:0], b.Deletes[:0]
+	clear(b.Forgets)
+	b.Services, b.Jobs, b.Deletes, b.Forgets = b.Services[:0], b.Jobs[:0], b.Deletes[:0], b.Forgets[:0]
 }
 
 // Snapshot is what Load returns at start-up.

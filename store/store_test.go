@@ -450,6 +450,11 @@ func testServices(t *testing.T, s Store) {
 	if got := load(t, s, 0).Services; !reflect.DeepEqual(got, want) {
 		t.Fatalf("Services = %#v, want %#v", got, want)
 	}
+	// Forgotten: gone from the next Load; forgetting an unknown one is fine.
+	commit(t, s, &Batch{Forgets: []string{"a", "nope"}})
+	if got := load(t, s, 0).Services; !reflect.DeepEqual(got, want[1:]) {
+		t.Fatalf("after forgetting a: Services = %#v, want %#v", got, want[1:])
+	}
 }
 
 func testInvalid(t *testing.T, s Store) {

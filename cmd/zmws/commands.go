@@ -292,10 +292,34 @@ func (c *WorkersCmd) Run(e *env) error {
 		})
 }
 
-// ServicesCmd lists services.
-type ServicesCmd struct{}
+// ServicesCmd lists services (the default) or forgets one.
+type ServicesCmd struct {
+	List   ServicesListCmd   `cmd:"" default:"1" help:"List every service a worker ever offered (the default)."`
+	Forget ServicesForgetCmd `cmd:"" help:"Forget a service that has no worker and no job (an admin operation)."`
+}
 
-func (c *ServicesCmd) Run(e *env) error {
+// ServicesForgetCmd forgets a service.
+type ServicesForgetCmd struct {
+	Name string `arg:"" help:"Service name."`
+}
+
+func (c *ServicesForgetCmd) Run(e *env) error {
+	cl, err := e.client()
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	if err := cl.ForgetService(e.ctx, c.Name); err != nil {
+		return fmt.Errorf("forget %s: %w", c.Name, err)
+	}
+	fmt.Fprintf(e.stderr, "service %s forgotten\n", c.Name)
+	return nil
+}
+
+// ServicesListCmd lists services.
+type ServicesListCmd struct{}
+
+func (c *ServicesListCmd) Run(e *env) error {
 	return list(e, (*client.Client).Services, []string{"SERVICE", "IDLE", "BUSY", "QUEUED", "ACTIVE", "COMPLETED", "FAILED", "LAST SEEN"},
 		func(s protocol.ServiceInfo) []string {
 			return []string{s.Name, fmt.Sprint(s.WorkersIdle), fmt.Sprint(s.WorkersBusy), fmt.Sprint(s.Queued), fmt.Sprint(s.Active),

@@ -82,3 +82,17 @@ func TestCLI_CurveKeysAndReload(t *testing.T) {
 		t.Errorf("--broker-key alone: %v", err)
 	}
 }
+
+func TestCLI_ServicesForget(t *testing.T) {
+	r := newRig(t)
+	out, _, err := r.zmws(t, "", "services")
+	if err != nil || !strings.Contains(out, "STR-REV") {
+		t.Fatalf("services: %v %q", err, out)
+	}
+	if _, _, err := r.zmws(t, "", "services", "forget", "STR-REV"); err == nil || !strings.Contains(err.Error(), "workers") {
+		t.Errorf("forget a service with a worker: %v, want a refusal saying why", err)
+	}
+	if _, _, err := r.zmws(t, "", "services", "forget", "NOPE"); err == nil || !strings.Contains(err.Error(), "no service NOPE") {
+		t.Errorf("forget an unknown service: %v", err)
+	}
+}

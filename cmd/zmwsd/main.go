@@ -37,6 +37,8 @@ type CLI struct {
 	MaxAttempts     int           `help:"Dispatches per job before it fails when its workers keep dying." default:"3" env:"ZMWSD_MAX_ATTEMPTS"`
 	MaxMsgSize      int64         `help:"Largest frame accepted from a peer, in bytes (ZMQ_MAXMSGSIZE); -1 for none." default:"16777216" env:"ZMWSD_MAX_MSG_SIZE"`
 	MaxOutput       int           `help:"Output bytes kept per job (and sent at once to 7/MDP sync clients)." default:"262144" env:"ZMWSD_MAX_OUTPUT"`
+	MaxServices     int           `help:"Services the broker knows at most; a READY for a new one past it is refused (service_limit)." default:"10000" env:"ZMWSD_MAX_SERVICES"`
+	ForgetAfter     time.Duration `help:"Forget a service with no worker and no job after this long (0: never); zmws services forget NAME does it at once." default:"168h" env:"ZMWSD_FORGET_AFTER"`
 	HTTPBind        string        `name:"http-bind" help:"Address the HTTP gateway listens on (host:port); empty disables it." default:"127.0.0.1:5580" env:"ZMWSD_HTTP_BIND"`
 	HTTPMaxBody     int64         `name:"http-max-body" help:"Largest HTTP request body, in bytes; larger ones get 413." default:"1048576" env:"ZMWSD_HTTP_MAX_BODY"`
 	HTTPCORS        []string      `name:"http-cors" help:"Origins browsers may call the HTTP gateway from (scheme://host[:port], comma-separated), or *; none by default." env:"ZMWSD_HTTP_CORS"`
@@ -144,6 +146,13 @@ func run(ctx context.Context, cli CLI, logw io.Writer, ready func(srv *server.Se
 	if cli.Retain < 0 || cli.RetainCount < 0 || cli.TTR < 0 || cli.CommitDelay < 0 || cli.RetryBackoff <= 0 || cli.RetryBackoffMax < cli.RetryBackoff {
 		return fmt.Errorf("--retain, --retain-count, --ttr and --commit-delay must not be negative; --retry-backoff must be positive and at most --retry-backoff-max")
 	}
+	if cli.MaxServices <= 0 || cli.ForgetAfter < 0 {
+		return fmt.Errorf("--max-services must be positive and --forget-after not negative")
+	}
+	forgetAfter := cli.ForgetAfter
+	if forgetAfter == 0 {
+		forgetAfter = -1 // broker.Config: negative keeps services for ever, zero is its default
+	}
 	commitDelay := cli.CommitDelay
 	if commitDelay == 0 {
 		commitDelay = -1 // server.Config: negative commits at once, zero is its default
@@ -165,6 +174,8 @@ func run(ctx context.Context, cli CLI, logw io.Writer, ready func(srv *server.Se
 			TTR:             cli.TTR,
 			RetryBackoff:    cli.RetryBackoff,
 			RetryBackoffMax: cli.RetryBackoffMax,
+			MaxServices:     cli.MaxServices,
+			ForgetAfter:     forgetAfter,
 			Reload:          sec.reload,
 		},
 		Logger:      log,

@@ -1,0 +1,60 @@
+package broker
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/zmws/zmws/protocol"
+)
+
+// The registry of services is bounded (Config.MaxServices) and forgets a
+// service no one uses (Config.ForgetAfter, or SERVER-FORGET): READYs with
+// made-up names must not grow it, and its journal, for ever.
+
+// busy says why s cannot be forgotten, or "" when nothing uses it: no
+// worker, no queued, running or delayed job.
+func (b *Broker) busy(s *service) string {
+	delayed := 0
+	for _, j := range b.delayed {
+		if j.svc == s {
+			delayed++
+		}
+	}
+	if s.workers == 0 && s.queue.Len() == 0 && s.active == 0 && delayed == 0 {
+		return ""
+	}
+	return fmt.Sprintf("service %s has %d workers, %d queued, %d running and %d delayed jobs", s.name, s.workers, s.queue.Len(), s.active, delayed)
+}
+
+// forgetService removes s from the registry, and from the journal.
+func (b *Broker) forgetService(s *service, why string) {
+	delete(b.services, s.name)
+	if b.cfg.Durable {
+		b.batch.Forgets = append(b.batch.Forgets, s.name)
+	}
+	b.log.Info().Str(keyService, s.name).Str("reason", why).Msg("service forgotten")
+}
+
+// forgetIdle forgets every service unused since ForgetAfter before now.
+func (b *Broker) forgetIdle(now time.Time) {
+	cutoff := now.Add(-b.cfg.ForgetAfter)
+	for _, s := range b.services {
+		if s.lastSeen.Before(cutoff) && b.busy(s) == "" {
+			b.forgetService(s, "no worker and no job for "+b.cfg.ForgetAfter.String())
+		}
+	}
+}
+
+// serveForget answers SERVER-FORGET [name].
+func (b *Broker) serveForget(r request, name string) {
+	s := b.services[name]
+	switch {
+	case s == nil:
+		b.refuse(r, protocol.CodeNotFound, "no service "+printable([]byte(name))+" is known")
+	case b.busy(s) != "":
+		b.refuse(r, protocol.CodeConflict, b.busy(s)+": it is not forgotten")
+	default:
+		b.forgetService(s, "asked by a client")
+		b.answer(r, mustJSON(map[string]string{"forgotten": name}))
+	}
+}
