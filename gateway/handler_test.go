@@ -108,6 +108,10 @@ func TestGateway_BadParams(t *testing.T) {
 		{"json nested object", "/S", "application/json", `{"a":{"b":"c"}}`, `"a" is an object`},
 		{"json nested array", "/S", "application/json", `{"a":[1]}`, `"a" is an array`},
 		{"multipart no boundary", "/S", "multipart/form-data", "x", "boundary"},
+		{"empty name", "/S?=x", "", "", "empty name"},
+		{"empty json name", "/S", "application/json", `{"":"x"}`, "empty name"},
+		{"one variable", "/S?job-id=1&job_id=2", "", "", `"job-id" and "job_id" are both ZMWS_PARAM_JOB_ID`},
+		{"one variable, query and body", "/S?Job-Id=1", "application/x-www-form-urlencoded", "job_id=2", "ZMWS_PARAM_JOB_ID"},
 		{"multipart garbage", "/S", "multipart/form-data; boundary=zz", "--zz\r\nno colon here\r\n\r\nx\r\n--zz--\r\n", "multipart"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/zmws/zmws/client"
+	"github.com/zmws/zmws/protocol"
 )
 
 // inputField is the multipart/form-data file field whose content becomes the
@@ -29,7 +30,8 @@ const inputField = "input"
 //   - any other body is the job's input, byte for byte.
 //
 // A key given more than once keeps its last value; a body parameter beats a
-// query one of the same name. The body is read through http.MaxBytesReader,
+// query one of the same name. An empty name, or two names that map to one
+// ZMWS_PARAM_<NAME> variable (protocol.CheckParamNames), are a 400. The body is read through http.MaxBytesReader,
 // so a body past Config.MaxBody ends in an *http.MaxBytesError.
 func (g *Gateway) readRequest(w http.ResponseWriter, r *http.Request) (client.Request, error) {
 	var req client.Request
@@ -83,6 +85,11 @@ func (g *Gateway) readRequest(w http.ResponseWriter, r *http.Request) (client.Re
 		if len(data) > 0 {
 			req.Input = data
 		}
+	}
+	// A command gets each parameter as ZMWS_PARAM_<NAME>: two names for
+	// one variable would let one silently replace the other.
+	if err := protocol.CheckParamNames(params); err != nil {
+		return req, badRequest("%v", err)
 	}
 	if len(params) > 0 {
 		req.Params = params
