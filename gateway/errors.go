@@ -21,6 +21,7 @@ const (
 	codeNotFound         = protocol.CodeNotFound // no such path or job
 	codeBadRequest       = protocol.CodeBadRequest
 	codeTooLarge         = "too_large"          // body past Config.MaxBody
+	codeRequestTimeout   = "request_timeout"    // the body did not arrive within Config.ReadTimeout (408)
 	codeMethodNotAllowed = "method_not_allowed" // see the Allow header
 	codeUnavailable      = "unavailable"        // the broker did not answer in time
 	codeBusy             = "busy"               // every broker client in use
@@ -99,6 +100,10 @@ func (g *Gateway) fail(w http.ResponseWriter, r *http.Request, err error) {
 		g.log.Warn().Err(err).Str("path", r.URL.Path).Int("status", e.status).Msg("request failed")
 	default:
 		g.log.Debug().Err(err).Str("path", r.URL.Path).Int("status", e.status).Msg("request refused")
+	}
+	if e.status == http.StatusRequestTimeout {
+		// The rest of a late body may still come: not on this connection.
+		w.Header().Set("Connection", "close")
 	}
 	if e.status == http.StatusTooManyRequests || e.code == codeBusy {
 		w.Header().Set("Retry-After", "1")

@@ -112,6 +112,9 @@ func TestGateway_BadParams(t *testing.T) {
 		{"empty json name", "/S", "application/json", `{"":"x"}`, "empty name"},
 		{"one variable", "/S?job-id=1&job_id=2", "", "", `"job-id" and "job_id" are both ZMWS_PARAM_JOB_ID`},
 		{"one variable, query and body", "/S?Job-Id=1", "application/x-www-form-urlencoded", "job_id=2", "ZMWS_PARAM_JOB_ID"},
+		{"multipart without boundary line", "/S", "multipart/form-data; boundary=zz", "x", "closing boundary"},
+		{"multipart empty", "/S", "multipart/form-data; boundary=zz", "", "closing boundary"},
+		{"multipart cut", "/S", "multipart/form-data; boundary=zz", "--zz\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n1\r\n", "closing boundary"},
 		{"multipart garbage", "/S", "multipart/form-data; boundary=zz", "--zz\r\nno colon here\r\n\r\nx\r\n--zz--\r\n", "multipart"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

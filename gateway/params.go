@@ -7,8 +7,10 @@ import (
 	"io"
 	"mime"
 	"mime/multipart"
+	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 
@@ -58,7 +60,7 @@ func (g *Gateway) readRequest(w http.ResponseWriter, r *http.Request) (client.Re
 	case mediaType == "application/x-www-form-urlencoded":
 		data, err := io.ReadAll(body)
 		if err != nil {
-			return req, err
+			return req, bodyError(err)
 		}
 		form, err := url.ParseQuery(string(data))
 		if err != nil {
@@ -66,13 +68,21 @@ func (g *Gateway) readRequest(w http.ResponseWriter, r *http.Request) (client.Re
 		}
 		addValues(params, form)
 	case mediaType == "multipart/form-data":
-		if req.Input, err = readMultipart(body, mtParams["boundary"], params); err != nil {
+		boundary := mtParams["boundary"]
+		if boundary == "" {
+			return req, badRequest("multipart/form-data without a boundary")
+		}
+		data, err := io.ReadAll(body)
+		if err != nil {
+			return req, bodyError(err)
+		}
+		if req.Input, err = readMultipart(data, boundary, params); err != nil {
 			return req, err
 		}
 	case mediaType == "application/json" || strings.HasSuffix(mediaType, "+json"):
 		data, err := io.ReadAll(body)
 		if err != nil {
-			return req, err
+			return req, bodyError(err)
 		}
 		if err := jsonParams(data, params); err != nil {
 			return req, err
@@ -80,7 +90,7 @@ func (g *Gateway) readRequest(w http.ResponseWriter, r *http.Request) (client.Re
 	default:
 		data, err := io.ReadAll(body)
 		if err != nil {
-			return req, err
+			return req, bodyError(err)
 		}
 		if len(data) > 0 {
 			req.Input = data
@@ -170,12 +180,16 @@ func jsonKind(v any) string {
 }
 
 // readMultipart adds the value fields of a multipart/form-data body to
-// params and returns the content of its "input" file field, if any.
-func readMultipart(body io.Reader, boundary string, params map[string]string) ([]byte, error) {
-	if boundary == "" {
-		return nil, badRequest("multipart/form-data without a boundary")
+// params and returns the content of its "input" file field, if any. The
+// body must end with its close delimiter ("--" boundary "--", RFC 2046
+// §5.1.1): mime/multipart takes a body without any boundary line, or one cut
+// after a part, for a form with no more parts.
+func readMultipart(data []byte, boundary string, params map[string]string) ([]byte, error) {
+	closing := []byte("--" + boundary + "--")
+	if !bytes.HasPrefix(data, closing) && !bytes.Contains(data, append([]byte("\n"), closing...)) {
+		return nil, badRequest("malformed multipart body: no closing boundary --%s--", boundary)
 	}
-	mr := multipart.NewReader(body, boundary)
+	mr := multipart.NewReader(bytes.NewReader(data), boundary)
 	var input []byte
 	for {
 		p, err := mr.NextPart()
@@ -183,11 +197,11 @@ func readMultipart(body io.Reader, boundary string, params map[string]string) ([
 			return input, nil
 		}
 		if err != nil {
-			return nil, multipartError(err)
+			return nil, badRequest("malformed multipart body: %v", err)
 		}
 		data, err := io.ReadAll(p)
 		if err != nil {
-			return nil, multipartError(err)
+			return nil, badRequest("malformed multipart body: %v", err)
 		}
 		name := p.FormName()
 		switch {
@@ -203,12 +217,20 @@ func readMultipart(body io.Reader, boundary string, params map[string]string) ([
 	}
 }
 
-// multipartError keeps a body-size error as it is (413) and makes anything
-// else a 400.
-func multipartError(err error) error {
+// bodyError maps an error from reading a request body: past Config.MaxBody
+// stays an *http.MaxBytesError (413); the read deadline (Config.ReadTimeout)
+// passing is 408, the client being too slow; anything else (a body shorter
+// than its Content-Length, broken chunked encoding) is 400. Input never
+// makes a 500.
+func bodyError(err error) error {
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
 		return err
 	}
-	return badRequest("malformed multipart body: %v", err)
+	var ne net.Error
+	if errors.Is(err, os.ErrDeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
+		return &apiError{http.StatusRequestTimeout, codeRequestTimeout,
+			"the request body did not arrive within the read timeout"}
+	}
+	return badRequest("truncated or malformed request body: %v", err)
 }
