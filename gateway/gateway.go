@@ -63,7 +63,9 @@ type Backend interface {
 	// watching. Announcements can be missed, so a waiter re-checks with Job
 	// now and then.
 	WatchJob(id string) (finished <-chan struct{}, stop func())
-	// Ping returns nil when the broker answers a cheap query.
+	// Ping returns nil when the broker answers a cheap query and can take
+	// jobs; an error matching ErrStoreFailing when it answers but its job
+	// store is failing.
 	Ping(ctx context.Context) error
 }
 
@@ -403,20 +405,31 @@ func (g *Gateway) serveQuery(w http.ResponseWriter, r *http.Request, service str
 	w.Write([]byte("\n"))
 }
 
-// serveHealth answers 200 when the broker answers a cheap query in time.
+// serveHealth answers 200 when the broker answers a cheap query in time
+// and its job store works; 503 otherwise, with code store_unavailable when
+// the store is failing (every submission would be refused).
 func (g *Gateway) serveHealth(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), pingTimeout)
 	defer cancel()
-	if err := g.b.Ping(ctx); err != nil {
+	err := g.b.Ping(ctx)
+	switch {
+	case err == nil:
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	case errors.Is(err, ErrStoreFailing):
+		g.log.Warn().Err(err).Msg("health check: job store failing")
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{
+			"status": "unavailable",
+			"code":   protocol.CodeStoreUnavailable,
+			"error":  "the job journal is failing: submissions are refused (see the zmwsd log)",
+		})
+	default:
 		g.log.Warn().Err(err).Msg("health check: broker not answering")
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{
 			"status": "unavailable",
 			"code":   codeUnavailable,
 			"error":  "the broker did not answer in time",
 		})
-		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
 // statusWriter remembers the status of a response for the request log.

@@ -476,10 +476,10 @@ func TestGateway_Health(t *testing.T) {
 	}
 	fb.pingErr = client.ErrTimeout
 	w = serve(g, http.MethodGet, "/healthz", nil)
-	if w.Code != http.StatusServiceUnavailable {
-		t.Errorf("%d %q", w.Code, w.Body.String())
-	}
-	errorOf(t, w)
+	wantError(t, w, http.StatusServiceUnavailable, codeUnavailable)
+	fb.pingErr = fmt.Errorf("%w: disk full", ErrStoreFailing)
+	w = serve(g, http.MethodGet, "/healthz", nil)
+	wantError(t, w, http.StatusServiceUnavailable, protocol.CodeStoreUnavailable)
 }
 
 func TestGateway_Job(t *testing.T) {
