@@ -619,7 +619,7 @@ func TestE2E_HostileInputs(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	fmt.Fprintf(conn, "POST /SYNC-STR-REV HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n", 10<<20)
+	fmt.Fprintf(conn, "POST /SYNC-STR-REV HTTP/1.1\r\nHost: %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n", s.hs.Listener.Addr(), 10<<20)
 	conn.Write([]byte(strings.Repeat("x", 64<<10)))
 	big, err := http.ReadResponse(bufio.NewReader(conn), nil)
 	if err != nil {

@@ -29,6 +29,8 @@ const (
 	codeInternal         = "internal"           // a bug or a socket failure; see the log
 	codeUnauthorized     = "unauthorized"       // no valid bearer token (401)
 	codeForbidden        = "forbidden"          // a valid token without the rights (403)
+	codeWrongHost        = "wrong_host"         // Host is not a name of the gateway (421)
+	codeCrossOrigin      = "cross_origin"       // a page of another origin may not do this (403)
 )
 
 // apiError is an error with the HTTP status and code it is answered with.
@@ -120,6 +122,15 @@ type errorBody struct {
 	ExitCode       *int    `json:"exit_code,omitempty"`
 	Output         *string `json:"output,omitempty"`
 	OutputEncoding string  `json:"output_encoding,omitempty"`
+}
+
+// clip bounds a peer's string quoted in an error or a log line.
+func clip(s string) string {
+	const max = 200
+	if len(s) > max {
+		return s[:max] + "..."
+	}
+	return s
 }
 
 func writeError(w http.ResponseWriter, status int, code, msg string) {
