@@ -197,6 +197,13 @@ type Broker struct {
 	dirty        []*job       // jobs changed since the last Flush
 	flushed      []*job       // jobs of the batch being committed
 	batch, spare *store.Batch // records being gathered; the one last flushed
+	flushedEmpty bool         // the last flushed batch held no records
+
+	// storeErr is the error of the last commit when it failed (Rejected),
+	// since storeFailed; both are cleared when a batch with records is
+	// committed. SERVER-HEALTH reports them.
+	storeErr    string
+	storeFailed time.Time
 
 	out []protocol.Envelope
 

@@ -46,6 +46,7 @@ func (b *Broker) Flush() *store.Batch {
 	b.batch, b.spare = b.spare, out
 	b.batch.Reset()
 	b.flushed = append(b.flushed[:0], b.dirty...)
+	b.flushedEmpty = len(b.dirty) == 0 && len(out.Services) == 0 && len(out.Deletes) == 0
 	for _, j := range b.dirty {
 		j.dirty, j.flushed = false, true
 		out.Jobs = append(out.Jobs, j.record())
@@ -56,8 +57,13 @@ func (b *Broker) Flush() *store.Batch {
 }
 
 // Committed is told that the last flushed batch is durable: the IDs of its
-// jobs may be handed out.
+// jobs may be handed out. A batch with records in it also shows the store
+// works again (an empty one is not written at all).
 func (b *Broker) Committed() {
+	if !b.flushedEmpty && !b.storeFailed.IsZero() {
+		b.log.Info().Str("since", b.storeFailed.Format(time.RFC3339)).Msg("job store commits again")
+		b.storeErr, b.storeFailed = "", time.Time{}
+	}
 	for _, j := range b.flushed {
 		b.settle(j)
 	}
@@ -85,6 +91,10 @@ func (b *Broker) settle(j *job) {
 // started. The caller drops the Durable envelopes it held for that batch.
 func (b *Broker) Rejected(now time.Time, err error) []protocol.Envelope {
 	b.out = b.out[:0]
+	if b.storeFailed.IsZero() {
+		b.storeFailed = now
+	}
+	b.storeErr = err.Error()
 	for _, j := range b.flushed {
 		if j.awaitingCommit() {
 			b.refuse(*j.x.reply, protocol.CodeStoreUnavailable, fmt.Sprintf("job not accepted: the job store failed: %v", err))
@@ -103,6 +113,19 @@ func (b *Broker) Rejected(now time.Time, err error) []protocol.Envelope {
 	b.flushed = b.flushed[:0]
 	b.log.Error().Err(err).Msg("job store commit failed: submissions refused")
 	return b.out
+}
+
+// Health is the broker's own state, as SERVER-HEALTH reports it (with the
+// store's error, which the query shows to admins only).
+func (b *Broker) Health() protocol.HealthInfo {
+	switch {
+	case !b.cfg.Durable:
+		return protocol.HealthInfo{Store: protocol.StoreNone}
+	case b.storeFailed.IsZero():
+		return protocol.HealthInfo{Store: protocol.StoreOK}
+	}
+	since := b.storeFailed
+	return protocol.HealthInfo{Store: protocol.StoreFailing, StoreError: b.storeErr, StoreFailedSince: &since}
 }
 
 // Restore loads what a store kept: every service ever seen; the unfinished

@@ -1,6 +1,7 @@
 package broker_test
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -246,5 +247,50 @@ func TestBroker_InputFramesKeptAsSent(t *testing.T) {
 		if _, _, body := dispatched(t, one(t, out, protocol.ToWorker, "w1")); show(body) != want {
 			t.Errorf("input %s dispatched after a restore as %s", want, show(body))
 		}
+	}
+}
+
+// TestBroker_HealthReportsFailingStore: SERVER-HEALTH says the store is
+// failing from a rejected commit until a commit with records succeeds; an
+// empty batch (never written) proves nothing.
+func TestBroker_HealthReportsFailingStore(t *testing.T) {
+	health := func(t *testing.T, b *broker.Broker) protocol.HealthInfo {
+		t.Helper()
+		_, md, rest := clientReply(t, one(t, b.HandleClient(t0, "q", "", zreq(protocol.ServerHealth, nil)), protocol.ToClient, "q"))
+		if md.Status != protocol.StatusComplete || len(rest) != 1 {
+			t.Fatalf("SERVER-HEALTH: %+v %q", md, rest)
+		}
+		var h protocol.HealthInfo
+		if err := json.Unmarshal(rest[0], &h); err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+	if h := health(t, newBroker(t, broker.Config{})); h.Store != protocol.StoreNone {
+		t.Fatalf("without a store: %+v", h)
+	}
+	b := newBroker(t, broker.Config{Durable: true})
+	if h := health(t, b); h.Store != protocol.StoreOK {
+		t.Fatalf("before any commit: %+v", h)
+	}
+	b.HandleWorker(t0, "w1", "", readyZ("S"))
+	b.HandleClient(t0, "c", "", zreq("S", nil))
+	b.Flush()
+	b.Rejected(at(time.Second), errors.New("no space left on device"))
+	h := health(t, b)
+	if h.Store != protocol.StoreFailing || h.StoreError != "no space left on device" ||
+		h.StoreFailedSince == nil || !h.StoreFailedSince.Equal(at(time.Second)) {
+		t.Fatalf("after a rejected commit: %+v", h)
+	}
+	b.Flush() // nothing in it
+	b.Committed()
+	if h := health(t, b); h.Store != protocol.StoreFailing {
+		t.Fatalf("an empty batch cleared the failure: %+v", h)
+	}
+	b.HandleClient(t0, "c", "", zreq("S", nil))
+	b.Flush()
+	b.Committed()
+	if h := health(t, b); h.Store != protocol.StoreOK || h.StoreError != "" || h.StoreFailedSince != nil {
+		t.Fatalf("after a good commit: %+v", h)
 	}
 }

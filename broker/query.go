@@ -13,8 +13,8 @@ import (
 // query answers the SERVER-* introspection services with JSON.
 func (b *Broker) query(now time.Time, r request, body [][]byte) {
 	switch r.service {
-	case protocol.ServerServices, protocol.ServerJob:
-		// Open to every key; SERVER-JOB checks the job's service below.
+	case protocol.ServerServices, protocol.ServerJob, protocol.ServerHealth:
+		// Open to every key; SERVER-JOB checks the job's owner below.
 	default:
 		if !b.mayAdmin(r) {
 			return
@@ -42,6 +42,12 @@ func (b *Broker) query(now time.Time, r request, body [][]byte) {
 			all = mine
 		}
 		v = all
+	case protocol.ServerHealth:
+		h := b.Health()
+		if b.cfg.Access != nil && r.user != "" && !b.cfg.Access.MayAdmin(r.user) {
+			h.StoreError = ""
+		}
+		v = h
 	case protocol.ServerCancel, protocol.ServerRetry:
 		if len(body) == 0 || len(body[0]) == 0 {
 			b.refuse(r, protocol.CodeBadRequest, r.service+" needs a job ID frame")
@@ -90,7 +96,7 @@ func (b *Broker) query(now time.Time, r request, body [][]byte) {
 		v = map[string]string{"reloaded": "ok"}
 	default:
 		b.refuse(r, protocol.CodeUnknownService, "no introspection service "+r.service+
-			" (try SERVER-WORKERS, SERVER-JOBS, SERVER-ACTIVE, SERVER-QUEUE, SERVER-SERVICES, SERVER-JOB, SERVER-CANCEL, SERVER-RETRY, SERVER-RELOAD, SERVER-FORGET)")
+			" (try SERVER-WORKERS, SERVER-JOBS, SERVER-ACTIVE, SERVER-QUEUE, SERVER-SERVICES, SERVER-JOB, SERVER-CANCEL, SERVER-RETRY, SERVER-RELOAD, SERVER-FORGET, SERVER-HEALTH)")
 		return
 	}
 	payload, err := json.Marshal(v)

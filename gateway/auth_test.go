@@ -76,7 +76,7 @@ func TestGateway_Tokens(t *testing.T) {
 	ts, toks := testTokens(t)
 	var logs syncBuffer
 	fb := authBackend()
-	g, err := New(Config{Backend: fb, Tokens: ts, CORS: []string{"https://app.example"},
+	g, err := New(Config{Backend: fb, Tokens: ts, CORS: []string{"https://app.example"}, Hosts: []string{"example.com"},
 		Logger: zerolog.New(&logs).Level(zerolog.DebugLevel)})
 	if err != nil {
 		t.Fatal(err)

@@ -26,11 +26,15 @@
 //	GET|POST /SYNC-NAME, /SYNC:NAME the output, streamed; outcome in headers or trailers
 //	GET /SERVER-WORKERS, -JOBS, -ACTIVE, -QUEUE, -SERVICES   the broker's JSON
 //	GET /jobs/{id}[?wait=30s]      the job's state, optionally after waiting for its end
-//	GET /healthz                   200 when the broker answers, 503 otherwise
+//	GET /healthz                   200 when the broker answers and its journal works, 503 otherwise
 //
 // Parameters come from the query string and from a form or JSON object
 // body; any other body is the job's input. Errors are JSON
 // {"error": "...", "code": "..."} with a status that says what went wrong.
+//
+// Requests whose Host names no address of the gateway (Config.Hosts adds
+// names) get 421, and browser requests from another origin that run or
+// change jobs get 403 unless Config.CORS allows the origin (origin.go).
 //
 // With Config.Tokens every route but /healthz (and OPTIONS) needs an
 // "Authorization: Bearer <token>" header whose token's auth.Rights cover the

@@ -24,6 +24,7 @@ import (
 	"github.com/zmws/zmws/internal/zmqtest"
 	"github.com/zmws/zmws/protocol"
 	"github.com/zmws/zmws/server"
+	"github.com/zmws/zmws/store"
 	"github.com/zmws/zmws/worker"
 )
 
@@ -48,6 +49,13 @@ func newStack(t *testing.T, cfg Config) *stack {
 // newStackPool is newStack with pool settings (the endpoints are set here).
 func newStackPool(t *testing.T, cfg Config, pcfg PoolConfig) *stack {
 	t.Helper()
+	return newStackStore(t, cfg, pcfg, nil)
+}
+
+// newStackStore is newStackPool with a job store for the server (nil:
+// none).
+func newStackStore(t *testing.T, cfg Config, pcfg PoolConfig, st store.Store) *stack {
+	t.Helper()
 	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel)
 	name := rand.Text() // unique per test, across -count runs
 	clients, events := "inproc://gw-clients-"+name, "inproc://gw-events-"+name
@@ -58,6 +66,8 @@ func newStackPool(t *testing.T, cfg Config, pcfg PoolConfig) *stack {
 		EventsInproc: events,
 		Broker:       broker.Config{Heartbeat: 100 * time.Millisecond, Liveness: 20},
 		Logger:       log,
+		Store:        st,
+		CommitDelay:  -1,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -141,6 +151,22 @@ func (s *stack) get(t *testing.T, path string) (*http.Response, string) {
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
 		t.Fatalf("GET %s: read body: %v", path, err)
+	}
+	return resp, string(b)
+}
+
+// post sends a POST with a body to the gateway and returns the response
+// with its body read.
+func (s *stack) post(t *testing.T, path, ctype, body string) (*http.Response, string) {
+	t.Helper()
+	resp, err := s.hs.Client().Post(s.hs.URL+path, ctype, strings.NewReader(body))
+	if err != nil {
+		t.Fatalf("POST %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("POST %s: read body: %v", path, err)
 	}
 	return resp, string(b)
 }
@@ -250,6 +276,56 @@ func TestE2E_MustShow1(t *testing.T) {
 	}
 	if resp, body := s.get(t, "/healthz"); resp.StatusCode != http.StatusOK {
 		t.Errorf("healthz: %d %s", resp.StatusCode, body)
+	}
+}
+
+// failingStore is a Memory store whose commits fail while fail is set.
+type failingStore struct {
+	*store.Memory
+	mu   sync.Mutex
+	fail bool
+}
+
+func (f *failingStore) set(fail bool) {
+	f.mu.Lock()
+	f.fail = fail
+	f.mu.Unlock()
+}
+
+func (f *failingStore) Commit(b *store.Batch) error {
+	f.mu.Lock()
+	fail := f.fail
+	f.mu.Unlock()
+	if fail {
+		return errors.New("no space left on device")
+	}
+	return f.Memory.Commit(b)
+}
+
+// TestE2E_HealthSaysStoreFailing: while the job journal refuses every job,
+// /healthz is 503 store_unavailable, not 200; once a commit succeeds it is
+// 200 again.
+func TestE2E_HealthSaysStoreFailing(t *testing.T) {
+	st := &failingStore{Memory: store.NewMemory()}
+	s := newStackStore(t, Config{}, PoolConfig{}, st)
+	s.worker(t, "S", 1, func(ctx context.Context, j *worker.Job) ([]byte, error) { return nil, nil })
+	if resp, body := s.get(t, "/healthz"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("healthz before: %d %s", resp.StatusCode, body)
+	}
+	st.set(true)
+	if resp, body := s.post(t, "/S", "text/plain", "x"); resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("submission to a failing store: %d %s", resp.StatusCode, body)
+	}
+	resp, body := s.get(t, "/healthz")
+	if resp.StatusCode != http.StatusServiceUnavailable || decodeJSON[map[string]string](t, body)["code"] != protocol.CodeStoreUnavailable {
+		t.Fatalf("healthz while the store fails: %d %s", resp.StatusCode, body)
+	}
+	st.set(false)
+	if resp, body := s.post(t, "/S", "text/plain", "x"); resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("submission after: %d %s", resp.StatusCode, body)
+	}
+	if resp, body := s.get(t, "/healthz"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("healthz after: %d %s", resp.StatusCode, body)
 	}
 }
 
@@ -543,7 +619,7 @@ func TestE2E_HostileInputs(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	fmt.Fprintf(conn, "POST /SYNC-STR-REV HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n", 10<<20)
+	fmt.Fprintf(conn, "POST /SYNC-STR-REV HTTP/1.1\r\nHost: %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n", s.hs.Listener.Addr(), 10<<20)
 	conn.Write([]byte(strings.Repeat("x", 64<<10)))
 	big, err := http.ReadResponse(bufio.NewReader(conn), nil)
 	if err != nil {

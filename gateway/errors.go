@@ -21,6 +21,7 @@ const (
 	codeNotFound         = protocol.CodeNotFound // no such path or job
 	codeBadRequest       = protocol.CodeBadRequest
 	codeTooLarge         = "too_large"          // body past Config.MaxBody
+	codeRequestTimeout   = "request_timeout"    // the body did not arrive within Config.ReadTimeout (408)
 	codeMethodNotAllowed = "method_not_allowed" // see the Allow header
 	codeUnavailable      = "unavailable"        // the broker did not answer in time
 	codeBusy             = "busy"               // every broker client in use
@@ -28,6 +29,8 @@ const (
 	codeInternal         = "internal"           // a bug or a socket failure; see the log
 	codeUnauthorized     = "unauthorized"       // no valid bearer token (401)
 	codeForbidden        = "forbidden"          // a valid token without the rights (403)
+	codeWrongHost        = "wrong_host"         // Host is not a name of the gateway (421)
+	codeCrossOrigin      = "cross_origin"       // a page of another origin may not do this (403)
 )
 
 // apiError is an error with the HTTP status and code it is answered with.
@@ -100,6 +103,10 @@ func (g *Gateway) fail(w http.ResponseWriter, r *http.Request, err error) {
 	default:
 		g.log.Debug().Err(err).Str("path", r.URL.Path).Int("status", e.status).Msg("request refused")
 	}
+	if e.status == http.StatusRequestTimeout {
+		// The rest of a late body may still come: not on this connection.
+		w.Header().Set("Connection", "close")
+	}
 	if e.status == http.StatusTooManyRequests || e.code == codeBusy {
 		w.Header().Set("Retry-After", "1")
 	}
@@ -115,6 +122,15 @@ type errorBody struct {
 	ExitCode       *int    `json:"exit_code,omitempty"`
 	Output         *string `json:"output,omitempty"`
 	OutputEncoding string  `json:"output_encoding,omitempty"`
+}
+
+// clip bounds a peer's string quoted in an error or a log line.
+func clip(s string) string {
+	const max = 200
+	if len(s) > max {
+		return s[:max] + "..."
+	}
+	return s
 }
 
 func writeError(w http.ResponseWriter, status int, code, msg string) {

@@ -101,6 +101,10 @@ func (f *fakeBackend) Ping(ctx context.Context) error { return f.pingErr }
 func newGateway(t *testing.T, fb *fakeBackend, cfg Config) *Gateway {
 	t.Helper()
 	cfg.Backend = fb
+	if cfg.Hosts == nil {
+		// httptest.NewRequest's Host, on no connection.
+		cfg.Hosts = []string{"example.com"}
+	}
 	cfg.Logger = zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.DebugLevel)
 	g, err := New(cfg)
 	if err != nil {

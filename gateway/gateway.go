@@ -63,7 +63,9 @@ type Backend interface {
 	// watching. Announcements can be missed, so a waiter re-checks with Job
 	// now and then.
 	WatchJob(id string) (finished <-chan struct{}, stop func())
-	// Ping returns nil when the broker answers a cheap query.
+	// Ping returns nil when the broker answers a cheap query and can take
+	// jobs; an error matching ErrStoreFailing when it answers but its job
+	// store is failing.
 	Ping(ctx context.Context) error
 }
 
@@ -77,6 +79,11 @@ type Config struct {
 	// CORS lists the origins (scheme://host[:port]) that browsers may call
 	// the gateway from, or "*" for any. Empty: no CORS headers.
 	CORS []string
+	// Hosts lists the names (DNS names or IP addresses, no port) requests
+	// may carry in Host besides the address each connection arrived on (and
+	// localhost on loopback); other Hosts get 421, except on /healthz. "*"
+	// allows any Host. See origin.go: this keeps DNS rebinding out.
+	Hosts []string
 	// Tokens, when set, closes every route but /healthz (and OPTIONS) to
 	// requests without a valid bearer token, and limits each token to its
 	// rights (see docs/HTTP.md, "Tokens and TLS"). Nil: everything is open
@@ -113,6 +120,7 @@ type Gateway struct {
 	b      Backend
 	log    zerolog.Logger
 	cors   corsPolicy
+	hosts  hostPolicy
 	tokens Tokens // nil: no tokens, everything open
 }
 
@@ -139,6 +147,10 @@ func New(cfg Config) (*Gateway, error) {
 	if err != nil {
 		return nil, err
 	}
+	hosts, err := newHostPolicy(cfg.Hosts)
+	if err != nil {
+		return nil, err
+	}
 	// A nil pointer in the interface is a mistake, not "no tokens": fail
 	// closed rather than open.
 	switch t := cfg.Tokens.(type) {
@@ -156,6 +168,7 @@ func New(cfg Config) (*Gateway, error) {
 		b:      cfg.Backend,
 		log:    cfg.Logger.With().Str("component", "gateway").Logger(),
 		cors:   cors,
+		hosts:  hosts,
 		tokens: cfg.Tokens,
 	}, nil
 }
@@ -300,6 +313,15 @@ func (g *Gateway) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	}()
 	kind, arg := route(r.URL.Path)
 	allow := kind.allow()
+	// /healthz answers supervisors and load balancers whatever name they
+	// use: it runs nothing and tells only ok or unavailable.
+	if kind != routeHealth && !g.hosts.allows(r) {
+		g.log.Warn().Str("host", r.Host).Str("method", r.Method).Str("path", r.URL.Path).
+			Str("remote", r.RemoteAddr).Msg("http request for another host refused")
+		writeError(w, http.StatusMisdirectedRequest, codeWrongHost,
+			fmt.Sprintf("Host %q is not a name of this gateway (it answers the address it is reached on, localhost on loopback, and the names of --http-host)", clip(r.Host)))
+		return
+	}
 	g.cors.apply(w.Header(), r)
 	if kind == routeNotFound {
 		writeError(w, http.StatusNotFound, codeNotFound, "no such path: "+r.URL.Path+
@@ -317,6 +339,15 @@ func (g *Gateway) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusMethodNotAllowed, codeMethodNotAllowed,
 			fmt.Sprintf("method %s is not allowed on %s (allowed: %s)", r.Method, r.URL.Path, allow))
 		return
+	}
+	if unsafeRequest(r, kind) {
+		if o := g.crossOrigin(r); o != "" {
+			g.log.Warn().Str("origin", clip(o)).Str("method", r.Method).Str("path", r.URL.Path).
+				Str("remote", r.RemoteAddr).Msg("http cross-origin request refused")
+			writeError(w, http.StatusForbidden, codeCrossOrigin,
+				fmt.Sprintf("%s %s from %q refused: another origin may not run jobs or change them here (allow it with --http-cors)", r.Method, r.URL.Path, clip(o)))
+			return
+		}
 	}
 	// Preflights (above) carry no credentials, and /healthz is for probes.
 	if kind != routeHealth {
@@ -403,20 +434,31 @@ func (g *Gateway) serveQuery(w http.ResponseWriter, r *http.Request, service str
 	w.Write([]byte("\n"))
 }
 
-// serveHealth answers 200 when the broker answers a cheap query in time.
+// serveHealth answers 200 when the broker answers a cheap query in time
+// and its job store works; 503 otherwise, with code store_unavailable when
+// the store is failing (every submission would be refused).
 func (g *Gateway) serveHealth(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), pingTimeout)
 	defer cancel()
-	if err := g.b.Ping(ctx); err != nil {
+	err := g.b.Ping(ctx)
+	switch {
+	case err == nil:
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	case errors.Is(err, ErrStoreFailing):
+		g.log.Warn().Err(err).Msg("health check: job store failing")
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{
+			"status": "unavailable",
+			"code":   protocol.CodeStoreUnavailable,
+			"error":  "the job journal is failing: submissions are refused (see the zmwsd log)",
+		})
+	default:
 		g.log.Warn().Err(err).Msg("health check: broker not answering")
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{
 			"status": "unavailable",
 			"code":   codeUnavailable,
 			"error":  "the broker did not answer in time",
 		})
-		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
 // statusWriter remembers the status of a response for the request log.

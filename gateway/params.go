@@ -7,12 +7,15 @@ import (
 	"io"
 	"mime"
 	"mime/multipart"
+	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 
 	"github.com/zmws/zmws/client"
+	"github.com/zmws/zmws/protocol"
 )
 
 // inputField is the multipart/form-data file field whose content becomes the
@@ -29,7 +32,8 @@ const inputField = "input"
 //   - any other body is the job's input, byte for byte.
 //
 // A key given more than once keeps its last value; a body parameter beats a
-// query one of the same name. The body is read through http.MaxBytesReader,
+// query one of the same name. An empty name, or two names that map to one
+// ZMWS_PARAM_<NAME> variable (protocol.CheckParamNames), are a 400. The body is read through http.MaxBytesReader,
 // so a body past Config.MaxBody ends in an *http.MaxBytesError.
 func (g *Gateway) readRequest(w http.ResponseWriter, r *http.Request) (client.Request, error) {
 	var req client.Request
@@ -56,7 +60,7 @@ func (g *Gateway) readRequest(w http.ResponseWriter, r *http.Request) (client.Re
 	case mediaType == "application/x-www-form-urlencoded":
 		data, err := io.ReadAll(body)
 		if err != nil {
-			return req, err
+			return req, bodyError(err)
 		}
 		form, err := url.ParseQuery(string(data))
 		if err != nil {
@@ -64,13 +68,21 @@ func (g *Gateway) readRequest(w http.ResponseWriter, r *http.Request) (client.Re
 		}
 		addValues(params, form)
 	case mediaType == "multipart/form-data":
-		if req.Input, err = readMultipart(body, mtParams["boundary"], params); err != nil {
+		boundary := mtParams["boundary"]
+		if boundary == "" {
+			return req, badRequest("multipart/form-data without a boundary")
+		}
+		data, err := io.ReadAll(body)
+		if err != nil {
+			return req, bodyError(err)
+		}
+		if req.Input, err = readMultipart(data, boundary, params); err != nil {
 			return req, err
 		}
 	case mediaType == "application/json" || strings.HasSuffix(mediaType, "+json"):
 		data, err := io.ReadAll(body)
 		if err != nil {
-			return req, err
+			return req, bodyError(err)
 		}
 		if err := jsonParams(data, params); err != nil {
 			return req, err
@@ -78,11 +90,16 @@ func (g *Gateway) readRequest(w http.ResponseWriter, r *http.Request) (client.Re
 	default:
 		data, err := io.ReadAll(body)
 		if err != nil {
-			return req, err
+			return req, bodyError(err)
 		}
 		if len(data) > 0 {
 			req.Input = data
 		}
+	}
+	// A command gets each parameter as ZMWS_PARAM_<NAME>: two names for
+	// one variable would let one silently replace the other.
+	if err := protocol.CheckParamNames(params); err != nil {
+		return req, badRequest("%v", err)
 	}
 	if len(params) > 0 {
 		req.Params = params
@@ -163,12 +180,16 @@ func jsonKind(v any) string {
 }
 
 // readMultipart adds the value fields of a multipart/form-data body to
-// params and returns the content of its "input" file field, if any.
-func readMultipart(body io.Reader, boundary string, params map[string]string) ([]byte, error) {
-	if boundary == "" {
-		return nil, badRequest("multipart/form-data without a boundary")
+// params and returns the content of its "input" file field, if any. The
+// body must end with its close delimiter ("--" boundary "--", RFC 2046
+// §5.1.1): mime/multipart takes a body without any boundary line, or one cut
+// after a part, for a form with no more parts.
+func readMultipart(data []byte, boundary string, params map[string]string) ([]byte, error) {
+	closing := []byte("--" + boundary + "--")
+	if !bytes.HasPrefix(data, closing) && !bytes.Contains(data, append([]byte("\n"), closing...)) {
+		return nil, badRequest("malformed multipart body: no closing boundary --%s--", boundary)
 	}
-	mr := multipart.NewReader(body, boundary)
+	mr := multipart.NewReader(bytes.NewReader(data), boundary)
 	var input []byte
 	for {
 		p, err := mr.NextPart()
@@ -176,11 +197,11 @@ func readMultipart(body io.Reader, boundary string, params map[string]string) ([
 			return input, nil
 		}
 		if err != nil {
-			return nil, multipartError(err)
+			return nil, badRequest("malformed multipart body: %v", err)
 		}
 		data, err := io.ReadAll(p)
 		if err != nil {
-			return nil, multipartError(err)
+			return nil, badRequest("malformed multipart body: %v", err)
 		}
 		name := p.FormName()
 		switch {
@@ -196,12 +217,20 @@ func readMultipart(body io.Reader, boundary string, params map[string]string) ([
 	}
 }
 
-// multipartError keeps a body-size error as it is (413) and makes anything
-// else a 400.
-func multipartError(err error) error {
+// bodyError maps an error from reading a request body: past Config.MaxBody
+// stays an *http.MaxBytesError (413); the read deadline (Config.ReadTimeout)
+// passing is 408, the client being too slow; anything else (a body shorter
+// than its Content-Length, broken chunked encoding) is 400. Input never
+// makes a 500.
+func bodyError(err error) error {
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
 		return err
 	}
-	return badRequest("malformed multipart body: %v", err)
+	var ne net.Error
+	if errors.Is(err, os.ErrDeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
+		return &apiError{http.StatusRequestTimeout, codeRequestTimeout,
+			"the request body did not arrive within the read timeout"}
+	}
+	return badRequest("truncated or malformed request body: %v", err)
 }

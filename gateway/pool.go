@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -30,6 +31,9 @@ var (
 	ErrClosed = errors.New("gateway: pool closed")
 	// ErrBusy: MaxClients requests were in flight for a whole Timeout.
 	ErrBusy = errors.New("gateway: every broker client is busy")
+	// ErrStoreFailing: the broker answers, but its job store failed its
+	// last commit, so it refuses submissions (Ping).
+	ErrStoreFailing = errors.New("gateway: the broker's job store is failing")
 )
 
 // PoolConfig configures a Pool. Zero values mean the defaults.
@@ -276,13 +280,22 @@ func (p *Pool) Retry(ctx context.Context, id string) (info protocol.JobInfo, err
 	return info, err
 }
 
-// Ping implements Backend with 8/MMI mmi.service, which the broker answers
-// from memory.
+// Ping implements Backend with SERVER-HEALTH, which the broker answers
+// from memory: an error matching ErrStoreFailing (with the store's error)
+// while the broker's last commit to its job store failed.
 func (p *Pool) Ping(ctx context.Context) error {
-	return p.with(ctx, func(c *client.Client) error {
-		_, err := c.ServiceStatus(ctx, "healthz")
+	body, err := p.Query(ctx, protocol.ServerHealth)
+	if err != nil {
 		return err
-	})
+	}
+	var h protocol.HealthInfo
+	if err := json.Unmarshal(body, &h); err != nil {
+		return fmt.Errorf("query %s: %v: %w", protocol.ServerHealth, err, client.ErrBadReply)
+	}
+	if h.Store == protocol.StoreFailing {
+		return fmt.Errorf("%w since %v: %s", ErrStoreFailing, h.StoreFailedSince, h.StoreError)
+	}
+	return nil
 }
 
 // WatchJob implements Backend.

@@ -37,6 +37,7 @@ const (
 	ServerRetry    = "SERVER-RETRY"  // body [id]: queue a failed job again
 	ServerReload   = "SERVER-RELOAD" // admin: read the authorized keys again
 	ServerForget   = "SERVER-FORGET" // body [name]: forget a service with no worker and no job
+	ServerHealth   = "SERVER-HEALTH" // the broker's own state (HealthInfo): is its job store failing
 )
 
 // FailFrame is the first body frame of a failure reply to a stock MDP client
@@ -391,6 +392,25 @@ type QueueInfo struct {
 	Oldest  string    `json:"oldest,omitempty"` // ID of the job at the head
 	Since   time.Time `json:"since,omitzero"`   // when the head job was created
 	Jobs    []string  `json:"jobs"`             // up to the first 100 queued job IDs
+}
+
+// Values of HealthInfo.Store. Wire-visible, never changed.
+const (
+	StoreNone    = "none"    // no job store: jobs are kept in memory only
+	StoreOK      = "ok"      // the last commit succeeded (or none was needed yet)
+	StoreFailing = "failing" // the last commit failed: submissions are refused
+)
+
+// HealthInfo is the answer of SERVER-HEALTH, open to every key. Store is
+// StoreFailing from a failed commit until a later one, with records in it,
+// succeeds (the next submission or job end that reaches the store).
+type HealthInfo struct {
+	Store string `json:"store"`
+	// StoreError is the failed commit's error; sent to admins only (it may
+	// name files).
+	StoreError string `json:"store_error,omitempty"`
+	// StoreFailedSince is when commits began to fail.
+	StoreFailedSince *time.Time `json:"store_failed_since,omitempty"`
 }
 
 // ServiceInfo is one entry of SERVER-SERVICES.

@@ -4,6 +4,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/zmws/zmws/protocol"
 )
 
 // maxEnvValue bounds a parameter value copied into ZMWS_PARAM_<NAME>: Linux
@@ -17,27 +19,14 @@ const (
 	EnvJobID       = "ZMWS_JOB_ID"
 	EnvService     = "ZMWS_SERVICE"
 	EnvAttempt     = "ZMWS_ATTEMPT"
-	EnvParamPrefix = "ZMWS_PARAM_"
+	EnvParamPrefix = protocol.ParamEnvPrefix
 )
 
-// ParamEnvName returns the variable that carries parameter name: "ZMWS_PARAM_"
-// and the name upper-cased, with each character that is not an ASCII letter
-// or digit replaced by "_".
-func ParamEnvName(name string) string {
-	var b strings.Builder
-	b.WriteString(EnvParamPrefix)
-	for _, r := range name {
-		switch {
-		case r >= 'a' && r <= 'z':
-			b.WriteRune(r - 'a' + 'A')
-		case r >= 'A' && r <= 'Z', r >= '0' && r <= '9':
-			b.WriteRune(r)
-		default:
-			b.WriteByte('_')
-		}
-	}
-	return b.String()
-}
+// ParamEnvName returns the variable that carries parameter name:
+// protocol.ParamEnvName, "ZMWS_PARAM_" and the name upper-cased, with each
+// character that is not an ASCII letter or digit replaced by "_". The
+// gateway refuses two names that map to one variable.
+func ParamEnvName(name string) string { return protocol.ParamEnvName(name) }
 
 // inherits reports whether variable name passes the allow-list: an exact
 // name, a PREFIX*, or "*".

@@ -42,6 +42,7 @@ type CLI struct {
 	HTTPBind        string        `name:"http-bind" help:"Address the HTTP gateway listens on (host:port); empty disables it." default:"127.0.0.1:5580" env:"ZMWSD_HTTP_BIND"`
 	HTTPMaxBody     int64         `name:"http-max-body" help:"Largest HTTP request body, in bytes; larger ones get 413." default:"1048576" env:"ZMWSD_HTTP_MAX_BODY"`
 	HTTPCORS        []string      `name:"http-cors" help:"Origins browsers may call the HTTP gateway from (scheme://host[:port], comma-separated), or *; none by default." env:"ZMWSD_HTTP_CORS"`
+	HTTPHost        []string      `name:"http-host" help:"A name (DNS name or IP, no port) the HTTP gateway answers besides the address it is reached on and, on loopback, localhost; repeatable or comma-separated; * for any. Other Host headers get 421 (DNS rebinding)." env:"ZMWSD_HTTP_HOST" placeholder:"NAME"`
 	HTTPTokens      string        `name:"http-tokens" help:"Tokens file (TOML; zmws token add writes it): every HTTP route but /healthz then needs a bearer token. Reloaded on SIGHUP." env:"ZMWSD_HTTP_TOKENS" placeholder:"FILE"`
 	HTTPTLSCert     string        `name:"http-tls-cert" help:"PEM certificate (chain) for HTTPS on --http-bind; needs --http-tls-key. Reloaded on SIGHUP." env:"ZMWSD_HTTP_TLS_CERT" placeholder:"FILE"`
 	HTTPTLSKey      string        `name:"http-tls-key" help:"PEM private key of --http-tls-cert." env:"ZMWSD_HTTP_TLS_KEY" placeholder:"FILE"`
@@ -118,9 +119,9 @@ func run(ctx context.Context, cli CLI, logw io.Writer, ready func(srv *server.Se
 		}
 		defer pool.Close()
 		gw, err = gateway.New(gateway.Config{Backend: pool, MaxBody: cli.HTTPMaxBody, CORS: cli.HTTPCORS,
-			Tokens: tokens, TLS: certs, Logger: log})
+			Hosts: cli.HTTPHost, Tokens: tokens, TLS: certs, Logger: log})
 		if err != nil {
-			return fmt.Errorf("--http-cors: %w", err)
+			return fmt.Errorf("--http-cors or --http-host: %w", err)
 		}
 		if ln, err = net.Listen("tcp", cli.HTTPBind); err != nil {
 			return fmt.Errorf("http gateway: listen on --http-bind %s: %w", cli.HTTPBind, err)

@@ -141,6 +141,60 @@ func httpGet(t *testing.T, url string) (int, string) {
 	return resp.StatusCode, strings.TrimSpace(string(b))
 }
 
+// TestRun_CrossSiteRefused: the real zmwsd on loopback answers a rebound
+// name with 421 and a cross-origin form POST with 403 (no job in either
+// case); a --http-host name, loopback names and curl-like requests pass,
+// and /healthz answers any Host.
+func TestRun_CrossSiteRefused(t *testing.T) {
+	cli := parse(t, "--client-bind=tcp://127.0.0.1:*", "--worker-bind=tcp://127.0.0.1:*",
+		"--events-bind=", "--data-dir=", "--http-bind=127.0.0.1:0", "--http-host=zmws.example")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	_, httpAddr, done := start(t, ctx, cli, io.Discard)
+	defer func() {
+		cancel()
+		<-done
+	}()
+	do := func(method, host, path string, headers ...string) (int, string) {
+		t.Helper()
+		req, err := http.NewRequest(method, "http://"+httpAddr+path, strings.NewReader("a=1"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Host = host
+		for i := 0; i+1 < len(headers); i += 2 {
+			req.Header.Set(headers[i], headers[i+1])
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		var e map[string]string
+		json.Unmarshal(b, &e)
+		return resp.StatusCode, e["code"]
+	}
+	_, port, _ := net.SplitHostPort(httpAddr)
+	for _, tc := range []struct {
+		method, host, path string
+		headers            []string
+		status             int
+		code               string
+	}{
+		{"GET", "attacker.example:" + port, "/SYNC-NOPE", []string{"Origin", "http://attacker.example:" + port}, 421, "wrong_host"},
+		{"GET", "attacker.example", "/healthz", nil, 200, ""},
+		{"POST", httpAddr, "/NOPE", []string{"Origin", "https://attacker.example", "Content-Type", "application/x-www-form-urlencoded"}, 403, "cross_origin"},
+		{"POST", httpAddr, "/NOPE", []string{"Origin", "http://" + httpAddr}, 404, "unknown_service"},
+		{"POST", "localhost:" + port, "/NOPE", nil, 404, "unknown_service"},
+		{"GET", "zmws.example", "/SYNC-NOPE", nil, 404, "unknown_service"},
+	} {
+		if status, code := do(tc.method, tc.host, tc.path, tc.headers...); status != tc.status || code != tc.code {
+			t.Errorf("%s %s Host %s %v: %d %s, want %d %s", tc.method, tc.path, tc.host, tc.headers, status, code, tc.status, tc.code)
+		}
+	}
+}
+
 func TestRun_Errors(t *testing.T) {
 	busy, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -155,6 +209,7 @@ func TestRun_Errors(t *testing.T) {
 		{[]string{"--liveness=0"}, "must be positive"},
 		{[]string{"--http-max-body=0"}, "--http-max-body must be positive"},
 		{[]string{"--http-cors=example.com"}, "--http-cors"},
+		{[]string{"--http-host=a/b"}, "--http-host"},
 		{[]string{"--http-bind=" + busy.Addr().String()}, "http gateway: listen on --http-bind " + busy.Addr().String()},
 		{[]string{"--http-bind=nonsense"}, "http gateway: listen"},
 		{[]string{"--client-bind=tcp://256.0.0.1:1", "--insecure", "--http-bind=127.0.0.1:0"}, "bind client endpoint"},
@@ -177,6 +232,10 @@ func TestCLI_Environment(t *testing.T) {
 		cli.HTTPBind != "127.0.0.1:5580" || cli.HTTPMaxBody != 2048 ||
 		!reflect.DeepEqual(cli.HTTPCORS, []string{"https://a.example", "http://localhost:3000"}) {
 		t.Fatalf("%+v", cli)
+	}
+	t.Setenv("ZMWSD_HTTP_HOST", "zmws.example,10.0.0.5")
+	if cli := parse(t); !reflect.DeepEqual(cli.HTTPHost, []string{"zmws.example", "10.0.0.5"}) {
+		t.Errorf("ZMWSD_HTTP_HOST: %q", cli.HTTPHost)
 	}
 	t.Setenv("ZMWSD_HTTP_BIND", "")
 	if cli := parse(t); cli.HTTPBind != "" {
