@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
+
 	"github.com/zmws/zmws/protocol"
 )
 
@@ -243,4 +245,43 @@ func BenchmarkBolt_Load(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "jobs/s")
+}
+
+// BenchmarkBolt_Open opens a journal of ZMWS_BENCH_JOBS queued jobs: bare
+// bbolt (whose open rebuilds the freelist by walking every page), OpenBolt
+// (the header check, bbolt, Tx.Check) and Check (every record too).
+func BenchmarkBolt_Open(b *testing.B) {
+	n := benchJobs(b)
+	path := filepath.Join(b.TempDir(), BoltFile)
+	s, err := OpenBolt(path, BoltOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	fill(b, s, n, smallJob)
+	s.Close()
+	b.Run("bbolt", func(b *testing.B) {
+		for b.Loop() {
+			db, err := bolt.Open(path, 0o600, &bolt.Options{NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
+			if err != nil {
+				b.Fatal(err)
+			}
+			db.Close()
+		}
+	})
+	b.Run("OpenBolt", func(b *testing.B) {
+		for b.Loop() {
+			s, err := OpenBolt(path, BoltOptions{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			s.Close()
+		}
+	})
+	b.Run("Check", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := Check(path, BoltOptions{}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

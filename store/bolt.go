@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sync/atomic"
@@ -83,8 +84,16 @@ var _ Store = (*Bolt)(nil)
 // OpenBolt opens the journal at path, creating it and its directory (mode
 // 0700) when missing. The file is locked for this process: a second OpenBolt
 // on it, from any process, fails with ErrLocked after opts.Timeout. A file
-// that is not a journal fails with ErrCorrupt, one from a newer zmws with
-// ErrFormat.
+// that is not a journal, or is damaged, fails with ErrCorrupt, one from a
+// newer zmws with ErrFormat.
+//
+// Before bbolt maps the file, OpenBolt reads its two meta pages and checks
+// that the file is as long as the high-water mark of the one bbolt will use
+// (a truncated file would crash bbolt); panics inside bbolt while opening
+// become ErrCorrupt. A new journal gets a marker beside it (MarkerFile,
+// zmws.id beside zmws.db), as does an old one that lacks it; while the
+// marker exists, a missing or empty journal is ErrMissing rather than a
+// fresh start.
 func OpenBolt(path string, opts BoltOptions) (*Bolt, error) {
 	if opts.Timeout <= 0 {
 		opts.Timeout = DefaultLockTimeout
@@ -92,7 +101,11 @@ func OpenBolt(path string, opts BoltOptions) (*Bolt, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("store: open journal %s: %w", path, err)
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{
+	st, err := preflight(path)
+	if err != nil {
+		return nil, err
+	}
+	db, err := openDB(path, &bolt.Options{
 		Timeout:         opts.Timeout,
 		InitialMmapSize: opts.InitialMmapSize,
 		MaxSize:         opts.MaxSize,
@@ -104,6 +117,8 @@ func OpenBolt(path string, opts BoltOptions) (*Bolt, error) {
 		FreelistType:   bolt.FreelistMapType,
 	})
 	switch {
+	case errors.Is(err, ErrCorrupt):
+		return nil, err
 	case errors.Is(err, berrors.ErrTimeout):
 		return nil, fmt.Errorf("%w: %s is locked (waited %v)", ErrLocked, path, opts.Timeout)
 	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrVersionMismatch),
@@ -112,37 +127,68 @@ func OpenBolt(path string, opts BoltOptions) (*Bolt, error) {
 	case err != nil:
 		return nil, fmt.Errorf("store: open journal %s: %w", path, err)
 	}
+	if st == journalExisting {
+		// bbolt's own consistency check; doc.go has its cost.
+		if err := checkTree(db, path); err != nil {
+			_ = db.Close()
+			return nil, err
+		}
+	}
 	s := &Bolt{db: db, path: path, chunk: pruneChunk}
 	if err := s.init(); err != nil {
 		_ = db.Close()
 		return nil, err
+	}
+	if _, err := os.Stat(markerPath(path)); errors.Is(err, fs.ErrNotExist) {
+		err = writeMarker(path)
+		if err != nil {
+			_ = db.Close()
+			return nil, err
+		}
 	}
 	return s, nil
 }
 
 // init creates the buckets of a new journal and checks the format of an old one.
 func (s *Bolt) init() error {
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
-		if err != nil {
-			return err
-		}
-		switch v := meta.Get(metaFormat); {
-		case v == nil:
-			if err := meta.Put(metaFormat, []byte{formatV1}); err != nil {
+	// An existing journal in this format is opened without a write; the
+	// Update below makes what is missing and reports what is wrong.
+	ready := false
+	err := guard(s.path, func() error {
+		return s.db.View(func(tx *bolt.Tx) error {
+			if meta := tx.Bucket(bucketMeta); meta != nil && bytes.Equal(meta.Get(metaFormat), []byte{formatV1}) {
+				_, err := s.buckets(tx)
+				ready = err == nil
+			}
+			return nil
+		})
+	})
+	if err != nil || ready {
+		return err
+	}
+	err = guard(s.path, func() error {
+		return s.db.Update(func(tx *bolt.Tx) error {
+			meta, err := tx.CreateBucketIfNotExists(bucketMeta)
+			if err != nil {
 				return err
 			}
-		case len(v) != 1:
-			return fmt.Errorf("%w %s: format field of %d bytes", ErrCorrupt, s.path, len(v))
-		case v[0] != formatV1:
-			return fmt.Errorf("%w %d in %s (this zmws reads format %d)", ErrFormat, v[0], s.path, formatV1)
-		}
-		for _, name := range [][]byte{bucketJobs, bucketServices, bucketKeys, bucketOpen, bucketFinished} {
-			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
-				return err
+			switch v := meta.Get(metaFormat); {
+			case v == nil:
+				if err := meta.Put(metaFormat, []byte{formatV1}); err != nil {
+					return err
+				}
+			case len(v) != 1:
+				return fmt.Errorf("%w %s: format field of %d bytes", ErrCorrupt, s.path, len(v))
+			case v[0] != formatV1:
+				return fmt.Errorf("%w %d in %s (this zmws reads format %d)", ErrFormat, v[0], s.path, formatV1)
 			}
-		}
-		return nil
+			for _, name := range [][]byte{bucketJobs, bucketServices, bucketKeys, bucketOpen, bucketFinished} {
+				if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
 	})
 	if err != nil && !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrFormat) {
 		return fmt.Errorf("store: initialize journal %s: %w", s.path, err)
@@ -334,12 +380,14 @@ func (s *Bolt) view(fn func(bk buckets) error) error {
 	if s.closed.Load() {
 		return ErrClosed
 	}
-	return dbErr(s.db.View(func(tx *bolt.Tx) error {
-		bk, err := s.buckets(tx)
-		if err != nil {
-			return err
-		}
-		return fn(bk)
+	return dbErr(guard(s.path, func() error {
+		return s.db.View(func(tx *bolt.Tx) error {
+			bk, err := s.buckets(tx)
+			if err != nil {
+				return err
+			}
+			return fn(bk)
+		})
 	}))
 }
 

@@ -142,8 +142,11 @@
 // # Limits
 //
 // The file never shrinks: pages freed by Prune are reused, and compacting
-// is an offline job (bbolt compact). Corruption inside bbolt's own pages,
-// rather than a record, may be reported by bbolt as a panic while reading;
-// only records and the meta pages are checked here. Memory's Prune sorts
+// is an offline job (bbolt compact). OpenBolt checks the file's size
+// against the meta pages' high-water mark before bbolt maps it, runs
+// Tx.Check, and turns panics inside bbolt on its own goroutine into
+// ErrCorrupt; a damaged page (not a truncation) that makes bbolt panic on
+// the goroutine it starts at open to rebuild the freelist still crashes
+// the process. Check visits every page under a guard first, so it does not. Memory's Prune sorts
 // its finished jobs on each call.
 package store

@@ -21,6 +21,10 @@ var (
 	// ErrCorrupt is returned when the journal's file or one of its records
 	// cannot be read. The message names the file and, for a record, the job.
 	ErrCorrupt = errors.New("store: corrupt journal")
+	// ErrMissing is returned by OpenBolt when the journal is missing or
+	// empty in a data dir whose marker (MarkerFile) says it had one: a
+	// lost journal, not a fresh start.
+	ErrMissing = errors.New("store: journal missing")
 	// ErrFormat is returned by OpenBolt for a journal written by a newer zmws
 	// in a format this binary does not know.
 	ErrFormat = errors.New("store: unknown journal format")

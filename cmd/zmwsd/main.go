@@ -63,14 +63,21 @@ type CLI struct {
 }
 
 func main() {
-	var cli CLI
-	kctx := kong.Parse(&cli,
+	var a app
+	kctx := kong.Parse(&a,
 		kong.Name("zmwsd"),
 		kong.Description("zmws broker: queues named jobs and hands them to workers."),
 		kong.UsageOnError())
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	kctx.FatalIfErrorf(run(ctx, cli, os.Stderr, nil))
+	switch kctx.Command() {
+	case "journal check":
+		kctx.FatalIfErrorf(a.Journal.Check.run(os.Stdout))
+	case "journal recover":
+		kctx.FatalIfErrorf(a.Journal.Recover.run(os.Stdout))
+	default:
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		kctx.FatalIfErrorf(run(ctx, a.Serve, os.Stderr, nil))
+	}
 }
 
 // run starts the broker and the HTTP gateway and serves until ctx ends.
@@ -130,11 +137,14 @@ func run(ctx context.Context, cli CLI, logw io.Writer, ready func(srv *server.Se
 	}
 	var st store.Store
 	if cli.DataDir != "" {
-		path := filepath.Join(cli.DataDir, "zmws.db")
+		path := filepath.Join(cli.DataDir, store.BoltFile)
 		b, err := store.OpenBolt(path, store.BoltOptions{})
 		if err != nil {
 			if ln != nil {
 				ln.Close()
+			}
+			if errors.Is(err, store.ErrCorrupt) || errors.Is(err, store.ErrMissing) {
+				return fmt.Errorf("--data-dir: %w\nzmwsd will not start on this journal: %s", err, journalHint(cli.DataDir, err))
 			}
 			return fmt.Errorf("--data-dir: %w", err)
 		}
