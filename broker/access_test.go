@@ -346,3 +346,24 @@ func (w *countingWriter) Write(p []byte) (int, error) {
 	w.last = string(p)
 	return len(p), nil
 }
+
+// TestBroker_SilentWorkerLosesItsRightOnReload: a worker whose key a reload
+// removed is dropped at the next input of any kind, so the next job does
+// not go to it even though it never spoke again.
+func TestBroker_SilentWorkerLosesItsRightOnReload(t *testing.T) {
+	a := newAccess()
+	b := newBroker(t, broker.Config{Access: a})
+	b.HandleWorker(t0, "w1", "wa", readyZ("A1"))
+	delete(a.workers, "wa")
+	a.gen++
+	out := b.HandleClient(at(time.Millisecond), "c1", "alice", zreq("A1", map[string]string{"secret": "x"}))
+	disconnected(t, out, "w1", true)
+	for _, e := range only(out, protocol.ToWorker) {
+		if m, _ := protocol.DecodeWorker(e.Frames); m.Cmd == protocol.CmdRequest {
+			t.Fatalf("the job went to the worker whose key was removed")
+		}
+	}
+	if ws := b.Workers(); len(ws) != 0 {
+		t.Fatalf("workers %+v", ws)
+	}
+}

@@ -211,6 +211,9 @@ type Broker struct {
 	// peer misbehaviour to a few log lines a minute (see peerWarn).
 	at    time.Time
 	limit logging.Limiter
+	// accessGen is the Access generation the workers' keys were checked
+	// against (see checkAccess).
+	accessGen uint64
 }
 
 // service is every service any worker ever announced. Services are never
@@ -292,6 +295,7 @@ func (b *Broker) Deadline() time.Time {
 func (b *Broker) Tick(now time.Time) []protocol.Envelope {
 	b.out = b.out[:0]
 	b.at = now
+	b.checkAccess(now)
 	if b.nextHeartbeat.IsZero() {
 		b.nextHeartbeat = now.Add(b.cfg.Heartbeat)
 	}

@@ -29,6 +29,7 @@ type request struct {
 func (b *Broker) HandleClient(now time.Time, from, user string, frames [][]byte) []protocol.Envelope {
 	b.out = b.out[:0]
 	b.at = now
+	b.checkAccess(now)
 	m, err := protocol.DecodeClient(frames)
 	if err != nil {
 		if errors.Is(err, protocol.ErrNoService) {

@@ -88,8 +88,8 @@ func (b *Broker) query(now time.Time, r request, body [][]byte) {
 			return
 		}
 		if err := b.cfg.Reload(); err != nil {
-			b.log.Error().Err(err).Str(keyKey, b.keyName(r.user)).Msg("reload refused: the current keys stay")
-			b.refuse(r, protocol.CodeBadRequest, "reload failed, the current keys stay: "+err.Error())
+			b.log.Error().Err(err).Str(keyKey, b.keyName(r.user)).Msg("reload failed: what failed to load keeps its old state")
+			b.refuse(r, protocol.CodeBadRequest, "reload failed (what failed to load keeps its old state): "+err.Error())
 			return
 		}
 		b.log.Info().Str(keyKey, b.keyName(r.user)).Msg("keys reloaded")

@@ -27,6 +27,9 @@ func (b *Broker) HandleWorker(now time.Time, from, user string, frames [][]byte)
 	b.out = b.out[:0]
 	b.at = now
 	w := b.workers[from]
+	if b.checkAccess(now); w != nil && b.workers[from] == nil {
+		return b.out // dropped by the new keys: already told why
+	}
 	m, err := protocol.DecodeWorker(frames)
 	if err != nil {
 		ev := b.peerWarn("malformed worker message", from).Err(err).Str(keyWorker, hexID(from)).Int("frames", len(frames))
@@ -119,9 +122,7 @@ func workerForm(frames [][]byte) (protocol.Form, bool) {
 }
 
 // sameKey reports whether a message from w's routing id may act for w: it
-// carries w's key, and that key may still offer w's service (checked again
-// after each change of the key set). If not, w is dropped and the peer
-// told DISCONNECT.
+// carries w's key. If not, w is dropped and the peer told DISCONNECT.
 func (b *Broker) sameKey(now time.Time, w *worker, user string, form protocol.Form) bool {
 	if user != w.user {
 		b.log.Warn().Str(keyWorker, hexID(w.id)).Str(keyService, w.svc.name).Str(keyKey, b.keyName(user)).Str("worker_key", b.keyName(w.user)).
@@ -130,19 +131,36 @@ func (b *Broker) sameKey(now time.Time, w *worker, user string, form protocol.Fo
 		b.disconnect(w.id, form)
 		return false
 	}
-	gen := b.cfg.Access.Generation()
-	if w.gen == gen {
-		return true
+	return true
+}
+
+// checkAccess checks every worker's key again once the key set has
+// changed (a reload), before the input at hand: a worker whose key may no
+// longer offer its service is dropped at once (its jobs queued again) and
+// told DISCONNECT forbidden, whether it speaks or stays silent, so it is
+// sent no job after the reload.
+func (b *Broker) checkAccess(now time.Time) {
+	if b.cfg.Access == nil {
+		return
 	}
-	if !b.cfg.Access.MayOffer(user, w.svc.name) {
-		b.log.Warn().Str(keyWorker, hexID(w.id)).Str(keyService, w.svc.name).Str(keyKey, b.keyName(user)).
+	gen := b.cfg.Access.Generation()
+	if gen == b.accessGen {
+		return
+	}
+	b.accessGen = gen
+	for _, w := range b.workers {
+		if w.gen == gen {
+			continue
+		}
+		if b.cfg.Access.MayOffer(w.user, w.svc.name) {
+			w.gen = gen
+			continue
+		}
+		b.log.Warn().Str(keyWorker, hexID(w.id)).Str(keyService, w.svc.name).Str(keyKey, b.keyName(w.user)).
 			Msg("worker key no longer may offer its service: dropping the worker")
 		b.dropWorker(now, w, "its key no longer may offer the service")
-		b.forbid(w.id, form, fmt.Sprintf("key %q may no longer offer service %s", b.keyName(user), w.svc.name))
-		return false
+		b.forbid(w.id, w.form, fmt.Sprintf("key %q may no longer offer service %s", b.keyName(w.user), w.svc.name))
 	}
-	w.gen = gen
-	return true
 }
 
 // ready registers a new worker and gives it work if its service has some.

@@ -2,6 +2,7 @@ package curve_test
 
 import (
 	"os"
+	"net"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -222,5 +223,46 @@ func TestWatch_CloseNeverStallsLibzmq(t *testing.T) {
 	server.SetRcvtimeo(5 * time.Second)
 	if msg, err := server.RecvMessage(0); err != nil || msg[1] != "hello" {
 		t.Fatalf("a good connection after the watch closed: %q, %v (libzmq's I/O thread stalled?)", msg, err)
+	}
+}
+
+// TestMonitor_UnreadEventsNeverStallLibzmq: events pile up while the
+// reader is busy (a flood of connections); libzmq's I/O thread must not
+// block on them, or every connection of the process stalls.
+func TestMonitor_UnreadEventsNeverStallLibzmq(t *testing.T) {
+	router, err := zmq.NewSocket(zmq.ROUTER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer router.Close()
+	router.SetLinger(0)
+	if err := router.Bind("tcp://127.0.0.1:*"); err != nil {
+		t.Fatal(err)
+	}
+	ep, _ := router.GetLastEndpoint()
+	mon, err := curve.Monitor(router, "inproc://zmws-test-monitor", zmq.EVENT_ACCEPTED|zmq.EVENT_DISCONNECTED)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mon.Close()
+	defer router.Monitor("", 0) // before the reader closes
+	addr := strings.TrimPrefix(ep, "tcp://")
+	for range 1500 { // 3,000 events, past libzmq's default high-water mark of 1,000
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+	}
+	d, _ := zmq.NewSocket(zmq.DEALER)
+	defer d.Close()
+	d.SetLinger(0)
+	if err := d.Connect(ep); err != nil {
+		t.Fatal(err)
+	}
+	d.SendMessage("hello")
+	router.SetRcvtimeo(5 * time.Second)
+	if msg, err := router.RecvMessage(0); err != nil || msg[1] != "hello" {
+		t.Fatalf("a connection after 3,000 unread monitor events: %q, %v (libzmq's I/O thread stalled?)", msg, err)
 	}
 }

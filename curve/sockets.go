@@ -139,6 +139,13 @@ func Monitor(sock *zmq.Socket, addr string, events zmq.Event) (*zmq.Socket, erro
 		return nil, fmt.Errorf("curve: monitor socket: %w", err)
 	}
 	mon.SetLinger(0)
+	// No high-water mark toward the reader: a burst of events (a flood of
+	// connections) waits in memory instead of blocking libzmq's I/O thread
+	// while the reader is busy.
+	if err := mon.SetRcvhwm(0); err != nil {
+		mon.Close()
+		return nil, fmt.Errorf("curve: monitor socket: %w", err)
+	}
 	if err := mon.Connect(addr); err != nil { // inproc: connect before bind is fine
 		mon.Close()
 		return nil, fmt.Errorf("curve: connect monitor: %w", err)

@@ -338,3 +338,24 @@ func TestGateway_IdempotencyKeysPerToken(t *testing.T) {
 		t.Errorf("two tokens' keys reached the broker as %v: want two different keys", keys)
 	}
 }
+
+// TestGateway_ServicesPerToken: SERVER-SERVICES tells a token only of the
+// services it may use, as the broker does for a key.
+func TestGateway_ServicesPerToken(t *testing.T) {
+	ts, toks := testTokens(t)
+	fb := authBackend()
+	fb.queries[protocol.ServerServices] = `[{"name":"STR-REV"},{"name":"PAYROLL-SECRET"}]`
+	g := newGateway(t, fb, Config{Tokens: ts})
+	for name, want := range map[string]string{"str": "STR-REV", "admin": "PAYROLL-SECRET"} {
+		req := httptest.NewRequest(http.MethodGet, "/SERVER-SERVICES", nil)
+		req.Header.Set("Authorization", "Bearer "+toks[name])
+		rec := httptest.NewRecorder()
+		g.ServeHTTP(rec, req)
+		if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), want) {
+			t.Fatalf("%s: %d %s, want %s listed", name, rec.Code, rec.Body.String(), want)
+		}
+		if name == "str" && strings.Contains(rec.Body.String(), "PAYROLL") {
+			t.Errorf("a token for STR-* sees %s", rec.Body.String())
+		}
+	}
+}

@@ -364,7 +364,7 @@ func (g *Gateway) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	case routeSync:
 		g.serveSync(w, r, arg, c)
 	case routeServer:
-		g.serveQuery(w, r, arg)
+		g.serveQuery(w, r, arg, c)
 	case routeJob:
 		if r.Method == http.MethodDelete {
 			g.changeJob(w, r, arg, g.b.Cancel)
@@ -421,11 +421,18 @@ func (g *Gateway) serveAsync(w http.ResponseWriter, r *http.Request, service str
 }
 
 // serveQuery answers GET /SERVER-...: the broker's JSON, unchanged.
-func (g *Gateway) serveQuery(w http.ResponseWriter, r *http.Request, service string) {
+func (g *Gateway) serveQuery(w http.ResponseWriter, r *http.Request, service string, c *caller) {
 	body, err := g.b.Query(r.Context(), service)
 	if err != nil {
 		g.fail(w, r, err)
 		return
+	}
+	if service == protocol.ServerServices && !c.admin() {
+		// A token learns only of the services it may use, as a key does.
+		if body, err = c.ownServices(body); err != nil {
+			g.fail(w, r, err)
+			return
+		}
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")

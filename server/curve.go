@@ -76,19 +76,33 @@ func (s *Server) monitorWorkers() error {
 }
 
 // workersGone reads the monitor's events and checks every worker.
+//
+// Anyone can open and close TCP connections, and libzmq reports every
+// close (its monitor cannot tell a worker's from a stranger's that never
+// finished a handshake), so checks are at most one per minCheckGap: a flood
+// of connections costs each worker at most 1/minCheckGap heartbeats a
+// second. Closes in between are caught by the check at the gap's end.
 func (s *Server) workersGone() {
-	n := 0
+	closed := 0
 	for range maxDrain {
 		if _, _, _, err := s.gone.RecvEvent(zmq.DONTWAIT); err != nil {
 			break
 		}
-		n++
+		closed++
 	}
-	if n > 0 {
-		s.log.Debug().Int("closed", n).Msg("worker connections closed: checking every worker")
-		s.recheckIn = 0
-		s.checkWorkers(time.Now())
+	if closed == 0 {
+		return
 	}
+	now := time.Now()
+	s.log.Debug().Int("closed", closed).Msg("worker connections closed: checking every worker")
+	if now.Sub(s.lastCheck) < minCheckGap {
+		if s.recheckAt.IsZero() || s.recheckAt.After(s.lastCheck.Add(minCheckGap)) {
+			s.recheckIn, s.recheckAt = 0, s.lastCheck.Add(minCheckGap)
+		}
+		return
+	}
+	s.recheckIn = 0
+	s.checkWorkers(now)
 }
 
 // checkWorkers has the broker heartbeat every worker now, so one whose
@@ -98,6 +112,7 @@ func (s *Server) checkWorkers(now time.Time) {
 	// them the end of a closed connection's pipe: a send to it then fails.
 	s.workers.GetEvents()
 	s.send(s.b.CheckWorkers(now))
+	s.lastCheck = now
 	switch {
 	case s.recheckIn == 0:
 		s.recheckIn = firstRecheck
@@ -176,8 +191,10 @@ func recvWithUser(sock *zmq.Socket) ([][]byte, string, error) {
 }
 
 // Rechecks after a closed worker connection: the first after
-// firstRecheck, each later one ten times later, none after lastRecheck.
+// firstRecheck, each later one ten times later, none after lastRecheck;
+// and never two checks within minCheckGap.
 const (
+	minCheckGap  = 50 * time.Millisecond
 	firstRecheck = time.Millisecond
 	lastRecheck  = time.Second
 )

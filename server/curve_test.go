@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -586,4 +587,42 @@ func TestCurve_RefusedKeyDoesNotFloodTheLog(t *testing.T) {
 	if n := strings.Count(logs.String(), mallory); n != 1 {
 		t.Errorf("the refused key is in %d log lines, want 1", n)
 	}
+}
+
+// TestCurve_ConnectionChurnIsCheap: anyone can open and close TCP
+// connections to the worker port; each close must not make the broker
+// heartbeat every worker (at most one check per 50 ms).
+func TestCurve_ConnectionChurnIsCheap(t *testing.T) {
+	f := curvetest.New(t, secureEntries)
+	srv := start(t, server.Config{Broker: broker.Config{Heartbeat: time.Minute},
+		Curve: &server.Curve{Key: f.Broker, Keys: f.Keys(t)}})
+	w := curveDealer(t, srv.WorkerEndpoint(), f.Client(t, "wall"))
+	zmqtest.Send(t, w, b("MDPW02"), []byte{0x01}, b("A1"))
+	admin := newClient(t, srv.ClientEndpoint(), f.Client(t, "alice"))
+	waitFor(t, "the worker", func() bool { ws, err := admin.Workers(context.Background()); return err == nil && len(ws) == 1 })
+	addr := strings.TrimPrefix(srv.WorkerEndpoint(), "tcp://")
+	start := time.Now()
+	dials := 0
+	for time.Since(start) < time.Second {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+		dials++
+	}
+	heartbeats := 0
+	for {
+		msg, ok := zmqtest.TryRecv(w, 200*time.Millisecond)
+		if !ok {
+			break
+		}
+		if len(msg) == 2 && msg[1][0] == 0x05 {
+			heartbeats++
+		}
+	}
+	if limit := int(time.Since(start)/(50*time.Millisecond)) + 2; heartbeats > limit {
+		t.Errorf("%d connections opened and closed in a second made %d heartbeats to the worker, want at most %d", dials, heartbeats, limit)
+	}
+	t.Logf("%d dials, %d heartbeats", dials, heartbeats)
 }

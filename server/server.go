@@ -112,6 +112,7 @@ type Server struct {
 	gone      *zmq.Socket
 	recheckAt time.Time
 	recheckIn time.Duration
+	lastCheck time.Time
 	// keysGen is the key set's generation the events socket's subscribers
 	// were admitted under (with CURVE). After a reload the events endpoint
 	// is unbound, and bound again at rebindAt (libzmq frees the port a

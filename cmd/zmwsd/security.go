@@ -55,7 +55,7 @@ func loadSecurity(cli CLI, log zerolog.Logger) (security, error) {
 		sec.curve = &server.Curve{Key: kp, Keys: keys}
 		sec.reloaders = append(sec.reloaders, func() error {
 			if err := keys.Reload(); err != nil {
-				return fmt.Errorf("keys: %w", err)
+				return fmt.Errorf("keys (the keys in force stay): %w", err)
 			}
 			log.Info().Int("keys", keys.Current().Len()).Msg("authorized keys reloaded")
 			return nil
