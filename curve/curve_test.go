@@ -1,8 +1,8 @@
 package curve_test
 
 import (
-	"os"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
