@@ -36,7 +36,9 @@ type Config struct {
 	// (default 3).
 	Liveness int
 	// MaxAttempts bounds how often a job is dispatched when its workers die
-	// (default 3). After that it fails with protocol.CodeWorkerLost.
+	// (default 3). After that it fails with protocol.CodeWorkerLost. A
+	// dispatch whose REQUEST could not be sent (see Unreachable) is no
+	// attempt: the job never reached the worker.
 	MaxAttempts int
 	// MaxQueue bounds each service's queue (default 100,000).
 	MaxQueue int
@@ -536,6 +538,7 @@ func (b *Broker) dispatch(now time.Time, s *service) {
 			body = [][]byte{protocol.EncodeParams(j.params)}
 		}
 		b.sendWorker(w, protocol.Message{Cmd: protocol.CmdRequest, Address: []byte(id), Body: body})
+		b.out[len(b.out)-1].Job = id
 		if b.log.Debug().Enabled() {
 			b.log.Debug().Str(keyJob, id).Str(keyService, s.name).Str(keyWorker, hexID(w.id)).
 				Int32(keyAttempt, j.attempts).Msg("job dispatched")
