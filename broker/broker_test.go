@@ -1,6 +1,7 @@
 package broker_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"sort"
 	"strings"
@@ -809,6 +810,42 @@ func TestBroker_UndeliveredPrefetchedJobs(t *testing.T) {
 		}
 		if got, md, _ := dispatched(t, reqs[i]); got != ids[i] || md.Attempt != want {
 			t.Errorf("w2's job %d: %s attempt %d, want %s attempt %d", i, got, md.Attempt, ids[i], want)
+		}
+	}
+}
+
+// The shutdown log counts as dropped only the jobs that are: sync ones
+// (their callers are told), and async ones held only in memory. A durable
+// broker's async jobs are kept by the store, and counted apart.
+func TestBroker_ShutdownCountsOnlyDroppedJobs(t *testing.T) {
+	for _, c := range []struct {
+		durable       bool
+		dropped, kept string // the jobs field of each log line, "" for none
+	}{
+		{false, `"jobs":3`, ""},
+		{true, `"jobs":1`, `"jobs":2`},
+	} {
+		var logs bytes.Buffer
+		b := broker.New(broker.Config{Heartbeat: time.Second, Durable: c.durable, Logger: zerolog.New(&logs)})
+		b.HandleWorker(t0, "w1", "", readyZ("S"))
+		b.HandleClient(t0, "c", "", zreq("SYNC-S", nil)) // active at w1
+		b.HandleClient(t0, "c", "", zreq("S", nil))      // queued
+		b.HandleClient(t0, "c", "", zreq("S", nil))      // queued
+		b.Shutdown(at(time.Second))
+		line := func(msg string) string {
+			for l := range strings.Lines(logs.String()) {
+				if strings.Contains(l, msg) {
+					return l
+				}
+			}
+			return ""
+		}
+		dropped, kept := line("dropped at shutdown"), line("kept in the job store")
+		if (c.dropped == "") != (dropped == "") || !strings.Contains(dropped, c.dropped) {
+			t.Errorf("durable %v: dropped log %q, want %s", c.durable, dropped, c.dropped)
+		}
+		if (c.kept == "") != (kept == "") || !strings.Contains(kept, c.kept) {
+			t.Errorf("durable %v: kept log %q, want %s", c.durable, kept, c.kept)
 		}
 	}
 }
