@@ -849,3 +849,21 @@ func TestBroker_ShutdownCountsOnlyDroppedJobs(t *testing.T) {
 		}
 	}
 }
+
+// A worker that cut a job's output says so in its FINAL: the job's record
+// says its output is truncated, though the broker kept all it was sent.
+func TestBroker_OutputTruncatedByWorker(t *testing.T) {
+	b := newBroker(t, broker.Config{})
+	b.HandleWorker(t0, "w1", "", readyZ("S"))
+	id, _, _ := dispatched(t, one(t, b.HandleClient(t0, "c", "", zreq("S", nil)), protocol.ToWorker, "w1"))
+	b.HandleWorker(at(time.Second), "w1", "", final(id, protocol.Meta{Status: protocol.StatusComplete, OutputTruncated: true}, "the first part"))
+	info, _ := b.Job(id)
+	if info.State != protocol.JobComplete || !info.OutputTruncated || string(info.Output) != "the first part" {
+		t.Fatalf("job %+v, want complete with its output marked truncated", info)
+	}
+	id2, _, _ := dispatched(t, one(t, b.HandleClient(t0, "c", "", zreq("S", nil)), protocol.ToWorker, "w1"))
+	b.HandleWorker(at(time.Second), "w1", "", final(id2, protocol.Meta{Status: protocol.StatusComplete}, "all"))
+	if info, _ := b.Job(id2); info.OutputTruncated {
+		t.Fatalf("job %+v marked truncated", info)
+	}
+}

@@ -266,6 +266,9 @@ func (b *Broker) complete(now time.Time, w *worker, j *job, body [][]byte) {
 	case ok:
 		r.exitCode = meta.ExitCode
 	}
+	if ok && meta.OutputTruncated {
+		r.truncated = true // cut by the worker; appendOutput may cut it too
+	}
 	r.appendOutput(rest, b.cfg.MaxOutput)
 	r.deadline = time.Time{}
 	b.release(now, w, j)
