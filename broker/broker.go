@@ -36,7 +36,9 @@ type Config struct {
 	// (default 3).
 	Liveness int
 	// MaxAttempts bounds how often a job is dispatched when its workers die
-	// (default 3). After that it fails with protocol.CodeWorkerLost.
+	// (default 3). After that it fails with protocol.CodeWorkerLost. A
+	// dispatch whose REQUEST could not be sent (see Unreachable) is no
+	// attempt: the job never reached the worker.
 	MaxAttempts int
 	// MaxQueue bounds each service's queue (default 100,000).
 	MaxQueue int
@@ -363,25 +365,37 @@ func (b *Broker) expire(now time.Time) {
 }
 
 // Shutdown says goodbye: DISCONNECT to every worker, and a failure reply to
-// every client waiting on a sync job. Queued jobs held only in memory are lost;
-// the count is logged.
+// every client waiting on a sync job. Unfinished sync jobs, and async ones
+// held only in memory (without Config.Durable), are lost: their count is
+// logged. Durable async jobs are kept by the job store (the loop commits
+// their records before it calls Shutdown), to be queued again at the next
+// start; they are counted apart.
 func (b *Broker) Shutdown(now time.Time) []protocol.Envelope {
 	b.out = b.out[:0]
 	for _, w := range b.workers {
 		b.sendWorker(w, protocol.Message{Cmd: protocol.CmdDisconnect})
 	}
-	pending := 0
+	dropped, kept := 0, 0
 	for j := range b.jobs.all() {
-		if j.state == stateQueued || j.state == stateActive {
-			pending++
-			if j.sync {
-				j.fail(protocol.CodeShutdown, "broker shut down before the job finished")
-				b.replyFinal(j, protocol.StatusFailed, nil)
-			}
+		if j.state != stateQueued && j.state != stateActive {
+			continue
+		}
+		switch {
+		case j.sync:
+			dropped++
+			j.fail(protocol.CodeShutdown, "broker shut down before the job finished")
+			b.replyFinal(j, protocol.StatusFailed, nil)
+		case b.cfg.Durable:
+			kept++
+		default:
+			dropped++
 		}
 	}
-	if pending > 0 {
-		b.log.Warn().Int("jobs", pending).Msg("unfinished jobs dropped at shutdown")
+	if dropped > 0 {
+		b.log.Warn().Int("jobs", dropped).Msg("unfinished jobs dropped at shutdown")
+	}
+	if kept > 0 {
+		b.log.Info().Int("jobs", kept).Msg("unfinished jobs kept in the job store for the next start")
 	}
 	return b.out
 }
@@ -603,6 +617,7 @@ func (b *Broker) dispatch(now time.Time, s *service) {
 			body = [][]byte{protocol.EncodeParams(j.params)}
 		}
 		b.sendWorker(w, protocol.Message{Cmd: protocol.CmdRequest, Address: []byte(id), Body: body})
+		b.out[len(b.out)-1].Job = id
 		if b.log.Debug().Enabled() {
 			b.log.Debug().Str(keyJob, id).Str(keyService, s.name).Str(keyWorker, hexID(w.id)).
 				Int32(keyAttempt, j.attempts).Msg("job dispatched")

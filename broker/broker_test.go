@@ -1,6 +1,7 @@
 package broker_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"sort"
 	"strings"
@@ -710,5 +711,159 @@ func TestBroker_EventsAndShutdown(t *testing.T) {
 	_, md, _ := clientReply(t, one(t, out, protocol.ToClient, "c"))
 	if md.Code != protocol.CodeShutdown {
 		t.Fatalf("waiting sync client got %+v", md)
+	}
+}
+
+// A job whose REQUEST could not be sent never reached its worker: given to
+// one dead registration after another (a killed zmws-run's slots, before
+// the next heartbeat finds them gone), it is not counted as an attempt at
+// any of them, stays queued, and runs as attempt 1 on a live worker later.
+// A dispatch that was sent counts, even if the worker then proves gone.
+func TestBroker_UndeliveredDispatchIsNoAttempt(t *testing.T) {
+	b := newBroker(t, broker.Config{Heartbeat: time.Second, MaxAttempts: 3})
+	var id string // the job, once submitted
+	steps := []struct {
+		name string
+		at   time.Duration
+		do   func(now time.Time) []protocol.Envelope
+		to   string // the worker the job goes to next, "" for none
+		want int    // its attempt there, or its count of attempts when queued
+	}{
+		{"w1..w4 ready", 0, func(now time.Time) []protocol.Envelope {
+			for _, w := range []string{"w1", "w2", "w3", "w4"} {
+				b.HandleWorker(now, w, "", readyZ("S"))
+			}
+			return nil
+		}, "", 0},
+		{"submitted", time.Millisecond, func(now time.Time) []protocol.Envelope {
+			out := b.HandleClient(now, "c", "", zreq("S", nil))
+			_, md, _ := clientReply(t, one(t, out, protocol.ToClient, "c"))
+			id = md.Job
+			return out
+		}, "w1", 1},
+		{"REQUEST to w1 not sent", time.Millisecond, func(now time.Time) []protocol.Envelope {
+			return b.Unreachable(now, "w1", id)
+		}, "w2", 1},
+		{"REQUEST to w2 not sent", time.Millisecond, func(now time.Time) []protocol.Envelope {
+			return b.Unreachable(now, "w2", id)
+		}, "w3", 1},
+		{"REQUEST to w3 not sent", time.Millisecond, func(now time.Time) []protocol.Envelope {
+			return b.Unreachable(now, "w3", id)
+		}, "w4", 1},
+		{"REQUEST to w4 not sent", time.Millisecond, func(now time.Time) []protocol.Envelope {
+			return b.Unreachable(now, "w4", id)
+		}, "", 0},
+		{"w5 ready", 2 * time.Second, func(now time.Time) []protocol.Envelope {
+			return b.HandleWorker(now, "w5", "", readyZ("S"))
+		}, "w5", 1},
+		// w5 got it; a later heartbeat to it fails: that attempt counts.
+		{"heartbeat to w5 not sent", 3 * time.Second, func(now time.Time) []protocol.Envelope {
+			return b.Unreachable(now, "w5")
+		}, "", 1},
+		{"w6 ready", 4 * time.Second, func(now time.Time) []protocol.Envelope {
+			return b.HandleWorker(now, "w6", "", readyZ("S"))
+		}, "w6", 2},
+	}
+	for _, st := range steps {
+		now := at(st.at)
+		reqs := requests(st.do(now))
+		if st.to == "" {
+			if len(reqs) != 0 {
+				t.Fatalf("%s: dispatched %+v, want the job queued", st.name, reqs)
+			}
+			if info, _ := b.Job(id); id != "" && (info.State != protocol.JobQueued || info.Attempts != st.want) {
+				t.Fatalf("%s: job %s with %d attempts, want queued with %d", st.name, info.State, info.Attempts, st.want)
+			}
+			continue
+		}
+		if len(reqs) != 1 || reqs[0].To != st.to || reqs[0].Job != id {
+			t.Fatalf("%s: dispatched %+v, want job %s to %s", st.name, reqs, id, st.to)
+		}
+		if got, md, _ := dispatched(t, reqs[0]); got != id || md.Attempt != st.want {
+			t.Fatalf("%s: job %s attempt %d at %s, want attempt %d", st.name, got, md.Attempt, st.to, st.want)
+		}
+	}
+	out := b.HandleWorker(at(5*time.Second), "w6", "", final(id, protocol.Meta{Status: protocol.StatusComplete}))
+	none(t, out, protocol.ToWorker)
+	if info, _ := b.Job(id); info.State != protocol.JobComplete || info.Attempts != 2 {
+		t.Fatalf("job %+v, want complete after 2 attempts", info)
+	}
+}
+
+// Of the jobs a prefetching worker holds, those whose REQUESTs were not
+// sent go back uncounted and in order; the one it received is lost there.
+func TestBroker_UndeliveredPrefetchedJobs(t *testing.T) {
+	b := newBroker(t, broker.Config{Heartbeat: time.Hour})
+	b.HandleWorker(t0, "w1", "", readyWith("S", protocol.Meta{Prefetch: 2}))
+	_, ids := to(t, submitN(t, b, "S", 3))
+	// The first REQUEST was sent; the other two were not.
+	b.Unreachable(t0, "w1", ids[1], ids[2])
+	for i, want := range []int{1, 0, 0} {
+		if info, _ := b.Job(ids[i]); info.State != protocol.JobQueued || info.Attempts != want {
+			t.Errorf("job %d: %s with %d attempts, want queued with %d", i, info.State, info.Attempts, want)
+		}
+	}
+	reqs := requests(b.HandleWorker(at(time.Second), "w2", "", readyWith("S", protocol.Meta{Prefetch: 2})))
+	for i, want := range []int{2, 1, 1} {
+		if i >= len(reqs) {
+			t.Fatalf("w2 got %d jobs, want 3", len(reqs))
+		}
+		if got, md, _ := dispatched(t, reqs[i]); got != ids[i] || md.Attempt != want {
+			t.Errorf("w2's job %d: %s attempt %d, want %s attempt %d", i, got, md.Attempt, ids[i], want)
+		}
+	}
+}
+
+// The shutdown log counts as dropped only the jobs that are: sync ones
+// (their callers are told), and async ones held only in memory. A durable
+// broker's async jobs are kept by the store, and counted apart.
+func TestBroker_ShutdownCountsOnlyDroppedJobs(t *testing.T) {
+	for _, c := range []struct {
+		durable       bool
+		dropped, kept string // the jobs field of each log line, "" for none
+	}{
+		{false, `"jobs":3`, ""},
+		{true, `"jobs":1`, `"jobs":2`},
+	} {
+		var logs bytes.Buffer
+		b := broker.New(broker.Config{Heartbeat: time.Second, Durable: c.durable, Logger: zerolog.New(&logs)})
+		b.HandleWorker(t0, "w1", "", readyZ("S"))
+		b.HandleClient(t0, "c", "", zreq("SYNC-S", nil)) // active at w1
+		b.HandleClient(t0, "c", "", zreq("S", nil))      // queued
+		b.HandleClient(t0, "c", "", zreq("S", nil))      // queued
+		b.Shutdown(at(time.Second))
+		line := func(msg string) string {
+			for l := range strings.Lines(logs.String()) {
+				if strings.Contains(l, msg) {
+					return l
+				}
+			}
+			return ""
+		}
+		dropped, kept := line("dropped at shutdown"), line("kept in the job store")
+		if (c.dropped == "") != (dropped == "") || !strings.Contains(dropped, c.dropped) {
+			t.Errorf("durable %v: dropped log %q, want %s", c.durable, dropped, c.dropped)
+		}
+		if (c.kept == "") != (kept == "") || !strings.Contains(kept, c.kept) {
+			t.Errorf("durable %v: kept log %q, want %s", c.durable, kept, c.kept)
+		}
+	}
+}
+
+// A worker that cut a job's output says so in its FINAL: the job's record
+// says its output is truncated, though the broker kept all it was sent.
+func TestBroker_OutputTruncatedByWorker(t *testing.T) {
+	b := newBroker(t, broker.Config{})
+	b.HandleWorker(t0, "w1", "", readyZ("S"))
+	id, _, _ := dispatched(t, one(t, b.HandleClient(t0, "c", "", zreq("S", nil)), protocol.ToWorker, "w1"))
+	b.HandleWorker(at(time.Second), "w1", "", final(id, protocol.Meta{Status: protocol.StatusComplete, OutputTruncated: true}, "the first part"))
+	info, _ := b.Job(id)
+	if info.State != protocol.JobComplete || !info.OutputTruncated || string(info.Output) != "the first part" {
+		t.Fatalf("job %+v, want complete with its output marked truncated", info)
+	}
+	id2, _, _ := dispatched(t, one(t, b.HandleClient(t0, "c", "", zreq("S", nil)), protocol.ToWorker, "w1"))
+	b.HandleWorker(at(time.Second), "w1", "", final(id2, protocol.Meta{Status: protocol.StatusComplete}, "all"))
+	if info, _ := b.Job(id2); info.OutputTruncated {
+		t.Fatalf("job %+v marked truncated", info)
 	}
 }

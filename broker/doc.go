@@ -14,7 +14,9 @@
 // announced is refused at once (protocol.CodeUnknownService). A job whose
 // worker expires (silent for Heartbeat × Liveness, busy or not) or
 // disconnects goes back to the head of its queue until Config.MaxAttempts
-// dispatches are spent, then fails with protocol.CodeWorkerLost.
+// dispatches are spent, then fails with protocol.CodeWorkerLost. A dispatch
+// counts once its REQUEST was sent: one the loop reports it could not send
+// (Unreachable, with the job) goes back uncounted.
 //
 // One goroutine owns a Broker. Usage by a loop:
 //

@@ -292,6 +292,9 @@ func (b *Broker) complete(now time.Time, w *worker, j *job, body [][]byte) {
 	case ok:
 		r.exitCode = meta.ExitCode
 	}
+	if ok && meta.OutputTruncated {
+		r.truncated = true // cut by the worker; appendOutput may cut it too
+	}
 	r.appendOutput(rest, b.cfg.MaxOutput)
 	r.deadline = time.Time{}
 	b.release(now, w, j)
@@ -422,12 +425,35 @@ func printable(b []byte) string {
 }
 
 // Unreachable tells the broker that a message to worker id could not be
-// delivered (the peer is gone, or its queue is full): the worker is dropped
-// and its job requeued at once instead of after Heartbeat × Liveness.
-func (b *Broker) Unreachable(now time.Time, id string) []protocol.Envelope {
+// sent (the peer is gone, or its queue is full): the worker is dropped and
+// its job requeued at once instead of after Heartbeat × Liveness.
+//
+// undelivered lists the jobs whose REQUEST to the worker could not be sent
+// (protocol.Envelope.Job of each failed envelope). Such a job never reached
+// the worker: it goes back to the head of its queue as if never dispatched,
+// its attempt not counted, however many gone workers it was given to. An
+// attempt counts a dispatch the worker may have received: one whose
+// REQUEST was handed to the socket.
+func (b *Broker) Unreachable(now time.Time, id string, undelivered ...string) []protocol.Envelope {
 	b.out = b.out[:0]
-	if w := b.workers[id]; w != nil {
-		b.dropWorker(now, w, "unreachable")
+	w := b.workers[id]
+	if w == nil {
+		return b.out
 	}
+	// Last first: each goes to the head of its queue, so they keep their
+	// order, ahead of the jobs that reached w (requeued by dropWorker).
+	for i := len(w.jobs) - 1; i >= 0; i-- {
+		j := w.jobs[i]
+		t := j.id.text()
+		if !slices.Contains(undelivered, string(t[:])) {
+			continue
+		}
+		w.jobs = slices.Delete(w.jobs, i, i+1)
+		b.requeueUnstarted(now, w, j, "never reached worker "+hexID(w.id)+": unreachable")
+		b.log.Info().Stringer(keyJob, j.id).Str(keyService, j.svc.name).Str(keyWorker, hexID(w.id)).
+			Int32(keyAttempt, j.attempts).Msg("job never reached its worker, queued again")
+	}
+	b.dropWorker(now, w, "unreachable")
+	b.dispatch(now, w.svc)
 	return b.out
 }

@@ -157,6 +157,10 @@ type Meta struct {
 	// many jobs beyond the one it runs (capped by the broker), which it runs
 	// in order: its next job is there when it finishes one.
 	Prefetch int `json:"prefetch,omitempty"`
+	// OutputTruncated, in a worker's FINAL, says the worker cut the job's
+	// output (zmws-run's max_output): the broker marks the job's output
+	// truncated.
+	OutputTruncated bool `json:"output_truncated,omitempty"`
 }
 
 // WorkerDetails is what a zmws worker tells about itself in READY.
@@ -299,6 +303,13 @@ func appendMetaFast(b []byte, m *Meta) ([]byte, bool) {
 	str("ref", m.Ref)
 	if m.Prefetch != 0 {
 		num("prefetch", int64(m.Prefetch))
+	}
+	if m.OutputTruncated {
+		if !first {
+			b = append(b, ',')
+		}
+		first = false
+		b = append(b, `"output_truncated":true`...)
 	}
 	return append(b, '}'), true
 }

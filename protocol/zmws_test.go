@@ -24,6 +24,7 @@ func TestMeta_RoundTrip(t *testing.T) {
 		{"exit code 0", protocol.Meta{Status: protocol.StatusComplete, ExitCode: intp(0)}},
 		{"exit code -1", protocol.Meta{Status: protocol.StatusFailed, Code: protocol.CodeJobFailed, Error: "killed", ExitCode: intp(-1)}},
 		{"exit code 137", protocol.Meta{Status: protocol.StatusFailed, Code: protocol.CodeWorkerLost, ExitCode: intp(137), Attempt: 2}},
+		{"output cut by the worker", protocol.Meta{Status: protocol.StatusComplete, OutputTruncated: true}},
 		{"worker details", protocol.Meta{Worker: &protocol.WorkerDetails{Host: "h", PID: 1, Name: "zmws-run/0.1"}}},
 		{"empty worker details", protocol.Meta{Worker: &protocol.WorkerDetails{}}},
 		{"awkward strings", protocol.Meta{Error: "<&>\"\\\x00\n\u2028é🙂", Params: map[string]string{"k\x00": "v\x7f"}}},
@@ -64,6 +65,10 @@ func TestEncodeMeta_Wire(t *testing.T) {
 		{protocol.Meta{}, "\x00ZMWS1{}"},
 		{protocol.Meta{Status: protocol.StatusComplete, ExitCode: intp(0)},
 			"\x00ZMWS1" + `{"status":"complete","exit_code":0}`},
+		{protocol.Meta{Status: protocol.StatusComplete, Prefetch: 1, OutputTruncated: true},
+			"\x00ZMWS1" + `{"status":"complete","prefetch":1,"output_truncated":true}`},
+		{protocol.Meta{OutputTruncated: true, Worker: &protocol.WorkerDetails{}},
+			"\x00ZMWS1" + `{"worker":{},"output_truncated":true}`},
 		{protocol.Meta{Job: "j", Service: "s", Attempt: 1, Params: map[string]string{"b": "2", "a": "1"}, Key: "k", Owner: "o",
 			Status: protocol.StatusFailed, Code: "c", Error: "e", ExitCode: intp(1), Worker: &protocol.WorkerDetails{Host: "h", PID: 9, Name: "n"}},
 			"\x00ZMWS1" + `{"job":"j","service":"s","attempt":1,"params":{"a":"1","b":"2"},"key":"k","owner":"o","status":"failed",` +

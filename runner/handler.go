@@ -127,7 +127,7 @@ func (h *Handler) serve(ctx context.Context, j *worker.Job, sink func([]byte) (i
 	}
 	stdin := h.t.stdinFor(j.Input, vals, given)
 	if h.t.prestart {
-		return h.runPrestarted(ctx, log, argv, stdin, sink)
+		return h.runPrestarted(ctx, log, j, argv, stdin, sink)
 	}
 	service := j.Service
 	if service == "" {
@@ -137,13 +137,13 @@ func (h *Handler) serve(ctx context.Context, j *worker.Job, sink func([]byte) (i
 	if len(skipped) > 0 {
 		log.Warn().Strs("params", skipped).Int("max", maxEnvValue).Msg("parameters too long for the environment, left out")
 	}
-	return h.run(ctx, log, argv, env, stdin, sink)
+	return h.run(ctx, log, j, argv, env, stdin, sink)
 }
 
 // run starts argv and waits for it. The child gets the child ends of three
 // pipes made here (so Wait returns as soon as the process exits, whoever
 // else holds the pipes).
-func (h *Handler) run(ctx context.Context, log zerolog.Logger, argv, env []string, stdin [][]byte, sink func([]byte) (int, error)) ([]byte, error) {
+func (h *Handler) run(ctx context.Context, log zerolog.Logger, j *worker.Job, argv, env []string, stdin [][]byte, sink func([]byte) (int, error)) ([]byte, error) {
 	runCtx, cancel := h.jobContext(ctx)
 	defer cancel()
 	start := time.Now()
@@ -164,7 +164,7 @@ func (h *Handler) run(ctx context.Context, log zerolog.Logger, argv, env []strin
 	}
 	h.track(pr)
 	log.Debug().Int("pid", pr.pid).Strs("argv", argv).Msg("command started")
-	return h.await(runCtx, log, pr, stdin, sink, start)
+	return h.await(runCtx, log, j, pr, stdin, sink, start)
 }
 
 // jobContext returns the context of a job's command: ctx, with the
@@ -181,8 +181,9 @@ func (h *Handler) jobContext(ctx context.Context) (context.Context, func()) {
 // await feeds stdin to the started command pr and reads its stdout and
 // stderr, all at the same time, so no amount of input or output can
 // deadlock; it waits for pr to exit, kills what is left of its group, and
-// reports the outcome. runCtx is the job's: its cause tells a timeout.
-func (h *Handler) await(runCtx context.Context, log zerolog.Logger, pr *proc, stdin [][]byte, sink func([]byte) (int, error), start time.Time) ([]byte, error) {
+// reports the outcome. runCtx is the job's: its cause tells a timeout. Output
+// cut at max_output is marked on j (see worker.Job.SetOutputTruncated).
+func (h *Handler) await(runCtx context.Context, log zerolog.Logger, j *worker.Job, pr *proc, stdin [][]byte, sink func([]byte) (int, error), start time.Time) ([]byte, error) {
 	t := h.t
 	p := pr.pipes
 	out := newOutput(sink, t.maxOutput)
@@ -220,6 +221,7 @@ func (h *Handler) await(runCtx context.Context, log zerolog.Logger, pr *proc, st
 	res, truncated, sinkErr := out.finish()
 	elapsed := time.Since(start)
 	if truncated {
+		j.SetOutputTruncated()
 		log.Warn().Int("max_output", t.maxOutput).Msg("output cut")
 	}
 	if sinkErr != nil {

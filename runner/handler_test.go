@@ -248,13 +248,22 @@ func TestHandler_LargeInputNoDeadlock(t *testing.T) {
 
 func TestHandler_OutputCap(t *testing.T) {
 	h := childHandler(t, Spec{MaxOutput: 1000}, "big", "1000000")
-	res, err := h.ServeJob(context.Background(), job(nil))
+	j := job(nil)
+	res, err := h.ServeJob(context.Background(), j)
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := strings.Repeat(strings.Repeat("x", 99)+"\n", 10) + "\n[zmws-run: output cut at 1000 bytes, 999000 more dropped]\n"
 	if string(res) != want {
 		t.Errorf("output: %d bytes, ends %q", len(res), res[max(0, len(res)-80):])
+	}
+	if !j.OutputTruncated() {
+		t.Error("output cut, but the job is not marked truncated")
+	}
+	// Output within the cap is not marked.
+	j = job(nil)
+	if _, err := childHandler(t, Spec{MaxOutput: 1000}, "big", "1000").ServeJob(context.Background(), j); err != nil || j.OutputTruncated() {
+		t.Errorf("1000 bytes within a cap of 1000: truncated %v, %v", j.OutputTruncated(), err)
 	}
 }
 

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/zmws/zmws/worker"
 )
 
 // Prestart (a template's prestart = true) keeps spares: processes of the
@@ -31,11 +33,11 @@ const prestartExited = "prestarted command exited before its job; prestart is on
 // runPrestarted runs a job of a prestart template: on a spare if the pool
 // has one, else on a fresh spawn (with the same environment: none of the
 // job's variables). The job's timeout counts from the hand-over.
-func (h *Handler) runPrestarted(ctx context.Context, log zerolog.Logger, argv []string, stdin [][]byte, sink func([]byte) (int, error)) ([]byte, error) {
+func (h *Handler) runPrestarted(ctx context.Context, log zerolog.Logger, j *worker.Job, argv []string, stdin [][]byte, sink func([]byte) (int, error)) ([]byte, error) {
 	pr := h.takeSpare(log)
 	h.refill()
 	if pr == nil {
-		return h.run(ctx, log, argv, h.spareEnv(), stdin, sink)
+		return h.run(ctx, log, j, argv, h.spareEnv(), stdin, sink)
 	}
 	defer pr.cancel(nil)
 	runCtx, cancel := h.jobContext(ctx)
@@ -45,7 +47,7 @@ func (h *Handler) runPrestarted(ctx context.Context, log zerolog.Logger, argv []
 	stop := context.AfterFunc(runCtx, func() { pr.cancel(context.Cause(runCtx)) })
 	defer stop()
 	log.Debug().Int("pid", pr.pid).Msg("prestarted command takes the job")
-	return h.await(runCtx, log, pr, stdin, sink, time.Now())
+	return h.await(runCtx, log, j, pr, stdin, sink, time.Now())
 }
 
 // spareEnv is the environment of a prestart template's commands.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"syscall"
 	"time"
 
@@ -523,10 +524,16 @@ func (s *Server) send(envs []protocol.Envelope) {
 
 // sendNow puts envelopes on their sockets without blocking. A worker that
 // cannot be reached (gone, or its queue full) is reported to the broker,
-// which requeues its job; an unreachable client is logged.
+// with the jobs whose REQUESTs to it could not be sent, and the broker
+// requeues them; an unreachable client is logged.
+//
+// Unreachable workers are reported one at a time, what the broker answers
+// sent before the next: a job it gives to another worker that is gone too
+// is then known not to have reached that one either, and is not counted as
+// an attempt there.
 func (s *Server) sendNow(envs []protocol.Envelope) {
-	for len(envs) > 0 {
-		var gone []string
+	var gone []unreachable // in the order found
+	for {
 		for _, e := range envs {
 			var err error
 			switch e.Peer {
@@ -537,7 +544,7 @@ func (s *Server) sendNow(envs []protocol.Envelope) {
 				}
 			case protocol.ToWorker:
 				if err = sendFrames(s.workers, e.To, e.Frames); err != nil {
-					gone = append(gone, e.To)
+					gone = notSent(gone, e)
 				}
 			case protocol.ToEvents:
 				for _, sock := range [2]*zmq.Socket{s.events, s.netEvents} {
@@ -550,15 +557,36 @@ func (s *Server) sendNow(envs []protocol.Envelope) {
 				}
 			}
 		}
-		envs = nil
+		if len(gone) == 0 {
+			return
+		}
 		// The broker reuses its output buffer: ask it only now, once the
 		// previous envelopes are out.
-		now := time.Now()
-		for _, id := range gone {
-			s.log.Warn().Str(logging.KeyWorker, fmt.Sprintf("%x", id)).Msg("worker unreachable")
-			envs = append(envs[:len(envs):len(envs)], s.b.Unreachable(now, id)...)
-		}
+		g := gone[0]
+		gone = gone[1:]
+		s.log.Warn().Str(logging.KeyWorker, fmt.Sprintf("%x", g.id)).Int("undelivered_jobs", len(g.jobs)).Msg("worker unreachable")
+		envs = s.b.Unreachable(time.Now(), g.id, g.jobs...)
 	}
+}
+
+// unreachable is a worker a send failed to, and the jobs whose REQUESTs
+// were among the messages not sent.
+type unreachable struct {
+	id   string
+	jobs []string
+}
+
+// notSent adds envelope e, which could not be sent to its worker, to gone.
+func notSent(gone []unreachable, e protocol.Envelope) []unreachable {
+	i := slices.IndexFunc(gone, func(g unreachable) bool { return g.id == e.To })
+	if i < 0 {
+		gone = append(gone, unreachable{id: e.To})
+		i = len(gone) - 1
+	}
+	if e.Job != "" {
+		gone[i].jobs = append(gone[i].jobs, e.Job)
+	}
+	return gone
 }
 
 // sendFrames sends [to, frames...] as one message without blocking.

@@ -35,8 +35,19 @@ type Job struct {
 	// Input holds the body frames after the meta frame.
 	Input [][]byte
 
-	st *stream // nil for a Job not made by a Worker
+	st        *stream // nil for a Job not made by a Worker
+	truncated bool    // see SetOutputTruncated
 }
+
+// SetOutputTruncated records that the handler cut the job's output: what
+// it wrote and returned is only the first part of what the job made. The
+// worker says so in its final reply (output_truncated), and the broker
+// marks the job's output truncated in its record. Call it before ServeJob
+// returns, from its goroutine (or one it waits for).
+func (j *Job) SetOutputTruncated() { j.truncated = true }
+
+// OutputTruncated reports whether SetOutputTruncated was called.
+func (j *Job) OutputTruncated() bool { return j.truncated }
 
 // stream is where a Job's partial output goes: a channel the job's slot
 // reads. It is behind a pointer so a Job stays a plain copyable value.

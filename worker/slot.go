@@ -604,7 +604,7 @@ func (s *slot) onFinal(now time.Time, r *running) {
 		log.Warn().Msg("result of a job from an earlier connection, dropped")
 		return
 	}
-	s.sendJob(protocol.Message{Cmd: protocol.CmdReply, Address: []byte(r.job.ID), Body: finalBody(r.stock, r.res, r.err)})
+	s.sendJob(protocol.Message{Cmd: protocol.CmdReply, Address: []byte(r.job.ID), Body: finalBody(r.stock, r.res, r.err, r.job.OutputTruncated())})
 	if r.err != nil {
 		ev := log.Info().Err(r.err)
 		var ee *ExitError
@@ -618,10 +618,11 @@ func (s *slot) onFinal(now time.Time, r *running) {
 }
 
 // finalBody is the body of a FINAL: for a zmws broker a meta frame with the
-// outcome, then the result; for a stock broker (the REQUEST had no meta
-// frame) the result alone, or on failure the frames FAIL, job_failed, error
-// text that zmws gives stock clients.
-func finalBody(stock bool, res []byte, err error) [][]byte {
+// outcome (and whether the handler cut the output), then the result; for a
+// stock broker (the REQUEST had no meta frame) the result alone, or on
+// failure the frames FAIL, job_failed, error text that zmws gives stock
+// clients.
+func finalBody(stock bool, res []byte, err error, truncated bool) [][]byte {
 	if stock {
 		if err != nil {
 			return [][]byte{[]byte(protocol.FailFrame), []byte(protocol.CodeJobFailed), []byte(err.Error())}
@@ -631,7 +632,7 @@ func finalBody(stock bool, res []byte, err error) [][]byte {
 		}
 		return [][]byte{res}
 	}
-	meta := protocol.Meta{Status: protocol.StatusComplete}
+	meta := protocol.Meta{Status: protocol.StatusComplete, OutputTruncated: truncated}
 	if err != nil {
 		meta.Status, meta.Error = protocol.StatusFailed, err.Error()
 		var ee *ExitError

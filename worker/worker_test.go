@@ -28,6 +28,9 @@ var echo = HandlerFunc(func(ctx context.Context, j *Job) ([]byte, error) {
 		return nil, fmt.Errorf("run tool: %w", &ExitError{Code: 3, Err: errors.New("bad input")})
 	case "panic":
 		panic("boom")
+	case "cut":
+		j.SetOutputTruncated()
+		return []byte("the first part"), nil
 	}
 	return fmt.Appendf(nil, "%s/%d/%s/%s", j.Service, j.Attempt, j.Params["k"], bytes.Join(j.Input, []byte("+"))), nil
 })
@@ -122,6 +125,8 @@ func TestWorker_Outcomes(t *testing.T) {
 			protocol.Meta{Status: protocol.StatusFailed, Error: "panic: boom"}, []string{}},
 		{"after panic", protocol.Meta{Params: map[string]string{"k": "again"}}, nil,
 			protocol.Meta{Status: protocol.StatusComplete}, []string{"ECHO/1/again/"}},
+		{"output cut", protocol.Meta{Params: map[string]string{"mode": "cut"}}, nil,
+			protocol.Meta{Status: protocol.StatusComplete, OutputTruncated: true}, []string{"the first part"}},
 	} {
 		job := "job-" + strings.ReplaceAll(tc.name, " ", "-")
 		b.request(id, job, tc.meta, tc.input...)

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/alecthomas/kong"
+	zmq "github.com/pebbe/zmq4"
 
 	"github.com/zmws/zmws/curve"
 	"github.com/zmws/zmws/internal/logging"
@@ -65,8 +66,35 @@ func main() {
 	kctx, err := k.Parse(os.Args[1:])
 	k.FatalIfErrorf(err)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	kctx.FatalIfErrorf(run(ctx, cli, os.Stdout, os.Stderr))
+	err = run(ctx, cli, os.Stdout, os.Stderr)
+	stop()
+	// Every socket is closed now; the slots' DISCONNECTs may still be
+	// lingering in libzmq's queues, and leave only if the process waits.
+	term(termWait)
+	kctx.FatalIfErrorf(err)
+}
+
+// termWait bounds how long zmws-run waits at exit for messages still
+// queued on closed sockets: beyond the worker library's linger of its
+// DISCONNECT (1 s).
+const termWait = 2 * time.Second
+
+// term ends the ZeroMQ context, which waits for the messages of closed
+// sockets to leave (each within its linger), for at most d. zmq.Term blocks
+// as long as any socket is open, so it is called only once everything is
+// closed, and given up on after d.
+func term(d time.Duration) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		zmq.Term()
+	}()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+	}
 }
 
 func options() []kong.Option {

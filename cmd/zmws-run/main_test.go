@@ -280,3 +280,31 @@ func gone(t *testing.T, pids []string) {
 		}
 	}
 }
+
+// Output cut at --max-output is marked in the job's record: SERVER-JOB
+// says output_truncated, so a client can tell it has only the first part.
+func TestRun_MaxOutputMarksJobTruncated(t *testing.T) {
+	if _, err := exec.LookPath("echo"); err != nil {
+		t.Skip("no echo")
+	}
+	srv, c := testbroker.Start(t)
+	start(t, srv, c, []string{"--max-output", "10", "--service", "SAY", "--", "echo", "{{msg}}"}, "SAY")
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	for _, tc := range []struct {
+		msg  string
+		want bool
+	}{
+		{"a message longer than ten bytes", true},
+		{"short", false},
+	} {
+		res, err := c.Call(ctx, "SAY", client.Request{Params: map[string]string{"msg": tc.msg}}, nil)
+		if err != nil || !res.OK() {
+			t.Fatalf("SAY %q: %+v, %v", tc.msg, res, err)
+		}
+		ji, err := c.Job(ctx, res.JobID)
+		if err != nil || ji.OutputTruncated != tc.want {
+			t.Errorf("SAY %q: SERVER-JOB output_truncated %v (%v), want %v; output %q", tc.msg, ji.OutputTruncated, err, tc.want, ji.Output)
+		}
+	}
+}
