@@ -73,6 +73,14 @@ func (t *Template) environ(base []string, j *jobEnv, vals map[string]string) (en
 			m[k] = v
 		}
 	}
+	if u := t.account; u != nil {
+		// Inherited, these would be zmws-run's: they are the user's.
+		for k, v := range map[string]string{"HOME": u.HomeDir, "USER": u.Username, "LOGNAME": u.Username} {
+			if _, ok := m[k]; ok {
+				m[k] = v
+			}
+		}
+	}
 	for _, e := range t.env {
 		m[e.name] = e.value.expand(vals)
 	}

@@ -51,6 +51,13 @@ type Config struct {
 	// Logger receives the handler's logs, stderr lines included (default:
 	// none).
 	Logger zerolog.Logger
+	// Contain runs each command in a PID namespace of its own, under an
+	// init that is this program re-executed (IsInit, Init): when the init
+	// dies, zmws-run's death included, the kernel kills every process of
+	// the job. Check first that it works here (CheckContain). Off, a
+	// command runs in a process group of its own only, and what it starts
+	// outlives a zmws-run killed with SIGKILL.
+	Contain bool
 }
 
 // Handler is a worker.Handler that runs a Template's command for each job.
@@ -60,6 +67,7 @@ type Handler struct {
 	log     zerolog.Logger
 	environ func() []string // zmws-run's own environment (os.Environ); spares read it from NewHandler on
 	linger  time.Duration   // LineLinger; tests make it longer
+	contain bool            // Config.Contain
 
 	prog atomic.Pointer[resolved] // where the program was found
 	bufs sync.Pool                // *[copyBuf]byte
@@ -82,6 +90,7 @@ func NewHandler(t *Template, cfg Config) *Handler {
 		log:     cfg.Logger.With().Str("component", "runner").Str(keyService, t.service).Logger(),
 		environ: os.Environ,
 		linger:  LineLinger,
+		contain: cfg.Contain,
 		procs:   map[int]struct{}{},
 	}
 	if t.prestart {
@@ -227,7 +236,7 @@ func (h *Handler) await(runCtx context.Context, log zerolog.Logger, j *worker.Jo
 	if sinkErr != nil {
 		log.Warn().Err(sinkErr).Msg("partial output not sent")
 	}
-	ps := pr.cmd.ProcessState
+	ws, known := pr.exitStatus()
 	switch {
 	case pr.stopped.Load() && errors.Is(context.Cause(runCtx), errTimeout):
 		log.Warn().Dur("timeout", t.timeout).Dur(keyElapsed, elapsed).Msg("job timed out, process group stopped")
@@ -235,19 +244,18 @@ func (h *Handler) await(runCtx context.Context, log zerolog.Logger, j *worker.Jo
 	case pr.stopped.Load():
 		log.Info().Dur(keyElapsed, elapsed).Msg("job cancelled, process group stopped")
 		return res, fmt.Errorf("runner: job cancelled, process group stopped: %w", context.Canceled)
-	case ps == nil:
+	case !known:
 		return res, fmt.Errorf("runner: wait: %w", waitErr)
-	case ps.Success():
+	case ws.Exited() && ws.ExitStatus() == 0:
 		log.Debug().Dur(keyElapsed, elapsed).Msg("command exited")
 		return res, nil
 	}
-	ws, _ := ps.Sys().(syscall.WaitStatus)
 	if ws.Signaled() {
 		code := ExitSignalBase + int(ws.Signal())
 		log.Debug().Int(keyExitCode, code).Dur(keyElapsed, elapsed).Msg("command killed by a signal")
 		return res, &worker.ExitError{Code: code, Err: withTail("killed by signal "+unix.SignalName(ws.Signal()), errs)}
 	}
-	code := ps.ExitCode()
+	code := ws.ExitStatus()
 	log.Debug().Int(keyExitCode, code).Dur(keyElapsed, elapsed).Msg("command exited")
 	return res, &worker.ExitError{Code: code, Err: withTail("", errs)}
 }

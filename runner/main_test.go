@@ -25,6 +25,9 @@ const childEnv = "RUNNER_TEST_CHILD"
 const hostEnv = "RUNNER_TEST_HOST"
 
 func TestMain(m *testing.M) {
+	if IsInit() {
+		Init()
+	}
 	if os.Getenv(childEnv) == "1" {
 		os.Exit(child(os.Args[1:]))
 	}

@@ -153,6 +153,9 @@ func (pr *proc) discard() {
 	<-pr.exited
 	signalGroup(pr.pid, syscall.SIGKILL) // what it started before it died
 	pr.pipes.closeParent()
+	if pr.status != nil {
+		pr.status.Close()
+	}
 	pr.cancel(nil)
 }
 

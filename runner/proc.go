@@ -89,6 +89,7 @@ type proc struct {
 	pipes   *pipes
 	pid     int         // also the process group's id
 	stopped atomic.Bool // cmd.Cancel sent SIGTERM: the job did not end by itself
+	status  *os.File    // a contained job's: its init's status pipe (contain_linux.go)
 
 	// A spare (prestart.go) is made with a context of its own, which
 	// cancel ends, and waited for from the start by a goroutine, which
@@ -153,7 +154,7 @@ func (h *Handler) spawn(ctx context.Context, argv, env []string) (*proc, error) 
 	pr := &proc{pipes: p}
 	for {
 		pr.cmd = h.command(ctx, pr, path, argv, env)
-		err = pr.cmd.Start()
+		err = h.start(pr, path)
 		if err == nil || !cached || !errors.Is(err, fs.ErrNotExist) {
 			break
 		}
@@ -173,20 +174,67 @@ func (h *Handler) spawn(ctx context.Context, argv, env []string) (*proc, error) 
 	return pr, nil
 }
 
+// command returns the command that runs argv: the program itself, or, for
+// a contained job, its init (contain_linux.go), which starts the program in
+// a PID namespace of their own. Either runs as the template's user.
 func (h *Handler) command(ctx context.Context, pr *proc, path string, argv, env []string) *exec.Cmd {
-	cmd := exec.CommandContext(ctx, path, argv[1:]...)
-	cmd.Args[0] = argv[0]
+	var cmd *exec.Cmd
+	if h.contain {
+		cmd = initCommand(ctx, path, argv, h.t.cred)
+		cmd.Cancel = func() error {
+			// The init passes it on to every process of the namespace.
+			pr.stopped.Store(true)
+			err := cmd.Process.Signal(syscall.SIGTERM)
+			if errors.Is(err, os.ErrProcessDone) {
+				return os.ErrProcessDone
+			}
+			return err
+		}
+	} else {
+		cmd = exec.CommandContext(ctx, path, argv[1:]...)
+		cmd.Args[0] = argv[0]
+		cmd.SysProcAttr = procAttr()
+		cmd.SysProcAttr.Credential = h.t.cred
+		cmd.Cancel = func() error {
+			pr.stopped.Store(true)
+			return signalGroup(cmd.Process.Pid, syscall.SIGTERM)
+		}
+	}
 	cmd.Env = env
 	cmd.Dir = h.t.workdir
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = pr.pipes.inR, pr.pipes.outW, pr.pipes.errW
-	cmd.SysProcAttr = procAttr()
-	cmd.Cancel = func() error {
-		pr.stopped.Store(true)
-		return signalGroup(cmd.Process.Pid, syscall.SIGTERM)
-	}
 	// After the grace, exec kills the process; then run kills the group.
 	cmd.WaitDelay = h.t.grace
 	return cmd
+}
+
+// start starts pr's command; a contained job's once its init has started
+// the program (or failed to: the error is then the program's).
+func (h *Handler) start(pr *proc, path string) error {
+	if !h.contain {
+		return pr.cmd.Start()
+	}
+	status, err := startInit(pr.cmd, path)
+	pr.status = status
+	return err
+}
+
+// exitStatus returns how pr's command ended, once pr.wait has returned:
+// as its init reported it for a contained job, else as the kernel did.
+// ok is false when neither says.
+func (pr *proc) exitStatus() (ws syscall.WaitStatus, ok bool) {
+	if pr.status != nil {
+		ws, ok = readStatus(pr.status)
+		pr.status.Close()
+		pr.status = nil
+		if ok {
+			return ws, true
+		}
+	}
+	if ps := pr.cmd.ProcessState; ps != nil {
+		ws, ok = ps.Sys().(syscall.WaitStatus)
+	}
+	return ws, ok
 }
 
 // signalGroup sends sig to process group pgid. A group that is gone is

@@ -57,6 +57,11 @@ type Spec struct {
 	// that read their input before they do anything; the command and env
 	// cannot hold placeholders (stdin can). See Handler.
 	Prestart bool `toml:"prestart"`
+	// User, when set, is the user the command runs as, so that it cannot
+	// read zmws-run's memory or environment (/proc/PID/environ). It takes
+	// zmws-run running as root; the user must exist when the template is
+	// loaded.
+	User string `toml:"user"`
 	// Params declares parameters: defaults and validation.
 	Params map[string]Param `toml:"params"`
 }

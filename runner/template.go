@@ -4,10 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/user"
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
+	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -61,10 +64,13 @@ type Template struct {
 	retries     int
 	maxOutput   int
 	prestart    bool
-	fixed       []string          // argv of a prestart template, which has no placeholders
-	params      map[string]*param // declared: in the params table or a placeholder
-	names       []string          // keys of params, sorted
-	source      string            // the file it came from, if any
+	user        string
+	cred        *syscall.Credential // of user; nil: zmws-run's own
+	account     *user.User          // of user: its HOME, USER and LOGNAME replace zmws-run's
+	fixed       []string            // argv of a prestart template, which has no placeholders
+	params      map[string]*param   // declared: in the params table or a placeholder
+	names       []string            // keys of params, sorted
+	source      string              // the file it came from, if any
 }
 
 // Service returns the service name.
@@ -88,6 +94,9 @@ func (t *Template) Prestart() bool { return t.prestart }
 
 // fixedArgv returns the argument vector of a prestart template.
 func (t *Template) fixedArgv() []string { return t.fixed }
+
+// User returns the user the command runs as, "" for zmws-run's own.
+func (t *Template) User() string { return t.user }
 
 // Timeout returns the run time limit of a job, 0 for none.
 func (t *Template) Timeout() time.Duration { return t.timeout }
@@ -327,6 +336,14 @@ func New(s Spec, d Defaults) (*Template, error) {
 		return nil, fmt.Errorf("max_output %d: must be positive", t.maxOutput)
 	}
 
+	if s.User != "" {
+		u, cred, err := lookupUser(s.User)
+		if err != nil {
+			return nil, err
+		}
+		t.user, t.account, t.cred = s.User, u, cred
+	}
+
 	t.workdir = first(s.Workdir, d.Workdir)
 	if t.workdir != "" {
 		fi, err := os.Stat(t.workdir)
@@ -338,6 +355,37 @@ func New(s Spec, d Defaults) (*Template, error) {
 		}
 	}
 	return t, nil
+}
+
+// lookupUser returns the credential of user name (a name or a numeric
+// id): its uid, primary group and supplementary groups. Only root can run
+// a command as another user.
+func lookupUser(name string) (*user.User, *syscall.Credential, error) {
+	u, err := user.Lookup(name)
+	if err != nil {
+		if u, err = user.LookupId(name); err != nil {
+			return nil, nil, fmt.Errorf("user %q: no such user", name)
+		}
+	}
+	if euid := os.Geteuid(); euid != 0 {
+		return nil, nil, fmt.Errorf("user %q: zmws-run runs as uid %d, not root, and cannot run a command as another user", name, euid)
+	}
+	uid, err1 := strconv.ParseUint(u.Uid, 10, 32)
+	gid, err2 := strconv.ParseUint(u.Gid, 10, 32)
+	if err1 != nil || err2 != nil {
+		return nil, nil, fmt.Errorf("user %q: ids %s:%s are not numbers", name, u.Uid, u.Gid)
+	}
+	c := &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}
+	ids, err := u.GroupIds()
+	if err != nil {
+		return nil, nil, fmt.Errorf("user %q: groups: %w", name, err)
+	}
+	for _, id := range ids {
+		if g, err := strconv.ParseUint(id, 10, 32); err == nil && uint32(g) != c.Gid {
+			c.Groups = append(c.Groups, uint32(g))
+		}
+	}
+	return u, c, nil
 }
 
 // checkPrestart refuses placeholders where a prestarted process would need

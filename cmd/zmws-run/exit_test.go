@@ -16,12 +16,16 @@ import (
 
 	"github.com/zmws/zmws/internal/zmqtest"
 	"github.com/zmws/zmws/protocol"
+	"github.com/zmws/zmws/runner"
 )
 
 // TestMain lets the test binary play zmws-run itself (ZMWS_RUN_TEST_MAIN=1,
 // its arguments in ZMWS_RUN_TEST_ARGS, one per line), so a test can watch
 // the real process exit.
 func TestMain(m *testing.M) {
+	if runner.IsInit() {
+		runner.Init()
+	}
 	if os.Getenv("ZMWS_RUN_TEST_MAIN") == "1" {
 		oneCPU()
 		os.Args = append([]string{"zmws-run"}, strings.Split(os.Getenv("ZMWS_RUN_TEST_ARGS"), "\n")...)

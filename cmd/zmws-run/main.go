@@ -48,6 +48,8 @@ type CLI struct {
 	Env         []string      `help:"Extra environment NAME=VALUE for the commands (repeatable; a template's env wins)." sep:"none" env:"ZMWS_RUN_ENV"`
 	PassEnv     []string      `help:"Also pass this variable (NAME, or PREFIX*) of zmws-run's environment to the commands (repeatable)." env:"ZMWS_RUN_PASS_ENV"`
 	InheritEnv  bool          `help:"Pass zmws-run's whole environment to the commands (default: PATH, HOME, USER, LOGNAME, LANG, LANGUAGE, LC_*, TZ, TMPDIR)." env:"ZMWS_RUN_INHERIT_ENV"`
+	User        string        `help:"Run the --service command as this user; zmws-run must be root (a template says user = \"...\")." env:"ZMWS_RUN_USER"`
+	Contain     string        `help:"How a job is contained: pid-namespace (each in its own: nothing of it outlives zmws-run; root only), process-group, or auto (the first that works here)." default:"auto" enum:"auto,pid-namespace,process-group" env:"ZMWS_RUN_CONTAIN"`
 	Prestart    bool          `help:"Keep one process of the --service command started per slot, waiting for its job: only for commands that read their input before anything else (a template says prestart = true)." env:"ZMWS_RUN_PRESTART"`
 
 	Prefetch  int           `help:"Jobs each slot takes from the broker ahead of the one it runs, so the next starts at once: for many short jobs; a job may then wait behind a long one here while another worker is free." default:"0" env:"ZMWS_RUN_PREFETCH"`
@@ -61,6 +63,9 @@ type CLI struct {
 }
 
 func main() {
+	if runner.IsInit() {
+		runner.Init() // zmws-run re-executed as a contained job's init
+	}
 	var cli CLI
 	k := kong.Must(&cli, options()...)
 	kctx, err := k.Parse(os.Args[1:])
@@ -116,6 +121,10 @@ func run(ctx context.Context, cli CLI, stdout, logw io.Writer) error {
 	if err != nil {
 		return err
 	}
+	contain, why, err := containment(cli.Contain)
+	if err != nil {
+		return err
+	}
 	if cli.Check {
 		for _, t := range ts {
 			fmt.Fprintf(stdout, "%s\t%s", t.Service(), t.Command())
@@ -125,9 +134,19 @@ func run(ctx context.Context, cli CLI, stdout, logw io.Writer) error {
 			if t.Prestart() {
 				fmt.Fprint(stdout, "\tprestart")
 			}
+			if u := t.User(); u != "" {
+				fmt.Fprintf(stdout, "\tuser: %s", u)
+			}
 			fmt.Fprintln(stdout)
 		}
+		fmt.Fprintln(stdout, containLine(contain, why))
 		return nil
+	}
+	if contain {
+		log.Info().Str("contain", "pid-namespace").Msg("each job runs in a PID namespace of its own")
+	} else {
+		log.Warn().Str("contain", "process-group").Str("reason", why).
+			Msg("jobs run in process groups only: what a job starts outlives zmws-run killed with SIGKILL")
 	}
 	if cli.Grace <= 0 || cli.Heartbeat <= 0 {
 		return errors.New("--grace and --heartbeat must be positive")
@@ -159,7 +178,7 @@ func run(ctx context.Context, cli CLI, stdout, logw io.Writer) error {
 		}
 	}()
 	for _, t := range ts {
-		h := runner.NewHandler(t, runner.Config{Logger: log})
+		h := runner.NewHandler(t, runner.Config{Logger: log, Contain: contain})
 		handlers = append(handlers, h)
 		w, err := worker.New(worker.Config{
 			Brokers:     cli.Broker,
@@ -199,6 +218,32 @@ func run(ctx context.Context, cli CLI, stdout, logw io.Writer) error {
 	// it; the job's process group may still be in its grace period. The
 	// deferred Shutdowns give it that, then kill what is left.
 	return errors.Join(errs...)
+}
+
+// containment decides how jobs are contained, for --contain mode: in a PID
+// namespace each, or in process groups only, and then why.
+func containment(mode string) (contain bool, why string, err error) {
+	switch mode {
+	case "process-group":
+		return false, "--contain process-group", nil
+	case "pid-namespace":
+		if err := runner.CheckContain(); err != nil {
+			return false, "", fmt.Errorf("--contain pid-namespace: %w", err)
+		}
+		return true, "", nil
+	}
+	if err := runner.CheckContain(); err != nil {
+		return false, err.Error(), nil
+	}
+	return true, "", nil
+}
+
+// containLine is what --check says of containment.
+func containLine(contain bool, why string) string {
+	if contain {
+		return "contain: pid-namespace"
+	}
+	return "contain: process-group (" + why + ")"
 }
 
 // load builds the services: the inline one and those of the jobs folder.
@@ -241,8 +286,10 @@ func load(cli CLI) ([]*runner.Template, error) {
 		return nil, fmt.Errorf("command %q: no --service to serve it as", cli.Command)
 	case cli.Prestart && cli.Service == "":
 		return nil, errors.New("--prestart is for the --service command; a template says prestart = true")
+	case cli.User != "" && cli.Service == "":
+		return nil, errors.New(`--user is for the --service command; a template says user = "..."`)
 	case cli.Service != "":
-		t, err := runner.New(runner.Spec{Service: cli.Service, Command: runner.Command{Args: cli.Command}, Prestart: cli.Prestart}, d)
+		t, err := runner.New(runner.Spec{Service: cli.Service, Command: runner.Command{Args: cli.Command}, Prestart: cli.Prestart, User: cli.User}, d)
 		if err != nil {
 			return nil, fmt.Errorf("--service %s: %w", cli.Service, err)
 		}

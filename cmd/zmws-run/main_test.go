@@ -47,13 +47,16 @@ func TestRun_Check(t *testing.T) {
 		"SLEEP\tsleep {{seconds:1}}\tparams: seconds\n" +
 		"STR-REV\trev\tparams: str\n" +
 		"WORDCOUNT\twc\tparams: text\n"
+	contain, why, _ := containment("auto")
+	last := containLine(contain, why) + "\n"
+	want += last
 	if out.String() != want {
 		t.Errorf("--check printed:\n%s\nwant:\n%s", out.String(), want)
 	}
 
 	out.Reset()
 	cli = parse(t, "--check", "--prestart", "--service", "REV", "--", "rev")
-	if err := run(context.Background(), cli, &out, &logs); err != nil || out.String() != "REV\trev\tprestart\n" {
+	if err := run(context.Background(), cli, &out, &logs); err != nil || out.String() != "REV\trev\tprestart\n"+last {
 		t.Errorf("--check --prestart printed %q, %v", out.String(), err)
 	}
 
@@ -62,7 +65,7 @@ func TestRun_Check(t *testing.T) {
 	if err := run(context.Background(), cli, &out, &logs); err != nil {
 		t.Fatal(err)
 	}
-	if got := out.String(); !strings.HasPrefix(got, "SAY\t") || !strings.Contains(got, "\nSLEEP\t") || strings.Count(got, "\n") != 2 {
+	if got := out.String(); !strings.HasPrefix(got, "SAY\t") || !strings.Contains(got, "\nSLEEP\t") || strings.Count(got, "\n") != 3 {
 		t.Errorf("--only SLEEP --only SAY printed:\n%s", got)
 	}
 }
@@ -183,7 +186,9 @@ func TestRun_ShutdownStopsJobs(t *testing.T) {
 		t.Skip("no sh")
 	}
 	srv, c := testbroker.Start(t)
-	stop := start(t, srv, c, []string{"--grace", "100ms", "--kill-grace", "100ms",
+	// Process groups: the job prints its pids, which in a PID namespace
+	// would be the namespace's, not /proc's.
+	stop := start(t, srv, c, []string{"--contain", "process-group", "--grace", "100ms", "--kill-grace", "100ms",
 		"--service", "NAP", "--", "sh", "-c", "trap '' TERM; echo $$; sleep 60 & echo $!; wait"}, "NAP")
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
@@ -233,7 +238,7 @@ func TestRun_Prestart(t *testing.T) {
 	pidFile := filepath.Join(t.TempDir(), "pids")
 	srv, c := testbroker.Start(t)
 	stop := start(t, srv, c, []string{"--prestart", "--concurrency", "2", "--service", "CAT", "--",
-		"sh", "-c", "echo $$ >> '" + pidFile + "'; exec cat"}, "CAT")
+		"sh", "-c", "read -r pid rest < /proc/self/stat; echo $pid >> '" + pidFile + "'; exec cat"}, "CAT")
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	for i := range 5 {

@@ -1,0 +1,200 @@
+//go:build linux
+
+package runner
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/user"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// needContain skips a test where jobs cannot be contained (not root, no
+// PID namespaces in this container).
+func needContain(t *testing.T) {
+	t.Helper()
+	if err := CheckContain(); err != nil {
+		t.Skipf("jobs cannot be contained here: %v", err)
+	}
+}
+
+func containedHandler(t *testing.T, s Spec) *Handler {
+	t.Helper()
+	return NewHandler(mustNew(t, s), Config{Logger: zerolog.New(zerolog.NewTestWriter(t)), Contain: true})
+}
+
+// sleepMark returns a sleep argument no other process has: the sleepers of
+// one test are told apart in /proc by it.
+func sleepMark() string {
+	return fmt.Sprintf("300.%06d", time.Now().UnixNano()%1e6)
+}
+
+// sleepers returns the pids of the processes running "sleep mark".
+func sleepers(mark string) []int {
+	want := []byte("sleep\x00" + mark + "\x00")
+	var pids []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		if err != nil || !bytes.HasSuffix(b, want) {
+			continue
+		}
+		if !bytes.Equal(b, want) && !bytes.HasSuffix(b, append([]byte{0}, want...)) {
+			continue
+		}
+		if !gone(pid) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// waitSleepers polls (bounded by d) until n sleepers of mark run, and
+// fails the test with how many there are otherwise. Whatever is left at
+// the end of the test is killed.
+func waitSleepers(t *testing.T, mark string, n int, d time.Duration) {
+	t.Helper()
+	t.Cleanup(func() {
+		for _, pid := range sleepers(mark) {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	})
+	deadline := time.Now().Add(d)
+	for {
+		got := len(sleepers(mark))
+		if got == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d processes run sleep %s; want %d", got, mark, n)
+		}
+		time.Sleep(20 * time.Millisecond) // polling /proc with a deadline
+	}
+}
+
+// A contained command's outcome is reported as an uncontained one's: its
+// output, its exit code, its death by a signal, a program that cannot be
+// started.
+func TestContain_Outcome(t *testing.T) {
+	needContain(t)
+	env := map[string]string{childEnv: "1", "GORACE": "atexit_sleep_ms=0"}
+	h := containedHandler(t, Spec{Service: "ECHO", Command: Command{Args: []string{testExe(t), "echo"}}, Env: env})
+	res, err := h.ServeJob(context.Background(), job(nil, "hello"))
+	if err != nil || string(res) != "hello" {
+		t.Errorf("echo: %q, %v", res, err)
+	}
+	h = containedHandler(t, Spec{Service: "EXIT", Command: Command{Args: []string{testExe(t), "exit", "3", "bad"}}, Env: env})
+	_, err = h.ServeJob(context.Background(), job(nil))
+	if exitCode(t, err) != 3 || !strings.Contains(err.Error(), "bad") {
+		t.Errorf("exit 3: %v", err)
+	}
+	h = containedHandler(t, Spec{Service: "KILL", Command: Command{Args: []string{testExe(t), "killself"}}, Env: env})
+	_, err = h.ServeJob(context.Background(), job(nil))
+	if exitCode(t, err) != 137 || !strings.Contains(err.Error(), "SIGKILL") {
+		t.Errorf("killself: %v", err)
+	}
+	h = containedHandler(t, Spec{Service: "NONE", Command: Command{Args: []string{"/nonexistent/zmws-prog"}}})
+	_, err = h.ServeJob(context.Background(), job(nil))
+	if exitCode(t, err) != ExitNotFound || !strings.Contains(err.Error(), "cannot start") {
+		t.Errorf("no program: %v", err)
+	}
+}
+
+// A timeout or a cancellation of a contained job ends all of it, processes
+// that left its process group included, and its command gets SIGTERM first.
+func TestContain_StopEndsEverything(t *testing.T) {
+	needContain(t)
+	if _, err := exec.LookPath("setsid"); err != nil {
+		t.Skip("no setsid")
+	}
+	for _, tc := range []struct {
+		name    string
+		timeout time.Duration
+	}{{"timeout", 500 * time.Millisecond}, {"cancel", 0}} {
+		t.Run(tc.name, func(t *testing.T) {
+			mark := sleepMark()
+			h := containedHandler(t, Spec{Service: "FORK", Timeout: Duration(tc.timeout), Grace: Duration(wait),
+				Command: Command{Args: []string{"sh", "-c", `trap 'echo term; exit 0' TERM
+for i in $(seq 50); do setsid sleep ` + mark + ` & done; echo up; wait`}}})
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			out := make(chanSink, 16)
+			type result struct {
+				res []byte
+				err error
+			}
+			done := make(chan result, 1)
+			go func() {
+				res, err := h.serve(ctx, job(nil), out.write)
+				done <- result{res, err}
+			}()
+			if got := next(t, out); got != "up\n" {
+				t.Fatalf("output %q", got)
+			}
+			waitSleepers(t, mark, 50, wait)
+			if tc.timeout == 0 {
+				cancel()
+			}
+			var r result
+			select {
+			case r = <-done:
+			case <-time.After(wait):
+				t.Fatal("job did not end")
+			}
+			switch {
+			case tc.timeout > 0 && exitCode(t, r.err) != ExitTimeout:
+				t.Errorf("err %v; want a timeout", r.err)
+			case tc.timeout == 0 && !errors.Is(r.err, context.Canceled):
+				t.Errorf("err %v; want cancelled", r.err)
+			}
+			if !strings.Contains(string(r.res), "term") {
+				t.Errorf("output %q: the command did not get SIGTERM", r.res)
+			}
+			waitSleepers(t, mark, 0, 5*time.Second)
+		})
+	}
+}
+
+// user = "nobody" runs the command as nobody, contained or not.
+func TestContain_User(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("not root: cannot run a command as another user")
+	}
+	u, err := user.Lookup("nobody")
+	if err != nil {
+		t.Skip("no user nobody")
+	}
+	for _, contain := range []bool{false, true} {
+		if contain && CheckContain() != nil {
+			continue
+		}
+		tm := mustNew(t, Spec{Service: "ID", User: "nobody", Command: Command{Line: "id -u"}})
+		h := NewHandler(tm, Config{Logger: zerolog.New(zerolog.NewTestWriter(t)), Contain: contain})
+		res, err := h.ServeJob(context.Background(), job(nil))
+		if err != nil || string(res) != u.Uid+"\n" {
+			t.Errorf("contain %v: id -u printed %q, %v; want %s", contain, res, err, u.Uid)
+		}
+	}
+}
+
+// A user that does not exist is a load error.
+func TestTemplate_UnknownUser(t *testing.T) {
+	_, err := New(Spec{Service: "ID", User: "zmws-no-such-user", Command: Command{Line: "id -u"}}, Defaults{})
+	if err == nil || !strings.Contains(err.Error(), `user "zmws-no-such-user": no such user`) {
+		t.Errorf("error %v", err)
+	}
+}
