@@ -78,4 +78,13 @@
 // template's grace; as soon as the command has exited, whatever is left of
 // its group is killed with SIGKILL. Shutdown kills what is still running
 // when its ctx ends.
+//
+// # Containment and users
+//
+// With Config.Contain (Linux, root; CheckContain tells), each command runs
+// in a PID namespace of its own under an init that is the running program
+// re-executed: its main must call Init when IsInit. The init forwards
+// signals to the whole job and reaps orphans; when it dies, zmws-run's
+// death included, the kernel kills the rest of the job. A template's user
+// runs the command as that user (root only; checked at load).
 package runner
