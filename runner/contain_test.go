@@ -161,8 +161,18 @@ for i in $(seq 50); do setsid sleep ` + mark + ` & done; echo up; wait`}}})
 			case tc.timeout == 0 && !errors.Is(r.err, context.Canceled):
 				t.Errorf("err %v; want cancelled", r.err)
 			}
-			if !strings.Contains(string(r.res), "term") {
-				t.Errorf("output %q: the command did not get SIGTERM", r.res)
+			var rest string // after "up": partials, then the result
+			for more := true; more; {
+				select {
+				case p := <-out:
+					rest += p
+				default:
+					more = false
+				}
+			}
+			rest += string(r.res)
+			if !strings.Contains(rest, "term") {
+				t.Errorf("output after up %q: the command did not get SIGTERM", rest)
 			}
 			waitSleepers(t, mark, 0, 5*time.Second)
 		})
