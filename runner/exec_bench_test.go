@@ -68,14 +68,24 @@ func BenchmarkExec_Runner(b *testing.B) {
 // path, as a worker calls it: it reports the messages the job costs
 // through the broker (partials, plus the final reply) and, with
 // -benchmem, what the runner allocates around the spawn.
-func BenchmarkServeRev(b *testing.B) { benchServeRev(b, false) }
+func BenchmarkServeRev(b *testing.B) { benchServeRev(b, false, false) }
+
+// BenchmarkServeRev_Contained is the same with each job in a PID namespace
+// of its own under the runner's init (Config.Contain): the price of
+// containment per job.
+func BenchmarkServeRev_Contained(b *testing.B) {
+	if err := CheckContain(); err != nil {
+		b.Skipf("no containment here: %v", err)
+	}
+	benchServeRev(b, false, true)
+}
 
 // BenchmarkServeRev_Prestart is the same with prestart: back to back, a
 // job finds its spare ready only if the spawn took less than the previous
 // job.
-func BenchmarkServeRev_Prestart(b *testing.B) { benchServeRev(b, true) }
+func BenchmarkServeRev_Prestart(b *testing.B) { benchServeRev(b, true, false) }
 
-func benchServeRev(b *testing.B, prestart bool) {
+func benchServeRev(b *testing.B, prestart, contain bool) {
 	if _, err := exec.LookPath("rev"); err != nil {
 		b.Skip("no rev")
 	}
@@ -83,7 +93,7 @@ func benchServeRev(b *testing.B, prestart bool) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	h := NewHandler(tm, Config{})
+	h := NewHandler(tm, Config{Contain: contain})
 	defer h.Shutdown(context.Background())
 	var (
 		out      []byte

@@ -73,7 +73,7 @@ func TestMain_KillNineEndsJobProcesses(t *testing.T) {
 		}
 	})
 	srv, c := testbroker.Start(t)
-	args := []string{"--broker", srv.WorkerEndpoint(), "--heartbeat", "200ms", "--log-level", "warn",
+	args := []string{"--broker", srv.WorkerEndpoint(), "--heartbeat", "200ms", "--log-level", "warn", "--contain", "pid-namespace",
 		"--service", "FORK", "--", "sh", "-c", "for i in $(seq 50); do sleep " + mark + " & done; echo up; wait"}
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), "ZMWS_RUN_TEST_MAIN=1", "ZMWS_RUN_TEST_ARGS="+strings.Join(args, "\n"))

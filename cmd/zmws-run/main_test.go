@@ -47,7 +47,7 @@ func TestRun_Check(t *testing.T) {
 		"SLEEP\tsleep {{seconds:1}}\tparams: seconds\n" +
 		"STR-REV\trev\tparams: str\n" +
 		"WORDCOUNT\twc\tparams: text\n"
-	contain, why, _ := containment("auto")
+	contain, why, _ := containment("process-group") // the default
 	last := containLine(contain, why) + "\n"
 	want += last
 	if out.String() != want {
