@@ -101,31 +101,25 @@ func OpenBolt(path string, opts BoltOptions) (*Bolt, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("store: open journal %s: %w", path, err)
 	}
-	st, err := preflight(path)
+	var (
+		st  journalState
+		db  *bolt.DB
+		err error
+	)
+	// Compact renames a new file over the journal while it holds the old
+	// one's lock: an OpenBolt that waited for that lock then holds the
+	// lock of a file no name leads to. It looks again.
+	for range 3 {
+		st, db, err = openOnce(path, opts)
+		if err == nil || !errors.Is(err, errReplaced) {
+			break
+		}
+	}
+	if errors.Is(err, errReplaced) {
+		return nil, fmt.Errorf("%w: %s was replaced while zmws waited for it, three times", ErrLocked, path)
+	}
 	if err != nil {
 		return nil, err
-	}
-	db, err := openDB(path, &bolt.Options{
-		Timeout:         opts.Timeout,
-		InitialMmapSize: opts.InitialMmapSize,
-		MaxSize:         opts.MaxSize,
-		// As etcd does: the freelist is rebuilt from the pages at open
-		// instead of written at every commit. After Prune frees many
-		// pages, a synced freelist made each Commit write it whole
-		// (doc.go has the numbers); durability is unchanged.
-		NoFreelistSync: true,
-		FreelistType:   bolt.FreelistMapType,
-	})
-	switch {
-	case errors.Is(err, ErrCorrupt):
-		return nil, err
-	case errors.Is(err, berrors.ErrTimeout):
-		return nil, fmt.Errorf("%w: %s is locked (waited %v)", ErrLocked, path, opts.Timeout)
-	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrVersionMismatch),
-		errors.Is(err, berrors.ErrChecksum):
-		return nil, fmt.Errorf("%w %s: %v", ErrCorrupt, path, err)
-	case err != nil:
-		return nil, fmt.Errorf("store: open journal %s: %w", path, err)
 	}
 	if st == journalExisting {
 		// bbolt's own consistency check; doc.go has its cost.
@@ -147,6 +141,51 @@ func OpenBolt(path string, opts BoltOptions) (*Bolt, error) {
 		}
 	}
 	return s, nil
+}
+
+// errReplaced says that the journal's file was renamed over while openOnce
+// waited for its lock.
+var errReplaced = errors.New("replaced while waiting for its lock")
+
+// openOnce runs preflight and opens the bbolt file at path, mapping bbolt's
+// errors to the store's, or returns errReplaced when the name leads to another file after the lock is taken
+// than before: the file is the one a stat saw before bbolt opened it, so
+// the same file after means bbolt holds the named one.
+func openOnce(path string, opts BoltOptions) (journalState, *bolt.DB, error) {
+	st, err := preflight(path)
+	if err != nil {
+		return st, nil, err
+	}
+	before, statErr := os.Stat(path)
+	db, err := openDB(path, &bolt.Options{
+		Timeout:         opts.Timeout,
+		InitialMmapSize: opts.InitialMmapSize,
+		MaxSize:         opts.MaxSize,
+		// As etcd does: the freelist is rebuilt from the pages at open
+		// instead of written at every commit. After Prune frees many
+		// pages, a synced freelist made each Commit write it whole
+		// (doc.go has the numbers); durability is unchanged.
+		NoFreelistSync: true,
+		FreelistType:   bolt.FreelistMapType,
+	})
+	switch {
+	case errors.Is(err, ErrCorrupt):
+		return st, nil, err
+	case errors.Is(err, berrors.ErrTimeout):
+		return st, nil, fmt.Errorf("%w: %s is locked (waited %v)", ErrLocked, path, opts.Timeout)
+	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrVersionMismatch),
+		errors.Is(err, berrors.ErrChecksum):
+		return st, nil, fmt.Errorf("%w %s: %v", ErrCorrupt, path, err)
+	case err != nil:
+		return st, nil, fmt.Errorf("store: open journal %s: %w", path, err)
+	}
+	if statErr == nil {
+		if after, err := os.Stat(path); err != nil || !os.SameFile(before, after) {
+			_ = db.Close()
+			return st, nil, errReplaced
+		}
+	}
+	return st, db, nil
 }
 
 // init creates the buckets of a new journal and checks the format of an old one.
