@@ -543,8 +543,8 @@ func (s *Bolt) JobByKey(key string) (id string, ok bool, err error) {
 // Prune deletes old finished jobs (see Store) in transactions of at most
 // 1,000 jobs. The count and bytes bounds are taken when Prune starts, in one
 // read transaction; jobs finishing meanwhile are kept on top of them. The
-// bytes bound reads the size of every retained finished job's record (a
-// lookup each, not the record's pages): about 25 ms per 100,000 jobs.
+// bytes bound reads the size of every retained finished job's record: a
+// lookup each, not the record's pages (docs/DURABILITY.md has the cost).
 func (s *Bolt) Prune(olderThan time.Time, keep int, maxBytes int64) (int, error) {
 	if olderThan.IsZero() && keep <= 0 && maxBytes <= 0 {
 		return 0, nil
