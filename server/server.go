@@ -47,12 +47,14 @@ type Config struct {
 	// hands out a job ID only after the job's record is committed. The
 	// caller closes the Store after Run returns.
 	Store store.Store
-	// Retain and RetainCount bound how long, and how many, finished jobs
-	// the Store keeps (for lookups by ID and idempotency keys); a pruner
-	// goroutine deletes older ones every PruneEvery (default 1 min). Zero
-	// disables a bound.
+	// Retain, RetainCount and RetainBytes bound how long, how many, and
+	// how many stored bytes (store.RecordSize) of finished jobs the Store
+	// keeps (for lookups by ID and idempotency keys); a pruner goroutine,
+	// beside the committer and off the loop, deletes the oldest ones past
+	// any bound every PruneEvery (default 1 min). Zero disables a bound.
 	Retain      time.Duration
 	RetainCount int
+	RetainBytes int64
 	PruneEvery  time.Duration
 	// CommitDelay is how long records that no reply waits for (a job
 	// dispatched or finished, a sync job's history) may wait to be
@@ -320,7 +322,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}()
 	s.send(s.restored)
 	s.restored = nil
-	if s.cfg.Store != nil && (s.cfg.Retain > 0 || s.cfg.RetainCount > 0) {
+	if s.cfg.Store != nil && (s.cfg.Retain > 0 || s.cfg.RetainCount > 0 || s.cfg.RetainBytes > 0) {
 		pctx, stop := context.WithCancel(ctx)
 		done := make(chan struct{})
 		go func() { defer close(done); s.prune(pctx) }()
@@ -398,7 +400,7 @@ func (s *Server) prune(ctx context.Context) {
 		if s.cfg.Retain > 0 {
 			before = time.Now().Add(-s.cfg.Retain)
 		}
-		n, err := s.cfg.Store.Prune(before, s.cfg.RetainCount)
+		n, err := s.cfg.Store.Prune(before, s.cfg.RetainCount, s.cfg.RetainBytes)
 		if err != nil {
 			s.log.Error().Err(err).Msg("prune finished jobs")
 		} else if n > 0 {

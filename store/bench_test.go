@@ -217,7 +217,7 @@ func BenchmarkBolt_Prune(b *testing.B) {
 			}
 		})
 		b.StartTimer()
-		got, err := s.Prune(t0.Add(time.Hour), 0)
+		got, err := s.Prune(t0.Add(time.Hour), 0, 0)
 		b.StopTimer()
 		close(stop)
 		wg.Wait()

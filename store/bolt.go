@@ -101,31 +101,25 @@ func OpenBolt(path string, opts BoltOptions) (*Bolt, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("store: open journal %s: %w", path, err)
 	}
-	st, err := preflight(path)
+	var (
+		st  journalState
+		db  *bolt.DB
+		err error
+	)
+	// Compact renames a new file over the journal while it holds the old
+	// one's lock: an OpenBolt that waited for that lock then holds the
+	// lock of a file no name leads to. It looks again.
+	for range 3 {
+		st, db, err = openOnce(path, opts)
+		if err == nil || !errors.Is(err, errReplaced) {
+			break
+		}
+	}
+	if errors.Is(err, errReplaced) {
+		return nil, fmt.Errorf("%w: %s was replaced while zmws waited for it, three times", ErrLocked, path)
+	}
 	if err != nil {
 		return nil, err
-	}
-	db, err := openDB(path, &bolt.Options{
-		Timeout:         opts.Timeout,
-		InitialMmapSize: opts.InitialMmapSize,
-		MaxSize:         opts.MaxSize,
-		// As etcd does: the freelist is rebuilt from the pages at open
-		// instead of written at every commit. After Prune frees many
-		// pages, a synced freelist made each Commit write it whole
-		// (doc.go has the numbers); durability is unchanged.
-		NoFreelistSync: true,
-		FreelistType:   bolt.FreelistMapType,
-	})
-	switch {
-	case errors.Is(err, ErrCorrupt):
-		return nil, err
-	case errors.Is(err, berrors.ErrTimeout):
-		return nil, fmt.Errorf("%w: %s is locked (waited %v)", ErrLocked, path, opts.Timeout)
-	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrVersionMismatch),
-		errors.Is(err, berrors.ErrChecksum):
-		return nil, fmt.Errorf("%w %s: %v", ErrCorrupt, path, err)
-	case err != nil:
-		return nil, fmt.Errorf("store: open journal %s: %w", path, err)
 	}
 	if st == journalExisting {
 		// bbolt's own consistency check; doc.go has its cost.
@@ -147,6 +141,51 @@ func OpenBolt(path string, opts BoltOptions) (*Bolt, error) {
 		}
 	}
 	return s, nil
+}
+
+// errReplaced says that the journal's file was renamed over while openOnce
+// waited for its lock.
+var errReplaced = errors.New("replaced while waiting for its lock")
+
+// openOnce runs preflight and opens the bbolt file at path, mapping bbolt's
+// errors to the store's, or returns errReplaced when the name leads to another file after the lock is taken
+// than before: the file is the one a stat saw before bbolt opened it, so
+// the same file after means bbolt holds the named one.
+func openOnce(path string, opts BoltOptions) (journalState, *bolt.DB, error) {
+	st, err := preflight(path)
+	if err != nil {
+		return st, nil, err
+	}
+	before, statErr := os.Stat(path)
+	db, err := openDB(path, &bolt.Options{
+		Timeout:         opts.Timeout,
+		InitialMmapSize: opts.InitialMmapSize,
+		MaxSize:         opts.MaxSize,
+		// As etcd does: the freelist is rebuilt from the pages at open
+		// instead of written at every commit. After Prune frees many
+		// pages, a synced freelist made each Commit write it whole
+		// (doc.go has the numbers); durability is unchanged.
+		NoFreelistSync: true,
+		FreelistType:   bolt.FreelistMapType,
+	})
+	switch {
+	case errors.Is(err, ErrCorrupt):
+		return st, nil, err
+	case errors.Is(err, berrors.ErrTimeout):
+		return st, nil, fmt.Errorf("%w: %s is locked (waited %v)", ErrLocked, path, opts.Timeout)
+	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrVersionMismatch),
+		errors.Is(err, berrors.ErrChecksum):
+		return st, nil, fmt.Errorf("%w %s: %v", ErrCorrupt, path, err)
+	case err != nil:
+		return st, nil, fmt.Errorf("store: open journal %s: %w", path, err)
+	}
+	if statErr == nil {
+		if after, err := os.Stat(path); err != nil || !os.SameFile(before, after) {
+			_ = db.Close()
+			return st, nil, errReplaced
+		}
+	}
+	return st, db, nil
 }
 
 // init creates the buckets of a new journal and checks the format of an old one.
@@ -502,22 +541,49 @@ func (s *Bolt) JobByKey(key string) (id string, ok bool, err error) {
 }
 
 // Prune deletes old finished jobs (see Store) in transactions of at most
-// 1,000 jobs. The count bound is taken when Prune starts; jobs finishing
-// meanwhile are kept on top of it.
-func (s *Bolt) Prune(olderThan time.Time, keep int) (int, error) {
-	if olderThan.IsZero() && keep <= 0 {
+// 1,000 jobs. The count and bytes bounds are taken when Prune starts, in one
+// read transaction; jobs finishing meanwhile are kept on top of them. The
+// bytes bound reads the size of every retained finished job's record: a
+// lookup each, not the record's pages (docs/DURABILITY.md has the cost).
+func (s *Bolt) Prune(olderThan time.Time, keep int, maxBytes int64) (int, error) {
+	if olderThan.IsZero() && keep <= 0 && maxBytes <= 0 {
 		return 0, nil
 	}
 	// Index keys below limit go.
 	var limit []byte
 	err := s.view(func(bk buckets) error {
-		if keep > 0 {
-			c := bk.finished.Cursor()
-			k, _ := c.Last()
-			for i := 1; i < keep && k != nil; i++ {
-				k, _ = c.Prev()
+		if keep <= 0 && maxBytes <= 0 {
+			return nil
+		}
+		// Walk from the newest: kept is the oldest key kept so far, k the
+		// first that goes.
+		var (
+			kept []byte
+			n    int
+			sum  int64
+		)
+		c := bk.finished.Cursor()
+		k, _ := c.Last()
+		for ; k != nil; k, _ = c.Prev() {
+			if keep > 0 && n == keep {
+				break
 			}
-			limit = bytes.Clone(k)
+			if maxBytes > 0 {
+				if len(k) <= finishKeyLen {
+					return fmt.Errorf("%w %s: finished index key %x", ErrCorrupt, s.path, k)
+				}
+				if sum += int64(len(bk.jobs.Get(k[finishKeyLen:]))); sum > maxBytes {
+					break
+				}
+			}
+			kept, n = k, n+1
+		}
+		switch {
+		case k == nil: // everything fits
+		case kept == nil: // even the newest goes: every key up to k
+			limit = append(bytes.Clone(k), 0)
+		default:
+			limit = bytes.Clone(kept)
 		}
 		return nil
 	})

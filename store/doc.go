@@ -25,7 +25,9 @@
 //	if err := s.Commit(&b); err != nil { /* refuse these submissions: 503 */ }
 //	b.Reset()                    // now send the job IDs
 //	...
-//	n, err := s.Prune(now.Add(-7*24*time.Hour), 100_000) // in the background
+//	n, err := s.Prune(now.Add(-7*24*time.Hour), 100_000, 1<<30) // in the background
+//	...
+//	rep, err := store.Compact(path, store.BoltOptions{}) // closed journals only: gives free pages back
 //
 // # Semantics
 //

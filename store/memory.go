@@ -250,13 +250,13 @@ func (m *Memory) JobByKey(key string) (string, bool, error) {
 }
 
 // Prune deletes old finished jobs; see Store.
-func (m *Memory) Prune(olderThan time.Time, keep int) (int, error) {
+func (m *Memory) Prune(olderThan time.Time, keep int, maxBytes int64) (int, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
 		return 0, fmt.Errorf("prune: %w", ErrClosed)
 	}
-	if olderThan.IsZero() && keep <= 0 {
+	if olderThan.IsZero() && keep <= 0 && maxBytes <= 0 {
 		return 0, nil
 	}
 	var done []string
@@ -269,6 +269,15 @@ func (m *Memory) Prune(olderThan time.Time, keep int) (int, error) {
 	n := 0 // done[:n] go
 	if keep > 0 {
 		n = max(0, len(done)-keep)
+	}
+	if maxBytes > 0 {
+		var sum int64
+		for i := len(done) - 1; i >= n; i-- {
+			if sum += int64(len(m.jobs[done[i]].rec)); sum > maxBytes {
+				n = i + 1
+				break
+			}
+		}
 	}
 	if !olderThan.IsZero() {
 		limit := finishStamp(olderThan)

@@ -136,13 +136,18 @@ type Store interface {
 	Job(id string) (rec JobRecord, ok bool, err error)
 	// JobByKey returns the ID of the retained job with this idempotency key.
 	JobByKey(key string) (id string, ok bool, err error)
-	// Prune deletes finished jobs that finished before olderThan, and those
-	// beyond the newest keep finished jobs, and returns how many it deleted.
-	// A zero olderThan disables the age bound, keep <= 0 the count bound:
-	// Prune(time.Time{}, 0) deletes nothing. Unfinished jobs are never
-	// pruned. Bolt prunes in transactions of at most 1,000 jobs, so Commit
-	// is never held up for long.
-	Prune(olderThan time.Time, keep int) (int, error)
+	// Prune deletes finished jobs that finished before olderThan, those
+	// beyond the newest keep finished jobs, and the oldest ones while the
+	// finished jobs' stored bytes (RecordSize of each) exceed maxBytes; it
+	// returns how many it deleted. Pruning goes oldest first (by finish
+	// time, then ID), so what remains is always the newest finished jobs;
+	// a newest job larger than maxBytes on its own goes too. A zero
+	// olderThan disables the age bound, keep <= 0 the count bound,
+	// maxBytes <= 0 the bytes bound: Prune(time.Time{}, 0, 0) deletes
+	// nothing. Unfinished jobs are never pruned, nor counted. Bolt prunes
+	// in transactions of at most 1,000 jobs, so Commit is never held up
+	// for long.
+	Prune(olderThan time.Time, keep int, maxBytes int64) (int, error)
 	// Close releases the store. Later calls return ErrClosed.
 	Close() error
 }
@@ -176,6 +181,11 @@ func validate(b *Batch) error {
 	}
 	return nil
 }
+
+// RecordSize returns the stored size of j in bytes: its encoded record, as
+// the bytes bound of Prune counts it. A journal adds about 60 bytes of index
+// entries and bbolt's page overhead (docs/DURABILITY.md has the figures).
+func RecordSize(j *JobRecord) int { return len(appendRecord(nil, j)) }
 
 // finishKeyLen is the length of finishStamp's result.
 const finishKeyLen = 8

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -49,6 +50,7 @@ func TestStore(t *testing.T) {
 		{"KeyConflictAppliesNothing", testKeyConflict},
 		{"PrunesByAge", testPruneAge},
 		{"PrunesByCount", testPruneCount},
+		{"PrunesByBytes", testPruneBytes},
 		{"PruneKeepsRequeuedJobs", testPruneRequeued},
 		{"LoadsNewestFinished", testLoadFinished},
 		{"Services", testServices},
@@ -231,7 +233,7 @@ func testUpsert(t *testing.T, s Store) {
 	if got := ids(load(t, s, 10).Finished); !slices.Equal(got, []string{"01B", "01A"}) {
 		t.Fatalf("finished = %v, want [01B 01A]", got)
 	}
-	if n, err := s.Prune(time.Time{}, 1); err != nil || n != 1 {
+	if n, err := s.Prune(time.Time{}, 1, 0); err != nil || n != 1 {
 		t.Fatalf("Prune(keep 1) = %d, %v; want 1", n, err)
 	}
 	wantJob(t, s, "01A", &again)
@@ -288,7 +290,7 @@ func testKeys(t *testing.T, s Store) {
 	put(t, s, &a3)
 	wantKey(t, s, "k2", "01A")
 	// ...and goes when Prune removes it.
-	if n, err := s.Prune(t0.Add(time.Second), 0); err != nil || n != 1 {
+	if n, err := s.Prune(t0.Add(time.Second), 0, 0); err != nil || n != 1 {
 		t.Fatalf("Prune = %d, %v; want 1", n, err)
 	}
 	wantKey(t, s, "k2", "")
@@ -368,9 +370,14 @@ func finishedIDs(t *testing.T, s Store) []string {
 
 func prune(t *testing.T, s Store, olderThan time.Time, keep, want int) {
 	t.Helper()
-	n, err := s.Prune(olderThan, keep)
+	pruneBytes(t, s, olderThan, keep, 0, want)
+}
+
+func pruneBytes(t *testing.T, s Store, olderThan time.Time, keep int, maxBytes int64, want int) {
+	t.Helper()
+	n, err := s.Prune(olderThan, keep, maxBytes)
 	if err != nil || n != want {
-		t.Fatalf("Prune(%v, %d) = %d, %v; want %d", olderThan, keep, n, err, want)
+		t.Fatalf("Prune(%v, %d, %d) = %d, %v; want %d", olderThan, keep, maxBytes, n, err, want)
 	}
 }
 
@@ -407,6 +414,62 @@ func testPruneCount(t *testing.T, s Store) {
 	if got, want := finishedIDs(t, s), []string{"01F009", "01F100"}; !slices.Equal(got, want) {
 		t.Fatalf("finished = %v, want %v", got, want)
 	}
+}
+
+// finishedBytes returns the stored bytes of the retained finished jobs and
+// their IDs, oldest first.
+func finishedBytes(t *testing.T, s Store) (int64, []string) {
+	t.Helper()
+	snap := load(t, s, 1<<20)
+	var n int64
+	for i := range snap.Finished {
+		n += int64(len(appendRecord(nil, &snap.Finished[i])))
+	}
+	return n, ids(snap.Finished)
+}
+
+func testPruneBytes(t *testing.T, s Store) {
+	// Ten finished jobs, 01F000 oldest, with outputs of 1 to 10 KiB: the
+	// newest are the largest.
+	var b Batch
+	size := make([]int64, 10)
+	for i := range 10 {
+		j := job(fmt.Sprintf("01F%03d", i), protocol.JobComplete, t0.Add(time.Duration(i)*time.Second))
+		j.Output = bytes.Repeat([]byte{'x'}, (i+1)<<10)
+		size[i] = int64(len(appendRecord(nil, j)))
+		b.Jobs = append(b.Jobs, j)
+	}
+	q := job("01Q", protocol.JobQueued, time.Time{})
+	q.Input = [][]byte{bytes.Repeat([]byte{'q'}, 64<<10)} // open jobs are not counted, nor pruned
+	b.Jobs = append(b.Jobs, q)
+	commit(t, s, &b)
+	var all int64
+	for _, n := range size {
+		all += n
+	}
+	pruneBytes(t, s, time.Time{}, 0, all, 0)
+	// One byte less: the oldest goes, and only it.
+	pruneBytes(t, s, time.Time{}, 0, all-1, 1)
+	if got, ids := finishedBytes(t, s); got != all-size[0] || ids[0] != "01F001" {
+		t.Fatalf("after Prune(bytes %d): %d bytes, %v", all-1, got, ids)
+	}
+	// The three newest fit in size[7]+size[8]+size[9] (and a byte more);
+	// the four newest do not.
+	bound := size[7] + size[8] + size[9] + 1
+	pruneBytes(t, s, time.Time{}, 0, bound, 6)
+	got, left := finishedBytes(t, s)
+	if got > bound || !slices.Equal(left, []string{"01F007", "01F008", "01F009"}) {
+		t.Fatalf("after Prune(bytes %d): %d bytes in %v; want at most %d in [01F007 01F008 01F009]", bound, got, left, bound)
+	}
+	// The count bound and the bytes bound together: the tighter wins.
+	pruneBytes(t, s, time.Time{}, 1, 1<<30, 2)
+	pruneBytes(t, s, time.Time{}, 5, 1<<30, 0)
+	// A bound smaller than the newest job alone removes it too.
+	pruneBytes(t, s, time.Time{}, 0, size[9]-1, 1)
+	if got, left := finishedBytes(t, s); got != 0 || len(left) != 0 {
+		t.Fatalf("after Prune(bytes %d): %d bytes in %v; want none", size[9]-1, got, left)
+	}
+	wantJob(t, s, "01Q", q)
 }
 
 func testPruneRequeued(t *testing.T, s Store) {
@@ -514,7 +577,7 @@ func testClosed(t *testing.T, s Store) {
 	_, errs["Load"] = s.Load(1)
 	_, _, errs["Job"] = s.Job("01A")
 	_, _, errs["JobByKey"] = s.JobByKey("k")
-	_, errs["Prune"] = s.Prune(t0, 1)
+	_, errs["Prune"] = s.Prune(t0, 1, 0)
 	for name, err := range errs {
 		if !errors.Is(err, ErrClosed) {
 			t.Errorf("%s after Close = %v, want ErrClosed", name, err)
@@ -541,7 +604,7 @@ func testConcurrent(t *testing.T, s Store) {
 	}
 	wg.Go(func() {
 		for range batches {
-			if _, err := s.Prune(time.Time{}, 5); err != nil {
+			if _, err := s.Prune(time.Time{}, 5, 0); err != nil {
 				t.Error(err)
 				return
 			}

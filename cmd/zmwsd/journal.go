@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"time"
+
+	"github.com/rs/zerolog"
 
 	"github.com/zmws/zmws/store"
 )
@@ -13,12 +16,17 @@ import (
 // serves) and the journal tools.
 type app struct {
 	Serve   CLI        `cmd:"" default:"withargs" help:"Run the broker (the default: zmwsd [flags] serves)."`
-	Journal journalCmd `cmd:"" help:"Check the job journal, or copy out the jobs of a damaged one."`
+	Journal journalCmd `cmd:"" help:"Check the job journal, copy out the jobs of a damaged one, or give its free space back."`
 }
 
 type journalCmd struct {
 	Check   journalCheck   `cmd:"" help:"Check DATA_DIR/zmws.db without changing it; exit 1 when it is damaged."`
 	Recover journalRecover `cmd:"" help:"Copy every readable job of DATA_DIR/zmws.db into a new journal; the original is not changed."`
+	Compact journalCompact `cmd:"" help:"Give the free space of DATA_DIR/zmws.db back to the disk: copy it without its free pages and rename the copy over it. Only while zmwsd is stopped."`
+}
+
+type journalCompact struct {
+	DataDir string `help:"Folder of the job journal (zmws.db)." default:"zmws-data" env:"ZMWSD_DATA_DIR"`
 }
 
 type journalCheck struct {
@@ -83,4 +91,49 @@ func (c journalRecover) run(w io.Writer) error {
 		"%s is unchanged. To use the copy, with zmwsd stopped: mv %s %s.damaged && mv %s %s\n",
 		rep.Saved, rep.Services, to, rep.Lost, path, path, path, to, path)
 	return err
+}
+
+func (c journalCompact) run(w io.Writer) error {
+	path := filepath.Join(c.DataDir, store.BoltFile)
+	rep, err := store.Compact(path, store.BoltOptions{})
+	if err != nil {
+		if errors.Is(err, store.ErrLocked) {
+			return fmt.Errorf("%w: zmwsd (or another journal command) has it open; stop zmwsd first", err)
+		}
+		if errors.Is(err, store.ErrCorrupt) || errors.Is(err, store.ErrMissing) {
+			return fmt.Errorf("%w\n%s", err, journalHint(c.DataDir, err))
+		}
+		return err
+	}
+	_, err = fmt.Fprintf(w, "compacted %s: %d jobs; %d bytes before, %d after (%d given back) in %v\n",
+		path, rep.Jobs, rep.Before, rep.After, rep.Before-rep.After, rep.Elapsed.Round(time.Millisecond))
+	return err
+}
+
+// openJournal opens the journal at path. When more than compactFree bytes
+// of its file, and more than half of it, are free, it first compacts it:
+// the copy holds less than the free space, so it takes at most a few
+// seconds per GB (docs/DURABILITY.md). A failed compaction is logged and
+// the journal opened as it is.
+func openJournal(path string, compactFree int64, log zerolog.Logger) (*store.Bolt, error) {
+	b, err := store.OpenBolt(path, store.BoltOptions{})
+	if err != nil || compactFree <= 0 {
+		return b, err
+	}
+	size, free, err := b.Space()
+	if err != nil || free <= compactFree || free <= size/2 {
+		return b, nil
+	}
+	if err := b.Close(); err != nil {
+		return nil, err
+	}
+	log.Info().Str("journal", path).Int64("size", size).Int64("free", free).Msg("compacting the journal")
+	rep, err := store.Compact(path, store.BoltOptions{})
+	if err != nil {
+		log.Error().Err(err).Str("journal", path).Msg("compact the journal; going on without")
+	} else {
+		log.Info().Str("journal", path).Int64("before", rep.Before).Int64("after", rep.After).
+			Int("jobs", rep.Jobs).Dur("elapsed", rep.Elapsed).Msg("journal compacted")
+	}
+	return store.OpenBolt(path, store.BoltOptions{})
 }

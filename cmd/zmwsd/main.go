@@ -52,6 +52,8 @@ type CLI struct {
 	DataDir         string        `help:"Folder of the durable job journal (zmws.db); empty keeps jobs in memory only (lost when zmwsd stops)." default:"zmws-data" env:"ZMWSD_DATA_DIR"`
 	Retain          time.Duration `help:"How long finished jobs stay in the journal for lookups by ID; 0 keeps them until --retain-count prunes them." default:"168h" env:"ZMWSD_RETAIN"`
 	RetainCount     int           `help:"How many finished jobs the journal keeps at most; 0 for no limit." default:"100000" env:"ZMWSD_RETAIN_COUNT"`
+	RetainBytes     int64         `help:"How many bytes of finished jobs' records (params, input, output and about 110 bytes more each) the journal keeps at most, the oldest pruned first; 0 for no limit. The file is about 1.4 to 2.1 times as large (docs/DURABILITY.md)." default:"1073741824" env:"ZMWSD_RETAIN_BYTES"`
+	CompactFree     int64         `help:"At start, compact the journal (zmwsd journal compact) when more than this many bytes of its file, and more than half of it, are free; 0 never." default:"1073741824" env:"ZMWSD_COMPACT_FREE"`
 	CommitDelay     time.Duration `help:"How long journal records no reply waits for (a job dispatched or finished) may wait to share a disk sync with later ones; 0 syncs at once. Accepting a job never waits for it." default:"20ms" env:"ZMWSD_COMMIT_DELAY"`
 	CurveKey        string        `name:"curve-key" help:"The broker's CURVE secret key file (zmws keygen): CURVE on the client, worker and events sockets, only authorized keys admitted." env:"ZMWSD_CURVE_KEY"`
 	Keys            string        `help:"TOML file of authorized keys, each with its role and rights (see docs/SECURITY.md)." env:"ZMWSD_KEYS"`
@@ -73,6 +75,8 @@ func main() {
 		kctx.FatalIfErrorf(a.Journal.Check.run(os.Stdout))
 	case "journal recover":
 		kctx.FatalIfErrorf(a.Journal.Recover.run(os.Stdout))
+	case "journal compact":
+		kctx.FatalIfErrorf(a.Journal.Compact.run(os.Stdout))
 	default:
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
@@ -97,6 +101,9 @@ func run(ctx context.Context, cli CLI, logw io.Writer, ready func(srv *server.Se
 	}
 	if cli.HTTPMaxBody <= 0 {
 		return fmt.Errorf("--http-max-body must be positive")
+	}
+	if cli.RetainBytes < 0 || cli.CompactFree < 0 {
+		return fmt.Errorf("--retain-bytes and --compact-free must not be negative")
 	}
 	sec, err := loadSecurity(cli, log)
 	if err != nil {
@@ -138,7 +145,7 @@ func run(ctx context.Context, cli CLI, logw io.Writer, ready func(srv *server.Se
 	var st store.Store
 	if cli.DataDir != "" {
 		path := filepath.Join(cli.DataDir, store.BoltFile)
-		b, err := store.OpenBolt(path, store.BoltOptions{})
+		b, err := openJournal(path, cli.CompactFree, log)
 		if err != nil {
 			if ln != nil {
 				ln.Close()
@@ -193,6 +200,7 @@ func run(ctx context.Context, cli CLI, logw io.Writer, ready func(srv *server.Se
 		Store:       st,
 		Retain:      cli.Retain,
 		RetainCount: cli.RetainCount,
+		RetainBytes: cli.RetainBytes,
 		CommitDelay: commitDelay,
 		Curve:       sec.curve,
 	})
