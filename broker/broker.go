@@ -46,7 +46,8 @@ type Config struct {
 	// lookups by ID (default 100).
 	History int
 	// MaxOutput caps the output kept per job, and sent at once to 7/MDP sync
-	// clients (default 256 KiB). 18/MDP clients get every partial as it comes.
+	// clients (default 256 KiB). 18/MDP clients get every partial as it
+	// comes, up to MaxStream.
 	MaxOutput int
 	// Events turns on lifecycle events (Envelopes to protocol.ToEvents).
 	Events bool
@@ -77,6 +78,12 @@ type Config struct {
 	// Reload, when set, is what an admin's SERVER-RELOAD runs: the key set
 	// (and whatever else the server reloads on SIGHUP) read again.
 	Reload func() error
+	// MaxStream bounds the partial output the broker forwards to the caller
+	// of one sync job (default 64 MiB): past it the job runs on, its later
+	// partials are dropped, and its final reply says output_truncated. The
+	// broker cannot know what a caller has read, so this bounds what a
+	// caller that stopped reading can make the broker (and libzmq) hold.
+	MaxStream int
 	// MaxServices bounds the services the broker knows (default 10,000): a
 	// READY for a new service past it gets DISCONNECT with
 	// protocol.CodeServiceLimit. Each known service is kept, and journaled.
@@ -101,6 +108,7 @@ const (
 	DefaultHistory     = 100
 	DefaultMaxOutput   = 256 << 10
 	DefaultMaxServices = 10_000
+	DefaultMaxStream   = 64 << 20
 	DefaultForgetAfter = 7 * 24 * time.Hour
 )
 
@@ -128,6 +136,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxServices <= 0 {
 		c.MaxServices = DefaultMaxServices
+	}
+	if c.MaxStream <= 0 {
+		c.MaxStream = DefaultMaxStream
 	}
 	if c.ForgetAfter == 0 {
 		c.ForgetAfter = DefaultForgetAfter

@@ -300,7 +300,7 @@ func (b *Broker) replyFinal(j *job, status protocol.Status, final [][]byte) {
 	}
 	if r.meta {
 		meta := protocol.EncodeMeta(protocol.Meta{Status: status, Job: j.id.String(), Attempt: int(j.attempts),
-			Code: run.code, Error: run.err, ExitCode: run.exitCode, Ref: r.ref})
+			Code: run.code, Error: run.err, ExitCode: run.exitCode, Ref: r.ref, OutputTruncated: run.truncated || run.streamCut})
 		body := make([][]byte, 0, 1+len(final))
 		body = append(body, meta)
 		b.replyClient(r, protocol.CmdReply, append(body, final...)...)

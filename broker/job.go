@@ -245,6 +245,10 @@ type run struct {
 	partialLen int    // how much of output came from partials
 	streamed   bool   // partial output went to the (sync) caller
 	truncated  bool
+	// streamedLen is the partial output forwarded to the sync caller;
+	// streamCut says later partials were dropped past Config.MaxStream.
+	streamedLen int
+	streamCut   bool
 }
 
 // hasID reports whether text is j's ID.

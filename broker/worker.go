@@ -77,9 +77,20 @@ func (b *Broker) HandleWorker(now time.Time, from, user string, frames [][]byte)
 		r := j.lastRun()
 		r.appendOutput(m.Body, b.cfg.MaxOutput)
 		r.partialLen = len(r.output)
-		if j.sync && j.x.reply.form.Version == protocol.V2 {
-			b.replyClient(*j.x.reply, protocol.CmdPartial, m.Body...)
-			r.streamed = true
+		if j.sync && j.x.reply.form.Version == protocol.V2 && !r.streamCut {
+			n := 0
+			for _, f := range m.Body {
+				n += len(f)
+			}
+			if r.streamedLen+n > b.cfg.MaxStream {
+				r.streamCut = true
+				b.peerWarn("stream cut", w.id).Str(keyJob, j.id.String()).Str(keyService, w.svc.name).Int("bytes", r.streamedLen).
+					Msg("sync job's output past --max-stream: later partials are dropped")
+			} else {
+				b.replyClient(*j.x.reply, protocol.CmdPartial, m.Body...)
+				r.streamed = true
+				r.streamedLen += n
+			}
 		}
 	case protocol.CmdReply:
 		j := b.held(w, m)

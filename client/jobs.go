@@ -61,6 +61,9 @@ type Result struct {
 	// onPartial callback, Output holds only what came with the FINAL reply;
 	// with a nil callback it holds everything, partials first.
 	Output []byte
+	// OutputTruncated says the job's output was cut: by its worker, or by
+	// the broker past --max-stream (later partials were not sent).
+	OutputTruncated bool
 }
 
 // OK reports whether the job completed.
@@ -164,12 +167,13 @@ func (c *Client) Call(ctx context.Context, service string, req Request, onPartia
 	c.log.Debug().Str(keyService, service).Str(keyJob, meta.Job).Str("status", string(meta.Status)).
 		Dur(keyElapsed, time.Since(start)).Msg("call done")
 	return &Result{
-		JobID:    meta.Job,
-		Status:   meta.Status,
-		ExitCode: meta.ExitCode,
-		Code:     meta.Code,
-		Error:    meta.Error,
-		Attempt:  meta.Attempt,
-		Output:   output,
+		JobID:           meta.Job,
+		Status:          meta.Status,
+		ExitCode:        meta.ExitCode,
+		Code:            meta.Code,
+		Error:           meta.Error,
+		Attempt:         meta.Attempt,
+		OutputTruncated: meta.OutputTruncated,
+		Output:          output,
 	}, nil
 }

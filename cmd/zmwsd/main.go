@@ -37,6 +37,7 @@ type CLI struct {
 	MaxAttempts     int           `help:"Dispatches per job before it fails when its workers keep dying." default:"3" env:"ZMWSD_MAX_ATTEMPTS"`
 	MaxMsgSize      int64         `help:"Largest frame accepted from a peer, in bytes (ZMQ_MAXMSGSIZE); -1 for none." default:"16777216" env:"ZMWSD_MAX_MSG_SIZE"`
 	MaxOutput       int           `help:"Output bytes kept per job (and sent at once to 7/MDP sync clients)." default:"262144" env:"ZMWSD_MAX_OUTPUT"`
+	MaxStream       int           `help:"Partial output bytes forwarded to the caller of one sync job; past it later partials are dropped and the result says output_truncated." default:"67108864" env:"ZMWSD_MAX_STREAM"`
 	MaxServices     int           `help:"Services the broker knows at most; a READY for a new one past it is refused (service_limit)." default:"10000" env:"ZMWSD_MAX_SERVICES"`
 	ForgetAfter     time.Duration `help:"Forget a service with no worker and no job after this long (0: never); zmws services forget NAME does it at once." default:"168h" env:"ZMWSD_FORGET_AFTER"`
 	HTTPBind        string        `name:"http-bind" help:"Address the HTTP gateway listens on (host:port); empty disables it." default:"127.0.0.1:5580" env:"ZMWSD_HTTP_BIND"`
@@ -164,8 +165,8 @@ func run(ctx context.Context, cli CLI, logw io.Writer, ready func(srv *server.Se
 	if cli.Retain < 0 || cli.RetainCount < 0 || cli.TTR < 0 || cli.CommitDelay < 0 || cli.RetryBackoff <= 0 || cli.RetryBackoffMax < cli.RetryBackoff {
 		return fmt.Errorf("--retain, --retain-count, --ttr and --commit-delay must not be negative; --retry-backoff must be positive and at most --retry-backoff-max")
 	}
-	if cli.MaxServices <= 0 || cli.ForgetAfter < 0 {
-		return fmt.Errorf("--max-services must be positive and --forget-after not negative")
+	if cli.MaxServices <= 0 || cli.MaxStream <= 0 || cli.ForgetAfter < 0 {
+		return fmt.Errorf("--max-services and --max-stream must be positive, --forget-after not negative")
 	}
 	forgetAfter := cli.ForgetAfter
 	if forgetAfter == 0 {
@@ -193,6 +194,7 @@ func run(ctx context.Context, cli CLI, logw io.Writer, ready func(srv *server.Se
 			RetryBackoff:    cli.RetryBackoff,
 			RetryBackoffMax: cli.RetryBackoffMax,
 			MaxServices:     cli.MaxServices,
+			MaxStream:       cli.MaxStream,
 			ForgetAfter:     forgetAfter,
 			Reload:          sec.reload,
 		},
