@@ -3,20 +3,19 @@
 package runner
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"os/user"
-	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/zmws/zmws/internal/proctest"
 )
 
 // needContain skips a test where jobs cannot be contained (not root, no
@@ -37,53 +36,6 @@ func containedHandler(t *testing.T, s Spec) *Handler {
 // one test are told apart in /proc by it.
 func sleepMark() string {
 	return fmt.Sprintf("300.%06d", time.Now().UnixNano()%1e6)
-}
-
-// sleepers returns the pids of the processes running "sleep mark".
-func sleepers(mark string) []int {
-	want := []byte("sleep\x00" + mark + "\x00")
-	var pids []int
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
-		if err != nil || !bytes.HasSuffix(b, want) {
-			continue
-		}
-		if !bytes.Equal(b, want) && !bytes.HasSuffix(b, append([]byte{0}, want...)) {
-			continue
-		}
-		if !gone(pid) {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
-}
-
-// waitSleepers polls (bounded by d) until n sleepers of mark run, and
-// fails the test with how many there are otherwise. Whatever is left at
-// the end of the test is killed.
-func waitSleepers(t *testing.T, mark string, n int, d time.Duration) {
-	t.Helper()
-	t.Cleanup(func() {
-		for _, pid := range sleepers(mark) {
-			syscall.Kill(pid, syscall.SIGKILL)
-		}
-	})
-	deadline := time.Now().Add(d)
-	for {
-		got := len(sleepers(mark))
-		if got == n {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d processes run sleep %s; want %d", got, mark, n)
-		}
-		time.Sleep(20 * time.Millisecond) // polling /proc with a deadline
-	}
 }
 
 // A contained command's outcome is reported as an uncontained one's: its
@@ -145,7 +97,7 @@ for i in $(seq 50); do setsid sleep ` + mark + ` & done; echo up; wait`}}})
 			if got := next(t, out); got != "up\n" {
 				t.Fatalf("output %q", got)
 			}
-			waitSleepers(t, mark, 50, wait)
+			proctest.WaitSleepers(t, mark, 50, wait)
 			if tc.timeout == 0 {
 				cancel()
 			}
@@ -174,7 +126,7 @@ for i in $(seq 50); do setsid sleep ` + mark + ` & done; echo up; wait`}}})
 			if !strings.Contains(rest, "term") {
 				t.Errorf("output after up %q: the command did not get SIGTERM", rest)
 			}
-			waitSleepers(t, mark, 0, 5*time.Second)
+			proctest.WaitSleepers(t, mark, 0, 5*time.Second)
 		})
 	}
 }
