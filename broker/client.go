@@ -40,7 +40,7 @@ func (b *Broker) HandleClient(now time.Time, from, user string, frames [][]byte)
 		return b.out
 	}
 	meta, body, hasMeta, err := protocol.SplitMeta(m.Body)
-	r := request{client: from, user: user, form: m.Form, service: m.Service, meta: hasMeta}
+	r := request{client: from, user: user, form: m.Form, service: m.Service, meta: hasMeta, ref: meta.Ref}
 	if err != nil {
 		b.peerWarn("malformed client meta", from).Err(err).Str(keyClient, hexID(from)).Str(keyService, m.Service).Msg("malformed client meta")
 		b.refuse(r, protocol.CodeBadRequest, err.Error())
@@ -59,7 +59,6 @@ func (b *Broker) HandleClient(now time.Time, from, user string, frames [][]byte)
 
 // submit makes a job of a request for NAME, SYNC-NAME or SYNC:NAME.
 func (b *Broker) submit(now time.Time, r request, meta protocol.Meta, body [][]byte) {
-	r.ref = meta.Ref
 	name, sync := protocol.SplitSync(r.service)
 	if !b.maySubmit(r, name) {
 		return
@@ -130,6 +129,8 @@ func (b *Broker) submit(now time.Time, r request, meta protocol.Meta, body [][]b
 		}
 		b.markDirty(j)
 		b.accepted(r, j.id.String(), j.awaitingCommit())
+	} else if r.addressed() {
+		b.syncAccepted(r, j)
 	}
 	b.event(now, protocol.EventQueued, j, nil)
 	b.dispatch(now, s)
@@ -218,14 +219,56 @@ func (b *Broker) byKey(key string) (string, bool) {
 }
 
 // accepted tells a client its job's ID; durable holds the reply until the
-// job's record is committed.
+// job's record is committed. The reply says when no worker is connected
+// for the job's service (protocol.CodeNoWorker): the job waits.
 func (b *Broker) accepted(r request, id string, durable bool) {
 	if r.meta {
-		b.replyClient(r, protocol.CmdReply, protocol.EncodeMeta(protocol.Meta{Status: protocol.StatusAccepted, Job: id, Ref: r.ref}))
+		m := protocol.Meta{Status: protocol.StatusAccepted, Job: id, Ref: r.ref}
+		b.noWorker(&m, r.service)
+		b.replyClient(r, protocol.CmdReply, protocol.EncodeMeta(m))
 	} else {
 		b.replyClient(r, protocol.CmdReply, []byte(id))
 	}
 	b.out[len(b.out)-1].Durable = durable
+}
+
+// addressed reports whether r's client matches replies by reference: an
+// 18/MDP client that sent a meta frame with a ref. Such a client gets the
+// ref in every reply, PARTIALs too, and a sync request's first reply is a
+// PARTIAL that says the job was accepted (docs/PROTOCOL.md).
+func (r request) addressed() bool {
+	return r.meta && r.ref != "" && r.form.Version == protocol.V2
+}
+
+// syncAccepted tells an addressed client its sync job's ID at once, in a
+// PARTIAL of a meta frame alone, so it can ask about the job if the broker
+// goes quiet.
+func (b *Broker) syncAccepted(r request, j *job) {
+	m := protocol.Meta{Status: protocol.StatusAccepted, Job: j.id.String(), Ref: r.ref}
+	b.noWorker(&m, j.svc.name)
+	b.replyClient(r, protocol.CmdPartial, protocol.EncodeMeta(m))
+}
+
+// noWorker marks an acceptance with protocol.CodeNoWorker when no worker
+// is connected for service: the job waits in the queue until one comes.
+func (b *Broker) noWorker(m *protocol.Meta, service string) {
+	name, _ := protocol.SplitSync(service)
+	if s := b.services[name]; s != nil && s.workers == 0 {
+		m.Code = protocol.CodeNoWorker
+		m.Error = "no worker is connected for service " + name + ": the job waits in its queue until one comes"
+	}
+}
+
+// partial forwards a worker's PARTIAL to the sync job's client; an
+// addressed client gets the job's ref in a meta frame first.
+func (b *Broker) partial(r request, body [][]byte) {
+	if !r.addressed() {
+		b.replyClient(r, protocol.CmdPartial, body...)
+		return
+	}
+	frames := make([][]byte, 0, 1+len(body))
+	frames = append(frames, protocol.EncodeMeta(protocol.Meta{Ref: r.ref}))
+	b.replyClient(r, protocol.CmdPartial, append(frames, body...)...)
 }
 
 // copyFrames copies body frames into one buffer.
@@ -265,7 +308,7 @@ func (b *Broker) replyClient(r request, cmd protocol.Command, body ...[]byte) {
 // answer replies to a query with a successful payload.
 func (b *Broker) answer(r request, payload []byte) {
 	if r.meta {
-		b.replyClient(r, protocol.CmdReply, protocol.EncodeMeta(protocol.Meta{Status: protocol.StatusComplete}), payload)
+		b.replyClient(r, protocol.CmdReply, protocol.EncodeMeta(protocol.Meta{Status: protocol.StatusComplete, Ref: r.ref}), payload)
 		return
 	}
 	b.replyClient(r, protocol.CmdReply, payload)

@@ -5,13 +5,16 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	zmq "github.com/pebbe/zmq4"
 	"github.com/rs/zerolog"
 
 	"github.com/zmws/zmws/curve"
+	"github.com/zmws/zmws/internal/zmqwake"
 	"github.com/zmws/zmws/protocol"
 )
 
@@ -20,11 +23,19 @@ const (
 	DefaultBroker  = "tcp://127.0.0.1:5555"
 	DefaultTimeout = 5 * time.Second
 	DefaultRetries = 3
+	// DefaultLiveness is the broker's default heartbeat times its liveness
+	// (2.5 s x 3): the silence after which the broker would count a worker
+	// dead, and after which Call asks the broker about its job.
+	DefaultLiveness = 7500 * time.Millisecond
 )
 
-// pollSlice caps each wait on the socket, so that a cancelled ctx or a Close
-// is noticed within this long even while no reply comes.
-const pollSlice = 50 * time.Millisecond
+// watchSlice is how often the socket's loop looks at its CURVE handshakes
+// while requests are in flight.
+const watchSlice = 50 * time.Millisecond
+
+// maxDrain bounds the replies read per loop turn, so sending is never
+// starved by a stream of replies.
+const maxDrain = 256
 
 // Log field keys, the same across zmws.
 const (
@@ -43,37 +54,56 @@ type Config struct {
 	// Broker is the broker's client endpoint (DefaultBroker).
 	Broker string
 	// Timeout bounds each attempt of a Submit or a query: how long to wait
-	// for the reply before giving up on the socket (DefaultTimeout). Call
-	// is not bounded by it; bound Call with its ctx.
+	// for the reply (DefaultTimeout). Call is not bounded by it; bound Call
+	// with its ctx.
 	Timeout time.Duration
 	// Retries is how many times a query (or a Submit with a Key) is sent
-	// again after a timeout, each time on a fresh socket (DefaultRetries;
-	// negative means never).
+	// again after a timeout (DefaultRetries; negative means never).
 	Retries int
+	// Liveness is how long a Call waits without hearing anything of its
+	// job before it asks the broker about the job (DefaultLiveness;
+	// negative: never ask). See Call.
+	Liveness time.Duration
 	// Curve, when set, speaks CURVE to the broker: its public key
 	// authenticates the broker, and the client's own key pair must be one
 	// the broker authorizes (curve.LoadClient reads both from files). A
-	// handshake the broker refuses ends a request at once with an error
-	// matching curve.ErrRefused (or curve.ErrHandshake). nil: no security.
+	// handshake the broker refuses ends the requests in flight at once with
+	// an error matching curve.ErrRefused (or curve.ErrHandshake). nil: no
+	// security.
 	Curve *curve.Client
 	// Logger receives the client's logs (default: none).
 	Logger zerolog.Logger
 }
 
-// Client talks to one broker. Its methods are safe for concurrent use and
-// run one request at a time (see the package doc).
+// Client talks to one broker over one socket, with any number of requests
+// in flight on it (see the package doc). Its methods are safe for
+// concurrent use.
+//
+// One goroutine, the loop, owns the socket: it sends what requests queue in
+// the outbox and hands each reply to the request whose reference it
+// carries. Requests wait on their own, each with its own deadline and ctx,
+// so one that gives up leaves the socket and the others alone.
 type Client struct {
 	cfg  Config
 	log  zerolog.Logger
-	turn chan struct{} // holds a token while a request is in flight
-	done chan struct{} // closed by Close
-	once sync.Once
+	wake *zmqwake.Waker
 
-	// Owned by whoever holds turn.
-	sock   *zmq.Socket // nil after an abandoned request, until the next one
-	poller *zmq.Poller
-	watch  *curve.Watch // sock's handshakes, with Config.Curve
-	closed bool
+	mu      sync.Mutex
+	calls   map[string]*call // requests in flight, by reference
+	outbox  []*call          // requests waiting to be sent
+	seq     uint64           // the last reference given out
+	closed  bool
+	polling bool // the loop is (about to be) blocked in zmq_poll
+	woken   bool // a wake-up is pending for this poll
+
+	done     chan struct{} // closed by Close
+	loopDone chan struct{} // closed when the loop has closed the socket
+	once     sync.Once
+
+	// Owned by the loop.
+	sock    *zmq.Socket // nil after a failure, until the next request
+	watch   *curve.Watch
+	blocked bool // the socket refused a send: poll for POLLOUT
 }
 
 // New returns a Client for cfg.Broker. The socket connects in the
@@ -92,64 +122,63 @@ func New(cfg Config) (*Client, error) {
 	case cfg.Retries < 0:
 		cfg.Retries = 0
 	}
+	if cfg.Liveness == 0 {
+		cfg.Liveness = DefaultLiveness
+	}
+	wk, err := zmqwake.New("zmws-client")
+	if err != nil {
+		return nil, fmt.Errorf("client: %w", err)
+	}
 	c := &Client{
-		cfg:  cfg,
-		log:  cfg.Logger.With().Str("component", "client").Str(keyEndpoint, cfg.Broker).Logger(),
-		turn: make(chan struct{}, 1),
-		done: make(chan struct{}),
+		cfg:      cfg,
+		log:      cfg.Logger.With().Str("component", "client").Str(keyEndpoint, cfg.Broker).Logger(),
+		wake:     wk,
+		calls:    map[string]*call{},
+		done:     make(chan struct{}),
+		loopDone: make(chan struct{}),
 	}
 	if err := c.open(); err != nil {
+		wk.Close()
 		return nil, err
 	}
+	go c.loop()
 	return c, nil
 }
 
-// Close closes the client's socket, discarding anything unsent. A request in
-// flight returns ErrClosed (within a few tens of milliseconds); later ones
-// too. Close must not be called from an onPartial callback.
+// Close closes the client's socket, discarding anything unsent. Requests
+// in flight return ErrClosed at once; later ones too.
 func (c *Client) Close() error {
-	first := false
-	c.once.Do(func() { close(c.done); first = true })
-	if !first {
-		return nil
-	}
-	c.turn <- struct{}{}
-	defer func() { <-c.turn }()
-	c.closed = true
-	return c.drop()
-}
-
-// acquire waits for the client's turn; release gives it back.
-func (c *Client) acquire(ctx context.Context) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	select {
-	case <-c.done:
-		return ErrClosed
-	case c.turn <- struct{}{}:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	if c.closed {
-		c.release()
-		return ErrClosed
-	}
+	c.once.Do(func() {
+		c.mu.Lock()
+		c.closed = true
+		c.mu.Unlock()
+		close(c.done)
+		c.wake.Wake()
+	})
+	<-c.loopDone
 	return nil
 }
 
-func (c *Client) release() { <-c.turn }
-
-// open makes a fresh DEALER socket connected to the broker. The broker's
-// ROUTER gives each new socket a new identity.
+// open makes a fresh DEALER socket connected to the broker (loop only, or
+// New before the loop starts). The broker's ROUTER gives each new socket a
+// new identity.
 func (c *Client) open() error {
 	s, err := zmq.NewSocket(zmq.DEALER)
 	if err != nil {
 		return fmt.Errorf("client: new socket: %w", err)
 	}
-	if err := s.SetLinger(0); err != nil {
-		s.Close()
-		return fmt.Errorf("client: set linger: %w", err)
+	// Linger 0: Close discards what is unsent. RCVHWM 0: replies are never
+	// dropped by the broker's ROUTER for want of room here; the loop takes
+	// them as they come (a sync job's stream is bounded by the broker's
+	// --max-stream).
+	for _, set := range []func() error{
+		func() error { return s.SetLinger(0) },
+		func() error { return s.SetRcvhwm(0) },
+	} {
+		if err := set(); err != nil {
+			s.Close()
+			return fmt.Errorf("client: socket option: %w", err)
+		}
 	}
 	var w *curve.Watch
 	if c.cfg.Curve != nil {
@@ -173,128 +202,358 @@ func (c *Client) open() error {
 		s.Close()
 		return fmt.Errorf("client: connect %s: %w", c.cfg.Broker, err)
 	}
-	c.sock, c.watch = s, w
-	c.poller = zmq.NewPoller()
-	c.poller.Add(s, zmq.POLLIN)
+	c.sock, c.watch, c.blocked = s, w, false
 	return nil
 }
 
-// drop closes the socket (linger 0); the next request opens a fresh one.
-func (c *Client) drop() error {
+// drop closes the socket (loop only); the next request opens a fresh one.
+func (c *Client) drop() {
 	if c.sock == nil {
-		return nil
+		return
 	}
 	c.watch.Close() // before the socket: see curve.Watch
-	err := c.sock.Close()
-	c.sock, c.poller, c.watch = nil, nil, nil
-	if err != nil {
-		return fmt.Errorf("client: close socket: %w", err)
+	if err := c.sock.Close(); err != nil {
+		c.log.Warn().Err(err).Msg("close socket")
 	}
-	return nil
+	c.sock, c.watch, c.blocked = nil, nil, false
 }
 
-// errNoReply is exchange's timeout, before request wraps it with context.
-var errNoReply = errors.New("no reply")
-
-// exchange sends one request to service and reads replies until the final
-// one for it, passing the bodies of PARTIAL replies to partial (which may be
-// nil: they are then dropped). A zero deadline waits as long as ctx allows.
-// The caller holds the turn.
-//
-// On any error the request is abandoned and the socket dropped, so that its
-// late replies can never be read as answers to a later request. Replies for
-// another service (left over from an earlier request) are dropped.
-func (c *Client) exchange(ctx context.Context, service string, body [][]byte, deadline time.Time, partial func([][]byte) error) (m protocol.Message, err error) {
-	defer func() {
-		if err != nil {
-			c.drop()
-		}
-	}()
-	if c.sock == nil {
-		if err := c.open(); err != nil {
-			return m, err
-		}
-	}
-	frames := protocol.EncodeClient(protocol.Message{Form: form, Cmd: protocol.CmdRequest, Service: service, Body: body})
-	// The socket connects with ZMQ_IMMEDIATE off, so a pipe exists and this
-	// queues even while the broker is away; DONTWAIT keeps ctx in charge.
-	if _, err := c.sock.SendMessageDontwait(frames); err != nil {
-		return m, fmt.Errorf("client: send %s: %w", service, err)
-	}
-	c.log.Debug().Str(keyService, service).Int("frames", len(body)).Msg("request sent")
+// loop owns the socket until Close: it sends the outbox, routes replies,
+// and fails every request in flight when the connection fails.
+func (c *Client) loop() {
+	defer close(c.loopDone)
+	defer c.wake.Close()
+	defer c.drop()
+	defer c.failAll(ErrClosed)
 	for {
 		select {
-		case <-ctx.Done():
-			return m, ctx.Err()
 		case <-c.done:
-			return m, ErrClosed
+			return
 		default:
 		}
-		wait := pollSlice
-		if !deadline.IsZero() {
-			left := time.Until(deadline)
-			if left <= 0 {
-				return m, errNoReply
+		if c.flush() {
+			continue // more came while sending
+		}
+		p := zmq.NewPoller()
+		p.Add(c.wake.Socket(), zmq.POLLIN)
+		if c.sock != nil {
+			ev := zmq.POLLIN
+			if c.blocked {
+				ev |= zmq.POLLOUT
 			}
-			wait = min(wait, left)
+			p.Add(c.sock, ev)
 		}
-		polled, err := c.poller.Poll(wait)
+		timeout := time.Duration(-1)
+		c.mu.Lock()
+		if c.watch != nil && len(c.calls) > 0 {
+			timeout = watchSlice
+		}
+		c.mu.Unlock()
+		polled, err := p.Poll(timeout)
+		c.mu.Lock()
+		c.polling, c.woken = false, false
+		c.mu.Unlock()
 		if err != nil {
-			return m, fmt.Errorf("client: poll: %w", err)
-		}
-		if len(polled) == 0 {
-			if err := c.watch.Err(); err != nil {
-				return m, fmt.Errorf("%s: %w", service, err)
-			}
-			continue
-		}
-		msg, err := c.sock.RecvMessageBytes(zmq.DONTWAIT)
-		if err != nil {
-			return m, fmt.Errorf("client: receive: %w", err)
-		}
-		r, err := protocol.DecodeReply(msg)
-		if err != nil {
-			c.log.Warn().Err(err).Str(keyService, service).Msg("malformed reply dropped")
-			continue
-		}
-		if r.Service != service {
-			c.log.Debug().Str(keyService, r.Service).Str("want", service).Stringer("cmd", r.Cmd).Msg("stray reply dropped")
-			continue
-		}
-		if r.Cmd == protocol.CmdPartial {
-			c.log.Debug().Str(keyService, service).Int("frames", len(r.Body)).Msg("partial reply")
-			if partial == nil {
+			if zmq.AsErrno(err) == zmq.Errno(syscall.EINTR) {
 				continue
 			}
-			if err := partial(r.Body); err != nil {
-				return m, err
-			}
+			c.log.Error().Err(err).Msg("poll failed: dropping the socket")
+			c.failAll(fmt.Errorf("client: poll: %w", err))
+			c.drop()
 			continue
 		}
-		c.log.Debug().Str(keyService, service).Int("frames", len(r.Body)).Msg("final reply")
-		return r, nil
+		for _, pd := range polled {
+			if pd.Socket == c.wake.Socket() {
+				c.wake.Drain()
+				continue
+			}
+			if pd.Events&zmq.POLLOUT != 0 {
+				c.blocked = false
+			}
+			if pd.Events&zmq.POLLIN != 0 {
+				c.receive()
+			}
+		}
+		if c.watch != nil {
+			if err := c.watch.Err(); err != nil {
+				c.failAll(err)
+				c.drop()
+			}
+		}
 	}
 }
 
-// request runs a request that waits Timeout per attempt and is sent again on
-// a fresh socket up to retries times (Lazy Pirate). op names the operation
-// in errors.
-func (c *Client) request(ctx context.Context, op, service string, body [][]byte, retries int) (protocol.Message, error) {
-	if err := c.acquire(ctx); err != nil {
-		return protocol.Message{}, err
+// flush sends the outbox (loop only). It returns true when it sent
+// something, and marks the loop as polling when there was nothing to send,
+// so that a request queued from now on wakes it.
+func (c *Client) flush() bool {
+	c.mu.Lock()
+	out := c.outbox
+	if len(out) == 0 || c.blocked {
+		c.polling = true
+		c.mu.Unlock()
+		return false
 	}
-	defer c.release()
+	c.outbox = nil
+	c.mu.Unlock()
+	for i, cl := range out {
+		if !c.live(cl) {
+			continue // given up before it was sent
+		}
+		if c.sock == nil {
+			if err := c.open(); err != nil {
+				for _, cl := range out[i:] {
+					cl.fail(err)
+				}
+				return true
+			}
+		}
+		// The socket connects with ZMQ_IMMEDIATE off, so a pipe exists and
+		// this queues even while the broker is away, up to SNDHWM.
+		if _, err := c.sock.SendMessageDontwait(cl.frames); err != nil {
+			if zmq.AsErrno(err) == zmq.Errno(syscall.EAGAIN) {
+				c.mu.Lock()
+				c.outbox = append(out[i:len(out):len(out)], c.outbox...)
+				c.mu.Unlock()
+				c.blocked = true
+				return true
+			}
+			cl.fail(fmt.Errorf("client: send %s: %w", cl.service, err))
+			continue
+		}
+		cl.markSent()
+		if c.log.Debug().Enabled() {
+			c.log.Debug().Str(keyService, cl.service).Str("ref", cl.ref).Msg("request sent")
+		}
+	}
+	return true
+}
+
+// receive reads the replies that have arrived and routes each (loop only).
+func (c *Client) receive() {
+	c.blocked = false // whatever blocked sending may have cleared: try again
+	for range maxDrain {
+		msg, err := c.sock.RecvMessageBytes(zmq.DONTWAIT)
+		if err != nil {
+			if zmq.AsErrno(err) != zmq.Errno(syscall.EAGAIN) {
+				c.log.Warn().Err(err).Msg("receive")
+			}
+			return
+		}
+		c.route(msg)
+	}
+}
+
+// route hands one reply to the request it answers: the one whose reference
+// it carries, or, from a broker that echoes none (a stock MDP broker), the
+// oldest request in flight for its service.
+func (c *Client) route(frames [][]byte) {
+	m, err := protocol.DecodeReply(frames)
+	if err != nil {
+		c.log.Warn().Err(err).Msg("malformed reply dropped")
+		return
+	}
+	r := reply{cmd: m.Cmd, service: m.Service, rest: m.Body}
+	meta, rest, ok, err := protocol.SplitMeta(m.Body)
+	switch {
+	case err != nil:
+		r.metaErr = err
+	case ok:
+		r.meta, r.hasMeta, r.rest = meta, true, rest
+	}
+	c.mu.Lock()
+	var cl *call
+	if r.meta.Ref != "" {
+		cl = c.calls[r.meta.Ref]
+		r.byRef = true
+	} else {
+		for _, x := range c.calls {
+			if x.service == m.Service && (cl == nil || x.seq < cl.seq) {
+				cl = x
+			}
+		}
+	}
+	c.mu.Unlock()
+	if cl == nil || cl.service != m.Service {
+		if c.log.Debug().Enabled() {
+			c.log.Debug().Str(keyService, m.Service).Str("ref", r.meta.Ref).Stringer("cmd", m.Cmd).Msg("stray reply dropped")
+		}
+		return
+	}
+	cl.deliver(r)
+}
+
+// failAll ends every request in flight with err (loop only).
+func (c *Client) failAll(err error) {
+	c.mu.Lock()
+	calls := make([]*call, 0, len(c.calls))
+	for _, cl := range c.calls {
+		calls = append(calls, cl)
+	}
+	c.outbox = nil
+	c.blocked = false
+	c.mu.Unlock()
+	for _, cl := range calls {
+		cl.fail(err)
+	}
+}
+
+// start registers a request for service and queues it for sending. body
+// makes the request's body from its reference. notify, when not nil, is
+// signalled with every reply instead of a channel of the request's own
+// (SubmitMany shares one among its window).
+func (c *Client) start(service string, body func(ref string) [][]byte, notify chan struct{}) (*call, error) {
+	if notify == nil {
+		notify = make(chan struct{}, 1)
+	}
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil, ErrClosed
+	}
+	c.seq++
+	ref := strconv.FormatUint(c.seq, 36)
+	cl := &call{ref: ref, service: service, seq: c.seq, notify: notify}
+	cl.frames = protocol.EncodeClient(protocol.Message{Form: form, Cmd: protocol.CmdRequest, Service: service, Body: body(ref)})
+	c.calls[ref] = cl
+	c.outbox = append(c.outbox, cl)
+	wake := c.polling && !c.woken
+	c.woken = c.woken || wake
+	c.mu.Unlock()
+	if wake {
+		c.wake.Wake()
+	}
+	return cl, nil
+}
+
+// resend queues cl's request again (Lazy Pirate, on the same socket: the
+// reference tells the answers apart, whichever comes).
+func (c *Client) resend(cl *call) {
+	c.mu.Lock()
+	if c.closed || c.calls[cl.ref] != cl {
+		c.mu.Unlock()
+		return
+	}
+	c.outbox = append(c.outbox, cl)
+	wake := c.polling && !c.woken
+	c.woken = c.woken || wake
+	c.mu.Unlock()
+	if wake {
+		c.wake.Wake()
+	}
+}
+
+// finish forgets cl: its late replies are dropped as strays.
+func (c *Client) finish(cl *call) {
+	c.mu.Lock()
+	if c.calls[cl.ref] == cl {
+		delete(c.calls, cl.ref)
+	}
+	c.mu.Unlock()
+}
+
+// live reports whether cl is still in flight.
+func (c *Client) live(cl *call) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.calls[cl.ref] == cl
+}
+
+// errNoReply is next's timeout, before the caller wraps it with context.
+var errNoReply = errors.New("no reply")
+
+// next waits for cl's next reply until deadline (zero: no deadline), ctx
+// ends or the client closes.
+func (c *Client) next(ctx context.Context, cl *call, deadline time.Time) (reply, error) {
+	var expired <-chan time.Time
+	for {
+		if r, ok, err := cl.take(); ok || err != nil {
+			return r, err
+		}
+		if expired == nil && !deadline.IsZero() {
+			left := time.Until(deadline)
+			if left <= 0 {
+				return reply{}, errNoReply
+			}
+			t := time.NewTimer(left)
+			defer t.Stop()
+			expired = t.C
+		}
+		select {
+		case <-cl.notify:
+		case <-ctx.Done():
+			return reply{}, ctx.Err()
+		case <-c.done:
+			return reply{}, ErrClosed
+		case <-expired:
+			if r, ok, err := cl.take(); ok || err != nil {
+				return r, err
+			}
+			return reply{}, errNoReply
+		}
+	}
+}
+
+// roundTrip sends one request and waits Timeout per attempt for its final
+// reply, sending it again up to retries times (PARTIAL replies are
+// dropped). op names the operation in errors.
+func (c *Client) roundTrip(ctx context.Context, op, service string, body func(ref string) [][]byte, retries int) (reply, error) {
+	return c.roundTripWithin(ctx, op, service, body, retries, c.timeout())
+}
+
+// roundTripWithin is roundTrip with its own timeout per attempt.
+func (c *Client) roundTripWithin(ctx context.Context, op, service string, body func(ref string) [][]byte, retries int, timeout time.Duration) (reply, error) {
+	if err := ctx.Err(); err != nil {
+		return reply{}, err
+	}
+	cl, err := c.start(service, body, nil)
+	if err != nil {
+		return reply{}, err
+	}
+	defer c.finish(cl)
 	start := time.Now()
 	for attempt := 1; ; attempt++ {
-		m, err := c.exchange(ctx, service, body, time.Now().Add(c.cfg.Timeout), nil)
-		if !errors.Is(err, errNoReply) {
-			return m, err
+		deadline := time.Now().Add(timeout)
+		for {
+			r, err := c.next(ctx, cl, deadline)
+			if err == nil {
+				if r.cmd == protocol.CmdPartial {
+					continue
+				}
+				return r, nil
+			}
+			if !errors.Is(err, errNoReply) {
+				return r, opError(op, service, err)
+			}
+			break
 		}
 		if attempt > retries {
-			return m, fmt.Errorf("%s %s: no reply within %v after %d attempt(s): %w", op, service, c.cfg.Timeout, attempt, ErrTimeout)
+			return reply{}, fmt.Errorf("%s %s: no reply within %v after %d attempt(s): %w", op, service, timeout, attempt, ErrTimeout)
 		}
-		c.log.Warn().Str(keyService, service).Int(keyAttempt, attempt).Dur(keyElapsed, time.Since(start)).Msg("no reply, retrying on a fresh socket")
+		c.log.Warn().Str(keyService, service).Int(keyAttempt, attempt).Dur(keyElapsed, time.Since(start)).Msg("no reply, sending again")
+		c.resend(cl)
 	}
+}
+
+// timeout is Config.Timeout (which tests may change).
+func (c *Client) timeout() time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cfg.Timeout
+}
+
+// opError adds the operation to a connection's failure; ctx's errors and
+// ErrClosed are returned as they are.
+func opError(op, service string, err error) error {
+	if errors.Is(err, ErrClosed) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return fmt.Errorf("%s %s: %w", op, service, err)
+}
+
+// queryBody returns the body of a query with input after its meta frame.
+func queryBody(input ...[]byte) func(ref string) [][]byte {
+	return func(ref string) [][]byte { return requestBody(protocol.Meta{Ref: ref}, input...) }
 }
 
 // requestBody builds a request body: the meta frame, then the input frames.
@@ -304,14 +563,13 @@ func requestBody(meta protocol.Meta, input ...[]byte) [][]byte {
 	return append(body, input...)
 }
 
-// replyMeta splits the meta frame off a zmws reply.
-func replyMeta(op string, m protocol.Message) (protocol.Meta, [][]byte, error) {
-	meta, rest, ok, err := protocol.SplitMeta(m.Body)
-	if err != nil {
-		return meta, nil, fmt.Errorf("%s %s: %w: %w", op, m.Service, ErrBadReply, err)
+// replyMeta returns the meta frame of a zmws reply, and the frames after it.
+func replyMeta(op string, r reply) (protocol.Meta, [][]byte, error) {
+	if r.metaErr != nil {
+		return r.meta, nil, fmt.Errorf("%s %s: %w: %w", op, r.service, ErrBadReply, r.metaErr)
 	}
-	if !ok {
-		return meta, nil, fmt.Errorf("%s %s: reply without meta frame: %w", op, m.Service, ErrBadReply)
+	if !r.hasMeta {
+		return r.meta, nil, fmt.Errorf("%s %s: reply without meta frame: %w", op, r.service, ErrBadReply)
 	}
-	return meta, rest, nil
+	return r.meta, r.rest, nil
 }

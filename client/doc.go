@@ -44,26 +44,42 @@
 // # Timeouts and retries
 //
 // Submits and queries wait Config.Timeout for each attempt. Queries follow
-// the Guide's Lazy Pirate pattern: on timeout the socket is closed, a fresh
-// one (with a new identity) connects, and the request is sent again, up to
-// Config.Retries times. A Submit is sent once, since a resend could make a
+// the Guide's Lazy Pirate pattern: on timeout the request is sent again, up
+// to Config.Retries times, with the same reference, so whichever answer
+// comes is taken (the socket reconnects by itself to a broker that
+// restarted). A Submit is sent once, since a resend could make a
 // second job, unless its Request.Key is set (the broker may then recognise
 // the resend). Call has no timeout of its own, since jobs may run for hours:
 // bound it with ctx.
 //
-// Whenever a request is abandoned (timeout, cancelled context, an error from
-// the onPartial callback), the socket is replaced, so a late reply can never
-// be taken as the answer to a later request. Replies whose service frame
-// does not match the request in flight are dropped.
+// A request that gives up (timeout, cancelled context, an error from the
+// onPartial callback) is forgotten: the replies that come for it later are
+// dropped, and the socket and the other requests on it carry on.
 //
 // # Concurrency
 //
-// A Client's methods are safe for concurrent use, but a Client has one
-// request in flight at a time: a method waits for its turn (honouring its
-// ctx) until the request before it has finished. Users who want requests in
-// parallel make several Clients; each costs one socket. Close interrupts a
-// request in flight, which then returns ErrClosed; it must not be called
-// from an onPartial callback.
+// A Client's methods are safe for concurrent use, and a Client carries any
+// number of requests in flight at once on its one socket: a sync Call that
+// waits an hour for its job does not hold up a Submit or a query made
+// meanwhile. Each request puts a reference in its meta frame (Meta.Ref); a
+// zmws broker echoes it in every reply to the request, PARTIALs included,
+// and the client hands each reply to the request it names (docs/PROTOCOL.md,
+// "Addressed replies"). Replies without a reference (a stock MDP broker) go
+// to the oldest request in flight for their service, which is right as long
+// as such a broker answers one service's requests in order.
+//
+// One goroutine owns the socket: requests are queued to it and woken by an
+// inproc pair, and it hands replies to their requests, so a slow reader of
+// one Call's output never stalls the others (a Call's undelivered output is
+// held for it, and bounded by the broker's --max-stream). Close ends every
+// request in flight with ErrClosed.
+//
+// # Quiet jobs
+//
+// A zmws broker tells a Call its job's ID at once (CallWith's OnAccepted,
+// which also says when no worker is connected for the service). After
+// Config.Liveness without a word of the job, Call asks the broker about it:
+// see CallWith.
 //
 // # Security
 //

@@ -30,6 +30,9 @@ var (
 
 	// ErrTimeout: no reply came within Config.Timeout (on every attempt).
 	ErrTimeout = errors.New("client: timeout")
+	// ErrLost: the broker no longer knows a synchronous job (or request)
+	// that was in hand: it restarted (sync jobs are not journaled).
+	ErrLost = errors.New("client: job lost by the broker")
 	// ErrClosed: the Client was closed.
 	ErrClosed = errors.New("client: closed")
 	// ErrBadReply: the broker's reply was not what the request calls for

@@ -54,7 +54,7 @@ func WatchCurve(ctx context.Context, endpoint string, keys *curve.Client, topics
 	p := zmq.NewPoller()
 	p.Add(s, zmq.POLLIN)
 	for ctx.Err() == nil {
-		polled, err := p.Poll(pollSlice)
+		polled, err := p.Poll(watchSlice)
 		if err != nil {
 			return fmt.Errorf("client: poll events: %w", err)
 		}

@@ -70,14 +70,31 @@ func (f *fakeBroker) send(id []byte, cmd protocol.Command, service string, body 
 	zmqtest.Send(f.t, f.sock, append([][]byte{id}, out...)...)
 }
 
-// final answers r with a FINAL reply [meta, out...].
+// final answers r with a FINAL reply [meta, out...], echoing r's ref as a
+// zmws broker does (unless meta has one).
 func (f *fakeBroker) final(r received, meta protocol.Meta, out ...[]byte) {
 	f.t.Helper()
+	if meta.Ref == "" {
+		meta.Ref = r.meta.Ref
+	}
 	f.send(r.id, protocol.CmdReply, r.msg.Service, append([][]byte{protocol.EncodeMeta(meta)}, out...)...)
 }
 
 // partial sends r a PARTIAL reply of out.
 func (f *fakeBroker) partial(r received, out ...[]byte) {
+	f.t.Helper()
+	ref := protocol.EncodeMeta(protocol.Meta{Ref: r.meta.Ref})
+	f.send(r.id, protocol.CmdPartial, r.msg.Service, append([][]byte{ref}, out...)...)
+}
+
+// stockFinal and stockPartial answer r as a stock MDP broker would, with
+// no reference: a final reply [meta, out...], a partial of out alone.
+func (f *fakeBroker) stockFinal(r received, meta protocol.Meta, out ...[]byte) {
+	f.t.Helper()
+	f.send(r.id, protocol.CmdReply, r.msg.Service, append([][]byte{protocol.EncodeMeta(meta)}, out...)...)
+}
+
+func (f *fakeBroker) stockPartial(r received, out ...[]byte) {
 	f.t.Helper()
 	f.send(r.id, protocol.CmdPartial, r.msg.Service, out...)
 }

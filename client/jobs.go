@@ -2,6 +2,8 @@ package client
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -30,8 +32,6 @@ type Request struct {
 	// tokens). Others own their jobs by their CURVE key.
 	Owner string
 }
-
-func (r Request) body() [][]byte { return r.bodyRef("") }
 
 // bodyRef is body with a submission reference in the meta frame.
 func (r Request) bodyRef(ref string) [][]byte {
@@ -74,7 +74,7 @@ func (r *Result) OK() bool { return r.Status == protocol.StatusComplete }
 // ErrUnknownService, ErrQueueFull, ErrBadRequest). Submit waits
 // Config.Timeout for the answer and is sent once, since a resend could make a
 // second job, unless req.Key is set: then it is resent up to Config.Retries
-// times on a fresh socket. service must not be a SYNC- name: use Call.
+// times. service must not be a SYNC- name: use Call.
 func (c *Client) Submit(ctx context.Context, service string, req Request) (string, error) {
 	if _, sync := protocol.SplitSync(service); sync {
 		return "", fmt.Errorf("submit %s: synchronous service, use Call: %w", service, ErrBadRequest)
@@ -83,17 +83,17 @@ func (c *Client) Submit(ctx context.Context, service string, req Request) (strin
 	if req.Key != "" {
 		retries = c.cfg.Retries
 	}
-	m, err := c.request(ctx, "submit", service, req.body(), retries)
+	r, err := c.roundTrip(ctx, "submit", service, req.bodyRef, retries)
 	if err != nil {
 		return "", err
 	}
-	return c.acceptedID(service, m)
+	return c.acceptedID(service, r)
 }
 
 // acceptedID reads the broker's answer to a submission: the job ID, or why
 // not.
-func (c *Client) acceptedID(service string, m protocol.Message) (string, error) {
-	meta, _, err := replyMeta("submit", m)
+func (c *Client) acceptedID(service string, r reply) (string, error) {
+	meta, _, err := replyMeta("submit", r)
 	if err != nil {
 		return "", err
 	}
@@ -110,47 +110,113 @@ func (c *Client) acceptedID(service string, m protocol.Message) (string, error) 
 	return "", fmt.Errorf("submit %s: status %q: %w", service, meta.Status, ErrBadReply)
 }
 
+// Accepted is what the broker says when it queues a synchronous job.
+type Accepted struct {
+	JobID string
+	// NoWorker says no worker was connected for the service when the job
+	// was queued: it waits until one comes. Notice says so for people.
+	NoWorker bool
+	Notice   string
+}
+
+// CallHooks are the callbacks of CallWith, each optional.
+type CallHooks struct {
+	// OnAccepted is called once, before any output, when the broker has
+	// queued the job (a zmws broker says so at once; a stock one never).
+	OnAccepted func(Accepted)
+	// OnPartial gets each frame of each PARTIAL reply as it arrives, in
+	// order; the callee may keep the slice. An error from it abandons the
+	// request (the job itself runs on) and is returned as is. Nil: the
+	// partial output is gathered into Result.Output instead.
+	OnPartial func([]byte) error
+}
+
 // Call runs a job synchronously: it asks for SYNC-service (service may
-// already carry a SYNC- or SYNC: prefix) and waits for the worker.
-//
-// Each frame of each PARTIAL reply is passed to onPartial as it arrives, in
-// order; the callee may keep the slice. An error from onPartial abandons the
-// request (the job itself runs on) and is returned as is. With a nil
-// onPartial the partial output is gathered into Result.Output instead.
+// already carry a SYNC- or SYNC: prefix) and waits for the worker. It is
+// CallWith with only an OnPartial hook (which may be nil).
+func (c *Client) Call(ctx context.Context, service string, req Request, onPartial func([]byte) error) (*Result, error) {
+	return c.CallWith(ctx, service, req, CallHooks{OnPartial: onPartial})
+}
+
+// CallWith runs a job synchronously, passing what happens to hooks.
 //
 // A job that ran and failed is not an error: Result.Status says so. err is
 // set when there is no result: a refusal (*Error), ctx.Err() (returned
-// unwrapped and within a few tens of milliseconds of cancellation),
-// ErrClosed, a malformed reply or a socket failure. Call has no timeout of
-// its own and is never resent.
-func (c *Client) Call(ctx context.Context, service string, req Request, onPartial func([]byte) error) (*Result, error) {
+// unwrapped, at once), ErrClosed, a malformed reply, a connection failure,
+// or a broker that lost track of the job. Call has no timeout of its own
+// (jobs may run for hours) and is never resent: bound it with ctx.
+//
+// When nothing has been heard of the job for Config.Liveness, Call asks the
+// broker about it (SERVER-JOB, sent at most twice, each time waiting the
+// shorter of Config.Timeout and Config.Liveness for the answer): while
+// the job is queued or running it waits on; a job that ended without its
+// final reply reaching the client gives its Result from the broker's record
+// (output past what was streamed, up to the broker's retained output); a
+// job the broker no longer knows (it restarted: sync jobs are not
+// journaled) is an error matching ErrLost; a broker that does not answer is
+// an error matching ErrTimeout.
+func (c *Client) CallWith(ctx context.Context, service string, req Request, hooks CallHooks) (*Result, error) {
 	if _, sync := protocol.SplitSync(service); !sync {
 		service = protocol.SyncPrefixDash + service
 	}
-	if err := c.acquire(ctx); err != nil {
+	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	defer c.release()
-
-	var output []byte
-	partial := func(body [][]byte) error {
-		for _, f := range body {
-			if onPartial == nil {
-				output = append(output, f...)
-				continue
-			}
-			if err := onPartial(f); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	start := time.Now()
-	m, err := c.exchange(ctx, service, req.body(), time.Time{}, partial)
+	cl, err := c.start(service, req.bodyRef, nil)
 	if err != nil {
 		return nil, err
 	}
-	meta, rest, err := replyMeta("call", m)
+	defer c.finish(cl)
+
+	w := &syncWait{c: c, cl: cl, service: service, hooks: hooks, start: time.Now()}
+	for {
+		var deadline time.Time
+		if c.cfg.Liveness > 0 {
+			deadline = time.Now().Add(c.cfg.Liveness)
+		}
+		r, err := c.next(ctx, cl, deadline)
+		if errors.Is(err, errNoReply) {
+			res, err := w.probe(ctx)
+			if res != nil || err != nil {
+				return res, err
+			}
+			continue
+		}
+		if err != nil {
+			return nil, opError("call", service, err)
+		}
+		if res, err := w.take(r); res != nil || err != nil {
+			return res, err
+		}
+	}
+}
+
+// syncWait is the state of one CallWith.
+type syncWait struct {
+	c        *Client
+	cl       *call
+	service  string
+	hooks    CallHooks
+	start    time.Time
+	jobID    string
+	output   []byte // gathered partial output, without OnPartial
+	streamed int    // bytes of partial output passed on
+}
+
+// take handles one reply; a final one gives the result (or error).
+func (w *syncWait) take(r reply) (*Result, error) {
+	if r.cmd == protocol.CmdPartial {
+		if r.hasMeta && r.meta.Status == protocol.StatusAccepted {
+			w.jobID = r.meta.Job
+			if w.hooks.OnAccepted != nil {
+				w.hooks.OnAccepted(Accepted{JobID: r.meta.Job, NoWorker: r.meta.Code == protocol.CodeNoWorker, Notice: r.meta.Error})
+			}
+			return nil, nil
+		}
+		w.c.log.Debug().Str(keyService, w.service).Int("frames", len(r.rest)).Msg("partial reply")
+		return nil, w.partial(r.rest)
+	}
+	meta, rest, err := replyMeta("call", r)
 	if err != nil {
 		return nil, err
 	}
@@ -159,13 +225,13 @@ func (c *Client) Call(ctx context.Context, service string, req Request, onPartia
 	case protocol.StatusRefused:
 		return nil, refusal(meta)
 	default:
-		return nil, fmt.Errorf("call %s: status %q: %w", service, meta.Status, ErrBadReply)
+		return nil, fmt.Errorf("call %s: status %q: %w", w.service, meta.Status, ErrBadReply)
 	}
 	for _, f := range rest {
-		output = append(output, f...)
+		w.output = append(w.output, f...)
 	}
-	c.log.Debug().Str(keyService, service).Str(keyJob, meta.Job).Str("status", string(meta.Status)).
-		Dur(keyElapsed, time.Since(start)).Msg("call done")
+	w.c.log.Debug().Str(keyService, w.service).Str(keyJob, meta.Job).Str("status", string(meta.Status)).
+		Dur(keyElapsed, time.Since(w.start)).Msg("call done")
 	return &Result{
 		JobID:           meta.Job,
 		Status:          meta.Status,
@@ -174,6 +240,115 @@ func (c *Client) Call(ctx context.Context, service string, req Request, onPartia
 		Error:           meta.Error,
 		Attempt:         meta.Attempt,
 		OutputTruncated: meta.OutputTruncated,
-		Output:          output,
+		Output:          w.output,
 	}, nil
+}
+
+// partial passes partial output on, or gathers it.
+func (w *syncWait) partial(body [][]byte) error {
+	for _, f := range body {
+		w.streamed += len(f)
+		if w.hooks.OnPartial == nil {
+			w.output = append(w.output, f...)
+			continue
+		}
+		if err := w.hooks.OnPartial(f); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// probe asks the broker about a job it has been quiet about for
+// Config.Liveness: (nil, nil) means wait on.
+func (w *syncWait) probe(ctx context.Context) (*Result, error) {
+	c := w.c
+	quiet := c.cfg.Liveness
+	if w.jobID == "" {
+		return nil, w.probeRequest(ctx)
+	}
+	info, err := c.probeJob(ctx, w.jobID)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return nil, fmt.Errorf("call %s: the broker no longer knows job %s (it restarted, and sync jobs are not journaled, or it forgot the job): %w",
+			w.service, w.jobID, ErrLost)
+	case errors.Is(err, ErrTimeout):
+		return nil, fmt.Errorf("call %s: job %s: nothing heard for %v and the broker at %s does not answer: %w",
+			w.service, w.jobID, quiet, c.cfg.Broker, err)
+	case err != nil:
+		return nil, err
+	}
+	switch info.State {
+	case "complete", "failed":
+	default:
+		c.log.Debug().Str(keyService, w.service).Str(keyJob, w.jobID).Str("state", info.State).Msg("quiet job still in hand, waiting on")
+		return nil, nil
+	}
+	if w.cl.pending() {
+		return nil, nil // the final reply came before the broker's answer
+	}
+	// The job ended but its final reply never came (dropped on the way):
+	// the broker's record has the outcome.
+	c.log.Warn().Str(keyService, w.service).Str(keyJob, w.jobID).Msg("job ended without its final reply: outcome from the broker's record")
+	res := &Result{JobID: info.ID, Status: protocol.StatusFailed, ExitCode: info.ExitCode, Code: info.Code, Error: info.Error,
+		Attempt: info.Attempts, OutputTruncated: info.OutputTruncated}
+	if info.State == "complete" {
+		res.Status = protocol.StatusComplete
+	}
+	if len(info.Output) > w.streamed {
+		rest := info.Output[w.streamed:]
+		if w.hooks.OnPartial == nil {
+			w.output = append(w.output, rest...)
+		} else {
+			res.Output = rest
+		}
+	}
+	if w.hooks.OnPartial == nil {
+		res.Output = w.output
+	}
+	return res, nil
+}
+
+// probeRequest checks on a request the broker never said it accepted: a
+// zmws broker says so at once, so one that answers (echoing references)
+// has lost the request; a stock broker never says so, and is waited on.
+func (w *syncWait) probeRequest(ctx context.Context) error {
+	c := w.c
+	if !w.cl.wasSent() {
+		return nil // still in the outbox: the socket is full
+	}
+	r, err := c.roundTripWithin(ctx, "query", protocol.ServerHealth, queryBody(), probeRetries, c.probeTimeout())
+	switch {
+	case errors.Is(err, ErrTimeout):
+		return fmt.Errorf("call %s: no answer for %v, and the broker at %s does not answer: %w", w.service, c.cfg.Liveness, c.cfg.Broker, err)
+	case err != nil:
+		return err
+	case r.byRef && !w.cl.pending():
+		return fmt.Errorf("call %s: the broker answers but never accepted the request (it restarted and lost it): %w", w.service, ErrLost)
+	}
+	return nil
+}
+
+// probeRetries is how many times a probe of a quiet job is sent again: once,
+// for a broker that restarted and lost the first.
+const probeRetries = 1
+
+// probeTimeout is how long a probe waits for each answer: a broker quiet
+// for Liveness already gets at most that long again.
+func (c *Client) probeTimeout() time.Duration { return min(c.timeout(), c.cfg.Liveness) }
+
+// probeJob asks SERVER-JOB about a quiet job.
+func (c *Client) probeJob(ctx context.Context, id string) (protocol.JobInfo, error) {
+	var info protocol.JobInfo
+	frames, err := c.queryWithin(ctx, protocol.ServerJob, probeRetries, c.probeTimeout(), []byte(id))
+	if err != nil {
+		return info, err
+	}
+	if len(frames) != 1 {
+		return info, fmt.Errorf("query %s: reply of %d frames, want one JSON frame: %w", protocol.ServerJob, len(frames), ErrBadReply)
+	}
+	if err := json.Unmarshal(frames[0], &info); err != nil {
+		return info, fmt.Errorf("query %s: %w: %w", protocol.ServerJob, ErrBadReply, err)
+	}
+	return info, nil
 }

@@ -4,10 +4,7 @@ import (
 	"context"
 	"fmt"
 	"iter"
-	"strconv"
 	"time"
-
-	zmq "github.com/pebbe/zmq4"
 
 	"github.com/zmws/zmws/protocol"
 )
@@ -58,135 +55,96 @@ func (c *Client) SubmitMany(ctx context.Context, service string, reqs iter.Seq[R
 	case window > MaxWindow:
 		window = MaxWindow
 	}
-	if err := c.acquire(ctx); err != nil {
+	if err := ctx.Err(); err != nil {
 		return err
-	}
-	defer c.release()
-	if c.sock == nil {
-		if err := c.open(); err != nil {
-			return err
-		}
 	}
 	next, stop := iter.Pull(reqs)
 	defer stop()
-	sent, reported, more := 0, 0, true
+	notify := make(chan struct{}, 1) // every reply of the window signals it
+	var inflight []*call             // in the order of reqs
 	defer func() {
-		if reported < sent {
-			c.drop() // replies still due must not meet the next request
+		for _, cl := range inflight {
+			c.finish(cl) // their late replies are strays
 		}
 	}()
-
-	// Outcomes wait in a ring of window slots until every earlier one is
-	// in, so each sees them in order. Slot i%window belongs to request i.
-	ring := make([]Submitted, window)
-	in := make([]bool, window)
-	heard := time.Now()
+	sent, more := 0, true
+	heard, timeout := time.Now(), c.timeout()
 	for {
-		for more && sent-reported < window {
+		for more && len(inflight) < window {
 			req, ok := next()
 			if !ok {
 				more = false
 				break
 			}
-			frames := protocol.EncodeClient(protocol.Message{Form: form, Cmd: protocol.CmdRequest, Service: service,
-				Body: req.bodyRef(strconv.Itoa(sent))})
-			if _, err := c.sock.SendMessageDontwait(frames); err != nil {
-				c.drop()
-				return fmt.Errorf("client: send %s: %w", service, err)
+			cl, err := c.start(service, req.bodyRef, notify)
+			if err != nil {
+				return err
 			}
-			ring[sent%window], in[sent%window] = Submitted{Index: sent}, false
-			if sent == reported {
+			cl.index = sent
+			sent++
+			if len(inflight) == 0 {
 				heard = time.Now() // the clock starts with the oldest in flight
 			}
-			sent++
+			inflight = append(inflight, cl)
 		}
-		if reported == sent {
+		if len(inflight) == 0 {
 			return nil
 		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-c.done:
-			return ErrClosed
-		default:
+		// Report what is in, in order.
+		reported := false
+		for len(inflight) > 0 {
+			cl := inflight[0]
+			r, ok, err := cl.take()
+			if err != nil {
+				return opError("submit", service, err)
+			}
+			if !ok {
+				break
+			}
+			if r.cmd == protocol.CmdPartial {
+				continue
+			}
+			if !r.byRef {
+				return fmt.Errorf("submit %s: the broker does not echo submission references; "+
+					"SubmitMany needs a zmws broker that does (use Submit): %w", service, ErrBadReply)
+			}
+			id, rerr := c.acceptedID(service, r)
+			c.finish(cl)
+			inflight = inflight[1:]
+			if err := each(Submitted{Index: cl.index, ID: id, Err: rerr}); err != nil {
+				return err
+			}
+			reported = true
 		}
-		left := c.cfg.Timeout - time.Since(heard)
+		if reported {
+			heard = time.Now()
+			continue
+		}
+		left := timeout - time.Since(heard)
 		if left <= 0 {
-			c.drop()
-			err := fmt.Errorf("submit %s: no reply within %v: %w", service, c.cfg.Timeout, ErrTimeout)
-			for ; reported < sent; reported++ {
-				r := ring[reported%window]
-				if !in[reported%window] {
-					r.Err = err
-				}
-				if e := each(r); e != nil {
+			err := fmt.Errorf("submit %s: no reply within %v: %w", service, timeout, ErrTimeout)
+			for len(inflight) > 0 {
+				cl := inflight[0]
+				c.finish(cl)
+				inflight = inflight[1:]
+				if e := each(Submitted{Index: cl.index, Err: err}); e != nil {
 					return e
 				}
 			}
 			return err
 		}
-		polled, err := c.poller.Poll(min(pollSlice, left))
-		if err != nil {
-			c.drop()
-			return fmt.Errorf("client: poll: %w", err)
+		t := time.NewTimer(left)
+		select {
+		case <-notify:
+			heard = time.Now() // a reply came, maybe to a later request
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-c.done:
+			t.Stop()
+			return ErrClosed
 		}
-		if len(polled) == 0 {
-			if err := c.watch.Err(); err != nil {
-				c.drop()
-				return fmt.Errorf("submit %s: %w", service, err)
-			}
-			continue
-		}
-		for range sent - reported { // take what has arrived, then send more
-			msg, err := c.sock.RecvMessageBytes(zmq.DONTWAIT)
-			if err != nil {
-				break
-			}
-			m, i, ok, err := c.pipelined(service, msg, reported, sent)
-			if err != nil {
-				c.drop()
-				return err
-			}
-			if !ok || in[i%window] {
-				continue
-			}
-			ring[i%window].ID, ring[i%window].Err = c.acceptedID(service, m)
-			in[i%window] = true
-			heard = time.Now()
-		}
-		for reported < sent && in[reported%window] {
-			if err := each(ring[reported%window]); err != nil {
-				return err
-			}
-			reported++
-		}
+		t.Stop()
 	}
-}
-
-// pipelined decodes a reply to one of SubmitMany's submissions and returns
-// the index of the request it answers, which must be in [from, to). A reply
-// for the service that carries no reference is an error: the broker does
-// not echo references (a stock MDP broker, or a zmws broker older than
-// SubmitMany), so no reply could be matched.
-func (c *Client) pipelined(service string, frames [][]byte, from, to int) (protocol.Message, int, bool, error) {
-	m, err := protocol.DecodeReply(frames)
-	if err != nil {
-		c.log.Warn().Err(err).Str(keyService, service).Msg("malformed reply dropped")
-		return m, 0, false, nil
-	}
-	if m.Service != service {
-		c.log.Debug().Str(keyService, m.Service).Msg("stray reply dropped")
-		return m, 0, false, nil
-	}
-	meta, _, _, err := protocol.SplitMeta(m.Body)
-	if err == nil && meta.Ref == "" {
-		return m, 0, false, fmt.Errorf("submit %s: the broker does not echo submission references; "+
-			"SubmitMany needs a zmws broker that does (use Submit): %w", service, ErrBadReply)
-	}
-	i, aerr := strconv.Atoi(meta.Ref)
-	if err != nil || aerr != nil || i < from || i >= to {
-		c.log.Debug().Str(keyService, m.Service).Str("ref", meta.Ref).Msg("stray reply dropped")
-		return m, 0, false, nil
-	}
-	return m, i, true, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"time"
 
 	"github.com/zmws/zmws/protocol"
 )
@@ -14,23 +15,28 @@ import (
 // body follows the request's meta frame. A refusal is an *Error.
 //
 // Query waits Config.Timeout per attempt and resends up to Config.Retries
-// times on a fresh socket (Lazy Pirate), so use it only for requests that are
-// safe to repeat; then it wraps ErrTimeout. PARTIAL replies are dropped.
+// times (Lazy Pirate), so use it only for requests that are safe to repeat;
+// then it wraps ErrTimeout. PARTIAL replies are dropped.
 func (c *Client) Query(ctx context.Context, service string, body ...[]byte) ([][]byte, error) {
 	return c.query(ctx, service, c.cfg.Retries, body...)
 }
 
 func (c *Client) query(ctx context.Context, service string, retries int, body ...[]byte) ([][]byte, error) {
-	m, err := c.request(ctx, "query", service, requestBody(protocol.Meta{}, body...), retries)
+	return c.queryWithin(ctx, service, retries, c.timeout(), body...)
+}
+
+// queryWithin is query with its own timeout per attempt.
+func (c *Client) queryWithin(ctx context.Context, service string, retries int, timeout time.Duration, body ...[]byte) ([][]byte, error) {
+	r, err := c.roundTripWithin(ctx, "query", service, queryBody(body...), retries, timeout)
 	if err != nil {
 		return nil, err
 	}
-	meta, rest, ok, err := protocol.SplitMeta(m.Body)
+	meta, rest := r.meta, r.rest
 	switch {
-	case err != nil:
-		return nil, fmt.Errorf("query %s: %w: %w", service, ErrBadReply, err)
-	case !ok:
-		return m.Body, nil
+	case r.metaErr != nil:
+		return nil, fmt.Errorf("query %s: %w: %w", service, ErrBadReply, r.metaErr)
+	case !r.hasMeta:
+		return rest, nil
 	case meta.Status == protocol.StatusRefused, meta.Status == protocol.StatusFailed:
 		return nil, refusal(meta)
 	}

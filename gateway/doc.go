@@ -4,17 +4,18 @@
 //
 // It is a plain broker client. In zmwsd it reaches the broker over inproc
 // endpoints (server.Config.ClientInproc and EventsInproc), so there is no
-// network hop, through a Pool of client.Clients: a client.Client runs one
-// request at a time, so every HTTP request borrows one of its own, and a
-// slow synchronous job never stalls another request.
+// network hop, through a Broker backend: one client.Client, whose one
+// socket carries every request in flight at once, each matched to its
+// replies by reference, so a slow synchronous job never stalls another
+// request, and one that gives up leaves the others alone.
 //
-//	pool, err := gateway.NewPool(gateway.PoolConfig{
+//	b, err := gateway.NewBroker(gateway.BrokerConfig{
 //		Broker: "inproc://zmwsd-clients",
 //		Events: "inproc://zmwsd-events",
 //	})
 //	if err != nil { ... }
-//	defer pool.Close()
-//	gw, err := gateway.New(gateway.Config{Backend: pool, CORS: []string{"*"}})
+//	defer b.Close()
+//	gw, err := gateway.New(gateway.Config{Backend: b, CORS: []string{"*"}})
 //	if err != nil { ... }
 //	ln, err := net.Listen("tcp", "127.0.0.1:5580")
 //	if err != nil { ... }

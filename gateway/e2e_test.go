@@ -21,6 +21,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/zmws/zmws/broker"
+	"github.com/zmws/zmws/client"
 	"github.com/zmws/zmws/internal/zmqtest"
 	"github.com/zmws/zmws/protocol"
 	"github.com/zmws/zmws/server"
@@ -31,11 +32,11 @@ import (
 // waitLong bounds every wait for something that should happen promptly.
 const waitLong = 10 * time.Second
 
-// stack is a real server.Server, a Pool over its inproc endpoints, the
+// stack is a real server.Server, a Broker backend over its inproc endpoints, the
 // gateway behind an httptest.Server, and the workers a test starts.
 type stack struct {
 	srv  *server.Server
-	pool *Pool
+	back *Broker
 	gw   *Gateway
 	hs   *httptest.Server
 	log  zerolog.Logger
@@ -43,18 +44,19 @@ type stack struct {
 
 func newStack(t *testing.T, cfg Config) *stack {
 	t.Helper()
-	return newStackPool(t, cfg, PoolConfig{})
+	return newStackBackend(t, cfg, BrokerConfig{})
 }
 
-// newStackPool is newStack with pool settings (the endpoints are set here).
-func newStackPool(t *testing.T, cfg Config, pcfg PoolConfig) *stack {
+// newStackBackend is newStack with backend settings (the endpoints are set
+// here).
+func newStackBackend(t *testing.T, cfg Config, pcfg BrokerConfig) *stack {
 	t.Helper()
 	return newStackStore(t, cfg, pcfg, nil)
 }
 
-// newStackStore is newStackPool with a job store for the server (nil:
+// newStackStore is newStackBackend with a job store for the server (nil:
 // none).
-func newStackStore(t *testing.T, cfg Config, pcfg PoolConfig, st store.Store) *stack {
+func newStackStore(t *testing.T, cfg Config, pcfg BrokerConfig, st store.Store) *stack {
 	t.Helper()
 	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel)
 	name := rand.Text() // unique per test, across -count runs
@@ -76,11 +78,11 @@ func newStackStore(t *testing.T, cfg Config, pcfg PoolConfig, st store.Store) *s
 	done := make(chan error, 1)
 	go func() { done <- srv.Run(ctx) }()
 	pcfg.Broker, pcfg.Events, pcfg.Logger = clients, events, log
-	pool, err := NewPool(pcfg)
+	back, err := NewBroker(pcfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.Backend, cfg.Logger = pool, log
+	cfg.Backend, cfg.Logger = back, log
 	gw, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -89,7 +91,7 @@ func newStackStore(t *testing.T, cfg Config, pcfg PoolConfig, st store.Store) *s
 	hs.Config = gw.server() // the gateway's own timeouts
 	hs.Start()
 	t.Cleanup(func() {
-		pool.Close() // interrupts requests still in flight, so hs.Close returns
+		back.Close() // interrupts requests still in flight, so hs.Close returns
 		hs.Close()
 		cancel()
 		select {
@@ -101,7 +103,7 @@ func newStackStore(t *testing.T, cfg Config, pcfg PoolConfig, st store.Store) *s
 			t.Error("server did not stop")
 		}
 	})
-	return &stack{srv: srv, pool: pool, gw: gw, hs: hs, log: log}
+	return &stack{srv: srv, back: back, gw: gw, hs: hs, log: log}
 }
 
 // worker runs a worker.Worker with n slots for service until the test ends,
@@ -123,7 +125,7 @@ func (s *stack) worker(t *testing.T, service string, n int, h worker.HandlerFunc
 	}
 	zmqtest.Go(t, "worker "+service, w.Run)
 	eventually(t, "workers of "+service+" ready", func() bool {
-		body, err := s.pool.Query(context.Background(), protocol.ServerWorkers)
+		body, err := s.back.Query(context.Background(), protocol.ServerWorkers)
 		if err != nil {
 			return false
 		}
@@ -307,7 +309,7 @@ func (f *failingStore) Commit(b *store.Batch) error {
 // 200 again.
 func TestE2E_HealthSaysStoreFailing(t *testing.T) {
 	st := &failingStore{Memory: store.NewMemory()}
-	s := newStackStore(t, Config{}, PoolConfig{}, st)
+	s := newStackStore(t, Config{}, BrokerConfig{}, st)
 	s.worker(t, "S", 1, func(ctx context.Context, j *worker.Job) ([]byte, error) { return nil, nil })
 	if resp, body := s.get(t, "/healthz"); resp.StatusCode != http.StatusOK {
 		t.Fatalf("healthz before: %d %s", resp.StatusCode, body)
@@ -403,7 +405,7 @@ func TestE2E_StreamsBeforeJobEnds(t *testing.T) {
 		t.Fatalf("first chunk %q, %v", first, err)
 	}
 	// The job cannot have ended: its handler waits for release.
-	body, err := s.pool.Query(context.Background(), protocol.ServerActive)
+	body, err := s.back.Query(context.Background(), protocol.ServerActive)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -488,10 +490,7 @@ func TestE2E_ConcurrentSync(t *testing.T) {
 	if r := <-slow; r.err != nil || r.status != http.StatusOK || r.body != "slow" {
 		t.Errorf("slow: %+v", r)
 	}
-	eventually(t, "clients returned to the pool", func() bool { return s.pool.Stats().InUse == 0 })
-	if st := s.pool.Stats(); st.Idle > DefaultMaxIdle {
-		t.Errorf("pool keeps %d idle clients, cap %d", st.Idle, DefaultMaxIdle)
-	}
+	eventually(t, "sync requests ended", func() bool { return s.back.Stats().Sync == 0 })
 }
 
 // TestE2E_DisconnectMidStream: a client that leaves a sync request frees
@@ -525,17 +524,17 @@ func TestE2E_DisconnectMidStream(t *testing.T) {
 		t.Fatalf("first byte %q, %v", b, err)
 	}
 	<-started
-	if st := s.pool.Stats(); st.InUse != 1 {
+	if st := s.back.Stats(); st.Sync != 1 {
 		t.Errorf("while streaming: %+v", st)
 	}
 	cancel()
 	resp.Body.Close()
-	eventually(t, "broker client released", func() bool { return s.pool.Stats().InUse == 0 })
+	eventually(t, "sync request ended", func() bool { return s.back.Stats().Sync == 0 })
 
 	// Let the job end (its reply finds no client), then count goroutines.
 	close(release)
 	eventually(t, "job finished", func() bool {
-		body, err := s.pool.Query(context.Background(), protocol.ServerActive)
+		body, err := s.back.Query(context.Background(), protocol.ServerActive)
 		return err == nil && strings.TrimSpace(string(body)) == "[]"
 	})
 	tr.CloseIdleConnections()
@@ -641,12 +640,13 @@ func TestE2E_HostileInputs(t *testing.T) {
 	}
 }
 
-// TestPool_BusyAndClosed: past MaxClients a request waits Timeout, then gets
-// 503 busy; after Close, requests get ErrClosed and in-flight ones end.
-func TestPool_BusyAndClosed(t *testing.T) {
-	s := newStackPool(t, Config{}, PoolConfig{MaxClients: 1, Timeout: 100 * time.Millisecond})
+// TestBroker_MaxSyncAndClosed: past MaxSync a sync request gets 503 busy
+// at once, while everything else is answered; after Close, requests get
+// client.ErrClosed and in-flight ones end.
+func TestBroker_MaxSyncAndClosed(t *testing.T) {
+	s := newStackBackend(t, Config{}, BrokerConfig{MaxSync: 1})
 	started := make(chan struct{}, 1)
-	s.worker(t, "HOLD", 1, func(ctx context.Context, j *worker.Job) ([]byte, error) {
+	s.worker(t, "HOLD", 2, func(ctx context.Context, j *worker.Job) ([]byte, error) {
 		started <- struct{}{}
 		<-ctx.Done()
 		return nil, ctx.Err()
@@ -660,13 +660,18 @@ func TestPool_BusyAndClosed(t *testing.T) {
 		held <- resp
 	}()
 	<-started
-	resp, body := s.get(t, "/SERVER-JOBS")
+	resp, body := s.get(t, "/SYNC-HOLD")
 	if e := decodeJSON[errorBody](t, body); resp.StatusCode != http.StatusServiceUnavailable || e.Code != codeBusy ||
 		resp.Header.Get("Retry-After") == "" {
-		t.Errorf("busy: %d %s", resp.StatusCode, body)
+		t.Errorf("second sync request past MaxSync 1: %d %s, want 503 busy", resp.StatusCode, body)
 	}
-	s.pool.Close()
-	if _, err := s.pool.Query(context.Background(), protocol.ServerJobs); !errors.Is(err, ErrClosed) {
+	for _, path := range []string{"/SERVER-JOBS", "/healthz"} {
+		if resp, body := s.get(t, path); resp.StatusCode != http.StatusOK {
+			t.Errorf("%s while MaxSync requests are held: %d %s", path, resp.StatusCode, body)
+		}
+	}
+	s.back.Close()
+	if _, err := s.back.Query(context.Background(), protocol.ServerJobs); !errors.Is(err, client.ErrClosed) {
 		t.Errorf("after Close: %v", err)
 	}
 	select {
@@ -680,7 +685,91 @@ func TestPool_BusyAndClosed(t *testing.T) {
 	case <-time.After(waitLong):
 		t.Fatal("request in flight at Close did not end")
 	}
-	if st := s.pool.Stats(); st.InUse != 0 || st.Idle != 0 {
+	if st := s.back.Stats(); st.Sync != 0 {
 		t.Errorf("after Close: %+v", st)
+	}
+}
+
+// TestE2E_HeldSyncRequestsLeaveTheRestAnswering is issue 11's first fault:
+// 600 sync requests held by a known service with no live worker used to
+// take every broker client of the gateway's pool (512), so that async
+// submits, queries and /healthz all got 503. Now they share one socket
+// with the held requests, and are answered. The figures (worst latency of
+// each probe while the 600 are held) are logged: `go test -run
+// HeldSyncRequests -v ./gateway`.
+func TestE2E_HeldSyncRequestsLeaveTheRestAnswering(t *testing.T) {
+	const held = 600
+	s := newStack(t, Config{})
+
+	// NOBODY is a known service whose only worker has left.
+	ctx, stop := context.WithCancel(context.Background())
+	w, err := worker.New(worker.Config{Brokers: []string{s.srv.WorkerEndpoint()}, Service: "NOBODY",
+		Handler: worker.HandlerFunc(func(context.Context, *worker.Job) ([]byte, error) { return nil, nil }), Heartbeat: 100 * time.Millisecond, Logger: s.log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ran := make(chan error, 1)
+	go func() { ran <- w.Run(ctx) }()
+	live := func() int {
+		body, err := s.back.Query(context.Background(), protocol.ServerWorkers)
+		if err != nil {
+			return -1
+		}
+		var ws []protocol.WorkerInfo
+		json.Unmarshal(body, &ws)
+		return len(ws)
+	}
+	eventually(t, "worker of NOBODY ready", func() bool { return live() == 1 })
+	stop()
+	<-ran
+	eventually(t, "worker of NOBODY gone", func() bool { return live() == 0 })
+
+	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: held}}
+	hold, release := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for range held {
+		wg.Go(func() {
+			req, _ := http.NewRequestWithContext(hold, http.MethodGet, s.hs.URL+"/SYNC-NOBODY", nil)
+			if resp, err := hc.Do(req); err == nil {
+				resp.Body.Close()
+			}
+		})
+	}
+	defer func() {
+		release()
+		wg.Wait()
+		eventually(t, "held requests ended", func() bool { return s.back.Stats().Sync == 0 })
+	}()
+	eventually(t, fmt.Sprint(held, " sync requests held"), func() bool { return s.back.Stats().Sync == held })
+
+	probes := []struct {
+		method, path string
+		want         int
+	}{
+		{http.MethodPost, "/NOBODY", http.StatusAccepted},
+		{http.MethodGet, "/healthz", http.StatusOK},
+		{http.MethodGet, "/SERVER-QUEUE", http.StatusOK},
+	}
+	for _, p := range probes {
+		var worst time.Duration
+		for range 20 {
+			req, _ := http.NewRequest(p.method, s.hs.URL+p.path, nil)
+			start := time.Now()
+			resp, err := s.hs.Client().Do(req)
+			elapsed := time.Since(start)
+			if err != nil {
+				t.Fatalf("%s %s with %d sync requests held: %v", p.method, p.path, held, err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != p.want {
+				t.Fatalf("%s %s with %d sync requests held: %d %s, want %d", p.method, p.path, held, resp.StatusCode, body, p.want)
+			}
+			worst = max(worst, elapsed)
+		}
+		t.Logf("%s %s with %d sync requests held: 20 x %d, worst %v", p.method, p.path, held, p.want, worst)
+	}
+	if st := s.back.Stats(); st.Sync != held {
+		t.Errorf("sync requests in flight %d, want %d still held", st.Sync, held)
 	}
 }

@@ -24,7 +24,8 @@ const (
 	codeRequestTimeout   = "request_timeout"    // the body did not arrive within Config.ReadTimeout (408)
 	codeMethodNotAllowed = "method_not_allowed" // see the Allow header
 	codeUnavailable      = "unavailable"        // the broker did not answer in time
-	codeBusy             = "busy"               // every broker client in use
+	codeBusy             = "busy"               // --http-max-sync synchronous requests in flight
+	codeJobLost          = "job_lost"           // the broker lost a sync job (it restarted): submit it again
 	codeBadGateway       = "bad_gateway"        // the broker's reply made no sense
 	codeInternal         = "internal"           // a bug or a socket failure; see the log
 	codeUnauthorized     = "unauthorized"       // no valid bearer token (401)
@@ -84,7 +85,9 @@ func (g *Gateway) classify(err error) *apiError {
 	case errors.Is(err, client.ErrClosed), errors.Is(err, ErrClosed):
 		return &apiError{http.StatusServiceUnavailable, protocol.CodeShutdown, "the gateway is shutting down"}
 	case errors.Is(err, ErrBusy):
-		return &apiError{http.StatusServiceUnavailable, codeBusy, "too many requests in flight; try again"}
+		return &apiError{http.StatusServiceUnavailable, codeBusy, "too many synchronous requests in flight; try again"}
+	case errors.Is(err, client.ErrLost):
+		return &apiError{http.StatusServiceUnavailable, codeJobLost, "the broker lost the job (it restarted before the job ended); submit it again"}
 	case errors.Is(err, context.Canceled):
 		// The client went away; nobody reads this answer.
 		return &apiError{http.StatusServiceUnavailable, codeUnavailable, "request cancelled"}

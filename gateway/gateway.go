@@ -39,8 +39,8 @@ const chunkWriteTimeout = time.Minute
 // pingTimeout bounds the broker query behind /healthz.
 const pingTimeout = 2 * time.Second
 
-// Backend is what the handlers need from a broker. Pool implements it with
-// client.Clients; tests use a fake. Its methods are called concurrently.
+// Backend is what the handlers need from a broker. Broker implements it
+// with a client.Client; tests use a fake. Its methods are called concurrently.
 type Backend interface {
 	// Submit queues an asynchronous job and returns its ID. A refusal is a
 	// *client.Error (see client.Client.Submit).

@@ -425,16 +425,28 @@ func TestGateway_SyncFailedAfterOutput(t *testing.T) {
 	}
 }
 
+// TestGateway_SyncBrokenAfterOutput: a stream whose broker went away (the
+// gateway closed, the job lost by a restarted broker, a broker that stopped
+// answering) ends with trailers saying so.
 func TestGateway_SyncBrokenAfterOutput(t *testing.T) {
-	fb := &fakeBackend{call: func(ctx context.Context, onPartial func([]byte) error) (*client.Result, error) {
-		onPartial([]byte("x"))
-		return nil, client.ErrClosed
-	}}
-	g := newGateway(t, fb, Config{})
-	w := serve(g, http.MethodGet, "/SYNC-S", nil)
-	tr := w.Result().Trailer
-	if w.Code != http.StatusOK || tr.Get(HeaderStatus) != StatusFail || tr.Get(HeaderCode) != protocol.CodeShutdown {
-		t.Errorf("%d trailers %v", w.Code, tr)
+	for _, tc := range []struct {
+		err  error
+		code string
+	}{
+		{client.ErrClosed, protocol.CodeShutdown},
+		{fmt.Errorf("call SYNC-S: the broker no longer knows job J: %w", client.ErrLost), codeJobLost},
+		{fmt.Errorf("call SYNC-S: job J: the broker does not answer: %w", client.ErrTimeout), codeUnavailable},
+	} {
+		fb := &fakeBackend{call: func(ctx context.Context, onPartial func([]byte) error) (*client.Result, error) {
+			onPartial([]byte("x"))
+			return nil, tc.err
+		}}
+		g := newGateway(t, fb, Config{})
+		w := serve(g, http.MethodGet, "/SYNC-S", nil)
+		tr := w.Result().Trailer
+		if w.Code != http.StatusOK || tr.Get(HeaderStatus) != StatusFail || tr.Get(HeaderCode) != tc.code || tr.Get(HeaderError) == "" {
+			t.Errorf("%v: %d trailers %v, want FAIL with code %s", tc.err, w.Code, tr, tc.code)
+		}
 	}
 }
 

@@ -115,6 +115,7 @@ const (
 	CodeConflict         = "conflict"          // SERVER-CANCEL/RETRY of a job in the wrong state
 	CodeForbidden        = "forbidden"         // the peer's key may not do this (see docs/SECURITY.md)
 	CodeServiceLimit     = "service_limit"     // a READY for a new service past --max-services
+	CodeNoWorker         = "no_worker"         // in an acceptance: no worker is connected for the service, the job waits
 )
 
 // Meta is the zmws meta frame. Each direction uses some fields:
@@ -147,11 +148,12 @@ type Meta struct {
 	// many times, with exponential backoff: per job in a client REQUEST, or
 	// the service's default in a worker's READY.
 	Retries int `json:"retries,omitempty"`
-	// Ref is a client's reference for a submission, echoed in the broker's
-	// reply to it (accepted or refused), so a client with many submissions
-	// in flight on one connection can match replies, which may come back out
-	// of order (a refusal is sent at once, an accepted durable job only once
-	// its record is committed).
+	// Ref is a client's reference for a request, echoed in every reply to
+	// it (accepted, refused, a query's answer, a sync job's PARTIALs and
+	// FINAL), so a client with many requests in flight on one connection can
+	// match replies, which may come back out of order (a refusal is sent at
+	// once, an accepted durable job only once its record is committed). See
+	// docs/PROTOCOL.md, "Addressed replies".
 	Ref string `json:"ref,omitempty"`
 	// Prefetch, in a worker's READY, asks the broker to send it up to this
 	// many jobs beyond the one it runs (capped by the broker), which it runs

@@ -15,6 +15,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/zmws/zmws/curve"
+	"github.com/zmws/zmws/internal/zmqwake"
 	"github.com/zmws/zmws/protocol"
 )
 
@@ -68,7 +69,7 @@ type slot struct {
 	idx  int
 	base zerolog.Logger
 	log  zerolog.Logger // base plus the current identity
-	wake *waker         // wakes an idle slot's poll when ctx ends
+	wake *zmqwake.Waker // wakes an idle slot's poll when ctx ends
 	done <-chan struct{}
 
 	sock        *zmq.Socket  // DEALER to the broker; nil while closed
@@ -118,9 +119,7 @@ type running struct {
 
 func newSlot(w *Worker, idx int) (*slot, error) {
 	s := &slot{w: w, idx: idx}
-	// A random name: an inproc endpoint may stay registered for a moment
-	// after its socket is closed, so names are never reused.
-	wk, err := newWaker("inproc://zmws-worker-" + newIdentity())
+	wk, err := zmqwake.New("zmws-worker")
 	if err != nil {
 		return nil, err
 	}
@@ -134,7 +133,7 @@ func newSlot(w *Worker, idx int) (*slot, error) {
 	return s, nil
 }
 
-func (s *slot) close() { s.wake.close() }
+func (s *slot) close() { s.wake.Close() }
 
 // setPoller makes the poller for the current socket.
 func (s *slot) setPoller() {
@@ -142,13 +141,13 @@ func (s *slot) setPoller() {
 	if s.sock != nil {
 		s.poller.Add(s.sock, zmq.POLLIN)
 	}
-	s.poller.Add(s.wake.rx, zmq.POLLIN)
+	s.poller.Add(s.wake.Socket(), zmq.POLLIN)
 }
 
 // run serves until ctx is cancelled and the slot has shut down.
 func (s *slot) run(ctx context.Context) error {
 	defer s.close()
-	stopWake := context.AfterFunc(ctx, s.wake.wake)
+	stopWake := context.AfterFunc(ctx, s.wake.Wake)
 	defer stopWake()
 	s.done = ctx.Done()
 	s.handlerCtx = context.WithoutCancel(ctx)
@@ -236,7 +235,7 @@ func (s *slot) waitSocket(now time.Time) error {
 	for _, pd := range polled {
 		switch {
 		case pd.Socket != s.sock:
-			s.wake.drain()
+			s.wake.Drain()
 		case pd.Events&zmq.POLLOUT != 0:
 			s.flush()
 			if pd.Events&zmq.POLLIN != 0 && s.sock != nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -90,11 +91,16 @@ func (c *SubmitCmd) Run(e *env) error {
 	return err
 }
 
+// exitTimeout is run's exit status when --timeout passes, as timeout(1)'s.
+const exitTimeout = 124
+
 // RunCmd runs a job synchronously.
 type RunCmd struct {
 	Service string   `arg:"" help:"Service name (SYNC- is added)."`
 	Params  []string `arg:"" optional:"" help:"Parameters as key=value."`
 	Input   string   `help:"File whose contents are the job's input; - for stdin. Default: stdin when it is not a terminal." placeholder:"FILE|-"`
+	// Liveness: see client.Config.Liveness.
+	Liveness time.Duration `help:"How long to wait without a word of the job before asking the broker about it: a job still in hand is waited for, one the broker lost (it restarted) or a broker that does not answer ends the run with an error." default:"7.5s"`
 }
 
 func (c *RunCmd) Run(e *env) error {
@@ -110,15 +116,42 @@ func (c *RunCmd) Run(e *env) error {
 	if err != nil {
 		return err
 	}
-	cl, err := e.client()
+	// --timeout bounds the whole run; each answer the client waits for
+	// (a probe of a quiet job) is bounded by the shorter of it and 5 s.
+	ctx, answer := e.ctx, client.DefaultTimeout
+	if t := e.cli.Timeout; t > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, t)
+		defer cancel()
+		answer = min(t, answer)
+	}
+	cl, err := e.clientWith(client.Config{Timeout: answer, Liveness: c.Liveness})
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
-	res, err := cl.Call(e.ctx, c.Service, client.Request{Params: params, Input: input}, func(chunk []byte) error {
-		_, err := e.stdout.Write(chunk)
-		return err
+	jobID := ""
+	res, err := cl.CallWith(ctx, c.Service, client.Request{Params: params, Input: input}, client.CallHooks{
+		OnAccepted: func(a client.Accepted) {
+			jobID = a.JobID
+			if a.NoWorker {
+				fmt.Fprintf(e.stderr, "zmws: job %s: %s\n", a.JobID, a.Notice)
+			}
+		},
+		OnPartial: func(chunk []byte) error {
+			_, err := e.stdout.Write(chunk)
+			return err
+		},
 	})
+	if errors.Is(err, context.DeadlineExceeded) && e.ctx.Err() == nil {
+		if jobID == "" {
+			fmt.Fprintf(e.stderr, "zmws: %s: no answer within --timeout %v\n", c.Service, e.cli.Timeout)
+		} else {
+			fmt.Fprintf(e.stderr, "zmws: job %s did not finish within --timeout %v; it runs on (zmws job %s --wait follows it)\n",
+				jobID, e.cli.Timeout, jobID)
+		}
+		return exitError{exitTimeout}
+	}
 	if err != nil {
 		return err
 	}

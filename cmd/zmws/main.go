@@ -24,7 +24,7 @@ import (
 type CLI struct {
 	Broker    string        `help:"Broker client endpoint." default:"tcp://127.0.0.1:5555" env:"ZMWS_BROKER"`
 	Events    string        `help:"Broker events endpoint (for watch)." default:"tcp://127.0.0.1:5557" env:"ZMWS_EVENTS"`
-	Timeout   time.Duration `help:"How long to wait for the broker to answer a submit or a query." default:"5s" env:"ZMWS_TIMEOUT"`
+	Timeout   time.Duration `help:"How long to wait: for a submit or a query, for the broker's answer (0: 5s); for run, for the whole job (0: no limit), after which run exits 124 and the job runs on." default:"0" env:"ZMWS_TIMEOUT"`
 	Output    string        `help:"Output format for listings: table or json." short:"o" default:"table" enum:"table,json" env:"ZMWS_OUTPUT"`
 	LogLevel  string        `help:"Log level for the client's own logs." default:"warn" env:"ZMWS_LOG_LEVEL"`
 	BrokerKey string        `help:"The broker's CURVE public key file: speak CURVE to it (needs --curve-key)." env:"ZMWS_BROKER_KEY" placeholder:"FILE"`
@@ -59,6 +59,11 @@ type env struct {
 
 // client opens a client for the broker.
 func (e *env) client() (*client.Client, error) {
+	return e.clientWith(client.Config{Timeout: e.answerTimeout()})
+}
+
+// clientWith opens a client for the broker with cfg's timings.
+func (e *env) clientWith(cfg client.Config) (*client.Client, error) {
 	log, err := logging.New(e.stderr, e.cli.LogLevel, "console")
 	if err != nil {
 		return nil, err
@@ -67,7 +72,17 @@ func (e *env) client() (*client.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return client.New(client.Config{Broker: e.cli.Broker, Timeout: e.cli.Timeout, Curve: keys, Logger: log})
+	cfg.Broker, cfg.Curve, cfg.Logger = e.cli.Broker, keys, log
+	return client.New(cfg)
+}
+
+// answerTimeout is how long to wait for the broker's answer to a submit
+// or a query: --timeout, or client.DefaultTimeout.
+func (e *env) answerTimeout() time.Duration {
+	if e.cli.Timeout > 0 {
+		return e.cli.Timeout
+	}
+	return client.DefaultTimeout
 }
 
 // curve loads --broker-key and --curve-key (nil when neither is given).

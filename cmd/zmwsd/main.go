@@ -43,6 +43,7 @@ type CLI struct {
 	HTTPBind        string        `name:"http-bind" help:"Address the HTTP gateway listens on (host:port); empty disables it." default:"127.0.0.1:5580" env:"ZMWSD_HTTP_BIND"`
 	HTTPMaxBody     int64         `name:"http-max-body" help:"Largest HTTP request body, in bytes; larger ones get 413." default:"1048576" env:"ZMWSD_HTTP_MAX_BODY"`
 	HTTPCORS        []string      `name:"http-cors" help:"Origins browsers may call the HTTP gateway from (scheme://host[:port], comma-separated), or *; none by default." env:"ZMWSD_HTTP_CORS"`
+	HTTPMaxSync     int           `name:"http-max-sync" help:"Synchronous HTTP requests in flight at once; past it a sync request gets 503 busy (others are still answered)." default:"4096" env:"ZMWSD_HTTP_MAX_SYNC"`
 	HTTPHost        []string      `name:"http-host" help:"A name (DNS name or IP, no port) the HTTP gateway answers besides the address it is reached on and, on loopback, localhost; repeatable or comma-separated; * for any. Other Host headers get 421 (DNS rebinding)." env:"ZMWSD_HTTP_HOST" placeholder:"NAME"`
 	HTTPTokens      string        `name:"http-tokens" help:"Tokens file (TOML; zmws token add writes it): every HTTP route but /healthz then needs a bearer token. Reloaded on SIGHUP." env:"ZMWSD_HTTP_TOKENS" placeholder:"FILE"`
 	HTTPTLSCert     string        `name:"http-tls-cert" help:"PEM certificate (chain) for HTTPS on --http-bind; needs --http-tls-key. Reloaded on SIGHUP." env:"ZMWSD_HTTP_TLS_CERT" placeholder:"FILE"`
@@ -100,8 +101,8 @@ func run(ctx context.Context, cli CLI, logw io.Writer, ready func(srv *server.Se
 	if cli.Heartbeat <= 0 || cli.Liveness <= 0 || cli.History <= 0 || cli.MaxQueue <= 0 || cli.MaxAttempts <= 0 || cli.MaxOutput <= 0 {
 		return fmt.Errorf("--heartbeat, --liveness, --history, --max-queue, --max-attempts and --max-output must be positive")
 	}
-	if cli.HTTPMaxBody <= 0 {
-		return fmt.Errorf("--http-max-body must be positive")
+	if cli.HTTPMaxBody <= 0 || cli.HTTPMaxSync <= 0 {
+		return fmt.Errorf("--http-max-body and --http-max-sync must be positive")
 	}
 	if cli.RetainBytes < 0 || cli.CompactFree < 0 {
 		return fmt.Errorf("--retain-bytes and --compact-free must not be negative")
@@ -119,7 +120,7 @@ func run(ctx context.Context, cli CLI, logw io.Writer, ready func(srv *server.Se
 	// must not leave bound broker sockets behind.
 	var (
 		gw       *gateway.Gateway
-		pool     *gateway.Pool
+		backend  *gateway.Broker
 		ln       net.Listener
 		inproc   [2]string // client and events endpoints
 		httpAddr string
@@ -129,11 +130,12 @@ func run(ctx context.Context, cli CLI, logw io.Writer, ready func(srv *server.Se
 		// several brokers in one process.
 		name := rand.Text()
 		inproc = [2]string{"inproc://zmwsd-clients-" + name, "inproc://zmwsd-events-" + name}
-		if pool, err = gateway.NewPool(gateway.PoolConfig{Broker: inproc[0], Events: inproc[1], Logger: log}); err != nil {
+		backend, err = gateway.NewBroker(gateway.BrokerConfig{Broker: inproc[0], Events: inproc[1], MaxSync: cli.HTTPMaxSync, Logger: log})
+		if err != nil {
 			return err
 		}
-		defer pool.Close()
-		gw, err = gateway.New(gateway.Config{Backend: pool, MaxBody: cli.HTTPMaxBody, CORS: cli.HTTPCORS,
+		defer backend.Close()
+		gw, err = gateway.New(gateway.Config{Backend: backend, MaxBody: cli.HTTPMaxBody, CORS: cli.HTTPCORS,
 			Hosts: cli.HTTPHost, Tokens: tokens, TLS: certs, Logger: log})
 		if err != nil {
 			return fmt.Errorf("--http-cors or --http-host: %w", err)
@@ -235,7 +237,7 @@ func run(ctx context.Context, cli CLI, logw io.Writer, ready func(srv *server.Se
 	var httpErr error
 	if gw != nil {
 		httpErr = gw.Serve(httpCtx, ln)
-		pool.Close() // ends requests the shutdown cut off
+		backend.Close() // ends requests the shutdown cut off
 	} else {
 		<-httpCtx.Done()
 	}

@@ -207,7 +207,8 @@ func TestRun_Errors(t *testing.T) {
 	}{
 		{[]string{"--log-level=loud"}, "log level"},
 		{[]string{"--liveness=0"}, "must be positive"},
-		{[]string{"--http-max-body=0"}, "--http-max-body must be positive"},
+		{[]string{"--http-max-body=0"}, "--http-max-body and --http-max-sync must be positive"},
+		{[]string{"--http-max-sync=0"}, "--http-max-body and --http-max-sync must be positive"},
 		{[]string{"--http-cors=example.com"}, "--http-cors"},
 		{[]string{"--http-host=a/b"}, "--http-host"},
 		{[]string{"--http-bind=" + busy.Addr().String()}, "http gateway: listen on --http-bind " + busy.Addr().String()},
