@@ -21,20 +21,27 @@ func (c *Client) Query(ctx context.Context, service string, body ...[]byte) ([][
 }
 
 func (c *Client) query(ctx context.Context, service string, retries int, body ...[]byte) ([][]byte, error) {
-	m, err := c.request(ctx, "query", service, requestBody(protocol.Meta{}, body...), retries)
+	_, frames, err := c.queryMeta(ctx, service, retries, protocol.Meta{}, body...)
+	return frames, err
+}
+
+// queryMeta is query with a request meta frame of the caller's; it returns
+// the reply's meta frame too (zero from a broker that sends none).
+func (c *Client) queryMeta(ctx context.Context, service string, retries int, req protocol.Meta, body ...[]byte) (protocol.Meta, [][]byte, error) {
+	m, err := c.request(ctx, "query", service, requestBody(req, body...), retries)
 	if err != nil {
-		return nil, err
+		return protocol.Meta{}, nil, err
 	}
 	meta, rest, ok, err := protocol.SplitMeta(m.Body)
 	switch {
 	case err != nil:
-		return nil, fmt.Errorf("query %s: %w: %w", service, ErrBadReply, err)
+		return protocol.Meta{}, nil, fmt.Errorf("query %s: %w: %w", service, ErrBadReply, err)
 	case !ok:
-		return m.Body, nil
+		return protocol.Meta{}, m.Body, nil
 	case meta.Status == protocol.StatusRefused, meta.Status == protocol.StatusFailed:
-		return nil, refusal(meta)
+		return protocol.Meta{}, nil, refusal(meta)
 	}
-	return rest, nil
+	return meta, rest, nil
 }
 
 // queryJSON runs a query whose reply is one JSON frame and decodes it.
@@ -44,11 +51,17 @@ func queryJSON[T any](ctx context.Context, c *Client, service string, body ...[]
 
 // requestJSON is queryJSON with a chosen number of resends.
 func requestJSON[T any](ctx context.Context, c *Client, service string, retries int, body ...[]byte) (T, error) {
-	var v T
 	frames, err := c.query(ctx, service, retries, body...)
 	if err != nil {
+		var v T
 		return v, err
 	}
+	return decodeJSON[T](service, frames)
+}
+
+// decodeJSON decodes a reply that is one JSON frame.
+func decodeJSON[T any](service string, frames [][]byte) (T, error) {
+	var v T
 	if len(frames) != 1 {
 		return v, fmt.Errorf("query %s: reply of %d frames, want one JSON frame: %w", service, len(frames), ErrBadReply)
 	}
@@ -63,9 +76,11 @@ func (c *Client) Workers(ctx context.Context) ([]protocol.WorkerInfo, error) {
 	return queryJSON[[]protocol.WorkerInfo](ctx, c, protocol.ServerWorkers)
 }
 
-// Jobs lists the jobs that finished most recently (SERVER-JOBS).
+// Jobs lists the jobs that finished most recently, newest first
+// (SERVER-JOBS): every one the broker retains, a page at a time (see
+// AllJobs).
 func (c *Client) Jobs(ctx context.Context) ([]protocol.JobInfo, error) {
-	return queryJSON[[]protocol.JobInfo](ctx, c, protocol.ServerJobs)
+	return collect(c.AllJobs(ctx, PageOptions{Limit: protocol.MaxJobsPage}))
 }
 
 // Active lists the jobs running on a worker now (SERVER-ACTIVE).
@@ -78,10 +93,12 @@ func (c *Client) Queue(ctx context.Context) ([]protocol.QueueInfo, error) {
 	return queryJSON[[]protocol.QueueInfo](ctx, c, protocol.ServerQueue)
 }
 
-// Services lists every service a worker ever offered, with counters
-// (SERVER-SERVICES).
+// Services lists every service a worker ever offered, with counters, by
+// name (SERVER-SERVICES): every one, a page at a time (see AllServices).
+// With CURVE, a key that may not administer learns only of the services it
+// may use.
 func (c *Client) Services(ctx context.Context) ([]protocol.ServiceInfo, error) {
-	return queryJSON[[]protocol.ServiceInfo](ctx, c, protocol.ServerServices)
+	return collect(c.AllServices(ctx, PageOptions{Limit: protocol.MaxServicesPage}))
 }
 
 // Job looks up one job by ID (SERVER-JOB), including its retained output.
