@@ -253,6 +253,22 @@ func (p *Pool) Query(ctx context.Context, service string) (body []byte, err erro
 	return body, err
 }
 
+// QueryPage implements Backend: one page of a paged SERVER-* listing.
+func (p *Pool) QueryPage(ctx context.Context, service string, opt client.PageOptions) (body []byte, next string, err error) {
+	err = p.with(ctx, func(c *client.Client) error {
+		frames, n, err := c.QueryPage(ctx, service, opt)
+		if err != nil {
+			return err
+		}
+		if len(frames) != 1 {
+			return fmt.Errorf("query %s: reply of %d frames, want one JSON frame: %w", service, len(frames), client.ErrBadReply)
+		}
+		body, next = frames[0], n
+		return nil
+	})
+	return body, next, err
+}
+
 // Job implements Backend.
 func (p *Pool) Job(ctx context.Context, id string) (info protocol.JobInfo, err error) {
 	err = p.with(ctx, func(c *client.Client) error {
