@@ -197,6 +197,9 @@ type Broker struct {
 	jobs     jobIndex // queued, active and retained finished jobs
 	history  []*job   // ring of the last cfg.History finished jobs
 	histNext int      // next slot to write in history
+	// histSeq counts the jobs ever put in history: the newest has sequence
+	// number histSeq, the one before it histSeq-1, … (SERVER-JOBS cursors).
+	histSeq uint64
 
 	nextHeartbeat time.Time
 	nextExpiry    time.Time // a lower bound of the earliest worker expiry

@@ -50,7 +50,7 @@ func (b *Broker) HandleClient(now time.Time, from, user string, frames [][]byte)
 	case strings.HasPrefix(m.Service, protocol.MMIPrefix):
 		b.mmi(r, body)
 	case strings.HasPrefix(m.Service, protocol.ServerPrefix):
-		b.query(now, r, body)
+		b.query(now, r, meta, body)
 	default:
 		b.submit(now, r, meta, body)
 	}

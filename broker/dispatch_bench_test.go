@@ -3,6 +3,7 @@ package broker_test
 import (
 	"fmt"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -182,4 +183,28 @@ func BenchmarkQueue_Memory(b *testing.B) {
 			runtime.KeepAlive(br)
 		})
 	}
+}
+
+// BenchmarkServerServices_60k: one page of SERVER-SERVICES (the default
+// 1000) from a broker that knows 60,000 services of 255-byte names sharing
+// a 250-byte prefix (the slowest names to compare): the worst case of
+// issue 11, where one unpaged reply was 25 MB.
+func BenchmarkServerServices_60k(b *testing.B) {
+	br := broker.New(broker.Config{Heartbeat: time.Hour, MaxServices: 70_000})
+	now := time.Unix(1000, 0)
+	pad := strings.Repeat("x", 250)
+	for i := range 60_000 {
+		benchReady(b, br, now, fmt.Sprint("w", i), fmt.Sprintf("%s%05d", pad, i))
+	}
+	req := protocol.EncodeClient(protocol.Message{Form: benchV2, Cmd: protocol.CmdRequest, Service: protocol.ServerServices,
+		Body: [][]byte{protocol.EncodeMeta(protocol.Meta{After: pad + "30000"})}})
+	b.ResetTimer()
+	size := 0
+	for b.Loop() {
+		size = 0
+		for _, f := range br.HandleClient(now, "c", "", req)[0].Frames {
+			size += len(f)
+		}
+	}
+	b.ReportMetric(float64(size), "reply-bytes")
 }

@@ -10,8 +10,10 @@ import (
 	"github.com/zmws/zmws/protocol"
 )
 
-// query answers the SERVER-* introspection services with JSON.
-func (b *Broker) query(now time.Time, r request, body [][]byte) {
+// query answers the SERVER-* introspection services with JSON. meta is the
+// request's (zero from a stock client): the paged listings read their limit
+// and cursor from it.
+func (b *Broker) query(now time.Time, r request, meta protocol.Meta, body [][]byte) {
 	switch r.service {
 	case protocol.ServerServices, protocol.ServerJob, protocol.ServerHealth:
 		// Open to every key; SERVER-JOB checks the job's owner below.
@@ -25,23 +27,15 @@ func (b *Broker) query(now time.Time, r request, body [][]byte) {
 	case protocol.ServerWorkers:
 		v = b.Workers()
 	case protocol.ServerJobs:
-		v = b.Jobs()
+		b.jobsPage(r, meta)
+		return
 	case protocol.ServerActive:
 		v = b.Active()
 	case protocol.ServerQueue:
 		v = b.Queue()
 	case protocol.ServerServices:
-		all := b.Services()
-		if b.cfg.Access != nil && r.user != "" && !b.cfg.Access.MayAdmin(r.user) {
-			mine := all[:0]
-			for _, si := range all {
-				if b.mayUse(r.user, si.Name) {
-					mine = append(mine, si)
-				}
-			}
-			all = mine
-		}
-		v = all
+		b.servicesPage(r, meta)
+		return
 	case protocol.ServerHealth:
 		h := b.Health()
 		if b.cfg.Access != nil && r.user != "" && !b.cfg.Access.MayAdmin(r.user) {
@@ -149,7 +143,8 @@ func (b *Broker) Workers() []protocol.WorkerInfo {
 	return out
 }
 
-// Jobs describes the retained finished jobs, newest first.
+// Jobs describes the retained finished jobs, newest first: every one, where
+// SERVER-JOBS answers a page at a time.
 func (b *Broker) Jobs() []protocol.JobInfo {
 	out := make([]protocol.JobInfo, 0, len(b.history))
 	n := len(b.history)
@@ -195,21 +190,12 @@ func (b *Broker) Queue() []protocol.QueueInfo {
 	return out
 }
 
-// Services describes every service ever announced, sorted by name.
+// Services describes every service ever announced, sorted by name: every
+// one, where SERVER-SERVICES answers a page at a time.
 func (b *Broker) Services() []protocol.ServiceInfo {
 	out := make([]protocol.ServiceInfo, 0, len(b.services))
 	for _, s := range b.sortedServices() {
-		out = append(out, protocol.ServiceInfo{
-			Name:        s.name,
-			Queued:      s.queue.Len(),
-			Active:      s.active,
-			WorkersIdle: len(s.idle),
-			WorkersBusy: s.workers - len(s.idle),
-			Completed:   s.completed,
-			Failed:      s.failed,
-			FirstSeen:   s.firstSeen,
-			LastSeen:    s.lastSeen,
-		})
+		out = append(out, s.info())
 	}
 	return out
 }

@@ -35,7 +35,7 @@ func TestBroker_AddressedReplies(t *testing.T) {
 	b := newBroker(t, broker.Config{})
 	b.HandleWorker(t0, "w1", "", readyZ("TAIL"))
 
-	for _, q := range []string{protocol.ServerWorkers, protocol.ServerHealth, protocol.MMIService, "nosuch"} {
+	for _, q := range []string{protocol.ServerWorkers, protocol.ServerHealth, protocol.ServerServices, protocol.ServerJobs, protocol.MMIService, "nosuch"} {
 		out := b.HandleClient(t0, "c1", "", refReq(q, "q-"+q, []byte("TAIL")))
 		if _, md, _ := replyRef(t, one(t, out, protocol.ToClient, "c1")); md.Ref != "q-"+q {
 			t.Errorf("%s: reply ref %q, want q-%s", q, md.Ref, q)

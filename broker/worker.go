@@ -401,6 +401,7 @@ func (b *Broker) remember(j *job) {
 		b.history[b.histNext] = j
 	}
 	b.histNext = (b.histNext + 1) % b.cfg.History
+	b.histSeq++
 }
 
 // appendOutput keeps the first max bytes of a job's output.

@@ -27,20 +27,33 @@ func (c *Client) query(ctx context.Context, service string, retries int, body ..
 
 // queryWithin is query with its own timeout per attempt.
 func (c *Client) queryWithin(ctx context.Context, service string, retries int, timeout time.Duration, body ...[]byte) ([][]byte, error) {
-	r, err := c.roundTripWithin(ctx, "query", service, queryBody(body...), retries, timeout)
+	_, frames, err := c.queryMeta(ctx, service, retries, timeout, protocol.Meta{}, body...)
+	return frames, err
+}
+
+// queryMeta is query with a request meta frame of the caller's (its Ref is
+// set here); it returns the reply's meta frame too (zero from a broker that
+// sends none).
+func (c *Client) queryMeta(ctx context.Context, service string, retries int, timeout time.Duration, req protocol.Meta, body ...[]byte) (protocol.Meta, [][]byte, error) {
+	mk := func(ref string) [][]byte {
+		m := req
+		m.Ref = ref
+		return requestBody(m, body...)
+	}
+	r, err := c.roundTripWithin(ctx, "query", service, mk, retries, timeout)
 	if err != nil {
-		return nil, err
+		return protocol.Meta{}, nil, err
 	}
 	meta, rest := r.meta, r.rest
 	switch {
 	case r.metaErr != nil:
-		return nil, fmt.Errorf("query %s: %w: %w", service, ErrBadReply, r.metaErr)
+		return protocol.Meta{}, nil, fmt.Errorf("query %s: %w: %w", service, ErrBadReply, r.metaErr)
 	case !r.hasMeta:
-		return rest, nil
+		return protocol.Meta{}, rest, nil
 	case meta.Status == protocol.StatusRefused, meta.Status == protocol.StatusFailed:
-		return nil, refusal(meta)
+		return protocol.Meta{}, nil, refusal(meta)
 	}
-	return rest, nil
+	return meta, rest, nil
 }
 
 // queryJSON runs a query whose reply is one JSON frame and decodes it.
@@ -50,11 +63,17 @@ func queryJSON[T any](ctx context.Context, c *Client, service string, body ...[]
 
 // requestJSON is queryJSON with a chosen number of resends.
 func requestJSON[T any](ctx context.Context, c *Client, service string, retries int, body ...[]byte) (T, error) {
-	var v T
 	frames, err := c.query(ctx, service, retries, body...)
 	if err != nil {
+		var v T
 		return v, err
 	}
+	return decodeJSON[T](service, frames)
+}
+
+// decodeJSON decodes a reply that is one JSON frame.
+func decodeJSON[T any](service string, frames [][]byte) (T, error) {
+	var v T
 	if len(frames) != 1 {
 		return v, fmt.Errorf("query %s: reply of %d frames, want one JSON frame: %w", service, len(frames), ErrBadReply)
 	}
@@ -69,9 +88,11 @@ func (c *Client) Workers(ctx context.Context) ([]protocol.WorkerInfo, error) {
 	return queryJSON[[]protocol.WorkerInfo](ctx, c, protocol.ServerWorkers)
 }
 
-// Jobs lists the jobs that finished most recently (SERVER-JOBS).
+// Jobs lists the jobs that finished most recently, newest first
+// (SERVER-JOBS): every one the broker retains, a page at a time (see
+// AllJobs).
 func (c *Client) Jobs(ctx context.Context) ([]protocol.JobInfo, error) {
-	return queryJSON[[]protocol.JobInfo](ctx, c, protocol.ServerJobs)
+	return collect(c.AllJobs(ctx, PageOptions{Limit: protocol.MaxJobsPage}))
 }
 
 // Active lists the jobs running on a worker now (SERVER-ACTIVE).
@@ -84,10 +105,12 @@ func (c *Client) Queue(ctx context.Context) ([]protocol.QueueInfo, error) {
 	return queryJSON[[]protocol.QueueInfo](ctx, c, protocol.ServerQueue)
 }
 
-// Services lists every service a worker ever offered, with counters
-// (SERVER-SERVICES).
+// Services lists every service a worker ever offered, with counters, by
+// name (SERVER-SERVICES): every one, a page at a time (see AllServices).
+// With CURVE, a key that may not administer learns only of the services it
+// may use.
 func (c *Client) Services(ctx context.Context) ([]protocol.ServiceInfo, error) {
-	return queryJSON[[]protocol.ServiceInfo](ctx, c, protocol.ServerServices)
+	return collect(c.AllServices(ctx, PageOptions{Limit: protocol.MaxServicesPage}))
 }
 
 // Job looks up one job by ID (SERVER-JOB), including its retained output.

@@ -1,8 +1,6 @@
 package gateway
 
 import (
-	"encoding/json"
-	"fmt"
 	"net/http"
 	"strings"
 
@@ -39,21 +37,6 @@ func (c *caller) mayUse(service string) bool {
 }
 
 func (c *caller) admin() bool { return c == nil || c.rights.Admin }
-
-// ownServices keeps, of a SERVER-SERVICES reply, the services c may use.
-func (c *caller) ownServices(body []byte) ([]byte, error) {
-	var all []protocol.ServiceInfo
-	if err := json.Unmarshal(body, &all); err != nil {
-		return nil, fmt.Errorf("SERVER-SERVICES reply: %w", err)
-	}
-	mine := make([]protocol.ServiceInfo, 0, len(all))
-	for _, s := range all {
-		if c.mayUse(s.Name) {
-			mine = append(mine, s)
-		}
-	}
-	return json.Marshal(mine)
-}
 
 // owner is how the broker records c's jobs ("token:NAME"), "" without
 // tokens.

@@ -161,6 +161,18 @@ func (b *Broker) Query(ctx context.Context, service string) ([]byte, error) {
 	return frames[0], nil
 }
 
+// QueryPage implements Backend: one page of a paged SERVER-* listing.
+func (b *Broker) QueryPage(ctx context.Context, service string, opt client.PageOptions) ([]byte, string, error) {
+	frames, next, err := b.c.QueryPage(ctx, service, opt)
+	if err != nil {
+		return nil, "", err
+	}
+	if len(frames) != 1 {
+		return nil, "", fmt.Errorf("query %s: reply of %d frames, want one JSON frame: %w", service, len(frames), client.ErrBadReply)
+	}
+	return frames[0], next, nil
+}
+
 // Job implements Backend.
 func (b *Broker) Job(ctx context.Context, id string) (protocol.JobInfo, error) {
 	return b.c.Job(ctx, id)

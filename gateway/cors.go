@@ -11,7 +11,7 @@ import (
 const corsMaxAge = "600"
 
 // corsExpose lists the response headers a browser script may read.
-var corsExpose = strings.Join([]string{"Location", "Retry-After", HeaderStatus, HeaderExitCode, HeaderJobID, HeaderCode, HeaderError}, ", ")
+var corsExpose = strings.Join([]string{"Location", "Link", "Retry-After", HeaderStatus, HeaderExitCode, HeaderJobID, HeaderCode, HeaderError}, ", ")
 
 // corsPolicy decides the CORS headers. The zero value sends none.
 type corsPolicy struct {

@@ -28,11 +28,15 @@ type fakeBackend struct {
 	submitErr error
 	call      func(ctx context.Context, onPartial func([]byte) error) (*client.Result, error)
 	queries   map[string]string
-	queryErr  error
-	job       func(id string) (protocol.JobInfo, error)
-	finished  chan struct{} // returned by WatchJob
-	watching  chan string   // gets the ID passed to WatchJob, if not nil
-	pingErr   error
+	// pages answers QueryPage when set; else QueryPage answers queries'
+	// entry as the only page.
+	pages    func(service string, opt client.PageOptions) (body, next string, err error)
+	pageOpts []client.PageOptions // each QueryPage's options
+	queryErr error
+	job      func(id string) (protocol.JobInfo, error)
+	finished chan struct{} // returned by WatchJob
+	watching chan string   // gets the ID passed to WatchJob, if not nil
+	pingErr  error
 }
 
 func (f *fakeBackend) record(service string, req client.Request) {
@@ -67,6 +71,21 @@ func (f *fakeBackend) Query(ctx context.Context, service string) ([]byte, error)
 		return nil, f.queryErr
 	}
 	return []byte(f.queries[service]), nil
+}
+
+func (f *fakeBackend) QueryPage(ctx context.Context, service string, opt client.PageOptions) ([]byte, string, error) {
+	f.record(service, client.Request{})
+	f.mu.Lock()
+	f.pageOpts = append(f.pageOpts, opt)
+	f.mu.Unlock()
+	if f.queryErr != nil {
+		return nil, "", f.queryErr
+	}
+	if f.pages != nil {
+		body, next, err := f.pages(service, opt)
+		return []byte(body), next, err
+	}
+	return []byte(f.queries[service]), "", nil
 }
 
 func (f *fakeBackend) Job(ctx context.Context, id string) (protocol.JobInfo, error) {

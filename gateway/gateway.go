@@ -52,6 +52,10 @@ type Backend interface {
 	Call(ctx context.Context, service string, req client.Request, onPartial func([]byte) error) (*client.Result, error)
 	// Query asks the broker's SERVER-* service and returns its JSON reply.
 	Query(ctx context.Context, service string) ([]byte, error)
+	// QueryPage asks a paged SERVER-* listing (SERVER-SERVICES,
+	// SERVER-JOBS) for one page and returns its JSON and the cursor of
+	// the next page, "" after the last (see client.Client.QueryPage).
+	QueryPage(ctx context.Context, service string, opt client.PageOptions) (body []byte, next string, err error)
 	// Job looks up one job; an unknown ID is an error matching
 	// client.ErrNotFound.
 	Job(ctx context.Context, id string) (protocol.JobInfo, error)
@@ -420,25 +424,19 @@ func (g *Gateway) serveAsync(w http.ResponseWriter, r *http.Request, service str
 	}{id, service})
 }
 
-// serveQuery answers GET /SERVER-...: the broker's JSON, unchanged.
+// serveQuery answers GET /SERVER-...: the broker's JSON, unchanged (a page
+// of it for the paged listings: servePage).
 func (g *Gateway) serveQuery(w http.ResponseWriter, r *http.Request, service string, c *caller) {
+	if paged(service) {
+		g.servePage(w, r, service, c)
+		return
+	}
 	body, err := g.b.Query(r.Context(), service)
 	if err != nil {
 		g.fail(w, r, err)
 		return
 	}
-	if service == protocol.ServerServices && !c.admin() {
-		// A token learns only of the services it may use, as a key does.
-		if body, err = c.ownServices(body); err != nil {
-			g.fail(w, r, err)
-			return
-		}
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(http.StatusOK)
-	w.Write(body)
-	w.Write([]byte("\n"))
+	writeRaw(w, body)
 }
 
 // serveHealth answers 200 when the broker answers a cheap query in time

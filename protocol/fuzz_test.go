@@ -162,6 +162,8 @@ func FuzzMeta(f *testing.F) {
 		{Job: "j", Service: "s", Attempt: 2, Params: map[string]string{"a": "1", "b": "x y"}, Key: "k"},
 		{Status: protocol.StatusFailed, Code: protocol.CodeJobFailed, Error: "<&>\"\\\x00é", ExitCode: intp(-9)},
 		{Worker: &protocol.WorkerDetails{Host: "h", PID: 1, Name: "zmws-run/0.1"}},
+		{Limit: 10, After: "STR-REV"},
+		{Status: protocol.StatusComplete, Next: "12.01J9Z3S4W6X7Y8Z9A0B1C2D3E4"},
 	} {
 		f.Add(protocol.EncodeMeta(m))
 	}

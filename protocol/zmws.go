@@ -120,8 +120,8 @@ const (
 
 // Meta is the zmws meta frame. Each direction uses some fields:
 //
-//	client → broker REQUEST   Params, Key
-//	broker → client reply     Status, Job, Code, Error, ExitCode, Attempt
+//	client → broker REQUEST   Params, Key (Limit, After: a paged listing)
+//	broker → client reply     Status, Job, Code, Error, ExitCode, Attempt (Next: a paged listing)
 //	broker → worker REQUEST   Job, Attempt, Params, Service
 //	worker → broker READY     Worker (optional details)
 //	worker → broker REPLY     Status (complete|failed), Error, ExitCode
@@ -163,7 +163,31 @@ type Meta struct {
 	// output (zmws-run's max_output): the broker marks the job's output
 	// truncated.
 	OutputTruncated bool `json:"output_truncated,omitempty"`
+	// Limit, in a request for a paged listing (SERVER-SERVICES,
+	// SERVER-JOBS), asks for at most this many entries; 0 means the
+	// listing's default, and more than its maximum means the maximum (see
+	// DefaultServicesPage and the others). A negative limit is refused.
+	Limit int `json:"limit,omitempty"`
+	// After, in a request for a paged listing, is the cursor to go on from:
+	// the Next of the page before. Empty: the first page.
+	After string `json:"after,omitempty"`
+	// Next, in the reply to a request for a paged listing, is the cursor of
+	// the next page (for After); empty when this page is the last.
+	Next string `json:"next,omitempty"`
 }
+
+// Page sizes of the paged listings. A request's Limit of 0 means the
+// default; a larger one than the maximum, the maximum. A page also ends
+// after the entry that takes its JSON past MaxPageBytes (it holds one entry
+// at least), so a page with fewer entries than asked for is not the last
+// unless its reply has no Next.
+const (
+	DefaultServicesPage = 1000
+	MaxServicesPage     = 5000
+	DefaultJobsPage     = 100
+	MaxJobsPage         = 1000
+	MaxPageBytes        = 4 << 20
+)
 
 // WorkerDetails is what a zmws worker tells about itself in READY.
 type WorkerDetails struct {
@@ -227,7 +251,8 @@ func DecodeMeta(frame []byte) (Meta, error) {
 // byte for byte what encoding/json writes (a test holds it to that).
 func appendMetaFast(b []byte, m *Meta) ([]byte, bool) {
 	if m.Worker != nil || !plain(m.Job) || !plain(m.Service) || !plain(m.Key) || !plain(m.Owner) ||
-		!plain(string(m.Status)) || !plain(m.Code) || !plain(m.Error) || !plain(m.Ref) {
+		!plain(string(m.Status)) || !plain(m.Code) || !plain(m.Error) || !plain(m.Ref) ||
+		!plain(m.After) || !plain(m.Next) {
 		return nil, false
 	}
 	keys := make([]string, 0, len(m.Params))
@@ -313,6 +338,11 @@ func appendMetaFast(b []byte, m *Meta) ([]byte, bool) {
 		first = false
 		b = append(b, `"output_truncated":true`...)
 	}
+	if m.Limit != 0 {
+		num("limit", int64(m.Limit))
+	}
+	str("after", m.After)
+	str("next", m.Next)
 	return append(b, '}'), true
 }
 

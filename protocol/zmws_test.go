@@ -25,6 +25,8 @@ func TestMeta_RoundTrip(t *testing.T) {
 		{"exit code -1", protocol.Meta{Status: protocol.StatusFailed, Code: protocol.CodeJobFailed, Error: "killed", ExitCode: intp(-1)}},
 		{"exit code 137", protocol.Meta{Status: protocol.StatusFailed, Code: protocol.CodeWorkerLost, ExitCode: intp(137), Attempt: 2}},
 		{"output cut by the worker", protocol.Meta{Status: protocol.StatusComplete, OutputTruncated: true}},
+		{"page request", protocol.Meta{Limit: 10, After: "STR-REV"}},
+		{"page reply", protocol.Meta{Status: protocol.StatusComplete, Next: "STR-REV"}},
 		{"worker details", protocol.Meta{Worker: &protocol.WorkerDetails{Host: "h", PID: 1, Name: "zmws-run/0.1"}}},
 		{"empty worker details", protocol.Meta{Worker: &protocol.WorkerDetails{}}},
 		{"awkward strings", protocol.Meta{Error: "<&>\"\\\x00\n\u2028é🙂", Params: map[string]string{"k\x00": "v\x7f"}}},
@@ -67,6 +69,10 @@ func TestEncodeMeta_Wire(t *testing.T) {
 			"\x00ZMWS1" + `{"status":"complete","exit_code":0}`},
 		{protocol.Meta{Status: protocol.StatusComplete, Prefetch: 1, OutputTruncated: true},
 			"\x00ZMWS1" + `{"status":"complete","prefetch":1,"output_truncated":true}`},
+		{protocol.Meta{Limit: 100, After: "STR-REV"},
+			"\x00ZMWS1" + `{"limit":100,"after":"STR-REV"}`},
+		{protocol.Meta{Status: protocol.StatusComplete, Next: "STR-REV"},
+			"\x00ZMWS1" + `{"status":"complete","next":"STR-REV"}`},
 		{protocol.Meta{OutputTruncated: true, Worker: &protocol.WorkerDetails{}},
 			"\x00ZMWS1" + `{"worker":{},"output_truncated":true}`},
 		{protocol.Meta{Job: "j", Service: "s", Attempt: 1, Params: map[string]string{"b": "2", "a": "1"}, Key: "k", Owner: "o",
@@ -341,6 +347,11 @@ func TestEncodeMeta_SameBytesAsEncodingJSON(t *testing.T) {
 		{Service: "ünïcode", Params: map[string]string{"k\u2028": "v"}},
 		{Error: "bad \xff utf-8"},
 		{Worker: &protocol.WorkerDetails{Host: "h", PID: 7, Name: "n"}, Job: "j"},
+		{Limit: 50, After: "STR-REV"},
+		{Limit: -1, After: "ünï<code>"},
+		{Status: protocol.StatusComplete, Next: "17.01J9Z3S4W6X7Y8Z9A0B1C2D3E4"},
+		{Status: protocol.StatusComplete, Next: `a"b`},
+		{Ref: "r", OutputTruncated: true, Limit: 1, After: "a", Next: "b"},
 	} {
 		if got, want := protocol.EncodeMeta(m), jsonMeta(t, m); !bytes.Equal(got, want) {
 			t.Errorf("EncodeMeta(%+v)\n got %q\nwant %q", m, got, want)

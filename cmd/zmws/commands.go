@@ -285,20 +285,24 @@ func jobChange(e *env, id string, op func(*client.Client, context.Context, strin
 type JobsCmd struct {
 	Active bool `help:"Running jobs instead of finished ones." xor:"which"`
 	Queued bool `help:"Queued jobs per service instead of finished ones." xor:"which"`
+	Paging
 }
 
 func (c *JobsCmd) Run(e *env) error {
+	if (c.Active || c.Queued) && (c.Limit != 0 || c.After != "") {
+		return fmt.Errorf("--limit and --after go with the finished jobs, not --active or --queued")
+	}
 	if c.Queued {
 		return list(e, (*client.Client).Queue, []string{"SERVICE", "QUEUED", "OLDEST", "SINCE"},
 			func(q protocol.QueueInfo) []string {
 				return []string{q.Service, fmt.Sprint(q.Queued), q.Oldest, stamp(&q.Since)}
 			})
 	}
-	fetch := (*client.Client).Jobs
+	jobs := fetchPages(c.Paging, e, "jobs", (*client.Client).JobsPage, protocol.MaxJobsPage)
 	if c.Active {
-		fetch = (*client.Client).Active
+		jobs = (*client.Client).Active
 	}
-	return list(e, fetch, []string{"ID", "SERVICE", "STATE", "ATTEMPTS", "STARTED", "FINISHED", "EXIT", "ERROR"},
+	return list(e, jobs, []string{"ID", "SERVICE", "STATE", "ATTEMPTS", "STARTED", "FINISHED", "EXIT", "ERROR"},
 		func(j protocol.JobInfo) []string {
 			exit := ""
 			if j.ExitCode != nil {
@@ -327,7 +331,7 @@ func (c *WorkersCmd) Run(e *env) error {
 
 // ServicesCmd lists services (the default) or forgets one.
 type ServicesCmd struct {
-	List   ServicesListCmd   `cmd:"" default:"1" help:"List every service a worker ever offered (the default)."`
+	List   ServicesListCmd   `cmd:"" default:"withargs" help:"List every service a worker ever offered (the default)."`
 	Forget ServicesForgetCmd `cmd:"" help:"Forget a service that has no worker and no job (an admin operation)."`
 }
 
@@ -350,10 +354,12 @@ func (c *ServicesForgetCmd) Run(e *env) error {
 }
 
 // ServicesListCmd lists services.
-type ServicesListCmd struct{}
+type ServicesListCmd struct {
+	Paging
+}
 
 func (c *ServicesListCmd) Run(e *env) error {
-	return list(e, (*client.Client).Services, []string{"SERVICE", "IDLE", "BUSY", "QUEUED", "ACTIVE", "COMPLETED", "FAILED", "LAST SEEN"},
+	return list(e, fetchPages(c.Paging, e, "services", (*client.Client).ServicesPage, protocol.MaxServicesPage), []string{"SERVICE", "IDLE", "BUSY", "QUEUED", "ACTIVE", "COMPLETED", "FAILED", "LAST SEEN"},
 		func(s protocol.ServiceInfo) []string {
 			return []string{s.Name, fmt.Sprint(s.WorkersIdle), fmt.Sprint(s.WorkersBusy), fmt.Sprint(s.Queued), fmt.Sprint(s.Active),
 				fmt.Sprint(s.Completed), fmt.Sprint(s.Failed), stamp(&s.LastSeen)}
