@@ -63,6 +63,12 @@ func (b *Broker) submit(now time.Time, r request, meta protocol.Meta, body [][]b
 	if !b.maySubmit(r, name) {
 		return
 	}
+	// Two names for one ZMWS_PARAM_* variable would leave the winner to
+	// chance at the worker: refused, as the gateway refuses them.
+	if err := protocol.CheckParamNames(meta.Params); err != nil {
+		b.refuse(r, protocol.CodeBadRequest, err.Error())
+		return
+	}
 	s := b.services[name]
 	if s == nil {
 		b.refuse(r, protocol.CodeUnknownService, fmt.Sprintf("no worker has ever provided service %s", name))

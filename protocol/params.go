@@ -35,6 +35,14 @@ func ParamEnvName(name string) string {
 // one ParamEnvName (either would silently replace the other in a command's
 // environment), or nil. The error names the first such pair in sorted order.
 func CheckParamNames(params map[string]string) error {
+	if len(params) <= 1 { // the usual case, checked without allocating
+		for k := range params {
+			if k == "" {
+				return fmt.Errorf("a parameter has an empty name")
+			}
+		}
+		return nil
+	}
 	names := make([]string, 0, len(params))
 	for k := range params {
 		names = append(names, k)
