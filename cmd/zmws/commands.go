@@ -194,7 +194,7 @@ func (c *JobCmd) Run(e *env) error {
 		finished := j.State == protocol.JobComplete || j.State == protocol.JobFailed
 		if finished || !c.Wait || (!deadline.IsZero() && time.Now().After(deadline)) {
 			if e.cli.Output == "json" {
-				return writeJSON(e.stdout, j)
+				return writeJSON(e.stdout, protocol.NewJobView(j))
 			}
 			return printJob(e.stdout, j)
 		}
@@ -276,7 +276,7 @@ func jobChange(e *env, id string, op func(*client.Client, context.Context, strin
 		return err
 	}
 	if e.cli.Output == "json" {
-		return writeJSON(e.stdout, j)
+		return writeJSON(e.stdout, protocol.NewJobView(j))
 	}
 	return printJob(e.stdout, j)
 }
@@ -422,6 +422,7 @@ func (c *WatchCmd) Run(e *env) error {
 
 func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false) // as the gateway: output is not for a web page
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
 }
