@@ -61,6 +61,10 @@ type SubmitCmd struct {
 }
 
 func (c *SubmitCmd) Run(e *env) error {
+	if name, sync := protocol.SplitSync(c.Service); sync {
+		// The library's refusal says to use Call; a person wants the command.
+		return fmt.Errorf("%s is a synchronous name: zmws run %s waits for the job and prints its output, zmws submit %s queues it and prints its ID", c.Service, name, name)
+	}
 	params, err := parseParams(c.Params)
 	if err != nil {
 		return err

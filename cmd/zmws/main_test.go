@@ -166,6 +166,11 @@ func TestCLI_SubmitJobAndListings(t *testing.T) {
 	if _, _, err := r.zmws(t, "", "submit", "NOPE"); err == nil || !strings.Contains(err.Error(), "no worker has ever provided service NOPE") {
 		t.Fatalf("submit NOPE: %v", err)
 	}
+	for _, args := range [][]string{{"submit", "SYNC-STR-REV", "str=abc"}, {"submit", "SYNC:STR-REV"}, {"submit", "--each-line", "SYNC-STR-REV"}} {
+		if _, _, err := r.zmws(t, "a\n", args...); err == nil || !strings.Contains(err.Error(), "zmws run STR-REV") || strings.Contains(err.Error(), "Call") {
+			t.Errorf("zmws %s: %v, want it to say zmws run STR-REV", strings.Join(args, " "), err)
+		}
+	}
 	if _, _, err := r.zmws(t, "", "job", "01NOTAJOB"); err == nil {
 		t.Fatal("job of an unknown ID succeeded")
 	}
