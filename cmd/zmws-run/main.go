@@ -24,6 +24,7 @@ import (
 
 	"github.com/zmws/zmws/curve"
 	"github.com/zmws/zmws/internal/logging"
+	"github.com/zmws/zmws/internal/version"
 	"github.com/zmws/zmws/protocol"
 	"github.com/zmws/zmws/runner"
 	"github.com/zmws/zmws/worker"
@@ -32,6 +33,8 @@ import (
 // CLI is zmws-run's command line. Every flag can also come from the
 // environment (ZMWS_RUN_...).
 type CLI struct {
+	Version kong.VersionFlag `help:"Print zmws-run's version and exit."`
+
 	Service string   `help:"Service name for the command given after --." env:"ZMWS_RUN_SERVICE"`
 	JobsDir string   `help:"Folder of NAME.toml templates, one service each." type:"path" env:"ZMWS_RUN_JOBS_DIR"`
 	Only    []string `help:"Serve only these services of --jobs-dir (repeatable)." env:"ZMWS_RUN_ONLY"`
@@ -105,6 +108,7 @@ func term(d time.Duration) {
 func options() []kong.Option {
 	return []kong.Option{
 		kong.Name("zmws-run"),
+		version.Vars("zmws-run"),
 		kong.Description("zmws worker that runs a command for each job: zmws-run --service NAME -- CMD [ARGS...], or zmws-run --jobs-dir DIR."),
 		kong.UsageOnError(),
 	}
