@@ -40,17 +40,17 @@ type Idle struct {
 func NewIdle(s Spec, d Defaults, cfg Config) (*Idle, error) {
 	switch {
 	case s.Prestart, s.Stdin != nil, s.Params != nil, s.Concurrency != 0, s.Retries != 0:
-		return nil, errors.New("idle command: only a command, a user, a timeout and a workdir")
+		return nil, errors.New("an idle command has only a command, a user, a timeout and a workdir")
 	case s.Timeout <= 0 && d.Timeout <= 0:
-		return nil, errors.New("idle command: no timeout: an idle command must be bounded")
+		return nil, errors.New("no timeout: an idle command must be bounded")
 	}
 	s.Service = idleService
 	t, err := New(s, d)
 	if err != nil {
-		return nil, fmt.Errorf("idle command: %w", err)
+		return nil, err
 	}
 	if len(t.names) > 0 {
-		return nil, fmt.Errorf("idle command: {{%s}} is a placeholder, and an idle command has no job to fill it", t.names[0])
+		return nil, fmt.Errorf("{{%s}} is a placeholder, and an idle command has no job to fill it", t.names[0])
 	}
 	t.idle = true
 	log := cfg.Logger.With().Str("component", "idle").Logger()
