@@ -247,9 +247,9 @@ func TestE2E_MustShow1(t *testing.T) {
 		t.Fatalf("accepted %v, Location %q", acc, loc)
 	}
 	resp, body = s.get(t, loc+"?wait=5s")
-	job := decodeJSON[jobJSON](t, body)
+	job := decodeJSON[protocol.JobView](t, body)
 	if resp.StatusCode != http.StatusOK || job.State != protocol.JobComplete || job.Output == nil || *job.Output != "x" ||
-		job.OutputEncoding != encodingUTF8 || job.Params["str"] != "x" || job.Finished == nil {
+		job.OutputEncoding != protocol.OutputUTF8 || job.Params["str"] != "x" || job.Finished == nil {
 		t.Errorf("job: %d %s", resp.StatusCode, body)
 	}
 
@@ -366,7 +366,7 @@ func TestE2E_SyncFailures(t *testing.T) {
 	}
 	id := decodeJSON[map[string]string](t, body)["job_id"]
 	_, body = s.get(t, "/jobs/"+id+"?wait=5s")
-	job := decodeJSON[jobJSON](t, body)
+	job := decodeJSON[protocol.JobView](t, body)
 	if job.State != protocol.JobFailed || job.ExitCode == nil || *job.ExitCode != 4 || !strings.Contains(job.Error, "boom") {
 		t.Errorf("failed job: %s", body)
 	}

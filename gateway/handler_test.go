@@ -395,7 +395,7 @@ func TestGateway_SyncFailedBeforeOutput(t *testing.T) {
 		if tc.res.Error != "" && e.Error != tc.res.Error {
 			t.Errorf("error %q, want %q", e.Error, tc.res.Error)
 		}
-		if len(tc.res.Output) > 0 && (e.Output == nil || *e.Output != string(tc.res.Output) || e.OutputEncoding != encodingUTF8) {
+		if len(tc.res.Output) > 0 && (e.Output == nil || *e.Output != string(tc.res.Output) || e.OutputEncoding != protocol.OutputUTF8) {
 			t.Errorf("output %v %q", e.Output, e.OutputEncoding)
 		}
 		if got := w.Header().Get(HeaderStatus); got != StatusFail {
@@ -503,9 +503,9 @@ func TestGateway_Job(t *testing.T) {
 		wantOut  string
 		encoding string
 	}{
-		{"text", []byte("héllo"), false, "héllo", encodingUTF8},
-		{"binary", []byte{0xff, 0x00, 0xfe}, false, base64.StdEncoding.EncodeToString([]byte{0xff, 0x00, 0xfe}), encodingBase64},
-		{"cut in a rune", []byte("ab\xc3"), true, "ab", encodingUTF8},
+		{"text", []byte("héllo"), false, "héllo", protocol.OutputUTF8},
+		{"binary", []byte{0xff, 0x00, 0xfe}, false, base64.StdEncoding.EncodeToString([]byte{0xff, 0x00, 0xfe}), protocol.OutputBase64},
+		{"cut in a rune", []byte("ab\xc3"), true, "ab", protocol.OutputUTF8},
 		{"none", nil, false, "", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

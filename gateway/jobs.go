@@ -2,82 +2,18 @@ package gateway
 
 import (
 	"context"
-	"encoding/base64"
 	"net/http"
 	"net/url"
 	"strconv"
 	"time"
-	"unicode/utf8"
 
 	"github.com/zmws/zmws/client"
 	"github.com/zmws/zmws/protocol"
 )
 
-// Values of a job's output_encoding.
-const (
-	encodingUTF8   = "utf-8"
-	encodingBase64 = "base64"
-)
-
 // maxJobID bounds a job ID the gateway asks the broker about: ULIDs have 26
 // characters, and longer IDs cannot be known.
 const maxJobID = 128
-
-// jobJSON is the answer to GET /jobs/{id}: the broker's JobInfo with the
-// output as text when it is valid UTF-8, else base64.
-type jobJSON struct {
-	ID              string            `json:"id"`
-	Service         string            `json:"service"`
-	Sync            bool              `json:"sync"`
-	State           string            `json:"state"`
-	Created         time.Time         `json:"created"`
-	Started         *time.Time        `json:"started,omitempty"`
-	Finished        *time.Time        `json:"finished,omitempty"`
-	Attempts        int               `json:"attempts"`
-	Worker          string            `json:"worker,omitempty"`
-	ExitCode        *int              `json:"exit_code,omitempty"`
-	Code            string            `json:"code,omitempty"`
-	Error           string            `json:"error,omitempty"`
-	Params          map[string]string `json:"params,omitempty"`
-	Output          *string           `json:"output,omitempty"`
-	OutputEncoding  string            `json:"output_encoding,omitempty"`
-	OutputTruncated bool              `json:"output_truncated,omitempty"`
-}
-
-func newJobJSON(j protocol.JobInfo) jobJSON {
-	out, enc := encodeOutput(j.Output, j.OutputTruncated)
-	return jobJSON{
-		ID: j.ID, Service: j.Service, Sync: j.Sync, State: j.State,
-		Created: j.Created, Started: j.Started, Finished: j.Finished,
-		Attempts: j.Attempts, Worker: j.Worker, ExitCode: j.ExitCode,
-		Code: j.Code, Error: j.Error, Params: j.Params,
-		Output: out, OutputEncoding: enc, OutputTruncated: j.OutputTruncated,
-	}
-}
-
-// encodeOutput returns output as a string (nil when empty) and its
-// encoding: the text itself when it is valid UTF-8, else base64. Output cut
-// at the broker's cap may end inside a character; that tail is dropped so
-// the text stays text.
-func encodeOutput(output []byte, truncated bool) (*string, string) {
-	if len(output) == 0 {
-		return nil, ""
-	}
-	if truncated && !utf8.Valid(output) {
-		for cut := 1; cut <= utf8.UTFMax-1 && cut < len(output); cut++ {
-			if utf8.Valid(output[:len(output)-cut]) {
-				output = output[:len(output)-cut]
-				break
-			}
-		}
-	}
-	if utf8.Valid(output) {
-		s := string(output)
-		return &s, encodingUTF8
-	}
-	s := base64.StdEncoding.EncodeToString(output)
-	return &s, encodingBase64
-}
 
 func finished(j protocol.JobInfo) bool {
 	return j.State == protocol.JobComplete || j.State == protocol.JobFailed
@@ -121,7 +57,7 @@ func (g *Gateway) changeJob(w http.ResponseWriter, r *http.Request, id string,
 		g.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, newJobJSON(info))
+	writeJSON(w, http.StatusOK, protocol.NewJobView(info))
 }
 
 // jobOptions reads the job options a submission may carry in headers:
@@ -177,7 +113,7 @@ func (g *Gateway) serveJob(w http.ResponseWriter, r *http.Request, id string, c 
 		g.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, newJobJSON(info))
+	writeJSON(w, http.StatusOK, protocol.NewJobView(info))
 }
 
 // waitJob waits until job id has finished or wait has passed, and returns

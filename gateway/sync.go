@@ -152,7 +152,7 @@ func (g *Gateway) jobFailed(w http.ResponseWriter, res *client.Result) {
 	if body.Error == "" {
 		body.Error = "the job failed"
 	}
-	body.Output, body.OutputEncoding = encodeOutput(res.Output, false)
+	body.Output, body.OutputEncoding = protocol.EncodeOutput(res.Output, false)
 	setOutcome(w.Header(), res)
 	writeJSON(w, status, body)
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/zmws/zmws/internal/proctest"
+	"github.com/zmws/zmws/worker"
 )
 
 // needContain skips a test where jobs cannot be contained (not root, no
@@ -159,4 +160,34 @@ func TestTemplate_UnknownUser(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), `user "zmws-no-such-user": no such user`) {
 		t.Errorf("error %v", err)
 	}
+}
+
+// An idle command is contained as a job is: stopped because a job
+// started, all of it goes, what left its process group too.
+func TestContain_Idle(t *testing.T) {
+	needContain(t)
+	if _, err := exec.LookPath("setsid"); err != nil {
+		t.Skip("no setsid")
+	}
+	mark := sleepMark()
+	i, err := NewIdle(Spec{Command: Command{Args: []string{"sh", "-c", "for i in 1 2 3; do setsid sleep " + mark + " & done; wait"}},
+		Timeout: Duration(wait)}, Defaults{Grace: 100 * time.Millisecond}, Config{Logger: zerolog.New(zerolog.NewTestWriter(t)), Contain: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	done := make(chan error, 1)
+	go func() { done <- i.Run(ctx) }()
+	proctest.WaitSleepers(t, mark, 3, wait)
+	cancel(worker.ErrJobStarted)
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("Run: %v, want context.Canceled", err)
+		}
+	case <-time.After(wait):
+		t.Fatal("Run did not return")
+	}
+	proctest.WaitSleepers(t, mark, 0, 5*time.Second)
 }

@@ -71,6 +71,15 @@
 // its job arrives is not used (the job starts the command afresh).
 // Shutdown kills the waiting processes with SIGKILL and waits for them.
 //
+// # Idle command
+//
+// An Idle (NewIdle) runs a command outside any job, zmws-run's
+// --idle-command, under the same rules: split without a shell, the
+// allow-listed environment (without a job's ZMWS_* variables), its own
+// process group or PID namespace, the template's user, a timeout (required)
+// and the grace. Idle.Run runs it once; ending its ctx (a job started: see
+// worker.Idler) stops it. Its stdout and stderr go to the log, bounded.
+//
 // # Process groups
 //
 // Each command runs in a process group of its own. On timeout or

@@ -64,7 +64,8 @@ type jobEnv struct {
 // ZMWS_SERVICE, ZMWS_ATTEMPT and ZMWS_PARAM_<NAME> for each value in vals.
 // Values longer than maxEnvValue are left out; their names are returned.
 // With j nil (a prestarted command), only ZMWS_SERVICE is set, to the
-// template's service. The result is sorted.
+// template's service; an idle command's template sets none. The result is
+// sorted.
 func (t *Template) environ(base []string, j *jobEnv, vals map[string]string) (env []string, skipped []string) {
 	m := map[string]string{}
 	for _, kv := range base {
@@ -91,9 +92,11 @@ func (t *Template) environ(base []string, j *jobEnv, vals map[string]string) (en
 		}
 		m[ParamEnvName(k)] = vals[k]
 	}
-	if j == nil {
+	switch {
+	case t.idle:
+	case j == nil:
 		m[EnvService] = t.service
-	} else {
+	default:
 		m[EnvJobID] = j.id
 		m[EnvService] = j.service
 		m[EnvAttempt] = strconv.Itoa(j.attempt)

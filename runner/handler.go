@@ -239,10 +239,14 @@ func (h *Handler) await(runCtx context.Context, log zerolog.Logger, j *worker.Jo
 	ws, known := pr.exitStatus()
 	switch {
 	case pr.stopped.Load() && errors.Is(context.Cause(runCtx), errTimeout):
-		log.Warn().Dur("timeout", t.timeout).Dur(keyElapsed, elapsed).Msg("job timed out, process group stopped")
+		if !t.idle { // Idle.Run says it its way
+			log.Warn().Dur("timeout", t.timeout).Dur(keyElapsed, elapsed).Msg("job timed out, process group stopped")
+		}
 		return res, &worker.ExitError{Code: ExitTimeout, Err: withTail(fmt.Sprintf("timed out after %v", t.timeout), errs)}
 	case pr.stopped.Load():
-		log.Info().Dur(keyElapsed, elapsed).Msg("job cancelled, process group stopped")
+		if !t.idle {
+			log.Info().Dur(keyElapsed, elapsed).Msg("job cancelled, process group stopped")
+		}
 		return res, fmt.Errorf("runner: job cancelled, process group stopped: %w", context.Canceled)
 	case !known:
 		return res, fmt.Errorf("runner: wait: %w", waitErr)

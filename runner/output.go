@@ -199,6 +199,7 @@ func (o *output) finish() (res []byte, truncated bool, sinkErr error) {
 // the tail is read after it is done.
 type stderrSink struct {
 	log     zerolog.Logger
+	stream  string // what it logs: "stderr" when "" (an idle command's stdout: "stdout")
 	tail    []byte
 	cut     bool   // bytes were dropped from the front of tail
 	line    []byte // partial line not logged yet
@@ -232,7 +233,7 @@ func (s *stderrSink) Write(p []byte) (int, error) {
 
 func (s *stderrSink) logLine() {
 	if s.lines < maxLogLines {
-		s.log.Info().Str("stderr", string(bytes.TrimRight(s.line, "\r"))).Msg("command stderr")
+		s.log.Info().Str(s.name(), string(bytes.TrimRight(s.line, "\r"))).Msg("command " + s.name())
 		s.lines++
 	} else {
 		s.dropped++
@@ -246,8 +247,15 @@ func (s *stderrSink) close() {
 		s.logLine()
 	}
 	if s.dropped > 0 {
-		s.log.Info().Int("lines", s.dropped).Msg("command stderr lines not logged")
+		s.log.Info().Int("lines", s.dropped).Msg("command " + s.name() + " lines not logged")
 	}
+}
+
+func (s *stderrSink) name() string {
+	if s.stream == "" {
+		return "stderr"
+	}
+	return s.stream
 }
 
 // String returns the tail for a failure message: trailing white space

@@ -71,6 +71,7 @@ type Template struct {
 	params      map[string]*param   // declared: in the params table or a placeholder
 	names       []string            // keys of params, sorted
 	source      string              // the file it came from, if any
+	idle        bool                // an idle command's (NewIdle): no job, no ZMWS_* variables
 }
 
 // Service returns the service name.

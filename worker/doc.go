@@ -78,6 +78,13 @@
 // its own when no slot has run a job for Idle, then again after every further
 // quiet Idle, counted from when the previous call returned. Calls never
 // overlap and stop when ctx is cancelled; Run waits for a call in progress.
+// Jobs never wait for a call: a slot takes its job as ever.
+//
+// Workers of one process that should be idle together share an Idler
+// (Config.Idler, NewIdler, Idler.Run): its function is called when none of
+// their slots has run a job for its quiet period, with a context that ends
+// (cause ErrJobStarted) as soon as any of them starts a job, so that work
+// done while idle can stop at once. zmws-run's --idle-command is built on it.
 //
 // # Security
 //

@@ -697,6 +697,7 @@ func (s *slot) finish() {
 	if r := s.cur; r != nil {
 		r.cancel()
 		r.job.st.abandon()
+		s.w.idle.ended(time.Now())
 	}
 	if s.sock != nil {
 		if s.flush(); len(s.pending) > 0 {

@@ -74,9 +74,14 @@ type Config struct {
 	// OnIdle is called, and again after every further quiet Idle (counted
 	// from when the previous call returned). Calls happen on one goroutine
 	// of their own, so never concurrently with each other, and not after ctx
-	// is cancelled. Both must be set to have an effect.
+	// is cancelled. Both must be set to have an effect. Run runs this
+	// Worker's own Idler for them.
 	Idle   time.Duration
 	OnIdle func()
+	// Idler, instead of Idle and OnIdle, is an idle hook shared with other
+	// Workers (those of one process, say), which count as one: see Idler.
+	// The Worker reports its jobs to it; the caller runs it (Idler.Run).
+	Idler *Idler
 	// Details are announced in READY. Empty fields default to the hostname,
 	// the process ID and "zmws-worker".
 	Details *protocol.WorkerDetails
@@ -112,8 +117,9 @@ type Worker struct {
 	ready   []byte // the READY meta frame
 	log     zerolog.Logger
 	running atomic.Bool
-	idle    idleState
-	sndhwm  int // DEALER send high-water mark if not 0 (tests lower it)
+	idle    *Idler // Config.Idler, or one of its own
+	ownIdle bool   // idle is its own, run by Run
+	sndhwm  int    // DEALER send high-water mark if not 0 (tests lower it)
 }
 
 // New checks cfg, fills in defaults and returns a Worker.
@@ -141,6 +147,8 @@ func New(cfg Config) (*Worker, error) {
 		return nil, errors.New("worker: negative duration or liveness")
 	case cfg.Prefetch < 0:
 		return nil, fmt.Errorf("worker: negative prefetch %d", cfg.Prefetch)
+	case cfg.Idler != nil && cfg.OnIdle != nil:
+		return nil, errors.New("worker: both Idler and OnIdle")
 	}
 	if cfg.Concurrency == 0 {
 		cfg.Concurrency = 1
@@ -181,6 +189,15 @@ func New(cfg Config) (*Worker, error) {
 		cfg:   cfg,
 		ready: protocol.EncodeMeta(protocol.Meta{Worker: &d, TTRMillis: cfg.TTR.Milliseconds(), Retries: cfg.Retries, Prefetch: cfg.Prefetch}),
 		log:   cfg.Logger.With().Str("component", "worker").Str(keyService, cfg.Service).Logger(),
+		idle:  cfg.Idler,
+	}
+	if w.idle == nil {
+		var fn func(context.Context)
+		if cfg.OnIdle != nil && cfg.Idle > 0 {
+			onIdle := cfg.OnIdle
+			fn = func(context.Context) { onIdle() }
+		}
+		w.idle, w.ownIdle = NewIdler(cfg.Idle, fn), true
 	}
 	return w, nil
 }
@@ -207,12 +224,14 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 		slots[i] = s
 	}
-	w.idle.reset(time.Now())
+	if w.ownIdle {
+		w.idle.reset(time.Now())
+	}
 	w.log.Info().Int("slots", len(slots)).Strs(keyEndpoint, w.cfg.Brokers).Msg("worker starting")
 
 	var wg sync.WaitGroup
-	if w.cfg.OnIdle != nil && w.cfg.Idle > 0 {
-		wg.Go(func() { w.idle.loop(ctx, w.cfg.Idle, w.cfg.OnIdle) })
+	if w.ownIdle {
+		wg.Go(func() { w.idle.Run(ctx) }) // returns at once without OnIdle
 	}
 	errs := make([]error, len(slots))
 	for i, s := range slots {
@@ -221,81 +240,4 @@ func (w *Worker) Run(ctx context.Context) error {
 	wg.Wait()
 	w.log.Info().Msg("worker stopped")
 	return errors.Join(errs...)
-}
-
-// idleState tracks job activity across slots for OnIdle. Slots report job
-// starts and ends; the idle loop reads it.
-type idleState struct {
-	mu    sync.Mutex
-	busy  int       // slots running a handler
-	quiet time.Time // start of the current quiet period
-	poke  chan struct{}
-}
-
-func (s *idleState) reset(now time.Time) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.busy, s.quiet = 0, now
-	if s.poke == nil {
-		s.poke = make(chan struct{}, 1)
-	}
-}
-
-func (s *idleState) started() {
-	s.mu.Lock()
-	s.busy++
-	s.mu.Unlock()
-	s.nudge()
-}
-
-func (s *idleState) ended(now time.Time) {
-	s.mu.Lock()
-	s.busy--
-	if now.After(s.quiet) {
-		s.quiet = now
-	}
-	s.mu.Unlock()
-	s.nudge()
-}
-
-func (s *idleState) nudge() {
-	select {
-	case s.poke <- struct{}{}:
-	default:
-	}
-}
-
-// loop calls onIdle after every quiet period of length idle until ctx ends.
-func (s *idleState) loop(ctx context.Context, idle time.Duration, onIdle func()) {
-	timer := time.NewTimer(idle)
-	defer timer.Stop()
-	for {
-		s.mu.Lock()
-		busy, due := s.busy, s.quiet.Add(idle)
-		s.mu.Unlock()
-		var wait <-chan time.Time
-		if busy == 0 {
-			d := time.Until(due)
-			if d <= 0 {
-				if ctx.Err() != nil {
-					return
-				}
-				onIdle()
-				s.mu.Lock()
-				if now := time.Now(); now.After(s.quiet) {
-					s.quiet = now
-				}
-				s.mu.Unlock()
-				continue
-			}
-			timer.Reset(d)
-			wait = timer.C
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-s.poke:
-		case <-wait:
-		}
-	}
 }

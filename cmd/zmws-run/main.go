@@ -24,6 +24,7 @@ import (
 
 	"github.com/zmws/zmws/curve"
 	"github.com/zmws/zmws/internal/logging"
+	"github.com/zmws/zmws/internal/version"
 	"github.com/zmws/zmws/protocol"
 	"github.com/zmws/zmws/runner"
 	"github.com/zmws/zmws/worker"
@@ -32,6 +33,8 @@ import (
 // CLI is zmws-run's command line. Every flag can also come from the
 // environment (ZMWS_RUN_...).
 type CLI struct {
+	Version kong.VersionFlag `help:"Print zmws-run's version and exit."`
+
 	Service string   `help:"Service name for the command given after --." env:"ZMWS_RUN_SERVICE"`
 	JobsDir string   `help:"Folder of NAME.toml templates, one service each." type:"path" env:"ZMWS_RUN_JOBS_DIR"`
 	Only    []string `help:"Serve only these services of --jobs-dir (repeatable)." env:"ZMWS_RUN_ONLY"`
@@ -51,6 +54,10 @@ type CLI struct {
 	User        string        `help:"Run the --service command as this user; zmws-run must be root (a template says user = \"...\")." env:"ZMWS_RUN_USER"`
 	Contain     string        `help:"How a job is contained: process-group (the default), pid-namespace (each in its own: nothing of it outlives zmws-run, not even when it is killed; root only; about 7 ms more per job), or auto (pid-namespace where it works)." default:"process-group" enum:"auto,pid-namespace,process-group" env:"ZMWS_RUN_CONTAIN"`
 	Prestart    bool          `help:"Keep one process of the --service command started per slot, waiting for its job: only for commands that read their input before anything else (a template says prestart = true)." env:"ZMWS_RUN_PRESTART"`
+
+	IdleCommand string        `help:"Command line to run when no service of this zmws-run has run a job for --idle-after, and again after each further quiet period; split like a template's command, no shell; a job arriving stops it (SIGTERM, SIGKILL after --kill-grace) and does not wait." env:"ZMWS_RUN_IDLE_COMMAND" placeholder:"CMD"`
+	IdleAfter   time.Duration `help:"Quiet time before the --idle-command runs." default:"0s" env:"ZMWS_RUN_IDLE_AFTER"`
+	IdleTimeout time.Duration `help:"Run time limit of the --idle-command; 0: --idle-after." default:"0s" env:"ZMWS_RUN_IDLE_TIMEOUT"`
 
 	Prefetch  int           `help:"Jobs each slot takes from the broker ahead of the one it runs, so the next starts at once: for many short jobs; a job may then wait behind a long one here while another worker is free." default:"0" env:"ZMWS_RUN_PREFETCH"`
 	Grace     time.Duration `help:"On SIGTERM, how long running jobs may finish before they are stopped and requeued." default:"10s" env:"ZMWS_RUN_GRACE"`
@@ -105,6 +112,7 @@ func term(d time.Duration) {
 func options() []kong.Option {
 	return []kong.Option{
 		kong.Name("zmws-run"),
+		version.Vars("zmws-run"),
 		kong.Description("zmws worker that runs a command for each job: zmws-run --service NAME -- CMD [ARGS...], or zmws-run --jobs-dir DIR."),
 		kong.UsageOnError(),
 	}
@@ -125,6 +133,10 @@ func run(ctx context.Context, cli CLI, stdout, logw io.Writer) error {
 	if err != nil {
 		return err
 	}
+	idle, err := loadIdle(cli, runner.Config{Logger: log, Contain: contain})
+	if err != nil {
+		return err
+	}
 	if cli.Check {
 		for _, t := range ts {
 			fmt.Fprintf(stdout, "%s\t%s", t.Service(), t.Command())
@@ -134,6 +146,14 @@ func run(ctx context.Context, cli CLI, stdout, logw io.Writer) error {
 			if t.Prestart() {
 				fmt.Fprint(stdout, "\tprestart")
 			}
+			if u := t.User(); u != "" {
+				fmt.Fprintf(stdout, "\tuser: %s", u)
+			}
+			fmt.Fprintln(stdout)
+		}
+		if idle != nil {
+			t := idle.Template()
+			fmt.Fprintf(stdout, "--idle-command\t%s\tafter %v, timeout %v", t.Command(), cli.IdleAfter, t.Timeout())
 			if u := t.User(); u != "" {
 				fmt.Fprintf(stdout, "\tuser: %s", u)
 			}
@@ -166,17 +186,26 @@ func run(ctx context.Context, cli CLI, stdout, logw io.Writer) error {
 	var (
 		handlers []*runner.Handler
 		workers  []*worker.Worker
+		idler    *worker.Idler // all the services' quiet periods, for idle
 	)
 	// Whatever happens, no child outlives zmws-run: the handlers end their
 	// prestarted processes, and the jobs' process groups left after the
-	// grace.
+	// grace; so does the idle command's.
 	defer func() {
 		sctx, stop := context.WithTimeout(context.Background(), grace)
 		defer stop()
 		for _, h := range handlers {
 			h.Shutdown(sctx)
 		}
+		if idle != nil {
+			idle.Shutdown(sctx)
+		}
 	}()
+	if idle != nil {
+		idler = worker.NewIdler(cli.IdleAfter, func(ctx context.Context) { idle.Run(ctx) })
+		log.Info().Str("command", idle.Template().Command().String()).Dur("after", cli.IdleAfter).
+			Dur("timeout", idle.Template().Timeout()).Msg("idle command loaded")
+	}
 	for _, t := range ts {
 		h := runner.NewHandler(t, runner.Config{Logger: log, Contain: contain})
 		handlers = append(handlers, h)
@@ -191,6 +220,7 @@ func run(ctx context.Context, cli CLI, stdout, logw io.Writer) error {
 			Retries:     t.Retries(),
 			Prefetch:    cli.Prefetch,
 			Curve:       keys,
+			Idler:       idler,
 			Logger:      log,
 		})
 		if err != nil {
@@ -212,6 +242,9 @@ func run(ctx context.Context, cli CLI, stdout, logw io.Writer) error {
 				cancel()
 			}
 		})
+	}
+	if idler != nil {
+		wg.Go(func() { idler.Run(ctx) }) // returns once a run in progress is stopped
 	}
 	wg.Wait()
 	// A worker waits one second for a cancelled job before it gives up on
@@ -248,36 +281,10 @@ func containLine(contain bool, why string) string {
 
 // load builds the services: the inline one and those of the jobs folder.
 func load(cli CLI) ([]*runner.Template, error) {
-	d := runner.Defaults{
-		Timeout:     cli.Timeout,
-		Grace:       cli.KillGrace,
-		Concurrency: cli.Concurrency,
-		MaxOutput:   cli.MaxOutput,
-		Workdir:     cli.Workdir,
-		InheritEnv:  append(slices.Clone(runner.DefaultInheritEnv), cli.PassEnv...),
+	d, err := defaults(cli)
+	if err != nil {
+		return nil, err
 	}
-	switch {
-	case cli.Concurrency < 1:
-		return nil, errors.New("--concurrency must be at least 1")
-	case cli.Timeout < 0 || cli.KillGrace <= 0:
-		return nil, errors.New("--timeout must not be negative, --kill-grace must be positive")
-	case cli.MaxOutput < 1:
-		return nil, errors.New("--max-output must be positive")
-	}
-	if cli.InheritEnv {
-		d.InheritEnv = []string{"*"}
-	}
-	if len(cli.Env) > 0 {
-		d.Env = map[string]string{}
-		for _, kv := range cli.Env {
-			k, v, ok := strings.Cut(kv, "=")
-			if !ok || k == "" {
-				return nil, fmt.Errorf("--env %q: want NAME=VALUE", kv)
-			}
-			d.Env[k] = v
-		}
-	}
-
 	var ts []*runner.Template
 	switch {
 	case cli.Service != "" && len(cli.Command) == 0:
@@ -286,8 +293,8 @@ func load(cli CLI) ([]*runner.Template, error) {
 		return nil, fmt.Errorf("command %q: no --service to serve it as", cli.Command)
 	case cli.Prestart && cli.Service == "":
 		return nil, errors.New("--prestart is for the --service command; a template says prestart = true")
-	case cli.User != "" && cli.Service == "":
-		return nil, errors.New(`--user is for the --service command; a template says user = "..."`)
+	case cli.User != "" && cli.Service == "" && cli.IdleCommand == "":
+		return nil, errors.New(`--user is for the --service command and the --idle-command; a template says user = "..."`)
 	case cli.Service != "":
 		t, err := runner.New(runner.Spec{Service: cli.Service, Command: runner.Command{Args: cli.Command}, Prestart: cli.Prestart, User: cli.User}, d)
 		if err != nil {
@@ -328,4 +335,67 @@ func load(cli CLI) ([]*runner.Template, error) {
 		ts = append(ts, t)
 	}
 	return ts, nil
+}
+
+// defaults are the flags' settings for what a template leaves unset.
+func defaults(cli CLI) (runner.Defaults, error) {
+	d := runner.Defaults{
+		Timeout:     cli.Timeout,
+		Grace:       cli.KillGrace,
+		Concurrency: cli.Concurrency,
+		MaxOutput:   cli.MaxOutput,
+		Workdir:     cli.Workdir,
+		InheritEnv:  append(slices.Clone(runner.DefaultInheritEnv), cli.PassEnv...),
+	}
+	switch {
+	case cli.Concurrency < 1:
+		return runner.Defaults{}, errors.New("--concurrency must be at least 1")
+	case cli.Timeout < 0 || cli.KillGrace <= 0:
+		return runner.Defaults{}, errors.New("--timeout must not be negative, --kill-grace must be positive")
+	case cli.MaxOutput < 1:
+		return runner.Defaults{}, errors.New("--max-output must be positive")
+	}
+	if cli.InheritEnv {
+		d.InheritEnv = []string{"*"}
+	}
+	if len(cli.Env) > 0 {
+		d.Env = map[string]string{}
+		for _, kv := range cli.Env {
+			k, v, ok := strings.Cut(kv, "=")
+			if !ok || k == "" {
+				return runner.Defaults{}, fmt.Errorf("--env %q: want NAME=VALUE", kv)
+			}
+			d.Env[k] = v
+		}
+	}
+	return d, nil
+}
+
+// loadIdle checks --idle-command and returns its runner (nil without one).
+// It runs as a template's command would, as --user if given, bounded by
+// --idle-timeout (default: --idle-after).
+func loadIdle(cli CLI, cfg runner.Config) (*runner.Idle, error) {
+	switch {
+	case cli.IdleCommand == "" && cli.IdleAfter == 0 && cli.IdleTimeout == 0:
+		return nil, nil
+	case cli.IdleCommand == "":
+		return nil, errors.New("--idle-after and --idle-timeout go with --idle-command")
+	case cli.IdleAfter <= 0:
+		return nil, errors.New("--idle-command needs --idle-after D: how long no job must run before it does")
+	case cli.IdleTimeout < 0:
+		return nil, errors.New("--idle-timeout must not be negative")
+	}
+	d, err := defaults(cli)
+	if err != nil {
+		return nil, err
+	}
+	timeout := cli.IdleTimeout
+	if timeout == 0 {
+		timeout = cli.IdleAfter
+	}
+	i, err := runner.NewIdle(runner.Spec{Command: runner.Command{Line: cli.IdleCommand}, User: cli.User, Timeout: runner.Duration(timeout)}, d, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("--idle-command: %w", err)
+	}
+	return i, nil
 }

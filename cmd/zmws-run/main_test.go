@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -61,6 +62,13 @@ func TestRun_Check(t *testing.T) {
 	}
 
 	out.Reset()
+	cli = parse(t, "--check", "--service", "REV", "--idle-command", "sh -c 'sync; fstrim -a'", "--idle-after", "5m", "--", "rev")
+	if err := run(context.Background(), cli, &out, &logs); err != nil ||
+		out.String() != "REV\trev\n--idle-command\tsh -c 'sync; fstrim -a'\tafter 5m0s, timeout 5m0s\n"+last {
+		t.Errorf("--check --idle-command printed %q, %v", out.String(), err)
+	}
+
+	out.Reset()
 	cli = parse(t, "--check", "--jobs-dir", "../../examples/jobs.d", "--only", "SLEEP", "--only", "SAY")
 	if err := run(context.Background(), cli, &out, &logs); err != nil {
 		t.Fatal(err)
@@ -92,6 +100,12 @@ func TestRun_Errors(t *testing.T) {
 		{[]string{"--service", "X", "--log-level", "loud", "--", "rev"}, "log level"},
 		{[]string{"--prestart", "--service", "X", "--", "echo", "{{msg}}"}, `prestart: word 2 of the command, "{{msg}}", holds a placeholder`},
 		{[]string{"--prestart", "--jobs-dir", "../../examples/jobs.d"}, "--prestart is for the --service command"},
+		{[]string{"--idle-command", "sync", "--service", "X", "--", "rev"}, "--idle-command needs --idle-after"},
+		{[]string{"--idle-after", "1m", "--service", "X", "--", "rev"}, "go with --idle-command"},
+		{[]string{"--idle-command", "echo {{msg}}", "--idle-after", "1m", "--service", "X", "--", "rev"}, "--idle-command: {{msg}} is a placeholder"},
+		{[]string{"--idle-command", "sync; reboot", "--idle-after", "1m", "--service", "X", "--", "rev"}, `--idle-command: command: ";" at column 5`},
+		{[]string{"--idle-command", "sync", "--idle-after", "1m", "--idle-timeout=-1s", "--service", "X", "--", "rev"}, "--idle-timeout must not be negative"},
+		{[]string{"--user", "nobody", "--jobs-dir", "../../examples/jobs.d"}, "--user is for the --service command and the --idle-command"},
 	}
 	for _, tc := range cases {
 		cli := parse(t, append([]string{"--check"}, tc.args...)...)
@@ -106,10 +120,16 @@ func TestRun_Errors(t *testing.T) {
 // test ends) and waits until every service in want is known to the broker.
 func start(t *testing.T, srv *server.Server, c *client.Client, args []string, want ...string) (stop func() error) {
 	t.Helper()
+	return startLog(t, srv, c, zerolog.NewTestWriter(t), args, want...)
+}
+
+// startLog is start with zmws-run's log going to logw.
+func startLog(t *testing.T, srv *server.Server, c *client.Client, logw io.Writer, args []string, want ...string) (stop func() error) {
+	t.Helper()
 	cli := parse(t, append([]string{"--broker", srv.WorkerEndpoint(), "--heartbeat", "200ms"}, args...)...)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, cli, &bytes.Buffer{}, zerolog.NewTestWriter(t)) }()
+	go func() { done <- run(ctx, cli, &bytes.Buffer{}, logw) }()
 	var stopped bool
 	var err error
 	stop = func() error {

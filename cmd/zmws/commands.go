@@ -61,6 +61,10 @@ type SubmitCmd struct {
 }
 
 func (c *SubmitCmd) Run(e *env) error {
+	if name, sync := protocol.SplitSync(c.Service); sync {
+		// The library's refusal says to use Call; a person wants the command.
+		return fmt.Errorf("%s is a synchronous name: zmws run %s waits for the job and prints its output, zmws submit %s queues it and prints its ID", c.Service, name, name)
+	}
 	params, err := parseParams(c.Params)
 	if err != nil {
 		return err
@@ -194,7 +198,7 @@ func (c *JobCmd) Run(e *env) error {
 		finished := j.State == protocol.JobComplete || j.State == protocol.JobFailed
 		if finished || !c.Wait || (!deadline.IsZero() && time.Now().After(deadline)) {
 			if e.cli.Output == "json" {
-				return writeJSON(e.stdout, j)
+				return writeJSON(e.stdout, protocol.NewJobView(j))
 			}
 			return printJob(e.stdout, j)
 		}
@@ -276,7 +280,7 @@ func jobChange(e *env, id string, op func(*client.Client, context.Context, strin
 		return err
 	}
 	if e.cli.Output == "json" {
-		return writeJSON(e.stdout, j)
+		return writeJSON(e.stdout, protocol.NewJobView(j))
 	}
 	return printJob(e.stdout, j)
 }
@@ -422,6 +426,7 @@ func (c *WatchCmd) Run(e *env) error {
 
 func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false) // as the gateway: output is not for a web page
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
 }

@@ -18,10 +18,13 @@ import (
 	"github.com/zmws/zmws/client"
 	"github.com/zmws/zmws/curve"
 	"github.com/zmws/zmws/internal/logging"
+	"github.com/zmws/zmws/internal/version"
 )
 
 // CLI is zmws' command line.
 type CLI struct {
+	Version kong.VersionFlag `help:"Print zmws' version and exit."`
+
 	Broker    string        `help:"Broker client endpoint." default:"tcp://127.0.0.1:5555" env:"ZMWS_BROKER"`
 	Events    string        `help:"Broker events endpoint (for watch)." default:"tcp://127.0.0.1:5557" env:"ZMWS_EVENTS"`
 	Timeout   time.Duration `help:"How long to wait: for a submit or a query, for the broker's answer (0: 5s); for run, for the whole job (0: no limit), after which run exits 124 and the job runs on." default:"0" env:"ZMWS_TIMEOUT"`
@@ -99,6 +102,7 @@ func main() {
 	var cli CLI
 	kctx := kong.Parse(&cli,
 		kong.Name("zmws"),
+		version.Vars("zmws"),
 		kong.Description("zmws client: submit and run jobs, inspect the broker."),
 		kong.UsageOnError())
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -22,7 +22,7 @@ import (
 
 // rig is a real broker with STR-REV and FAIL workers.
 type rig struct {
-	client, events string
+	client, events, worker string
 }
 
 func newRig(t *testing.T) rig {
@@ -75,7 +75,7 @@ func newRig(t *testing.T) rig {
 			}
 		}
 	})
-	r := rig{client: srv.ClientEndpoint(), events: srv.EventsEndpoint()}
+	r := rig{client: srv.ClientEndpoint(), events: srv.EventsEndpoint(), worker: srv.WorkerEndpoint()}
 	// Wait (bounded) for both services to be known.
 	for i := 0; ; i++ {
 		out, _, err := r.zmws(t, "", "services", "-o", "json")
@@ -144,8 +144,9 @@ func TestCLI_SubmitJobAndListings(t *testing.T) {
 		t.Fatalf("submit: %q %v", id, err)
 	}
 	out, _, err := r.zmws(t, "", "job", id, "--wait", "-o", "json")
-	var j protocol.JobInfo
-	if err != nil || json.Unmarshal([]byte(out), &j) != nil || j.State != protocol.JobComplete || string(j.Output) != "cba\n" {
+	var j protocol.JobView
+	if err != nil || json.Unmarshal([]byte(out), &j) != nil || j.State != protocol.JobComplete ||
+		j.Output == nil || *j.Output != "cba\n" || j.OutputEncoding != protocol.OutputUTF8 {
 		t.Fatalf("job --wait: %s %v", out, err)
 	}
 	out, _, err = r.zmws(t, "", "job", id)
@@ -165,6 +166,11 @@ func TestCLI_SubmitJobAndListings(t *testing.T) {
 	if _, _, err := r.zmws(t, "", "submit", "NOPE"); err == nil || !strings.Contains(err.Error(), "no worker has ever provided service NOPE") {
 		t.Fatalf("submit NOPE: %v", err)
 	}
+	for _, args := range [][]string{{"submit", "SYNC-STR-REV", "str=abc"}, {"submit", "SYNC:STR-REV"}, {"submit", "--each-line", "SYNC-STR-REV"}} {
+		if _, _, err := r.zmws(t, "a\n", args...); err == nil || !strings.Contains(err.Error(), "zmws run STR-REV") || strings.Contains(err.Error(), "Call") {
+			t.Errorf("zmws %s: %v, want it to say zmws run STR-REV", strings.Join(args, " "), err)
+		}
+	}
 	if _, _, err := r.zmws(t, "", "job", "01NOTAJOB"); err == nil {
 		t.Fatal("job of an unknown ID succeeded")
 	}
@@ -179,8 +185,8 @@ func TestCLI_SubmitEachLine(t *testing.T) {
 	}
 	for i, want := range []string{"a\n", "b\n", "c\n"} {
 		out, _, err := r.zmws(t, "", "job", ids[i], "--wait", "-o", "json")
-		var j protocol.JobInfo
-		if err != nil || json.Unmarshal([]byte(out), &j) != nil || string(j.Output) != want {
+		var j protocol.JobView
+		if err != nil || json.Unmarshal([]byte(out), &j) != nil || j.Output == nil || *j.Output != want {
 			t.Fatalf("job %d: %s %v", i, out, err)
 		}
 	}
@@ -244,7 +250,7 @@ func TestCLI_CancelAndRetry(t *testing.T) {
 		t.Fatal(err)
 	}
 	out, _, err = r.zmws(t, "", "job", id, "--wait", "-o", "json")
-	var j protocol.JobInfo
+	var j protocol.JobView
 	if err != nil || json.Unmarshal([]byte(out), &j) != nil || j.State != protocol.JobFailed || j.ExitCode == nil || *j.ExitCode != 3 {
 		t.Fatalf("failed job: %s %v", out, err)
 	}

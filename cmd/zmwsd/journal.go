@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/alecthomas/kong"
 	"github.com/rs/zerolog"
 
 	"github.com/zmws/zmws/store"
@@ -15,6 +16,8 @@ import (
 // app is zmwsd's command line: serving (the default, so `zmwsd [flags]`
 // serves) and the journal tools.
 type app struct {
+	Version kong.VersionFlag `help:"Print zmwsd's version and exit."`
+
 	Serve   CLI        `cmd:"" default:"withargs" help:"Run the broker (the default: zmwsd [flags] serves)."`
 	Journal journalCmd `cmd:"" help:"Check the job journal, copy out the jobs of a damaged one, or give its free space back."`
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/zmws/zmws/broker"
 	"github.com/zmws/zmws/gateway"
 	"github.com/zmws/zmws/internal/logging"
+	"github.com/zmws/zmws/internal/version"
 	"github.com/zmws/zmws/server"
 	"github.com/zmws/zmws/store"
 )
@@ -70,6 +71,7 @@ func main() {
 	var a app
 	kctx := kong.Parse(&a,
 		kong.Name("zmwsd"),
+		version.Vars("zmwsd"),
 		kong.Description("zmws broker: queues named jobs and hands them to workers."),
 		kong.UsageOnError())
 	switch kctx.Command() {

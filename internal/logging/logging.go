@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mattn/go-isatty"
 	"github.com/rs/zerolog"
 )
 
@@ -26,7 +27,8 @@ const (
 
 // New returns a logger writing to w at level ("trace", "debug", "info",
 // "warn", "error") in format "json" (one object per line) or "console"
-// (human-readable).
+// (human-readable; coloured only when w is a terminal, so a console log
+// redirected to a file or a pipe holds no escape codes).
 func New(w io.Writer, level, format string) (zerolog.Logger, error) {
 	lvl, err := zerolog.ParseLevel(level)
 	if err != nil || level == "" {
@@ -35,7 +37,7 @@ func New(w io.Writer, level, format string) (zerolog.Logger, error) {
 	switch format {
 	case "json":
 	case "console":
-		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly}
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly, NoColor: !terminal(w)}
 	default:
 		return zerolog.Nop(), fmt.Errorf("log format %q: want json or console", format)
 	}
@@ -45,6 +47,12 @@ func New(w io.Writer, level, format string) (zerolog.Logger, error) {
 		zerolog.DurationFieldInteger = false
 	})
 	return zerolog.New(w).Level(lvl).With().Timestamp().Logger(), nil
+}
+
+// terminal reports whether w is a terminal (a file whose descriptor is one).
+func terminal(w io.Writer) bool {
+	f, ok := w.(interface{ Fd() uintptr })
+	return ok && (isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd()))
 }
 
 // formats sets zerolog's process-wide formats once: loggers made later, on

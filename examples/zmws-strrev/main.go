@@ -1,7 +1,7 @@
-// Command strrev is an example zmws worker for the STR-REV service: it
+// Command zmws-strrev is an example zmws worker for the STR-REV service: it
 // reverses the job's "str" parameter, or without one its input, like rev(1).
 //
-//	go run ./examples/strrev --broker tcp://127.0.0.1:5556
+//	go run ./examples/zmws-strrev --broker tcp://127.0.0.1:5556
 //	curl 'localhost:5580/SYNC-STR-REV?str=Hello,+world'   # dlrow ,olleH
 package main
 
@@ -27,7 +27,7 @@ type CLI struct {
 
 func main() {
 	var cli CLI
-	kctx := kong.Parse(&cli, kong.Name("strrev"),
+	kctx := kong.Parse(&cli, kong.Name("zmws-strrev"),
 		kong.Description("Example zmws worker: reverses the str parameter or the input, like rev."), kong.UsageOnError())
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

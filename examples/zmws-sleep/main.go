@@ -1,8 +1,8 @@
-// Command sleep is an example zmws worker for the SLEEP service: it sleeps
+// Command zmws-sleep is an example zmws worker for the SLEEP service: it sleeps
 // for the job's "seconds" parameter (default 1, at most 3600) and answers
 // "slept Ns".
 //
-//	go run ./examples/sleep --broker tcp://127.0.0.1:5556
+//	go run ./examples/zmws-sleep --broker tcp://127.0.0.1:5556
 //	zmws run SYNC-SLEEP seconds=2   # or curl 'localhost:5580/SYNC-SLEEP?seconds=2'
 package main
 
@@ -31,7 +31,7 @@ type CLI struct {
 
 func main() {
 	var cli CLI
-	kctx := kong.Parse(&cli, kong.Name("sleep"),
+	kctx := kong.Parse(&cli, kong.Name("zmws-sleep"),
 		kong.Description("Example zmws worker: sleeps for the job's seconds parameter."), kong.UsageOnError())
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
