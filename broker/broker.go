@@ -225,6 +225,7 @@ type Broker struct {
 	owners map[string]string // interned owners of jobs (see intern)
 
 	dirty        []*job       // jobs changed since the last Flush
+	dirtySvcs    []*service   // services whose counters changed since the last Flush
 	flushed      []*job       // jobs of the batch being committed
 	batch, spare *store.Batch // records being gathered; the one last flushed
 	flushedEmpty bool         // the last flushed batch held no records
@@ -255,8 +256,11 @@ type service struct {
 	spare     []*worker // busy workers with prefetch room, in turn
 	workers   int       // live workers (idle + busy)
 	active    int       // jobs running now
-	completed uint64
-	failed    uint64
+	completed uint64    // jobs finished complete, ever (journaled: store.ServiceCounts)
+	failed    uint64    // jobs finished failed, ever
+	// countsDirty says completed or failed changed since the last Flush
+	// (the service is in Broker.dirtySvcs).
+	countsDirty bool
 	// gone holds the last Config.KeepGone workers of s that went, oldest
 	// first, for SERVER-WORKERS all.
 	gone      []*worker

@@ -214,6 +214,13 @@ func (b *Broker) ready(now time.Time, id, user string, m protocol.Message) {
 		b.services[m.Service] = s
 		if b.cfg.Durable {
 			b.batch.Services = append(b.batch.Services, store.ServiceRecord{Name: s.name, FirstSeen: now})
+			if i := slices.Index(b.batch.Forgets, s.name); i >= 0 {
+				// Forgotten and announced again before the batch went: the
+				// forget would come after the record (store.Batch) and
+				// forget the service again. The old counters go instead.
+				b.batch.Forgets = slices.Delete(b.batch.Forgets, i, i+1)
+				b.markCounts(s)
+			}
 		}
 		b.log.Info().Str(keyService, s.name).Msg("new service")
 	}
@@ -362,6 +369,7 @@ func (b *Broker) finish(now time.Time, j *job, state jobState) {
 	} else {
 		j.svc.failed++
 	}
+	b.markCounts(j.svc)
 	b.markDirty(j)
 	b.remember(j)
 	ev := b.log.Debug()
