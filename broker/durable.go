@@ -131,8 +131,9 @@ func (b *Broker) Rejected(now time.Time, err error) []protocol.Envelope {
 	}
 	clear(b.flushed)
 	b.flushed = b.flushed[:0]
-	// The services and counters the batch held go in the next one: they
-	// change seldom, and the journal must not keep an old count for ever.
+	// The services, counters and forgets the batch held go in the next
+	// one, as they stand now: they change seldom, and the journal must not
+	// keep an old count, or a forgotten service, for ever.
 	for _, sv := range b.spare.Services {
 		if s := b.services[sv.Name]; s != nil && !slices.ContainsFunc(b.batch.Services, func(x store.ServiceRecord) bool { return x.Name == sv.Name }) {
 			b.batch.Services = append(b.batch.Services, store.ServiceRecord{Name: s.name, FirstSeen: s.firstSeen})
@@ -141,6 +142,11 @@ func (b *Broker) Rejected(now time.Time, err error) []protocol.Envelope {
 	for _, c := range b.spare.Counts {
 		if s := b.services[c.Name]; s != nil {
 			b.markCounts(s)
+		}
+	}
+	for _, name := range b.spare.Forgets {
+		if b.services[name] == nil && !slices.Contains(b.batch.Forgets, name) {
+			b.batch.Forgets = append(b.batch.Forgets, name)
 		}
 	}
 	b.log.Error().Err(err).Msg("job store commit failed: submissions refused")

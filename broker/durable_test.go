@@ -376,13 +376,19 @@ func TestBroker_ServiceCountersSurviveARestart(t *testing.T) {
 
 func slicesEqual(a, b []store.ServiceCounts) bool { return fmt.Sprint(a) == fmt.Sprint(b) }
 
-// A batch the store refused loses no service record nor counters: they go
-// in the next batch.
+// A batch the store refused loses no service record, counters or forget:
+// they go in the next batch.
 func TestBroker_RejectedBatchKeepsServicesAndCounters(t *testing.T) {
 	b := newBroker(t, broker.Config{Durable: true})
 	b.HandleWorker(t0, "w1", "", readyZ("S"))
+	b.HandleWorker(t0, "w2", "", readyZ("GONE"))
+	b.Flush()
+	b.Committed()
+	b.HandleWorker(t0, "w2", "", workerMsg(v2, protocol.CmdDisconnect, ""))
+	b.HandleClient(t0, "q", "", request(v2, protocol.ServerForget, meta, []byte("GONE")))
+	b.HandleWorker(t0, "w3", "", readyZ("NEW"))
 	batch := endJobs(t, b, "S", "w1", 2, 1)
-	if len(batch.Services) != 1 || len(batch.Counts) != 1 {
+	if len(batch.Services) != 1 || len(batch.Counts) != 1 || len(batch.Forgets) != 1 {
 		t.Fatalf("first batch %+v", batch)
 	}
 	b.Rejected(t0, errors.New("disk full"))
@@ -390,8 +396,9 @@ func TestBroker_RejectedBatchKeepsServicesAndCounters(t *testing.T) {
 		t.Fatal("nothing pending after a rejected batch with a service and counters")
 	}
 	batch = b.Flush()
-	if len(batch.Services) != 1 || batch.Services[0].Name != "S" || !batch.Services[0].FirstSeen.Equal(t0) ||
-		!slicesEqual(batch.Counts, []store.ServiceCounts{{Name: "S", Completed: 1, Failed: 1}}) {
+	if len(batch.Services) != 1 || batch.Services[0].Name != "NEW" || !batch.Services[0].FirstSeen.Equal(t0) ||
+		!slicesEqual(batch.Counts, []store.ServiceCounts{{Name: "S", Completed: 1, Failed: 1}}) ||
+		len(batch.Forgets) != 1 || batch.Forgets[0] != "GONE" {
 		t.Fatalf("the batch after the rejected one: %+v", batch)
 	}
 	b.Committed()
