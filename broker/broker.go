@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	"github.com/oklog/ulid/v2"
@@ -92,6 +93,12 @@ type Config struct {
 	// remembered since it was last seen (default a week; negative: for
 	// ever). The clock restarts when the broker does.
 	ForgetAfter time.Duration
+	// KeepGone is how many gone workers each service keeps for
+	// SERVER-WORKERS all, the newest (default 10; negative: none). A
+	// worker that says READY again under the same routing id leaves its
+	// service's gone list. With MaxServices it bounds what workers that
+	// come and go make the broker hold, however often they do.
+	KeepGone int
 	// Entropy feeds job IDs (ULIDs). Default: crypto/rand, monotonic within a
 	// millisecond.
 	Entropy io.Reader
@@ -110,6 +117,7 @@ const (
 	DefaultMaxServices = 10_000
 	DefaultMaxStream   = 64 << 20
 	DefaultForgetAfter = 7 * 24 * time.Hour
+	DefaultKeepGone    = 10
 )
 
 // forgetEvery is how often the broker looks for services to forget.
@@ -142,6 +150,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.ForgetAfter == 0 {
 		c.ForgetAfter = DefaultForgetAfter
+	}
+	switch {
+	case c.KeepGone == 0:
+		c.KeepGone = DefaultKeepGone
+	case c.KeepGone < 0:
+		c.KeepGone = 0
 	}
 	if c.RetryBackoff <= 0 {
 		c.RetryBackoff = time.Second
@@ -211,6 +225,7 @@ type Broker struct {
 	owners map[string]string // interned owners of jobs (see intern)
 
 	dirty        []*job       // jobs changed since the last Flush
+	dirtySvcs    []*service   // services whose counters changed since the last Flush
 	flushed      []*job       // jobs of the batch being committed
 	batch, spare *store.Batch // records being gathered; the one last flushed
 	flushedEmpty bool         // the last flushed batch held no records
@@ -232,8 +247,8 @@ type Broker struct {
 	accessGen uint64
 }
 
-// service is every service any worker ever announced. Services are never
-// forgotten while the broker runs.
+// service is every service any worker ever announced, until it is
+// forgotten (services.go).
 type service struct {
 	name      string
 	queue     deque     // queued jobs, FIFO
@@ -241,16 +256,24 @@ type service struct {
 	spare     []*worker // busy workers with prefetch room, in turn
 	workers   int       // live workers (idle + busy)
 	active    int       // jobs running now
-	completed uint64
-	failed    uint64
+	completed uint64    // jobs finished complete, ever (journaled: store.ServiceCounts)
+	failed    uint64    // jobs finished failed, ever
+	// countsDirty says completed or failed changed since the last Flush
+	// (the service is in Broker.dirtySvcs).
+	countsDirty bool
+	// gone holds the last Config.KeepGone workers of s that went, oldest
+	// first, for SERVER-WORKERS all.
+	gone      []*worker
 	firstSeen time.Time
 	lastSeen  time.Time
 	ttr       time.Duration // default time-to-run its workers declared
 	retries   int           // default retries of failed jobs its workers declared
 }
 
-// worker is a live worker. Transitions: (READY) → idle → busy → idle ...;
-// any state → gone (expired, DISCONNECT, protocol error).
+// worker is a live worker, or a gone one kept in its service's gone list.
+// Transitions: (READY) → idle → busy → idle ...; any state → gone (see
+// goneWorker for the reasons). A gone worker holds no job and is not in
+// Broker.workers.
 //
 // A zmws worker that declared a prefetch of N in READY holds up to 1+N
 // jobs: it runs jobs[0] and the rest wait at the worker, so its next job is
@@ -270,7 +293,14 @@ type worker struct {
 	draining bool   // it gave a job back (StatusReturned): no more jobs for it
 	since    time.Time
 	lastSeen time.Time
-	jobsDone int
+	// completed and failed count the runs it ended with a final reply.
+	completed int
+	failed    int
+	// goneAt, goneWhy (a protocol.Gone* word) and goneJob (the job it ran
+	// then, if any) are set when it goes.
+	goneAt  time.Time
+	goneWhy string
+	goneJob string
 }
 
 // New returns a Broker with cfg's defaults filled in.
@@ -365,7 +395,7 @@ func (b *Broker) expire(now time.Time) {
 		if now.After(at) {
 			b.log.Warn().Str(keyWorker, hexID(w.id)).Str(keyService, w.svc.name).
 				Dur("silent", now.Sub(w.lastSeen)).Msg("worker expired")
-			b.dropWorker(now, w, "expired")
+			b.dropWorker(now, w, protocol.GoneExpired, "expired")
 			continue
 		}
 		if next.IsZero() || at.Before(next) {
@@ -488,22 +518,51 @@ func (b *Broker) refuseWorker(id string, form protocol.Form, code, text string) 
 // errWorkerGone is the reason text stem for jobs whose worker vanished.
 var errWorkerGone = errors.New("worker lost")
 
-// dropWorker forgets w. A job it held goes back to the head of its queue, or
-// fails when its attempts are spent.
-func (b *Broker) dropWorker(now time.Time, w *worker, why string) {
+// dropWorker forgets w, which is gone for reason (a protocol.Gone* word);
+// why says it in words, for the job it held. That job goes back to the
+// head of its queue, or fails when its attempts are spent.
+func (b *Broker) dropWorker(now time.Time, w *worker, reason, why string) {
 	delete(b.workers, w.id)
 	s := w.svc
 	s.workers--
 	s.idle = without(s.idle, w)
 	s.spare = without(s.spare, w)
+	b.goneWorker(now, w, reason)
 	if len(w.jobs) == 0 {
 		return
 	}
 	j := w.jobs[0]
 	b.unstarted(now, w)
+	w.jobs = nil
 	s.active--
 	b.lost(now, j, w, "worker "+hexID(w.id)+" "+why, protocol.CodeWorkerLost)
 	b.dispatch(now, s) // lost may not have: jobs given back still wait
+}
+
+// goneWorker keeps w, which left Broker.workers for reason, in its
+// service's gone list: at most Config.KeepGone a service, the oldest
+// leaving first, so workers that come and go, however often, hold the
+// broker's memory to that. The caller takes w's jobs away from it.
+func (b *Broker) goneWorker(now time.Time, w *worker, reason string) {
+	w.goneAt, w.goneWhy = now, reason
+	if len(w.jobs) > 0 {
+		w.goneJob = w.jobs[0].id.String()
+	}
+	s, keep := w.svc, b.cfg.KeepGone
+	switch {
+	case keep == 0:
+		return
+	case len(s.gone) < keep:
+		s.gone = append(s.gone, w)
+		return
+	}
+	copy(s.gone, s.gone[1:])
+	s.gone[len(s.gone)-1] = w
+}
+
+// back takes a worker that says READY under id out of s's gone list.
+func (s *service) back(id string) {
+	s.gone = slices.DeleteFunc(s.gone, func(g *worker) bool { return g.id == id })
 }
 
 // without removes w from ws, keeping the order.

@@ -2,11 +2,13 @@
 // server loop does. It owns no socket and reads no clock; it imports neither
 // zmq4 nor net/http and builds with CGO_ENABLED=0.
 //
-// It keeps every service any worker ever announced (services are never
-// forgotten while it runs), the idle workers of each service (least recently
-// used first), a FIFO queue per service (bounded by Config.MaxQueue), the
-// active jobs (which worker, since when, which attempt) and the last
-// Config.History finished jobs.
+// It keeps every service any worker ever announced (until it is forgotten:
+// Config.ForgetAfter, SERVER-FORGET) with its completed and failed
+// counters, the idle workers of each service (least recently used first)
+// and its last Config.KeepGone gone workers (with when and why they went),
+// a FIFO queue per service (bounded by Config.MaxQueue), the active jobs
+// (which worker, since when, which attempt) and the last Config.History
+// finished jobs.
 //
 // A request for NAME is asynchronous: the client gets the new job ID at once.
 // SYNC-NAME and SYNC:NAME are synchronous: the client gets the worker's

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -32,9 +33,20 @@ func (b *Broker) markDirty(j *job) {
 	b.dirty = append(b.dirty, j)
 }
 
+// markCounts queues s's job counters for the next batch. They ride with
+// the records of the jobs whose end changed them: one small record per
+// service and batch, however many of its jobs the batch ends.
+func (b *Broker) markCounts(s *service) {
+	if !b.cfg.Durable || s.countsDirty {
+		return
+	}
+	s.countsDirty = true
+	b.dirtySvcs = append(b.dirtySvcs, s)
+}
+
 // Pending reports whether Flush has records to give.
 func (b *Broker) Pending() bool {
-	return len(b.dirty) > 0 || len(b.batch.Services) > 0 || len(b.batch.Deletes) > 0 || len(b.batch.Forgets) > 0
+	return len(b.dirty) > 0 || len(b.dirtySvcs) > 0 || len(b.batch.Services) > 0 || len(b.batch.Deletes) > 0 || len(b.batch.Forgets) > 0
 }
 
 // Flush returns the records changed since the last Flush and forgets them.
@@ -46,13 +58,21 @@ func (b *Broker) Flush() *store.Batch {
 	b.batch, b.spare = b.spare, out
 	b.batch.Reset()
 	b.flushed = append(b.flushed[:0], b.dirty...)
-	b.flushedEmpty = len(b.dirty) == 0 && len(out.Services) == 0 && len(out.Deletes) == 0
 	for _, j := range b.dirty {
 		j.dirty, j.flushed = false, true
 		out.Jobs = append(out.Jobs, j.record())
 	}
 	clear(b.dirty)
 	b.dirty = b.dirty[:0]
+	for _, s := range b.dirtySvcs {
+		s.countsDirty = false
+		if b.services[s.name] == s { // not forgotten since
+			out.Counts = append(out.Counts, store.ServiceCounts{Name: s.name, Completed: s.completed, Failed: s.failed})
+		}
+	}
+	clear(b.dirtySvcs)
+	b.dirtySvcs = b.dirtySvcs[:0]
+	b.flushedEmpty = len(out.Jobs) == 0 && len(out.Services) == 0 && len(out.Deletes) == 0 && len(out.Counts) == 0
 	return out
 }
 
@@ -111,6 +131,24 @@ func (b *Broker) Rejected(now time.Time, err error) []protocol.Envelope {
 	}
 	clear(b.flushed)
 	b.flushed = b.flushed[:0]
+	// The services, counters and forgets the batch held go in the next
+	// one, as they stand now: they change seldom, and the journal must not
+	// keep an old count, or a forgotten service, for ever.
+	for _, sv := range b.spare.Services {
+		if s := b.services[sv.Name]; s != nil && !slices.ContainsFunc(b.batch.Services, func(x store.ServiceRecord) bool { return x.Name == sv.Name }) {
+			b.batch.Services = append(b.batch.Services, store.ServiceRecord{Name: s.name, FirstSeen: s.firstSeen})
+		}
+	}
+	for _, c := range b.spare.Counts {
+		if s := b.services[c.Name]; s != nil {
+			b.markCounts(s)
+		}
+	}
+	for _, name := range b.spare.Forgets {
+		if b.services[name] == nil && !slices.Contains(b.batch.Forgets, name) {
+			b.batch.Forgets = append(b.batch.Forgets, name)
+		}
+	}
 	b.log.Error().Err(err).Msg("job store commit failed: submissions refused")
 	return b.out
 }
@@ -138,6 +176,11 @@ func (b *Broker) Restore(now time.Time, snap store.Snapshot) []protocol.Envelope
 	for _, s := range snap.Services {
 		// Last seen now: the clock of ForgetAfter restarts with the broker.
 		b.restoredService(s.Name, s.FirstSeen).lastSeen = now
+	}
+	for _, c := range snap.Counts {
+		if s := b.services[c.Name]; s != nil {
+			s.completed, s.failed = c.Completed, c.Failed
+		}
 	}
 	// The newest finished jobs fill the history ring first, oldest first,
 	// so jobs failed below come after them.

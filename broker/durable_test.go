@@ -274,6 +274,8 @@ func TestBroker_HealthReportsFailingStore(t *testing.T) {
 		t.Fatalf("before any commit: %+v", h)
 	}
 	b.HandleWorker(t0, "w1", "", readyZ("S"))
+	b.Flush() // the service's record: a rejected batch's would be sent again
+	b.Committed()
 	b.HandleClient(t0, "c", "", zreq("S", nil))
 	b.Flush()
 	b.Rejected(at(time.Second), errors.New("no space left on device"))
@@ -292,5 +294,144 @@ func TestBroker_HealthReportsFailingStore(t *testing.T) {
 	b.Committed()
 	if h := health(t, b); h.Store != protocol.StoreOK || h.StoreError != "" || h.StoreFailedSince != nil {
 		t.Fatalf("after a good commit: %+v", h)
+	}
+}
+
+// endJobs runs n jobs of service s on worker w, the first failed ones
+// failing, and returns the batch that records them.
+func endJobs(t *testing.T, b *broker.Broker, s, w string, n, failed int) *store.Batch {
+	t.Helper()
+	for i := range n {
+		out := b.HandleClient(t0, "c", "", zreq(s, nil))
+		id, _, _ := dispatched(t, one(t, out, protocol.ToWorker, w))
+		status := protocol.StatusComplete
+		if i < failed {
+			status = protocol.StatusFailed
+		}
+		b.HandleWorker(t0, w, "", final(id, protocol.Meta{Status: status}))
+	}
+	return b.Flush()
+}
+
+// The services' counters ride with the job records of a batch, one entry
+// per service whose jobs ended in it, and come back at the next start.
+func TestBroker_ServiceCountersSurviveARestart(t *testing.T) {
+	st := store.NewMemory()
+	b := newBroker(t, broker.Config{Durable: true})
+	b.HandleWorker(t0, "w1", "", readyZ("S"))
+	b.HandleWorker(t0, "w2", "", readyZ("T"))
+	commit := func(batch *store.Batch) {
+		t.Helper()
+		if err := st.Commit(batch); err != nil {
+			t.Fatal(err)
+		}
+		b.Committed()
+	}
+	commit(b.Flush())
+	batch := endJobs(t, b, "S", "w1", 5, 2)
+	if want := []store.ServiceCounts{{Name: "S", Completed: 3, Failed: 2}}; !slicesEqual(batch.Counts, want) {
+		t.Fatalf("batch counters %+v, want %+v (once, however many jobs ended)", batch.Counts, want)
+	}
+	commit(batch)
+	// A batch in which no job ended has no counters.
+	b.HandleClient(t0, "c", "", zreq("S", nil))
+	if batch := b.Flush(); len(batch.Counts) != 0 {
+		t.Fatalf("counters without a job ending: %+v", batch.Counts)
+	} else {
+		commit(batch)
+	}
+	commit(endJobs(t, b, "T", "w2", 1, 1))
+
+	snap, err := st.Load(100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b2 := newBroker(t, broker.Config{Durable: true})
+	b2.Restore(at(time.Hour), snap)
+	counts := func(b *broker.Broker) map[string][2]uint64 {
+		m := map[string][2]uint64{}
+		for _, s := range b.Services() {
+			m[s.Name] = [2]uint64{s.Completed, s.Failed}
+		}
+		return m
+	}
+	want := map[string][2]uint64{"S": {3, 2}, "T": {0, 1}}
+	if got := counts(b2); fmt.Sprint(got) != fmt.Sprint(want) || fmt.Sprint(counts(b)) != fmt.Sprint(want) {
+		t.Fatalf("after a restart: %v, want %v (before: %v)", got, want, counts(b))
+	}
+	// They go on from there; the finished jobs restored into the history
+	// are not counted again.
+	out := b2.HandleWorker(at(time.Hour), "w3", "", readyZ("S"))
+	queued, _, _ := dispatched(t, one(t, out, protocol.ToWorker, "w3")) // the job left queued
+	if batch := b2.Flush(); len(batch.Counts) != 0 {
+		t.Fatalf("restore marked counters: %+v", batch.Counts)
+	}
+	b2.Committed()
+	b2.HandleWorker(at(time.Hour), "w3", "", final(queued, protocol.Meta{Status: protocol.StatusComplete}))
+	batch = endJobs(t, b2, "S", "w3", 1, 0)
+	if want := []store.ServiceCounts{{Name: "S", Completed: 5, Failed: 2}}; !slicesEqual(batch.Counts, want) {
+		t.Fatalf("counters after the restart %+v, want %+v", batch.Counts, want)
+	}
+}
+
+func slicesEqual(a, b []store.ServiceCounts) bool { return fmt.Sprint(a) == fmt.Sprint(b) }
+
+// A batch the store refused loses no service record, counters or forget:
+// they go in the next batch.
+func TestBroker_RejectedBatchKeepsServicesAndCounters(t *testing.T) {
+	b := newBroker(t, broker.Config{Durable: true})
+	b.HandleWorker(t0, "w1", "", readyZ("S"))
+	b.HandleWorker(t0, "w2", "", readyZ("GONE"))
+	b.Flush()
+	b.Committed()
+	b.HandleWorker(t0, "w2", "", workerMsg(v2, protocol.CmdDisconnect, ""))
+	b.HandleClient(t0, "q", "", request(v2, protocol.ServerForget, meta, []byte("GONE")))
+	b.HandleWorker(t0, "w3", "", readyZ("NEW"))
+	batch := endJobs(t, b, "S", "w1", 2, 1)
+	if len(batch.Services) != 1 || len(batch.Counts) != 1 || len(batch.Forgets) != 1 {
+		t.Fatalf("first batch %+v", batch)
+	}
+	b.Rejected(t0, errors.New("disk full"))
+	if !b.Pending() {
+		t.Fatal("nothing pending after a rejected batch with a service and counters")
+	}
+	batch = b.Flush()
+	if len(batch.Services) != 1 || batch.Services[0].Name != "NEW" || !batch.Services[0].FirstSeen.Equal(t0) ||
+		!slicesEqual(batch.Counts, []store.ServiceCounts{{Name: "S", Completed: 1, Failed: 1}}) ||
+		len(batch.Forgets) != 1 || batch.Forgets[0] != "GONE" {
+		t.Fatalf("the batch after the rejected one: %+v", batch)
+	}
+	b.Committed()
+	if b.Pending() {
+		t.Fatal("still pending")
+	}
+}
+
+// A service forgotten and announced again before the batch goes is kept,
+// with no counters: the forget would otherwise follow its record.
+func TestBroker_ServiceForgottenAndBackInOneBatch(t *testing.T) {
+	st := store.NewMemory()
+	b := newBroker(t, broker.Config{Durable: true})
+	b.HandleWorker(t0, "w1", "", readyZ("S"))
+	if err := st.Commit(endJobs(t, b, "S", "w1", 3, 1)); err != nil {
+		t.Fatal(err)
+	}
+	b.Committed()
+	b.HandleWorker(t0, "w1", "", workerMsg(v2, protocol.CmdDisconnect, ""))
+	b.HandleClient(t0, "q", "", request(v2, protocol.ServerForget, meta, []byte("S")))
+	b.HandleWorker(at(time.Second), "w2", "", readyZ("S"))
+	batch := b.Flush()
+	if len(batch.Forgets) != 0 || len(batch.Services) != 1 {
+		t.Fatalf("batch %+v: want the service's new record and no forget", batch)
+	}
+	if err := st.Commit(batch); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := st.Load(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(snap.Services) != 1 || !snap.Services[0].FirstSeen.Equal(at(time.Second)) || len(snap.Counts) != 0 {
+		t.Fatalf("journal after forget and READY: %+v", snap)
 	}
 }

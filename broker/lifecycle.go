@@ -129,7 +129,7 @@ func (b *Broker) overrun(now time.Time) {
 		b.log.Warn().Stringer(keyJob, j.id).Str(keyService, j.svc.name).Str(keyWorker, hexID(w.id)).
 			Dur("ttr", ttr).Msg("job overran its time-to-run: stopping it")
 		b.disconnect(w.id, w.form)
-		b.forget(now, w)
+		b.forget(now, w, protocol.GoneTimeout)
 		b.lost(now, j, w, fmt.Sprintf("exceeded its time-to-run of %v", ttr), protocol.CodeTimeout)
 		b.dispatch(now, j.svc) // lost may not have: jobs given back still wait
 	}
@@ -152,13 +152,15 @@ func (b *Broker) startClock(now time.Time, j *job) {
 	}
 }
 
-// forget removes a busy worker whose running job the caller takes care of;
+// forget removes a busy worker the broker stopped for reason (a
+// protocol.Gone* word) and whose running job the caller takes care of;
 // jobs waiting at the worker go back to their queue.
-func (b *Broker) forget(now time.Time, w *worker) {
+func (b *Broker) forget(now time.Time, w *worker, reason string) {
 	delete(b.workers, w.id)
 	s := w.svc
 	s.workers--
 	s.spare = without(s.spare, w)
+	b.goneWorker(now, w, reason)
 	b.unstarted(now, w)
 	s.active--
 	w.jobs[0].lastRun().deadline = time.Time{}
@@ -193,7 +195,7 @@ func (b *Broker) cancel(now time.Time, r request, id string) {
 			// the running one is queued again too.
 			b.disconnect(w.id, w.form)
 			head := w.jobs[0]
-			b.forget(now, w)
+			b.forget(now, w, protocol.GoneCancelled)
 			if head != j {
 				j.svc.queue.Remove(j)
 				// Stopped for another job's sake: this attempt does not count.

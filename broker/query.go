@@ -25,7 +25,16 @@ func (b *Broker) query(now time.Time, r request, meta protocol.Meta, body [][]by
 	var v any
 	switch r.service {
 	case protocol.ServerWorkers:
-		v = b.Workers()
+		switch {
+		case len(body) == 0 || len(body[0]) == 0:
+			v = b.Workers()
+		case string(body[0]) == protocol.WorkersAll:
+			v = b.AllWorkers()
+		default:
+			b.refuse(r, protocol.CodeBadRequest, "SERVER-WORKERS takes no frame (live workers) or "+strconv.Quote(protocol.WorkersAll)+
+				" (gone ones too), not "+strconv.Quote(printable(body[0])))
+			return
+		}
 	case protocol.ServerJobs:
 		b.jobsPage(r, meta)
 		return
@@ -111,36 +120,80 @@ func mustJSON(v any) []byte {
 	return p
 }
 
-// Workers describes every live worker, sorted by service then identity.
+// Workers describes every live worker, sorted by service then identity:
+// SERVER-WORKERS.
 func (b *Broker) Workers() []protocol.WorkerInfo {
 	out := make([]protocol.WorkerInfo, 0, len(b.workers))
 	for _, w := range b.workers {
-		wi := protocol.WorkerInfo{
-			Identity:      hexID(w.id),
-			Service:       w.svc.name,
-			State:         protocol.WorkerIdle,
-			Protocol:      protocol.HeaderWorkerV1,
-			Zmws:          w.zmws,
-			Since:         w.since,
-			LastHeartbeat: w.lastSeen,
-			JobsDone:      w.jobsDone,
-			Details:       w.details,
-		}
-		if w.form.Version == protocol.V2 {
-			wi.Protocol = protocol.HeaderWorkerV2
-		}
-		if len(w.jobs) > 0 {
-			wi.State, wi.Job = protocol.WorkerBusy, w.jobs[0].id.String()
-		}
-		out = append(out, wi)
+		out = append(out, w.info())
 	}
-	sort.Slice(out, func(i, k int) bool {
-		if out[i].Service != out[k].Service {
-			return out[i].Service < out[k].Service
-		}
-		return out[i].Identity < out[k].Identity
-	})
+	sortWorkers(out)
 	return out
+}
+
+// AllWorkers describes the live workers and the gone ones each service
+// keeps (Config.KeepGone): SERVER-WORKERS all. They are sorted by service;
+// within one, the live workers by identity, then the gone ones, most
+// recently gone first.
+func (b *Broker) AllWorkers() []protocol.WorkerInfo {
+	n := len(b.workers)
+	for _, s := range b.services {
+		n += len(s.gone)
+	}
+	out := make([]protocol.WorkerInfo, 0, n)
+	for _, w := range b.workers {
+		out = append(out, w.info())
+	}
+	for _, s := range b.services {
+		for _, w := range s.gone {
+			out = append(out, w.info())
+		}
+	}
+	sortWorkers(out)
+	return out
+}
+
+func sortWorkers(ws []protocol.WorkerInfo) {
+	sort.Slice(ws, func(i, k int) bool {
+		a, c := &ws[i], &ws[k]
+		if a.Service != c.Service {
+			return a.Service < c.Service
+		}
+		if ag, cg := a.State == protocol.WorkerGone, c.State == protocol.WorkerGone; ag != cg {
+			return cg
+		}
+		if !a.GoneAt.Equal(c.GoneAt) {
+			return a.GoneAt.After(c.GoneAt)
+		}
+		return a.Identity < c.Identity
+	})
+}
+
+// info describes w for SERVER-WORKERS.
+func (w *worker) info() protocol.WorkerInfo {
+	wi := protocol.WorkerInfo{
+		Identity:      hexID(w.id),
+		Service:       w.svc.name,
+		State:         protocol.WorkerIdle,
+		Protocol:      protocol.HeaderWorkerV1,
+		Zmws:          w.zmws,
+		Since:         w.since,
+		LastHeartbeat: w.lastSeen,
+		JobsDone:      w.completed + w.failed,
+		Completed:     w.completed,
+		Failed:        w.failed,
+		Details:       w.details,
+	}
+	if w.form.Version == protocol.V2 {
+		wi.Protocol = protocol.HeaderWorkerV2
+	}
+	switch {
+	case !w.goneAt.IsZero():
+		wi.State, wi.Job, wi.GoneAt, wi.GoneWhy = protocol.WorkerGone, w.goneJob, w.goneAt, w.goneWhy
+	case len(w.jobs) > 0:
+		wi.State, wi.Job = protocol.WorkerBusy, w.jobs[0].id.String()
+	}
+	return wi
 }
 
 // Jobs describes the retained finished jobs, newest first: every one, where

@@ -42,7 +42,7 @@ func (b *Broker) HandleWorker(now time.Time, from, user string, frames [][]byte)
 		if m.Form.Version != 0 {
 			ev.Msg("malformed worker message: disconnecting")
 			if w != nil {
-				b.dropWorker(now, w, "sent a malformed message")
+				b.dropWorker(now, w, protocol.GoneProtocolError, "sent a malformed message")
 			}
 			b.disconnect(from, m.Form)
 			return b.out
@@ -100,11 +100,11 @@ func (b *Broker) HandleWorker(now time.Time, from, user string, frames [][]byte)
 		b.complete(now, w, j, m.Body)
 	case protocol.CmdDisconnect:
 		b.log.Info().Str(keyWorker, hexID(w.id)).Str(keyService, w.svc.name).Msg("worker disconnected")
-		b.dropWorker(now, w, "disconnected")
+		b.dropWorker(now, w, protocol.GoneDisconnected, "disconnected")
 	default: // READY again, REQUEST
 		b.peerWarn("invalid worker command", w.id).Str(keyWorker, hexID(w.id)).Str(keyService, w.svc.name).Stringer("command", m.Cmd).
 			Msg("invalid command from worker: disconnecting")
-		b.dropWorker(now, w, "sent an invalid command")
+		b.dropWorker(now, w, protocol.GoneProtocolError, "sent an invalid command")
 		b.disconnect(from, m.Form)
 	}
 	return b.out
@@ -138,7 +138,7 @@ func (b *Broker) sameKey(now time.Time, w *worker, user string, form protocol.Fo
 	if user != w.user {
 		b.log.Warn().Str(keyWorker, hexID(w.id)).Str(keyService, w.svc.name).Str(keyKey, b.keyName(user)).Str("worker_key", b.keyName(w.user)).
 			Msg("message under another key for a worker: dropping the worker")
-		b.dropWorker(now, w, "its connection was taken over by another key")
+		b.dropWorker(now, w, protocol.GoneForbidden, "its connection was taken over by another key")
 		b.disconnect(w.id, form)
 		return false
 	}
@@ -169,7 +169,7 @@ func (b *Broker) checkAccess(now time.Time) {
 		}
 		b.log.Warn().Str(keyWorker, hexID(w.id)).Str(keyService, w.svc.name).Str(keyKey, b.keyName(w.user)).
 			Msg("worker key no longer may offer its service: dropping the worker")
-		b.dropWorker(now, w, "its key no longer may offer the service")
+		b.dropWorker(now, w, protocol.GoneForbidden, "its key no longer may offer the service")
 		b.forbid(w.id, w.form, fmt.Sprintf("key %q may no longer offer service %s", b.keyName(w.user), w.svc.name))
 	}
 }
@@ -214,11 +214,19 @@ func (b *Broker) ready(now time.Time, id, user string, m protocol.Message) {
 		b.services[m.Service] = s
 		if b.cfg.Durable {
 			b.batch.Services = append(b.batch.Services, store.ServiceRecord{Name: s.name, FirstSeen: now})
+			if i := slices.Index(b.batch.Forgets, s.name); i >= 0 {
+				// Forgotten and announced again before the batch went: the
+				// forget would come after the record (store.Batch) and
+				// forget the service again. The old counters go instead.
+				b.batch.Forgets = slices.Delete(b.batch.Forgets, i, i+1)
+				b.markCounts(s)
+			}
 		}
 		b.log.Info().Str(keyService, s.name).Msg("new service")
 	}
 	s.lastSeen = now
 	s.workers++
+	s.back(id)
 	w.svc = s
 	if declared != nil {
 		// The latest READY sets the service's defaults: workers of one
@@ -309,7 +317,11 @@ func (b *Broker) complete(now time.Time, w *worker, j *job, body [][]byte) {
 	r.appendOutput(rest, b.cfg.MaxOutput)
 	r.deadline = time.Time{}
 	b.release(now, w, j)
-	w.jobsDone++
+	if state == stateFailed {
+		w.failed++
+	} else {
+		w.completed++
+	}
 	w.svc.active--
 	if state == stateFailed && b.retryLater(now, j) {
 		b.dispatch(now, w.svc)
@@ -357,6 +369,7 @@ func (b *Broker) finish(now time.Time, j *job, state jobState) {
 	} else {
 		j.svc.failed++
 	}
+	b.markCounts(j.svc)
 	b.markDirty(j)
 	b.remember(j)
 	ev := b.log.Debug()
@@ -465,7 +478,7 @@ func (b *Broker) Unreachable(now time.Time, id string, undelivered ...string) []
 		b.log.Info().Stringer(keyJob, j.id).Str(keyService, j.svc.name).Str(keyWorker, hexID(w.id)).
 			Int32(keyAttempt, j.attempts).Msg("job never reached its worker, queued again")
 	}
-	b.dropWorker(now, w, "unreachable")
+	b.dropWorker(now, w, protocol.GoneUnreachable, "unreachable")
 	b.dispatch(now, w.svc)
 	return b.out
 }

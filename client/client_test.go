@@ -394,6 +394,13 @@ func TestClient_Queries(t *testing.T) {
 	if got, err := await(t, chW); err != nil || !reflect.DeepEqual(got, workers) {
 		t.Errorf("Workers = %+v, %v; want %+v", got, err, workers)
 	}
+	workers = append(workers, protocol.WorkerInfo{Identity: "w0", Service: "echo", State: "gone", Protocol: "MDPW02",
+		Since: t0, LastHeartbeat: t0, JobsDone: 1, Failed: 1, GoneAt: t0, GoneWhy: protocol.GoneExpired})
+	chW = async(func() ([]protocol.WorkerInfo, error) { return c.WorkersWithGone(ctx) })
+	check("WorkersWithGone", serve(workers), protocol.ServerWorkers, protocol.WorkersAll)
+	if got, err := await(t, chW); err != nil || !reflect.DeepEqual(got, workers) {
+		t.Errorf("WorkersWithGone = %+v, %v; want %+v", got, err, workers)
+	}
 
 	jobs := []protocol.JobInfo{{ID: "J1", Service: "echo", State: "complete", Created: t0, Finished: &t0, Attempts: 1, ExitCode: intp(0)}}
 	for _, q := range []struct {

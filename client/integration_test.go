@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	"github.com/zmws/zmws/internal/zmqtest"
 	"github.com/zmws/zmws/protocol"
 	"github.com/zmws/zmws/server"
+	"github.com/zmws/zmws/worker"
 )
 
 // startServer runs a real server on random loopback endpoints until cleanup.
@@ -212,8 +214,9 @@ func TestClient_AgainstServer(t *testing.T) {
 
 	// Introspection.
 	workers, err := c.Workers(ctx)
-	if err != nil || len(workers) != 1 || workers[0].Service != "STR-REV" || !workers[0].Zmws || workers[0].JobsDone != 3 {
-		t.Errorf("Workers = %+v, %v; want one zmws STR-REV worker with 3 jobs done", workers, err)
+	if err != nil || len(workers) != 1 || workers[0].Service != "STR-REV" || !workers[0].Zmws || workers[0].JobsDone != 3 ||
+		workers[0].Completed != 2 || workers[0].Failed != 1 {
+		t.Errorf("Workers = %+v, %v; want one zmws STR-REV worker with 3 jobs done, 1 failed", workers, err)
 	}
 	if jobs, err := c.Jobs(ctx); err != nil || len(jobs) != 3 {
 		t.Errorf("Jobs = %+v, %v; want 3 finished jobs", jobs, err)
@@ -227,5 +230,62 @@ func TestClient_AgainstServer(t *testing.T) {
 	services, err := c.Services(ctx)
 	if err != nil || len(services) != 1 || services[0].Name != "STR-REV" || services[0].Completed != 2 || services[0].Failed != 1 {
 		t.Errorf("Services = %+v, %v; want STR-REV with 2 completed, 1 failed", services, err)
+	}
+}
+
+// A worker that stops says DISCONNECT and is listed gone, disconnected; one
+// that dies (its socket closes, no goodbye) is listed gone too, found
+// unreachable when its connection closes (or expired, on a machine too
+// loaded to see that first). Workers lists neither.
+func TestClient_StoppedWorkersListedGone(t *testing.T) {
+	srv := startServer(t)
+	c := newClient(t, srv.ClientEndpoint(), client.Config{})
+	ctx := context.Background()
+
+	w, err := worker.New(worker.Config{Brokers: []string{srv.WorkerEndpoint()}, Service: "CLEAN", Heartbeat: 100 * time.Millisecond,
+		Handler: worker.HandlerFunc(func(context.Context, *worker.Job) ([]byte, error) { return nil, nil }),
+		Logger:  zerolog.New(zerolog.NewTestWriter(t))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// run starts f; the func it returns stops f and returns its error.
+	run := func(f func(context.Context) error) func() error {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- f(ctx) }()
+		stop := sync.OnceValue(func() error { cancel(); return <-done })
+		t.Cleanup(func() { _ = stop() })
+		return stop
+	}
+	stopClean := run(w.Run)
+	stopDying := run(func(ctx context.Context) error {
+		return runRevWorker(ctx, srv.WorkerEndpoint(), "DIES", 100*time.Millisecond)
+	})
+	eventually(t, "both workers registered", func() bool {
+		ws, err := c.Workers(ctx)
+		return err == nil && len(ws) == 2
+	})
+
+	for _, stop := range []func() error{stopClean, stopDying} {
+		if err := stop(); err != nil {
+			t.Fatalf("worker: %v", err)
+		}
+	}
+	var all []protocol.WorkerInfo
+	eventually(t, "both workers gone", func() bool {
+		all, err = c.WorkersWithGone(ctx)
+		if err != nil {
+			t.Fatalf("WorkersWithGone: %v", err)
+		}
+		return len(all) == 2 && all[0].State == protocol.WorkerGone && all[1].State == protocol.WorkerGone
+	})
+	if all[0].Service != "CLEAN" || all[0].GoneWhy != protocol.GoneDisconnected || all[0].GoneAt.IsZero() {
+		t.Errorf("the worker that stopped: %+v, want gone disconnected", all[0])
+	}
+	if all[1].Service != "DIES" || (all[1].GoneWhy != protocol.GoneUnreachable && all[1].GoneWhy != protocol.GoneExpired) {
+		t.Errorf("the worker that died: %+v, want gone unreachable (or expired)", all[1])
+	}
+	if ws, err := c.Workers(ctx); err != nil || len(ws) != 0 {
+		t.Errorf("Workers = %+v, %v; want none live", ws, err)
 	}
 }

@@ -83,9 +83,17 @@ func decodeJSON[T any](service string, frames [][]byte) (T, error) {
 	return v, nil
 }
 
-// Workers lists the workers the broker knows (SERVER-WORKERS).
+// Workers lists the live workers (SERVER-WORKERS), idle or busy.
 func (c *Client) Workers(ctx context.Context) ([]protocol.WorkerInfo, error) {
 	return queryJSON[[]protocol.WorkerInfo](ctx, c, protocol.ServerWorkers)
+}
+
+// WorkersWithGone lists the live workers and, after those of each
+// service, the gone ones the broker keeps (zmwsd --keep-gone a service),
+// most recently gone first, with when and why they went (SERVER-WORKERS
+// all). A broker from before gone workers lists the live ones.
+func (c *Client) WorkersWithGone(ctx context.Context) ([]protocol.WorkerInfo, error) {
+	return queryJSON[[]protocol.WorkerInfo](ctx, c, protocol.ServerWorkers, []byte(protocol.WorkersAll))
 }
 
 // Jobs lists the jobs that finished most recently, newest first

@@ -150,8 +150,8 @@ func (b *Broker) Call(ctx context.Context, service string, req client.Request, o
 }
 
 // Query implements Backend: one JSON frame from a SERVER-* service.
-func (b *Broker) Query(ctx context.Context, service string) ([]byte, error) {
-	frames, err := b.c.Query(ctx, service)
+func (b *Broker) Query(ctx context.Context, service string, body ...[]byte) ([]byte, error) {
+	frames, err := b.c.Query(ctx, service, body...)
 	if err != nil {
 		return nil, err
 	}

@@ -26,6 +26,7 @@
 //	GET|POST /NAME                 202 {"job_id", "service"}, Location: /jobs/{id}
 //	GET|POST /SYNC-NAME, /SYNC:NAME the output, streamed; outcome in headers or trailers
 //	GET /SERVER-WORKERS, -JOBS, -ACTIVE, -QUEUE, -SERVICES   the broker's JSON
+//	GET /SERVER-WORKERS?all=1      the gone workers too
 //	GET /jobs/{id}[?wait=30s]      the job's state, optionally after waiting for its end
 //	GET /healthz                   200 when the broker answers and its journal works, 503 otherwise
 //

@@ -269,7 +269,7 @@ func TestE2E_MustShow1(t *testing.T) {
 	}) {
 		t.Errorf("SERVER-JOBS: %d %s", resp.StatusCode, body)
 	}
-	for _, q := range []string{"/SERVER-WORKERS", "/SERVER-ACTIVE", "/SERVER-QUEUE", "/SERVER-SERVICES"} {
+	for _, q := range []string{"/SERVER-WORKERS", "/SERVER-WORKERS?all=1", "/SERVER-ACTIVE", "/SERVER-QUEUE", "/SERVER-SERVICES"} {
 		resp, body := s.get(t, q)
 		if resp.StatusCode != http.StatusOK {
 			t.Errorf("%s: %d %s", q, resp.StatusCode, body)
@@ -723,6 +723,12 @@ func TestE2E_HeldSyncRequestsLeaveTheRestAnswering(t *testing.T) {
 	stop()
 	<-ran
 	eventually(t, "worker of NOBODY gone", func() bool { return live() == 0 })
+	// ?all=1 lists it, gone: it said DISCONNECT.
+	resp, body := s.get(t, "/SERVER-WORKERS?all=1")
+	if ws := decodeJSON[[]protocol.WorkerInfo](t, body); resp.StatusCode != http.StatusOK || len(ws) != 1 || ws[0].Service != "NOBODY" ||
+		ws[0].State != protocol.WorkerGone || ws[0].GoneWhy != protocol.GoneDisconnected {
+		t.Fatalf("/SERVER-WORKERS?all=1: %d %s; want NOBODY's worker gone disconnected", resp.StatusCode, body)
+	}
 
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: held}}
 	hold, release := context.WithCancel(context.Background())

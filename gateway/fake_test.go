@@ -65,8 +65,12 @@ func (f *fakeBackend) Call(ctx context.Context, service string, req client.Reque
 	return f.call(ctx, onPartial)
 }
 
-func (f *fakeBackend) Query(ctx context.Context, service string) ([]byte, error) {
-	f.record(service, client.Request{})
+func (f *fakeBackend) Query(ctx context.Context, service string, body ...[]byte) ([]byte, error) {
+	var req client.Request
+	if len(body) > 0 {
+		req.Input = body[0]
+	}
+	f.record(service, req)
 	if f.queryErr != nil {
 		return nil, f.queryErr
 	}

@@ -50,8 +50,9 @@ type Backend interface {
 	// (see client.Client.Call). The Result's Output holds what came with
 	// the final reply.
 	Call(ctx context.Context, service string, req client.Request, onPartial func([]byte) error) (*client.Result, error)
-	// Query asks the broker's SERVER-* service and returns its JSON reply.
-	Query(ctx context.Context, service string) ([]byte, error)
+	// Query asks the broker's SERVER-* service, with body after the meta
+	// frame (SERVER-WORKERS "all"), and returns its JSON reply.
+	Query(ctx context.Context, service string, body ...[]byte) ([]byte, error)
 	// QueryPage asks a paged SERVER-* listing (SERVER-SERVICES,
 	// SERVER-JOBS) for one page and returns its JSON and the cursor of
 	// the next page, "" after the last (see client.Client.QueryPage).
@@ -431,7 +432,18 @@ func (g *Gateway) serveQuery(w http.ResponseWriter, r *http.Request, service str
 		g.servePage(w, r, service, c)
 		return
 	}
-	body, err := g.b.Query(r.Context(), service)
+	var args [][]byte
+	if service == protocol.ServerWorkers {
+		all, err := allOption(r)
+		if err != nil {
+			g.fail(w, r, err)
+			return
+		}
+		if all {
+			args = [][]byte{[]byte(protocol.WorkersAll)}
+		}
+	}
+	body, err := g.b.Query(r.Context(), service, args...)
 	if err != nil {
 		g.fail(w, r, err)
 		return

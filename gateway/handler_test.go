@@ -479,6 +479,34 @@ func TestGateway_ServerQueries(t *testing.T) {
 	}
 }
 
+func TestGateway_ServerWorkersAll(t *testing.T) {
+	fb := &fakeBackend{queries: map[string]string{protocol.ServerWorkers: `[]`}}
+	g := newGateway(t, fb, Config{})
+	for target, all := range map[string]bool{
+		"/SERVER-WORKERS": false, "/SERVER-WORKERS?all=0": false, "/SERVER-WORKERS?all=false": false,
+		"/SERVER-WORKERS?all=1": true, "/SERVER-WORKERS?all=true": true, "/SERVER-WORKERS?all": true,
+		"/SERVER-WORKERS?all=0&all=1": true,
+	} {
+		if w := serve(g, http.MethodGet, target, nil); w.Code != http.StatusOK {
+			t.Fatalf("%s: %d %s", target, w.Code, w.Body.String())
+		}
+		want := ""
+		if all {
+			want = protocol.WorkersAll
+		}
+		if svc, req, _ := fb.last(); svc != protocol.ServerWorkers || string(req.Input) != want {
+			t.Errorf("%s asked %s with %q, want %q", target, svc, req.Input, want)
+		}
+	}
+	wantError(t, serve(g, http.MethodGet, "/SERVER-WORKERS?all=yes", nil), http.StatusBadRequest, codeBadRequest)
+	// Other listings take no all.
+	fb.queries[protocol.ServerActive] = `[]`
+	serve(g, http.MethodGet, "/SERVER-ACTIVE?all=1", nil)
+	if svc, req, _ := fb.last(); svc != protocol.ServerActive || req.Input != nil {
+		t.Errorf("SERVER-ACTIVE?all=1 asked %s with %q", svc, req.Input)
+	}
+}
+
 func TestGateway_Health(t *testing.T) {
 	fb := &fakeBackend{}
 	g := newGateway(t, fb, Config{})

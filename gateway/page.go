@@ -131,3 +131,26 @@ func (g *Gateway) ownServicesPage(ctx context.Context, c *caller, opt client.Pag
 	body, err := json.Marshal(mine)
 	return body, next, err
 }
+
+// allOption reads /SERVER-WORKERS?all=: the gone workers too. ?all alone
+// and any strconv.ParseBool truth (1, true) ask for them; 0 and false do
+// not; the last of several counts.
+func allOption(r *http.Request) (bool, error) {
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return false, badRequest("malformed query string: %v", err)
+	}
+	vs := q["all"]
+	if len(vs) == 0 {
+		return false, nil
+	}
+	v := vs[len(vs)-1]
+	if v == "" {
+		return true, nil
+	}
+	all, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, badRequest("all %q: want 1 or true (the gone workers too), 0 or false", clip(v))
+	}
+	return all, nil
+}

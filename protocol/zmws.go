@@ -391,18 +391,29 @@ func EncodeParams(params map[string]string) []byte {
 	return []byte(b.String())
 }
 
-// WorkerInfo is one entry of SERVER-WORKERS.
+// WorkerInfo is one entry of SERVER-WORKERS: a live worker, or with the
+// request frame WorkersAll one that is gone (State WorkerGone).
 type WorkerInfo struct {
-	Identity      string         `json:"identity"`
-	Service       string         `json:"service"`
-	State         string         `json:"state"` // idle | busy
-	Job           string         `json:"job,omitempty"`
-	Protocol      string         `json:"protocol"` // MDPW01 | MDPW02
-	Zmws          bool           `json:"zmws"`     // speaks the zmws meta conventions
-	Since         time.Time      `json:"since"`
-	LastHeartbeat time.Time      `json:"last_heartbeat"`
-	JobsDone      int            `json:"jobs_done"`
-	Details       *WorkerDetails `json:"details,omitempty"`
+	Identity string `json:"identity"`
+	Service  string `json:"service"`
+	State    string `json:"state"` // idle | busy | gone
+	// Job is the job a busy worker runs; of a gone worker, the one it ran
+	// when it went (queued again or failed since).
+	Job           string    `json:"job,omitempty"`
+	Protocol      string    `json:"protocol"` // MDPW01 | MDPW02
+	Zmws          bool      `json:"zmws"`     // speaks the zmws meta conventions
+	Since         time.Time `json:"since"`    // its READY
+	LastHeartbeat time.Time `json:"last_heartbeat"`
+	// JobsDone counts the runs it ended with a final reply: Completed +
+	// Failed (a failed run may be retried elsewhere).
+	JobsDone  int `json:"jobs_done"`
+	Completed int `json:"completed"`
+	Failed    int `json:"failed"`
+	// GoneAt and GoneWhy say when and why a gone worker went (GoneWhy: one
+	// of the Gone* words).
+	GoneAt  time.Time      `json:"gone_at,omitzero"`
+	GoneWhy string         `json:"gone_why,omitempty"`
+	Details *WorkerDetails `json:"details,omitempty"`
 }
 
 // JobInfo describes one job in SERVER-JOBS, SERVER-ACTIVE, SERVER-JOB.
@@ -505,6 +516,41 @@ const (
 const (
 	WorkerIdle = "idle"
 	WorkerBusy = "busy"
+	WorkerGone = "gone" // listed only when asked for with WorkersAll
+)
+
+// WorkersAll is the body frame of a SERVER-WORKERS request (after the meta
+// frame, for zmws clients) that asks for the gone workers the broker keeps
+// as well as the live ones. Without it SERVER-WORKERS lists live workers
+// only.
+const WorkersAll = "all"
+
+// Why a worker is gone, in WorkerInfo.GoneWhy. Stable, wire-visible. The
+// broker tells apart what it sees: it cannot know whether a process it
+// lost exited, crashed or was killed, only how the loss showed.
+const (
+	// GoneDisconnected: the worker said DISCONNECT (it stopped on purpose).
+	GoneDisconnected = "disconnected"
+	// GoneExpired: nothing heard from it for heartbeat × liveness (hung,
+	// cut off by the network, or dead without its connection closing).
+	GoneExpired = "expired"
+	// GoneUnreachable: a message to it could not be sent: its connection
+	// had closed (the process exited, crashed or was killed) or its send
+	// queue was full.
+	GoneUnreachable = "unreachable"
+	// GoneProtocolError: it sent a malformed message or a command out of
+	// turn (a second READY, a REQUEST), and was told DISCONNECT.
+	GoneProtocolError = "protocol_error"
+	// GoneForbidden: a key check dropped it: after a reload its key may no
+	// longer offer its service, or a message came from its routing id
+	// under another key.
+	GoneForbidden = "forbidden"
+	// GoneTimeout: the broker stopped it (DISCONNECT) because its job ran
+	// past its time-to-run.
+	GoneTimeout = "timeout"
+	// GoneCancelled: the broker stopped it (DISCONNECT) because a job it
+	// held was cancelled (SERVER-CANCEL).
+	GoneCancelled = "cancelled"
 )
 
 // 8/MMI answers.

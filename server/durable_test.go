@@ -230,6 +230,12 @@ func TestServer_RestartKeepsJobs(t *testing.T) {
 	if err := json.Unmarshal(zmqtest.Recv(t, c2, wait)[4], &ji); err != nil || ji.State != protocol.JobComplete || string(ji.Output) != "done" {
 		t.Fatalf("finished job after restart: %+v %v", ji, err)
 	}
+	// So do the service's counters.
+	zmqtest.Send(t, c2, b("MDPC02"), []byte{0x01}, b("SERVER-SERVICES"), protocol.EncodeMeta(protocol.Meta{}))
+	var ss []protocol.ServiceInfo
+	if err := json.Unmarshal(zmqtest.Recv(t, c2, wait)[4], &ss); err != nil || len(ss) != 1 || ss[0].Completed != 1 || ss[0].Failed != 0 {
+		t.Fatalf("services after restart: %+v %v; want S with 1 completed", ss, err)
+	}
 	// A worker arriving now gets every queued job, oldest first.
 	w2 := v2Worker(t, srv2.WorkerEndpoint(), "S")
 	for _, id := range want {

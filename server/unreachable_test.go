@@ -71,6 +71,17 @@ func TestServer_JobForDeadWorkersIsNoAttempt(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond) // a bounded poll for the worker's reply
 	}
+	// The dead ones are listed gone, as unreachable, beside the live one.
+	zmqtest.Send(t, c, b("MDPC02"), []byte{0x01}, b("SERVER-WORKERS"), protocol.EncodeMeta(protocol.Meta{}), b(protocol.WorkersAll))
+	var all []protocol.WorkerInfo
+	if err := json.Unmarshal(zmqtest.Recv(t, c, wait)[4], &all); err != nil || len(all) != 1+dead {
+		t.Fatalf("SERVER-WORKERS all: %+v %v; want 1 live and %d gone", all, err, dead)
+	}
+	for _, w := range all[1:] {
+		if w.State != protocol.WorkerGone || w.GoneWhy != protocol.GoneUnreachable || w.GoneAt.IsZero() {
+			t.Fatalf("dead worker listed %+v, want gone unreachable", w)
+		}
+	}
 }
 
 // jobInfo asks SERVER-JOB about id.

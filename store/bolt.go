@@ -44,6 +44,8 @@ type BoltOptions struct {
 //	keys      idempotency key → job ID
 //	open      job ID → "" for each queued or active job
 //	finished  finishStamp ++ job ID → idempotency key, for each finished job
+//	counts    name → a service's job counters (made by the first Commit
+//	          that writes one: a journal from before them has none)
 var (
 	bucketMeta     = []byte("meta")
 	bucketJobs     = []byte("jobs")
@@ -51,6 +53,7 @@ var (
 	bucketKeys     = []byte("keys")
 	bucketOpen     = []byte("open")
 	bucketFinished = []byte("finished")
+	bucketCounts   = []byte("counts")
 
 	metaFormat = []byte("format")
 )
@@ -238,9 +241,10 @@ func (s *Bolt) init() error {
 // Path returns the journal's file name.
 func (s *Bolt) Path() string { return s.path }
 
-// buckets are a transaction's buckets.
+// buckets are a transaction's buckets. counts is nil in a journal no
+// counters were written to yet.
 type buckets struct {
-	jobs, services, keys, open, finished *bolt.Bucket
+	jobs, services, keys, open, finished, counts *bolt.Bucket
 }
 
 func (s *Bolt) buckets(tx *bolt.Tx) (buckets, error) {
@@ -250,6 +254,7 @@ func (s *Bolt) buckets(tx *bolt.Tx) (buckets, error) {
 		keys:     tx.Bucket(bucketKeys),
 		open:     tx.Bucket(bucketOpen),
 		finished: tx.Bucket(bucketFinished),
+		counts:   tx.Bucket(bucketCounts),
 	}
 	if bk.jobs == nil || bk.services == nil || bk.keys == nil || bk.open == nil || bk.finished == nil {
 		return bk, fmt.Errorf("%w %s: a bucket is missing", ErrCorrupt, s.path)
@@ -309,9 +314,32 @@ func (s *Bolt) Commit(b *Batch) error {
 				return err
 			}
 		}
+		if bk.counts == nil && len(b.Counts) > 0 {
+			if bk.counts, err = tx.CreateBucket(bucketCounts); err != nil {
+				return err
+			}
+		}
+		for _, c := range b.Counts {
+			if c.Completed == 0 && c.Failed == 0 {
+				if err := bk.counts.Delete([]byte(c.Name)); err != nil {
+					return err
+				}
+				continue
+			}
+			start := len(arena)
+			arena = appendCounts(arena, c)
+			if err := bk.counts.Put([]byte(c.Name), arena[start:len(arena):len(arena)]); err != nil {
+				return err
+			}
+		}
 		for _, name := range b.Forgets {
 			if err := bk.services.Delete([]byte(name)); err != nil {
 				return err
+			}
+			if bk.counts != nil {
+				if err := bk.counts.Delete([]byte(name)); err != nil {
+					return err
+				}
 			}
 		}
 		if cap(arena) <= arenaKeep {
@@ -414,6 +442,25 @@ func deleteIf(b *bolt.Bucket, key, want []byte) error {
 	return nil
 }
 
+// loadCounts reads the counters of the services the journal knows, by name.
+func (s *Bolt) loadCounts(bk buckets) ([]ServiceCounts, error) {
+	if bk.counts == nil {
+		return nil, nil
+	}
+	var out []ServiceCounts
+	err := bk.counts.ForEach(func(k, v []byte) error {
+		c, err := decodeCounts(string(k), v)
+		if err != nil {
+			return fmt.Errorf("%w %s: counters of service %q: %v", ErrCorrupt, s.path, k, err)
+		}
+		if bk.services.Get(k) != nil {
+			out = append(out, c)
+		}
+		return nil
+	})
+	return out, err
+}
+
 // view runs fn in a read transaction, mapping bbolt's errors.
 func (s *Bolt) view(fn func(bk buckets) error) error {
 	if s.closed.Load() {
@@ -460,6 +507,9 @@ func (s *Bolt) Load(finished int) (Snapshot, error) {
 			return nil
 		})
 		if err != nil {
+			return err
+		}
+		if snap.Counts, err = s.loadCounts(bk); err != nil {
 			return err
 		}
 		snap.Jobs = make([]JobRecord, 0, bk.open.Stats().KeyN)

@@ -157,6 +157,13 @@ func openBolt(t *testing.T, path string, opts BoltOptions) *Bolt {
 	return s
 }
 
+func closeBolt(t *testing.T, s *Bolt) {
+	t.Helper()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestBolt_ReopenKeepsEverything(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "sub", "dir", BoltFile) // made by OpenBolt
 	s := openBolt(t, path, BoltOptions{})
@@ -176,6 +183,86 @@ func TestBolt_ReopenKeepsEverything(t *testing.T) {
 	wantKey(t, s, f.Key, "01A")
 	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("journal mode = %v, %v; want 0600", fi.Mode(), err)
+	}
+}
+
+// A journal from before the service counters (no counts bucket) opens and
+// loads as it is, gets the bucket with the first counters written, and
+// keeps them across a reopen; check and recover read and copy them.
+func TestBolt_ServiceCountsInAnOldJournal(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, BoltFile)
+	s := openBolt(t, path, BoltOptions{})
+	commit(t, s, &Batch{Services: []ServiceRecord{{"echo", t0}, {"idle", t0}}})
+	put(t, s, job("01A", protocol.JobComplete, t0))
+	closeBolt(t, s)
+	hasCounts := func() bool {
+		t.Helper()
+		db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		found := false
+		_ = db.View(func(tx *bolt.Tx) error { found = tx.Bucket(bucketCounts) != nil; return nil })
+		return found
+	}
+	if hasCounts() {
+		t.Fatal("a journal without counters has a counts bucket: the test needs one from before them")
+	}
+	if rep, err := Check(path, BoltOptions{}); err != nil || rep.Services != 2 {
+		t.Fatalf("Check(old journal) = %+v, %v", rep, err)
+	}
+	s = openBolt(t, path, BoltOptions{})
+	if snap := load(t, s, 10); len(snap.Services) != 2 || snap.Counts != nil || len(snap.Finished) != 1 {
+		t.Fatalf("old journal loads %+v", snap)
+	}
+	closeBolt(t, s)
+	if hasCounts() {
+		t.Fatal("opening an old journal wrote to it")
+	}
+
+	s = openBolt(t, path, BoltOptions{})
+	commit(t, s, &Batch{Counts: []ServiceCounts{{"echo", 41, 2}}})
+	commit(t, s, &Batch{Counts: []ServiceCounts{{"echo", 42, 3}}})
+	closeBolt(t, s)
+	want := []ServiceCounts{{"echo", 42, 3}}
+	s = openBolt(t, path, BoltOptions{})
+	if got := load(t, s, 0).Counts; !reflect.DeepEqual(got, want) {
+		t.Fatalf("Counts after reopen = %#v, want %#v", got, want)
+	}
+	closeBolt(t, s)
+	if _, err := Check(path, BoltOptions{}); err != nil {
+		t.Fatalf("Check(journal with counts) = %v", err)
+	}
+	to := filepath.Join(dir, "recovered.db")
+	if rep, err := Salvage(path, to, BoltOptions{}); err != nil || rep.Saved != 1 || rep.Services != 2 {
+		t.Fatalf("Salvage = %+v, %v", rep, err)
+	}
+	s = openBolt(t, to, BoltOptions{})
+	if got := load(t, s, 0).Counts; !reflect.DeepEqual(got, want) {
+		t.Fatalf("Counts of the recovered journal = %#v, want %#v", got, want)
+	}
+	closeBolt(t, s)
+
+	// A counters record that does not decode is a corrupt journal, as a
+	// service record is.
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketCounts).Put([]byte("echo"), []byte{9}) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Check(path, BoltOptions{}); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), `"echo"`) {
+		t.Fatalf("Check(bad counters) = %v, want ErrCorrupt naming the service", err)
+	}
+	s = openBolt(t, path, BoltOptions{})
+	if _, err := s.Load(0); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Load(bad counters) = %v, want ErrCorrupt", err)
 	}
 }
 

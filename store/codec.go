@@ -18,6 +18,10 @@ const recordV1 = 1
 // FirstSeen time.
 const serviceV1 = 1
 
+// countsV1 is the version byte of a service's counters: version, then
+// uvarints Completed and Failed.
+const countsV1 = 1
+
 // Record flags.
 const (
 	flagSync      = 1 << 0
@@ -349,6 +353,26 @@ func decodeIndexFields(b []byte) (indexFields, error) {
 // appendService appends s's encoding: the version byte and FirstSeen.
 func appendService(dst []byte, s ServiceRecord) []byte {
 	return appendTime(append(dst, serviceV1), s.FirstSeen)
+}
+
+// appendCounts appends c's encoding: the version byte, Completed, Failed.
+func appendCounts(dst []byte, c ServiceCounts) []byte {
+	dst = binary.AppendUvarint(append(dst, countsV1), c.Completed)
+	return binary.AppendUvarint(dst, c.Failed)
+}
+
+// decodeCounts decodes the counters of the service named name from b.
+func decodeCounts(name string, b []byte) (ServiceCounts, error) {
+	d := decoder{b: b}
+	if v := d.byte(); d.err == nil && v != countsV1 {
+		d.fail(fmt.Errorf("unknown counters record version %d", v))
+	}
+	c := ServiceCounts{Name: name, Completed: d.uvarint()}
+	c.Failed = d.uvarint()
+	if d.err == nil && d.off != len(d.b) {
+		d.fail(errTrailing)
+	}
+	return c, d.err
 }
 
 // decodeService decodes the service named name from b.

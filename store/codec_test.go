@@ -43,6 +43,26 @@ func TestCodec_RoundTrips(t *testing.T) {
 	}
 }
 
+func TestCodec_ServiceCounts(t *testing.T) {
+	for _, c := range []ServiceCounts{{"a", 0, 0}, {"b", 1, 2}, {"c", 1<<64 - 1, 1 << 40}} {
+		enc := appendCounts(nil, c)
+		if got, err := decodeCounts(c.Name, enc); err != nil || got != c {
+			t.Fatalf("decode(encode(%+v)) = %+v, %v", c, got, err)
+		}
+		for i := range enc {
+			if _, err := decodeCounts(c.Name, enc[:i]); err == nil {
+				t.Fatalf("decode of %d of %d bytes: no error", i, len(enc))
+			}
+		}
+		if _, err := decodeCounts(c.Name, append(enc, 0)); err == nil {
+			t.Fatal("trailing byte: no error")
+		}
+	}
+	if _, err := decodeCounts("x", []byte{countsV1 + 1, 0, 0}); err == nil {
+		t.Fatal("unknown version: no error")
+	}
+}
+
 func TestCodec_RejectsHugeCounts(t *testing.T) {
 	// A count that claims more elements than the record has bytes must not
 	// allocate them.

@@ -32,8 +32,9 @@
 // # Semantics
 //
 //   - A Batch is applied whole or not at all. Upserts replace whole records
-//     in order (the last record of a job wins), then deletes run. An empty
-//     batch is a no-op.
+//     in order (the last record of a job wins), then deletes run; services,
+//     then their counters, then forgets of services (with their counters).
+//     An empty batch is a no-op.
 //   - Records come back as they went in, nil and empty distinct (Params,
 //     Input, each Input frame, Output, ExitCode); times in UTC without a
 //     monotonic reading. The store keeps no reference to a caller's record.
@@ -82,6 +83,12 @@
 //	open      job ID → "" for each queued or active job (Load reads these)
 //	finished  8-byte big-endian finish time in Unix ns ++ job ID → idempotency
 //	          key, for each finished job (Prune walks this in time order)
+//	counts    name → a service's job counters: 0x01, uvarint Completed,
+//	          uvarint Failed; no entry for none. Made by the first Commit
+//	          with counters, so a journal from before them (which has no
+//	          such bucket) opens unchanged, and a zmws from before them,
+//	          which reads only the buckets above, opens a journal that has
+//	          one (and ignores it)
 //
 // Commit maintains keys, open and finished from each record's old and new
 // State, Key and Finished. A job record is a version byte and its fields in

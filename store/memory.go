@@ -19,6 +19,7 @@ type Memory struct {
 	mu       sync.Mutex
 	closed   bool
 	services map[string]ServiceRecord
+	counts   map[string]ServiceCounts
 	jobs     map[string]*memJob
 	keys     map[string]string // idempotency key → job ID
 	buf      []byte            // Commit's encoding buffer
@@ -39,6 +40,7 @@ var _ Store = (*Memory)(nil)
 func NewMemory() *Memory {
 	return &Memory{
 		services: make(map[string]ServiceRecord),
+		counts:   make(map[string]ServiceCounts),
 		jobs:     make(map[string]*memJob),
 		keys:     make(map[string]string),
 	}
@@ -75,8 +77,16 @@ func (m *Memory) Commit(b *Batch) error {
 		s.FirstSeen = s.FirstSeen.UTC().Round(0)
 		m.services[s.Name] = s
 	}
+	for _, c := range b.Counts {
+		if c.Completed == 0 && c.Failed == 0 {
+			delete(m.counts, c.Name)
+		} else {
+			m.counts[c.Name] = c
+		}
+	}
 	for _, name := range b.Forgets {
 		delete(m.services, name)
+		delete(m.counts, name)
 	}
 	return nil
 }
@@ -182,6 +192,12 @@ func (m *Memory) Load(finished int) (Snapshot, error) {
 		s.Services = append(s.Services, sv)
 	}
 	slices.SortFunc(s.Services, func(a, b ServiceRecord) int { return cmp.Compare(a.Name, b.Name) })
+	for name, c := range m.counts {
+		if _, ok := m.services[name]; ok {
+			s.Counts = append(s.Counts, c)
+		}
+	}
+	slices.SortFunc(s.Counts, func(a, b ServiceCounts) int { return cmp.Compare(a.Name, b.Name) })
 	var done []string
 	for id, j := range m.jobs {
 		if Finished(j.state) {
@@ -301,6 +317,6 @@ func (m *Memory) Close() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.closed = true
-	m.services, m.jobs, m.keys = nil, nil, nil
+	m.services, m.counts, m.jobs, m.keys = nil, nil, nil, nil
 	return nil
 }

@@ -124,6 +124,9 @@ func (s *Bolt) checkRecords(tx *bolt.Tx, rep *CheckReport) error {
 	if err != nil {
 		return err
 	}
+	if _, err := s.loadCounts(bk); err != nil {
+		return err
+	}
 	err = bk.jobs.ForEach(func(id, v []byte) error {
 		r, _, err := s.job(bk, id)
 		if err != nil {
@@ -173,9 +176,9 @@ type SalvageReport struct {
 	Problem  error // what Check said of the original; nil when it was sound
 }
 
-// Salvage copies every job and service it can read from the journal at src
-// into a new journal at dst, which must not exist, and never writes to src
-// (it is opened read-only). It walks each bucket from both ends, so that a
+// Salvage copies every job and service (with its counters) it can read
+// from the journal at src into a new journal at dst, which must not exist,
+// and never writes to src (it is opened read-only). It walks each bucket from both ends, so that a
 // damaged page costs only the jobs on it and the ones a walk cannot get past;
 // each job named by a readable index entry is then looked up by its ID. Jobs
 // whose records do not decode, and IDs found in an index whose records
@@ -253,6 +256,14 @@ func Salvage(src, dst string, opts BoltOptions) (SalvageReport, error) {
 			services = append(services, sv)
 		}
 	})
+	var counts []ServiceCounts
+	seenCounts := map[string]bool{}
+	walk(bucketCounts, func(k, v []byte) {
+		if c, err := decodeCounts(string(k), v); err == nil && seen[c.Name] && !seenCounts[c.Name] {
+			seenCounts[c.Name] = true
+			counts = append(counts, c)
+		}
+	})
 	for id := range known {
 		if _, ok := jobs[id]; ok || id == "" {
 			continue
@@ -281,7 +292,7 @@ func Salvage(src, dst string, opts BoltOptions) (SalvageReport, error) {
 	if err != nil {
 		return rep, err
 	}
-	saved, err := copyInto(out, services, recs)
+	saved, err := copyInto(out, services, counts, recs)
 	if cerr := out.Close(); err == nil {
 		err = cerr
 	}
@@ -294,10 +305,11 @@ func Salvage(src, dst string, opts BoltOptions) (SalvageReport, error) {
 	return rep, nil
 }
 
-// copyInto commits services and recs to s in batches; a batch that fails
-// is retried one job at a time, and jobs that still fail are left out.
-func copyInto(s *Bolt, services []ServiceRecord, recs []*JobRecord) (int, error) {
-	if err := s.Commit(&Batch{Services: services}); err != nil {
+// copyInto commits services, their counters and recs to s in batches; a
+// batch that fails is retried one job at a time, and jobs that still fail
+// are left out.
+func copyInto(s *Bolt, services []ServiceRecord, counts []ServiceCounts, recs []*JobRecord) (int, error) {
+	if err := s.Commit(&Batch{Services: services, Counts: counts}); err != nil {
 		return 0, err
 	}
 	const chunk = 1000

@@ -77,11 +77,21 @@ func Finished(state string) bool {
 	return state == protocol.JobComplete || state == protocol.JobFailed
 }
 
-// ServiceRecord is a service some worker once offered. Services are never
-// deleted.
+// ServiceRecord is a service some worker once offered, until a Batch
+// forgets it.
 type ServiceRecord struct {
 	Name      string
 	FirstSeen time.Time
+}
+
+// ServiceCounts are a service's job counters: how many of its jobs ever
+// finished complete and failed. They are kept apart from the service's
+// record (a bucket of their own in Bolt), so a journal from before them
+// opens as it is, and one with them opens in a zmws from before them.
+type ServiceCounts struct {
+	Name      string
+	Completed uint64
+	Failed    uint64
 }
 
 // Batch is a set of changes that Commit applies atomically. The caller
@@ -93,26 +103,34 @@ type Batch struct {
 	Services []ServiceRecord // upserts by Name
 	Jobs     []*JobRecord    // upserts by ID, whole records
 	Deletes  []string        // job IDs; deleting an absent job is not an error
-	// Forgets are service names to forget (after Services: a batch that
-	// records a service and forgets it leaves it forgotten).
+	// Counts are upserts of services' counters by Name, after Services;
+	// counts of zero delete a service's entry.
+	Counts []ServiceCounts
+	// Forgets are service names to forget, with their counters (after
+	// Services and Counts: a batch that records a service and forgets it
+	// leaves it forgotten).
 	Forgets []string
 }
 
 // Len returns the number of changes in b.
-func (b *Batch) Len() int { return len(b.Services) + len(b.Jobs) + len(b.Deletes) + len(b.Forgets) }
+func (b *Batch) Len() int {
+	return len(b.Services) + len(b.Jobs) + len(b.Deletes) + len(b.Counts) + len(b.Forgets)
+}
 
 // Reset empties b, keeping its capacity.
 func (b *Batch) Reset() {
 	clear(b.Services)
 	clear(b.Jobs) // let the records go
 	clear(b.Deletes)
+	clear(b.Counts)
 	clear(b.Forgets)
-	b.Services, b.Jobs, b.Deletes, b.Forgets = b.Services[:0], b.Jobs[:0], b.Deletes[:0], b.Forgets[:0]
+	b.Services, b.Jobs, b.Deletes, b.Counts, b.Forgets = b.Services[:0], b.Jobs[:0], b.Deletes[:0], b.Counts[:0], b.Forgets[:0]
 }
 
 // Snapshot is what Load returns at start-up.
 type Snapshot struct {
 	Services []ServiceRecord // every service ever seen, sorted by name
+	Counts   []ServiceCounts // the counters of services in Services that have any, sorted by name
 	Jobs     []JobRecord     // every unfinished (queued, active) job, sorted by ID
 	Finished []JobRecord     // the newest finished jobs, oldest first by finish time
 }
@@ -157,6 +175,11 @@ func validate(b *Batch) error {
 	for _, s := range b.Services {
 		if s.Name == "" || len(s.Name) > MaxKeyLen {
 			return fmt.Errorf("%w: service name of %d bytes", ErrInvalid, len(s.Name))
+		}
+	}
+	for _, c := range b.Counts {
+		if c.Name == "" || len(c.Name) > MaxKeyLen {
+			return fmt.Errorf("%w: counters of a service name of %d bytes", ErrInvalid, len(c.Name))
 		}
 	}
 	for i, j := range b.Jobs {

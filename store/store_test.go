@@ -54,6 +54,7 @@ func TestStore(t *testing.T) {
 		{"PruneKeepsRequeuedJobs", testPruneRequeued},
 		{"LoadsNewestFinished", testLoadFinished},
 		{"Services", testServices},
+		{"ServiceCounts", testCounts},
 		{"RefusesInvalidRecords", testInvalid},
 		{"KeepsNoReferenceToCallersRecords", testNoAliasing},
 		{"Closed", testClosed},
@@ -517,6 +518,34 @@ func testServices(t *testing.T, s Store) {
 	commit(t, s, &Batch{Forgets: []string{"a", "nope"}})
 	if got := load(t, s, 0).Services; !reflect.DeepEqual(got, want[1:]) {
 		t.Fatalf("after forgetting a: Services = %#v, want %#v", got, want[1:])
+	}
+}
+
+func testCounts(t *testing.T, s Store) {
+	if got := load(t, s, 0).Counts; got != nil {
+		t.Fatalf("Counts of a new store = %#v, want none", got)
+	}
+	commit(t, s, &Batch{Services: []ServiceRecord{{"a", t0}, {"b", t0}, {"c", t0}},
+		Counts: []ServiceCounts{{"b", 2, 1}, {"a", 5, 0}, {"c", 1, 1}}})
+	// Upserts replace; zero deletes; counts of a service the store does
+	// not know are kept back from Load.
+	commit(t, s, &Batch{Counts: []ServiceCounts{{"a", 7, 3}, {"c", 0, 0}, {"nope", 1, 1}}})
+	want := []ServiceCounts{{"a", 7, 3}, {"b", 2, 1}}
+	if got := load(t, s, 0).Counts; !reflect.DeepEqual(got, want) {
+		t.Fatalf("Counts = %#v, want %#v", got, want)
+	}
+	// Forgetting a service forgets its counts, also against an upsert of
+	// the same batch; a service known again starts from none.
+	commit(t, s, &Batch{Counts: []ServiceCounts{{"b", 9, 9}}, Forgets: []string{"b"}})
+	commit(t, s, &Batch{Services: []ServiceRecord{{"b", t0}}})
+	if got := load(t, s, 0).Counts; !reflect.DeepEqual(got, want[:1]) {
+		t.Fatalf("after forgetting b: Counts = %#v, want %#v", got, want[:1])
+	}
+	if err := s.Commit(&Batch{Counts: []ServiceCounts{{"a", 8, 3}, {"", 1, 0}}}); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("counts without a name: %v, want ErrInvalid", err)
+	}
+	if got := load(t, s, 0).Counts; !reflect.DeepEqual(got, want[:1]) {
+		t.Fatalf("after an invalid batch: Counts = %#v, want %#v", got, want[:1])
 	}
 }
 

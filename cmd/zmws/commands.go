@@ -317,20 +317,29 @@ func (c *JobsCmd) Run(e *env) error {
 }
 
 // WorkersCmd lists workers.
-type WorkersCmd struct{}
+type WorkersCmd struct {
+	All bool `help:"Also the workers that left or died (the last ones of each service the broker keeps: zmwsd --keep-gone), with when and why they went."`
+}
 
 func (c *WorkersCmd) Run(e *env) error {
-	return list(e, (*client.Client).Workers, []string{"IDENTITY", "SERVICE", "STATE", "JOB", "DONE", "PROTOCOL", "HOST", "LAST HEARTBEAT"},
-		func(w protocol.WorkerInfo) []string {
-			host := ""
-			if w.Details != nil {
-				host = w.Details.Host
-				if w.Details.PID != 0 {
-					host += fmt.Sprintf(" (pid %d)", w.Details.PID)
-				}
+	fetch, header := (*client.Client).Workers, []string{"IDENTITY", "SERVICE", "STATE", "JOB", "COMPLETED", "FAILED", "PROTOCOL", "HOST", "LAST HEARTBEAT"}
+	if c.All {
+		fetch, header = (*client.Client).WorkersWithGone, append(header, "GONE", "WHY")
+	}
+	return list(e, fetch, header, func(w protocol.WorkerInfo) []string {
+		host := ""
+		if w.Details != nil {
+			host = w.Details.Host
+			if w.Details.PID != 0 {
+				host += fmt.Sprintf(" (pid %d)", w.Details.PID)
 			}
-			return []string{w.Identity, w.Service, w.State, w.Job, fmt.Sprint(w.JobsDone), w.Protocol, host, stamp(&w.LastHeartbeat)}
-		})
+		}
+		row := []string{w.Identity, w.Service, w.State, w.Job, fmt.Sprint(w.Completed), fmt.Sprint(w.Failed), w.Protocol, host, stamp(&w.LastHeartbeat)}
+		if c.All {
+			row = append(row, stamp(&w.GoneAt), w.GoneWhy)
+		}
+		return row
+	})
 }
 
 // ServicesCmd lists services (the default) or forgets one.

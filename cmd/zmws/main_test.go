@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -173,6 +174,73 @@ func TestCLI_SubmitJobAndListings(t *testing.T) {
 	}
 	if _, _, err := r.zmws(t, "", "job", "01NOTAJOB"); err == nil {
 		t.Fatal("job of an unknown ID succeeded")
+	}
+}
+
+func TestCLI_WorkersAll(t *testing.T) {
+	r := newRig(t)
+	w, err := worker.New(worker.Config{Brokers: []string{r.worker}, Service: "BYE", Heartbeat: 100 * time.Millisecond,
+		Handler: worker.HandlerFunc(func(context.Context, *worker.Job) ([]byte, error) { return nil, nil }),
+		Logger:  zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	stop := sync.OnceValue(func() error { cancel(); return <-done })
+	defer stop()
+	// listed polls zmws workers (with --all when all) until what holds.
+	listed := func(what string, all bool, ok func([]protocol.WorkerInfo) bool) {
+		t.Helper()
+		args := []string{"workers", "-o", "json"}
+		if all {
+			args = append(args, "--all")
+		}
+		for i := 0; ; i++ {
+			out, _, err := r.zmws(t, "", args...)
+			var ws []protocol.WorkerInfo
+			if err == nil && json.Unmarshal([]byte(out), &ws) == nil && ok(ws) {
+				return
+			}
+			if i == 500 {
+				t.Fatalf("%s: never; last %s %v", what, out, err)
+			}
+			time.Sleep(10 * time.Millisecond) // a bounded poll for the broker to see the worker
+		}
+	}
+	bye := func(ws []protocol.WorkerInfo, state string) bool {
+		for _, w := range ws {
+			if w.Service == "BYE" && w.State == state {
+				return true
+			}
+		}
+		return false
+	}
+	listed("BYE's worker ready", false, func(ws []protocol.WorkerInfo) bool { return bye(ws, protocol.WorkerIdle) })
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	listed("BYE's worker gone", true, func(ws []protocol.WorkerInfo) bool { return bye(ws, protocol.WorkerGone) })
+	listed("only live workers without --all", false, func(ws []protocol.WorkerInfo) bool {
+		return len(ws) == 2 && !bye(ws, protocol.WorkerGone)
+	})
+
+	out, _, err := r.zmws(t, "", "workers", "--all")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if err != nil || len(lines) != 4 || strings.Join(strings.Fields(lines[0]), " ") !=
+		"IDENTITY SERVICE STATE JOB COMPLETED FAILED PROTOCOL HOST LAST HEARTBEAT GONE WHY" {
+		t.Fatalf("workers --all: %v\n%s", err, out)
+	}
+	// Sorted by service: BYE first; its row ends with the time it went
+	// (date and time) and why.
+	row := strings.Fields(lines[1])
+	if row[1] != "BYE" || row[2] != protocol.WorkerGone || row[len(row)-1] != protocol.GoneDisconnected {
+		t.Fatalf("BYE's row %q", lines[1])
+	}
+	out, _, err = r.zmws(t, "", "workers")
+	if err != nil || strings.Contains(out, "BYE") || strings.Contains(out, "GONE") {
+		t.Fatalf("workers without --all: %v\n%s", err, out)
 	}
 }
 

@@ -4,6 +4,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -41,6 +42,7 @@ type CLI struct {
 	MaxStream       int           `help:"Partial output bytes forwarded to the caller of one sync job; past it later partials are dropped and the result says output_truncated." default:"67108864" env:"ZMWSD_MAX_STREAM"`
 	MaxServices     int           `help:"Services the broker knows at most; a READY for a new one past it is refused (service_limit)." default:"10000" env:"ZMWSD_MAX_SERVICES"`
 	ForgetAfter     time.Duration `help:"Forget a service with no worker and no job after this long (0: never); zmws services forget NAME does it at once." default:"168h" env:"ZMWSD_FORGET_AFTER"`
+	KeepGone        int           `help:"Workers that left or died kept per service for zmws workers --all (SERVER-WORKERS all), the newest; 0 keeps none." default:"10" env:"ZMWSD_KEEP_GONE"`
 	HTTPBind        string        `name:"http-bind" help:"Address the HTTP gateway listens on (host:port); empty disables it." default:"127.0.0.1:5580" env:"ZMWSD_HTTP_BIND"`
 	HTTPMaxBody     int64         `name:"http-max-body" help:"Largest HTTP request body, in bytes; larger ones get 413." default:"1048576" env:"ZMWSD_HTTP_MAX_BODY"`
 	HTTPCORS        []string      `name:"http-cors" help:"Origins browsers may call the HTTP gateway from (scheme://host[:port], comma-separated), or *; none by default." env:"ZMWSD_HTTP_CORS"`
@@ -200,6 +202,7 @@ func run(ctx context.Context, cli CLI, logw io.Writer, ready func(srv *server.Se
 			MaxServices:     cli.MaxServices,
 			MaxStream:       cli.MaxStream,
 			ForgetAfter:     forgetAfter,
+			KeepGone:        cmp.Or(cli.KeepGone, -1), // broker.Config: negative keeps none, zero is its default
 			Reload:          sec.reload,
 		},
 		Logger:      log,
