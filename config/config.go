@@ -170,7 +170,7 @@ func (f *File) Worker(name string) (*Worker, error) {
 		case 1:
 			return &f.Workers[0], nil
 		}
-		return nil, &Error{Path: f.Path, Err: fmt.Errorf("%d [[worker]] entries (%s): say which", len(f.Workers), names)}
+		return nil, &Error{Path: f.Path, Err: fmt.Errorf("%d [[worker]] entries (%s): name one", len(f.Workers), names)}
 	}
 	for i := range f.Workers {
 		if f.Workers[i].Name == name {

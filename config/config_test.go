@@ -256,7 +256,7 @@ func TestFile_Worker(t *testing.T) {
 		{one, "", "A", ""},
 		{one, "A", "A", ""},
 		{two, "b", "b", ""},
-		{two, "", "", `/etc/zmws/zmws.toml: 2 [[worker]] entries (A, b): say which`},
+		{two, "", "", `/etc/zmws/zmws.toml: 2 [[worker]] entries (A, b): name one`},
 		{two, "c", "", `/etc/zmws/zmws.toml: no [[worker]] named "c"; the names are A, b`},
 		{none, "c", "", `/etc/zmws/zmws.toml: no [[worker]] named "c": the file has no [[worker]] entries`},
 	} {
