@@ -490,10 +490,12 @@ func (p *parser) checkWorkers() {
 		case !hasJobs:
 			p.errorf(w.Line, "this [[worker]] serves nothing: give it service and command, or jobs_dir")
 		}
-		for _, k := range []string{"prestart", "user"} {
-			if _, ok := w.Values[k]; ok && !hasService && hasJobs {
-				p.errorf(w.Lines[k], "%s is for a service; a template in jobs_dir says its own", k)
-			}
+		_, hasIdle := w.Values["idle_command"]
+		if _, ok := w.Values["prestart"]; ok && !hasService && hasJobs {
+			p.errorf(w.Lines["prestart"], "prestart is for a service; a template in jobs_dir says its own")
+		}
+		if _, ok := w.Values["user"]; ok && !hasService && hasJobs && !hasIdle {
+			p.errorf(w.Lines["user"], "user is for a service or the idle_command; a template in jobs_dir says its own")
 		}
 		if _, ok := w.Values["only"]; ok && !hasJobs {
 			p.errorf(w.Lines["only"], "only needs jobs_dir")

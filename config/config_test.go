@@ -98,6 +98,7 @@ func TestParse_Defaults(t *testing.T) {
 	if f.EventsBind() != "" || f.HTTPBind() != "" || f.DataDir() != "" {
 		t.Errorf("empty values are kept: %q %q %q", f.EventsBind(), f.HTTPBind(), f.DataDir())
 	}
+	parse(t, "[[worker]]\njobs_dir = \"j\"\nuser = \"nobody\"\nidle_command = \"true\"\nidle_after = \"1m\"\n") // user for the idle command
 	f = parse(t, "[[worker]]\nservice = \"A\"\ncommand = [\"printf\", \"%s\\n\", \"{{a}}\"]\n")
 	if line, args := f.Workers[0].Command(); line != "" || !reflect.DeepEqual(args, []string{"printf", "%s\n", "{{a}}"}) {
 		t.Errorf("command words %q %q", line, args)
@@ -134,6 +135,7 @@ func TestParse_Errors(t *testing.T) {
 		{"[[worker]]\nservice = \"A\"\ncommand = []\n", `zmws.toml:3: command: no program`},
 		{"[[worker]]\nservice = \"A\"\ncommand = \"rev\"\nonly = [\"A\"]\n", `zmws.toml:4: only needs jobs_dir`},
 		{"[[worker]]\njobs_dir = \"j\"\nprestart = true\n", `zmws.toml:3: prestart is for a service`},
+		{"[[worker]]\njobs_dir = \"j\"\nuser = \"nobody\"\n", `zmws.toml:3: user is for a service or the idle_command`},
 		{"[[worker]]\nservice = \"A\"\ncommand = \"rev\"\nbroker = \"tcp://b:1\"\n", `zmws.toml:4: unknown key "broker" in [[worker]] (did you mean brokers?)`},
 		{"[[worker]]\nservice = \"A\"\ncommand = \"rev\"\nbrokers = []\n", `zmws.toml:4: brokers: empty`},
 		{"[[worker]]\nname = \"a b\"\nservice = \"A\"\ncommand = \"rev\"\n", `zmws.toml:2: name "a b": use letters, digits and . _ : -`},
