@@ -32,7 +32,8 @@ import (
 )
 
 // CLI is zmws-run's command line. Every flag can also come from the
-// environment (ZMWS_RUN_...).
+// environment (ZMWS_RUN_...), or from a [[worker]] entry of the
+// installation file (BeforeResolve, in config.go).
 type CLI struct {
 	Version kong.VersionFlag `help:"Print zmws-run's version and exit."`
 	Config  string           `help:"The installation file (docs/CONFIG.md): a [[worker]] entry sets these flags, each overridden by the flag or its ZMWS_RUN_ variable. Default: ./zmws.toml, else /etc/zmws/zmws.toml, when one exists; an empty value for none." env:"ZMWS_RUN_CONFIG" placeholder:"FILE"`

@@ -27,7 +27,8 @@ import (
 	"github.com/zmws/zmws/store"
 )
 
-// CLI is zmwsd's command line. Every flag can also come from the environment.
+// CLI is zmwsd's command line. Every flag can also come from the environment,
+// or from the installation file's [broker] (BeforeResolve, in config.go).
 type CLI struct {
 	Config          string        `help:"The installation file (docs/CONFIG.md): its [broker] table sets these flags, each overridden by the flag or its ZMWSD_ variable. Default: ./zmws.toml, else /etc/zmws/zmws.toml, when one exists; an empty value for none." env:"ZMWSD_CONFIG" placeholder:"FILE"`
 	ClientBind      string        `help:"Endpoint clients connect to (ROUTER)." default:"tcp://127.0.0.1:5555" env:"ZMWSD_CLIENT_BIND"`
