@@ -22,6 +22,7 @@ import (
 	"github.com/alecthomas/kong"
 	zmq "github.com/pebbe/zmq4"
 
+	"github.com/zmws/zmws/config"
 	"github.com/zmws/zmws/curve"
 	"github.com/zmws/zmws/internal/logging"
 	"github.com/zmws/zmws/internal/version"
@@ -31,9 +32,12 @@ import (
 )
 
 // CLI is zmws-run's command line. Every flag can also come from the
-// environment (ZMWS_RUN_...).
+// environment (ZMWS_RUN_...), or from a [[worker]] entry of the
+// installation file (BeforeResolve, in config.go).
 type CLI struct {
 	Version kong.VersionFlag `help:"Print zmws-run's version and exit."`
+	Config  string           `help:"The installation file (docs/CONFIG.md): a [[worker]] entry sets these flags, each overridden by the flag or its ZMWS_RUN_ variable. Default: ./zmws.toml, else /etc/zmws/zmws.toml, when one exists; an empty value for none." env:"ZMWS_RUN_CONFIG" placeholder:"FILE"`
+	Worker  string           `help:"The [[worker]] entry of --config to run, by its name; needed when the file has more than one." env:"ZMWS_RUN_WORKER" placeholder:"NAME"`
 
 	Service string   `help:"Service name for the command given after --." env:"ZMWS_RUN_SERVICE"`
 	JobsDir string   `help:"Folder of NAME.toml templates, one service each." type:"path" env:"ZMWS_RUN_JOBS_DIR"`
@@ -67,6 +71,9 @@ type CLI struct {
 	LogFormat string        `help:"Log format: json or console." default:"json" enum:"json,console" env:"ZMWS_RUN_LOG_FORMAT"`
 
 	Command []string `arg:"" optional:"" help:"The --service's command and its arguments, after --; {{name}} placeholders take job parameters."`
+
+	file  *config.File   // the installation file read, if any
+	entry *config.Worker // its [[worker]] run, if any
 }
 
 func main() {
@@ -76,7 +83,7 @@ func main() {
 	var cli CLI
 	k := kong.Must(&cli, options()...)
 	kctx, err := k.Parse(os.Args[1:])
-	k.FatalIfErrorf(err)
+	fatalIfParseErrorf(k, err)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err = run(ctx, cli, os.Stdout, os.Stderr)
 	stop()
@@ -124,6 +131,13 @@ func run(ctx context.Context, cli CLI, stdout, logw io.Writer) error {
 	log, err := logging.New(logw, cli.LogLevel, cli.LogFormat)
 	if err != nil {
 		return err
+	}
+	if cli.file != nil {
+		ev := log.Info().Str("config", cli.file.Path)
+		if cli.entry != nil {
+			ev = ev.Str("name", cli.entry.Name)
+		}
+		ev.Msg("installation file read")
 	}
 	ts, err := load(cli)
 	if err != nil {
@@ -286,8 +300,9 @@ func load(cli CLI) ([]*runner.Template, error) {
 		return nil, err
 	}
 	var ts []*runner.Template
+	cmd, fromFile := command(cli)
 	switch {
-	case cli.Service != "" && len(cli.Command) == 0:
+	case cli.Service != "" && cmd.Line == "" && cmd.Args == nil:
 		return nil, fmt.Errorf("--service %s: no command; give it after --: zmws-run --service %s -- CMD [ARGS...]", cli.Service, cli.Service)
 	case cli.Service == "" && len(cli.Command) > 0:
 		return nil, fmt.Errorf("command %q: no --service to serve it as", cli.Command)
@@ -296,7 +311,10 @@ func load(cli CLI) ([]*runner.Template, error) {
 	case cli.User != "" && cli.Service == "" && cli.IdleCommand == "":
 		return nil, errors.New(`--user is for the --service command and the --idle-command; a template says user = "..."`)
 	case cli.Service != "":
-		t, err := runner.New(runner.Spec{Service: cli.Service, Command: runner.Command{Args: cli.Command}, Prestart: cli.Prestart, User: cli.User}, d)
+		t, err := runner.New(runner.Spec{Service: cli.Service, Command: cmd, Prestart: cli.Prestart, User: cli.User}, d)
+		if err != nil && fromFile {
+			return nil, &config.Error{Path: cli.file.Path, Line: cli.entry.Lines["command"], Err: fmt.Errorf("service %s: %w", cli.Service, err)}
+		}
 		if err != nil {
 			return nil, fmt.Errorf("--service %s: %w", cli.Service, err)
 		}
@@ -313,6 +331,9 @@ func load(cli CLI) ([]*runner.Template, error) {
 		return ts, nil
 	}
 	dir, err := runner.LoadDir(cli.JobsDir, d)
+	if err != nil && cli.entry != nil && cli.entry.Values["jobs_dir"] == cli.JobsDir {
+		return nil, &config.Error{Path: cli.file.Path, Line: cli.entry.Lines["jobs_dir"], Err: fmt.Errorf("jobs_dir: %w", err)}
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -394,6 +415,9 @@ func loadIdle(cli CLI, cfg runner.Config) (*runner.Idle, error) {
 		timeout = cli.IdleAfter
 	}
 	i, err := runner.NewIdle(runner.Spec{Command: runner.Command{Line: cli.IdleCommand}, User: cli.User, Timeout: runner.Duration(timeout)}, d, cfg)
+	if err != nil && cli.entry != nil && cli.entry.Values["idle_command"] == cli.IdleCommand {
+		return nil, &config.Error{Path: cli.file.Path, Line: cli.entry.Lines["idle_command"], Err: fmt.Errorf("idle_command: %w", err)}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("--idle-command: %w", err)
 	}

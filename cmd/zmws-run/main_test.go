@@ -126,7 +126,12 @@ func start(t *testing.T, srv *server.Server, c *client.Client, args []string, wa
 // startLog is start with zmws-run's log going to logw.
 func startLog(t *testing.T, srv *server.Server, c *client.Client, logw io.Writer, args []string, want ...string) (stop func() error) {
 	t.Helper()
-	cli := parse(t, append([]string{"--broker", srv.WorkerEndpoint(), "--heartbeat", "200ms"}, args...)...)
+	return startCLI(t, c, logw, parse(t, append([]string{"--broker", srv.WorkerEndpoint(), "--heartbeat", "200ms"}, args...)...), want...)
+}
+
+// startCLI runs zmws-run with cli as start does, its log going to logw.
+func startCLI(t *testing.T, c *client.Client, logw io.Writer, cli CLI, want ...string) (stop func() error) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, cli, &bytes.Buffer{}, logw) }()

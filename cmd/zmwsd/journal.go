@@ -23,6 +23,8 @@ type app struct {
 }
 
 type journalCmd struct {
+	Config string `help:"The installation file (docs/CONFIG.md): --data-dir defaults to its [broker] data_dir. Default: ./zmws.toml, else /etc/zmws/zmws.toml, when one exists; an empty value for none." env:"ZMWSD_CONFIG" placeholder:"FILE"`
+
 	Check   journalCheck   `cmd:"" help:"Check DATA_DIR/zmws.db without changing it; exit 1 when it is damaged."`
 	Recover journalRecover `cmd:"" help:"Copy every readable job of DATA_DIR/zmws.db into a new journal; the original is not changed."`
 	Compact journalCompact `cmd:"" help:"Give the free space of DATA_DIR/zmws.db back to the disk: copy it without its free pages and rename the copy over it. Only while zmwsd is stopped."`

@@ -20,6 +20,7 @@ import (
 	"github.com/alecthomas/kong"
 
 	"github.com/zmws/zmws/broker"
+	"github.com/zmws/zmws/config"
 	"github.com/zmws/zmws/gateway"
 	"github.com/zmws/zmws/internal/logging"
 	"github.com/zmws/zmws/internal/version"
@@ -27,8 +28,10 @@ import (
 	"github.com/zmws/zmws/store"
 )
 
-// CLI is zmwsd's command line. Every flag can also come from the environment.
+// CLI is zmwsd's command line. Every flag can also come from the environment,
+// or from the installation file's [broker] (BeforeResolve, in config.go).
 type CLI struct {
+	Config          string        `help:"The installation file (docs/CONFIG.md): its [broker] table sets these flags, each overridden by the flag or its ZMWSD_ variable. Default: ./zmws.toml, else /etc/zmws/zmws.toml, when one exists; an empty value for none." env:"ZMWSD_CONFIG" placeholder:"FILE"`
 	ClientBind      string        `help:"Endpoint clients connect to (ROUTER)." default:"tcp://127.0.0.1:5555" env:"ZMWSD_CLIENT_BIND"`
 	WorkerBind      string        `help:"Endpoint workers connect to (ROUTER)." default:"tcp://127.0.0.1:5556" env:"ZMWSD_WORKER_BIND"`
 	EventsBind      string        `help:"Endpoint job events are published on (PUB); empty disables." default:"tcp://127.0.0.1:5557" env:"ZMWSD_EVENTS_BIND"`
@@ -67,15 +70,15 @@ type CLI struct {
 	Insecure        bool          `help:"Allow binding the client, worker, events or HTTP endpoint beyond loopback without CURVE (or HTTP tokens): anyone who reaches it may run every command." env:"ZMWSD_INSECURE"`
 	LogLevel        string        `help:"Log level: trace, debug, info, warn, error." default:"info" env:"ZMWSD_LOG_LEVEL"`
 	LogFormat       string        `help:"Log format: json or console." default:"json" enum:"json,console" env:"ZMWSD_LOG_FORMAT"`
+
+	file *config.File // the installation file read, if any
 }
 
 func main() {
 	var a app
-	kctx := kong.Parse(&a,
-		kong.Name("zmwsd"),
-		version.Vars("zmwsd"),
-		kong.Description("zmws broker: queues named jobs and hands them to workers."),
-		kong.UsageOnError())
+	k := kong.Must(&a, options()...)
+	kctx, err := k.Parse(os.Args[1:])
+	fatalIfParseErrorf(k, err)
 	switch kctx.Command() {
 	case "journal check":
 		kctx.FatalIfErrorf(a.Journal.Check.run(os.Stdout))
@@ -90,6 +93,15 @@ func main() {
 	}
 }
 
+func options() []kong.Option {
+	return []kong.Option{
+		kong.Name("zmwsd"),
+		version.Vars("zmwsd"),
+		kong.Description("zmws broker: queues named jobs and hands them to workers."),
+		kong.UsageOnError(),
+	}
+}
+
 // run starts the broker and the HTTP gateway and serves until ctx ends.
 // ready, when not nil, receives the server once its sockets are bound, and
 // the gateway's address (host:port, "" when --http-bind is empty).
@@ -101,6 +113,9 @@ func run(ctx context.Context, cli CLI, logw io.Writer, ready func(srv *server.Se
 	log, err := logging.New(logw, cli.LogLevel, cli.LogFormat)
 	if err != nil {
 		return err
+	}
+	if cli.file != nil {
+		log.Info().Str("config", cli.file.Path).Msg("installation file read")
 	}
 	if cli.Heartbeat <= 0 || cli.Liveness <= 0 || cli.History <= 0 || cli.MaxQueue <= 0 || cli.MaxAttempts <= 0 || cli.MaxOutput <= 0 {
 		return fmt.Errorf("--heartbeat, --liveness, --history, --max-queue, --max-attempts and --max-output must be positive")
