@@ -43,6 +43,7 @@ func brokerKeys() []Key {
 		{Name: "max_stream", Kind: KindInt},
 		{Name: "max_services", Kind: KindInt},
 		{Name: "forget_after", Kind: KindDuration},
+		{Name: "keep_gone", Kind: KindInt},
 		{Name: "http_bind", Kind: KindString},
 		{Name: "http_max_body", Kind: KindInt},
 		{Name: "http_cors", Kind: KindList},
