@@ -420,8 +420,8 @@ func TestServer_AliveWhileServing(t *testing.T) {
 	alive := make(chan time.Time, 100)
 	srv, err := server.New(server.Config{
 		ClientBind: "tcp://127.0.0.1:*", WorkerBind: "tcp://127.0.0.1:*",
-		Broker:     broker.Config{Heartbeat: time.Hour}, // nothing else wakes the loop
-		Logger:     zerolog.New(zerolog.NewTestWriter(t)),
+		Broker: broker.Config{Heartbeat: time.Hour}, // nothing else wakes the loop
+		Logger: zerolog.New(zerolog.NewTestWriter(t)),
 		Alive: func() {
 			select {
 			case alive <- time.Now():
