@@ -28,6 +28,15 @@ type Socket struct {
 // abstract socket ("@name"), as systemd itself uses, instead of a file.
 func Listen(t *testing.T, abstract bool) *Socket {
 	t.Helper()
+	s := New(t, abstract)
+	t.Setenv("NOTIFY_SOCKET", s.Name)
+	return s
+}
+
+// New makes the socket without setting NOTIFY_SOCKET: for a child process,
+// whose environment says NOTIFY_SOCKET=s.Name.
+func New(t *testing.T, abstract bool) *Socket {
+	t.Helper()
 	name := filepath.Join(t.TempDir(), "notify")
 	if abstract {
 		name = "@zmws-notifytest-" + rand.Text()
@@ -37,7 +46,6 @@ func Listen(t *testing.T, abstract bool) *Socket {
 		t.Fatalf("notify socket: %v", err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	t.Setenv("NOTIFY_SOCKET", name)
 	return &Socket{conn: conn, Name: name}
 }
 
