@@ -68,6 +68,13 @@ type Config struct {
 	// socket, and the broker checks every message against the key's
 	// rights. nil: no security (NULL mechanism), for loopback.
 	Curve *Curve
+	// Alive, when set, is called by Run's goroutine between turns of its
+	// loop, at most once every AliveEvery (default 1 s), as long as the
+	// loop turns: zmwsd sends systemd's watchdog keep-alive from it, so a
+	// loop that hangs gets zmwsd restarted. It must not block. The loop
+	// turns at least every 100 ms, so an idle broker calls it too.
+	Alive      func()
+	AliveEvery time.Duration
 }
 
 // Curve is the broker's CURVE key pair and the keys it lets in.
@@ -85,6 +92,8 @@ const (
 	DefaultLinger     = time.Second
 	// DefaultCommitDelay is Config.CommitDelay's default.
 	DefaultCommitDelay = 20 * time.Millisecond
+	// DefaultAliveEvery is Config.AliveEvery's default.
+	DefaultAliveEvery = time.Second
 	// maxPoll caps a poll so a cancelled context is seen promptly.
 	maxPoll = 100 * time.Millisecond
 	// maxDrain bounds the messages read from one socket in one turn, so one
@@ -128,6 +137,8 @@ type Server struct {
 	lazyAt time.Time
 	// restored holds what Restore returned, sent when Run starts.
 	restored []protocol.Envelope
+	// aliveAt is when Config.Alive is next due.
+	aliveAt time.Time
 }
 
 // New creates the sockets and binds them, so the endpoints (with the ports
@@ -147,6 +158,9 @@ func New(cfg Config) (*Server, error) {
 		cfg.CommitDelay = DefaultCommitDelay
 	case cfg.CommitDelay < 0:
 		cfg.CommitDelay = 0
+	}
+	if cfg.AliveEvery <= 0 {
+		cfg.AliveEvery = DefaultAliveEvery
 	}
 	cfg.Broker.Events = cfg.EventsBind != "" || cfg.EventsInproc != ""
 	cfg.Broker.Logger = cfg.Logger
@@ -383,6 +397,10 @@ func (s *Server) Run(ctx context.Context) error {
 			}
 		}
 		s.startCommit(false)
+		if s.cfg.Alive != nil && !now.Before(s.aliveAt) {
+			s.cfg.Alive()
+			s.aliveAt = now.Add(s.cfg.AliveEvery)
+		}
 	}
 }
 

@@ -414,3 +414,53 @@ func TestServer_InprocClientAndEvents(t *testing.T) {
 		t.Fatalf("first inproc event %s", zmqtest.Join(ev))
 	}
 }
+
+// Alive comes from the loop while it serves, idle or not, and stops with Run.
+func TestServer_AliveWhileServing(t *testing.T) {
+	alive := make(chan time.Time, 100)
+	srv, err := server.New(server.Config{
+		ClientBind: "tcp://127.0.0.1:*", WorkerBind: "tcp://127.0.0.1:*",
+		Broker: broker.Config{Heartbeat: time.Hour}, // nothing else wakes the loop
+		Logger: zerolog.New(zerolog.NewTestWriter(t)),
+		Alive: func() {
+			select {
+			case alive <- time.Now():
+			default:
+			}
+		},
+		AliveEvery: 20 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	var first, last time.Time
+	for i := range 5 {
+		select {
+		case at := <-alive:
+			if i == 0 {
+				first = at
+			}
+			last = at
+		case <-time.After(wait):
+			t.Fatalf("Alive called %d times, want 5", i)
+		}
+	}
+	if d := last.Sub(first); d < 4*20*time.Millisecond {
+		t.Errorf("5 calls in %v: more often than AliveEvery", d)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	for len(alive) > 0 {
+		<-alive
+	}
+	select {
+	case <-alive:
+		t.Error("Alive called after Run returned")
+	case <-time.After(100 * time.Millisecond):
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -78,6 +79,8 @@ type Bolt struct {
 	path   string
 	closed atomic.Bool
 	chunk  int // pruneChunk; tests change it
+	// backupMu makes Backups take turns (they share a temporary file name).
+	backupMu sync.Mutex
 
 	arena []byte // Commit's encoding buffer; used only in a write transaction
 }

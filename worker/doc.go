@@ -86,6 +86,12 @@
 // (cause ErrJobStarted) as soon as any of them starts a job, so that work
 // done while idle can stop at once. zmws-run's --idle-command is built on it.
 //
+// # Ready hook
+//
+// Config.Ready is called once per Run, when every slot has sent its first
+// READY (connections are made in the background: a broker may not have
+// heard it yet). zmws-run tells systemd READY=1 from it.
+//
 // # Security
 //
 // With Config.Curve each slot speaks CURVE to its broker, which must hold

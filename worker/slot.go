@@ -79,6 +79,7 @@ type slot struct {
 	endpoint    int    // index into Brokers of the current or next connection
 	gen         uint64 // connection generation, bumped at each connect
 	heard       bool   // got a HEARTBEAT or REQUEST on this connection
+	announced   bool   // sent a READY on some connection of this Run
 	failures    int    // connections in a row that never heard from a broker
 	heartbeatAt time.Time
 	expireAt    time.Time
@@ -348,6 +349,12 @@ func (s *slot) connect(now time.Time) {
 	s.expireAt = now.Add(s.w.cfg.Heartbeat * time.Duration(s.w.cfg.Liveness))
 	s.send(protocol.Message{Cmd: protocol.CmdReady, Service: s.w.cfg.Service, Body: [][]byte{s.w.ready}})
 	s.log.Info().Str(keyEndpoint, ep).Msg("ready sent")
+	if !s.announced {
+		s.announced = true
+		if s.w.unready.Add(-1) == 0 && s.w.cfg.Ready != nil {
+			s.w.cfg.Ready()
+		}
+	}
 }
 
 // secure makes sock a CURVE client when the worker has keys, watching its

@@ -82,6 +82,13 @@ type Config struct {
 	// Workers (those of one process, say), which count as one: see Idler.
 	// The Worker reports its jobs to it; the caller runs it (Idler.Run).
 	Idler *Idler
+	// Ready, when set, is called once per Run, when every slot has sent its
+	// first READY, on the goroutine of the slot that sent the last one; it
+	// must not block. ZeroMQ connects in the background, so it says that the
+	// worker has set up its connections and announced itself, not that a
+	// broker has heard it: zmws-run tells systemd READY=1 from it, and must
+	// start while its broker is away.
+	Ready func()
 	// Details are announced in READY. Empty fields default to the hostname,
 	// the process ID and "zmws-worker".
 	Details *protocol.WorkerDetails
@@ -120,6 +127,9 @@ type Worker struct {
 	idle    *Idler // Config.Idler, or one of its own
 	ownIdle bool   // idle is its own, run by Run
 	sndhwm  int    // DEALER send high-water mark if not 0 (tests lower it)
+	// unready counts the slots of this Run that have not yet sent their
+	// first READY; the one that brings it to 0 calls Config.Ready.
+	unready atomic.Int64
 }
 
 // New checks cfg, fills in defaults and returns a Worker.
@@ -227,6 +237,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	if w.ownIdle {
 		w.idle.reset(time.Now())
 	}
+	w.unready.Store(int64(len(slots)))
 	w.log.Info().Int("slots", len(slots)).Strs(keyEndpoint, w.cfg.Brokers).Msg("worker starting")
 
 	var wg sync.WaitGroup

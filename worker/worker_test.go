@@ -445,6 +445,41 @@ func TestWorker_Concurrency(t *testing.T) {
 	}
 }
 
+// Ready comes once per Run, when the last slot has sent its first READY,
+// and not again when a slot reconnects.
+func TestWorker_ReadyOnceAllSlotsAnnounced(t *testing.T) {
+	b := newFakeBroker(t)
+	cfg := testConfig(t, echo, b.ep)
+	cfg.Concurrency = 3
+	var calls atomic.Int32
+	ready := make(chan struct{}, 4)
+	cfg.Ready = func() {
+		calls.Add(1)
+		ready <- struct{}{}
+	}
+	start(t, cfg)
+	select {
+	case <-ready:
+	case <-time.After(wait):
+		t.Fatal("Ready not called")
+	}
+	ids := map[string]bool{}
+	for range 3 {
+		ids[b.expect(t, protocol.CmdReady).id] = true
+	}
+	if len(ids) != 3 {
+		t.Fatalf("READY identities %v, want 3 distinct", ids)
+	}
+	for id := range ids {
+		b.send(id, protocol.Message{Cmd: protocol.CmdDisconnect})
+		b.expect(t, protocol.CmdReady) // the slot is back
+		break
+	}
+	if n := calls.Load(); n != 1 {
+		t.Errorf("Ready called %d times, want 1", n)
+	}
+}
+
 func TestWorker_OnIdle(t *testing.T) {
 	b := newFakeBroker(t)
 	h := newBlock()

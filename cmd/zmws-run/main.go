@@ -16,10 +16,12 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/alecthomas/kong"
+	"github.com/coreos/go-systemd/v22/daemon"
 	zmq "github.com/pebbe/zmq4"
 
 	"github.com/zmws/zmws/config"
@@ -201,7 +203,11 @@ func run(ctx context.Context, cli CLI, stdout, logw io.Writer) error {
 		handlers []*runner.Handler
 		workers  []*worker.Worker
 		idler    *worker.Idler // all the services' quiet periods, for idle
+		services []string
+		slots    int
+		unready  atomic.Int64 // services whose slots have not all sent READY
 	)
+	unready.Store(int64(len(ts)))
 	// Whatever happens, no child outlives zmws-run: the handlers end their
 	// prestarted processes, and the jobs' process groups left after the
 	// grace; so does the idle command's.
@@ -236,11 +242,18 @@ func run(ctx context.Context, cli CLI, stdout, logw io.Writer) error {
 			Curve:       keys,
 			Idler:       idler,
 			Logger:      log,
+			Ready: func() {
+				if unready.Add(-1) == 0 {
+					notify(log, daemon.SdNotifyReady, servingStatus(services, slots, cli.Broker))
+				}
+			},
 		})
 		if err != nil {
 			return err
 		}
 		workers = append(workers, w)
+		services = append(services, t.Service())
+		slots += t.Concurrency()
 		log.Info().Str(logging.KeyService, t.Service()).Str("command", t.Command().String()).
 			Int("concurrency", t.Concurrency()).Bool("prestart", t.Prestart()).Str("source", t.Source()).Msg("service loaded")
 	}
@@ -248,6 +261,9 @@ func run(ctx context.Context, cli CLI, stdout, logw io.Writer) error {
 	// A worker that cannot start stops the others.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	defer context.AfterFunc(ctx, func() {
+		notify(log, daemon.SdNotifyStopping, fmt.Sprintf("STATUS=stopping: running jobs may finish for --grace %v", cli.Grace))
+	})()
 	errs := make([]error, len(workers))
 	var wg sync.WaitGroup
 	for i, w := range workers {

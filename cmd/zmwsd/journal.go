@@ -133,6 +133,7 @@ func openJournal(path string, compactFree int64, log zerolog.Logger) (*store.Bol
 		return nil, err
 	}
 	log.Info().Str("journal", path).Int64("size", size).Int64("free", free).Msg("compacting the journal")
+	notify(log, "STATUS=compacting the journal "+path)
 	rep, err := store.Compact(path, store.BoltOptions{})
 	if err != nil {
 		log.Error().Err(err).Str("journal", path).Msg("compact the journal; going on without")

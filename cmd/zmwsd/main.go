@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/alecthomas/kong"
+	"github.com/coreos/go-systemd/v22/daemon"
 
 	"github.com/zmws/zmws/broker"
 	"github.com/zmws/zmws/config"
@@ -164,9 +165,13 @@ func run(ctx context.Context, cli CLI, logw io.Writer, ready func(srv *server.Se
 		}
 		httpAddr = ln.Addr().String()
 	}
-	var st store.Store
+	var (
+		st      store.Store
+		journal *store.Bolt // st, when it is durable
+	)
 	if cli.DataDir != "" {
 		path := filepath.Join(cli.DataDir, store.BoltFile)
+		notify(log, "STATUS=opening the journal "+path)
 		b, err := openJournal(path, cli.CompactFree, log)
 		if err != nil {
 			if ln != nil {
@@ -178,7 +183,7 @@ func run(ctx context.Context, cli CLI, logw io.Writer, ready func(srv *server.Se
 			return fmt.Errorf("--data-dir: %w", err)
 		}
 		defer b.Close()
-		st = b
+		st, journal = b, b
 		log.Info().Str("journal", path).Msg("durable job journal open")
 	} else {
 		log.Warn().Msg("no --data-dir: jobs are kept in memory only and lost when zmwsd stops")
@@ -197,6 +202,7 @@ func run(ctx context.Context, cli CLI, logw io.Writer, ready func(srv *server.Se
 	if commitDelay == 0 {
 		commitDelay = -1 // server.Config: negative commits at once, zero is its default
 	}
+	alive, aliveEvery := watchdog(log)
 	srv, err := server.New(server.Config{
 		ClientBind:   cli.ClientBind,
 		WorkerBind:   cli.WorkerBind,
@@ -227,6 +233,8 @@ func run(ctx context.Context, cli CLI, logw io.Writer, ready func(srv *server.Se
 		RetainBytes: cli.RetainBytes,
 		CommitDelay: commitDelay,
 		Curve:       sec.curve,
+		Alive:       alive,
+		AliveEvery:  aliveEvery,
 	})
 	if err != nil {
 		if ln != nil {
@@ -238,9 +246,16 @@ func run(ctx context.Context, cli CLI, logw io.Writer, ready func(srv *server.Se
 		Str("events", srv.EventsEndpoint()).Str("http", httpAddr).
 		Dur("heartbeat", cli.Heartbeat).Int("liveness", cli.Liveness).Msg("zmwsd started")
 	defer reloadOnHUP(ctx, log, sec.reloaders...)()
+	defer backupOnUSR1(ctx, log, journal, filepath.Join(cli.DataDir, backupDir, store.BoltFile))()
 	if ready != nil {
 		ready(srv, httpAddr)
 	}
+	// The sockets are bound (and probed), the journal loaded, the gateway
+	// listening: what they receive waits for the loops started below, and
+	// systemd may start the units ordered after zmwsd (its workers).
+	notify(log, daemon.SdNotifyReady, fmt.Sprintf("STATUS=serving: clients %s, workers %s, http %s",
+		srv.ClientEndpoint(), srv.WorkerEndpoint(), cmp.Or(httpAddr, "off")))
+	defer context.AfterFunc(ctx, func() { notify(log, daemon.SdNotifyStopping, "STATUS=stopping") })()
 
 	// The broker outlives ctx until the gateway has stopped; the gateway
 	// stops early if the broker fails.
