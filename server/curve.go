@@ -159,37 +159,6 @@ func (s *Server) rebindEvents(now time.Time) {
 	s.rebindAt = now.Add(rebindEvery)
 }
 
-// recvWithUser reads one message without blocking, with the User-Id its
-// peer's handshake set. The property is read from the first frame after
-// the routing id: libzmq 4.3 leaves the routing id frame of a message that
-// a poll prefetched without properties.
-func recvWithUser(sock *zmq.Socket) ([][]byte, string, error) {
-	id, err := sock.RecvBytes(zmq.DONTWAIT)
-	if err != nil {
-		return nil, "", err
-	}
-	msg := [][]byte{id}
-	user := ""
-	for i := 0; ; i++ {
-		more, err := sock.GetRcvmore()
-		if err != nil || !more {
-			return msg, user, err
-		}
-		var f []byte
-		if i == 0 {
-			var md map[string]string
-			f, md, err = sock.RecvBytesWithMetadata(zmq.DONTWAIT, "User-Id")
-			user = md["User-Id"]
-		} else {
-			f, err = sock.RecvBytes(zmq.DONTWAIT)
-		}
-		if err != nil {
-			return msg, user, err
-		}
-		msg = append(msg, f)
-	}
-}
-
 // Rechecks after a closed worker connection: the first after
 // firstRecheck, each later one ten times later, none after lastRecheck;
 // and never two checks within minCheckGap.

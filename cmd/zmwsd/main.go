@@ -36,6 +36,8 @@ type CLI struct {
 	MaxQueue        int           `help:"Queued jobs per service before submissions are refused." default:"100000" env:"ZMWSD_MAX_QUEUE"`
 	MaxAttempts     int           `help:"Dispatches per job before it fails when its workers keep dying." default:"3" env:"ZMWSD_MAX_ATTEMPTS"`
 	MaxMsgSize      int64         `help:"Largest frame accepted from a peer, in bytes (ZMQ_MAXMSGSIZE); -1 for none." default:"16777216" env:"ZMWSD_MAX_MSG_SIZE"`
+	MaxMsgFrames    int           `help:"Most frames in one message from a peer; a longer message is read to its end but not kept, a client's request refused (bad_request), a worker dropped. -1 for none." default:"1024" env:"ZMWSD_MAX_MSG_FRAMES"`
+	MaxMsgBytes     int64         `help:"Most bytes in one message from a peer (all its frames), at least --max-msg-size; past it as past --max-msg-frames. -1 for none." default:"67108864" env:"ZMWSD_MAX_MSG_BYTES"`
 	MaxOutput       int           `help:"Output bytes kept per job (and sent at once to 7/MDP sync clients)." default:"262144" env:"ZMWSD_MAX_OUTPUT"`
 	MaxStream       int           `help:"Partial output bytes forwarded to the caller of one sync job; past it later partials are dropped and the result says output_truncated." default:"67108864" env:"ZMWSD_MAX_STREAM"`
 	MaxServices     int           `help:"Services the broker knows at most; a READY for a new one past it is refused (service_limit)." default:"10000" env:"ZMWSD_MAX_SERVICES"`
@@ -105,6 +107,12 @@ func run(ctx context.Context, cli CLI, logw io.Writer, ready func(srv *server.Se
 	}
 	if cli.RetainBytes < 0 || cli.CompactFree < 0 {
 		return fmt.Errorf("--retain-bytes and --compact-free must not be negative")
+	}
+	if cli.MaxMsgFrames == 0 || cli.MaxMsgFrames < -1 || cli.MaxMsgBytes == 0 || cli.MaxMsgBytes < -1 {
+		return fmt.Errorf("--max-msg-frames and --max-msg-bytes must be positive, or -1 for none")
+	}
+	if cli.MaxMsgBytes > 0 && cli.MaxMsgSize > cli.MaxMsgBytes {
+		return fmt.Errorf("--max-msg-bytes (%d) must be at least --max-msg-size (%d)", cli.MaxMsgBytes, cli.MaxMsgSize)
 	}
 	sec, err := loadSecurity(cli, log)
 	if err != nil {
@@ -183,6 +191,8 @@ func run(ctx context.Context, cli CLI, logw io.Writer, ready func(srv *server.Se
 		ClientInproc: inproc[0],
 		EventsInproc: inproc[1],
 		MaxMsgSize:   cli.MaxMsgSize,
+		MaxFrames:    cli.MaxMsgFrames,
+		MaxBytes:     cli.MaxMsgBytes,
 		Broker: broker.Config{
 			Heartbeat:       cli.Heartbeat,
 			Liveness:        cli.Liveness,
