@@ -21,6 +21,7 @@ import (
 	"github.com/zmws/zmws/broker"
 	"github.com/zmws/zmws/gateway"
 	"github.com/zmws/zmws/internal/logging"
+	"github.com/zmws/zmws/internal/memory"
 	"github.com/zmws/zmws/server"
 	"github.com/zmws/zmws/store"
 )
@@ -63,6 +64,7 @@ type CLI struct {
 	ClientKeys      string        `help:"Folder of client public keys (*.pub), each with every client right." env:"ZMWSD_CLIENT_KEYS"`
 	WorkerKeys      string        `help:"Folder of worker public keys (*.pub), each may offer every service." env:"ZMWSD_WORKER_KEYS"`
 	Insecure        bool          `help:"Allow binding the client, worker, events or HTTP endpoint beyond loopback without CURVE (or HTTP tokens): anyone who reaches it may run every command." env:"ZMWSD_INSECURE"`
+	MemTrim         time.Duration `help:"How often zmwsd looks at its memory and gives back to the system what a burst left: the Go heap's garbage when no collection ran since the last look, glibc's free pages once libzmq freed a peer's frames. 0: never (Go then keeps it for minutes, glibc for good)." default:"5s" env:"ZMWSD_MEM_TRIM"`
 	LogLevel        string        `help:"Log level: trace, debug, info, warn, error." default:"info" env:"ZMWSD_LOG_LEVEL"`
 	LogFormat       string        `help:"Log format: json or console." default:"json" enum:"json,console" env:"ZMWSD_LOG_FORMAT"`
 }
@@ -108,11 +110,27 @@ func run(ctx context.Context, cli CLI, logw io.Writer, ready func(srv *server.Se
 	if cli.RetainBytes < 0 || cli.CompactFree < 0 {
 		return fmt.Errorf("--retain-bytes and --compact-free must not be negative")
 	}
+	if cli.MemTrim < 0 {
+		return fmt.Errorf("--mem-trim must not be negative")
+	}
 	if cli.MaxMsgFrames == 0 || cli.MaxMsgFrames < -1 || cli.MaxMsgBytes == 0 || cli.MaxMsgBytes < -1 {
 		return fmt.Errorf("--max-msg-frames and --max-msg-bytes must be positive, or -1 for none")
 	}
 	if cli.MaxMsgBytes > 0 && cli.MaxMsgSize > cli.MaxMsgBytes {
 		return fmt.Errorf("--max-msg-bytes (%d) must be at least --max-msg-size (%d)", cli.MaxMsgBytes, cli.MaxMsgSize)
+	}
+	// Big frames go back to the system as soon as libzmq frees them.
+	if !memory.Setup() {
+		log.Debug().Msg("glibc's mmap threshold left as it is (set in the environment, or not glibc)")
+	}
+	if cli.MemTrim > 0 {
+		tctx, stopTrim := context.WithCancel(ctx)
+		trimmed := make(chan struct{})
+		go func() {
+			defer close(trimmed)
+			(&memory.Trimmer{Every: cli.MemTrim, Logger: log}).Run(tctx)
+		}()
+		defer func() { stopTrim(); <-trimmed }()
 	}
 	sec, err := loadSecurity(cli, log)
 	if err != nil {
