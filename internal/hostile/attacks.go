@@ -19,29 +19,31 @@ import (
 )
 
 // endless sends frames with MORE and never a last one, over a raw ZMTP
-// connection, until ctx ends or cfg.MaxBytes are sent; then it
-// disconnects. When the broker closes the connection (a CURVE broker, to a
-// NULL greeting) it connects again, as an attacker would.
-func endless(ctx context.Context, endpoint string, cfg config) (int64, error) {
-	return rawFrames(ctx, endpoint, cfg, 0)
+// connection greeted with mechanism (NULL, or CURVE without a handshake),
+// until ctx ends or cfg.MaxBytes are sent; then it disconnects. When the
+// broker closes the connection (a CURVE broker does) it connects again, as
+// an attacker would.
+func endless(ctx context.Context, endpoint, mechanism string, cfg config) (int64, error) {
+	return rawFrames(ctx, endpoint, mechanism, cfg, 0)
 }
 
 // complete sends whole messages of cfg.PerMsg frames, as endless does.
 func complete(ctx context.Context, endpoint string, cfg config) (int64, error) {
-	return rawFrames(ctx, endpoint, cfg, cfg.PerMsg)
+	return rawFrames(ctx, endpoint, "NULL", cfg, cfg.PerMsg)
 }
 
 // rawFrames sends frames, each perMsg-th one the last of its message (0:
 // none is).
-func rawFrames(ctx context.Context, endpoint string, cfg config, perMsg int) (int64, error) {
+func rawFrames(ctx context.Context, endpoint, mechanism string, cfg config, perMsg int) (int64, error) {
 	body := make([]byte, cfg.Frame)
 	var sent int64
 	for ctx.Err() == nil {
-		p, err := dialRaw(ctx, endpoint)
+		p, err := dialRaw(ctx, endpoint, mechanism)
 		var op *net.OpError
 		switch {
 		case errors.As(err, &op) && op.Op == "dial":
-			if ctx.Err() != nil {
+			// A dial cut short by ctx's deadline ends the attack.
+			if ctx.Err() != nil || errors.Is(err, os.ErrDeadlineExceeded) {
 				return sent, nil
 			}
 			return sent, err

@@ -45,15 +45,15 @@ func TestHostileShort(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res) != 6 {
-		t.Fatalf("%d scenarios measured, want 6", len(res))
+	if len(res) != 7 {
+		t.Fatalf("%d scenarios measured, want 7", len(res))
 	}
 	for _, r := range res {
 		if !r.within {
 			t.Errorf("%s: zmwsd at %s %.1f s after the peer left, baseline %s", r.name, size(r.after), r.settled.Seconds(), size(r.baseline))
 		}
 		switch r.name {
-		case "curve-stranger", "curve-unknown":
+		case "curve-stranger", "curve-nohello", "curve-unknown":
 			if r.peak > r.baseline+cfg.Bound {
 				t.Errorf("%s: a peer without an authorized key made zmwsd grow to %s (baseline %s)", r.name, size(r.peak), size(r.baseline))
 			}

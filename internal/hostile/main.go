@@ -12,6 +12,8 @@
 //	complete      the same peer sends whole messages of 1,000 such frames
 //	curve-stranger  on a CURVE broker, a peer without an authorized key:
 //	              a NULL greeting, then the endless message
+//	curve-nohello   a CURVE greeting, then the endless message in place of
+//	              the handshake
 //	curve-unknown   a libzmq CURVE client with a key the broker does not
 //	              know, behind a relay that drops each message's last frame
 //	curve-client    the same with an authorized client key: an endless
@@ -164,8 +166,8 @@ func run(ctx context.Context, cfg config, out io.Writer) ([]result, error) {
 		return nil, err
 	}
 	rs, err := scenarios(ctx, cfg, z, []scenario{
-		{"endless", func(ctx context.Context) (int64, error) { return endless(ctx, z.client, cfg) }},
-		{"endless again", func(ctx context.Context) (int64, error) { return endless(ctx, z.client, cfg) }},
+		{"endless", func(ctx context.Context) (int64, error) { return endless(ctx, z.client, "NULL", cfg) }},
+		{"endless again", func(ctx context.Context) (int64, error) { return endless(ctx, z.client, "NULL", cfg) }},
 		{"complete", func(ctx context.Context) (int64, error) { return complete(ctx, z.client, cfg) }},
 	})
 	z.stop()
@@ -184,7 +186,8 @@ func run(ctx context.Context, cfg config, out io.Writer) ([]result, error) {
 			return all, err
 		}
 		rs, err := scenarios(ctx, cfg, z, []scenario{
-			{"curve-stranger", func(ctx context.Context) (int64, error) { return endless(ctx, z.client, cfg) }},
+			{"curve-stranger", func(ctx context.Context) (int64, error) { return endless(ctx, z.client, "NULL", cfg) }},
+			{"curve-nohello", func(ctx context.Context) (int64, error) { return endless(ctx, z.client, "CURVE", cfg) }},
 			{"curve-unknown", func(ctx context.Context) (int64, error) { return endlessCurve(ctx, z.client, keys.stranger, cfg) }},
 			{"curve-client", func(ctx context.Context) (int64, error) { return endlessCurve(ctx, z.client, keys.client, cfg) }},
 		})

@@ -36,26 +36,27 @@ type rawPeer struct {
 	sent atomic.Int64 // bytes of frames written
 }
 
-// dialRaw connects to a zmq tcp:// endpoint and says it is a DEALER. When
-// only the greeting failed (the broker closed the connection), it returns
-// the peer with the error.
-func dialRaw(ctx context.Context, endpoint string) (*rawPeer, error) {
+// dialRaw connects to a zmq tcp:// endpoint and greets it with mechanism:
+// with NULL it then says READY, as a DEALER; with CURVE it says nothing
+// more (no HELLO: its frames come before any handshake). When only the
+// greeting failed (the broker closed the connection), it returns the peer
+// with the error.
+func dialRaw(ctx context.Context, endpoint, mechanism string) (*rawPeer, error) {
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "tcp", strings.TrimPrefix(endpoint, "tcp://"))
 	if err != nil {
 		return nil, err
 	}
 	p := &rawPeer{c: c}
-	// READY with Socket-Type DEALER; the broker's greeting and READY are
-	// read and dropped.
+	// The broker's greeting and READY are read and dropped.
+	go io.Copy(io.Discard, c)
+	if _, err := c.Write(greeting(mechanism)); err != nil || mechanism != "NULL" {
+		return p, err
+	}
 	ready := []byte{5, 'R', 'E', 'A', 'D', 'Y', 11}
 	ready = append(ready, "Socket-Type"...)
 	ready = binary.BigEndian.AppendUint32(ready, 6)
 	ready = append(ready, "DEALER"...)
-	go io.Copy(io.Discard, c)
-	if _, err := c.Write(greeting("NULL")); err != nil {
-		return p, err
-	}
 	return p, p.frame(flagCommand, ready)
 }
 
