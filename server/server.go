@@ -45,7 +45,7 @@ type Config struct {
 	// They bound what the Go heap holds of one message; libzmq holds all
 	// of it before the loop can read a frame, and holds an unfinished one
 	// without bound (docs/SECURITY.md). Defaults DefaultMaxFrames and
-	// DefaultMaxBytes; -1: none.
+	// DefaultMaxBytes (or MaxMsgSize, if more); -1: none.
 	MaxFrames int
 	MaxBytes  int64
 	// Linger bounds how long unsent messages are kept at shutdown (default 1 s).
