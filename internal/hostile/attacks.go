@@ -42,9 +42,11 @@ func rawFrames(ctx context.Context, endpoint, mechanism string, cfg config, perM
 		var op *net.OpError
 		switch {
 		case errors.As(err, &op) && op.Op == "dial":
-			// A dial cut short by ctx's deadline ends the attack.
-			if ctx.Err() != nil || errors.Is(err, os.ErrDeadlineExceeded) {
+			switch {
+			case ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded):
 				return sent, nil
+			case op.Timeout():
+				continue // the broker is slow to accept: try again
 			}
 			return sent, err
 		case ctx.Err() != nil:

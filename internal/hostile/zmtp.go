@@ -8,6 +8,7 @@ import (
 	"net"
 	"strings"
 	"sync/atomic"
+	"time"
 )
 
 // ZMTP 3.0 frame flags (RFC 23).
@@ -42,7 +43,7 @@ type rawPeer struct {
 // greeting failed (the broker closed the connection), it returns the peer
 // with the error.
 func dialRaw(ctx context.Context, endpoint, mechanism string) (*rawPeer, error) {
-	var d net.Dialer
+	d := net.Dialer{Timeout: time.Second}
 	c, err := d.DialContext(ctx, "tcp", strings.TrimPrefix(endpoint, "tcp://"))
 	if err != nil {
 		return nil, err
