@@ -2,8 +2,14 @@ package server_test
 
 import (
 	"bytes"
+	"encoding/binary"
+	"errors"
+	"io"
+	"net"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	zmq "github.com/pebbe/zmq4"
 
@@ -49,4 +55,38 @@ func TestServer_OversizeMessages(t *testing.T) {
 	expect(t, req, "MDPW02", "\x02", "*", "", "ping")
 	zmqtest.Send(t, w2, b("MDPW02"), []byte{0x04}, req[2], b(""), b("pong"))
 	expect(t, zmqtest.Recv(t, c, wait), "MDPC02", "\x03", "SYNC-S", "pong")
+}
+
+// TestServer_EventsSubscriberFrameBound: a frame bigger than a subscription
+// can be, from a peer of the events socket, closes its connection (the
+// socket has ZMQ_MAXMSGSIZE too), before the broker holds it.
+func TestServer_EventsSubscriberFrameBound(t *testing.T) {
+	srv := start(t, server.Config{EventsBind: "tcp://127.0.0.1:*"})
+	c, err := net.Dial("tcp", strings.TrimPrefix(srv.EventsEndpoint(), "tcp://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// ZMTP 3.0: a NULL greeting, READY as a SUB, then a frame announced
+	// as 1 GiB.
+	g := make([]byte, 64)
+	g[0], g[9], g[10] = 0xff, 0x7f, 3
+	copy(g[12:], "NULL")
+	ready := append([]byte{0x04, 0, 5}, "READY"...)
+	ready = append(ready, 11)
+	ready = append(ready, "Socket-Type"...)
+	ready = binary.BigEndian.AppendUint32(ready, 3)
+	ready = append(ready, "SUB"...)
+	ready[1] = byte(len(ready) - 2)
+	frame := binary.BigEndian.AppendUint64([]byte{0x02}, 1<<30)
+	for _, b := range [][]byte{g, ready, frame, {1}} {
+		if _, err := c.Write(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The broker's greeting and READY, then the end of the connection.
+	c.SetReadDeadline(time.Now().Add(wait))
+	if _, err := io.Copy(io.Discard, c); err != nil && !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("the connection was not closed: %v", err)
+	}
 }
