@@ -538,8 +538,9 @@ const (
 	// had closed (the process exited, crashed or was killed) or its send
 	// queue was full.
 	GoneUnreachable = "unreachable"
-	// GoneProtocolError: it sent a malformed message or a command out of
-	// turn (a second READY, a REQUEST), and was told DISCONNECT.
+	// GoneProtocolError: it sent a malformed message, a command out of
+	// turn (a second READY, a REQUEST), or a message past the broker's
+	// size bounds, and was told DISCONNECT.
 	GoneProtocolError = "protocol_error"
 	// GoneForbidden: a key check dropped it: after a reload its key may no
 	// longer offer its service, or a message came from its routing id

@@ -16,6 +16,9 @@ import (
 // User-Id of each message, the check of every worker when a worker
 // connection closes, and the events socket made anew after a key reload.
 
+// maxSubscription bounds a frame from an events subscriber (ZMQ_MAXMSGSIZE).
+const maxSubscription = 64 << 10
+
 // pub makes an events socket, a CURVE server when secure.
 func (s *Server) pub(secure bool) (*zmq.Socket, error) {
 	sock, err := zmq.NewSocket(zmq.PUB)
@@ -24,6 +27,16 @@ func (s *Server) pub(secure bool) (*zmq.Socket, error) {
 	}
 	sock.SetLinger(0)
 	sock.SetSndhwm(100_000)
+	// Subscribers send subscriptions, a few bytes each: a bigger frame is a
+	// peer's attack on the broker's memory, whatever MaxMsgSize allows jobs.
+	limit := int64(maxSubscription)
+	if s.cfg.MaxMsgSize > 0 {
+		limit = min(limit, s.cfg.MaxMsgSize)
+	}
+	if err := sock.SetMaxmsgsize(limit); err != nil {
+		sock.Close()
+		return nil, fmt.Errorf("server: events socket option: %w", err)
+	}
 	if secure {
 		if err := curve.ApplyServer(sock, s.cfg.Curve.Key, s.eventsDomain); err != nil {
 			sock.Close()
@@ -157,37 +170,6 @@ func (s *Server) rebindEvents(now time.Time) {
 		return
 	}
 	s.rebindAt = now.Add(rebindEvery)
-}
-
-// recvWithUser reads one message without blocking, with the User-Id its
-// peer's handshake set. The property is read from the first frame after
-// the routing id: libzmq 4.3 leaves the routing id frame of a message that
-// a poll prefetched without properties.
-func recvWithUser(sock *zmq.Socket) ([][]byte, string, error) {
-	id, err := sock.RecvBytes(zmq.DONTWAIT)
-	if err != nil {
-		return nil, "", err
-	}
-	msg := [][]byte{id}
-	user := ""
-	for i := 0; ; i++ {
-		more, err := sock.GetRcvmore()
-		if err != nil || !more {
-			return msg, user, err
-		}
-		var f []byte
-		if i == 0 {
-			var md map[string]string
-			f, md, err = sock.RecvBytesWithMetadata(zmq.DONTWAIT, "User-Id")
-			user = md["User-Id"]
-		} else {
-			f, err = sock.RecvBytes(zmq.DONTWAIT)
-		}
-		if err != nil {
-			return msg, user, err
-		}
-		msg = append(msg, f)
-	}
 }
 
 // Rechecks after a closed worker connection: the first after

@@ -38,6 +38,16 @@ type Config struct {
 	// MaxMsgSize is ZMQ_MAXMSGSIZE on both ROUTER sockets: a peer that sends
 	// a bigger frame is disconnected by libzmq (default 16 MiB; -1 none).
 	MaxMsgSize int64
+	// MaxFrames and MaxBytes bound one message (after the routing id) as
+	// the loop reads it, frame by frame: a message with more frames or
+	// more bytes in all is read to its end but not kept, and the broker
+	// refuses it (a client's request: bad_request) or drops its worker.
+	// They bound what the Go heap holds of one message; libzmq holds all
+	// of it before the loop can read a frame, and holds an unfinished one
+	// without bound (docs/SECURITY.md). Defaults DefaultMaxFrames and
+	// DefaultMaxBytes (or MaxMsgSize, if more); -1: none.
+	MaxFrames int
+	MaxBytes  int64
 	// Linger bounds how long unsent messages are kept at shutdown (default 1 s).
 	Linger time.Duration
 	// Logger receives the server's and the broker's logs. Default: none.
@@ -89,6 +99,8 @@ type Curve struct {
 // Defaults.
 const (
 	DefaultMaxMsgSize = 16 << 20
+	DefaultMaxFrames  = 1024
+	DefaultMaxBytes   = 64 << 20
 	DefaultLinger     = time.Second
 	// DefaultCommitDelay is Config.CommitDelay's default.
 	DefaultCommitDelay = 20 * time.Millisecond
@@ -149,6 +161,12 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.MaxMsgSize == 0 {
 		cfg.MaxMsgSize = DefaultMaxMsgSize
+	}
+	if cfg.MaxFrames == 0 {
+		cfg.MaxFrames = DefaultMaxFrames
+	}
+	if cfg.MaxBytes == 0 {
+		cfg.MaxBytes = DefaultMaxBytes
 	}
 	if cfg.Linger <= 0 {
 		cfg.Linger = DefaultLinger
@@ -372,9 +390,9 @@ func (s *Server) Run(ctx context.Context) error {
 		for _, p := range polled {
 			switch p.Socket {
 			case s.clients:
-				s.drain(s.clients, s.b.HandleClient)
+				s.drain(s.clients, s.b.HandleClient, s.b.ClientOversize)
 			case s.workers:
-				s.drain(s.workers, s.b.HandleWorker)
+				s.drain(s.workers, s.b.HandleWorker, s.b.WorkerOversize)
 			case s.gone:
 				s.workersGone()
 			default:
@@ -493,33 +511,27 @@ func (s *Server) stopCommits() {
 }
 
 // drain reads up to maxDrain ready messages from sock, feeding each to
-// handle and sending what it returns before reading the next.
+// handle, or to oversize when it is past Config.MaxFrames or MaxBytes, and
+// sending what they return before reading the next.
 //
 // With CURVE, each message carries the name of the key its peer
 // authenticated with (the ZAP handler's User-Id), which the broker checks
 // against the key's rights.
-func (s *Server) drain(sock *zmq.Socket, handle func(time.Time, string, string, [][]byte) []protocol.Envelope) {
+func (s *Server) drain(sock *zmq.Socket, handle func(time.Time, string, string, [][]byte) []protocol.Envelope,
+	oversize func(time.Time, string, string, broker.Oversize) []protocol.Envelope) {
 	for range maxDrain {
-		var (
-			msg  [][]byte
-			user string
-			err  error
-		)
-		if s.cfg.Curve != nil {
-			msg, user, err = recvWithUser(sock)
-		} else {
-			msg, err = sock.RecvMessageBytes(zmq.DONTWAIT)
-		}
+		r, err := s.recv(sock, s.cfg.Curve != nil)
 		if err != nil {
 			if zmq.AsErrno(err) != zmq.Errno(syscall.EAGAIN) {
 				s.log.Error().Err(err).Msg("receive")
 			}
 			return
 		}
-		if len(msg) < 1 {
+		if r.over {
+			s.send(oversize(time.Now(), string(r.msg[0]), r.user, r.oversize()))
 			continue
 		}
-		s.send(handle(time.Now(), string(msg[0]), user, msg[1:]))
+		s.send(handle(time.Now(), string(r.msg[0]), r.user, r.msg[1:]))
 	}
 }
 

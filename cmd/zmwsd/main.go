@@ -24,6 +24,7 @@ import (
 	"github.com/zmws/zmws/config"
 	"github.com/zmws/zmws/gateway"
 	"github.com/zmws/zmws/internal/logging"
+	"github.com/zmws/zmws/internal/memory"
 	"github.com/zmws/zmws/internal/version"
 	"github.com/zmws/zmws/server"
 	"github.com/zmws/zmws/store"
@@ -42,6 +43,8 @@ type CLI struct {
 	MaxQueue        int           `help:"Queued jobs per service before submissions are refused." default:"100000" env:"ZMWSD_MAX_QUEUE"`
 	MaxAttempts     int           `help:"Dispatches per job before it fails when its workers keep dying." default:"3" env:"ZMWSD_MAX_ATTEMPTS"`
 	MaxMsgSize      int64         `help:"Largest frame accepted from a peer, in bytes (ZMQ_MAXMSGSIZE); -1 for none." default:"16777216" env:"ZMWSD_MAX_MSG_SIZE"`
+	MaxMsgFrames    int           `help:"Most frames in one message from a peer; a longer message is read to its end but not kept, a client's request refused (bad_request), a worker dropped. -1 for none." default:"1024" env:"ZMWSD_MAX_MSG_FRAMES"`
+	MaxMsgBytes     int64         `help:"Most bytes in one message from a peer (all its frames), at least --max-msg-size; past it as past --max-msg-frames. -1 for none." default:"67108864" env:"ZMWSD_MAX_MSG_BYTES"`
 	MaxOutput       int           `help:"Output bytes kept per job (and sent at once to 7/MDP sync clients)." default:"262144" env:"ZMWSD_MAX_OUTPUT"`
 	MaxStream       int           `help:"Partial output bytes forwarded to the caller of one sync job; past it later partials are dropped and the result says output_truncated." default:"67108864" env:"ZMWSD_MAX_STREAM"`
 	MaxServices     int           `help:"Services the broker knows at most; a READY for a new one past it is refused (service_limit)." default:"10000" env:"ZMWSD_MAX_SERVICES"`
@@ -69,6 +72,7 @@ type CLI struct {
 	ClientKeys      string        `help:"Folder of client public keys (*.pub), each with every client right." env:"ZMWSD_CLIENT_KEYS"`
 	WorkerKeys      string        `help:"Folder of worker public keys (*.pub), each may offer every service." env:"ZMWSD_WORKER_KEYS"`
 	Insecure        bool          `help:"Allow binding the client, worker, events or HTTP endpoint beyond loopback without CURVE (or HTTP tokens): anyone who reaches it may run every command." env:"ZMWSD_INSECURE"`
+	MemTrim         time.Duration `help:"How often zmwsd looks at its memory and gives back to the system what a burst left: the Go heap's garbage when no collection ran since the last look, glibc's free pages once libzmq freed a peer's frames. 0: never (Go then keeps it for minutes, glibc for good)." default:"5s" env:"ZMWSD_MEM_TRIM"`
 	LogLevel        string        `help:"Log level: trace, debug, info, warn, error." default:"info" env:"ZMWSD_LOG_LEVEL"`
 	LogFormat       string        `help:"Log format: json or console." default:"json" enum:"json,console" env:"ZMWSD_LOG_FORMAT"`
 
@@ -126,6 +130,28 @@ func run(ctx context.Context, cli CLI, logw io.Writer, ready func(srv *server.Se
 	}
 	if cli.RetainBytes < 0 || cli.CompactFree < 0 {
 		return fmt.Errorf("--retain-bytes and --compact-free must not be negative")
+	}
+	if cli.MemTrim < 0 {
+		return fmt.Errorf("--mem-trim must not be negative")
+	}
+	if cli.MaxMsgFrames == 0 || cli.MaxMsgFrames < -1 || cli.MaxMsgBytes == 0 || cli.MaxMsgBytes < -1 {
+		return fmt.Errorf("--max-msg-frames and --max-msg-bytes must be positive, or -1 for none")
+	}
+	if cli.MaxMsgBytes > 0 && cli.MaxMsgSize > cli.MaxMsgBytes {
+		return fmt.Errorf("--max-msg-bytes (%d) must be at least --max-msg-size (%d)", cli.MaxMsgBytes, cli.MaxMsgSize)
+	}
+	// Big frames go back to the system as soon as libzmq frees them.
+	if !memory.Setup() {
+		log.Debug().Msg("glibc's mmap threshold left as it is (set in the environment, or not glibc)")
+	}
+	if cli.MemTrim > 0 {
+		tctx, stopTrim := context.WithCancel(ctx)
+		trimmed := make(chan struct{})
+		go func() {
+			defer close(trimmed)
+			(&memory.Trimmer{Every: cli.MemTrim, Logger: log}).Run(tctx)
+		}()
+		defer func() { stopTrim(); <-trimmed }()
 	}
 	sec, err := loadSecurity(cli, log)
 	if err != nil {
@@ -210,6 +236,8 @@ func run(ctx context.Context, cli CLI, logw io.Writer, ready func(srv *server.Se
 		ClientInproc: inproc[0],
 		EventsInproc: inproc[1],
 		MaxMsgSize:   cli.MaxMsgSize,
+		MaxFrames:    cli.MaxMsgFrames,
+		MaxBytes:     cli.MaxMsgBytes,
 		Broker: broker.Config{
 			Heartbeat:       cli.Heartbeat,
 			Liveness:        cli.Liveness,

@@ -209,6 +209,10 @@ func TestRun_Errors(t *testing.T) {
 		{[]string{"--liveness=0"}, "must be positive"},
 		{[]string{"--http-max-body=0"}, "--http-max-body and --http-max-sync must be positive"},
 		{[]string{"--http-max-sync=0"}, "--http-max-body and --http-max-sync must be positive"},
+		{[]string{"--mem-trim=-1s"}, "--mem-trim must not be negative"},
+		{[]string{"--max-msg-frames=0"}, "--max-msg-frames and --max-msg-bytes must be positive, or -1"},
+		{[]string{"--max-msg-bytes=-2"}, "--max-msg-frames and --max-msg-bytes must be positive, or -1"},
+		{[]string{"--max-msg-bytes=1000"}, "--max-msg-bytes (1000) must be at least --max-msg-size (16777216)"},
 		{[]string{"--http-cors=example.com"}, "--http-cors"},
 		{[]string{"--http-host=a/b"}, "--http-host"},
 		{[]string{"--http-bind=" + busy.Addr().String()}, "http gateway: listen on --http-bind " + busy.Addr().String()},
@@ -228,9 +232,11 @@ func TestCLI_Environment(t *testing.T) {
 	t.Setenv("ZMWSD_MAX_QUEUE", "7")
 	t.Setenv("ZMWSD_HTTP_CORS", "https://a.example,http://localhost:3000")
 	t.Setenv("ZMWSD_HTTP_MAX_BODY", "2048")
+	t.Setenv("ZMWSD_MEM_TRIM", "0")
+	t.Setenv("ZMWSD_MAX_MSG_FRAMES", "-1")
 	cli := parse(t)
 	if cli.Heartbeat != time.Second || cli.MaxQueue != 7 || cli.ClientBind != "tcp://127.0.0.1:5555" ||
-		cli.HTTPBind != "127.0.0.1:5580" || cli.HTTPMaxBody != 2048 ||
+		cli.HTTPBind != "127.0.0.1:5580" || cli.HTTPMaxBody != 2048 || cli.MemTrim != 0 || cli.MaxMsgFrames != -1 ||
 		!reflect.DeepEqual(cli.HTTPCORS, []string{"https://a.example", "http://localhost:3000"}) {
 		t.Fatalf("%+v", cli)
 	}

@@ -1,0 +1,68 @@
+package server
+
+import (
+	zmq "github.com/pebbe/zmq4"
+
+	"github.com/zmws/zmws/broker"
+)
+
+// received is one message as recv read it.
+type received struct {
+	// msg is the routing id and the frames after it; for an oversize
+	// message, only the frames read before a bound was passed.
+	msg  [][]byte
+	user string // the User-Id its peer's handshake set (with CURVE)
+	// over is set when the message had more frames than Config.MaxFrames
+	// or more bytes than Config.MaxBytes (after the routing id); frames
+	// and size are then the whole message's.
+	over   bool
+	frames int
+	size   int64
+}
+
+// recv reads one message without blocking, frame by frame, with the
+// User-Id its peer's handshake set when withUser. Past Config.MaxFrames or
+// Config.MaxBytes it keeps no more frames but reads the rest, so libzmq
+// frees each as it goes and the Go heap holds at most the bounds.
+//
+// The User-Id is read from the first frame after the routing id: libzmq 4.3
+// leaves the routing id frame of a message that a poll prefetched without
+// properties.
+func (s *Server) recv(sock *zmq.Socket, withUser bool) (received, error) {
+	var r received
+	id, err := sock.RecvBytes(zmq.DONTWAIT)
+	if err != nil {
+		return r, err
+	}
+	r.msg = append(r.msg, id)
+	for {
+		more, err := sock.GetRcvmore()
+		if err != nil || !more {
+			return r, err
+		}
+		var f []byte
+		if withUser && r.frames == 0 {
+			var md map[string]string
+			f, md, err = sock.RecvBytesWithMetadata(zmq.DONTWAIT, "User-Id")
+			r.user = md["User-Id"]
+		} else {
+			f, err = sock.RecvBytes(zmq.DONTWAIT)
+		}
+		if err != nil {
+			return r, err
+		}
+		r.frames++
+		r.size += int64(len(f))
+		if !r.over && (s.cfg.MaxFrames > 0 && r.frames > s.cfg.MaxFrames || s.cfg.MaxBytes > 0 && r.size > s.cfg.MaxBytes) {
+			r.over = true
+		}
+		if !r.over {
+			r.msg = append(r.msg, f)
+		}
+	}
+}
+
+// oversize is what the broker is told of an oversize message.
+func (r received) oversize() broker.Oversize {
+	return broker.Oversize{Head: r.msg[1:], Frames: r.frames, Bytes: r.size}
+}
