@@ -219,6 +219,10 @@ type Broker struct {
 	nextExpiry    time.Time // a lower bound of the earliest worker expiry
 	nextTTR       time.Time // a lower bound of the earliest time-to-run deadline
 	nextForget    time.Time // when to look for services to forget (zero: not yet planned)
+	// accepts are addressed sync jobs dispatched at once, whose client is
+	// told "accepted" only if the job is still running acceptDelay later
+	// (see syncAccepted), oldest first.
+	accepts []dueAccept
 	delayed       []*job    // failed jobs waiting to be retried, by notBefore
 
 	keys   map[string]*job   // idempotency keys of jobs held in memory
@@ -328,7 +332,7 @@ func (b *Broker) Deadline() time.Time {
 		return time.Time{}
 	}
 	d := b.nextHeartbeat
-	for _, t := range []time.Time{b.nextExpiry, b.nextTTR, b.nextRetry(), b.nextForget} {
+	for _, t := range []time.Time{b.nextExpiry, b.nextTTR, b.nextRetry(), b.nextForget, b.nextAccept()} {
 		if !t.IsZero() && t.Before(d) {
 			d = t
 		}
@@ -354,6 +358,7 @@ func (b *Broker) Tick(now time.Time) []protocol.Envelope {
 	if t := b.nextRetry(); !t.IsZero() && !now.Before(t) {
 		b.retryDue(now)
 	}
+	b.acceptsDue(now)
 	if b.cfg.ForgetAfter > 0 {
 		if b.nextForget.IsZero() {
 			b.nextForget = now.Add(forgetEvery)

@@ -18,6 +18,7 @@ type request struct {
 	service string
 	meta    bool   // the client sent a meta frame: replies start with one
 	ref     string // the client's reference for a submission, echoed
+	told    bool   // an addressed sync client knows the job's ID
 }
 
 // HandleClient takes one message from the client socket (frames after the
@@ -135,11 +136,16 @@ func (b *Broker) submit(now time.Time, r request, meta protocol.Meta, body [][]b
 		}
 		b.markDirty(j)
 		b.accepted(r, j.id.String(), j.awaitingCommit())
-	} else if r.addressed() {
-		b.syncAccepted(r, j)
 	}
 	b.event(now, protocol.EventQueued, j, nil)
 	b.dispatch(now, s)
+	if sync && r.addressed() {
+		if j.state == stateQueued {
+			b.syncAccepted(j) // it waits: say so now
+		} else {
+			b.accepts = append(b.accepts, dueAccept{j: j, at: now.Add(acceptDelay)})
+		}
+	}
 }
 
 // maySubmit reports whether r's key may submit to service, refusing r if
@@ -246,13 +252,54 @@ func (r request) addressed() bool {
 	return r.meta && r.ref != "" && r.form.Version == protocol.V2
 }
 
-// syncAccepted tells an addressed client its sync job's ID at once, in a
-// PARTIAL of a meta frame alone, so it can ask about the job if the broker
-// goes quiet.
-func (b *Broker) syncAccepted(r request, j *job) {
+// acceptDelay is how long a sync job dispatched at once may run before its
+// addressed client is told it was accepted. Most sync jobs end sooner, and
+// their final reply carries the ID: no extra message. It must stay well
+// under any client's Liveness (client.DefaultLiveness is 7.5 s).
+const acceptDelay = 100 * time.Millisecond
+
+// dueAccept is a sync job whose client is to be told "accepted" at at,
+// unless it knows the job's ID by then.
+type dueAccept struct {
+	j  *job
+	at time.Time
+}
+
+// syncAccepted tells an addressed client its sync job's ID, in a PARTIAL
+// of a meta frame alone, so it can ask about the job if the broker goes
+// quiet: at once when the job waits in its queue (with no_worker when no
+// worker is connected), else once it has run acceptDelay without a word.
+func (b *Broker) syncAccepted(j *job) {
+	r := j.x.reply
+	r.told = true
 	m := protocol.Meta{Status: protocol.StatusAccepted, Job: j.id.String(), Ref: r.ref}
 	b.noWorker(&m, j.svc.name)
-	b.replyClient(r, protocol.CmdPartial, protocol.EncodeMeta(m))
+	b.replyClient(*r, protocol.CmdPartial, protocol.EncodeMeta(m))
+}
+
+// nextAccept is when the oldest deferred acceptance is due (zero: none).
+func (b *Broker) nextAccept() time.Time {
+	if len(b.accepts) == 0 {
+		return time.Time{}
+	}
+	return b.accepts[0].at
+}
+
+// acceptsDue tells the clients of the deferred acceptances due by now whose
+// jobs still run without their client knowing the ID.
+func (b *Broker) acceptsDue(now time.Time) {
+	n := 0
+	for n < len(b.accepts) && !now.Before(b.accepts[n].at) {
+		j := b.accepts[n].j
+		if j.x != nil && j.x.reply != nil && !j.x.reply.told && (j.state == stateQueued || j.state == stateActive) {
+			b.syncAccepted(j)
+		}
+		n++
+	}
+	if n > 0 {
+		clear(b.accepts[:n])
+		b.accepts = b.accepts[n:]
+	}
 }
 
 // noWorker marks an acceptance with protocol.CodeNoWorker when no worker
@@ -265,16 +312,18 @@ func (b *Broker) noWorker(m *protocol.Meta, service string) {
 	}
 }
 
-// partial forwards a worker's PARTIAL to the sync job's client; an
-// addressed client gets the job's ref in a meta frame first.
-func (b *Broker) partial(r request, body [][]byte) {
+// partial forwards a worker's PARTIAL to sync job j's client; an addressed
+// client gets the job's ref and ID in a meta frame first.
+func (b *Broker) partial(j *job, body [][]byte) {
+	r := j.x.reply
 	if !r.addressed() {
-		b.replyClient(r, protocol.CmdPartial, body...)
+		b.replyClient(*r, protocol.CmdPartial, body...)
 		return
 	}
+	r.told = true
 	frames := make([][]byte, 0, 1+len(body))
-	frames = append(frames, protocol.EncodeMeta(protocol.Meta{Ref: r.ref}))
-	b.replyClient(r, protocol.CmdPartial, append(frames, body...)...)
+	frames = append(frames, protocol.EncodeMeta(protocol.Meta{Ref: r.ref, Job: j.id.String()}))
+	b.replyClient(*r, protocol.CmdPartial, append(frames, body...)...)
 }
 
 // copyFrames copies body frames into one buffer.

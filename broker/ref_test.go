@@ -2,6 +2,7 @@ package broker_test
 
 import (
 	"testing"
+	"time"
 
 	"github.com/zmws/zmws/broker"
 	"github.com/zmws/zmws/protocol"
@@ -29,8 +30,8 @@ func replyRef(t *testing.T, e protocol.Envelope) (protocol.Command, protocol.Met
 }
 
 // TestBroker_AddressedReplies: a client that sends a ref gets it back in
-// every reply (queries, refusals, mmi, PARTIALs, the final), and a sync
-// job's first reply is a PARTIAL saying it was accepted, with its job ID.
+// every reply (queries, refusals, mmi, PARTIALs with the job's ID, the
+// final).
 func TestBroker_AddressedReplies(t *testing.T) {
 	b := newBroker(t, broker.Config{})
 	b.HandleWorker(t0, "w1", "", readyZ("TAIL"))
@@ -43,15 +44,12 @@ func TestBroker_AddressedReplies(t *testing.T) {
 	}
 
 	out := b.HandleClient(t0, "c1", "", refReq("SYNC-TAIL", "s1", []byte("in")))
-	cmd, md, rest := replyRef(t, one(t, out, protocol.ToClient, "c1"))
+	none(t, out, protocol.ToClient) // dispatched at once: nothing until it runs a while
 	id, _, _ := dispatched(t, one(t, out, protocol.ToWorker, "w1"))
-	if cmd != protocol.CmdPartial || md.Status != protocol.StatusAccepted || md.Job != id || md.Ref != "s1" || md.Code != "" || len(rest) != 0 {
-		t.Fatalf("first reply to a sync request: %v %+v %q; want PARTIAL accepted, job %s, ref s1, no code", cmd, md, rest, id)
-	}
 	out = b.HandleWorker(t0, "w1", "", workerMsg(v2, protocol.CmdPartial, id, []byte("one\n")))
-	cmd, md, rest = replyRef(t, one(t, out, protocol.ToClient, "c1"))
-	if cmd != protocol.CmdPartial || md.Ref != "s1" || len(rest) != 1 || string(rest[0]) != "one\n" {
-		t.Fatalf("partial: %v %+v %q; want ref s1 then the output", cmd, md, rest)
+	cmd, md, rest := replyRef(t, one(t, out, protocol.ToClient, "c1"))
+	if cmd != protocol.CmdPartial || md.Ref != "s1" || md.Job != id || len(rest) != 1 || string(rest[0]) != "one\n" {
+		t.Fatalf("partial: %v %+v %q; want ref s1 and job %s, then the output", cmd, md, rest, id)
 	}
 	out = b.HandleWorker(t0, "w1", "", final(id, protocol.Meta{Status: protocol.StatusComplete}, "two\n"))
 	cmd, md, rest = replyRef(t, one(t, out, protocol.ToClient, "c1"))
@@ -86,4 +84,47 @@ func TestBroker_AcceptedSaysNoWorker(t *testing.T) {
 			t.Errorf("%s with no worker connected: %+v; want accepted, code no_worker and a notice", svc, md)
 		}
 	}
+}
+
+// TestBroker_SyncAcceptedWhenItWaitsOrRuns: an addressed sync client is told
+// "accepted" with the job's ID at once when its job waits in the queue, and
+// acceptDelay (100 ms) after dispatch when it runs without a word; a job
+// that ends or speaks sooner costs no such message.
+func TestBroker_SyncAcceptedWhenItWaitsOrRuns(t *testing.T) {
+	b := newBroker(t, broker.Config{})
+	b.Tick(t0)
+	b.HandleWorker(t0, "w1", "", readyZ("S"))
+
+	// Dispatched at once and quiet: told at +100 ms, once.
+	out := b.HandleClient(t0, "c1", "", refReq("SYNC-S", "a"))
+	none(t, out, protocol.ToClient)
+	id, _, _ := dispatched(t, one(t, out, protocol.ToWorker, "w1"))
+	if d := b.Deadline(); d.After(at(100 * time.Millisecond)) {
+		t.Fatalf("deadline %v, want the acceptance due at +100ms", d.Sub(t0))
+	}
+	none(t, b.Tick(at(99*time.Millisecond)), protocol.ToClient)
+	cmd, md, rest := replyRef(t, one(t, b.Tick(at(100*time.Millisecond)), protocol.ToClient, "c1"))
+	if cmd != protocol.CmdPartial || md.Status != protocol.StatusAccepted || md.Job != id || md.Ref != "a" || len(rest) != 0 {
+		t.Fatalf("due acceptance: %v %+v %q", cmd, md, rest)
+	}
+	none(t, b.Tick(at(200*time.Millisecond)), protocol.ToClient)
+
+	// Queued behind it: told at once.
+	out = b.HandleClient(at(time.Second), "c2", "", refReq("SYNC-S", "b"))
+	if _, md, _ := replyRef(t, one(t, out, protocol.ToClient, "c2")); md.Status != protocol.StatusAccepted || md.Code != "" {
+		t.Fatalf("queued sync job: %+v, want accepted at once", md)
+	}
+
+	// Ended before the delay: only its final reply.
+	out = b.HandleWorker(at(time.Second), "w1", "", final(id, protocol.Meta{Status: protocol.StatusComplete}, "x"))
+	id2, _, _ := dispatched(t, one(t, out, protocol.ToWorker, "w1")) // c2's job starts
+	out = b.HandleWorker(at(time.Second+10*time.Millisecond), "w1", "", final(id2, protocol.Meta{Status: protocol.StatusComplete}))
+	one(t, out, protocol.ToClient, "c2")
+	out = b.HandleClient(at(2*time.Second), "c3", "", refReq("SYNC-S", "c"))
+	id3, _, _ := dispatched(t, one(t, out, protocol.ToWorker, "w1"))
+	out = b.HandleWorker(at(2*time.Second+time.Millisecond), "w1", "", final(id3, protocol.Meta{Status: protocol.StatusComplete}))
+	if _, md, _ := replyRef(t, one(t, out, protocol.ToClient, "c3")); md.Status != protocol.StatusComplete {
+		t.Fatalf("final: %+v", md)
+	}
+	none(t, b.Tick(at(3*time.Second)), protocol.ToClient)
 }

@@ -87,7 +87,7 @@ func (b *Broker) HandleWorker(now time.Time, from, user string, frames [][]byte)
 				b.peerWarn("stream cut", w.id).Str(keyJob, j.id.String()).Str(keyService, w.svc.name).Int("bytes", r.streamedLen).
 					Msg("sync job's output past --max-stream: later partials are dropped")
 			} else {
-				b.partial(*j.x.reply, m.Body)
+				b.partial(j, m.Body)
 				r.streamed = true
 				r.streamedLen += n
 			}

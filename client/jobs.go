@@ -121,8 +121,12 @@ type Accepted struct {
 
 // CallHooks are the callbacks of CallWith, each optional.
 type CallHooks struct {
-	// OnAccepted is called once, before any output, when the broker has
-	// queued the job (a zmws broker says so at once; a stock one never).
+	// OnAccepted is called once, before any output, when the client learns
+	// the job's ID: a zmws broker says so at once when the job waits in its
+	// queue (NoWorker: no worker is connected), and otherwise with the job's
+	// first output, or after it ran 100 ms without any. A job that ends
+	// sooner without output may not call it (Result.JobID has the ID); a
+	// stock broker never does.
 	OnAccepted func(Accepted)
 	// OnPartial gets each frame of each PARTIAL reply as it arrives, in
 	// order; the callee may keep the slice. An error from it abandons the
@@ -199,6 +203,7 @@ type syncWait struct {
 	hooks    CallHooks
 	start    time.Time
 	jobID    string
+	unheard  int    // probes answered by a broker that never named the job
 	output   []byte // gathered partial output, without OnPartial
 	streamed int    // bytes of partial output passed on
 }
@@ -206,11 +211,13 @@ type syncWait struct {
 // take handles one reply; a final one gives the result (or error).
 func (w *syncWait) take(r reply) (*Result, error) {
 	if r.cmd == protocol.CmdPartial {
-		if r.hasMeta && r.meta.Status == protocol.StatusAccepted {
+		if r.hasMeta && r.meta.Job != "" && w.jobID == "" {
 			w.jobID = r.meta.Job
 			if w.hooks.OnAccepted != nil {
 				w.hooks.OnAccepted(Accepted{JobID: r.meta.Job, NoWorker: r.meta.Code == protocol.CodeNoWorker, Notice: r.meta.Error})
 			}
+		}
+		if r.hasMeta && r.meta.Status == protocol.StatusAccepted {
 			return nil, nil
 		}
 		w.c.log.Debug().Str(keyService, w.service).Int("frames", len(r.rest)).Msg("partial reply")
@@ -309,9 +316,11 @@ func (w *syncWait) probe(ctx context.Context) (*Result, error) {
 	return res, nil
 }
 
-// probeRequest checks on a request the broker never said it accepted: a
-// zmws broker says so at once, so one that answers (echoing references)
-// has lost the request; a stock broker never says so, and is waited on.
+// probeRequest checks on a request the broker never named a job for: a
+// zmws broker names it within 100 ms of queueing it (see OnAccepted), so
+// one that answers (echoing references) twice, a Liveness apart, without
+// having named it has lost the request; a stock broker never names it, and
+// is waited on.
 func (w *syncWait) probeRequest(ctx context.Context) error {
 	c := w.c
 	if !w.cl.wasSent() {
@@ -324,7 +333,9 @@ func (w *syncWait) probeRequest(ctx context.Context) error {
 	case err != nil:
 		return err
 	case r.byRef && !w.cl.pending():
-		return fmt.Errorf("call %s: the broker answers but never accepted the request (it restarted and lost it): %w", w.service, ErrLost)
+		if w.unheard++; w.unheard >= 2 {
+			return fmt.Errorf("call %s: the broker answers but knows nothing of the request (it restarted and lost it): %w", w.service, ErrLost)
+		}
 	}
 	return nil
 }

@@ -140,8 +140,10 @@ func TestCall_RequestLostBeforeAccepted(t *testing.T) {
 	c := newClient(t, fb.ep, client.Config{Liveness: 50 * time.Millisecond})
 	ch := async(func() (*client.Result, error) { return c.Call(context.Background(), "rev", client.Request{}, nil) })
 	fb.recvFor("SYNC-rev") // dropped, as by a broker that died
-	q := fb.recvFor(protocol.ServerHealth)
-	fb.final(q, protocol.Meta{Status: protocol.StatusComplete}, []byte(`{"store":"none"}`))
+	for range 2 {
+		q := fb.recvFor(protocol.ServerHealth)
+		fb.final(q, protocol.Meta{Status: protocol.StatusComplete}, []byte(`{"store":"none"}`))
+	}
 	if res, err := await(t, ch); res != nil || !errors.Is(err, client.ErrLost) {
 		t.Fatalf("Call = %+v, %v; want ErrLost", res, err)
 	}
@@ -164,5 +166,29 @@ func TestClient_StockBrokerWithoutReferences(t *testing.T) {
 	fb.stockFinal(r, protocol.Meta{Status: protocol.StatusComplete, Job: "J"})
 	if res, err := await(t, ch); err != nil || string(res.Output) != "cba" {
 		t.Fatalf("Call = %+v, %v", res, err)
+	}
+}
+
+// TestCall_JobIDFromOutput: a job that speaks before it is announced gives
+// its ID with its first output, and OnAccepted is called before that output.
+func TestCall_JobIDFromOutput(t *testing.T) {
+	fb := newFakeBroker(t)
+	c := newClient(t, fb.ep, client.Config{})
+	var order []string
+	ch := async(func() (*client.Result, error) {
+		return c.CallWith(context.Background(), "rev", client.Request{}, client.CallHooks{
+			OnAccepted: func(a client.Accepted) { order = append(order, "accepted "+a.JobID) },
+			OnPartial:  func(b []byte) error { order = append(order, "out "+string(b)); return nil },
+		})
+	})
+	r := fb.recvFor("SYNC-rev")
+	meta := protocol.EncodeMeta(protocol.Meta{Ref: r.meta.Ref, Job: "J9"})
+	fb.send(r.id, protocol.CmdPartial, r.msg.Service, meta, []byte("x"))
+	fb.final(r, protocol.Meta{Status: protocol.StatusComplete, Job: "J9"})
+	if _, err := await(t, ch); err != nil {
+		t.Fatal(err)
+	}
+	if len(order) != 2 || order[0] != "accepted J9" || order[1] != "out x" {
+		t.Fatalf("hooks called %q, want accepted J9 then out x", order)
 	}
 }

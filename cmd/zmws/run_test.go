@@ -197,7 +197,7 @@ func TestCLI_RunEndsWhenTheBrokerDies(t *testing.T) {
 			want := "does not answer"
 			if restart {
 				brokerProcess(t, cep, wep) // the same endpoints: the client reconnects
-				want = "no longer knows job"
+				want = "job lost by the broker"
 			}
 			select {
 			case res := <-ran:
