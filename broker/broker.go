@@ -223,7 +223,7 @@ type Broker struct {
 	// told "accepted" only if the job is still running acceptDelay later
 	// (see syncAccepted), oldest first.
 	accepts []dueAccept
-	delayed       []*job    // failed jobs waiting to be retried, by notBefore
+	delayed []*job // failed jobs waiting to be retried, by notBefore
 
 	keys   map[string]*job   // idempotency keys of jobs held in memory
 	owners map[string]string // interned owners of jobs (see intern)
