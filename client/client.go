@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"runtime"
 	"strconv"
 	"sync"
 	"syscall"
@@ -225,11 +226,21 @@ func (c *Client) loop() {
 	defer c.wake.Close()
 	defer c.drop()
 	defer c.failAll(ErrClosed)
+	delivered := false
 	for {
 		select {
 		case <-c.done:
 			return
 		default:
+		}
+		if delivered {
+			// Let the callers just handed a reply run before the loop
+			// blocks in zmq_poll. A woken caller is queued on this
+			// goroutine's P, which a cgo call keeps until the scheduler
+			// takes it back; run now, its next request finds the loop not
+			// yet polling and needs no wake-up (docs/PERFORMANCE.md).
+			delivered = false
+			runtime.Gosched()
 		}
 		if c.flush() {
 			continue // more came while sending
@@ -271,7 +282,7 @@ func (c *Client) loop() {
 				c.blocked = false
 			}
 			if pd.Events&zmq.POLLIN != 0 {
-				c.receive()
+				delivered = c.receive() > 0
 			}
 		}
 		if c.watch != nil {
@@ -330,18 +341,20 @@ func (c *Client) flush() bool {
 }
 
 // receive reads the replies that have arrived and routes each (loop only).
-func (c *Client) receive() {
+// It returns how many it read.
+func (c *Client) receive() int {
 	c.blocked = false // whatever blocked sending may have cleared: try again
-	for range maxDrain {
+	for n := range maxDrain {
 		msg, err := c.sock.RecvMessageBytes(zmq.DONTWAIT)
 		if err != nil {
 			if zmq.AsErrno(err) != zmq.Errno(syscall.EAGAIN) {
 				c.log.Warn().Err(err).Msg("receive")
 			}
-			return
+			return n
 		}
 		c.route(msg)
 	}
+	return maxDrain
 }
 
 // route hands one reply to the request it answers: the one whose reference
