@@ -104,7 +104,7 @@ func (s *Supervisor) Foreground(ctx context.Context, w Which, ready func([]Row))
 		x := &watched{p: p, services: services[p.Name], cur: c, stop: make(chan struct{}), exited: make(chan struct{})}
 		ws = append(ws, x)
 		go s.monitor(x)
-		rows = append(rows, s.row(p, c.pf, "started"))
+		rows = append(rows, s.startedRow(p, c))
 	}
 	unlock()
 	if ready != nil {

@@ -310,6 +310,7 @@ func (s *Supervisor) check(ctx context.Context, ps []Proc) (map[string][]string,
 		bin, args := s.args(p)
 		var stdout, stderr bytes.Buffer
 		cmd := exec.CommandContext(ctx, bin, append(args, "--check")...)
+		cmd.Env = s.env(p)
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
 		if err := cmd.Run(); err != nil {
 			msg := strings.TrimSpace(stderr.String())
@@ -381,6 +382,7 @@ type child struct {
 func (s *Supervisor) spawn(p Proc, services []string, detached bool) (*child, error) {
 	bin, args := s.args(p)
 	cmd := exec.Command(bin, args...)
+	cmd.Env = s.env(p)
 	if detached {
 		f, err := os.OpenFile(s.logPath(p.base()), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 		if err != nil {
@@ -442,12 +444,45 @@ func (s *Supervisor) where(p Proc, services []string) string {
 }
 
 // brokersOf returns where worker p connects: ZMWS_RUN_BROKER when set,
-// else its entry's brokers.
+// else its entry's brokers, else the broker's worker endpoint (which
+// ZMWSD_WORKER_BIND may move: see env).
 func (s *Supervisor) brokersOf(p Proc) []string {
-	if v, ok := os.LookupEnv("ZMWS_RUN_BROKER"); ok && v != "" {
+	if v := s.runBroker(p); v != "" {
 		return strings.Split(v, ",")
 	}
 	return p.Entry.Brokers()
+}
+
+// runBroker returns the ZMWS_RUN_BROKER worker p runs with: the
+// environment's, or, for an entry without a brokers key when
+// ZMWSD_WORKER_BIND moves the broker's worker endpoint, that endpoint, so
+// that the workers follow the broker they are started with.
+func (s *Supervisor) runBroker(p Proc) string {
+	if v, ok := os.LookupEnv("ZMWS_RUN_BROKER"); ok && v != "" {
+		return v
+	}
+	if _, set := p.Entry.Values["brokers"]; set {
+		return ""
+	}
+	if _, moved := os.LookupEnv("ZMWSD_WORKER_BIND"); moved && s.workerEP != "" {
+		return s.workerEP
+	}
+	return ""
+}
+
+// env is the environment p runs in: zmws's own, with ZMWS_RUN_BROKER set
+// for a worker as runBroker says.
+func (s *Supervisor) env(p Proc) []string {
+	env := os.Environ()
+	if p.Entry == nil {
+		return env
+	}
+	if _, ok := os.LookupEnv("ZMWS_RUN_BROKER"); !ok {
+		if v := s.runBroker(p); v != "" {
+			env = append(env, "ZMWS_RUN_BROKER="+v)
+		}
+	}
+	return env
 }
 
 // verifiable tells whether worker p's READY can be seen on the broker
@@ -677,9 +712,18 @@ func (s *Supervisor) Start(ctx context.Context, w Which) ([]Row, error) {
 		if err := s.ready(ctx, p, c, services[p.Name]); err != nil {
 			return rollback(err)
 		}
-		rows = append(rows, s.row(p, c.pf, "started"))
+		rows = append(rows, s.startedRow(p, c))
 	}
 	return rows, nil
+}
+
+// startedRow is the row of p, started now as c.
+func (s *Supervisor) startedRow(p Proc, c *child) Row {
+	r := s.row(p, c.pf, "started")
+	if p.Entry != nil && !s.verifiable(p) {
+		r.Note = "READY not checked: it connects to " + strings.Join(s.brokersOf(p), ",") + ", not " + cmp.Or(s.workerEP, "this broker")
+	}
+	return r
 }
 
 func (s *Supervisor) row(p Proc, pf pidFile, state string) Row {

@@ -2,6 +2,7 @@ package supervise
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"net"
@@ -75,9 +76,12 @@ type install struct {
 
 // setup writes a zmws.toml of a broker on free ports and workers, and a
 // Supervisor for it; every process it starts is killed at the end.
-func setup(t *testing.T, workers string) *install {
+func setup(t *testing.T, workers string, env ...string) *install {
 	t.Helper()
 	clearEnv(t)
+	for i := 0; i+1 < len(env); i += 2 {
+		t.Setenv(env[i], env[i+1])
+	}
 	dir := t.TempDir()
 	cp, wp := freePort(t), freePort(t)
 	text := fmt.Sprintf(`[broker]
@@ -119,7 +123,7 @@ log_level = "debug"
 			}
 		}
 	})
-	return &install{dir: dir, path: path, clientEP: fmt.Sprintf("tcp://127.0.0.1:%d", cp), s: s, logs: logs}
+	return &install{dir: dir, path: path, clientEP: cmp.Or(os.Getenv("ZMWSD_CLIENT_BIND"), fmt.Sprintf("tcp://127.0.0.1:%d", cp)), s: s, logs: logs}
 }
 
 // killAll kills what the PID files in dir name, if it is still theirs.
@@ -348,6 +352,32 @@ command = "rev"
 	}
 	if got := in.logs.String(); strings.Count(got, "stale PID file removed") != 2 || !strings.Contains(got, "another process now") {
 		t.Errorf("notes:\n%s", got)
+	}
+	if _, err := in.s.Stop(ctx, Which{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestSupervisor_WorkersFollowTheBroker: ZMWSD_WORKER_BIND moves the
+// broker's worker endpoint, and the workers started with it follow, as
+// zmws start sees (their READY, on the broker ZMWSD_CLIENT_BIND moved).
+func TestSupervisor_WorkersFollowTheBroker(t *testing.T) {
+	cep, wep := fmt.Sprintf("tcp://127.0.0.1:%d", freePort(t)), fmt.Sprintf("tcp://127.0.0.1:%d", freePort(t))
+	in := setup(t, `
+[[worker]]
+service = "REV"
+command = "rev"
+`, "ZMWSD_CLIENT_BIND", cep, "ZMWSD_WORKER_BIND", wep)
+	ctx := context.Background()
+	rows, err := in.s.Start(ctx, Which{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := states(rows); got != "zmwsd=started REV=started" || rows[1].Note != "" || !strings.Contains(rows[1].Where, wep) {
+		t.Errorf("start: %s, %+v", got, rows)
+	}
+	if out := call(t, in.client(t), "moved"); out != "devom" {
+		t.Errorf("REV: %q", out)
 	}
 	if _, err := in.s.Stop(ctx, Which{}); err != nil {
 		t.Fatal(err)
