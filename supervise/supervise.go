@@ -720,6 +720,7 @@ func (s *Supervisor) Start(ctx context.Context, w Which) ([]Row, error) {
 // startedRow is the row of p, started now as c.
 func (s *Supervisor) startedRow(p Proc, c *child) Row {
 	r := s.row(p, c.pf, "started")
+	r.Uptime = time.Since(c.begun) // /proc/stat's boot time has whole seconds only
 	if p.Entry != nil && !s.verifiable(p) {
 		r.Note = "READY not checked: it connects to " + strings.Join(s.brokersOf(p), ",") + ", not " + cmp.Or(s.workerEP, "this broker")
 	}
