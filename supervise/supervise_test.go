@@ -384,6 +384,44 @@ command = "rev"
 	}
 }
 
+// TestSupervisor_ConcurrentStarts: two starts at once start one set; the
+// later finds it running.
+func TestSupervisor_ConcurrentStarts(t *testing.T) {
+	in := setup(t, `
+[[worker]]
+service = "REV"
+command = "rev"
+`)
+	other, err := New(in.s.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	ctx := context.Background()
+	var (
+		wg   sync.WaitGroup
+		rows [2][]Row
+		errs [2]error
+	)
+	for i, s := range []*Supervisor{in.s, other} {
+		wg.Go(func() { rows[i], errs[i] = s.Start(ctx, Which{}) })
+	}
+	wg.Wait()
+	if errs[0] != nil || errs[1] != nil {
+		t.Fatal(errs)
+	}
+	got := states(rows[0]) + " | " + states(rows[1])
+	if got != "zmwsd=started REV=started | zmwsd=running REV=running" && got != "zmwsd=running REV=running | zmwsd=started REV=started" {
+		t.Errorf("two starts: %s", got)
+	}
+	if a, b := pids(rows[0]), pids(rows[1]); a["zmwsd"] != b["zmwsd"] || a["REV"] != b["REV"] {
+		t.Errorf("two starts, two sets: %v, %v", a, b)
+	}
+	if _, err := in.s.Stop(ctx, Which{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestSupervisor_CheckStartsNothing: a worker entry zmws-run refuses
 // stops the start before anything runs, naming the entry's line.
 func TestSupervisor_CheckStartsNothing(t *testing.T) {
@@ -551,4 +589,38 @@ func TestReadStat_OddCommandName(t *testing.T) {
 	if _, err := readStat(1 << 30); err == nil {
 		t.Error("stat of no process")
 	}
+}
+
+// TestTerminate_KillsPastTheBound: a process that ignores SIGTERM gets
+// SIGKILL once the bound has passed; a stale PID file is never signalled.
+func TestTerminate_KillsPastTheBound(t *testing.T) {
+	cmd := exec.Command("sh", "-c", "trap '' TERM; echo ready; while :; do sleep 0.05; done")
+	out, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	buf := make([]byte, 6)
+	if _, err := out.Read(buf); err != nil {
+		t.Fatal(err)
+	}
+	pf, err := identify(cmd.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale := pf
+	stale.Start++
+	if sig := terminate(stale, time.Second); sig != "" {
+		t.Errorf("a stale PID file signalled: %s", sig)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	t0 := time.Now()
+	if sig := terminate(pf, 200*time.Millisecond); sig != "SIGKILL" {
+		t.Errorf("terminate: %q", sig)
+	}
+	if d := time.Since(t0); d < 200*time.Millisecond {
+		t.Errorf("killed after %v, before the bound", d)
+	}
+	<-done
 }
