@@ -695,6 +695,12 @@ func (s *Supervisor) Start(ctx context.Context, w Which) ([]Row, error) {
 		}
 		return nil, err
 	}
+	// Under zmws start --foreground, what does not run is in its backoff:
+	// it starts them again itself.
+	sup, err := s.running(strings.TrimSuffix(supervisorFile, ".pid"))
+	if err != nil {
+		return nil, err
+	}
 	for _, p := range ps {
 		pf, err := s.running(p.base())
 		if err != nil {
@@ -702,6 +708,11 @@ func (s *Supervisor) Start(ctx context.Context, w Which) ([]Row, error) {
 		}
 		if pf != nil {
 			rows = append(rows, s.row(p, *pf, "running"))
+			continue
+		}
+		if sup != nil {
+			rows = append(rows, Row{Name: p.Name, Worker: p.Entry != nil, State: "restarting",
+				Note: fmt.Sprintf("zmws start --foreground (PID %d) restarts it", sup.PID)})
 			continue
 		}
 		c, err := s.spawn(p, services[p.Name], true)
