@@ -45,6 +45,9 @@ type CLI struct {
 	Keygen   KeygenCmd   `cmd:"" help:"Make a CURVE key pair: NAME.key (secret, mode 0600) and NAME.pub."`
 	Keys     KeysCmd     `cmd:"" help:"Manage the broker's authorized keys."`
 	Token    TokenCmd    `cmd:"" help:"Add or list the HTTP gateway's bearer tokens (a file zmwsd reads)."`
+	Start    StartCmd    `cmd:"" help:"Start the broker and workers the installation file describes, each detached with its log and PID file, and wait until they are ready."`
+	Stop     StopCmd     `cmd:"" help:"Stop what zmws start started: the workers first (their jobs finish or are given back), then the broker."`
+	Status   StatusCmd   `cmd:"" help:"Show each process of the installation: PID, uptime, services."`
 }
 
 // env is what every command's Run receives.

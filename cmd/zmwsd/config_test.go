@@ -53,7 +53,7 @@ func TestConfig_KeysAreFlags(t *testing.T) {
 	}
 	flags := map[string]*kong.Flag{}
 	for _, fl := range serve.Flags {
-		if fl.Name != "config" && fl.Name != "help" && fl.Name != "version" {
+		if fl.Name != "config" && fl.Name != "check" && fl.Name != "help" && fl.Name != "version" {
 			flags[fl.Name] = fl
 		}
 	}

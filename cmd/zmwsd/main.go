@@ -75,6 +75,7 @@ type CLI struct {
 	MemTrim         time.Duration `help:"How often zmwsd looks at its memory and gives back to the system what a burst left: the Go heap's garbage when no collection ran since the last look, glibc's free pages once libzmq freed a peer's frames. 0: never (Go then keeps it for minutes, glibc for good)." default:"5s" env:"ZMWSD_MEM_TRIM"`
 	LogLevel        string        `help:"Log level: trace, debug, info, warn, error." default:"info" env:"ZMWSD_LOG_LEVEL"`
 	LogFormat       string        `help:"Log format: json or console." default:"json" enum:"json,console" env:"ZMWSD_LOG_FORMAT"`
+	Check           bool          `help:"Check the flags, the installation file, the keys, the tokens and the TLS certificate, print ok and exit, binding nothing and leaving the journal closed (zmws start runs it before it starts anything)."`
 
 	file *config.File // the installation file read, if any
 }
@@ -95,6 +96,9 @@ func main() {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
 		kctx.FatalIfErrorf(run(ctx, a.Serve, os.Stderr, nil))
+		if a.Serve.Check {
+			fmt.Println("ok")
+		}
 	}
 }
 
@@ -162,6 +166,9 @@ func run(ctx context.Context, cli CLI, logw io.Writer, ready func(srv *server.Se
 		return err
 	}
 	sec.reloaders = append(sec.reloaders, httpReloaders...)
+	if cli.Check {
+		return checkRest(cli)
+	}
 	// The gateway comes first: its errors (bad --http-cors, address in use)
 	// must not leave bound broker sockets behind.
 	var (
@@ -214,11 +221,8 @@ func run(ctx context.Context, cli CLI, logw io.Writer, ready func(srv *server.Se
 	} else {
 		log.Warn().Msg("no --data-dir: jobs are kept in memory only and lost when zmwsd stops")
 	}
-	if cli.Retain < 0 || cli.RetainCount < 0 || cli.TTR < 0 || cli.CommitDelay < 0 || cli.RetryBackoff <= 0 || cli.RetryBackoffMax < cli.RetryBackoff {
-		return fmt.Errorf("--retain, --retain-count, --ttr and --commit-delay must not be negative; --retry-backoff must be positive and at most --retry-backoff-max")
-	}
-	if cli.MaxServices <= 0 || cli.MaxStream <= 0 || cli.ForgetAfter < 0 {
-		return fmt.Errorf("--max-services and --max-stream must be positive, --forget-after not negative")
+	if err := checkRest(cli); err != nil {
+		return err
 	}
 	forgetAfter := cli.ForgetAfter
 	if forgetAfter == 0 {
@@ -306,4 +310,15 @@ func run(ctx context.Context, cli CLI, logw io.Writer, ready func(srv *server.Se
 	}
 	stopBroker()
 	return errors.Join(httpErr, <-brokerDone)
+}
+
+// checkRest checks the ranges of the flags the journal and the broker take.
+func checkRest(cli CLI) error {
+	if cli.Retain < 0 || cli.RetainCount < 0 || cli.TTR < 0 || cli.CommitDelay < 0 || cli.RetryBackoff <= 0 || cli.RetryBackoffMax < cli.RetryBackoff {
+		return fmt.Errorf("--retain, --retain-count, --ttr and --commit-delay must not be negative; --retry-backoff must be positive and at most --retry-backoff-max")
+	}
+	if cli.MaxServices <= 0 || cli.MaxStream <= 0 || cli.ForgetAfter < 0 {
+		return fmt.Errorf("--max-services and --max-stream must be positive, --forget-after not negative")
+	}
+	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -252,3 +253,30 @@ func TestCLI_Environment(t *testing.T) {
 
 // syncBuffer is a log destination tests read while others write.
 type syncBuffer = syncbuf.Buffer
+
+// TestRun_Check: --check binds nothing and opens no journal, and reports
+// what a start would refuse.
+func TestRun_Check(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	dir := t.TempDir()
+	cli := parse(t, "--check", "--client-bind=tcp://"+ln.Addr().String(), "--http-bind="+ln.Addr().String(),
+		"--data-dir="+filepath.Join(dir, "data"))
+	if err := run(context.Background(), cli, io.Discard, nil); err != nil {
+		t.Fatalf("--check with the endpoints taken: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "data")); !os.IsNotExist(err) {
+		t.Errorf("--check made the data dir: %v", err)
+	}
+	cli = parse(t, "--check", "--curve-key="+filepath.Join(dir, "none.key"))
+	if err := run(context.Background(), cli, io.Discard, nil); err == nil || !strings.Contains(err.Error(), "--curve-key") {
+		t.Errorf("--check with a missing key: %v", err)
+	}
+	cli = parse(t, "--check", "--retry-backoff=0s")
+	if err := run(context.Background(), cli, io.Discard, nil); err == nil || !strings.Contains(err.Error(), "--retry-backoff") {
+		t.Errorf("--check with --retry-backoff 0: %v", err)
+	}
+}
