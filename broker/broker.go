@@ -222,8 +222,9 @@ type Broker struct {
 	// accepts are addressed sync jobs dispatched at once, whose client is
 	// told "accepted" only if the job is still running acceptDelay later
 	// (see syncAccepted), oldest first.
-	accepts []dueAccept
-	delayed []*job // failed jobs waiting to be retried, by notBefore
+	accepts    []dueAccept
+	acceptScan time.Time // when accepts are next looked at
+	delayed    []*job    // failed jobs waiting to be retried, by notBefore
 
 	keys   map[string]*job   // idempotency keys of jobs held in memory
 	owners map[string]string // interned owners of jobs (see intern)

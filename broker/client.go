@@ -143,6 +143,9 @@ func (b *Broker) submit(now time.Time, r request, meta protocol.Meta, body [][]b
 		if j.state == stateQueued {
 			b.syncAccepted(j) // it waits: say so now
 		} else {
+			if len(b.accepts) == 0 {
+				b.acceptScan = now.Add(acceptEvery)
+			}
 			b.accepts = append(b.accepts, dueAccept{j: j, at: now.Add(acceptDelay)})
 		}
 	}
@@ -254,9 +257,15 @@ func (r request) addressed() bool {
 
 // acceptDelay is how long a sync job dispatched at once may run before its
 // addressed client is told it was accepted. Most sync jobs end sooner, and
-// their final reply carries the ID: no extra message. It must stay well
-// under any client's Liveness (client.DefaultLiveness is 7.5 s).
-const acceptDelay = 100 * time.Millisecond
+// their final reply carries the ID: no extra message. Due acceptances are
+// sent by a scan every acceptEvery, not a timer each (a timer per job would
+// make the loop Tick on every turn under load), so a client learns the ID
+// within acceptDelay + acceptEvery: well under any client's Liveness
+// (client.DefaultLiveness is 7.5 s).
+const (
+	acceptDelay = 100 * time.Millisecond
+	acceptEvery = 250 * time.Millisecond
+)
 
 // dueAccept is a sync job whose client is to be told "accepted" at at,
 // unless it knows the job's ID by then.
@@ -277,17 +286,26 @@ func (b *Broker) syncAccepted(j *job) {
 	b.replyClient(*r, protocol.CmdPartial, protocol.EncodeMeta(m))
 }
 
-// nextAccept is when the oldest deferred acceptance is due (zero: none).
+// nextAccept is when deferred acceptances are next scanned (zero: none
+// waits).
 func (b *Broker) nextAccept() time.Time {
 	if len(b.accepts) == 0 {
 		return time.Time{}
 	}
-	return b.accepts[0].at
+	return b.acceptScan
 }
 
-// acceptsDue tells the clients of the deferred acceptances due by now whose
-// jobs still run without their client knowing the ID.
+// acceptsDue, at its scan, tells the clients of the deferred acceptances
+// due by now whose jobs still run without their client knowing the ID.
 func (b *Broker) acceptsDue(now time.Time) {
+	if len(b.accepts) == 0 || now.Before(b.acceptScan) {
+		return
+	}
+	defer func() {
+		if len(b.accepts) > 0 {
+			b.acceptScan = now.Add(acceptEvery)
+		}
+	}()
 	n := 0
 	for n < len(b.accepts) && !now.Before(b.accepts[n].at) {
 		j := b.accepts[n].j

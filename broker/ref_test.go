@@ -88,8 +88,8 @@ func TestBroker_AcceptedSaysNoWorker(t *testing.T) {
 
 // TestBroker_SyncAcceptedWhenItWaitsOrRuns: an addressed sync client is told
 // "accepted" with the job's ID at once when its job waits in the queue, and
-// acceptDelay (100 ms) after dispatch when it runs without a word; a job
-// that ends or speaks sooner costs no such message.
+// at the first scan (every 250 ms) after it has run 100 ms without a word;
+// a job that ends or speaks sooner costs no such message.
 func TestBroker_SyncAcceptedWhenItWaitsOrRuns(t *testing.T) {
 	b := newBroker(t, broker.Config{})
 	b.Tick(t0)
@@ -99,15 +99,15 @@ func TestBroker_SyncAcceptedWhenItWaitsOrRuns(t *testing.T) {
 	out := b.HandleClient(t0, "c1", "", refReq("SYNC-S", "a"))
 	none(t, out, protocol.ToClient)
 	id, _, _ := dispatched(t, one(t, out, protocol.ToWorker, "w1"))
-	if d := b.Deadline(); d.After(at(100 * time.Millisecond)) {
-		t.Fatalf("deadline %v, want the acceptance due at +100ms", d.Sub(t0))
+	if d := b.Deadline(); d.After(at(250 * time.Millisecond)) {
+		t.Fatalf("deadline %v, want the acceptance scan due at +250ms", d.Sub(t0))
 	}
-	none(t, b.Tick(at(99*time.Millisecond)), protocol.ToClient)
-	cmd, md, rest := replyRef(t, one(t, b.Tick(at(100*time.Millisecond)), protocol.ToClient, "c1"))
+	none(t, b.Tick(at(249*time.Millisecond)), protocol.ToClient)
+	cmd, md, rest := replyRef(t, one(t, b.Tick(at(250*time.Millisecond)), protocol.ToClient, "c1"))
 	if cmd != protocol.CmdPartial || md.Status != protocol.StatusAccepted || md.Job != id || md.Ref != "a" || len(rest) != 0 {
 		t.Fatalf("due acceptance: %v %+v %q", cmd, md, rest)
 	}
-	none(t, b.Tick(at(200*time.Millisecond)), protocol.ToClient)
+	none(t, b.Tick(at(500*time.Millisecond)), protocol.ToClient)
 
 	// Queued behind it: told at once.
 	out = b.HandleClient(at(time.Second), "c2", "", refReq("SYNC-S", "b"))

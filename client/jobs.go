@@ -124,9 +124,9 @@ type CallHooks struct {
 	// OnAccepted is called once, before any output, when the client learns
 	// the job's ID: a zmws broker says so at once when the job waits in its
 	// queue (NoWorker: no worker is connected), and otherwise with the job's
-	// first output, or after it ran 100 ms without any. A job that ends
-	// sooner without output may not call it (Result.JobID has the ID); a
-	// stock broker never does.
+	// first output, or once it ran 100 ms without any (within about a third
+	// of a second). A job that ends sooner without output may not call it
+	// (Result.JobID has the ID); a stock broker never does.
 	OnAccepted func(Accepted)
 	// OnPartial gets each frame of each PARTIAL reply as it arrives, in
 	// order; the callee may keep the slice. An error from it abandons the
@@ -317,10 +317,10 @@ func (w *syncWait) probe(ctx context.Context) (*Result, error) {
 }
 
 // probeRequest checks on a request the broker never named a job for: a
-// zmws broker names it within 100 ms of queueing it (see OnAccepted), so
-// one that answers (echoing references) twice, a Liveness apart, without
-// having named it has lost the request; a stock broker never names it, and
-// is waited on.
+// zmws broker names it within about a third of a second of queueing it
+// (see OnAccepted), so one that answers (echoing references) twice, a
+// Liveness apart, without having named it has lost the request; a stock
+// broker never names it, and is waited on.
 func (w *syncWait) probeRequest(ctx context.Context) error {
 	c := w.c
 	if !w.cl.wasSent() {
