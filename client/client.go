@@ -105,6 +105,10 @@ type Client struct {
 	sock    *zmq.Socket // nil after a failure, until the next request
 	watch   *curve.Watch
 	blocked bool // the socket refused a send: poll for POLLOUT
+	// The poller of the last turn, for sock and blocked as they were.
+	poll     *zmq.Poller
+	pollSock *zmq.Socket
+	pollOut  bool
 }
 
 // New returns a Client for cfg.Broker. The socket connects in the
@@ -245,15 +249,7 @@ func (c *Client) loop() {
 		if c.flush() {
 			continue // more came while sending
 		}
-		p := zmq.NewPoller()
-		p.Add(c.wake.Socket(), zmq.POLLIN)
-		if c.sock != nil {
-			ev := zmq.POLLIN
-			if c.blocked {
-				ev |= zmq.POLLOUT
-			}
-			p.Add(c.sock, ev)
-		}
+		p := c.poller()
 		timeout := time.Duration(-1)
 		c.mu.Lock()
 		if c.watch != nil && len(c.calls) > 0 {
@@ -292,6 +288,25 @@ func (c *Client) loop() {
 			}
 		}
 	}
+}
+
+// poller returns the poller for the socket's current state, made again
+// only when the socket or its wish to send changed (loop only).
+func (c *Client) poller() *zmq.Poller {
+	if c.poll != nil && c.pollSock == c.sock && c.pollOut == c.blocked {
+		return c.poll
+	}
+	p := zmq.NewPoller()
+	p.Add(c.wake.Socket(), zmq.POLLIN)
+	if c.sock != nil {
+		ev := zmq.POLLIN
+		if c.blocked {
+			ev |= zmq.POLLOUT
+		}
+		p.Add(c.sock, ev)
+	}
+	c.poll, c.pollSock, c.pollOut = p, c.sock, c.blocked
+	return p
 }
 
 // flush sends the outbox (loop only). It returns true when it sent
