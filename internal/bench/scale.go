@@ -278,11 +278,14 @@ func cmdWorkers(ctx context.Context, args []string) error {
 	ep := fs.String("broker", "", "broker worker endpoint")
 	svcs := fs.String("services", "", "comma-separated service names")
 	per := fs.Int("per", 10, "worker slots per service")
+	procs := fs.Int("procs", 1, "GOMAXPROCS (0: Go's default)")
 	fs.Parse(args)
 	if *ep == "" || *svcs == "" {
 		return fmt.Errorf("workers: -broker and -services are required")
 	}
-	runtime.GOMAXPROCS(1) // many processes share 2 cores: keep each light
+	if *procs > 0 {
+		runtime.GOMAXPROCS(*procs) // many processes share 2 cores: keep each light
+	}
 	var stops []func()
 	for _, s := range strings.Split(*svcs, ",") {
 		stop, err := startEchoWorkers(ctx, *ep, s, *per)
