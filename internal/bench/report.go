@@ -327,6 +327,17 @@ func specs() []ratioSpec {
 		add(ratioSpec{"cpu", "zmwsd CPU per sync job, 8x8, store=" + st + " / gearmand -t 1 CPU per job, 8x8, same rounds", z8,
 			cpuSel("broker", "gearman-sync", "workers=8", "clients=8"), cr("zmwsd/gearmand", "store="+st), 0, 0, "µs"})
 	}
+	for _, an := range []struct{ name, kind, pair, procs string }{{"zmq_proxy (C)", "zmq-proxy-hop", "zmwsd/zmq_proxy", "procs=3"}, {"gearmand -t 1", "gearman-sync", "zmwsd/gearmand", "procs=2"}} {
+		for _, st := range []string{"none", "bolt"} {
+			if st == "bolt" && an.kind == "gearman-sync" {
+				continue
+			}
+			add(ratioSpec{"cpu", "zmwsd sync 8x8 jobs/s, store=" + st + " / " + an.name + " 8x8, same rounds",
+				zsel("zmws-sync", "jobs_per_s", "where=zmwsd", "store="+st, "workers=8", "clients=8", "procs=3"),
+				sel{kind: an.kind, has: []string{"workers=8", "clients=8", an.procs}, metric: "jobs_per_s"}, // this section's, not the anchors' files
+				&sel{kind: "paired", has: []string{"brokercpu", an.pair, "store=" + st}, metric: "ratio"}, 0, 0, "jobs/s"})
+		}
+	}
 	add(ratioSpec{"cpu", "Go client CPU per sync call, 8x8 (zmwsd, no store) / raw DEALER client CPU per round trip (zmq_proxy), same rounds",
 		cpuSel("client", "zmws-sync", "where=zmwsd", "store=none", "workers=8", "procs=3"), cpuSel("client", "zmq-proxy-hop", "workers=8"),
 		cr("client/raw-client"), 0, 0, "µs"})
