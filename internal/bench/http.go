@@ -180,7 +180,7 @@ func sectionHTTP(ctx context.Context, o *opts) error {
 		return (&cpuMeter{}).add("client", func() time.Duration { return 0 }).add("webhook", pidCPU(wh.pid())).
 			add("commands", pidChildrenCPU(wh.pid()))
 	}
-	heyCase := func(url string, n, c, status int) func(int) (run, map[string]time.Duration, error) {
+	heyCase := func(url string, c, status int) func(int) (run, map[string]time.Duration, error) {
 		return func(jobs int) (run, map[string]time.Duration, error) {
 			r, ps, err := heyRun(ctx, hey, url, jobs, c, status, o.caseTime)
 			return r, map[string]time.Duration{"client": exitedCPU(ps)}, err
@@ -189,8 +189,8 @@ func sectionHTTP(ctx context.Context, o *opts) error {
 	var cases []*cpuCase
 	for _, c := range []int{1, 2} {
 		cases = append(cases,
-			&cpuCase{label: fmt.Sprintf("http-sync server=webhook cmd=echo c=%d n=%d", c, o.nhttp), meter: whMeter(), fn: heyCase(whURL, o.nhttp, c, http.StatusOK)},
-			&cpuCase{label: fmt.Sprintf("http-sync server=zmws store=bolt cmd=echo c=%d n=%d", c, o.nhttp), meter: zmwsMeter(), fn: heyCase(syncURL, o.nhttp, c, http.StatusOK)})
+			&cpuCase{label: fmt.Sprintf("http-sync server=webhook cmd=echo c=%d n=%d", c, o.nhttp), meter: whMeter(), fn: heyCase(whURL, c, http.StatusOK)},
+			&cpuCase{label: fmt.Sprintf("http-sync server=zmws store=bolt cmd=echo c=%d n=%d", c, o.nhttp), meter: zmwsMeter(), fn: heyCase(syncURL, c, http.StatusOK)})
 	}
 	var base uint64
 	asyncCase := &cpuCase{label: fmt.Sprintf("http-async-accept server=zmws store=bolt cmd=echo c=16 n=%d", o.nasync), meter: zmwsMeter(), n: o.nasync}
