@@ -168,18 +168,11 @@ func brokerCases(ctx context.Context, o *opts, where, storeKind, clientEP, worke
 		label := fmt.Sprintf("zmws-%s where=%s store=%s %s clients=%d n=%d", c.mode, where, storeKind, c.tag(), c.clients, c.n)
 		deadline := time.Now().Add(o.caseTime)
 		warm := max(200, c.n/20)
-		cr := newCPURuns(meter)
-		first := true
+		var cr *cpuRuns
 		measured := func(label string, runs, warm, n int, fn func(jobs int) (run, error)) ([]run, error) {
-			return repeat(label, runs, warm, n, func(jobs int) (run, error) {
-				b := meter.snap()
-				r, err := fn(jobs)
-				if !first && err == nil {
-					cr.addRun(b, meter.snap(), r.Jobs, nil)
-				}
-				first = false
-				return r, err
-			})
+			rs, c, err := repeatCPU(meter, label, runs, warm, n, fn)
+			cr = c
+			return rs, err
 		}
 		switch c.mode {
 		case "sync":

@@ -247,21 +247,30 @@ func scaleWorkers(ctx context.Context, o *opts) error {
 	n := max(1000, o.n8/2)
 	tag := fmt.Sprintf("where=zmwsd store=none workers=%d services=%d clients=8 n=%d", total, len(names), n)
 	deadline := time.Now().Add(o.caseTime)
-	rs, err := repeat("zmws-sync "+tag, o.runs, 500, n, func(jobs int) (run, error) {
+	meter := (&cpuMeter{}).add("client", selfCPU).add("zmwsd", pidCPU(z.pid())).add("worker", func() time.Duration {
+		var d time.Duration
+		for _, k := range kids {
+			d += pidCPU(k.pid())()
+		}
+		return d
+	})
+	rs, cr, err := repeatCPU(meter, "zmws-sync "+tag, o.runs, 500, n, func(jobs int) (run, error) {
 		return syncRun(ctx, cs, svcOf, jobs, deadline)
 	})
 	if err != nil {
 		return err
 	}
 	out("%s", summary("zmws-sync "+tag, rs))
+	out("%s", cr.summary("zmws-sync "+tag))
 	deadline = time.Now().Add(o.caseTime)
-	rs, err = repeat("zmws-async "+tag, o.runs, 500, n, func(jobs int) (run, error) {
+	rs, cr, err = repeatCPU(meter, "zmws-async "+tag, o.runs, 500, n, func(jobs int) (run, error) {
 		return asyncRun(ctx, cs, q, all, svcOf, jobs, 10*time.Millisecond, deadline)
 	})
 	if err != nil {
 		return err
 	}
 	out("%s", summary("zmws-async "+tag, rs))
+	out("%s", cr.summary("zmws-async "+tag))
 	out("%s", doneSummary("zmws-async-done "+tag, rs))
 	for _, k := range kids {
 		if k.exited() {
