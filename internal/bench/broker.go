@@ -125,7 +125,10 @@ func (c bcase) tag() string {
 // distinct worker count a service echoW with W echo workers, then 8 (or
 // as many as needed) clients. where and store go into the labels. after,
 // when set, prints extra INFO after each case (commit counts).
-func brokerCases(ctx context.Context, o *opts, where, storeKind, clientEP, workerEP string, cases []bcase, after func(label string)) error {
+//
+// meter reads the CPU of the case's processes; each case also prints its
+// SUMMARY cpu line (the warm-up left out).
+func brokerCases(ctx context.Context, o *opts, where, storeKind, clientEP, workerEP string, cases []bcase, after func(label string), meter *cpuMeter) error {
 	maxClients := 1
 	workerSets := map[bcase]bool{} // by workers and prefetch
 	for _, c := range cases {
@@ -165,9 +168,15 @@ func brokerCases(ctx context.Context, o *opts, where, storeKind, clientEP, worke
 		label := fmt.Sprintf("zmws-%s where=%s store=%s %s clients=%d n=%d", c.mode, where, storeKind, c.tag(), c.clients, c.n)
 		deadline := time.Now().Add(o.caseTime)
 		warm := max(200, c.n/20)
+		var cr *cpuRuns
+		measured := func(label string, runs, warm, n int, fn func(jobs int) (run, error)) ([]run, error) {
+			rs, c, err := repeatCPU(meter, label, runs, warm, n, fn)
+			cr = c
+			return rs, err
+		}
 		switch c.mode {
 		case "sync":
-			rs, err := repeat(label, o.runs, warm, c.n, func(jobs int) (run, error) {
+			rs, err := measured(label, o.runs, warm, c.n, func(jobs int) (run, error) {
 				return syncRun(cctx, cs[:c.clients], constSvc(svc), jobs, deadline)
 			})
 			if err != nil {
@@ -175,7 +184,7 @@ func brokerCases(ctx context.Context, o *opts, where, storeKind, clientEP, worke
 			}
 			out("%s", summary(label, rs))
 		case "async":
-			rs, err := repeat(label, o.runs, warm, c.n, func(jobs int) (run, error) {
+			rs, err := measured(label, o.runs, warm, c.n, func(jobs int) (run, error) {
 				return asyncRun(cctx, cs[:c.clients], q, one(svc), constSvc(svc), jobs, 2*time.Millisecond, deadline)
 			})
 			if err != nil {
@@ -184,7 +193,7 @@ func brokerCases(ctx context.Context, o *opts, where, storeKind, clientEP, worke
 			out("%s", summary(label, rs))
 			out("%s", doneSummary(fmt.Sprintf("zmws-async-done where=%s store=%s %s clients=%d n=%d", where, storeKind, c.tag(), c.clients, c.n), rs))
 		case "asyncpipe":
-			rs, err := repeat(label, o.runs, warm, c.n, func(jobs int) (run, error) {
+			rs, err := measured(label, o.runs, warm, c.n, func(jobs int) (run, error) {
 				return asyncPipeRun(cctx, cs[:c.clients], q, svc, jobs, pipeWindow, 2*time.Millisecond, deadline)
 			})
 			if err != nil {
@@ -193,6 +202,7 @@ func brokerCases(ctx context.Context, o *opts, where, storeKind, clientEP, worke
 			out("%s", summary(label, rs))
 			out("%s", doneSummary(fmt.Sprintf("zmws-asyncpipe-done where=%s store=%s %s clients=%d window=%d n=%d", where, storeKind, c.tag(), c.clients, pipeWindow, c.n), rs))
 		}
+		out("%s", cr.summary(label))
 		if after != nil {
 			after(label)
 		}
@@ -228,7 +238,8 @@ func sectionBroker(ctx context.Context, o *opts) error {
 				out("INFO %s store_commits=%d job_records=%d records_per_commit=%.1f commit_ms_mean=%.3f", label, dc, dj, float64(dj)/float64(dc), float64(db)/1e6/float64(dc))
 			}
 		}
-		err = brokerCases(ctx, o, "inproc", p.store, srv.clientEP, srv.workerEP, p.cases, after)
+		// Clients, workers and server share the harness's process.
+		err = brokerCases(ctx, o, "inproc", p.store, srv.clientEP, srv.workerEP, p.cases, after, (&cpuMeter{}).add("harness", selfCPU))
 		srv.stop()
 		if err != nil {
 			return err
@@ -257,7 +268,8 @@ func sectionZmwsd(ctx context.Context, o *opts) error {
 		}
 		cpu0 := cpuTime(z.pid())
 		t0 := time.Now()
-		err = brokerCases(ctx, o, "zmwsd", p.store, z.client, z.worker, p.cases, nil)
+		// Clients and workers share the harness's process.
+		err = brokerCases(ctx, o, "zmwsd", p.store, z.client, z.worker, p.cases, nil, (&cpuMeter{}).add("harness", selfCPU).add("zmwsd", pidCPU(z.pid())))
 		out("INFO zmwsd store=%s cpu_s=%.1f wall_s=%.1f rss_mb=%.1f", p.store, (cpuTime(z.pid()) - cpu0).Seconds(), time.Since(t0).Seconds(), float64(rssBytes(z.pid()))/(1<<20))
 		z.stop()
 		if err != nil {

@@ -302,6 +302,23 @@ func repeat(label string, runs, warm, n int, fn func(jobs int) (run, error)) ([]
 	return rs, nil
 }
 
+// repeatCPU is repeat with the CPU by process of each measured run (the
+// warm-up left out), read by meter.
+func repeatCPU(meter *cpuMeter, label string, runs, warm, n int, fn func(jobs int) (run, error)) ([]run, *cpuRuns, error) {
+	cr := newCPURuns(meter)
+	first := warm > 0
+	rs, err := repeat(label, runs, warm, n, func(jobs int) (run, error) {
+		b := meter.snap()
+		r, err := fn(jobs)
+		if !first && err == nil {
+			cr.addRun(b, meter.snap(), r.Jobs, nil)
+		}
+		first = false
+		return r, err
+	})
+	return rs, cr, err
+}
+
 func one(s string) map[string]bool { return map[string]bool{s: true} }
 
 func constSvc(s string) func(int) string { return func(int) string { return s } }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -39,29 +38,15 @@ type ecase struct {
 	b     *backend // the zmwsd and zmws-run it uses (nil: bare exec)
 }
 
-// cpuUse is CPU time spent in a case, by process: the harness itself (the
+// execMeter reads the CPU of an exec case's processes: the harness (the
 // Go clients, or the parent of a bare exec), the commands (rev: children
 // of the harness or of zmws-run), zmwsd and zmws-run.
-type cpuUse struct{ harness, commands, zmwsd, zmwsRun time.Duration }
-
-func cpuNow(b *backend) cpuUse {
-	var u cpuUse
-	u.harness, u.commands = cpuTimes(os.Getpid())
-	if b != nil {
-		u.zmwsd = cpuTime(b.z.pid())
-		var cmds time.Duration
-		u.zmwsRun, cmds = cpuTimes(b.zr.pid())
-		u.commands += cmds
+func execMeter(b *backend) *cpuMeter {
+	m := (&cpuMeter{}).add("client", selfCPU)
+	if b == nil {
+		return m.add("commands", waitedCPU)
 	}
-	return u
-}
-
-func (u cpuUse) sub(v cpuUse) cpuUse {
-	return cpuUse{u.harness - v.harness, u.commands - v.commands, u.zmwsd - v.zmwsd, u.zmwsRun - v.zmwsRun}
-}
-
-func (u cpuUse) add(v cpuUse) cpuUse {
-	return cpuUse{u.harness + v.harness, u.commands + v.commands, u.zmwsd + v.zmwsd, u.zmwsRun + v.zmwsRun}
+	return m.add("zmwsd", pidCPU(b.z.pid())).add("zmws-run", pidCPU(b.zr.pid())).add("commands", pidChildrenCPU(b.zr.pid()))
 }
 
 // sectionExec: for concurrency 1 and 2, a zmwsd child (durable journal and
@@ -246,7 +231,12 @@ func execRounds(ctx context.Context, o *opts, revPath string, p int) error {
 		cases = append(cases, viaClient(b)...)
 	}
 	results := make([][]run, len(cases))
-	cpu := make([]cpuUse, len(cases))
+	meters := make([]*cpuMeter, len(cases))
+	cpu := make([]*cpuRuns, len(cases))
+	for i, c := range cases {
+		meters[i] = execMeter(c.b)
+		cpu[i] = newCPURuns(meters[i])
+	}
 	warm := max(50, o.nexec/20)
 	for r := -1; r < o.runs; r++ {
 		for i, c := range cases {
@@ -254,10 +244,10 @@ func execRounds(ctx context.Context, o *opts, revPath string, p int) error {
 			if r < 0 {
 				jobs = warm
 			}
-			before := cpuNow(c.b)
+			before := meters[i].snap()
 			res, err := c.fn(jobs, time.Now().Add(o.caseTime))
 			if r >= 0 {
-				cpu[i] = cpu[i].add(cpuNow(c.b).sub(before))
+				cpu[i].addRun(before, meters[i].snap(), res.Jobs, nil)
 			}
 			if err != nil {
 				var logs []string
@@ -277,16 +267,8 @@ func execRounds(ctx context.Context, o *opts, revPath string, p int) error {
 		if c.async {
 			out("%s", doneSummary(strings.Replace(c.label, "-async ", "-async-done ", 1), results[i]))
 		}
-		// CPU per job by process, over the measured runs (USER_HZ ticks:
-		// 10 ms resolution, fine over hundreds of jobs).
-		n := 0
-		for _, r := range results[i] {
-			n += r.Jobs
-		}
-		us := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(max(n, 1)) }
-		u := cpu[i]
-		out("INFO cpu %s us_per_job harness=%.0f commands=%.0f zmwsd=%.0f zmws-run=%.0f total=%.0f", c.label,
-			us(u.harness), us(u.commands), us(u.zmwsd), us(u.zmwsRun), us(u.harness+u.commands+u.zmwsd+u.zmwsRun))
+		// CPU per job by process, run by run.
+		out("%s", cpu[i].summary(c.label))
 	}
 	// Paired ratios: each zmws run against the bare exec run of its round.
 	for i, c := range cases[1:] {
@@ -302,6 +284,9 @@ func execRounds(ctx context.Context, o *opts, revPath string, p int) error {
 		m, lo, hi := medMinMax(xs)
 		kind, rest, _ := strings.Cut(strings.TrimSuffix(c.label, " "+tag), " ")
 		out("SUMMARY paired %s/bare-exec %s %s runs=%d ratio=%.3f [%.3f..%.3f]", kind, rest, tag, len(xs), m, lo, hi)
+		// zmws-run's CPU per job against the bare exec parent's per spawn,
+		// round by round: what the runner costs beside the spawn itself.
+		out("%s", cpuRatio(fmt.Sprintf("exec %s/exec-parent %s %s", kind, rest, tag), cpu[i+1], "zmws-run", cpu[0], "client"))
 	}
 	return nil
 }

@@ -4,11 +4,12 @@
 // format of the anchor harness in ../shared/bench, so zmws and gearman,
 // bare exec and raw ZeroMQ line up:
 //
-//	bench run -bin DIR -tmp DIR [-runs 5] [-quick] [-only broker,zmwsd,peers,exec,scale]
+//	bench run -bin DIR -tmp DIR [-runs 5] [-quick] [-only broker,zmwsd,peers,exec,brokercpu,http,scale]
 //	bench report [-json FILE] zmws.txt anchors/*.txt
 //	bench profile -case sync1|sync8|async8 -store none|memory|bolt -cpuprofile FILE
 //	bench workers -broker EP -services svc-000,svc-001 -per 10   (a child of run)
 //	bench proxy                                                  (a child of run)
+//	bench rawecho -connect EP -n 8                               (a child of run)
 //
 // Sections of run:
 //
@@ -27,6 +28,14 @@
 //	        without a store, sync and async via the Go client, and via the
 //	        HTTP gateway, concurrency 1 and 2. The cases alternate run by
 //	        run, and ratios are also taken pair by pair.
+//	brokercpu  sync 8 clients x 8 echo workers through zmwsd (no store, and
+//	        the journal), libzmq's zmq_proxy (C) and gearmand -t 1, in the
+//	        same rounds: CPU per job of each broker process, of the clients
+//	        and of the workers (each side in a process of its own).
+//	http    webhook (adnanh/webhook) and the zmws gateway running
+//	        /usr/bin/echo with the query's value, driven by hey at c=1 and
+//	        c=2 in the same rounds; async acceptance with the journal from
+//	        16 concurrent hey clients.
 //	scale   zmwsd RSS and drain rate with 100k and 1M queued jobs; 1,000
 //	        workers over 100 services in child processes.
 //
@@ -74,6 +83,8 @@ func main() {
 		err = cmdWorkers(ctx, args)
 	case "proxy":
 		err = cmdProxy(ctx, args)
+	case "rawecho":
+		err = cmdRawEcho(ctx, args)
 	default:
 		usage()
 	}

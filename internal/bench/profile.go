@@ -59,7 +59,7 @@ func cmdProfile(ctx context.Context, args []string) error {
 	if *peers == "raw" {
 		err = rawCase(ctx, o, srv, bc)
 	} else {
-		err = brokerCases(ctx, o, "inproc", *st, srv.clientEP, srv.workerEP, []bcase{bc}, nil)
+		err = brokerCases(ctx, o, "inproc", *st, srv.clientEP, srv.workerEP, []bcase{bc}, nil, (&cpuMeter{}).add("harness", selfCPU))
 	}
 	if srv.st != nil {
 		c, j, b := srv.st.commits.Load(), srv.st.jobs.Load(), srv.st.busy.Load()

@@ -230,17 +230,31 @@ func sectionPeers(ctx context.Context, o *opts) error {
 	cases = append(cases, &pc{client: "raw", worker: "echo", k: 1, n: n1,
 		label: fmt.Sprintf("zmq-proxy-hop proxy=zmq_proxy(C) where=child clients=1 window=1 n=%d", n1), call: func(int) error { return hop.call() }})
 	results := make([][]run, len(cases))
+	// CPU by process: the harness holds the clients and the workers.
+	meters := make([]*cpuMeter, len(cases))
+	cpu := make([]*cpuRuns, len(cases))
+	for i := range cases {
+		meters[i] = (&cpuMeter{}).add("harness", selfCPU)
+		if i == len(cases)-1 {
+			meters[i].add("broker", pidCPU(hop.kid.pid()))
+		} else {
+			meters[i].add("zmwsd", pidCPU(z.pid()))
+		}
+		cpu[i] = newCPURuns(meters[i])
+	}
 	for r := -1; r < o.runs; r++ {
 		for i, c := range cases {
 			jobs := c.n
 			if r < 0 {
 				jobs = max(200, c.n/20)
 			}
+			before := meters[i].snap()
 			res, err := parallel(ctx, c.k, jobs, time.Now().Add(o.caseTime), func(g, _ int) error { return c.call(g) })
 			if err != nil {
 				return fmt.Errorf("%s: %w", c.label, err)
 			}
 			if r >= 0 {
+				cpu[i].addRun(before, meters[i].snap(), res.Jobs, nil)
 				out("%s", res.line(c.label, r))
 				results[i] = append(results[i], res)
 			}
@@ -248,6 +262,7 @@ func sectionPeers(ctx context.Context, o *opts) error {
 	}
 	for i, c := range cases {
 		out("%s", summary(c.label, results[i]))
+		out("%s", cpu[i].summary(c.label))
 	}
 	// Each case against raw/raw with as many workers, pair by pair, and
 	// the 1x1 cases against the proxy hop.
@@ -289,16 +304,37 @@ type proxyHop struct {
 }
 
 func startProxyHop(ctx context.Context, o *opts) (*proxyHop, error) {
-	self, err := os.Executable()
-	if err != nil {
-		return nil, err
-	}
-	kid, err := startChild("zmq-proxy", filepath.Join(o.tmp, "zmq-proxy.log"), self, "proxy")
+	kid, front, back, err := startProxyChild(o, "zmq-proxy")
 	if err != nil {
 		return nil, err
 	}
 	h := &proxyHop{kid: kid}
-	var front, back string
+	wctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		rawEcho(wctx, back)
+	}()
+	h.stopW = func() { cancel(); <-done }
+	if h.client, err = rawSocket(front); err != nil {
+		h.stop()
+		return nil, err
+	}
+	h.client.SetRcvtimeo(20 * time.Second)
+	return h, nil
+}
+
+// startProxyChild starts the harness's proxy command (zmq_proxy, C) as a
+// child named name and reads back its endpoints.
+func startProxyChild(o *opts, name string) (kid *child, front, back string, err error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, "", "", err
+	}
+	kid, err = startChild(name, filepath.Join(o.tmp, name+".log"), self, "proxy")
+	if err != nil {
+		return nil, "", "", err
+	}
 	for range 200 {
 		if l := findLogLine(kid.log, "ENDPOINT back "); l != nil {
 			back = strings.TrimSpace(strings.TrimPrefix(string(l), "ENDPOINT back "))
@@ -309,42 +345,36 @@ func startProxyHop(ctx context.Context, o *opts) (*proxyHop, error) {
 	}
 	if front == "" || back == "" {
 		kid.stop()
-		return nil, fmt.Errorf("zmq proxy did not start: %s", tail(kid.log, 500))
+		return nil, "", "", fmt.Errorf("zmq proxy did not start: %s", tail(kid.log, 500))
 	}
-	wctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		s, err := rawSocket(back)
-		if err != nil {
-			return
-		}
-		defer s.Close()
-		poller := zmq.NewPoller()
-		poller.Add(s, zmq.POLLIN)
-		for wctx.Err() == nil {
-			ps, err := poller.Poll(100 * time.Millisecond)
-			if err != nil || len(ps) == 0 {
-				continue
-			}
-			for {
-				msg, err := s.RecvMessageBytes(zmq.DONTWAIT)
-				if err != nil {
-					break
-				}
-				_ = sendFrames(s, msg)
-			}
-		}
-	}()
-	h.stopW = func() { cancel(); <-done }
-	if h.client, err = rawSocket(front); err != nil {
-		h.stop()
-		return nil, err
+	return kid, front, back, nil
+}
+
+// rawEcho is a bare DEALER behind a zmq_proxy that sends every message
+// back as it came, on an OS thread of its own, until ctx ends.
+func rawEcho(ctx context.Context, ep string) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	s, err := rawSocket(ep)
+	if err != nil {
+		return
 	}
-	h.client.SetRcvtimeo(20 * time.Second)
-	return h, nil
+	defer s.Close()
+	poller := zmq.NewPoller()
+	poller.Add(s, zmq.POLLIN)
+	for ctx.Err() == nil {
+		ps, err := poller.Poll(100 * time.Millisecond)
+		if err != nil || len(ps) == 0 {
+			continue
+		}
+		for {
+			msg, err := s.RecvMessageBytes(zmq.DONTWAIT)
+			if err != nil {
+				break
+			}
+			_ = sendFrames(s, msg)
+		}
+	}
 }
 
 func (h *proxyHop) call() error {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 )
@@ -247,8 +248,10 @@ func specs() []ratioSpec {
 	for _, where := range []string{"zmwsd", "inproc"} {
 		g := "broker (" + where + ")"
 		w := "where=" + where
+		// Not brokercpu's 8x8 (procs=3: its workers in a child), which has
+		// rows of its own.
 		s11 := zsel("zmws-sync", "jobs_per_s", w, "store=none", "workers=1", "clients=1")
-		s88 := zsel("zmws-sync", "jobs_per_s", w, "store=none", "workers=8", "clients=8")
+		s88 := zsel("zmws-sync", "jobs_per_s", w, "store=none", "workers=8", "clients=8").without("procs=3")
 		t := func(x float64) float64 {
 			if where == "zmwsd" {
 				return x
@@ -313,6 +316,54 @@ func specs() []ratioSpec {
 	add(ratioSpec{"broker (peers)", "sync 8x8, lib clients + lib workers / raw clients + raw workers, same rounds",
 		zsel("zmws-sync-peers", "jobs_per_s", "client=lib", "worker=lib", "workers=8"),
 		zsel("zmws-sync-peers", "jobs_per_s", "client=raw", "worker=raw", "workers=8"), &ps8, 0, 0, "jobs/s"})
+	// CPU per job, by process (the SUMMARY cpu lines), against the anchors
+	// measured in the same rounds: the ratio column divides the medians, the
+	// paired one is the median of the ratios round by round.
+	cpuSel := func(metric string, has ...string) sel { return sel{kind: "cpu", has: has, metric: metric} }
+	cr := func(has ...string) *sel { return &sel{kind: "cpuratio", has: has, metric: "ratio"} }
+	proxy8 := cpuSel("broker", "zmq-proxy-hop", "workers=8", "clients=8")
+	for _, st := range []string{"none", "bolt"} {
+		z8 := cpuSel("zmwsd", "zmws-sync", "where=zmwsd", "store="+st, "workers=8", "clients=8", "procs=3")
+		add(ratioSpec{"cpu", "zmwsd CPU per sync job, 8x8, store=" + st + " / zmq_proxy (C) CPU per round trip, 8x8, same rounds", z8, proxy8,
+			cr("zmwsd/zmq_proxy", "store="+st), 0, 0, "µs"})
+		add(ratioSpec{"cpu", "zmwsd CPU per sync job, 8x8, store=" + st + " / gearmand -t 1 CPU per job, 8x8, same rounds", z8,
+			cpuSel("broker", "gearman-sync", "workers=8", "clients=8"), cr("zmwsd/gearmand", "store="+st), 0, 0, "µs"})
+	}
+	for _, an := range []struct{ name, kind, pair, procs string }{{"zmq_proxy (C)", "zmq-proxy-hop", "zmwsd/zmq_proxy", "procs=3"}, {"gearmand -t 1", "gearman-sync", "zmwsd/gearmand", "procs=2"}} {
+		for _, st := range []string{"none", "bolt"} {
+			if st == "bolt" && an.kind == "gearman-sync" {
+				continue
+			}
+			add(ratioSpec{"cpu", "zmwsd sync 8x8 jobs/s, store=" + st + " / " + an.name + " 8x8, same rounds",
+				zsel("zmws-sync", "jobs_per_s", "where=zmwsd", "store="+st, "workers=8", "clients=8", "procs=3"),
+				sel{kind: an.kind, has: []string{"workers=8", "clients=8", an.procs}, metric: "jobs_per_s"}, // this section's, not the anchors' files
+				&sel{kind: "paired", has: []string{"brokercpu", an.pair, "store=" + st}, metric: "ratio"}, 0, 0, "jobs/s"})
+		}
+	}
+	add(ratioSpec{"cpu", "Go client CPU per sync call, 8x8 (zmwsd, no store) / raw DEALER client CPU per round trip (zmq_proxy), same rounds",
+		cpuSel("client", "zmws-sync", "where=zmwsd", "store=none", "workers=8", "procs=3"), cpuSel("client", "zmq-proxy-hop", "workers=8"),
+		cr("client/raw-client"), 0, 0, "µs"})
+	add(ratioSpec{"cpu", "Go echo worker CPU per job, 8x8 (zmwsd, no store) / raw echo DEALER CPU per round trip (zmq_proxy), same rounds",
+		cpuSel("worker", "zmws-sync", "where=zmwsd", "store=none", "workers=8", "procs=3"), cpuSel("worker", "zmq-proxy-hop", "workers=8"),
+		cr("worker/raw-worker"), 0, 0, "µs"})
+	for _, c := range []string{"1", "2"} {
+		for _, st := range []string{"bolt", "none"} {
+			add(ratioSpec{"cpu", "zmws-run CPU per rev job, sync via client, store=" + st + ", c=" + c + " / bare exec parent CPU per spawn, p=" + c + ", same rounds",
+				cpuSel("zmws-run", "zmws-run-sync", "via=client", "store="+st, "c="+c).without("prestart"), cpuSel("client", "bare-exec", "p="+c),
+				ptr(cr("zmws-run-sync/exec-parent", "via=client", "store="+st, "c="+c).without("prestart")), 0, 0, "µs"})
+		}
+	}
+	// HTTP: the gateway against webhook running the same echo, same rounds.
+	for _, c := range []string{"1", "2"} {
+		add(ratioSpec{"http", "zmws HTTP sync (journal) / webhook, echo, hey c=" + c + ", same rounds",
+			zsel("http-sync", "jobs_per_s", "server=zmws", "c="+c), zsel("http-sync", "jobs_per_s", "server=webhook", "c="+c),
+			&sel{kind: "paired", has: []string{"http-sync", "zmws/webhook", "c=" + c}, metric: "ratio"}, 0, 0, "jobs/s"})
+		add(ratioSpec{"http", "zmws HTTP sync CPU per job, all processes / webhook's, echo, c=" + c + ", same rounds",
+			cpuSel("total", "http-sync", "server=zmws", "c="+c), cpuSel("total", "http-sync", "server=webhook", "c="+c),
+			cr("http-sync", "zmws/webhook", "c="+c), 0, 0, "µs"})
+	}
+	add(ratioSpec{"http", "zmws HTTP async acceptance with the journal, 16 hey clients (absolute)",
+		zsel("http-async-accept", "jobs_per_s", "c=16"), sel{}, nil, 0, 0, "jobs/s"})
 	// Scale.
 	for _, n := range []string{"100000", "1000000"} {
 		add(ratioSpec{"scale", "bytes per queued job beyond its payload, " + n + " queued (zmwsd RSS)", zsel("zmws-scale-queue", "bytes_per_job_beyond_payload", "store=none", "jobs="+n), sel{}, nil, 0, 300, "B"})
@@ -378,6 +429,54 @@ func buildRows(all []sumLine) []row {
 	return rows
 }
 
+func ptr[T any](v T) *T { return &v }
+
+// cpuTable prints the SUMMARY cpu lines as one table: a row per case, a
+// column per process (medians over the runs, µs per job).
+func cpuTable(all []sumLine) {
+	var lines []sumLine
+	seen := map[string]bool{}
+	for _, s := range all {
+		if w := strings.Fields(s.Label); len(w) > 0 && w[0] == "cpu" {
+			lines = append(lines, s)
+			for k := range s.Metrics {
+				seen[k] = true
+			}
+		}
+	}
+	if len(lines) == 0 {
+		return
+	}
+	var cols []string
+	for _, c := range cpuOrder {
+		if seen[c] {
+			cols = append(cols, c)
+			delete(seen, c)
+		}
+	}
+	delete(seen, "total")
+	var rest []string
+	for k := range seen {
+		rest = append(rest, k)
+	}
+	sort.Strings(rest)
+	cols = append(append(cols, rest...), "total")
+	fmt.Println()
+	fmt.Println("CPU per job, by process (us; median over the runs):")
+	fmt.Println()
+	fmt.Println("| case | " + strings.Join(cols, " | ") + " |")
+	fmt.Println("| --- |" + strings.Repeat(" --- |", len(cols)))
+	for _, s := range lines {
+		cells := make([]string, len(cols))
+		for i, c := range cols {
+			if m, ok := s.Metrics[c]; ok {
+				cells[i] = fmt.Sprintf("%.0f", m.Med)
+			}
+		}
+		fmt.Printf("| %s | %s |\n", strings.TrimPrefix(s.Label, "cpu "), strings.Join(cells, " | "))
+	}
+}
+
 func metStr(ok bool) string {
 	if ok {
 		return "met"
@@ -420,6 +519,7 @@ func cmdReport(args []string) error {
 		}
 		fmt.Printf("| %s | %s | %s | %s | %s | %s | %s | %s |\n", r.Group, r.Name, fmtRng(r.Zmws, r.Unit), fmtRng(r.Anchor, r.Unit), ratio, fmtRng(r.Paired, ""), orDash(r.Target), r.Met)
 	}
+	cpuTable(all)
 	fmt.Println()
 	fmt.Println("zmws cases (median [min..max]):")
 	fmt.Println()
@@ -434,7 +534,7 @@ func cmdReport(args []string) error {
 	}
 	for _, s := range all {
 		w := strings.Fields(s.Label)[0]
-		if !(strings.HasPrefix(w, "zmws-") || w == "bare-exec" || w == "zmq-proxy-hop") || strings.HasSuffix(w, "-done") || strings.HasPrefix(w, "zmws-scale") || s.Metrics["jobs_per_s"] == (rng{}) {
+		if !(strings.HasPrefix(w, "zmws-") || strings.HasPrefix(w, "http-") || w == "bare-exec" || w == "zmq-proxy-hop" || w == "gearman-sync" && s.tokens["procs=2"]) || strings.HasSuffix(w, "-done") || strings.HasPrefix(w, "zmws-scale") || s.Metrics["jobs_per_s"] == (rng{}) {
 			continue
 		}
 		j, p50, p99 := s.Metrics["jobs_per_s"], s.Metrics["p50_us"], s.Metrics["p99_us"]

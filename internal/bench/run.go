@@ -23,7 +23,9 @@ type opts struct {
 	scaleWorkers  int
 	scaleServices int
 	scaleProcs    int
-	prefetch      int // the prefetching echo workers' worker.Config.Prefetch
+	prefetch      int    // the prefetching echo workers' worker.Config.Prefetch
+	gmbench       string // the anchors' gmbench binary (brokercpu's gearmand case)
+	nhttp, nasync int    // jobs per run, http section: sync; async acceptance
 }
 
 func cmdRun(ctx context.Context, args []string) error {
@@ -33,7 +35,10 @@ func cmdRun(ctx context.Context, args []string) error {
 	fs.StringVar(&o.tmp, "tmp", "", "scratch folder for logs and data dirs (default: a new temp dir)")
 	fs.IntVar(&o.runs, "runs", 5, "measured runs per case (median [min..max] reported), after one warm-up")
 	quick := fs.Bool("quick", false, "smaller counts, no 1M queue, 3 runs unless -runs is given")
-	only := fs.String("only", "broker,zmwsd,peers,exec,scale", "sections to run")
+	only := fs.String("only", "broker,zmwsd,peers,exec,brokercpu,http,scale", "sections to run")
+	fs.StringVar(&o.gmbench, "gmbench", "", "the anchors' gmbench binary, for brokercpu's gearmand case (empty: left out)")
+	fs.IntVar(&o.nhttp, "nhttp", 1000, "jobs per run, http section (sync)")
+	fs.IntVar(&o.nasync, "nasync", 3000, "jobs per run, http section (async acceptance, 16 clients)")
 	fs.IntVar(&o.n1, "n1", 3000, "jobs per run, 1 client")
 	fs.IntVar(&o.n8, "n8", 10000, "jobs per run, 8 clients")
 	fs.IntVar(&o.nd1, "nd1", 1000, "jobs per run, 1 client, durable store")
@@ -61,6 +66,7 @@ func cmdRun(ctx context.Context, args []string) error {
 		o.n1, o.n8, o.nexec = min(o.n1, 1000), min(o.n8, 4000), min(o.nexec, 300)
 		o.nd1, o.nd8, o.drainMax = min(o.nd1, 500), min(o.nd8, 2000), min(o.drainMax, 20000)
 		o.durableQueued = min(o.durableQueued, 20000)
+		o.nhttp, o.nasync = min(o.nhttp, 400), min(o.nasync, 1000)
 		if *sizes == "100000,1000000" {
 			*sizes = "100000"
 		}
@@ -90,7 +96,8 @@ func cmdRun(ctx context.Context, args []string) error {
 	sections := []struct {
 		name string
 		fn   func(context.Context, *opts) error
-	}{{"broker", sectionBroker}, {"zmwsd", sectionZmwsd}, {"peers", sectionPeers}, {"exec", sectionExec}, {"scale", sectionScale}}
+	}{{"broker", sectionBroker}, {"zmwsd", sectionZmwsd}, {"peers", sectionPeers}, {"exec", sectionExec},
+		{"brokercpu", sectionBrokerCPU}, {"http", sectionHTTP}, {"scale", sectionScale}}
 	want := map[string]bool{}
 	for _, s := range strings.Split(*only, ",") {
 		want[strings.TrimSpace(s)] = true

@@ -247,21 +247,30 @@ func scaleWorkers(ctx context.Context, o *opts) error {
 	n := max(1000, o.n8/2)
 	tag := fmt.Sprintf("where=zmwsd store=none workers=%d services=%d clients=8 n=%d", total, len(names), n)
 	deadline := time.Now().Add(o.caseTime)
-	rs, err := repeat("zmws-sync "+tag, o.runs, 500, n, func(jobs int) (run, error) {
+	meter := (&cpuMeter{}).add("client", selfCPU).add("zmwsd", pidCPU(z.pid())).add("worker", func() time.Duration {
+		var d time.Duration
+		for _, k := range kids {
+			d += pidCPU(k.pid())()
+		}
+		return d
+	})
+	rs, cr, err := repeatCPU(meter, "zmws-sync "+tag, o.runs, 500, n, func(jobs int) (run, error) {
 		return syncRun(ctx, cs, svcOf, jobs, deadline)
 	})
 	if err != nil {
 		return err
 	}
 	out("%s", summary("zmws-sync "+tag, rs))
+	out("%s", cr.summary("zmws-sync "+tag))
 	deadline = time.Now().Add(o.caseTime)
-	rs, err = repeat("zmws-async "+tag, o.runs, 500, n, func(jobs int) (run, error) {
+	rs, cr, err = repeatCPU(meter, "zmws-async "+tag, o.runs, 500, n, func(jobs int) (run, error) {
 		return asyncRun(ctx, cs, q, all, svcOf, jobs, 10*time.Millisecond, deadline)
 	})
 	if err != nil {
 		return err
 	}
 	out("%s", summary("zmws-async "+tag, rs))
+	out("%s", cr.summary("zmws-async "+tag))
 	out("%s", doneSummary("zmws-async-done "+tag, rs))
 	for _, k := range kids {
 		if k.exited() {
@@ -278,11 +287,14 @@ func cmdWorkers(ctx context.Context, args []string) error {
 	ep := fs.String("broker", "", "broker worker endpoint")
 	svcs := fs.String("services", "", "comma-separated service names")
 	per := fs.Int("per", 10, "worker slots per service")
+	procs := fs.Int("procs", 1, "GOMAXPROCS (0: Go's default)")
 	fs.Parse(args)
 	if *ep == "" || *svcs == "" {
 		return fmt.Errorf("workers: -broker and -services are required")
 	}
-	runtime.GOMAXPROCS(1) // many processes share 2 cores: keep each light
+	if *procs > 0 {
+		runtime.GOMAXPROCS(*procs) // many processes share 2 cores: keep each light
+	}
 	var stops []func()
 	for _, s := range strings.Split(*svcs, ",") {
 		stop, err := startEchoWorkers(ctx, *ep, s, *per)
