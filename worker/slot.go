@@ -24,6 +24,16 @@ const (
 	// even if a wake-up were lost; ctx's end and a handler's output
 	// normally wake it at once, through its wake PAIR.
 	maxPoll = time.Second
+	// newsPoll bounds how long the loop goes without polling its socket
+	// while the handler keeps giving it output or results (partials, or
+	// short prefetched jobs in a row): it takes those without a poll, so
+	// that a job costs no system call of its own, but reads the broker
+	// at least this often.
+	newsPoll = time.Millisecond
+	// handlerYields is how many times the loop yields to a running handler
+	// before it blocks: a few hundred nanoseconds, enough for a short job
+	// to return without a wake-up.
+	handlerYields = 4
 	// chunkQueue is how many partial outputs a handler may write ahead of
 	// the slot before Write blocks.
 	chunkQueue = 64
@@ -70,6 +80,7 @@ type slot struct {
 	handlerCtx context.Context // parent of the handlers' contexts
 	cur        *running        // the handler in progress, or nil
 	announced  bool            // sent a READY on some connection of this Run
+	polledAt   time.Time       // the turn that last polled
 	finished   bool            // the machine said actFinish
 }
 
@@ -201,16 +212,21 @@ func (s *slot) wait(now time.Time) error {
 		s.poller.Update(0, ev)
 	}
 	d := s.timeout(now)
-	if s.cur != nil && !s.handlerNews() {
-		// The handler is runnable or running: yielding once lets a short
-		// one finish on this thread before the loop blocks in zmq_poll,
-		// where only the wake PAIR could reach it.
+	for i := 0; i < handlerYields && s.cur != nil && !s.handlerNews(); i++ {
+		// The handler is runnable or running: yielding lets a short one
+		// finish (on this thread, or another) before the loop blocks in
+		// zmq_poll, where only the wake PAIR could reach it.
 		runtime.Gosched()
 	}
 	s.nudge.sleeping.Store(true)
 	if s.handlerNews() {
+		s.nudge.sleeping.Store(false)
+		if now.Sub(s.polledAt) < newsPoll {
+			return nil // take the news first; the socket can wait
+		}
 		d = 0
 	}
+	s.polledAt = now
 	polled, err := s.poller.Poll(d)
 	s.nudge.sleeping.Store(false)
 	if err != nil {
