@@ -39,10 +39,11 @@
 // The handler runs on a goroutine of its own. Its partial writes go into a
 // bounded queue (64 chunks) and its result into the running record; either
 // nudges the PAIR, but only if the loop is blocked in zmq_poll or about to
-// be, so a loop that is awake takes them on its next turn at no cost. Before
-// blocking while a handler runs, the loop yields once, so that a short
-// handler finishes on the loop's own thread and its result goes out without
-// a wake-up. Output is never dropped while the connection lives: when the
+// be, so a loop that is awake takes them on its next turn at no cost; while
+// such news keeps coming the loop takes it without polling, but polls its
+// socket at least every millisecond. Before blocking while a handler runs,
+// the loop yields to it a few times, so that a short job's result goes out
+// without a wake-up. Output is never dropped while the connection lives: when the
 // broker reads slower than the handler writes, the loop keeps what the DEALER
 // cannot take, stops reading the queue, and once the queue is full, Write
 // blocks.
