@@ -18,19 +18,35 @@
 //	if err != nil { ... }
 //	err = w.Run(ctx) // until ctx is cancelled
 //
-// # Slots and sockets
+// # Slots, machine and loop
 //
 // A Worker has Config.Concurrency slots. Each slot owns one DEALER socket with
 // its own random identity, sends its own READY [service, meta{worker details}]
-// and runs at most one job at a time; to the broker each slot is a separate
-// worker. One goroutine per slot owns that slot's sockets (ZeroMQ sockets are
-// not thread-safe). The handler runs on a goroutine of its own; its partial
-// writes and its result reach the slot goroutine through an inproc PAIR
-// socket pair. The PAIR wakes the slot's poll immediately, so a Write reaches
-// the wire without polling latency. Output is never dropped while the
-// connection lives: when the broker reads slower than the handler writes,
-// the slot keeps what the DEALER cannot take, stops reading the PAIR, and
-// once the PAIR's queue (1000 messages) is full, Write blocks.
+// and runs at most one job at a time (plus up to Config.Prefetch waiting); to
+// the broker each slot is a separate worker.
+//
+// A slot is two parts, as the broker and its server are. Its machine makes
+// every decision and does nothing else: it takes inputs with the time (the
+// broker's messages, the handler's output and return, the start of shutdown,
+// the passing of time) and queues actions (connect, send, close, start or
+// cancel a handler, finish), and says when it next needs the time; it has no
+// socket, no goroutine and no clock, so its tests step it at chosen instants.
+// Its loop, one goroutine per slot, owns the slot's sockets (ZeroMQ sockets
+// are not thread-safe): it reads the clock once a turn, feeds the machine,
+// does what it asks, and waits in zmq_poll on the DEALER and an inproc PAIR
+// until the machine's next deadline. It waits in no other way.
+//
+// The handler runs on a goroutine of its own. Its partial writes go into a
+// bounded queue (64 chunks) and its result into the running record; either
+// nudges the PAIR, but only if the loop is blocked in zmq_poll or about to
+// be, so a loop that is awake takes them on its next turn at no cost; while
+// such news keeps coming the loop takes it without polling, but polls its
+// socket at least every millisecond. Before blocking while a handler runs,
+// the loop yields to it a few times, so that a short job's result goes out
+// without a wake-up. Output is never dropped while the connection lives: when the
+// broker reads slower than the handler writes, the loop keeps what the DEALER
+// cannot take, stops reading the queue, and once the queue is full, Write
+// blocks.
 //
 // # Heartbeats and reconnection
 //
@@ -58,6 +74,16 @@
 // reported as a failure. A REQUEST without a meta frame comes from a stock
 // broker: the Job then has the address frame as ID and no Params, and the
 // FINAL carries no meta frame (on failure its body is FAIL, job_failed, text).
+//
+// # Prefetch
+//
+// With Config.Prefetch N the READY asks a zmws broker for up to N jobs
+// beyond the running one. They wait at the slot in the order they came, and
+// each starts as soon as the FINAL of the one before it is sent; one beyond
+// N is ignored with a warning. Jobs waiting when the connection is lost go
+// with it (the broker queues them again); at shutdown they are given back at
+// once, last first, with a FINAL meta{status: returned}, as is any REQUEST
+// that arrives while the slot stops (see docs/PROTOCOL.md, Prefetch).
 //
 // # Shutdown
 //

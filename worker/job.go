@@ -54,6 +54,7 @@ func (j *Job) OutputTruncated() bool { return j.truncated }
 type stream struct {
 	chunks chan<- []byte
 	done   chan struct{} // closed when the slot abandons the job
+	nudge  *nudge        // wakes the slot's loop for a chunk
 	ended  atomic.Bool   // set when the handler has returned
 	once   sync.Once
 }
@@ -86,6 +87,7 @@ func (j *Job) Write(p []byte) (int, error) {
 	}
 	select {
 	case j.st.chunks <- bytes.Clone(p):
+		j.st.nudge.nudge()
 		return len(p), nil
 	case <-j.st.done:
 		return 0, ErrJobDone

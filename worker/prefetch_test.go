@@ -98,9 +98,9 @@ func TestWorker_PrefetchGivesBackAtStop(t *testing.T) {
 		b.request(ready.id, job, protocol.Meta{})
 	}
 	recvJob(t, h.started)
-	// The busy slot reads its socket within a quarter heartbeat: it has
-	// usually taken J2 and J3 before it is told to stop, and then gives
-	// them back last first; one read after that is given back as it comes.
+	// The busy slot reads its socket as messages come: it has usually
+	// taken J2 and J3 before it is told to stop, and then gives them back
+	// last first; one read after that is given back as it comes.
 	time.Sleep(3 * cfg.Heartbeat / 4)
 	stopped := make(chan error, 1)
 	go func() { stopped <- stop() }()

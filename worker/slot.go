@@ -6,13 +6,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"math/rand/v2"
+	"runtime"
 	"runtime/debug"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	zmq "github.com/pebbe/zmq4"
-	"github.com/rs/zerolog"
 
 	"github.com/zmws/zmws/curve"
 	"github.com/zmws/zmws/internal/zmqwake"
@@ -21,15 +21,19 @@ import (
 
 const (
 	// maxPoll caps a wait so a slot re-checks its state at least this often
-	// even if a wake-up were lost; ctx cancellation normally wakes it at once
-	// (an idle slot through its wake PAIR, a busy one through ctx.Done).
+	// even if a wake-up were lost; ctx's end and a handler's output
+	// normally wake it at once, through its wake PAIR.
 	maxPoll = time.Second
-	// maxBusyCheck bounds how long a slot running a job goes without
-	// looking at its socket (meanwhile it waits on the handler's channels):
-	// a DISCONNECT (the job was cancelled, or the broker gave up on this
-	// worker) is noticed within it. It is at most a quarter of the heartbeat
-	// interval too.
-	maxBusyCheck = 250 * time.Millisecond
+	// newsPoll bounds how long the loop goes without polling its socket
+	// while the handler keeps giving it output or results (partials, or
+	// short prefetched jobs in a row): it takes those without a poll, so
+	// that a job costs no system call of its own, but reads the broker
+	// at least this often.
+	newsPoll = time.Millisecond
+	// handlerYields is how many times the loop yields to a running handler
+	// before it blocks: a few hundred nanoseconds, enough for a short job
+	// to return without a wake-up.
+	handlerYields = 4
 	// chunkQueue is how many partial outputs a handler may write ahead of
 	// the slot before Write blocks.
 	chunkQueue = 64
@@ -48,88 +52,73 @@ const (
 // wireForm is how this worker speaks: 18/MDP without the empty delimiter.
 var wireForm = protocol.Form{Version: protocol.V2}
 
-// slot is one connection to a broker serving one job at a time. All its
-// fields, and its sockets, belong to the goroutine running slot.run, except
-// wake, which is safe for concurrent use. A handler runs on a goroutine of
-// its own and never touches a socket: its partial output and its result
-// reach the slot through the running record's channels.
+// slot is one connection to a broker serving one job at a time: a machine,
+// which decides, and a loop (run), which owns the DEALER and does what the
+// machine asks. All its fields, and its sockets, belong to the goroutine
+// running slot.run, except nudge, which is safe for concurrent use. A
+// handler runs on a goroutine of its own and never touches a socket: its
+// partial output and its result reach the loop through the running
+// record (a channel and a flag) and a nudge of the wake PAIR.
 //
-// The slot waits in one of two ways. Idle (or with output the DEALER cannot
-// take yet) it blocks in zmq_poll on its DEALER and its wake PAIR, so a job
-// is picked up the moment it arrives. Running a job with nothing pending, it
-// blocks on the job's channels and ctx.Done, so a partial or the result goes
-// to the wire without another hop; it reads its socket without blocking at
-// least every busyCheck, and at every deadline (heartbeat, expiry, grace).
-//
-// Connection states: connected (sock != nil) → closed (sock == nil, waiting
-// for reconnectAt and for the running handler, if any, to return) →
-// connected again with a fresh socket and identity.
+// The loop waits one way only: in zmq_poll on its DEALER and its wake PAIR,
+// until the machine's next deadline (at most maxPoll). The broker's
+// messages, the handler's output and ctx's end all wake that poll.
 type slot struct {
-	w    *Worker
-	idx  int
-	base zerolog.Logger
-	log  zerolog.Logger // base plus the current identity
-	wake *zmqwake.Waker // wakes an idle slot's poll when ctx ends
-	done <-chan struct{}
+	w     *Worker
+	m     *machine
+	wake  *zmqwake.Waker // wakes the poll when ctx ends or a handler nudges
+	nudge nudge
 
-	sock        *zmq.Socket  // DEALER to the broker; nil while closed
-	watch       *curve.Watch // sock's CURVE handshakes (nil without CURVE)
-	poller      *zmq.Poller  // sock (item 0, if any) and the wake PAIR
-	identity    string
-	endpoint    int    // index into Brokers of the current or next connection
-	gen         uint64 // connection generation, bumped at each connect
-	heard       bool   // got a HEARTBEAT or REQUEST on this connection
-	announced   bool   // sent a READY on some connection of this Run
-	failures    int    // connections in a row that never heard from a broker
-	heartbeatAt time.Time
-	expireAt    time.Time
-	reconnectAt time.Time
-	checkAt     time.Time // when a busy slot next reads its socket
-	busyCheck   time.Duration
-	timer       *time.Timer // a busy slot's wait bound
+	sock   *zmq.Socket  // DEALER to the broker; nil while closed
+	watch  *curve.Watch // sock's CURVE handshakes (nil without CURVE)
+	poller *zmq.Poller  // sock (item 0, if any) and the wake PAIR
 	// pending holds job messages (PARTIAL, FINAL) the DEALER could not take
 	// (its high-water mark was reached), in order. While it is not empty the
-	// slot stops reading the job's output, so a fast handler's Write blocks.
+	// loop stops reading the job's output, so a fast handler's Write blocks.
 	pending [][][]byte
 
 	handlerCtx context.Context // parent of the handlers' contexts
-	cur        *running        // the job in progress, or nil
-	// waiting holds REQUESTs the broker sent ahead (Config.Prefetch) while
-	// cur runs, in order; each starts when the one before it ends.
-	waiting []protocol.Message
-
-	stopping  bool
-	graceAt   time.Time // when a stopping slot cancels its handler
-	abandonAt time.Time // when it stops waiting for the handler
+	cur        *running        // the handler in progress, or nil
+	announced  bool            // sent a READY on some connection of this Run
+	polledAt   time.Time       // the turn that last polled
+	finished   bool            // the machine said actFinish
 }
 
-// running is a job in progress on a slot.
-type running struct {
-	job       *Job
-	gen       uint64 // connection the job arrived on
-	stock     bool   // the REQUEST had no meta frame: reply without one
-	started   time.Time
-	cancel    context.CancelFunc
-	cancelled bool // cancelled at the end of the grace period
+// nudge wakes the loop for a handler's output, but only when the loop is
+// (or is about to be) blocked in zmq_poll: a loop that is awake looks at
+// the running record before it sleeps again, so most jobs cost no wake-up.
+type nudge struct {
+	sleeping atomic.Bool // set by the loop around zmq_poll
+	wake     *zmqwake.Waker
+}
 
-	chunks chan []byte   // partial output, in order (see stream)
-	done   chan struct{} // closed by the handler goroutine after res, err are set
-	res    []byte
-	err    error
+// nudge tells the loop that the running record has news.
+func (n *nudge) nudge() {
+	if n.sleeping.CompareAndSwap(true, false) {
+		n.wake.Wake()
+	}
+}
+
+// running is a handler in progress on a slot.
+type running struct {
+	job    *Job
+	cancel context.CancelFunc
+	chunks chan []byte // partial output, in order (see stream)
+	// returned is set by the handler goroutine after res and err, when
+	// every chunk it wrote is in chunks.
+	returned atomic.Bool
+	res      []byte
+	err      error
 }
 
 func newSlot(w *Worker, idx int) (*slot, error) {
-	s := &slot{w: w, idx: idx}
 	wk, err := zmqwake.New("zmws-worker")
 	if err != nil {
 		return nil, err
 	}
-	s.wake = wk
-	s.base = w.log.With().Int("slot", idx).Logger()
-	s.log = s.base
-	s.busyCheck = max(min(maxBusyCheck, w.cfg.Heartbeat/4), time.Millisecond)
-	s.timer = time.NewTimer(time.Hour)
-	s.timer.Stop()
+	s := &slot{w: w, wake: wk}
+	s.nudge.wake = wk
+	s.m = newMachine(&w.cfg, w.ready, w.log.With().Int("slot", idx).Logger())
 	s.setPoller()
 	return s, nil
 }
@@ -145,83 +134,76 @@ func (s *slot) setPoller() {
 	s.poller.Add(s.wake.Socket(), zmq.POLLIN)
 }
 
-// run serves until ctx is cancelled and the slot has shut down.
+// run serves until ctx is cancelled and the slot has shut down. Each turn
+// reads the clock once, feeds the machine what has arrived (the handler's
+// output, ctx's end, the time), does what it asks, and waits.
 func (s *slot) run(ctx context.Context) error {
 	defer s.close()
 	stopWake := context.AfterFunc(ctx, s.wake.Wake)
 	defer stopWake()
-	s.done = ctx.Done()
 	s.handlerCtx = context.WithoutCancel(ctx)
-	s.reconnectAt = time.Now()
-
+	s.m.Start(time.Now())
 	for {
 		now := time.Now()
-		if !s.stopping && ctx.Err() != nil {
-			s.beginStop(now)
+		if ctx.Err() != nil {
+			s.m.Stop(now)
 		}
-		if s.stopping {
-			if s.cur == nil {
-				s.finish()
-				return nil
-			}
-			if !s.cur.cancelled && !now.Before(s.graceAt) {
-				s.log.Warn().Str(keyJob, s.cur.job.ID).Dur(keyElapsed, now.Sub(s.cur.started)).
-					Msg("grace period over, cancelling job")
-				s.cur.cancelled = true
-				s.cur.cancel()
-				s.abandonAt = now.Add(cancelWait)
-			}
-			if s.cur.cancelled && !now.Before(s.abandonAt) {
-				s.log.Error().Str(keyJob, s.cur.job.ID).Msg("handler ignores cancellation, abandoning job")
-				s.finish()
-				return nil
+		s.fromHandler(now)
+		// A broker that refused our key will never answer.
+		if s.watch != nil && !s.m.Heard() {
+			if err := s.watch.Err(); err != nil {
+				s.m.Refused(now, err)
 			}
 		}
-		if s.sock == nil && !s.stopping && s.cur == nil && !now.Before(s.reconnectAt) {
-			s.connect(now)
+		s.m.Tick(now)
+		if s.perform(now); s.finished {
+			return nil
 		}
-		if s.sock != nil && !now.Before(s.heartbeatAt) {
-			s.send(protocol.Message{Cmd: protocol.CmdHeartbeat})
-			s.heartbeatAt = now.Add(s.w.cfg.Heartbeat)
-		}
-
-		var err error
-		if s.cur != nil && len(s.pending) == 0 {
-			s.waitJob(now)
-		} else {
-			err = s.waitSocket(now)
-		}
-		if err != nil {
+		if err := s.wait(now); err != nil {
 			switch zmq.AsErrno(err) {
 			case zmq.Errno(syscall.EINTR):
 				continue
 			case zmq.ETERM:
 				return nil
 			}
-			s.log.Error().Err(err).Msg("poll")
+			s.m.log.Error().Err(err).Msg("poll")
 			return fmt.Errorf("poll: %w", err)
 		}
-		// A broker that refused our key will never answer: say why at once
-		// and try again after the backoff (an operator may add the key).
-		if s.sock != nil && !s.heard {
-			if err := s.watch.Err(); err != nil {
-				s.log.Error().Err(err).Msg("broker refused the connection")
-				s.drop(time.Now(), true)
-				continue
-			}
-		}
-		// Expiry is checked after reading what has arrived, so that a late
-		// turn of this loop does not mistake unread heartbeats for silence.
-		if now := time.Now(); s.sock != nil && !now.Before(s.expireAt) {
-			s.log.Warn().Str(keyEndpoint, s.w.cfg.Brokers[s.endpoint]).Msg("broker silent, reconnecting")
-			s.drop(now, true)
+		if s.finished {
+			return nil
 		}
 	}
 }
 
-// waitSocket blocks in zmq_poll until the broker sends, the DEALER takes
-// pending output, the slot is woken, or the next deadline.
-func (s *slot) waitSocket(now time.Time) error {
+// perform does what the machine asks, in order, including what it asks
+// while doing it (a connection's READY).
+func (s *slot) perform(now time.Time) {
+	for a, ok := s.m.next(); ok; a, ok = s.m.next() {
+		switch a.kind {
+		case actSend:
+			s.send(a.msg)
+		case actSendJob:
+			s.sendJob(a.msg)
+		case actConnect:
+			s.connect(now, a.endpoint)
+		case actClose:
+			s.drop()
+		case actStart:
+			s.start(a.job)
+		case actCancel:
+			if s.cur != nil {
+				s.cur.cancel()
+			}
+		case actFinish:
+			s.finish()
+		}
+	}
+}
+
+// wait blocks in zmq_poll until the broker sends, the DEALER takes pending
+// output, the slot is woken, or the machine's next deadline, and reads
+// what has arrived.
+func (s *slot) wait(now time.Time) error {
 	if s.sock != nil {
 		ev := zmq.POLLIN
 		if len(s.pending) > 0 {
@@ -229,7 +211,24 @@ func (s *slot) waitSocket(now time.Time) error {
 		}
 		s.poller.Update(0, ev)
 	}
-	polled, err := s.poller.Poll(s.timeout(now))
+	d := s.timeout(now)
+	for i := 0; i < handlerYields && s.cur != nil && !s.handlerNews(); i++ {
+		// The handler is runnable or running: yielding lets a short one
+		// finish (on this thread, or another) before the loop blocks in
+		// zmq_poll, where only the wake PAIR could reach it.
+		runtime.Gosched()
+	}
+	s.nudge.sleeping.Store(true)
+	if s.handlerNews() {
+		s.nudge.sleeping.Store(false)
+		if now.Sub(s.polledAt) < newsPoll {
+			return nil // take the news first; the socket can wait
+		}
+		d = 0
+	}
+	s.polledAt = now
+	polled, err := s.poller.Poll(d)
+	s.nudge.sleeping.Store(false)
 	if err != nil {
 		return err
 	}
@@ -246,74 +245,63 @@ func (s *slot) waitSocket(now time.Time) error {
 			s.drainBroker()
 		}
 	}
-	s.checkAt = time.Now().Add(s.busyCheck)
 	return nil
 }
 
-// waitJob waits for the running job's output or result, ctx, or the next
-// deadline, whichever comes first, and handles it; then, if it is time, it
-// reads the socket without blocking.
-func (s *slot) waitJob(now time.Time) {
+// handlerNews reports whether the running handler has output or a result
+// the loop would read now.
+func (s *slot) handlerNews() bool {
 	r := s.cur
-	d := s.timeout(now)
-	if s.sock != nil {
-		d = min(d, max(s.checkAt.Sub(now), 0))
-	}
-	done := s.done
-	if s.stopping {
-		done = nil
-	}
-	s.timer.Reset(d)
-	select {
-	case c := <-r.chunks:
-		s.onPartial(r, c)
-	case <-r.done:
-		s.onDone(r)
-	case <-done:
-	case <-s.timer.C:
-	}
-	s.timer.Stop()
-	// At expiry too: what has arrived is read before the broker is taken
-	// for silent.
-	if now := time.Now(); s.sock != nil && (!now.Before(s.checkAt) || !now.Before(s.expireAt)) {
-		s.drainBroker()
-		s.checkAt = now.Add(s.busyCheck)
-	}
+	return r != nil && len(s.pending) == 0 && (len(r.chunks) > 0 || r.returned.Load())
 }
 
-// timeout returns how long the loop may sleep: until the next deadline,
-// rounded up to a millisecond (zmq's poll resolution), at most maxPoll.
+// timeout returns how long the loop may sleep: until the machine's next
+// deadline, rounded up to a millisecond (zmq's poll resolution), at most
+// maxPoll.
 func (s *slot) timeout(now time.Time) time.Duration {
-	next := now.Add(maxPoll)
-	at := func(t time.Time) {
-		if t.Before(next) {
-			next = t
-		}
+	d := maxPoll
+	if next := s.m.Next(); !next.IsZero() {
+		d = min(d, next.Sub(now))
 	}
-	if s.sock != nil {
-		at(s.heartbeatAt)
-		at(s.expireAt)
-	} else if !s.stopping && s.cur == nil {
-		at(s.reconnectAt)
-	}
-	if s.stopping && s.cur != nil {
-		if s.cur.cancelled {
-			at(s.abandonAt)
-		} else {
-			at(s.graceAt)
-		}
-	}
-	d := next.Sub(now)
 	if d <= 0 {
 		return 0
 	}
 	return (d + time.Millisecond - 1).Truncate(time.Millisecond)
 }
 
-// connect opens a fresh DEALER with a new identity to the current endpoint
-// and announces the service.
-func (s *slot) connect(now time.Time) {
-	ep := s.w.cfg.Brokers[s.endpoint]
+// fromHandler gives the machine the running handler's output, in order,
+// then its result, while the DEALER takes what they become.
+func (s *slot) fromHandler(now time.Time) {
+	r := s.cur
+	if r == nil {
+		return
+	}
+	for range maxDrain {
+		if len(s.pending) > 0 {
+			return
+		}
+		returned := r.returned.Load() // before reading chunks: all are in
+		select {
+		case c := <-r.chunks:
+			s.m.Output(c)
+			s.perform(now)
+			continue
+		default:
+		}
+		if returned {
+			s.cur = nil
+			r.cancel()
+			s.w.idle.ended(now)
+			s.m.JobDone(now, r.res, r.err, r.job.OutputTruncated())
+			s.perform(now)
+		}
+		return
+	}
+}
+
+// connect opens a fresh DEALER with a new identity to endpoint ep and tells
+// the machine how it went.
+func (s *slot) connect(now time.Time, ep int) {
 	id := newIdentity()
 	sock, err := zmq.NewSocket(zmq.DEALER)
 	if err == nil {
@@ -325,7 +313,7 @@ func (s *slot) connect(now time.Time) {
 				err = s.secure(sock)
 			}
 			if err == nil {
-				err = sock.Connect(ep)
+				err = sock.Connect(s.w.cfg.Brokers[ep])
 			}
 		}
 		if err != nil {
@@ -335,20 +323,12 @@ func (s *slot) connect(now time.Time) {
 		}
 	}
 	if err != nil {
-		s.base.Error().Err(err).Str(keyEndpoint, ep).Msg("connect")
-		s.failures++
-		s.endpoint = (s.endpoint + 1) % len(s.w.cfg.Brokers)
-		s.reconnectAt = now.Add(s.backoff())
+		s.m.ConnectFailed(now, err)
 		return
 	}
-	s.sock, s.identity, s.heard = sock, id, false
+	s.sock = sock
 	s.setPoller()
-	s.gen++
-	s.log = s.base.With().Str(keyWorker, id).Logger()
-	s.heartbeatAt = now.Add(s.w.cfg.Heartbeat)
-	s.expireAt = now.Add(s.w.cfg.Heartbeat * time.Duration(s.w.cfg.Liveness))
-	s.send(protocol.Message{Cmd: protocol.CmdReady, Service: s.w.cfg.Service, Body: [][]byte{s.w.ready}})
-	s.log.Info().Str(keyEndpoint, ep).Msg("ready sent")
+	s.m.Connected(now, id)
 	if !s.announced {
 		s.announced = true
 		if s.w.unready.Add(-1) == 0 && s.w.cfg.Ready != nil {
@@ -372,59 +352,39 @@ func (s *slot) secure(sock *zmq.Socket) error {
 	return err
 }
 
-// drop closes the connection at once (linger 0). A job running on it is
-// cancelled: the broker has given up on it (or will), so its result would be
-// dropped anyway. The slot reconnects after a backoff, to the next endpoint
-// if advance is set, and not before the handler has returned.
-func (s *slot) drop(now time.Time, advance bool) {
+// drop closes the connection at once (linger 0), with what is pending.
+func (s *slot) drop() {
+	if s.sock == nil {
+		return
+	}
 	s.watch.Close() // before the socket: see curve.Watch
 	s.watch = nil
 	s.sock.Close()
 	s.sock = nil
 	s.setPoller()
 	s.pending = nil
-	s.waiting = nil // the broker queues them again
-	if s.heard {
-		s.failures = 0
-	} else {
-		s.failures++
-	}
-	if advance {
-		s.endpoint = (s.endpoint + 1) % len(s.w.cfg.Brokers)
-	}
-	s.reconnectAt = now.Add(s.backoff())
-	if r := s.cur; r != nil && r.gen == s.gen {
-		s.log.Warn().Str(keyJob, r.job.ID).Msg("connection lost during job, cancelling it")
-		r.cancel()
-	}
 }
 
-// backoff returns the delay before the next connection: ReconnectMin doubled
-// for every failed connection in a row, at most ReconnectMax, plus up to 20%
-// jitter so that many slots do not reconnect in step.
-func (s *slot) backoff() time.Duration {
-	d := s.w.cfg.ReconnectMin
-	for i := 1; i < s.failures && d < s.w.cfg.ReconnectMax; i++ {
-		d *= 2
-	}
-	d = min(d, s.w.cfg.ReconnectMax)
-	return d + rand.N(d/5+1)
-}
-
-// send sends a control message (READY, HEARTBEAT, DISCONNECT) to the broker
-// without blocking. If the connection cannot take it, it is dropped: the
-// queue to the broker is full, and either the job messages ahead of it show
-// the broker that the worker lives, or expiry will replace the socket.
+// send sends a control message (READY, HEARTBEAT) to the broker without
+// blocking. If the connection cannot take it, it is dropped: the queue to
+// the broker is full, and either the job messages ahead of it show the
+// broker that the worker lives, or expiry will replace the socket.
 func (s *slot) send(m protocol.Message) {
+	if s.sock == nil {
+		return
+	}
 	m.Form = wireForm
 	if _, err := s.sock.SendMessageDontwait(protocol.EncodeWorker(m)); err != nil {
-		s.log.Debug().Err(err).Stringer("cmd", m.Cmd).Msg("send to broker")
+		s.m.log.Debug().Err(err).Stringer("cmd", m.Cmd).Msg("send to broker")
 	}
 }
 
 // sendJob sends a job message (PARTIAL, FINAL) in order after any pending
 // ones, queueing it if the DEALER is full rather than losing it.
 func (s *slot) sendJob(m protocol.Message) {
+	if s.sock == nil {
+		return
+	}
 	m.Form = wireForm
 	s.pending = append(s.pending, protocol.EncodeWorker(m))
 	s.flush()
@@ -438,7 +398,7 @@ func (s *slot) flush() {
 			return
 		}
 		if err != nil {
-			s.log.Warn().Err(err).Msg("send to broker")
+			s.m.log.Warn().Err(err).Msg("send to broker")
 		}
 		s.pending[0] = nil
 		s.pending = s.pending[1:]
@@ -446,6 +406,8 @@ func (s *slot) flush() {
 	s.pending = nil
 }
 
+// drainBroker reads what the broker sent, up to maxDrain messages, and
+// gives it to the machine, stopping if the connection closes.
 func (s *slot) drainBroker() {
 	sock := s.sock
 	for range maxDrain {
@@ -453,100 +415,58 @@ func (s *slot) drainBroker() {
 		if err != nil {
 			return
 		}
-		s.onBroker(time.Now(), frames)
-		if s.sock != sock { // dropped
+		now := time.Now()
+		s.m.FromBroker(now, frames)
+		if s.perform(now); s.sock != sock {
 			return
 		}
 	}
 }
 
-func (s *slot) onBroker(now time.Time, frames [][]byte) {
-	s.expireAt = now.Add(s.w.cfg.Heartbeat * time.Duration(s.w.cfg.Liveness))
-	m, err := protocol.DecodeWorker(frames)
-	if err != nil {
-		s.log.Warn().Err(err).Int("frames", len(frames)).Msg("malformed message from broker")
-		return
-	}
-	switch m.Cmd {
-	case protocol.CmdHeartbeat:
-		s.heard = true
-	case protocol.CmdDisconnect:
-		if meta, _, ok, _ := protocol.SplitMeta(m.Body); ok && meta.Code != "" {
-			// A refusal: this worker's key may not offer the service.
-			s.log.Error().Str(keyEndpoint, s.w.cfg.Brokers[s.endpoint]).Str("code", meta.Code).Str("error", meta.Error).
-				Msg("broker refused this worker, reconnecting after a backoff")
-			s.heard = false // counts as a failed connection: backoff grows
-			s.drop(now, false)
-			return
-		}
-		s.log.Info().Str(keyEndpoint, s.w.cfg.Brokers[s.endpoint]).Msg("broker sent disconnect, reconnecting")
-		s.drop(now, false)
-	case protocol.CmdRequest:
-		s.heard = true
-		s.onRequest(now, m)
-	default:
-		s.log.Warn().Stringer("cmd", m.Cmd).Msg("unexpected command from broker")
-	}
-}
-
-func (s *slot) onRequest(now time.Time, m protocol.Message) {
-	id := string(m.Address)
-	switch {
-	case s.stopping:
-		s.giveBack(m)
-		return
-	case s.cur != nil || len(s.waiting) > 0:
-		if len(s.waiting) >= s.w.cfg.Prefetch {
-			s.log.Warn().Str(keyJob, id).Msg("request beyond the prefetch, ignored")
-			return
-		}
-		s.waiting = append(s.waiting, m)
-		s.startWaiting(now)
-		return
-	}
-	s.start(now, m)
-}
-
-// start starts the job of REQUEST m on the free slot.
-func (s *slot) start(now time.Time, m protocol.Message) {
-	id := string(m.Address)
-	meta, input, hasMeta, err := protocol.SplitMeta(m.Body)
-	if err != nil {
-		s.log.Warn().Err(err).Str(keyJob, id).Msg("malformed request, failing job")
-		s.sendJob(protocol.Message{Cmd: protocol.CmdReply, Address: m.Address, Body: [][]byte{protocol.EncodeMeta(protocol.Meta{
-			Status: protocol.StatusFailed, Code: protocol.CodeBadRequest, Error: "worker: " + err.Error(),
-		})}})
-		return
-	}
-	chunks, gone := make(chan []byte, chunkQueue), make(chan struct{})
-	j := &Job{ID: id, Service: s.w.cfg.Service, Attempt: 1, Params: map[string]string{}, Input: input,
-		st: &stream{chunks: chunks, done: gone}}
-	if hasMeta {
-		if meta.Service != "" {
-			j.Service = meta.Service
-		}
-		if meta.Attempt > 0 {
-			j.Attempt = meta.Attempt
-		}
-		if meta.Params != nil {
-			j.Params = meta.Params
-		}
-	}
+// start starts the handler for job on a goroutine of its own.
+func (s *slot) start(j *Job) {
+	chunks := make(chan []byte, chunkQueue)
+	j.st = &stream{chunks: chunks, done: make(chan struct{}), nudge: &s.nudge}
 	ctx, cancel := context.WithCancel(s.handlerCtx)
-	r := &running{job: j, gen: s.gen, stock: !hasMeta, started: now, cancel: cancel, chunks: chunks, done: make(chan struct{})}
+	r := &running{job: j, cancel: cancel, chunks: chunks}
 	s.cur = r
 	s.w.idle.started()
-	s.log.Debug().Str(keyJob, id).Int("attempt", j.Attempt).Msg("job started")
 	go s.serve(ctx, r)
 }
 
-// serve runs on its own goroutine: it calls the handler, then tells the slot
-// by closing r.done. It touches no slot field.
+// serve runs on its own goroutine: it calls the handler, then tells the
+// loop. It touches no slot field but nudge.
 func (s *slot) serve(ctx context.Context, r *running) {
 	res, err := call(ctx, s.w.cfg.Handler, r.job)
 	r.job.st.end()
 	r.res, r.err = res, err
-	close(r.done)
+	r.returned.Store(true)
+	s.nudge.nudge()
+}
+
+// finish sends what is pending if the DEALER takes it, says DISCONNECT and
+// closes the connection; the DISCONNECT gets disconnectLinger to leave. A
+// handler still running is abandoned (its context is cancelled; the broker
+// requeues the job).
+func (s *slot) finish() {
+	s.finished = true
+	if r := s.cur; r != nil {
+		s.cur = nil
+		r.cancel()
+		r.job.st.abandon()
+		s.w.idle.ended(time.Now())
+	}
+	if s.sock != nil {
+		if s.flush(); len(s.pending) > 0 {
+			s.m.log.Warn().Int("messages", len(s.pending)).Msg("broker not taking output, dropped at stop")
+		}
+		s.send(protocol.Message{Cmd: protocol.CmdDisconnect})
+		s.watch.Close() // before the socket: see curve.Watch
+		s.watch = nil
+		s.sock.SetLinger(disconnectLinger)
+		s.sock.Close()
+		s.sock = nil
+	}
 }
 
 // panicError is a recovered handler panic.
@@ -564,63 +484,6 @@ func call(ctx context.Context, h Handler, j *Job) (res []byte, err error) {
 		}
 	}()
 	return h.ServeJob(ctx, j)
-}
-
-// onPartial sends a chunk of the running job's output as a PARTIAL, or drops
-// it if the connection the job came on is gone.
-func (s *slot) onPartial(r *running, chunk []byte) {
-	if s.sock == nil || r.gen != s.gen {
-		s.log.Debug().Str(keyJob, r.job.ID).Msg("partial output after connection loss, dropped")
-		return
-	}
-	s.sendJob(protocol.Message{Cmd: protocol.CmdPartial, Address: []byte(r.job.ID), Body: [][]byte{chunk}})
-}
-
-// onDone handles a handler's return: output it wrote before returning goes
-// first, then the FINAL. If the DEALER fills up on the way, the rest waits
-// for the next turn (r.done stays closed, so it comes back here).
-func (s *slot) onDone(r *running) {
-	for len(s.pending) == 0 {
-		select {
-		case c := <-r.chunks:
-			s.onPartial(r, c)
-		default:
-			now := time.Now()
-			s.onFinal(now, r)
-			s.startWaiting(now)
-			return
-		}
-	}
-}
-
-func (s *slot) onFinal(now time.Time, r *running) {
-	r.cancel()
-	s.cur = nil
-	s.w.idle.ended(now)
-	log := s.log.With().Str(keyJob, r.job.ID).Dur(keyElapsed, now.Sub(r.started)).Logger()
-	var pe *panicError
-	if errors.As(r.err, &pe) {
-		log.Error().Str("panic", fmt.Sprint(pe.value)).Bytes("stack", pe.stack).Msg("handler panicked")
-	}
-	switch {
-	case r.cancelled && errors.Is(r.err, context.Canceled):
-		log.Warn().Msg("job cancelled by shutdown, result not sent; the broker will requeue it")
-		return
-	case s.sock == nil || r.gen != s.gen:
-		log.Warn().Msg("result of a job from an earlier connection, dropped")
-		return
-	}
-	s.sendJob(protocol.Message{Cmd: protocol.CmdReply, Address: []byte(r.job.ID), Body: finalBody(r.stock, r.res, r.err, r.job.OutputTruncated())})
-	if r.err != nil {
-		ev := log.Info().Err(r.err)
-		var ee *ExitError
-		if errors.As(r.err, &ee) {
-			ev = ev.Int(keyExitCode, ee.Code)
-		}
-		ev.Msg("job failed")
-	} else {
-		log.Info().Msg("job complete")
-	}
 }
 
 // finalBody is the body of a FINAL: for a zmws broker a meta frame with the
@@ -652,73 +515,6 @@ func finalBody(stock bool, res []byte, err error, truncated bool) [][]byte {
 		body = append(body, res)
 	}
 	return body
-}
-
-// startWaiting starts the next job the broker sent ahead, if the slot is
-// free; one that cannot start (a malformed request, failed at once) makes
-// way for the next.
-func (s *slot) startWaiting(now time.Time) {
-	for !s.stopping && s.cur == nil && len(s.waiting) > 0 && s.sock != nil {
-		m := s.waiting[0]
-		s.waiting[0] = protocol.Message{}
-		s.waiting = s.waiting[1:]
-		s.start(now, m)
-	}
-}
-
-// giveBack tells the broker the slot will not run the job of REQUEST m
-// (it is stopping): the broker queues it again, its attempt not counted.
-func (s *slot) giveBack(m protocol.Message) {
-	if len(m.Body) == 0 || !protocol.IsMeta(m.Body[0]) {
-		// A stock broker knows no giving back: it requeues the job when
-		// the slot says DISCONNECT.
-		s.log.Info().Str(keyJob, string(m.Address)).Msg("stopping: job not started")
-		return
-	}
-	s.log.Info().Str(keyJob, string(m.Address)).Msg("stopping: job given back to the broker")
-	s.sendJob(protocol.Message{Cmd: protocol.CmdReply, Address: m.Address,
-		Body: [][]byte{protocol.EncodeMeta(protocol.Meta{Status: protocol.StatusReturned})}})
-}
-
-// beginStop stops taking jobs and gives back those sent ahead, last first
-// (the broker puts each at the head of its queue, so they keep their
-// order); a running handler gets the grace period.
-func (s *slot) beginStop(now time.Time) {
-	s.stopping = true
-	if s.sock != nil {
-		for i := len(s.waiting) - 1; i >= 0; i-- {
-			s.giveBack(s.waiting[i])
-		}
-	}
-	s.waiting = nil
-	if s.cur != nil {
-		s.graceAt = now.Add(s.w.cfg.Grace)
-		s.log.Info().Str(keyJob, s.cur.job.ID).Dur("grace", s.w.cfg.Grace).Msg("stopping, waiting for job")
-	}
-}
-
-// finish says DISCONNECT and closes the connection; the DISCONNECT gets
-// disconnectLinger to leave. A job still running is abandoned (its context
-// is cancelled; the broker requeues it).
-func (s *slot) finish() {
-	if r := s.cur; r != nil {
-		r.cancel()
-		r.job.st.abandon()
-		s.w.idle.ended(time.Now())
-	}
-	if s.sock != nil {
-		if s.flush(); len(s.pending) > 0 {
-			s.log.Warn().Int("messages", len(s.pending)).Msg("broker not taking output, dropped at stop")
-		}
-		s.send(protocol.Message{Cmd: protocol.CmdDisconnect})
-		s.watch.Close() // before the socket: see curve.Watch
-		s.watch = nil
-		s.sock.SetLinger(disconnectLinger)
-		s.sock.Close()
-		s.sock = nil
-	}
-	s.timer.Stop()
-	s.log.Debug().Msg("slot stopped")
 }
 
 // newIdentity returns a fresh printable socket identity, so a broker sees

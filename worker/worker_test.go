@@ -658,7 +658,7 @@ func TestBackoff(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &slot{w: w}
+	s := newMachine(&w.cfg, w.ready, w.log)
 	for failures, base := range []time.Duration{100, 100, 200, 400, 800, 1000, 1000} {
 		s.failures = failures
 		base *= time.Millisecond
