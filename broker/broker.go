@@ -240,6 +240,7 @@ type Broker struct {
 	// committed. SERVER-HEALTH reports them.
 	storeErr    string
 	storeFailed time.Time
+	probeAt     time.Time // when a failing store is next tried (probeDue)
 
 	out []protocol.Envelope
 
@@ -333,7 +334,11 @@ func (b *Broker) Deadline() time.Time {
 		return time.Time{}
 	}
 	d := b.nextHeartbeat
-	for _, t := range []time.Time{b.nextExpiry, b.nextTTR, b.nextRetry(), b.nextForget, b.nextAccept()} {
+	probe := time.Time{}
+	if !b.storeFailed.IsZero() {
+		probe = b.probeAt
+	}
+	for _, t := range []time.Time{b.nextExpiry, b.nextTTR, b.nextRetry(), b.nextForget, b.nextAccept(), probe} {
 		if !t.IsZero() && t.Before(d) {
 			d = t
 		}
@@ -360,6 +365,7 @@ func (b *Broker) Tick(now time.Time) []protocol.Envelope {
 		b.retryDue(now)
 	}
 	b.acceptsDue(now)
+	b.probeDue(now)
 	if b.cfg.ForgetAfter > 0 {
 		if b.nextForget.IsZero() {
 			b.nextForget = now.Add(forgetEvery)

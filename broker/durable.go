@@ -46,7 +46,23 @@ func (b *Broker) markCounts(s *service) {
 
 // Pending reports whether Flush has records to give.
 func (b *Broker) Pending() bool {
-	return len(b.dirty) > 0 || len(b.dirtySvcs) > 0 || len(b.batch.Services) > 0 || len(b.batch.Deletes) > 0 || len(b.batch.Forgets) > 0
+	return len(b.dirty) > 0 || len(b.dirtySvcs) > 0 || len(b.batch.Services) > 0 || len(b.batch.Deletes) > 0 || len(b.batch.Forgets) > 0 ||
+		b.batch.Probe
+}
+
+// probeEvery is how often a broker whose store failed its last commit asks
+// for a probe commit (store.Batch.Probe), so that health comes back when
+// the disk does, with no job to try it.
+const probeEvery = 5 * time.Second
+
+// probeDue asks for a probe commit when the store is failing and the last
+// try is probeEvery old (from Tick).
+func (b *Broker) probeDue(now time.Time) {
+	if b.storeFailed.IsZero() || now.Before(b.probeAt) {
+		return
+	}
+	b.batch.Probe = true
+	b.probeAt = now.Add(probeEvery)
 }
 
 // Flush returns the records changed since the last Flush and forgets them.
@@ -72,7 +88,7 @@ func (b *Broker) Flush() *store.Batch {
 	}
 	clear(b.dirtySvcs)
 	b.dirtySvcs = b.dirtySvcs[:0]
-	b.flushedEmpty = len(out.Jobs) == 0 && len(out.Services) == 0 && len(out.Deletes) == 0 && len(out.Counts) == 0
+	b.flushedEmpty = len(out.Jobs) == 0 && len(out.Services) == 0 && len(out.Deletes) == 0 && len(out.Counts) == 0 && !out.Probe
 	return out
 }
 
@@ -115,6 +131,7 @@ func (b *Broker) Rejected(now time.Time, err error) []protocol.Envelope {
 		b.storeFailed = now
 	}
 	b.storeErr = err.Error()
+	b.probeAt = now.Add(probeEvery)
 	for _, j := range b.flushed {
 		if j.awaitingCommit() {
 			b.refuse(*j.x.reply, protocol.CodeStoreUnavailable, fmt.Sprintf("job not accepted: the job store failed: %v", err))

@@ -435,3 +435,53 @@ func TestBroker_ServiceForgottenAndBackInOneBatch(t *testing.T) {
 		t.Fatalf("journal after forget and READY: %+v", snap)
 	}
 }
+
+// TestBroker_FailingStoreIsProbed: after a failed commit the broker asks
+// for a probe commit every 5 s, so its health comes back when the store
+// does, with no job to try it.
+func TestBroker_FailingStoreIsProbed(t *testing.T) {
+	b := newBroker(t, broker.Config{Durable: true, Heartbeat: time.Hour})
+	b.Tick(t0)
+	b.HandleWorker(t0, "w1", "", readyZ("S"))
+	b.Flush()
+	b.Committed()
+	b.HandleClient(t0, "c", "", zreq("S", nil))
+	b.Flush()
+	b.Rejected(at(time.Second), errors.New("no space left on device"))
+	b.Flush() // what the rejection handed to the next batch
+	b.Committed()
+	if b.Health().Store != protocol.StoreFailing {
+		t.Fatal("the store is not failing after the rejection")
+	}
+	if b.Pending() {
+		t.Fatal("a probe is pending at once after the failure")
+	}
+	if d := b.Deadline(); d.After(at(6 * time.Second)) {
+		t.Fatalf("deadline %v, want the probe due at +6s", d.Sub(t0))
+	}
+	b.Tick(at(5 * time.Second))
+	if b.Pending() {
+		t.Fatal("a probe is pending before 5 s have passed")
+	}
+	b.Tick(at(6 * time.Second))
+	if !b.Pending() {
+		t.Fatal("no probe pending 5 s after the failure")
+	}
+	// The probe fails too: the next is 5 s later.
+	if bt := b.Flush(); !bt.Probe || bt.Len() != 1 {
+		t.Fatalf("probe batch %+v, want a probe alone", bt)
+	}
+	b.Rejected(at(6*time.Second), errors.New("no space left on device"))
+	b.Tick(at(11 * time.Second))
+	if bt := b.Flush(); !bt.Probe {
+		t.Fatal("no second probe")
+	}
+	b.Committed()
+	if h := b.Health(); h.Store != protocol.StoreOK {
+		t.Fatalf("after a probe that committed: %+v, want ok", h)
+	}
+	b.Tick(at(20 * time.Second))
+	if b.Pending() {
+		t.Fatal("probes go on once the store works")
+	}
+}

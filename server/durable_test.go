@@ -359,3 +359,45 @@ func TestServer_CommitDelay(t *testing.T) {
 		})
 	}
 }
+
+// TestServer_HealthComesBackWithTheStore: once a failed disk works again,
+// SERVER-HEALTH (and so /healthz) says ok within the 5 s probe interval,
+// though no job comes to try the store.
+func TestServer_HealthComesBackWithTheStore(t *testing.T) {
+	g := &gatedStore{Memory: store.NewMemory()}
+	srv := start(t, server.Config{Store: g})
+	knownService(t, srv, "S")
+	c := zmqtest.Connect(t, zmq.DEALER, srv.ClientEndpoint())
+	// An accepted job first: every record so far is committed, so the
+	// failing batch holds the refused job alone, and nothing is left over
+	// to try the store again.
+	if md := submit(t, c, "S", protocol.Meta{}); md.Status != protocol.StatusAccepted {
+		t.Fatalf("first submission: %+v", md)
+	}
+	g.mu.Lock()
+	g.fail = errors.New("write zmws.db: no space left on device")
+	g.mu.Unlock()
+	if md := submit(t, c, "S", protocol.Meta{}); md.Status != protocol.StatusRefused {
+		t.Fatalf("submission on a failing store: %+v", md)
+	}
+	health := func() string {
+		zmqtest.Send(t, c, b("MDPC02"), []byte{0x01}, b(protocol.ServerHealth), protocol.EncodeMeta(protocol.Meta{}))
+		var h protocol.HealthInfo
+		json.Unmarshal(zmqtest.Recv(t, c, wait)[4], &h)
+		return h.Store
+	}
+	if s := health(); s != protocol.StoreFailing {
+		t.Fatalf("health after the failure: %s", s)
+	}
+	g.mu.Lock()
+	g.fail = nil
+	g.mu.Unlock()
+	start := time.Now()
+	for health() != protocol.StoreOK {
+		if time.Since(start) > 15*time.Second {
+			t.Fatal("health still failing 15 s after the store recovered, with no job submitted")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("health ok %v after the store recovered", time.Since(start).Round(time.Millisecond))
+}

@@ -57,6 +57,8 @@ var (
 	bucketCounts   = []byte("counts")
 
 	metaFormat = []byte("format")
+	// metaProbe holds the time of the last probe commit (Batch.Probe).
+	metaProbe = []byte("probe")
 )
 
 // formatV1 is the journal layout above; a new layout takes the next value.
@@ -293,6 +295,15 @@ func (s *Bolt) Commit(b *Batch) error {
 		bk, err := s.buckets(tx)
 		if err != nil {
 			return err
+		}
+		if b.Probe {
+			meta := tx.Bucket(bucketMeta)
+			if meta == nil {
+				return fmt.Errorf("%w %s: the meta bucket is missing", ErrCorrupt, s.path)
+			}
+			if err := meta.Put(metaProbe, time.Now().UTC().AppendFormat(nil, time.RFC3339Nano)); err != nil {
+				return err
+			}
 		}
 		// bbolt keeps the values until the transaction ends: each record
 		// gets its own stretch of the arena, which may grow but is not

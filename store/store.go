@@ -110,11 +110,19 @@ type Batch struct {
 	// Services and Counts: a batch that records a service and forgets it
 	// leaves it forgotten).
 	Forgets []string
+	// Probe asks for a write of the store's own marker, nothing else: how
+	// the broker learns that a store whose commit failed commits again,
+	// when no job comes to try it (SERVER-HEALTH, /healthz).
+	Probe bool
 }
 
-// Len returns the number of changes in b.
+// Len returns the number of changes in b (a Probe counts as one).
 func (b *Batch) Len() int {
-	return len(b.Services) + len(b.Jobs) + len(b.Deletes) + len(b.Counts) + len(b.Forgets)
+	n := len(b.Services) + len(b.Jobs) + len(b.Deletes) + len(b.Counts) + len(b.Forgets)
+	if b.Probe {
+		n++
+	}
+	return n
 }
 
 // Reset empties b, keeping its capacity.
@@ -125,6 +133,7 @@ func (b *Batch) Reset() {
 	clear(b.Counts)
 	clear(b.Forgets)
 	b.Services, b.Jobs, b.Deletes, b.Counts, b.Forgets = b.Services[:0], b.Jobs[:0], b.Deletes[:0], b.Counts[:0], b.Forgets[:0]
+	b.Probe = false
 }
 
 // Snapshot is what Load returns at start-up.
