@@ -52,6 +52,10 @@ type Config struct {
 	MaxOutput int
 	// Events turns on lifecycle events (Envelopes to protocol.ToEvents).
 	Events bool
+	// Subscribed, when set with Events, says whether anyone wants events
+	// of a topic (protocol.EventQueued, ...): the broker builds no event
+	// nobody wants. nil: every event is wanted.
+	Subscribed func(topic string) bool
 	// Durable turns on record keeping for a job store (see Flush): replies
 	// that hand out job IDs are marked Durable.
 	Durable bool

@@ -714,6 +714,43 @@ func TestBroker_EventsAndShutdown(t *testing.T) {
 	}
 }
 
+// With Config.Subscribed the broker builds only the events someone wants:
+// none when nobody subscribes, only completed for a completed subscriber.
+func TestBroker_EventsOnlyForSubscribedTopics(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		want func(string) bool
+		sent string
+	}{
+		{"nobody", func(string) bool { return false }, ""},
+		{"completed", func(topic string) bool { return topic == protocol.EventCompleted }, "completed"},
+		{"all", nil, "queued,started,completed"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var asked []string
+			subscribed := c.want
+			if subscribed != nil {
+				subscribed = func(topic string) bool { asked = append(asked, topic); return c.want(topic) }
+			}
+			b := newBroker(t, broker.Config{Events: true, Subscribed: subscribed})
+			b.HandleWorker(t0, "w1", "", readyZ("S"))
+			out := append([]protocol.Envelope{}, b.HandleClient(t0, "c", "", zreq("SYNC-S", nil))...)
+			job, _, _ := dispatched(t, one(t, out, protocol.ToWorker, "w1"))
+			out = append(out, b.HandleWorker(at(time.Millisecond), "w1", "", final(job, protocol.Meta{Status: protocol.StatusComplete}, "ok"))...)
+			var sent []string
+			for _, e := range only(out, protocol.ToEvents) {
+				sent = append(sent, e.To)
+			}
+			if got := strings.Join(sent, ","); got != c.sent {
+				t.Fatalf("events %q, want %q", got, c.sent)
+			}
+			if c.want != nil && strings.Join(asked, ",") != "queued,started,completed" {
+				t.Fatalf("asked about %v, want each topic once", asked)
+			}
+		})
+	}
+}
+
 // A job whose REQUEST could not be sent never reached its worker: given to
 // one dead registration after another (a killed zmws-run's slots, before
 // the next heartbeat finds them gone), it is not counted as an attempt at

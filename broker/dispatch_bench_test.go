@@ -83,6 +83,37 @@ func BenchmarkDispatch_Sync(b *testing.B) {
 	}
 }
 
+// BenchmarkDispatch_SyncEvents is BenchmarkDispatch_Sync with lifecycle
+// events on: every subscriber (a nil Config.Subscribed), one to completed
+// only, and none (the broker encodes nothing).
+func BenchmarkDispatch_SyncEvents(b *testing.B) {
+	for _, c := range []struct {
+		name string
+		subs func(string) bool
+	}{
+		{"all", nil},
+		{"completed", func(t string) bool { return t == protocol.EventCompleted }},
+		{"none", func(string) bool { return false }},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			br := broker.New(broker.Config{Heartbeat: time.Hour, MaxQueue: 100_000_000, Events: true, Subscribed: c.subs})
+			now := time.Unix(1000, 0)
+			benchReady(b, br, now, "w1", "echo")
+			req := benchRequest("SYNC-echo")
+			b.ReportAllocs()
+			for b.Loop() {
+				job := benchJobFor(br.HandleClient(now, "c1", "", req), "w1")
+				if job == "" {
+					b.Fatal("no REQUEST to the worker")
+				}
+				if !benchHasClient(br.HandleWorker(now, "w1", "", benchFinal(job)), "c1") {
+					b.Fatal("no reply to the client")
+				}
+			}
+		})
+	}
+}
+
 // BenchmarkDispatch_Async is one async job per op: submit (reply with the
 // job ID), dispatch, FINAL. Durable: the broker keeps records for a store,
 // flushed every batch ops as the server's group commit does.

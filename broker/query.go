@@ -323,9 +323,10 @@ func (j *job) info(withOutput bool) protocol.JobInfo {
 	return ji
 }
 
-// event queues a lifecycle event for the events socket, when enabled.
+// event queues a lifecycle event for the events socket, when enabled and
+// someone subscribes to it.
 func (b *Broker) event(now time.Time, name string, j *job, fill func(*protocol.Event)) {
-	if !b.cfg.Events {
+	if !b.cfg.Events || (b.cfg.Subscribed != nil && !b.cfg.Subscribed(name)) {
 		return
 	}
 	e := protocol.Event{Event: name, Time: now, Job: j.id.String(), Service: j.svc.name, Attempt: int(j.attempts), Worker: hexID(j.worker())}

@@ -19,9 +19,10 @@ import (
 // maxSubscription bounds a frame from an events subscriber (ZMQ_MAXMSGSIZE).
 const maxSubscription = 64 << 10
 
-// pub makes an events socket, a CURVE server when secure.
+// pub makes an events socket, a CURVE server when secure: an XPUB, whose
+// subscriptions the loop reads (see subscriptions).
 func (s *Server) pub(secure bool) (*zmq.Socket, error) {
-	sock, err := zmq.NewSocket(zmq.PUB)
+	sock, err := zmq.NewSocket(zmq.XPUB)
 	if err != nil {
 		return nil, fmt.Errorf("server: events socket: %w", err)
 	}
@@ -139,12 +140,13 @@ func (s *Server) checkWorkers(now time.Time) {
 }
 
 // readmitWatchers drops every subscriber of the events endpoint after the
-// key set changed, by binding it anew: a PUB socket checks no key per
+// key set changed, by binding it anew: an XPUB socket checks no key per
 // message, so a key that lost the watch right would go on receiving. The
 // subscribers reconnect by themselves, through the ZAP handler and the new
 // keys; events published meanwhile are not replayed (they never are).
 func (s *Server) readmitWatchers(now time.Time) {
-	s.netEvents.Close() // with linger 0: its subscribers' connections end
+	s.netEvents.Close()    // with linger 0: its subscribers' connections end
+	s.netTopics = topics{} // they subscribe again to the new socket
 	sock, err := s.pub(true)
 	if err != nil {
 		s.netEvents, s.rebindAt = nil, time.Time{}

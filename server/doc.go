@@ -1,5 +1,6 @@
 // Package server runs the broker over ZeroMQ. One goroutine (Run's) owns the
-// client and worker ROUTER sockets, the events PUB socket and the
+// client and worker ROUTER sockets, the events XPUB sockets (whose
+// subscriptions tell the broker which events to build) and the
 // broker.Broker: it polls until the broker's next deadline (capped so a
 // cancelled context is seen within 100 ms), feeds the broker the time and
 // each message, and sends what the broker returns, never blocking on a slow

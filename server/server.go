@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -25,7 +26,8 @@ type Config struct {
 	ClientBind string
 	// WorkerBind is where workers connect (ROUTER). Required.
 	WorkerBind string
-	// EventsBind is where lifecycle events are published (PUB). Empty: none.
+	// EventsBind is where lifecycle events are published (XPUB: subscribe
+	// as to a PUB). Empty: none.
 	EventsBind string
 	// ClientInproc and EventsInproc, when set, bind the client and events
 	// sockets to these inproc:// endpoints as well, for in-process clients
@@ -126,6 +128,10 @@ type Server struct {
 	// eventsDomain is its ZAP domain.
 	netEvents    *zmq.Socket
 	eventsDomain string
+	// eventsTopics and netTopics are the topics the subscribers of events
+	// and netEvents want; the broker builds events only for those.
+	eventsTopics topics
+	netTopics    topics
 	eps          [3]string
 	commit       *committer         // nil without a Store
 	zap          *auth.Registration // nil without CURVE
@@ -151,6 +157,8 @@ type Server struct {
 	restored []protocol.Envelope
 	// aliveAt is when Config.Alive is next due.
 	aliveAt time.Time
+	// eventsSent counts the events the broker made (for tests).
+	eventsSent atomic.Uint64
 }
 
 // New creates the sockets and binds them, so the endpoints (with the ports
@@ -182,7 +190,8 @@ func New(cfg Config) (*Server, error) {
 	}
 	cfg.Broker.Events = cfg.EventsBind != "" || cfg.EventsInproc != ""
 	cfg.Broker.Logger = cfg.Logger
-	s := &Server{cfg: cfg, log: cfg.Logger.With().Str("component", "server").Logger()}
+	s := &Server{cfg: cfg, log: cfg.Logger.With().Str("component", "server").Logger(),
+		eventsTopics: topics{}, netTopics: topics{}}
 	var err error
 	var domains auth.Domains
 	if cfg.Curve != nil {
@@ -215,7 +224,7 @@ func New(cfg Config) (*Server, error) {
 		}
 	}
 	if cfg.Broker.Events {
-		// With CURVE, the network endpoint has a PUB socket of its own,
+		// With CURVE, the network endpoint has an XPUB socket of its own,
 		// made anew when the keys are reloaded (see readmitWatchers); the
 		// inproc one (the gateway's) stays.
 		s.eventsDomain = domains.Events
@@ -279,6 +288,9 @@ func New(cfg Config) (*Server, error) {
 			s.close(0)
 			return nil, err
 		}
+	}
+	if cfg.Broker.Events {
+		cfg.Broker.Subscribed = s.subscribed
 	}
 	s.b = broker.New(cfg.Broker)
 	if cfg.Store != nil {
@@ -387,6 +399,10 @@ func (s *Server) Run(ctx context.Context) error {
 			}
 			return fmt.Errorf("server: poll: %w", err)
 		}
+		// Subscriptions first: one that came before a request is seen
+		// before the request's events are.
+		s.subscriptions(s.events, s.eventsTopics)
+		s.subscriptions(s.netEvents, s.netTopics)
 		for _, p := range polled {
 			switch p.Socket {
 			case s.clients:
@@ -579,14 +595,9 @@ func (s *Server) sendNow(envs []protocol.Envelope) {
 					gone = notSent(gone, e)
 				}
 			case protocol.ToEvents:
-				for _, sock := range [2]*zmq.Socket{s.events, s.netEvents} {
-					if sock == nil {
-						continue
-					}
-					if err = sendFrames(sock, e.To, e.Frames); err != nil {
-						s.log.Debug().Err(err).Msg("event dropped")
-					}
-				}
+				s.eventsSent.Add(1)
+				s.publish(s.events, s.eventsTopics, e)
+				s.publish(s.netEvents, s.netTopics, e)
 			}
 		}
 		if len(gone) == 0 {
