@@ -261,9 +261,15 @@ func run(ctx context.Context, cli CLI, stdout, logw io.Writer) error {
 	// A worker that cannot start stops the others.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	defer context.AfterFunc(ctx, func() {
+	// STOPPING=1 as soon as ctx ends; run returns only once it is sent (a
+	// context.AfterFunc's goroutine could lose it to the process's exit).
+	stopping := make(chan struct{})
+	go func() {
+		defer close(stopping)
+		<-ctx.Done()
 		notify(log, daemon.SdNotifyStopping, fmt.Sprintf("STATUS=stopping: running jobs may finish for --grace %v", cli.Grace))
-	})()
+	}()
+	defer func() { cancel(); <-stopping }()
 	errs := make([]error, len(workers))
 	var wg sync.WaitGroup
 	for i, w := range workers {
