@@ -152,8 +152,10 @@ func (c *Client) Close() error {
 		c.mu.Lock()
 		c.closed = true
 		close(c.done) // under mu: a loop that sees closed sees done
+		// A loop waiting for its socket is interrupted; one waiting
+		// without a socket selects on done.
 		if c.polling && c.fdw != nil {
-			c.fdw.Interrupt() // a loop waiting without a socket sees done
+			c.fdw.Interrupt()
 		}
 		c.mu.Unlock()
 	})
