@@ -15,7 +15,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/zmws/zmws/curve"
-	"github.com/zmws/zmws/internal/zmqwake"
+	"github.com/zmws/zmws/internal/zmqfd"
 	"github.com/zmws/zmws/protocol"
 )
 
@@ -85,18 +85,21 @@ type Config struct {
 // carries. Requests wait on their own, each with its own deadline and ctx,
 // so one that gives up leaves the socket and the others alone.
 type Client struct {
-	cfg  Config
-	log  zerolog.Logger
-	wake *zmqwake.Waker
+	cfg Config
+	log zerolog.Logger
 
 	mu      sync.Mutex
 	calls   map[string]*call // requests in flight, by reference
 	outbox  []*call          // requests waiting to be sent
 	seq     uint64           // the last reference given out
 	closed  bool
-	polling bool // the loop is (about to be) blocked in zmq_poll
-	woken   bool // a wake-up is pending for this poll
+	polling bool // the loop is (about to be) waiting for the socket or kick
+	woken   bool // a wake-up is pending for this wait
+	// The loop waits for sock in the Go netpoller through fdw; callers
+	// interrupt that wait (wake). Set by the loop, read by wake.
+	fdw *zmqfd.Waiter
 
+	kick     chan struct{} // wakes the loop while it has no socket
 	done     chan struct{} // closed by Close
 	loopDone chan struct{} // closed when the loop has closed the socket
 	once     sync.Once
@@ -104,11 +107,8 @@ type Client struct {
 	// Owned by the loop.
 	sock    *zmq.Socket // nil after a failure, until the next request
 	watch   *curve.Watch
-	blocked bool // the socket refused a send: poll for POLLOUT
-	// The poller of the last turn, for sock and blocked as they were.
-	poll     *zmq.Poller
-	pollSock *zmq.Socket
-	pollOut  bool
+	blocked bool // the socket refused a send: wait for POLLOUT
+	stale   bool // fdw's deadline was set or interrupted: set it again
 }
 
 // New returns a Client for cfg.Broker. The socket connects in the
@@ -130,20 +130,15 @@ func New(cfg Config) (*Client, error) {
 	if cfg.Liveness == 0 {
 		cfg.Liveness = DefaultLiveness
 	}
-	wk, err := zmqwake.New("zmws-client")
-	if err != nil {
-		return nil, fmt.Errorf("client: %w", err)
-	}
 	c := &Client{
 		cfg:      cfg,
 		log:      cfg.Logger.With().Str("component", "client").Str(keyEndpoint, cfg.Broker).Logger(),
-		wake:     wk,
 		calls:    map[string]*call{},
+		kick:     make(chan struct{}, 1),
 		done:     make(chan struct{}),
 		loopDone: make(chan struct{}),
 	}
 	if err := c.open(); err != nil {
-		wk.Close()
 		return nil, err
 	}
 	go c.loop()
@@ -156,9 +151,13 @@ func (c *Client) Close() error {
 	c.once.Do(func() {
 		c.mu.Lock()
 		c.closed = true
+		close(c.done) // under mu: a loop that sees closed sees done
+		// A loop waiting for its socket is interrupted; one waiting
+		// without a socket selects on done.
+		if c.polling && c.fdw != nil {
+			c.fdw.Interrupt()
+		}
 		c.mu.Unlock()
-		close(c.done)
-		c.wake.Wake()
 	})
 	<-c.loopDone
 	return nil
@@ -207,7 +206,16 @@ func (c *Client) open() error {
 		s.Close()
 		return fmt.Errorf("client: connect %s: %w", c.cfg.Broker, err)
 	}
-	c.sock, c.watch, c.blocked = s, w, false
+	fdw, err := zmqfd.New(s)
+	if err != nil {
+		w.Close()
+		s.Close()
+		return fmt.Errorf("client: %w", err)
+	}
+	c.sock, c.watch, c.blocked, c.stale = s, w, false, false
+	c.mu.Lock()
+	c.fdw = fdw
+	c.mu.Unlock()
 	return nil
 }
 
@@ -217,6 +225,11 @@ func (c *Client) drop() {
 		return
 	}
 	c.watch.Close() // before the socket: see curve.Watch
+	c.mu.Lock()
+	fdw := c.fdw
+	c.fdw = nil
+	c.mu.Unlock()
+	fdw.Close() // before the socket: the loop does not wait on it now
 	if err := c.sock.Close(); err != nil {
 		c.log.Warn().Err(err).Msg("close socket")
 	}
@@ -225,9 +238,13 @@ func (c *Client) drop() {
 
 // loop owns the socket until Close: it sends the outbox, routes replies,
 // and fails every request in flight when the connection fails.
+//
+// It waits for the socket in the Go netpoller (zmqfd), not in zmq_poll: a
+// parked goroutine holds no OS thread, and the callers it hands replies to
+// run on its P at once. Callers that queue a request while it waits
+// interrupt the wait (wake).
 func (c *Client) loop() {
 	defer close(c.loopDone)
-	defer c.wake.Close()
 	defer c.drop()
 	defer c.failAll(ErrClosed)
 	delivered := false
@@ -239,47 +256,44 @@ func (c *Client) loop() {
 		}
 		if delivered {
 			// Let the callers just handed a reply run before the loop
-			// blocks in zmq_poll. A woken caller is queued on this
-			// goroutine's P, which a cgo call keeps until the scheduler
-			// takes it back; run now, its next request finds the loop not
-			// yet polling and needs no wake-up (docs/PERFORMANCE.md).
+			// waits: their next requests then find it not yet waiting and
+			// need no wake-up (docs/PERFORMANCE.md).
 			delivered = false
 			runtime.Gosched()
 		}
 		if c.flush() {
-			continue // more came while sending
+			continue // sent something, or closed
 		}
-		p := c.poller()
-		timeout := time.Duration(-1)
-		c.mu.Lock()
-		if c.watch != nil && len(c.calls) > 0 {
-			timeout = watchSlice
-		}
-		c.mu.Unlock()
-		polled, err := p.Poll(timeout)
-		c.mu.Lock()
-		c.polling, c.woken = false, false
-		c.mu.Unlock()
-		if err != nil {
-			if zmq.AsErrno(err) == zmq.Errno(syscall.EINTR) {
-				continue
+		if c.sock == nil {
+			select {
+			case <-c.kick:
+			case <-c.done:
 			}
-			c.log.Error().Err(err).Msg("poll failed: dropping the socket")
-			c.failAll(fmt.Errorf("client: poll: %w", err))
+			c.endWait()
+			continue
+		}
+		want := zmq.POLLIN
+		if c.blocked {
+			want |= zmq.POLLOUT
+		}
+		ev, err := c.fdw.Wait(want)
+		c.endWait()
+		switch {
+		case err == nil:
+		case errors.Is(err, zmqfd.ErrInterrupted):
+		case errors.Is(err, zmq.Errno(syscall.EINTR)):
+			continue
+		default:
+			c.log.Error().Err(err).Msg("wait failed: dropping the socket")
+			c.failAll(fmt.Errorf("client: wait: %w", err))
 			c.drop()
 			continue
 		}
-		for _, pd := range polled {
-			if pd.Socket == c.wake.Socket() {
-				c.wake.Drain()
-				continue
-			}
-			if pd.Events&zmq.POLLOUT != 0 {
-				c.blocked = false
-			}
-			if pd.Events&zmq.POLLIN != 0 {
-				delivered = c.receive() > 0
-			}
+		if ev&zmq.POLLOUT != 0 {
+			c.blocked = false
+		}
+		if ev&zmq.POLLIN != 0 {
+			delivered = c.receive() > 0
 		}
 		if c.watch != nil {
 			if err := c.watch.Err(); err != nil {
@@ -290,32 +304,64 @@ func (c *Client) loop() {
 	}
 }
 
-// poller returns the poller for the socket's current state, made again
-// only when the socket or its wish to send changed (loop only).
-func (c *Client) poller() *zmq.Poller {
-	if c.poll != nil && c.pollSock == c.sock && c.pollOut == c.blocked {
-		return c.poll
+// endWait marks the loop as no longer waiting (loop only).
+func (c *Client) endWait() {
+	c.mu.Lock()
+	if c.woken {
+		c.stale = true // fdw was interrupted
 	}
-	p := zmq.NewPoller()
-	p.Add(c.wake.Socket(), zmq.POLLIN)
-	if c.sock != nil {
-		ev := zmq.POLLIN
-		if c.blocked {
-			ev |= zmq.POLLOUT
-		}
-		p.Add(c.sock, ev)
+	c.polling, c.woken = false, false
+	c.mu.Unlock()
+}
+
+// prepareWait sets the deadline of the loop's next wait for the socket:
+// watchSlice while CURVE handshakes are watched with requests in flight,
+// none otherwise, which also clears an interrupt already seen (loop only,
+// c.mu held, before the loop is marked as waiting).
+func (c *Client) prepareWait() {
+	if c.fdw == nil {
+		return
 	}
-	c.poll, c.pollSock, c.pollOut = p, c.sock, c.blocked
-	return p
+	var deadline time.Time
+	if c.watch != nil && len(c.calls) > 0 {
+		deadline = time.Now().Add(watchSlice)
+	} else if !c.stale {
+		return
+	}
+	if err := c.fdw.SetDeadline(deadline); err != nil {
+		c.log.Warn().Err(err).Msg("set wait deadline")
+	}
+	c.stale = !deadline.IsZero()
+}
+
+// wake makes a waiting loop look at the outbox (c.mu held).
+func (c *Client) wake() {
+	if !c.polling || c.woken {
+		return
+	}
+	c.woken = true
+	if c.fdw != nil {
+		c.fdw.Interrupt()
+		return
+	}
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
 }
 
 // flush sends the outbox (loop only). It returns true when it sent
-// something, and marks the loop as polling when there was nothing to send,
-// so that a request queued from now on wakes it.
+// something or the client is closed, and marks the loop as waiting when
+// there was nothing to send, so that a request queued from now on wakes it.
 func (c *Client) flush() bool {
 	c.mu.Lock()
 	out := c.outbox
+	if c.closed {
+		c.mu.Unlock()
+		return true // done is closed: the loop returns
+	}
 	if len(out) == 0 || c.blocked {
+		c.prepareWait()
 		c.polling = true
 		c.mu.Unlock()
 		return false
@@ -445,12 +491,8 @@ func (c *Client) start(service string, body func(ref string) [][]byte, notify ch
 	cl.frames = protocol.EncodeClient(protocol.Message{Form: form, Cmd: protocol.CmdRequest, Service: service, Body: body(ref)})
 	c.calls[ref] = cl
 	c.outbox = append(c.outbox, cl)
-	wake := c.polling && !c.woken
-	c.woken = c.woken || wake
+	c.wake()
 	c.mu.Unlock()
-	if wake {
-		c.wake.Wake()
-	}
 	return cl, nil
 }
 
@@ -463,12 +505,8 @@ func (c *Client) resend(cl *call) {
 		return
 	}
 	c.outbox = append(c.outbox, cl)
-	wake := c.polling && !c.woken
-	c.woken = c.woken || wake
+	c.wake()
 	c.mu.Unlock()
-	if wake {
-		c.wake.Wake()
-	}
 }
 
 // finish forgets cl: its late replies are dropped as strays.

@@ -1,7 +1,8 @@
 // Package zmqwake wakes a goroutine blocked in zmq_poll from another
 // goroutine: a pair of inproc PAIR sockets, the reading end polled with the
-// goroutine's other sockets. The worker's slots and the client's socket
-// loop use it; the work itself travels over Go channels and queues.
+// goroutine's other sockets. The worker's slots use it; the work itself
+// travels over Go channels and queues. (The client's loop waits in the Go
+// netpoller instead, and is woken through it: internal/zmqfd.)
 package zmqwake
 
 import (
