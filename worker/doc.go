@@ -33,12 +33,13 @@
 // socket, no goroutine and no clock, so its tests step it at chosen instants.
 // Its loop, one goroutine per slot, owns the slot's sockets (ZeroMQ sockets
 // are not thread-safe): it reads the clock once a turn, feeds the machine,
-// does what it asks, and waits in zmq_poll on the DEALER and an inproc PAIR
-// until the machine's next deadline. It waits in no other way.
+// does what it asks, and waits for the DEALER in the Go netpoller
+// (internal/zmqfd: its ZMQ_FD, then ZMQ_EVENTS) until the machine's next
+// deadline; without a socket, on a timer. It waits in no other way.
 //
 // The handler runs on a goroutine of its own. Its partial writes go into a
 // bounded queue (64 chunks) and its result into the running record; either
-// nudges the PAIR, but only if the loop is blocked in zmq_poll or about to
+// interrupts the loop's wait, but only if the loop is waiting or about to
 // be, so a loop that is awake takes them on its next turn at no cost; while
 // such news keeps coming the loop takes it without polling, but polls its
 // socket at least every millisecond. Before blocking while a handler runs,

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"runtime"
 	"runtime/debug"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -15,14 +16,14 @@ import (
 	zmq "github.com/pebbe/zmq4"
 
 	"github.com/zmws/zmws/curve"
-	"github.com/zmws/zmws/internal/zmqwake"
+	"github.com/zmws/zmws/internal/zmqfd"
 	"github.com/zmws/zmws/protocol"
 )
 
 const (
 	// maxPoll caps a wait so a slot re-checks its state at least this often
 	// even if a wake-up were lost; ctx's end and a handler's output
-	// normally wake it at once, through its wake PAIR.
+	// normally wake it at once (nudge).
 	maxPoll = time.Second
 	// newsPoll bounds how long the loop goes without polling its socket
 	// while the handler keeps giving it output or results (partials, or
@@ -58,20 +59,26 @@ var wireForm = protocol.Form{Version: protocol.V2}
 // running slot.run, except nudge, which is safe for concurrent use. A
 // handler runs on a goroutine of its own and never touches a socket: its
 // partial output and its result reach the loop through the running
-// record (a channel and a flag) and a nudge of the wake PAIR.
+// record (a channel and a flag) and a nudge.
 //
-// The loop waits one way only: in zmq_poll on its DEALER and its wake PAIR,
-// until the machine's next deadline (at most maxPoll). The broker's
-// messages, the handler's output and ctx's end all wake that poll.
+// The loop waits for its DEALER in the Go netpoller (internal/zmqfd), not
+// in zmq_poll, until the machine's next deadline (at most maxPoll): a
+// parked goroutine holds no OS thread in cgo, so the runtime need not
+// hand its P off (docs/PERFORMANCE.md). The broker's messages wake the
+// wait; the handler's output and ctx's end interrupt it (nudge). Without
+// a socket the loop waits on a timer and nudge's kick channel.
 type slot struct {
 	w     *Worker
 	m     *machine
-	wake  *zmqwake.Waker // wakes the poll when ctx ends or a handler nudges
 	nudge nudge
 
-	sock   *zmq.Socket  // DEALER to the broker; nil while closed
-	watch  *curve.Watch // sock's CURVE handshakes (nil without CURVE)
-	poller *zmq.Poller  // sock (item 0, if any) and the wake PAIR
+	sock  *zmq.Socket  // DEALER to the broker; nil while closed
+	watch *curve.Watch // sock's CURVE handshakes (nil without CURVE)
+	// deadline is the deadline set on nudge.fdw; stale says an interrupt
+	// may be pending on it, so it must be set again before a wait.
+	deadline time.Time
+	stale    bool
+	timer    *time.Timer // the wait without a socket; nil until needed
 	// pending holds job messages (PARTIAL, FINAL) the DEALER could not take
 	// (its high-water mark was reached), in order. While it is not empty the
 	// loop stops reading the job's output, so a fast handler's Write blocks.
@@ -84,19 +91,59 @@ type slot struct {
 	finished   bool            // the machine said actFinish
 }
 
-// nudge wakes the loop for a handler's output, but only when the loop is
-// (or is about to be) blocked in zmq_poll: a loop that is awake looks at
-// the running record before it sleeps again, so most jobs cost no wake-up.
+// nudge wakes the loop for a handler's output or ctx's end, but only when
+// the loop is (or is about to be) waiting: a loop that is awake looks at
+// the running record and ctx before it sleeps again, so most jobs cost no
+// wake-up.
 type nudge struct {
-	sleeping atomic.Bool // set by the loop around zmq_poll
-	wake     *zmqwake.Waker
+	mu       sync.Mutex
+	sleeping bool          // the loop is (about to be) waiting
+	woken    bool          // a nudge interrupted fdw during this wait
+	fdw      *zmqfd.Waiter // the socket's waiter; nil without a socket
+	kick     chan struct{} // wakes a wait without a socket (buffer 1)
 }
 
-// nudge tells the loop that the running record has news.
+// nudge tells the loop that the running record has news, or ctx ended.
 func (n *nudge) nudge() {
-	if n.sleeping.CompareAndSwap(true, false) {
-		n.wake.Wake()
+	n.mu.Lock()
+	if n.sleeping {
+		n.sleeping = false
+		if n.fdw != nil {
+			n.woken = true
+			n.fdw.Interrupt()
+		} else {
+			select {
+			case n.kick <- struct{}{}:
+			default:
+			}
+		}
 	}
+	n.mu.Unlock()
+}
+
+// sleep marks the loop as waiting (loop only).
+func (n *nudge) sleep() {
+	n.mu.Lock()
+	n.sleeping = true
+	n.mu.Unlock()
+}
+
+// wakeUp marks the loop as awake and reports whether a nudge interrupted
+// fdw since sleep (loop only).
+func (n *nudge) wakeUp() (interrupted bool) {
+	n.mu.Lock()
+	interrupted = n.woken
+	n.sleeping, n.woken = false, false
+	n.mu.Unlock()
+	return interrupted
+}
+
+// setWaiter installs fdw, or removes it (nil), for the socket the loop
+// opened or is about to close (loop only, while awake).
+func (n *nudge) setWaiter(fdw *zmqfd.Waiter) {
+	n.mu.Lock()
+	n.fdw = fdw
+	n.mu.Unlock()
 }
 
 // running is a handler in progress on a slot.
@@ -112,26 +159,16 @@ type running struct {
 }
 
 func newSlot(w *Worker, idx int) (*slot, error) {
-	wk, err := zmqwake.New("zmws-worker")
-	if err != nil {
-		return nil, err
-	}
-	s := &slot{w: w, wake: wk}
-	s.nudge.wake = wk
+	s := &slot{w: w}
+	s.nudge.kick = make(chan struct{}, 1)
 	s.m = newMachine(&w.cfg, w.ready, w.log.With().Int("slot", idx).Logger())
-	s.setPoller()
 	return s, nil
 }
 
-func (s *slot) close() { s.wake.Close() }
-
-// setPoller makes the poller for the current socket.
-func (s *slot) setPoller() {
-	s.poller = zmq.NewPoller()
-	if s.sock != nil {
-		s.poller.Add(s.sock, zmq.POLLIN)
+func (s *slot) close() {
+	if s.timer != nil {
+		s.timer.Stop()
 	}
-	s.poller.Add(s.wake.Socket(), zmq.POLLIN)
 }
 
 // run serves until ctx is cancelled and the slot has shut down. Each turn
@@ -139,7 +176,7 @@ func (s *slot) setPoller() {
 // output, ctx's end, the time), does what it asks, and waits.
 func (s *slot) run(ctx context.Context) error {
 	defer s.close()
-	stopWake := context.AfterFunc(ctx, s.wake.Wake)
+	stopWake := context.AfterFunc(ctx, s.nudge.nudge)
 	defer stopWake()
 	s.handlerCtx = context.WithoutCancel(ctx)
 	s.m.Start(time.Now())
@@ -159,15 +196,15 @@ func (s *slot) run(ctx context.Context) error {
 		if s.perform(now); s.finished {
 			return nil
 		}
-		if err := s.wait(now); err != nil {
-			switch zmq.AsErrno(err) {
+		if err := s.wait(ctx, now); err != nil {
+			switch errno(err) {
 			case zmq.Errno(syscall.EINTR):
 				continue
 			case zmq.ETERM:
 				return nil
 			}
-			s.m.log.Error().Err(err).Msg("poll")
-			return fmt.Errorf("poll: %w", err)
+			s.m.log.Error().Err(err).Msg("wait")
+			return fmt.Errorf("wait: %w", err)
 		}
 		if s.finished {
 			return nil
@@ -200,52 +237,105 @@ func (s *slot) perform(now time.Time) {
 	}
 }
 
-// wait blocks in zmq_poll until the broker sends, the DEALER takes pending
-// output, the slot is woken, or the machine's next deadline, and reads
-// what has arrived.
-func (s *slot) wait(now time.Time) error {
-	if s.sock != nil {
-		ev := zmq.POLLIN
-		if len(s.pending) > 0 {
-			ev |= zmq.POLLOUT
-		}
-		s.poller.Update(0, ev)
-	}
+// wait blocks until the broker sends, the DEALER takes pending output,
+// the slot is nudged, or the machine's next deadline, and reads what has
+// arrived.
+func (s *slot) wait(ctx context.Context, now time.Time) error {
 	d := s.timeout(now)
 	for i := 0; i < handlerYields && s.cur != nil && !s.handlerNews(); i++ {
 		// The handler is runnable or running: yielding lets a short one
-		// finish (on this thread, or another) before the loop blocks in
-		// zmq_poll, where only the wake PAIR could reach it.
+		// finish (on this thread, or another) before the loop waits, where
+		// only a nudge could reach it.
 		runtime.Gosched()
 	}
-	s.nudge.sleeping.Store(true)
+	want := zmq.POLLIN
+	if len(s.pending) > 0 {
+		want |= zmq.POLLOUT
+	}
 	if s.handlerNews() {
-		s.nudge.sleeping.Store(false)
 		if now.Sub(s.polledAt) < newsPoll {
 			return nil // take the news first; the socket can wait
 		}
 		d = 0
 	}
+	if d > 0 && s.sock != nil {
+		// Before sleep: an interrupt from now on must survive it.
+		if err := s.setDeadline(now, now.Add(d)); err != nil {
+			return err
+		}
+	}
+	s.nudge.sleep()
+	if d > 0 && (s.handlerNews() || ctx.Err() != nil) {
+		d = 0 // news, or ctx's end, came before sleep: no nudge for it
+	}
 	s.polledAt = now
-	polled, err := s.poller.Poll(d)
-	s.nudge.sleeping.Store(false)
+	var ev zmq.State
+	var err error
+	switch {
+	case s.sock == nil:
+		s.idle(d)
+	case d == 0:
+		ev, err = s.sock.GetEvents()
+	default:
+		ev, err = s.nudge.fdw.Wait(want)
+		if errors.Is(err, zmqfd.ErrInterrupted) {
+			err = nil
+		}
+	}
+	if s.nudge.wakeUp() {
+		s.stale = true
+	}
 	if err != nil {
 		return err
 	}
-	for _, pd := range polled {
-		switch {
-		case pd.Socket != s.sock:
-			s.wake.Drain()
-		case pd.Events&zmq.POLLOUT != 0:
-			s.flush()
-			if pd.Events&zmq.POLLIN != 0 && s.sock != nil {
-				s.drainBroker()
-			}
-		case pd.Events&zmq.POLLIN != 0:
-			s.drainBroker()
-		}
+	if ev&zmq.POLLOUT != 0 && len(s.pending) > 0 {
+		s.flush()
+	}
+	if ev&zmq.POLLIN != 0 && s.sock != nil {
+		s.drainBroker()
 	}
 	return nil
+}
+
+// setDeadline bounds the socket's wait by at most deadline, leaving an
+// earlier one in the future in place (a wait that ends early costs a turn,
+// setting it costs one on every turn), and clears any interrupt.
+func (s *slot) setDeadline(now, deadline time.Time) error {
+	if !s.stale && s.deadline.After(now) && !s.deadline.After(deadline) {
+		return nil
+	}
+	s.deadline, s.stale = deadline, false
+	return s.nudge.fdw.SetDeadline(deadline)
+}
+
+// idle waits without a socket for d, or until a nudge.
+func (s *slot) idle(d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	if s.timer == nil {
+		s.timer = time.NewTimer(d)
+	} else {
+		s.timer.Reset(d)
+	}
+	select {
+	case <-s.timer.C:
+	case <-s.nudge.kick:
+		s.timer.Stop()
+	}
+}
+
+// errno is the ZeroMQ or system error number in err, or 0.
+func errno(err error) zmq.Errno {
+	var ze zmq.Errno
+	if errors.As(err, &ze) {
+		return ze
+	}
+	var se syscall.Errno
+	if errors.As(err, &se) {
+		return zmq.Errno(se)
+	}
+	return 0
 }
 
 // handlerNews reports whether the running handler has output or a result
@@ -256,8 +346,8 @@ func (s *slot) handlerNews() bool {
 }
 
 // timeout returns how long the loop may sleep: until the machine's next
-// deadline, rounded up to a millisecond (zmq's poll resolution), at most
-// maxPoll.
+// deadline, rounded up to a millisecond (so that a wait does not end just
+// short of it), at most maxPoll.
 func (s *slot) timeout(now time.Time) time.Duration {
 	d := maxPoll
 	if next := s.m.Next(); !next.IsZero() {
@@ -326,8 +416,17 @@ func (s *slot) connect(now time.Time, ep int) {
 		s.m.ConnectFailed(now, err)
 		return
 	}
+	fdw, err := zmqfd.New(sock)
+	if err != nil {
+		s.watch.Close() // before the socket: see curve.Watch
+		s.watch = nil
+		sock.Close()
+		s.m.ConnectFailed(now, err)
+		return
+	}
 	s.sock = sock
-	s.setPoller()
+	s.nudge.setWaiter(fdw)
+	s.deadline, s.stale = time.Time{}, false
 	s.m.Connected(now, id)
 	if !s.announced {
 		s.announced = true
@@ -359,10 +458,17 @@ func (s *slot) drop() {
 	}
 	s.watch.Close() // before the socket: see curve.Watch
 	s.watch = nil
+	s.closeWaiter()
 	s.sock.Close()
 	s.sock = nil
-	s.setPoller()
 	s.pending = nil
+}
+
+// closeWaiter closes the socket's waiter, before the socket.
+func (s *slot) closeWaiter() {
+	fdw := s.nudge.fdw
+	s.nudge.setWaiter(nil)
+	fdw.Close()
 }
 
 // send sends a control message (READY, HEARTBEAT) to the broker without
@@ -463,6 +569,7 @@ func (s *slot) finish() {
 		s.send(protocol.Message{Cmd: protocol.CmdDisconnect})
 		s.watch.Close() // before the socket: see curve.Watch
 		s.watch = nil
+		s.closeWaiter()
 		s.sock.SetLinger(disconnectLinger)
 		s.sock.Close()
 		s.sock = nil
