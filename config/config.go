@@ -116,29 +116,39 @@ func (f *File) HTTPBind() string { return f.Broker.str("http_bind", DefaultHTTPB
 func (f *File) DataDir() string { return f.Broker.str("data_dir", DefaultDataDir) }
 
 // WorkerEndpoint returns the endpoint a worker on this machine connects to
-// to reach WorkerBind: a wildcard host (* or 0.0.0.0, [::]) becomes
-// loopback. An endpoint without a fixed port (tcp://host:*) or an inproc
-// one cannot be reached from another process: an error.
+// to reach WorkerBind (see Reachable); an error names worker_bind.
 func (f *File) WorkerEndpoint() (string, error) {
-	bind := f.WorkerBind()
+	ep, err := Reachable(f.WorkerBind())
+	if err != nil {
+		return "", fmt.Errorf("worker_bind %w", err)
+	}
+	return ep, nil
+}
+
+// Reachable turns a bind endpoint into one a process on this machine
+// connects to: a wildcard host (* or 0.0.0.0, [::]) becomes loopback. An
+// endpoint without a fixed port (tcp://host:*) or path, or an inproc one,
+// cannot be reached from another process: an error that starts with the
+// endpoint, quoted.
+func Reachable(bind string) (string, error) {
 	scheme, addr, ok := strings.Cut(bind, "://")
 	switch {
 	case !ok:
-		return "", fmt.Errorf("worker_bind %q is not an endpoint like tcp://HOST:PORT", bind)
+		return "", fmt.Errorf("%q is not an endpoint like tcp://HOST:PORT", bind)
 	case scheme == "inproc":
-		return "", fmt.Errorf("worker_bind %q is an inproc endpoint, which only zmwsd itself reaches", bind)
+		return "", fmt.Errorf("%q is an inproc endpoint, which only zmwsd itself reaches", bind)
 	case scheme == "ipc" && addr == "*":
-		return "", fmt.Errorf("worker_bind %q has no fixed path", bind)
+		return "", fmt.Errorf("%q has no fixed path", bind)
 	case scheme != "tcp":
 		return bind, nil
 	}
 	i := strings.LastIndexByte(addr, ':')
 	if i < 0 {
-		return "", fmt.Errorf("worker_bind %q has no port", bind)
+		return "", fmt.Errorf("%q has no port", bind)
 	}
 	host, port := addr[:i], addr[i+1:]
 	if port == "" || port == "0" || port[0] == '*' || port[0] == '!' {
-		return "", fmt.Errorf("worker_bind %q has no fixed port", bind)
+		return "", fmt.Errorf("%q has no fixed port", bind)
 	}
 	switch host {
 	case "*", "0.0.0.0":

@@ -167,8 +167,8 @@ func New(cfg Config) (*Supervisor, error) {
 	for i := range f.Workers {
 		s.workers = append(s.workers, Proc{Name: f.Workers[i].Name, Entry: &f.Workers[i]})
 	}
-	s.clientEP, _ = reachable(envOr("ZMWSD_CLIENT_BIND", f.ClientBind()))
-	s.workerEP, _ = reachable(envOr("ZMWSD_WORKER_BIND", f.WorkerBind()))
+	s.clientEP, _ = config.Reachable(envOr("ZMWSD_CLIENT_BIND", f.ClientBind()))
+	s.workerEP, _ = config.Reachable(envOr("ZMWSD_WORKER_BIND", f.WorkerBind()))
 	fileKey, _ := f.Broker.Values["curve_key"].(string)
 	s.curveOn = envOr("ZMWSD_CURVE_KEY", fileKey) != ""
 	return s, nil
@@ -195,36 +195,6 @@ func envOr(name, def string) string {
 		return v
 	}
 	return def
-}
-
-// reachable turns a bind endpoint into one to connect to: a wildcard host
-// becomes loopback. An endpoint without a fixed port cannot be reached.
-func reachable(bind string) (string, error) {
-	scheme, addr, ok := strings.Cut(bind, "://")
-	if !ok || bind == "" {
-		return "", fmt.Errorf("%q is not an endpoint", bind)
-	}
-	if scheme != "tcp" {
-		if scheme == "inproc" || addr == "*" {
-			return "", fmt.Errorf("%q cannot be reached from another process", bind)
-		}
-		return bind, nil
-	}
-	i := strings.LastIndexByte(addr, ':')
-	if i < 0 {
-		return "", fmt.Errorf("%q has no port", bind)
-	}
-	host, port := addr[:i], addr[i+1:]
-	if port == "" || port == "0" || port[0] == '*' || port[0] == '!' {
-		return "", fmt.Errorf("%q has no fixed port", bind)
-	}
-	switch host {
-	case "*", "0.0.0.0":
-		host = "127.0.0.1"
-	case "[::]":
-		host = "[::1]"
-	}
-	return "tcp://" + host + ":" + port, nil
 }
 
 // FindBinary returns the path of the program name: in dir when dir is not
