@@ -66,8 +66,10 @@ func benchHasClient(envs []protocol.Envelope, client string) bool {
 
 // BenchmarkDispatch_Sync is one SYNC- job per op: client REQUEST, dispatch
 // to the idle worker, worker FINAL, reply to the client.
-func BenchmarkDispatch_Sync(b *testing.B) {
-	br := benchNew(false)
+func BenchmarkDispatch_Sync(b *testing.B) { benchSync(b, benchNew(false)) }
+
+// benchSync runs sync jobs through br, one per op.
+func benchSync(b *testing.B, br *broker.Broker) {
 	now := time.Unix(1000, 0)
 	benchReady(b, br, now, "w1", "echo")
 	req := benchRequest("SYNC-echo")
@@ -96,20 +98,7 @@ func BenchmarkDispatch_SyncEvents(b *testing.B) {
 		{"none", func(string) bool { return false }},
 	} {
 		b.Run(c.name, func(b *testing.B) {
-			br := broker.New(broker.Config{Heartbeat: time.Hour, MaxQueue: 100_000_000, Events: true, Subscribed: c.subs})
-			now := time.Unix(1000, 0)
-			benchReady(b, br, now, "w1", "echo")
-			req := benchRequest("SYNC-echo")
-			b.ReportAllocs()
-			for b.Loop() {
-				job := benchJobFor(br.HandleClient(now, "c1", "", req), "w1")
-				if job == "" {
-					b.Fatal("no REQUEST to the worker")
-				}
-				if !benchHasClient(br.HandleWorker(now, "w1", "", benchFinal(job)), "c1") {
-					b.Fatal("no reply to the client")
-				}
-			}
+			benchSync(b, broker.New(broker.Config{Heartbeat: time.Hour, MaxQueue: 100_000_000, Events: true, Subscribed: c.subs}))
 		})
 	}
 }
