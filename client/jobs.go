@@ -2,7 +2,6 @@ package client
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -350,16 +349,9 @@ func (c *Client) probeTimeout() time.Duration { return min(c.timeout(), c.cfg.Li
 
 // probeJob asks SERVER-JOB about a quiet job.
 func (c *Client) probeJob(ctx context.Context, id string) (protocol.JobInfo, error) {
-	var info protocol.JobInfo
 	frames, err := c.queryWithin(ctx, protocol.ServerJob, probeRetries, c.probeTimeout(), []byte(id))
 	if err != nil {
-		return info, err
+		return protocol.JobInfo{}, err
 	}
-	if len(frames) != 1 {
-		return info, fmt.Errorf("query %s: reply of %d frames, want one JSON frame: %w", protocol.ServerJob, len(frames), ErrBadReply)
-	}
-	if err := json.Unmarshal(frames[0], &info); err != nil {
-		return info, fmt.Errorf("query %s: %w: %w", protocol.ServerJob, ErrBadReply, err)
-	}
-	return info, nil
+	return decodeJSON[protocol.JobInfo](protocol.ServerJob, frames)
 }
