@@ -65,7 +65,7 @@ func (s *Server) publish(sock *zmq.Socket, t topics, e protocol.Envelope) {
 	if sock == nil || !t.match(e.To) {
 		return
 	}
-	if err := sendFrames(sock, e.To, e.Frames); err != nil {
+	if err := s.sendFrames(sock, e.To, e.Frames); err != nil {
 		s.log.Debug().Err(err).Msg("event dropped")
 	}
 }

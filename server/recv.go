@@ -4,6 +4,7 @@ import (
 	zmq "github.com/pebbe/zmq4"
 
 	"github.com/zmws/zmws/broker"
+	"github.com/zmws/zmws/internal/zmqmsg"
 )
 
 // received is one message as recv read it.
@@ -20,46 +21,20 @@ type received struct {
 	size   int64
 }
 
-// recv reads one message without blocking, frame by frame, with the
-// User-Id its peer's handshake set when withUser. Past Config.MaxFrames or
-// Config.MaxBytes it keeps no more frames but reads the rest, so libzmq
+// recv reads one message without blocking, in one cgo call (zmqmsg), with
+// the User-Id its peer's handshake set when withUser. Past Config.MaxFrames
+// or Config.MaxBytes it keeps no more frames but reads the rest, so libzmq
 // frees each as it goes and the Go heap holds at most the bounds.
 //
 // The User-Id is read from the first frame after the routing id: libzmq 4.3
 // leaves the routing id frame of a message that a poll prefetched without
 // properties.
 func (s *Server) recv(sock *zmq.Socket, withUser bool) (received, error) {
-	var r received
-	id, err := sock.RecvBytes(zmq.DONTWAIT)
+	m, err := s.rx.Recv(sock, zmq.DONTWAIT, 1, zmqmsg.Bounds{Frames: s.cfg.MaxFrames, Bytes: s.cfg.MaxBytes}, withUser)
 	if err != nil {
-		return r, err
+		return received{}, err
 	}
-	r.msg = append(r.msg, id)
-	for {
-		more, err := sock.GetRcvmore()
-		if err != nil || !more {
-			return r, err
-		}
-		var f []byte
-		if withUser && r.frames == 0 {
-			var md map[string]string
-			f, md, err = sock.RecvBytesWithMetadata(zmq.DONTWAIT, "User-Id")
-			r.user = md["User-Id"]
-		} else {
-			f, err = sock.RecvBytes(zmq.DONTWAIT)
-		}
-		if err != nil {
-			return r, err
-		}
-		r.frames++
-		r.size += int64(len(f))
-		if !r.over && (s.cfg.MaxFrames > 0 && r.frames > s.cfg.MaxFrames || s.cfg.MaxBytes > 0 && r.size > s.cfg.MaxBytes) {
-			r.over = true
-		}
-		if !r.over {
-			r.msg = append(r.msg, f)
-		}
-	}
+	return received{msg: m.Frames, user: m.User, over: m.Over, frames: m.Count, size: m.Size}, nil
 }
 
 // oversize is what the broker is told of an oversize message.

@@ -16,6 +16,7 @@ import (
 	"github.com/zmws/zmws/broker"
 	"github.com/zmws/zmws/curve"
 	"github.com/zmws/zmws/internal/logging"
+	"github.com/zmws/zmws/internal/zmqmsg"
 	"github.com/zmws/zmws/protocol"
 	"github.com/zmws/zmws/store"
 )
@@ -132,9 +133,13 @@ type Server struct {
 	// and netEvents want; the broker builds events only for those.
 	eventsTopics topics
 	netTopics    topics
-	eps          [3]string
-	commit       *committer         // nil without a Store
-	zap          *auth.Registration // nil without CURVE
+	// rx and tx receive and send whole messages in one cgo call each, for
+	// the loop goroutine only.
+	rx     *zmqmsg.Reader
+	tx     zmqmsg.Writer
+	eps    [3]string
+	commit *committer         // nil without a Store
+	zap    *auth.Registration // nil without CURVE
 	// gone reads the worker socket's monitor (with CURVE): a closed
 	// connection makes the broker check every worker, at once and again at
 	// recheckAt, after recheckIn, since libzmq ends the connection's pipe
@@ -191,7 +196,7 @@ func New(cfg Config) (*Server, error) {
 	cfg.Broker.Events = cfg.EventsBind != "" || cfg.EventsInproc != ""
 	cfg.Broker.Logger = cfg.Logger
 	s := &Server{cfg: cfg, log: cfg.Logger.With().Str("component", "server").Logger(),
-		eventsTopics: topics{}, netTopics: topics{}}
+		eventsTopics: topics{}, netTopics: topics{}, rx: zmqmsg.NewReader()}
 	var err error
 	var domains auth.Domains
 	if cfg.Curve != nil {
@@ -214,6 +219,10 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	if s.workers, s.eps[1], err = s.router(cfg.WorkerBind, "worker", domains.Worker); err != nil {
+		s.close(0)
+		return nil, err
+	}
+	if err = zmqmsg.Check(s.clients); err != nil {
 		s.close(0)
 		return nil, err
 	}
@@ -349,15 +358,7 @@ func (s *Server) EventsEndpoint() string { return s.eps[2] }
 // most Config.Linger for queued messages to leave, and closes the sockets.
 // It returns nil on a clean stop.
 func (s *Server) Run(ctx context.Context) error {
-	poller := zmq.NewPoller()
-	poller.Add(s.clients, zmq.POLLIN)
-	poller.Add(s.workers, zmq.POLLIN)
-	if s.commit != nil {
-		poller.Add(s.commit.wake, zmq.POLLIN)
-	}
-	if s.gone != nil {
-		poller.Add(s.gone, zmq.POLLIN)
-	}
+	poller, polledNet := s.poller(), s.netEvents
 	defer func() {
 		s.stopCommits()
 		s.send(s.b.Shutdown(time.Now()))
@@ -389,7 +390,10 @@ func (s *Server) Run(ctx context.Context) error {
 				}
 			}
 		}
-		polled, err := poller.Poll(wait)
+		if s.netEvents != polledNet { // a key reload made a new one
+			poller, polledNet = s.poller(), s.netEvents
+		}
+		polled, err := poller.Poll(pollTimeout(wait))
 		if err != nil {
 			if errors.Is(err, syscall.EINTR) {
 				continue
@@ -399,12 +403,12 @@ func (s *Server) Run(ctx context.Context) error {
 			}
 			return fmt.Errorf("server: poll: %w", err)
 		}
-		// Subscriptions first: one that came before a request is seen
-		// before the request's events are.
-		s.subscriptions(s.events, s.eventsTopics)
-		s.subscriptions(s.netEvents, s.netTopics)
 		for _, p := range polled {
 			switch p.Socket {
+			case s.events:
+				s.subscriptions(s.events, s.eventsTopics)
+			case s.netEvents:
+				s.subscriptions(s.netEvents, s.netTopics)
 			case s.clients:
 				s.drain(s.clients, s.b.HandleClient, s.b.ClientOversize)
 			case s.workers:
@@ -436,6 +440,30 @@ func (s *Server) Run(ctx context.Context) error {
 			s.aliveAt = now.Add(s.cfg.AliveEvery)
 		}
 	}
+}
+
+// pollTimeout rounds d up to whole milliseconds, what zmq_poll counts in:
+// pebbe/zmq4 truncates, so a deadline less than 1 ms away would be polled
+// for with 0 (no wait) again and again until it passed, a busy loop.
+func pollTimeout(d time.Duration) time.Duration {
+	return (d + time.Millisecond - 1).Truncate(time.Millisecond)
+}
+
+// poller polls the loop's sockets, the events sockets first: a
+// subscription that came before a request is seen before the request's
+// events are. The events sockets are read only when a subscription waits
+// (one non-blocking read of each per turn cost three cgo calls apiece).
+func (s *Server) poller() *zmq.Poller {
+	p := zmq.NewPoller()
+	for _, sock := range []*zmq.Socket{s.events, s.netEvents, s.clients, s.workers, s.gone} {
+		if sock != nil {
+			p.Add(sock, zmq.POLLIN)
+		}
+	}
+	if s.commit != nil {
+		p.Add(s.commit.wake, zmq.POLLIN)
+	}
+	return p
 }
 
 // prune deletes finished jobs past the retention bounds, in the background:
@@ -586,12 +614,12 @@ func (s *Server) sendNow(envs []protocol.Envelope) {
 			var err error
 			switch e.Peer {
 			case protocol.ToClient:
-				err = sendFrames(s.clients, e.To, e.Frames)
+				err = s.sendFrames(s.clients, e.To, e.Frames)
 				if err != nil {
 					s.log.Debug().Err(err).Str(logging.KeyClient, fmt.Sprintf("%x", e.To)).Msg("reply not delivered: client gone")
 				}
 			case protocol.ToWorker:
-				if err = sendFrames(s.workers, e.To, e.Frames); err != nil {
+				if err = s.sendFrames(s.workers, e.To, e.Frames); err != nil {
 					gone = notSent(gone, e)
 				}
 			case protocol.ToEvents:
@@ -632,25 +660,10 @@ func notSent(gone []unreachable, e protocol.Envelope) []unreachable {
 	return gone
 }
 
-// sendFrames sends [to, frames...] as one message without blocking.
-func sendFrames(sock *zmq.Socket, to string, frames [][]byte) error {
-	flag := zmq.SNDMORE | zmq.DONTWAIT
-	if len(frames) == 0 {
-		flag = zmq.DONTWAIT
-	}
-	if _, err := sock.Send(to, flag); err != nil {
-		return err
-	}
-	for i, f := range frames {
-		flag := zmq.SNDMORE | zmq.DONTWAIT
-		if i == len(frames)-1 {
-			flag = zmq.DONTWAIT
-		}
-		if _, err := sock.SendBytes(f, flag); err != nil {
-			return err
-		}
-	}
-	return nil
+// sendFrames sends [to, frames...] as one message without blocking, in
+// one cgo call (zmqmsg).
+func (s *Server) sendFrames(sock *zmq.Socket, to string, frames [][]byte) error {
+	return s.tx.SendTo(sock, zmq.DONTWAIT, to, frames)
 }
 
 func (s *Server) close(linger time.Duration) {
@@ -668,4 +681,5 @@ func (s *Server) close(linger time.Duration) {
 	if s.zap != nil {
 		s.zap.Close() // after the sockets: no peer is admitted unchecked
 	}
+	s.rx.Close()
 }

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"runtime"
 	"runtime/pprof"
 	"time"
 )
@@ -56,11 +57,17 @@ func cmdProfile(ctx context.Context, args []string) error {
 		return err
 	}
 	defer pprof.StopCPUProfile()
+	cgo0 := runtime.NumCgoCall()
 	if *peers == "raw" {
 		err = rawCase(ctx, o, srv, bc)
 	} else {
 		err = brokerCases(ctx, o, "inproc", *st, srv.clientEP, srv.workerEP, []bcase{bc}, nil, (&cpuMeter{}).add("harness", selfCPU))
 	}
+	// cgo calls per job, whole process (clients and workers too): libzmq
+	// calls are what the loop's per-job work is made of; the count is
+	// deterministic where CPU time on this machine is not.
+	jobs := int64(o.runs*(*n) + max(200, *n/20))
+	out("INFO cgo_calls_per_job=%.1f (whole process, %d jobs with the warm-up)", float64(runtime.NumCgoCall()-cgo0)/float64(jobs), jobs)
 	if srv.st != nil {
 		c, j, b := srv.st.commits.Load(), srv.st.jobs.Load(), srv.st.busy.Load()
 		out("INFO store_commits=%d job_records=%d records_per_commit=%.1f commit_ms_mean=%.3f", c, j, float64(j)/float64(max(c, 1)), float64(b)/1e6/float64(max(c, 1)))
