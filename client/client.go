@@ -16,6 +16,7 @@ import (
 
 	"github.com/zmws/zmws/curve"
 	"github.com/zmws/zmws/internal/zmqfd"
+	"github.com/zmws/zmws/internal/zmqmsg"
 	"github.com/zmws/zmws/protocol"
 )
 
@@ -105,7 +106,11 @@ type Client struct {
 	once     sync.Once
 
 	// Owned by the loop.
-	sock    *zmq.Socket // nil after a failure, until the next request
+	sock *zmq.Socket // nil after a failure, until the next request
+	// rx and tx receive and send whole messages in one cgo call each
+	// (loop only).
+	rx      *zmqmsg.Reader
+	tx      zmqmsg.Writer
 	watch   *curve.Watch
 	blocked bool // the socket refused a send: wait for POLLOUT
 	stale   bool // fdw's deadline was set or interrupted: set it again
@@ -244,6 +249,8 @@ func (c *Client) drop() {
 // run on its P at once. Callers that queue a request while it waits
 // interrupt the wait (wake).
 func (c *Client) loop() {
+	c.rx = zmqmsg.NewReader()
+	defer c.rx.Close()
 	defer close(c.loopDone)
 	defer c.drop()
 	defer c.failAll(ErrClosed)
@@ -382,7 +389,7 @@ func (c *Client) flush() bool {
 		}
 		// The socket connects with ZMQ_IMMEDIATE off, so a pipe exists and
 		// this queues even while the broker is away, up to SNDHWM.
-		if _, err := c.sock.SendMessageDontwait(cl.frames); err != nil {
+		if err := c.tx.Send(c.sock, zmq.DONTWAIT, cl.frames); err != nil {
 			if zmq.AsErrno(err) == zmq.Errno(syscall.EAGAIN) {
 				c.mu.Lock()
 				c.outbox = append(out[i:len(out):len(out)], c.outbox...)
@@ -406,14 +413,14 @@ func (c *Client) flush() bool {
 func (c *Client) receive() int {
 	c.blocked = false // whatever blocked sending may have cleared: try again
 	for n := range maxDrain {
-		msg, err := c.sock.RecvMessageBytes(zmq.DONTWAIT)
+		msg, err := c.rx.Recv(c.sock, zmq.DONTWAIT, 0, zmqmsg.Bounds{}, false)
 		if err != nil {
 			if zmq.AsErrno(err) != zmq.Errno(syscall.EAGAIN) {
 				c.log.Warn().Err(err).Msg("receive")
 			}
 			return n
 		}
-		c.route(msg)
+		c.route(msg.Frames)
 	}
 	return maxDrain
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/zmws/zmws/curve"
 	"github.com/zmws/zmws/internal/zmqfd"
+	"github.com/zmws/zmws/internal/zmqmsg"
 	"github.com/zmws/zmws/protocol"
 )
 
@@ -72,7 +73,10 @@ type slot struct {
 	m     *machine
 	nudge nudge
 
-	sock  *zmq.Socket  // DEALER to the broker; nil while closed
+	sock *zmq.Socket // DEALER to the broker; nil while closed
+	// rx and tx receive and send whole messages in one cgo call each.
+	rx    *zmqmsg.Reader
+	tx    zmqmsg.Writer
 	watch *curve.Watch // sock's CURVE handshakes (nil without CURVE)
 	// deadline is the deadline set on nudge.fdw; stale says an interrupt
 	// may be pending on it, so it must be set again before a wait.
@@ -175,6 +179,8 @@ func (s *slot) close() {
 // reads the clock once, feeds the machine what has arrived (the handler's
 // output, ctx's end, the time), does what it asks, and waits.
 func (s *slot) run(ctx context.Context) error {
+	s.rx = zmqmsg.NewReader()
+	defer s.rx.Close()
 	defer s.close()
 	stopWake := context.AfterFunc(ctx, s.nudge.nudge)
 	defer stopWake()
@@ -480,7 +486,7 @@ func (s *slot) send(m protocol.Message) {
 		return
 	}
 	m.Form = wireForm
-	if _, err := s.sock.SendMessageDontwait(protocol.EncodeWorker(m)); err != nil {
+	if err := s.tx.Send(s.sock, zmq.DONTWAIT, protocol.EncodeWorker(m)); err != nil {
 		s.m.log.Debug().Err(err).Stringer("cmd", m.Cmd).Msg("send to broker")
 	}
 }
@@ -499,7 +505,7 @@ func (s *slot) sendJob(m protocol.Message) {
 // flush sends pending job messages until the DEALER is full again.
 func (s *slot) flush() {
 	for len(s.pending) > 0 {
-		_, err := s.sock.SendMessageDontwait(s.pending[0])
+		err := s.tx.Send(s.sock, zmq.DONTWAIT, s.pending[0])
 		if zmq.AsErrno(err) == zmq.Errno(syscall.EAGAIN) {
 			return
 		}
@@ -517,12 +523,12 @@ func (s *slot) flush() {
 func (s *slot) drainBroker() {
 	sock := s.sock
 	for range maxDrain {
-		frames, err := sock.RecvMessageBytes(zmq.DONTWAIT)
+		msg, err := s.rx.Recv(sock, zmq.DONTWAIT, 0, zmqmsg.Bounds{}, false)
 		if err != nil {
 			return
 		}
 		now := time.Now()
-		s.m.FromBroker(now, frames)
+		s.m.FromBroker(now, msg.Frames)
 		if s.perform(now); s.sock != sock {
 			return
 		}
