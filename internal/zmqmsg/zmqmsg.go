@@ -10,6 +10,9 @@
 // copies them into one Go buffer in the same call; a Writer sends a message
 // from one Go buffer in one call.
 //
+// Like pebbe/zmq4 (by default), both retry a call that a signal
+// interrupted (EINTR): the Go runtime preempts goroutines with SIGURG.
+//
 // Both reach the socket's libzmq handle through pebbe/zmq4's Socket, whose
 // first field it is (go.mod pins the version; New checks the handle by
 // asking libzmq the socket's type and comparing it with pebbe/zmq4's answer,
@@ -111,7 +114,12 @@ static int zmws_recv(void *sock, int flags, zmws_rx *rx, int skip, int maxFrames
 			m = &rx->msgs[rx->kept];
 		}
 		zmq_msg_init(m);
-		if (zmq_msg_recv(m, sock, flags) < 0) {
+		int rc;
+		// EINTR: a signal (the Go runtime's SIGURG) landed in one of
+		// libzmq's system calls before anything was received; try again.
+		while ((rc = zmq_msg_recv(m, sock, flags)) < 0 && errno == EINTR) {
+		}
+		if (rc < 0) {
 			int e = errno;
 			zmq_msg_close(m);
 			zmws_rx_release(rx);
@@ -172,7 +180,11 @@ static int zmws_send(void *sock, int flags, const char *buf, const size_t *lens,
 	const char *p = buf;
 	for (int i = 0; i < n; i++) {
 		int f = i < n - 1 ? flags | ZMQ_SNDMORE : flags;
-		if (zmq_send(sock, p, lens[i], f) < 0) {
+		int rc;
+		// EINTR: interrupted before anything was sent; try again.
+		while ((rc = zmq_send(sock, p, lens[i], f)) < 0 && errno == EINTR) {
+		}
+		if (rc < 0) {
 			return -1;
 		}
 		p += lens[i];

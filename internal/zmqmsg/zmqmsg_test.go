@@ -176,3 +176,49 @@ func TestSend_UnroutableIsAnError(t *testing.T) {
 		t.Fatalf("send to an unknown routing id: %v, want EHOSTUNREACH", err)
 	}
 }
+
+// TestSignals_AreRetried sends and receives while the process is pelted
+// with signals (SIGURG, which the Go runtime uses to preempt goroutines and
+// ignores otherwise): libzmq's calls return EINTR when a signal lands in
+// one of its system calls, before anything was sent or received, and
+// pebbe/zmq4 retries them; so must this package, or a message is lost (a
+// reply reported "interrupted system call").
+func TestSignals_AreRetried(t *testing.T) {
+	router, dealer := pair(t)
+	r := zmqmsg.NewReader()
+	defer r.Close()
+	var w zmqmsg.Writer
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				syscall.Kill(syscall.Getpid(), syscall.SIGURG)
+			}
+		}
+	}()
+	defer func() { close(stop); <-done }()
+	frames := [][]byte{[]byte("MDPC02"), {1}, []byte("echo"), []byte("hello")}
+	for i := range 20000 {
+		if err := w.Send(dealer, 0, frames); err != nil {
+			t.Fatalf("send %d: %v", i, err)
+		}
+		m, err := r.Recv(router, 0, 1, zmqmsg.Bounds{}, false)
+		if err != nil {
+			t.Fatalf("receive %d: %v", i, err)
+		}
+		if len(m.Frames) != 5 {
+			t.Fatalf("receive %d: %d frames", i, len(m.Frames))
+		}
+		if err := w.SendTo(router, 0, string(m.Frames[0]), m.Frames[1:]); err != nil {
+			t.Fatalf("reply %d: %v", i, err)
+		}
+		if _, err := r.Recv(dealer, 0, 0, zmqmsg.Bounds{}, false); err != nil {
+			t.Fatalf("receive reply %d: %v", i, err)
+		}
+	}
+}
