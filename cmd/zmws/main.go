@@ -9,11 +9,13 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 	"time"
 
 	"github.com/alecthomas/kong"
 	"github.com/mattn/go-isatty"
+	"golang.org/x/term"
 
 	"github.com/zmws/zmws/client"
 	"github.com/zmws/zmws/curve"
@@ -61,6 +63,21 @@ type env struct {
 	stdinTerminal bool
 	// stderrTerminal tells whether progress bars can be drawn.
 	stderrTerminal bool
+	// stderrWidth is the width of stderr's terminal (nil: $COLUMNS, else 80).
+	stderrWidth func() int
+}
+
+// width is the number of columns a live progress view may use.
+func (e *env) width() int {
+	if e.stderrWidth != nil {
+		if w := e.stderrWidth(); w > 0 {
+			return w
+		}
+	}
+	if w, err := strconv.Atoi(os.Getenv("COLUMNS")); err == nil && w > 0 {
+		return w
+	}
+	return 80
 }
 
 // client opens a client for the broker.
@@ -110,9 +127,17 @@ func main() {
 		kong.UsageOnError())
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	err := kctx.Run(&env{ctx: ctx, cli: &cli, stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr,
+	e := &env{ctx: ctx, cli: &cli, stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr,
 		stdinTerminal:  isatty.IsTerminal(os.Stdin.Fd()) || isatty.IsCygwinTerminal(os.Stdin.Fd()),
-		stderrTerminal: isatty.IsTerminal(os.Stderr.Fd())})
+		stderrTerminal: isatty.IsTerminal(os.Stderr.Fd()),
+		stderrWidth: func() int {
+			w, _, err := term.GetSize(int(os.Stderr.Fd()))
+			if err != nil {
+				return 0
+			}
+			return w
+		}}
+	err := kctx.Run(e)
 	var ee exitError
 	if errors.As(err, &ee) {
 		os.Exit(ee.code)
