@@ -135,7 +135,7 @@ func (c *SubmitCmd) eachLine(e *env, params map[string]string) error {
 	})
 	submitTime := time.Since(start)
 	rep.update(func(n *counts) {
-		n.Reading = false
+		n.Reading, n.SubmitTime = false, submitTime
 		if n.Total < 0 {
 			n.Total = n.Submitted + n.Refused
 		}

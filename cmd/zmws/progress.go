@@ -41,6 +41,10 @@ type counts struct {
 	Failed    int
 	Unknown   int
 	Reading   bool
+	// SubmitTime is how long reading and submitting took, once Reading is
+	// false: then the submissions show their average rate, not a recent
+	// one that falls to 0.
+	SubmitTime time.Duration
 }
 
 // finished is how many of the run's jobs have ended, either way.
@@ -108,7 +112,7 @@ func eta(done, total int, rate float64) (time.Duration, bool) {
 	if secs > 100*24*3600 {
 		return 0, false
 	}
-	return time.Duration(secs * float64(time.Second)).Round(time.Second), true
+	return max(time.Duration(secs*float64(time.Second)).Round(time.Second), time.Second), true
 }
 
 // rates are the recent rates of a run: submissions and finished jobs per
@@ -231,11 +235,13 @@ func submitStats(c counts, r rates, elapsed time.Duration) string {
 	} else {
 		parts = append(parts, fmt.Sprintf("%d", read))
 	}
-	parts = append(parts, fmtRate(r.Submit))
-	if d, ok := eta(read, c.Total, r.Submit); ok && c.Reading {
-		parts = append(parts, "ETA "+fmtDuration(d))
-	} else {
-		parts = append(parts, fmtDuration(elapsed))
+	switch d, ok := eta(read, c.Total, r.Submit); {
+	case !c.Reading:
+		parts = append(parts, fmtRate(average(read, c.SubmitTime)), fmtDuration(c.SubmitTime))
+	case ok:
+		parts = append(parts, fmtRate(r.Submit), "ETA "+fmtDuration(d))
+	default:
+		parts = append(parts, fmtRate(r.Submit), fmtDuration(elapsed))
 	}
 	if c.Refused > 0 {
 		parts = append(parts, fmt.Sprintf("%d refused", c.Refused))
@@ -275,9 +281,13 @@ func plainLine(service string, c counts, r rates, elapsed time.Duration) string 
 	if c.Total >= 0 {
 		fmt.Fprintf(&b, " of %d lines (%d%%)", c.Total, percent(read, c.Total))
 	}
-	fmt.Fprintf(&b, ", %d refused, %s", c.Refused, fmtRate(r.Submit))
-	if d, ok := eta(read, c.Total, r.Submit); ok && c.Reading {
-		fmt.Fprintf(&b, ", ETA %s", fmtDuration(d))
+	if !c.Reading {
+		fmt.Fprintf(&b, ", %d refused, in %s (%s)", c.Refused, fmtElapsed(c.SubmitTime), fmtRate(average(read, c.SubmitTime)))
+	} else {
+		fmt.Fprintf(&b, ", %d refused, %s", c.Refused, fmtRate(r.Submit))
+		if d, ok := eta(read, c.Total, r.Submit); ok {
+			fmt.Fprintf(&b, ", ETA %s", fmtDuration(d))
+		}
 	}
 	if c.Wait {
 		total := c.finishTotal()

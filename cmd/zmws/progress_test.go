@@ -48,7 +48,8 @@ func TestETA(t *testing.T) {
 		{10, 100, 0, 0, false}, // no rate yet
 		{10, -1, 5, 0, false},  // no total
 		{100, 100, 5, 0, false},
-		{120, 100, 5, 0, false}, // --count too small
+		{120, 100, 5, 0, false},            // --count too small
+		{99, 100, 1000, time.Second, true}, // never "ETA 0s" while some are left
 	} {
 		got, ok := eta(c.done, c.total, c.rate)
 		if got != c.want || ok != c.ok {
@@ -128,8 +129,13 @@ func TestLiveLines(t *testing.T) {
 		t.Fatalf("pipe: %q", got)
 	}
 	// Once read, the jobs to wait for are known: a bar and an ETA.
-	pipe.Reading, pipe.Total = false, 700
-	got = liveLines("S", pipe, rates{Submit: 70, Finish: 50}, 10*time.Second, 72)
+	pipe.Reading, pipe.Total, pipe.SubmitTime = false, 700, 4*time.Second
+	got = liveLines("S", pipe, rates{Submit: 3, Finish: 50}, 10*time.Second, 72)
+	// The submissions are over: their average rate and time, not the
+	// recent rate falling towards 0.
+	if got[0] != "submit S [===================================] 700/700  100%  175/s  4s" {
+		t.Fatalf("pipe, read: %q", got[0])
+	}
 	if got[1] != "done     [=================>  ] 600/700  600 ok, 0 failed  50/s  ETA 2s" {
 		t.Fatalf("pipe, read: %q", got[1])
 	}
@@ -146,6 +152,11 @@ func TestPlainAndSummaryLines(t *testing.T) {
 	if got, want := plainLine("STR-REV", c, r, 4500*time.Millisecond),
 		"progress STR-REV: submitted 4490 of 10000 lines (45%), 10 refused, 1000/s, ETA 6s; finished 3000 of 9990 (2990 completed, 10 failed), 500/s, ETA 14s; elapsed 4.50s"; got != want {
 		t.Errorf("plain, --wait:\n got %s\nwant %s", got, want)
+	}
+	over := counts{Total: 10, Submitted: 10, SubmitTime: 2 * time.Second, Wait: true, Completed: 4}
+	if got, want := plainLine("S", over, rates{Submit: 1, Finish: 2}, 5*time.Second),
+		"progress S: submitted 10 of 10 lines (100%), 0 refused, in 2.00s (5.0/s); finished 4 of 10 (4 completed, 0 failed), 2.0/s, ETA 3s; elapsed 5.00s"; got != want {
+		t.Errorf("plain, all submitted:\n got %s\nwant %s", got, want)
 	}
 	pipe := counts{Total: -1, Submitted: 700, Reading: true}
 	if got, want := plainLine("S", pipe, rates{Submit: 70}, 10*time.Second),
