@@ -50,6 +50,7 @@ type CLI struct {
 	Start    StartCmd    `cmd:"" help:"Start the broker and workers the installation file describes, each detached with its log and PID file, and wait until they are ready."`
 	Stop     StopCmd     `cmd:"" help:"Stop what zmws start started: the workers first (their jobs finish or are given back), then the broker."`
 	Status   StatusCmd   `cmd:"" help:"Show each process of the installation: PID, uptime, services."`
+	Top      TopCmd      `cmd:"" help:"Show the services (workers, queues, rates) and workers, refreshed; q quits."`
 }
 
 // env is what every command's Run receives.
@@ -65,6 +66,8 @@ type env struct {
 	stderrTerminal bool
 	// stderrWidth is the width of stderr's terminal (nil: $COLUMNS, else 80).
 	stderrWidth func() int
+	// screen is stdout's terminal, for zmws top (nil: not a terminal).
+	screen screen
 }
 
 // width is the number of columns a live progress view may use.
@@ -137,6 +140,9 @@ func main() {
 			}
 			return w
 		}}
+	if isatty.IsTerminal(os.Stdout.Fd()) {
+		e.screen = newTTY(os.Stdin, os.Stdout)
+	}
 	err := kctx.Run(e)
 	var ee exitError
 	if errors.As(err, &ee) {
