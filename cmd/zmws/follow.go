@@ -23,7 +23,6 @@ const (
 	followMaxQuiet = 30 * time.Second // the longest a job goes between lookups
 	followPerRound = 256              // lookups in one round at most
 	followRunning  = 16               // a round ends after this many jobs found still running
-	followScan     = 4096             // jobs a round looks at, at most
 	followEarly    = 1 << 16          // events kept for IDs not known yet
 	followFailures = 3                // rounds in a row whose lookup failed before giving up
 )
@@ -162,20 +161,26 @@ func (f *follower) end(j *followed, o outcome) {
 	f.mu.Unlock()
 }
 
-// due picks the jobs to look up at now: oldest first, those whose time
-// has come, at most followPerRound of the first followScan.
+// due picks the jobs to look up at now: those whose time has come, oldest
+// first, at most followPerRound. It drops the ended jobs from the order
+// on the way (events end them in any order; end only drops them from the
+// front), so the order holds only the jobs still followed.
 func (f *follower) due(now time.Time) []*followed {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var out []*followed
-	for i, j := range f.order {
-		if i == followScan || len(out) == followPerRound {
-			break
+	kept := f.order[:0]
+	for _, j := range f.order {
+		if j.done {
+			continue
 		}
-		if !j.done && !now.Before(j.due) {
+		kept = append(kept, j)
+		if len(out) < followPerRound && !now.Before(j.due) {
 			out = append(out, j)
 		}
 	}
+	clear(f.order[len(kept):])
+	f.order = kept
 	return out
 }
 

@@ -118,3 +118,22 @@ func TestFollower_LookupsOldestFirstWithBackoff(t *testing.T) {
 		t.Fatalf("failing lookup: %v", err)
 	}
 }
+
+// TestFollower_LooksPastJobsEventsEnded: jobs ended by events in the
+// middle of the order leave it, so a long job at the front does not hide
+// the ones behind from their lookups.
+func TestFollower_LooksPastJobsEventsEnded(t *testing.T) {
+	got := &ends{by: map[string]outcome{}}
+	f := newFollower("S", got.end)
+	const n = 10000
+	for i := range n {
+		f.add(ft0, fmt.Sprintf("j%05d", i), i+1)
+	}
+	for i := 1; i < n-1; i++ { // all but the first and the last end by events
+		f.seen(protocol.Event{Event: protocol.EventCompleted, Job: fmt.Sprintf("j%05d", i), Service: "S"})
+	}
+	due := f.due(ft0.Add(followQuiet))
+	if len(due) != 2 || due[0].id != "j00000" || due[1].id != fmt.Sprintf("j%05d", n-1) || len(f.order) != 2 {
+		t.Fatalf("due %d (order %d), want the first and the last", len(due), len(f.order))
+	}
+}
