@@ -28,7 +28,7 @@ type CLI struct {
 	Version kong.VersionFlag `help:"Print zmws' version and exit."`
 
 	Broker    string        `help:"Broker client endpoint." default:"tcp://127.0.0.1:5555" env:"ZMWS_BROKER"`
-	Events    string        `help:"Broker events endpoint (for watch)." default:"tcp://127.0.0.1:5557" env:"ZMWS_EVENTS"`
+	Events    string        `help:"Broker events endpoint (for watch, and submit --each-line --wait)." default:"tcp://127.0.0.1:5557" env:"ZMWS_EVENTS"`
 	Timeout   time.Duration `help:"How long to wait: for a submit or a query, for the broker's answer (0: 5s); for run, for the whole job (0: no limit), after which run exits 124 and the job runs on." default:"0" env:"ZMWS_TIMEOUT"`
 	Output    string        `help:"Output format for listings: table or json." short:"o" default:"table" enum:"table,json" env:"ZMWS_OUTPUT"`
 	LogLevel  string        `help:"Log level for the client's own logs." default:"warn" env:"ZMWS_LOG_LEVEL"`
