@@ -11,14 +11,9 @@ require (
 	github.com/oklog/ulid/v2 v2.1.2
 	github.com/pebbe/zmq4 v1.4.0
 	github.com/rs/zerolog v1.35.1
-	github.com/schollz/progressbar/v3 v3.19.1
 	go.etcd.io/bbolt v1.5.0
 	golang.org/x/sys v0.46.0
+	golang.org/x/term v0.44.0
 )
 
-require (
-	github.com/mattn/go-colorable v0.1.14 // indirect
-	github.com/mitchellh/colorstring v0.0.0-20190213212951-d06e56a500db // indirect
-	github.com/rivo/uniseg v0.4.7 // indirect
-	golang.org/x/term v0.44.0 // indirect
-)
+require github.com/mattn/go-colorable v0.1.14 // indirect

@@ -58,6 +58,11 @@ type SubmitCmd struct {
 	LineParam string        `help:"With --each-line: pass each line as this parameter instead of as input." placeholder:"NAME"`
 	Quiet     bool          `short:"q" help:"With --each-line: print only the summary, not each job ID."`
 	Window    int           `default:"256" help:"With --each-line: submissions in flight at once (1 to 900); more commit more jobs per disk sync on a durable broker."`
+	Wait      bool          `help:"With --each-line: then wait until every job has finished, showing how many completed and failed; exit 1 if any failed."`
+	Count     int           `help:"With --each-line: the number of lines to expect, for the progress bar's total and ETA (a regular file is counted without it)." placeholder:"N"`
+	Progress  string        `default:"auto" enum:"auto,always,plain,never" help:"With --each-line, progress on stderr: auto (a bar on a terminal, else a line every --progress-every), always (a bar), plain (lines), never (the summary only)."`
+	// ProgressEvery: plain progress lines are for logs, so a few a minute.
+	ProgressEvery time.Duration `default:"5s" help:"With --each-line: how often a plain progress line is written."`
 }
 
 func (c *SubmitCmd) Run(e *env) error {
@@ -72,8 +77,8 @@ func (c *SubmitCmd) Run(e *env) error {
 	if c.EachLine {
 		return c.eachLine(e, params)
 	}
-	if c.LineParam != "" || c.Quiet {
-		return fmt.Errorf("--line-param and --quiet go with --each-line")
+	if c.LineParam != "" || c.Quiet || c.Wait || c.Count != 0 {
+		return fmt.Errorf("--line-param, --quiet, --wait and --count go with --each-line")
 	}
 	input, err := readInput(e, c.Input)
 	if err != nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -9,9 +10,8 @@ import (
 	"os"
 	"time"
 
-	"github.com/schollz/progressbar/v3"
-
 	"github.com/zmws/zmws/client"
+	"github.com/zmws/zmws/protocol"
 )
 
 // maxLine bounds one input line of --each-line.
@@ -19,10 +19,11 @@ const maxLine = 1 << 20
 
 // eachLine submits one job per input line, with up to --window submissions
 // in flight (client.SubmitMany). Job IDs go to stdout in input order (one
-// per line, unless --quiet), a progress bar to stderr when stderr is a
-// terminal, and a summary to stderr at the end. A refused line is reported
-// with its number and the run goes on; the command fails if any line was
-// refused.
+// per line, unless --quiet); progress goes to stderr (see reporter), and a
+// summary line at the end. A refused line is reported with its number and
+// the run goes on; the command fails if any line was refused. With --wait
+// it then follows every job to its end (see follower), reports each failed
+// one, and fails if any did.
 func (c *SubmitCmd) eachLine(e *env, params map[string]string) error {
 	in := e.stdin
 	if c.Input != "" && c.Input != "-" {
@@ -39,23 +40,53 @@ func (c *SubmitCmd) eachLine(e *env, params map[string]string) error {
 	if c.Window < 1 || c.Window > client.MaxWindow {
 		return fmt.Errorf("--window %d: want 1 to %d", c.Window, client.MaxWindow)
 	}
+	if c.Count < 0 {
+		return fmt.Errorf("--count %d: want the number of lines, 0 or more", c.Count)
+	}
+	if c.ProgressEvery <= 0 {
+		return fmt.Errorf("--progress-every %v: want a duration above 0 (--progress never shows none)", c.ProgressEvery)
+	}
+	total := -1
+	if c.Count > 0 {
+		total = c.Count
+	} else if n, ok, err := countLines(in); err != nil {
+		return fmt.Errorf("input: %w", err)
+	} else if ok {
+		total = n
+	}
 	cl, err := e.client()
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
 
-	var bar *progressbar.ProgressBar
-	if e.stderrTerminal {
-		bar = progressbar.NewOptions(-1,
-			progressbar.OptionSetWriter(e.stderr),
-			progressbar.OptionSetDescription("submitting "+c.Service),
-			progressbar.OptionShowCount(),
-			progressbar.OptionShowIts(),
-			progressbar.OptionSetItsString("jobs"),
-			progressbar.OptionThrottle(100*time.Millisecond),
-			progressbar.OptionClearOnFinish())
+	rep := newReporter(e.stderr, c.Service, c.Progress, e.stderrTerminal, c.ProgressEvery, e.width,
+		counts{Total: total, Wait: c.Wait, Reading: true})
+	defer rep.close()
+
+	var fol *follower
+	var followErr chan error
+	if c.Wait {
+		ctx, cancel := context.WithCancel(e.ctx)
+		defer cancel()
+		fol = newFollower(c.Service, func(j *followed, o outcome) {
+			switch o.State {
+			case protocol.JobComplete:
+				rep.update(func(n *counts) { n.Completed++ })
+				return
+			case protocol.JobFailed:
+				rep.update(func(n *counts) { n.Failed++ })
+				rep.printf("zmws: line %d: job %s failed%s\n", j.line, j.id, failure(o))
+			default:
+				rep.update(func(n *counts) { n.Unknown++ })
+				rep.printf("zmws: line %d: job %s is no longer known to the broker: how it ended is unknown\n", j.line, j.id)
+			}
+		})
+		followErr = make(chan error, 1)
+		go func() { followErr <- fol.lookups(ctx, cl.Job) }()
+		go c.watch(ctx, e, fol, rep)
 	}
+
 	start := time.Now()
 	sc := bufio.NewScanner(in)
 	sc.Buffer(make([]byte, 64<<10), maxLine)
@@ -79,7 +110,6 @@ func (c *SubmitCmd) eachLine(e *env, params map[string]string) error {
 			}
 		}
 	}
-	var submitted, refused int
 	var firstErr error
 	err = cl.SubmitMany(e.ctx, c.Service, lines, c.Window, func(s client.Submitted) error {
 		if s.Err != nil {
@@ -87,46 +117,104 @@ func (c *SubmitCmd) eachLine(e *env, params map[string]string) error {
 			if !errors.As(s.Err, &ce) {
 				return nil // a transport failure: SubmitMany returns it
 			}
-			refused++
+			rep.update(func(n *counts) { n.Refused++ })
 			if firstErr == nil {
 				firstErr = fmt.Errorf("line %d: %w", s.Index+1, s.Err)
 			}
-			fmt.Fprintf(e.stderr, "zmws: line %d refused: %v\n", s.Index+1, s.Err)
+			rep.printf("zmws: line %d refused: %v\n", s.Index+1, s.Err)
 			return nil
 		}
-		submitted++
+		rep.update(func(n *counts) { n.Submitted++ })
+		if fol != nil {
+			fol.add(time.Now(), s.ID, s.Index+1)
+		}
 		if !c.Quiet {
 			fmt.Fprintln(e.stdout, s.ID)
 		}
-		if bar != nil {
-			bar.Add(1)
-		}
 		return nil
 	})
+	submitTime := time.Since(start)
+	rep.update(func(n *counts) {
+		n.Reading, n.SubmitTime = false, submitTime
+		if n.Total < 0 {
+			n.Total = n.Submitted + n.Refused
+		}
+	})
 	if err != nil {
+		rep.close()
+		got := rep.counts()
 		if e.ctx.Err() != nil {
 			fmt.Fprintf(e.stderr, "interrupted: %d submitted, %d refused; up to %d more lines were in flight and may or may not have made jobs\n",
-				submitted, refused, c.Window)
+				got.Submitted, got.Refused, c.Window)
 			return e.ctx.Err()
 		}
 		// Transport failure: the broker is gone or silent; stop here.
 		return fmt.Errorf("after line %d: %w (%d submitted, %d refused; jobs of lines without an ID may or may not exist)",
-			submitted+refused, err, submitted, refused)
-	}
-	if bar != nil {
-		bar.Finish()
+			got.Submitted+got.Refused, err, got.Submitted, got.Refused)
 	}
 	if err := sc.Err(); err != nil && !errors.Is(err, io.EOF) {
+		rep.close()
 		return fmt.Errorf("reading input after line %d: %w", n, err)
 	}
-	elapsed := time.Since(start)
-	rate := 0.0
-	if elapsed > 0 {
-		rate = float64(submitted) / elapsed.Seconds()
+	if fol != nil {
+		fol.submitted()
+		select {
+		case <-fol.done():
+		case err := <-followErr:
+			if err == nil { // ctx ended
+				err = e.ctx.Err()
+			}
+			rep.close()
+			got := rep.counts()
+			if e.ctx.Err() != nil {
+				fmt.Fprintf(e.stderr, "interrupted: %d submitted, %d refused; %d completed, %d failed, %d not finished yet (they run on)\n",
+					got.Submitted, got.Refused, got.Completed, got.Failed, fol.pending())
+				return e.ctx.Err()
+			}
+			return err
+		}
 	}
-	fmt.Fprintf(e.stderr, "submitted %d jobs to %s in %.2fs (%.0f/s), %d refused\n", submitted, c.Service, elapsed.Seconds(), rate, refused)
-	if refused > 0 {
+	rep.close()
+	got := rep.counts()
+	fmt.Fprintln(e.stderr, summaryLine(c.Service, got, submitTime, time.Since(start)))
+	switch {
+	case got.Refused > 0:
 		return firstErr
+	case got.Failed > 0:
+		return fmt.Errorf("%d of %d jobs failed", got.Failed, got.Submitted)
 	}
 	return nil
+}
+
+// watch feeds the follower the service's completed and failed events
+// until ctx ends. Events only speed the follower up: when they cannot be
+// had (no events socket, a key without the watch right) it says so and
+// the lookups carry on alone.
+func (c *SubmitCmd) watch(ctx context.Context, e *env, fol *follower, rep *reporter) {
+	keys, err := e.curve()
+	if err == nil {
+		err = client.WatchCurve(ctx, e.cli.Events, keys, []string{protocol.EventCompleted, protocol.EventFailed},
+			func(ev protocol.Event) error { fol.seen(ev); return nil })
+	}
+	if err != nil && ctx.Err() == nil {
+		rep.printf("zmws: no events from %s (%v): asking the broker about each job instead, which is slower\n", e.cli.Events, err)
+	}
+}
+
+// failure says how a failed job failed, for its line on stderr.
+func failure(o outcome) string {
+	s := ""
+	if o.Code != "" {
+		s += " (" + o.Code
+		if o.ExitCode != nil {
+			s += fmt.Sprintf(", exit %d", *o.ExitCode)
+		}
+		s += ")"
+	} else if o.ExitCode != nil {
+		s += fmt.Sprintf(" (exit %d)", *o.ExitCode)
+	}
+	if o.Error != "" {
+		s += ": " + oneLine(o.Error)
+	}
+	return s
 }

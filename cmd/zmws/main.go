@@ -9,11 +9,13 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 	"time"
 
 	"github.com/alecthomas/kong"
 	"github.com/mattn/go-isatty"
+	"golang.org/x/term"
 
 	"github.com/zmws/zmws/client"
 	"github.com/zmws/zmws/curve"
@@ -26,7 +28,7 @@ type CLI struct {
 	Version kong.VersionFlag `help:"Print zmws' version and exit."`
 
 	Broker    string        `help:"Broker client endpoint." default:"tcp://127.0.0.1:5555" env:"ZMWS_BROKER"`
-	Events    string        `help:"Broker events endpoint (for watch)." default:"tcp://127.0.0.1:5557" env:"ZMWS_EVENTS"`
+	Events    string        `help:"Broker events endpoint (for watch, and submit --each-line --wait)." default:"tcp://127.0.0.1:5557" env:"ZMWS_EVENTS"`
 	Timeout   time.Duration `help:"How long to wait: for a submit or a query, for the broker's answer (0: 5s); for run, for the whole job (0: no limit), after which run exits 124 and the job runs on." default:"0" env:"ZMWS_TIMEOUT"`
 	Output    string        `help:"Output format for listings: table or json." short:"o" default:"table" enum:"table,json" env:"ZMWS_OUTPUT"`
 	LogLevel  string        `help:"Log level for the client's own logs." default:"warn" env:"ZMWS_LOG_LEVEL"`
@@ -48,6 +50,7 @@ type CLI struct {
 	Start    StartCmd    `cmd:"" help:"Start the broker and workers the installation file describes, each detached with its log and PID file, and wait until they are ready."`
 	Stop     StopCmd     `cmd:"" help:"Stop what zmws start started: the workers first (their jobs finish or are given back), then the broker."`
 	Status   StatusCmd   `cmd:"" help:"Show each process of the installation: PID, uptime, services."`
+	Top      TopCmd      `cmd:"" help:"Show the services (workers, queues, rates) and workers, refreshed; q quits."`
 }
 
 // env is what every command's Run receives.
@@ -61,6 +64,23 @@ type env struct {
 	stdinTerminal bool
 	// stderrTerminal tells whether progress bars can be drawn.
 	stderrTerminal bool
+	// stderrWidth is the width of stderr's terminal (nil: $COLUMNS, else 80).
+	stderrWidth func() int
+	// screen is stdout's terminal, for zmws top (nil: not a terminal).
+	screen screen
+}
+
+// width is the number of columns a live progress view may use.
+func (e *env) width() int {
+	if e.stderrWidth != nil {
+		if w := e.stderrWidth(); w > 0 {
+			return w
+		}
+	}
+	if w, err := strconv.Atoi(os.Getenv("COLUMNS")); err == nil && w > 0 {
+		return w
+	}
+	return 80
 }
 
 // client opens a client for the broker.
@@ -110,9 +130,20 @@ func main() {
 		kong.UsageOnError())
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	err := kctx.Run(&env{ctx: ctx, cli: &cli, stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr,
+	e := &env{ctx: ctx, cli: &cli, stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr,
 		stdinTerminal:  isatty.IsTerminal(os.Stdin.Fd()) || isatty.IsCygwinTerminal(os.Stdin.Fd()),
-		stderrTerminal: isatty.IsTerminal(os.Stderr.Fd())})
+		stderrTerminal: isatty.IsTerminal(os.Stderr.Fd()),
+		stderrWidth: func() int {
+			w, _, err := term.GetSize(int(os.Stderr.Fd()))
+			if err != nil {
+				return 0
+			}
+			return w
+		}}
+	if isatty.IsTerminal(os.Stdout.Fd()) {
+		e.screen = newTTY(os.Stdin, os.Stdout)
+	}
+	err := kctx.Run(e)
 	var ee exitError
 	if errors.As(err, &ee) {
 		os.Exit(ee.code)
