@@ -226,17 +226,17 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- constHistogram(c.turns, snap.loop.turns, nil)
 
 	for _, s := range c.group(snap.broker.Services) {
-		counter(c.submitted, s.Submitted, s.Name)
-		counter(c.completed, s.Completed, s.Name)
-		counter(c.requeued, s.Requeued, s.Name)
-		for _, f := range s.Failed {
-			counter(c.failed, f.N, s.Name, f.Code)
-		}
 		for _, r := range s.Refused {
 			counter(c.refused, r.N, s.Name, r.Code)
 		}
 		if s.Name == broker.UnknownService {
 			continue // a name for refusals only
+		}
+		counter(c.submitted, s.Submitted, s.Name)
+		counter(c.completed, s.Completed, s.Name)
+		counter(c.requeued, s.Requeued, s.Name)
+		for _, f := range s.Failed {
+			counter(c.failed, f.N, s.Name, f.Code)
 		}
 		gauge(c.queued, float64(s.Queued), s.Name)
 		gauge(c.active, float64(s.Active), s.Name)

@@ -136,6 +136,9 @@ func TestServer_Metrics(t *testing.T) {
 	waitMetric(t, reg, 4, "zmws_job_duration_seconds", "service", "A")
 	waitMetric(t, reg, 4, "zmws_job_queue_wait_seconds", "service", "A")
 	waitMetric(t, reg, 1, "zmws_jobs_refused_total", "service", "_unknown", "code", "unknown_service")
+	if _, ok := metric(t, reg, "zmws_jobs_submitted_total", "service", "_unknown"); ok {
+		t.Error("_unknown has other series than its refusals")
+	}
 	// Services past MetricsServices (2) are summed under _other: A and
 	// one of B, C have labels.
 	waitMetric(t, reg, 1, "zmws_jobs_completed_total", "service", "_other")
