@@ -160,6 +160,11 @@ func run(ctx context.Context, cli CLI, stdout, logw io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if cli.MetricsBind != "" {
+		if err := metrics.CheckAddr(cli.MetricsBind, "--metrics-bind"); err != nil {
+			return err
+		}
+	}
 	if cli.Check {
 		for _, t := range ts {
 			fmt.Fprintf(stdout, "%s\t%s", t.Service(), t.Command())

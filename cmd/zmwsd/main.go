@@ -148,6 +148,11 @@ func run(ctx context.Context, cli CLI, logw io.Writer, ready func(srv *server.Se
 	if cli.MetricsServices <= 0 {
 		return fmt.Errorf("--metrics-services must be positive")
 	}
+	if cli.MetricsBind != "" {
+		if err := metrics.CheckAddr(cli.MetricsBind, "--metrics-bind"); err != nil {
+			return err
+		}
+	}
 	if cli.MaxMsgFrames == 0 || cli.MaxMsgFrames < -1 || cli.MaxMsgBytes == 0 || cli.MaxMsgBytes < -1 {
 		return fmt.Errorf("--max-msg-frames and --max-msg-bytes must be positive, or -1 for none")
 	}

@@ -46,10 +46,10 @@ func (e errorLog) Println(v ...any) { e.log.Error().Msg(fmt.Sprint(v...)) }
 // reachable beyond this machine: metrics need no token, and name the
 // services (never a job's data).
 func Listen(addr, flag string, log zerolog.Logger) (net.Listener, error) {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return nil, fmt.Errorf("%s %s: want host:port: %w", flag, addr, err)
+	if err := CheckAddr(addr, flag); err != nil {
+		return nil, err
 	}
+	host, _, _ := net.SplitHostPort(addr)
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", flag, err)
@@ -59,6 +59,14 @@ func Listen(addr, flag string, log zerolog.Logger) (net.Listener, error) {
 			Msg("metrics served beyond loopback: anyone who reaches the address sees the service names and counts")
 	}
 	return l, nil
+}
+
+// CheckAddr checks a --metrics-bind address (host:port) without opening it.
+func CheckAddr(addr, flag string) error {
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return fmt.Errorf("%s %s: want host:port: %w", flag, addr, err)
+	}
+	return nil
 }
 
 // Serve answers GET /metrics on l with h until ctx ends; other paths are
