@@ -1,14 +1,19 @@
 package server
 
 import (
+	"crypto/rand"
 	"errors"
+	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	zmq "github.com/pebbe/zmq4"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/zmws/zmws/broker"
+	"github.com/zmws/zmws/curve"
 )
 
 // Metrics (Config.Metrics): the broker counts jobs itself (broker.Stats),
@@ -41,6 +46,11 @@ type loopStats struct {
 	received [2]uint64 // messages read: client socket, worker socket
 	sent     [2]uint64 // messages sent: client socket, worker socket
 	turns    broker.Histogram
+	// conns are the open TCP connections of the client and worker
+	// sockets, as a snapshot has them (connWatch, or with CURVE the
+	// worker socket's monitor, which the loop reads: curveConns).
+	conns      [2]int64
+	curveConns int64
 }
 
 // snapshot is what the loop answers a scrape with.
@@ -58,8 +68,17 @@ var errNotServing = errors.New("server: the broker loop did not answer")
 func (s *Server) answerStats() {
 	select {
 	case c := <-s.statsReq:
-		snap := snapshot{broker: s.b.Stats(), loop: s.loop, events: s.eventsSent.Load()}
+		snap := snapshot{broker: s.b.Stats(), events: s.eventsSent.Load()}
+		snap.loop.received, snap.loop.sent = s.loop.received, s.loop.sent
 		snap.loop.turns = s.loop.turns.Clone()
+		for i, w := range s.conns {
+			if w != nil {
+				snap.loop.conns[i] = w.open.Load()
+			}
+		}
+		if s.gone != nil {
+			snap.loop.conns[1] = s.loop.curveConns
+		}
 		c <- snap
 	default:
 	}
@@ -94,6 +113,15 @@ func (s *Server) metricsOn(reg prometheus.Registerer) error {
 	c := newCollector(s)
 	if err := reg.Register(c); err != nil {
 		return err
+	}
+	var err error
+	if s.conns[0], err = watchConns(s.clients, "client"); err != nil {
+		return err
+	}
+	if s.gone == nil { // with CURVE the loop's monitor counts them
+		if s.conns[1], err = watchConns(s.workers, "worker"); err != nil {
+			return err
+		}
 	}
 	if s.commit != nil {
 		s.commit.latency = prometheus.NewHistogram(prometheus.HistogramOpts{
@@ -140,7 +168,7 @@ type collector struct {
 	s   *Server
 	cap int
 
-	up, services, workers, jobs                     *prometheus.Desc
+	up, services, workers, jobs, conns              *prometheus.Desc
 	received, sent, turns                           *prometheus.Desc
 	submitted, completed, failed, requeued, refused *prometheus.Desc
 	queued, active, svcWorkers, duration, queueWait *prometheus.Desc
@@ -162,6 +190,7 @@ func newCollector(s *Server) *collector {
 		up:       d("zmws_broker_up", "1 when the broker loop answered this scrape, 0 when it did not in time (its other metrics are then missing)."),
 		services: d("zmws_broker_services", "Services the broker knows (every service a worker ever offered, until forgotten)."),
 		workers:  d("zmws_broker_workers", "Live workers connected to the broker, all services."),
+		conns:    d("zmws_broker_connections", "Open TCP connections of the broker's socket (peers connected over inproc, the gateway, are not counted).", "socket"),
 		jobs:     d("zmws_broker_jobs_in_memory", "Jobs the broker holds in memory: queued, active and the retained finished ones."),
 		received: d("zmws_broker_messages_received_total", "Messages the broker read, by socket.", "socket"),
 		sent:     d("zmws_broker_messages_sent_total", "Messages the broker sent, by socket (events: published lifecycle events).", "socket"),
@@ -189,7 +218,7 @@ func newCollector(s *Server) *collector {
 
 // Describe implements prometheus.Collector.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.up, c.services, c.workers, c.jobs, c.received, c.sent, c.turns,
+	for _, d := range []*prometheus.Desc{c.up, c.services, c.workers, c.jobs, c.conns, c.received, c.sent, c.turns,
 		c.submitted, c.completed, c.failed, c.requeued, c.refused, c.queued, c.active, c.svcWorkers, c.duration, c.queueWait} {
 		ch <- d
 	}
@@ -221,6 +250,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	for i, name := range []string{"client", "worker"} {
 		counter(c.received, snap.loop.received[i], name)
 		counter(c.sent, snap.loop.sent[i], name)
+		gauge(c.conns, float64(snap.loop.conns[i]), name)
 	}
 	counter(c.sent, snap.events, "events")
 	ch <- constHistogram(c.turns, snap.loop.turns, nil)
@@ -340,4 +370,71 @@ func constHistogram(d *prometheus.Desc, h broker.Histogram, bounds []float64, la
 		}
 	}
 	return prometheus.MustNewConstHistogram(d, h.Count, h.Sum.Seconds(), buckets, labels...)
+}
+
+// connWatch counts a socket's open TCP connections (accepted, not yet
+// closed) from its monitor's events, on a goroutine of its own that owns
+// the monitor's PAIR socket. Inproc peers (the gateway) make no events.
+type connWatch struct {
+	sock *zmq.Socket // the socket watched (the loop's)
+	open atomic.Int64
+	stop chan struct{}
+	done chan struct{}
+}
+
+// watchConns starts counting sock's connections.
+func watchConns(sock *zmq.Socket, role string) (*connWatch, error) {
+	mon, err := curve.Monitor(sock, "inproc://zmws-server-conns-"+role+"-"+rand.Text(), zmq.EVENT_ACCEPTED|zmq.EVENT_DISCONNECTED)
+	if err != nil {
+		return nil, fmt.Errorf("server: %s socket: %w", role, err)
+	}
+	w := &connWatch{sock: sock, stop: make(chan struct{}), done: make(chan struct{})}
+	go w.run(mon)
+	return w, nil
+}
+
+func (w *connWatch) run(mon *zmq.Socket) {
+	defer close(w.done)
+	defer mon.Close()
+	poller := zmq.NewPoller()
+	poller.Add(mon, zmq.POLLIN)
+	for {
+		select {
+		case <-w.stop:
+			return
+		default:
+		}
+		if _, err := poller.Poll(maxPoll); err != nil && zmq.AsErrno(err) == zmq.ETERM {
+			return
+		}
+		for range maxDrain {
+			ev, _, _, err := mon.RecvEvent(zmq.DONTWAIT)
+			if err != nil {
+				break
+			}
+			w.open.Add(connDelta(ev))
+		}
+	}
+}
+
+// connDelta is what a monitor event changes in a count of open
+// connections.
+func connDelta(ev zmq.Event) int64 {
+	switch ev {
+	case zmq.EVENT_ACCEPTED:
+		return 1
+	case zmq.EVENT_DISCONNECTED:
+		return -1
+	}
+	return 0
+}
+
+// close stops the monitoring, on the socket's goroutine, then the reader.
+func (w *connWatch) close() {
+	if w == nil {
+		return
+	}
+	w.sock.Monitor("", 0)
+	close(w.stop)
+	<-w.done
 }

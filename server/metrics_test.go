@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/zmws/zmws/client"
+	"github.com/zmws/zmws/internal/curvetest"
 	"github.com/zmws/zmws/internal/zmqtest"
 	"github.com/zmws/zmws/server"
 	"github.com/zmws/zmws/store"
@@ -145,6 +146,10 @@ func TestServer_Metrics(t *testing.T) {
 	waitMetric(t, reg, 1, "zmws_workers", "service", "_other", "state", "idle")
 	waitMetric(t, reg, 0, "zmws_workers", "service", "A", "state", "busy")
 	waitMetric(t, reg, 3, "zmws_broker_services")
+	waitMetric(t, reg, 3, "zmws_broker_connections", "socket", "worker")
+	waitMetric(t, reg, 1, "zmws_broker_connections", "socket", "client")
+	c.Close()
+	waitMetric(t, reg, 0, "zmws_broker_connections", "socket", "client")
 	if n, _ := metric(t, reg, "zmws_broker_messages_received_total", "socket", "client"); n < 7 {
 		t.Errorf("client messages received: %v, want at least the 7 requests", n)
 	}
@@ -191,4 +196,25 @@ func TestServer_MetricsAfterStop(t *testing.T) {
 	if _, err := server.New(server.Config{ClientBind: "tcp://127.0.0.1:*", WorkerBind: "tcp://127.0.0.1:*", Metrics: reg}); err == nil || !strings.Contains(err.Error(), "metrics") {
 		t.Errorf("a second server on one registry: %v", err)
 	}
+}
+
+// With CURVE the worker socket's connections are counted by the monitor
+// the loop reads (workersGone), the client socket's by a watch of its own.
+func TestServer_MetricsConnectionsCurve(t *testing.T) {
+	f := curvetest.New(t, secureEntries)
+	reg := prometheus.NewRegistry()
+	srv := start(t, server.Config{Metrics: reg, Curve: &server.Curve{Key: f.Broker, Keys: f.Keys(t)}})
+	waitMetric(t, reg, 0, "zmws_broker_connections", "socket", "worker")
+	w := curveDealer(t, srv.WorkerEndpoint(), f.Client(t, "wall"))
+	zmqtest.Send(t, w, b("MDPW02"), []byte{0x01}, b("A1"))
+	waitMetric(t, reg, 1, "zmws_broker_workers")
+	waitMetric(t, reg, 1, "zmws_broker_connections", "socket", "worker")
+	admin := newClient(t, srv.ClientEndpoint(), f.Client(t, "alice"))
+	if _, err := admin.Workers(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	waitMetric(t, reg, 1, "zmws_broker_connections", "socket", "client")
+	w.Close()
+	waitMetric(t, reg, 0, "zmws_broker_connections", "socket", "worker")
+	waitMetric(t, reg, 0, "zmws_broker_workers")
 }

@@ -172,6 +172,7 @@ type Server struct {
 	// ask it for a snapshot (nil without Config.Metrics); done is closed
 	// when Run returns.
 	loop     loopStats
+	conns    [2]*connWatch // client and worker sockets' connections (Config.Metrics)
 	statsReq chan chan snapshot
 	done     chan struct{}
 }
@@ -696,6 +697,9 @@ func sendFrames(sock *zmq.Socket, to string, frames [][]byte) error {
 }
 
 func (s *Server) close(linger time.Duration) {
+	for _, w := range s.conns {
+		w.close()
+	}
 	if s.gone != nil {
 		// Monitoring stops before its reader closes: see curve.Monitor.
 		s.workers.Monitor("", 0)
