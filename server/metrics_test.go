@@ -12,6 +12,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/rs/zerolog"
 
+	"github.com/zmws/zmws/broker"
 	"github.com/zmws/zmws/client"
 	"github.com/zmws/zmws/internal/curvetest"
 	"github.com/zmws/zmws/internal/zmqtest"
@@ -81,7 +82,7 @@ func waitMetric(t *testing.T, g prometheus.Gatherer, want float64, name string, 
 // runWorker serves service until the test ends: a job with param fail
 // fails, others echo their input.
 func runWorker(t *testing.T, ep, service string) {
-	w, err := worker.New(worker.Config{Brokers: []string{ep}, Service: service,
+	w, err := worker.New(worker.Config{Brokers: []string{ep}, Service: service, Heartbeat: time.Second,
 		Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel),
 		Handler: worker.HandlerFunc(func(ctx context.Context, j *worker.Job) ([]byte, error) {
 			if j.Params["fail"] != "" {
@@ -102,7 +103,9 @@ func TestServer_Metrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() }) // after the server stops
-	srv := start(t, server.Config{Metrics: reg, MetricsServices: 2, Store: st})
+	// A heartbeat the workers keep on a loaded machine: a worker expired
+	// and back would change the counts.
+	srv := start(t, server.Config{Metrics: reg, MetricsServices: 2, Store: st, Broker: broker.Config{Heartbeat: time.Second}})
 	for _, s := range []string{"A", "B", "C"} {
 		runWorker(t, srv.WorkerEndpoint(), s)
 	}

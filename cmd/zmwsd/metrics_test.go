@@ -26,7 +26,7 @@ func metricsWorkers(t *testing.T, ep string) {
 			return nil, &worker.ExitError{Code: 3, Err: errors.New("boom")}
 		},
 	} {
-		w, err := worker.New(worker.Config{Brokers: []string{ep}, Service: service, Handler: h, Heartbeat: 50 * time.Millisecond,
+		w, err := worker.New(worker.Config{Brokers: []string{ep}, Service: service, Handler: h, Heartbeat: 500 * time.Millisecond,
 			Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)})
 		if err != nil {
 			t.Fatal(err)
@@ -65,7 +65,7 @@ func value(fams map[string]*dto.MetricFamily, name string, labels ...string) flo
 // checked in cmd/zmws-run).
 func TestRun_Metrics(t *testing.T) {
 	cli := parse(t, "--client-bind=tcp://127.0.0.1:*", "--worker-bind=tcp://127.0.0.1:*",
-		"--events-bind=", "--heartbeat=50ms", "--http-bind=127.0.0.1:0")
+		"--events-bind=", "--heartbeat=500ms", "--http-bind=127.0.0.1:0")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	srv, httpAddr, done := start(t, ctx, cli, io.Discard)
