@@ -103,6 +103,10 @@ type Config struct {
 	// service's gone list. With MaxServices it bounds what workers that
 	// come and go make the broker hold, however often they do.
 	KeepGone int
+	// Stats turns on the counts Stats reports per service (jobs submitted,
+	// finished, requeued and refused; job duration and queue wait
+	// histograms): a few increments per job, on the loop goroutine.
+	Stats bool
 	// Entropy feeds job IDs (ULIDs). Default: crypto/rand, monotonic within a
 	// millisecond.
 	Entropy io.Reader
@@ -255,6 +259,8 @@ type Broker struct {
 	// accessGen is the Access generation the workers' keys were checked
 	// against (see checkAccess).
 	accessGen uint64
+	// unknownRefused counts refusals naming no known service (Config.Stats).
+	unknownRefused codeCounts
 }
 
 // service is every service any worker ever announced, until it is
@@ -278,6 +284,7 @@ type service struct {
 	lastSeen  time.Time
 	ttr       time.Duration // default time-to-run its workers declared
 	retries   int           // default retries of failed jobs its workers declared
+	stats     *svcStats     // with Config.Stats: its counts, made at its first
 }
 
 // worker is a live worker, or a gone one kept in its service's gone list.
@@ -619,6 +626,7 @@ func (b *Broker) requeueUnstarted(now time.Time, w *worker, j *job, why string) 
 	j.svc.active--
 	j.svc.queue.PushFront(j)
 	b.markDirty(j)
+	b.countRequeued(j)
 	b.event(now, protocol.EventRequeued, j, func(e *protocol.Event) {
 		e.Worker = hexID(w.id)
 		e.Error = why
@@ -657,6 +665,7 @@ func (b *Broker) lost(now time.Time, j *job, w *worker, why, code string) {
 	r.output, r.partialLen, r.truncated = r.output[:0], 0, false
 	s.queue.PushFront(j)
 	b.markDirty(j)
+	b.countRequeued(j)
 	b.event(now, protocol.EventRequeued, j, func(e *protocol.Event) { e.Worker = hexID(w.id); e.Error = why })
 	b.dispatch(now, s)
 }
@@ -693,6 +702,9 @@ func (b *Broker) dispatch(now time.Time, s *service) {
 			b.startClock(now, j)
 		}
 		b.markDirty(j)
+		if x := s.stats; x != nil && j.attempts == 1 {
+			x.wait.Observe(now.Sub(j.created.Time()))
+		}
 
 		id := j.id.String()
 		var body [][]byte

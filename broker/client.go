@@ -67,11 +67,13 @@ func (b *Broker) submit(now time.Time, r request, meta protocol.Meta, body [][]b
 	// Two names for one ZMWS_PARAM_* variable would leave the winner to
 	// chance at the worker: refused, as the gateway refuses them.
 	if err := protocol.CheckParamNames(meta.Params); err != nil {
+		b.countRefused(name, protocol.CodeBadRequest)
 		b.refuse(r, protocol.CodeBadRequest, err.Error())
 		return
 	}
 	s := b.services[name]
 	if s == nil {
+		b.countRefused(name, protocol.CodeUnknownService)
 		b.refuse(r, protocol.CodeUnknownService, fmt.Sprintf("no worker has ever provided service %s", name))
 		if b.log.Debug().Enabled() {
 			b.log.Debug().Str(keyClient, hexID(r.client)).Str(keyService, name).Msg("unknown service refused")
@@ -88,6 +90,7 @@ func (b *Broker) submit(now time.Time, r request, meta protocol.Meta, body [][]b
 		if id, ok := b.byKey(key); ok {
 			j := b.lookup(id)
 			if svc := b.serviceOf(id, j); svc != name {
+				b.countRefused(name, protocol.CodeConflict)
 				b.refuse(r, protocol.CodeConflict, fmt.Sprintf("idempotency key %q was used for a job of another service (%s)", meta.Key, svc))
 				return
 			}
@@ -96,6 +99,7 @@ func (b *Broker) submit(now time.Time, r request, meta protocol.Meta, body [][]b
 		}
 	}
 	if s.queue.Len() >= b.cfg.MaxQueue {
+		b.countRefused(name, protocol.CodeQueueFull)
 		b.refuse(r, protocol.CodeQueueFull, fmt.Sprintf("queue for service %s is full (%d jobs)", name, b.cfg.MaxQueue))
 		b.peerWarn("queue full", name).Str(keyService, name).Int("queued", s.queue.Len()).Msg("queue full: job refused")
 		return
@@ -129,6 +133,9 @@ func (b *Broker) submit(now time.Time, r request, meta protocol.Meta, body [][]b
 	}
 	b.jobs.put(j)
 	s.queue.PushBack(j)
+	if x := b.statsOf(s); x != nil {
+		x.submitted++
+	}
 	if !sync {
 		if key != "" {
 			j.ensureExtra().key = key
@@ -158,6 +165,7 @@ func (b *Broker) maySubmit(r request, service string) bool {
 	if b.mayUse(r.user, service) {
 		return true
 	}
+	b.countRefused(service, protocol.CodeForbidden)
 	b.forbidden(r, fmt.Sprintf("key %q may not submit to service %s", b.keyName(r.user), service))
 	return false
 }

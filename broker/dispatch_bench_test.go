@@ -103,6 +103,40 @@ func BenchmarkDispatch_SyncEvents(b *testing.B) {
 	}
 }
 
+// BenchmarkDispatch_Metrics is BenchmarkDispatch_Sync and an async job
+// per op (as BenchmarkDispatch_Async/memory) without and with
+// Config.Stats: what the counts behind /metrics cost per job on the
+// dispatch path (docs/PERFORMANCE.md, "Metrics cost").
+func BenchmarkDispatch_Metrics(b *testing.B) {
+	for _, stats := range []bool{false, true} {
+		name := "off"
+		if stats {
+			name = "on"
+		}
+		b.Run("sync/"+name, func(b *testing.B) {
+			benchSync(b, broker.New(broker.Config{Heartbeat: time.Hour, MaxQueue: 100_000_000, Stats: stats}))
+		})
+		b.Run("async/"+name, func(b *testing.B) {
+			br := broker.New(broker.Config{Heartbeat: time.Hour, MaxQueue: 100_000_000, Stats: stats})
+			now := time.Unix(1000, 0)
+			benchReady(b, br, now, "w1", "echo")
+			req := benchRequest("echo")
+			b.ReportAllocs()
+			for b.Loop() {
+				// The job waits 1 ms and runs 2 ms: both histograms observe.
+				job := benchJobFor(br.HandleClient(now, "c1", "", req), "w1")
+				if job == "" {
+					b.Fatal("no REQUEST to the worker")
+				}
+				br.HandleWorker(now.Add(2*time.Millisecond), "w1", "", benchFinal(job))
+			}
+			if st := br.Stats(); stats && st.Services[0].Completed == 0 {
+				b.Fatal("nothing counted")
+			}
+		})
+	}
+}
+
 // BenchmarkDispatch_Async is one async job per op: submit (reply with the
 // job ID), dispatch, FINAL. Durable: the broker keeps records for a store,
 // flushed every batch ops as the server's group commit does.

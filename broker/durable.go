@@ -134,6 +134,7 @@ func (b *Broker) Rejected(now time.Time, err error) []protocol.Envelope {
 	b.probeAt = now.Add(probeEvery)
 	for _, j := range b.flushed {
 		if j.awaitingCommit() {
+			b.countRefused(j.svc.name, protocol.CodeStoreUnavailable)
 			b.refuse(*j.x.reply, protocol.CodeStoreUnavailable, fmt.Sprintf("job not accepted: the job store failed: %v", err))
 			if j.state == stateQueued && j.svc.queue.Remove(j) {
 				b.jobs.delete(j.id)

@@ -51,6 +51,9 @@ func (x *jobIndex) delete(id jobID) {
 	delete(x.clash, id)
 }
 
+// len is the number of jobs held.
+func (x *jobIndex) len() int { return len(x.byTail) + len(x.clash) }
+
 // all yields every job, in no particular order.
 func (x *jobIndex) all() iter.Seq[*job] {
 	return func(yield func(*job) bool) {

@@ -62,6 +62,7 @@ func (b *Broker) retryLater(now time.Time, j *job) bool {
 	r.output, r.partialLen, r.truncated = r.output[:0], 0, false
 	b.delay(j)
 	b.markDirty(j)
+	b.countRequeued(j)
 	b.log.Info().Stringer(keyJob, j.id).Str(keyService, j.svc.name).Int32(keyAttempt, j.attempts).
 		Dur("backoff", delay).Str("error", why).Msg("failed job will be retried")
 	b.event(now, protocol.EventRequeued, j, func(e *protocol.Event) {

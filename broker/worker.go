@@ -371,6 +371,7 @@ func (b *Broker) finish(now time.Time, j *job, state jobState) {
 	}
 	b.markCounts(j.svc)
 	b.markDirty(j)
+	b.countFinished(now, j, state, r)
 	b.remember(j)
 	ev := b.log.Debug()
 	if state == stateFailed {

@@ -47,6 +47,8 @@ func brokerKeys() []Key {
 		{Name: "max_msg_frames", Kind: KindInt},
 		{Name: "max_msg_bytes", Kind: KindInt},
 		{Name: "mem_trim", Kind: KindDuration},
+		{Name: "metrics_bind", Kind: KindString},
+		{Name: "metrics_services", Kind: KindInt},
 		{Name: "http_bind", Kind: KindString},
 		{Name: "http_max_body", Kind: KindInt},
 		{Name: "http_cors", Kind: KindList},
@@ -103,6 +105,7 @@ func workerKeys() []Key {
 		{Name: "prefetch", Kind: KindInt},
 		{Name: "grace", Kind: KindDuration},
 		{Name: "heartbeat", Kind: KindDuration},
+		{Name: "metrics_bind", Kind: KindString},
 		{Name: "log_level", Kind: KindEnum, Enum: logLevels},
 		{Name: "log_format", Kind: KindEnum, Enum: logFormats},
 	}

@@ -29,6 +29,7 @@
 //	GET /SERVER-WORKERS?all=1      the gone workers too
 //	GET /jobs/{id}[?wait=30s]      the job's state, optionally after waiting for its end
 //	GET /healthz                   200 when the broker answers and its journal works, 503 otherwise
+//	GET /metrics                   Prometheus metrics (Config.Metrics; admin tokens only)
 //
 // Parameters come from the query string and from a form or JSON object
 // body; any other body is the job's input. Errors are JSON

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/zmws/zmws/auth"
@@ -116,6 +117,13 @@ type Config struct {
 	// Logger receives the gateway's logs, one debug line per request
 	// (default: none).
 	Logger zerolog.Logger
+	// Metrics, when set, answers GET /metrics (Prometheus' text format:
+	// promhttp.HandlerFor the broker's registry). With Tokens, only admin
+	// tokens may read it. Nil: /metrics is 404.
+	Metrics http.Handler
+	// Registry, when set, receives the gateway's own metrics: requests by
+	// route and status, sync requests in flight (docs/METRICS.md).
+	Registry prometheus.Registerer
 }
 
 // Gateway is the HTTP front door of a broker: an http.Handler that turns
@@ -126,7 +134,8 @@ type Gateway struct {
 	log    zerolog.Logger
 	cors   corsPolicy
 	hosts  hostPolicy
-	tokens Tokens // nil: no tokens, everything open
+	tokens Tokens       // nil: no tokens, everything open
+	m      *httpMetrics // nil without Config.Registry
 }
 
 // New checks cfg and returns a Gateway.
@@ -168,6 +177,12 @@ func New(cfg Config) (*Gateway, error) {
 			return nil, errors.New("gateway: Tokens is a nil *auth.Tokens")
 		}
 	}
+	var m *httpMetrics
+	if cfg.Registry != nil {
+		if m, err = newHTTPMetrics(cfg.Registry); err != nil {
+			return nil, fmt.Errorf("gateway: metrics: %w", err)
+		}
+	}
 	return &Gateway{
 		cfg:    cfg,
 		b:      cfg.Backend,
@@ -175,6 +190,7 @@ func New(cfg Config) (*Gateway, error) {
 		cors:   cors,
 		hosts:  hosts,
 		tokens: cfg.Tokens,
+		m:      m,
 	}, nil
 }
 
@@ -241,6 +257,7 @@ const (
 	routeJob
 	routeRetry
 	routeHealth
+	routeMetrics
 )
 
 // route says what a path is. arg is the service name, the SERVER- name or
@@ -249,6 +266,8 @@ func route(path string) (kind routeKind, arg string) {
 	switch {
 	case path == "/healthz":
 		return routeHealth, ""
+	case path == "/metrics":
+		return routeMetrics, ""
 	case strings.HasPrefix(path, "/jobs/"):
 		id := path[len("/jobs/"):]
 		if base, ok := strings.CutSuffix(id, "/retry"); ok && base != "" && !strings.Contains(base, "/") {
@@ -283,7 +302,7 @@ func (k routeKind) allow() string {
 	switch k {
 	case routeAsync, routeSync, routeUnknownService:
 		return allowJob
-	case routeServer, routeHealth:
+	case routeServer, routeHealth, routeMetrics:
 		return allowQuery
 	case routeJob:
 		return allowJobID
@@ -308,7 +327,9 @@ func (g *Gateway) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	w := &statusWriter{ResponseWriter: rw}
 	var c *caller
+	kind, arg := route(r.URL.Path)
 	defer func() {
+		g.m.request(kind, w.Status())
 		ev := g.log.Debug().Str("method", r.Method).Str("path", r.URL.Path).Int("status", w.Status()).
 			Dur(logging.KeyElapsed, time.Since(start))
 		if c != nil {
@@ -316,7 +337,6 @@ func (g *Gateway) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		}
 		ev.Msg("http request")
 	}()
-	kind, arg := route(r.URL.Path)
 	allow := kind.allow()
 	// /healthz answers supervisors and load balancers whatever name they
 	// use: it runs nothing and tells only ok or unavailable.
@@ -380,6 +400,8 @@ func (g *Gateway) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		g.changeJob(w, r, arg, g.b.Retry)
 	case routeHealth:
 		g.serveHealth(w, r)
+	case routeMetrics:
+		g.serveMetrics(w, r)
 	}
 }
 

@@ -40,6 +40,7 @@ var trailers = strings.Join([]string{HeaderStatus, HeaderExitCode, HeaderJobID, 
 // output was sent gets its outcome in headers instead: 200 when it
 // completed, a JSON error (502, or 503 for shutdown) when it failed.
 func (g *Gateway) serveSync(w http.ResponseWriter, r *http.Request, service string, c *caller) {
+	defer g.m.syncStarted()()
 	req, err := g.readRequest(w, r)
 	if err != nil {
 		g.fail(w, r, err)

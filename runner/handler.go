@@ -58,6 +58,11 @@ type Config struct {
 	// command runs in a process group of its own only, and what it starts
 	// outlives a zmws-run killed with SIGKILL.
 	Contain bool
+	// OnSpawn, when set, is called with the template's service and the
+	// time each command took to start (the fork and exec, and the pipes),
+	// a prestarted one's too. It is called concurrently and must be fast:
+	// zmws-run's metrics observe a histogram.
+	OnSpawn func(service string, d time.Duration)
 }
 
 // Handler is a worker.Handler that runs a Template's command for each job.
@@ -65,9 +70,10 @@ type Config struct {
 type Handler struct {
 	t       *Template
 	log     zerolog.Logger
-	environ func() []string // zmws-run's own environment (os.Environ); spares read it from NewHandler on
-	linger  time.Duration   // LineLinger; tests make it longer
-	contain bool            // Config.Contain
+	environ func() []string             // zmws-run's own environment (os.Environ); spares read it from NewHandler on
+	linger  time.Duration               // LineLinger; tests make it longer
+	contain bool                        // Config.Contain
+	onSpawn func(string, time.Duration) // Config.OnSpawn
 
 	prog atomic.Pointer[resolved] // where the program was found
 	bufs sync.Pool                // *[copyBuf]byte
@@ -91,6 +97,7 @@ func NewHandler(t *Template, cfg Config) *Handler {
 		environ: os.Environ,
 		linger:  LineLinger,
 		contain: cfg.Contain,
+		onSpawn: cfg.OnSpawn,
 		procs:   map[int]struct{}{},
 	}
 	if t.prestart {

@@ -495,3 +495,30 @@ func TestHandler_ProgramLookup(t *testing.T) {
 		t.Errorf("program gone from PATH: %v", err)
 	}
 }
+
+func TestHandler_OnSpawn(t *testing.T) {
+	var mu sync.Mutex
+	var got []time.Duration
+	tm := mustNew(t, Spec{Service: "SPAWN", Command: Command{Args: []string{testExe(t), "echo"}},
+		Env: map[string]string{childEnv: "1", "GORACE": "atexit_sleep_ms=0"}})
+	h := NewHandler(tm, Config{Logger: zerolog.New(zerolog.NewTestWriter(t)), OnSpawn: func(service string, d time.Duration) {
+		mu.Lock()
+		defer mu.Unlock()
+		if service != "SPAWN" {
+			t.Errorf("OnSpawn for service %q", service)
+		}
+		got = append(got, d)
+	}})
+	if _, err := h.ServeJob(context.Background(), job(nil, "x")); err != nil {
+		t.Fatal(err)
+	}
+	// A start that fails is no spawn.
+	bad := NewHandler(mustNew(t, Spec{Command: Command{Args: []string{"/nonexistent/zmws-prog"}}}),
+		Config{OnSpawn: func(string, time.Duration) { t.Error("OnSpawn for a command that did not start") }})
+	bad.ServeJob(context.Background(), job(nil))
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != 1 || got[0] <= 0 || got[0] > wait {
+		t.Errorf("spawn times %v, want one", got)
+	}
+}

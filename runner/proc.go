@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -142,7 +143,21 @@ func (h *Handler) program(name string) (path string, cached bool, err error) {
 // binary removed or replaced by one elsewhere in PATH) looks again, once.
 // exec.CommandContext gets the resolved path, which holds a "/", so it does
 // no lookup of its own; Args[0] stays the name as written.
+//
+// Config.OnSpawn, when set, is told how long a successful spawn took.
 func (h *Handler) spawn(ctx context.Context, argv, env []string) (*proc, error) {
+	if h.onSpawn != nil {
+		start := time.Now()
+		pr, err := h.spawnNow(ctx, argv, env)
+		if err == nil {
+			h.onSpawn(h.t.service, time.Since(start))
+		}
+		return pr, err
+	}
+	return h.spawnNow(ctx, argv, env)
+}
+
+func (h *Handler) spawnNow(ctx context.Context, argv, env []string) (*proc, error) {
 	path, cached, err := h.program(argv[0])
 	if err != nil {
 		return nil, err

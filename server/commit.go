@@ -6,6 +6,7 @@ import (
 	"time"
 
 	zmq "github.com/pebbe/zmq4"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/zmws/zmws/protocol"
 	"github.com/zmws/zmws/store"
@@ -27,6 +28,10 @@ type committer struct {
 	busy bool        // a batch is being committed (loop's view)
 	held []protocol.Envelope
 	next []protocol.Envelope // Durable replies waiting for the batch after the current one
+	// latency, size and errors, set with Config.Metrics (before Run),
+	// time and count the commits.
+	latency, size prometheus.Histogram
+	errors        prometheus.Counter
 }
 
 var commitSeq atomic.Uint64
@@ -60,7 +65,16 @@ func newCommitter(st store.Store) (*committer, error) {
 // run is the committer goroutine: it owns c.ping.
 func (c *committer) run() {
 	for b := range c.req {
-		c.res <- c.st.Commit(b)
+		start, jobs := time.Now(), len(b.Jobs)
+		err := c.st.Commit(b)
+		if c.latency != nil {
+			c.latency.Observe(time.Since(start).Seconds())
+			c.size.Observe(float64(jobs))
+			if err != nil {
+				c.errors.Inc()
+			}
+		}
+		c.res <- err
 		c.ping.SendBytes([]byte{1}, 0)
 	}
 	c.ping.Close()

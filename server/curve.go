@@ -81,7 +81,11 @@ func (s *Server) probe() error {
 // its routing id and be sent its jobs. Checking every worker when a
 // connection closes finds the gone one unreachable first.
 func (s *Server) monitorWorkers() error {
-	sock, err := curve.Monitor(s.workers, "inproc://zmws-server-gone-"+rand.Text(), zmq.EVENT_DISCONNECTED)
+	events := zmq.EVENT_DISCONNECTED
+	if s.cfg.Metrics != nil {
+		events |= zmq.EVENT_ACCEPTED // counted for zmws_broker_connections
+	}
+	sock, err := curve.Monitor(s.workers, "inproc://zmws-server-gone-"+rand.Text(), events)
 	if err != nil {
 		return fmt.Errorf("server: worker socket: %w", err)
 	}
@@ -99,10 +103,14 @@ func (s *Server) monitorWorkers() error {
 func (s *Server) workersGone() {
 	closed := 0
 	for range maxDrain {
-		if _, _, _, err := s.gone.RecvEvent(zmq.DONTWAIT); err != nil {
+		ev, _, _, err := s.gone.RecvEvent(zmq.DONTWAIT)
+		if err != nil {
 			break
 		}
-		closed++
+		s.loop.curveConns += connDelta(ev)
+		if ev == zmq.EVENT_DISCONNECTED {
+			closed++
+		}
 	}
 	if closed == 0 {
 		return

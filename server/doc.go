@@ -7,6 +7,11 @@
 // peer (ROUTER_MANDATORY and DONTWAIT: an unreachable worker is dropped and
 // its job requeued at once).
 //
+// With Config.Metrics the server registers a Prometheus collector: the
+// broker counts jobs (broker.Config.Stats) and the loop its messages and
+// turns, in plain fields on its own goroutine, and a scrape asks the loop
+// for a copy between turns (metrics.go; docs/METRICS.md).
+//
 //	srv, err := server.New(server.Config{ClientBind: "tcp://127.0.0.1:5555", WorkerBind: "tcp://127.0.0.1:5556"})
 //	if err != nil { return err }
 //	return srv.Run(ctx) // until ctx is cancelled; workers get DISCONNECT

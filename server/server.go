@@ -10,6 +10,7 @@ import (
 	"time"
 
 	zmq "github.com/pebbe/zmq4"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/zmws/zmws/auth"
@@ -88,6 +89,14 @@ type Config struct {
 	// turns at least every 100 ms, so an idle broker calls it too.
 	Alive      func()
 	AliveEvery time.Duration
+	// Metrics, when set, receives the server's Prometheus collector (jobs
+	// per service, the loop, the journal: docs/METRICS.md); the broker
+	// then counts jobs (broker.Config.Stats). Scrapes ask the loop for its
+	// counts between turns. MetricsServices caps the services with a
+	// label of their own (default DefaultMetricsServices); the rest are
+	// summed under OtherServices.
+	Metrics         prometheus.Registerer
+	MetricsServices int
 }
 
 // Curve is the broker's CURVE key pair and the keys it lets in.
@@ -162,8 +171,15 @@ type Server struct {
 	restored []protocol.Envelope
 	// aliveAt is when Config.Alive is next due.
 	aliveAt time.Time
-	// eventsSent counts the events the broker made (for tests).
+	// eventsSent counts the events the broker made (for tests and metrics).
 	eventsSent atomic.Uint64
+	// loop is what the loop counts of itself, and statsReq where scrapes
+	// ask it for a snapshot (nil without Config.Metrics); done is closed
+	// when Run returns.
+	loop     loopStats
+	conns    [2]*connWatch // client and worker sockets' connections (Config.Metrics)
+	statsReq chan chan snapshot
+	done     chan struct{}
 }
 
 // New creates the sockets and binds them, so the endpoints (with the ports
@@ -195,8 +211,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	cfg.Broker.Events = cfg.EventsBind != "" || cfg.EventsInproc != ""
 	cfg.Broker.Logger = cfg.Logger
+	cfg.Broker.Stats = cfg.Metrics != nil
 	s := &Server{cfg: cfg, log: cfg.Logger.With().Str("component", "server").Logger(),
-		eventsTopics: topics{}, netTopics: topics{}, rx: zmqmsg.NewReader()}
+		eventsTopics: topics{}, netTopics: topics{}, rx: zmqmsg.NewReader(), done: make(chan struct{})}
 	var err error
 	var domains auth.Domains
 	if cfg.Curve != nil {
@@ -302,6 +319,15 @@ func New(cfg Config) (*Server, error) {
 		cfg.Broker.Subscribed = s.subscribed
 	}
 	s.b = broker.New(cfg.Broker)
+	if cfg.Metrics != nil {
+		if err = s.metricsOn(cfg.Metrics); err != nil {
+			s.close(0)
+			if s.commit != nil {
+				s.commit.close()
+			}
+			return nil, fmt.Errorf("server: metrics: %w", err)
+		}
+	}
 	if cfg.Store != nil {
 		s.restored = append(s.restored, s.b.Restore(time.Now(), snap)...)
 	}
@@ -359,6 +385,7 @@ func (s *Server) EventsEndpoint() string { return s.eps[2] }
 // It returns nil on a clean stop.
 func (s *Server) Run(ctx context.Context) error {
 	poller, polledNet := s.poller(), s.netEvents
+	defer close(s.done)
 	defer func() {
 		s.stopCommits()
 		s.send(s.b.Shutdown(time.Now()))
@@ -403,6 +430,10 @@ func (s *Server) Run(ctx context.Context) error {
 			}
 			return fmt.Errorf("server: poll: %w", err)
 		}
+		var start time.Time // of a turn with input, timed for metrics
+		if s.statsReq != nil && len(polled) > 0 {
+			start = time.Now()
+		}
 		for _, p := range polled {
 			switch p.Socket {
 			case s.events:
@@ -410,9 +441,9 @@ func (s *Server) Run(ctx context.Context) error {
 			case s.netEvents:
 				s.subscriptions(s.netEvents, s.netTopics)
 			case s.clients:
-				s.drain(s.clients, s.b.HandleClient, s.b.ClientOversize)
+				s.loop.received[0] += s.drain(s.clients, s.b.HandleClient, s.b.ClientOversize)
 			case s.workers:
-				s.drain(s.workers, s.b.HandleWorker, s.b.WorkerOversize)
+				s.loop.received[1] += s.drain(s.workers, s.b.HandleWorker, s.b.WorkerOversize)
 			case s.gone:
 				s.workersGone()
 			default:
@@ -438,6 +469,12 @@ func (s *Server) Run(ctx context.Context) error {
 		if s.cfg.Alive != nil && !now.Before(s.aliveAt) {
 			s.cfg.Alive()
 			s.aliveAt = now.Add(s.cfg.AliveEvery)
+		}
+		if s.statsReq != nil {
+			if !start.IsZero() {
+				s.loop.turns.Observe(time.Since(start))
+			}
+			s.answerStats()
 		}
 	}
 }
@@ -556,20 +593,21 @@ func (s *Server) stopCommits() {
 
 // drain reads up to maxDrain ready messages from sock, feeding each to
 // handle, or to oversize when it is past Config.MaxFrames or MaxBytes, and
-// sending what they return before reading the next.
+// sending what they return before reading the next. It returns how many
+// it read.
 //
 // With CURVE, each message carries the name of the key its peer
 // authenticated with (the ZAP handler's User-Id), which the broker checks
 // against the key's rights.
 func (s *Server) drain(sock *zmq.Socket, handle func(time.Time, string, string, [][]byte) []protocol.Envelope,
-	oversize func(time.Time, string, string, broker.Oversize) []protocol.Envelope) {
-	for range maxDrain {
+	oversize func(time.Time, string, string, broker.Oversize) []protocol.Envelope) uint64 {
+	for n := range uint64(maxDrain) {
 		r, err := s.recv(sock, s.cfg.Curve != nil)
 		if err != nil {
 			if zmq.AsErrno(err) != zmq.Errno(syscall.EAGAIN) {
 				s.log.Error().Err(err).Msg("receive")
 			}
-			return
+			return n
 		}
 		if r.over {
 			s.send(oversize(time.Now(), string(r.msg[0]), r.user, r.oversize()))
@@ -577,6 +615,7 @@ func (s *Server) drain(sock *zmq.Socket, handle func(time.Time, string, string, 
 		}
 		s.send(handle(time.Now(), string(r.msg[0]), r.user, r.msg[1:]))
 	}
+	return maxDrain
 }
 
 // send puts envelopes on their sockets, except Durable ones while a Store is
@@ -617,10 +656,14 @@ func (s *Server) sendNow(envs []protocol.Envelope) {
 				err = s.sendFrames(s.clients, e.To, e.Frames)
 				if err != nil {
 					s.log.Debug().Err(err).Str(logging.KeyClient, fmt.Sprintf("%x", e.To)).Msg("reply not delivered: client gone")
+				} else {
+					s.loop.sent[0]++
 				}
 			case protocol.ToWorker:
 				if err = s.sendFrames(s.workers, e.To, e.Frames); err != nil {
 					gone = notSent(gone, e)
+				} else {
+					s.loop.sent[1]++
 				}
 			case protocol.ToEvents:
 				s.eventsSent.Add(1)
@@ -667,6 +710,9 @@ func (s *Server) sendFrames(sock *zmq.Socket, to string, frames [][]byte) error 
 }
 
 func (s *Server) close(linger time.Duration) {
+	for _, w := range s.conns {
+		w.close()
+	}
 	if s.gone != nil {
 		// Monitoring stops before its reader closes: see curve.Monitor.
 		s.workers.Monitor("", 0)

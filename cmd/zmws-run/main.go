@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"slices"
@@ -23,10 +24,12 @@ import (
 	"github.com/alecthomas/kong"
 	"github.com/coreos/go-systemd/v22/daemon"
 	zmq "github.com/pebbe/zmq4"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/zmws/zmws/config"
 	"github.com/zmws/zmws/curve"
 	"github.com/zmws/zmws/internal/logging"
+	"github.com/zmws/zmws/internal/metrics"
 	"github.com/zmws/zmws/internal/version"
 	"github.com/zmws/zmws/protocol"
 	"github.com/zmws/zmws/runner"
@@ -65,17 +68,21 @@ type CLI struct {
 	IdleAfter   time.Duration `help:"Quiet time before the --idle-command runs." default:"0s" env:"ZMWS_RUN_IDLE_AFTER"`
 	IdleTimeout time.Duration `help:"Run time limit of the --idle-command; 0: --idle-after." default:"0s" env:"ZMWS_RUN_IDLE_TIMEOUT"`
 
-	Prefetch  int           `help:"Jobs each slot takes from the broker ahead of the one it runs, so the next starts at once: for many short jobs; a job may then wait behind a long one here while another worker is free." default:"0" env:"ZMWS_RUN_PREFETCH"`
-	Grace     time.Duration `help:"On SIGTERM, how long running jobs may finish before they are stopped and requeued." default:"10s" env:"ZMWS_RUN_GRACE"`
-	Heartbeat time.Duration `help:"Heartbeat interval; use the broker's." default:"2500ms" env:"ZMWS_RUN_HEARTBEAT"`
-	Check     bool          `help:"Load and check the services, print them, and exit."`
-	LogLevel  string        `help:"Log level: trace, debug, info, warn, error." default:"info" env:"ZMWS_RUN_LOG_LEVEL"`
-	LogFormat string        `help:"Log format: json or console." default:"json" enum:"json,console" env:"ZMWS_RUN_LOG_FORMAT"`
+	Prefetch    int           `help:"Jobs each slot takes from the broker ahead of the one it runs, so the next starts at once: for many short jobs; a job may then wait behind a long one here while another worker is free." default:"0" env:"ZMWS_RUN_PREFETCH"`
+	Grace       time.Duration `help:"On SIGTERM, how long running jobs may finish before they are stopped and requeued." default:"10s" env:"ZMWS_RUN_GRACE"`
+	Heartbeat   time.Duration `help:"Heartbeat interval; use the broker's." default:"2500ms" env:"ZMWS_RUN_HEARTBEAT"`
+	MetricsBind string        `help:"Address (host:port) to serve this zmws-run's Prometheus metrics on, at /metrics: jobs by exit code, command start times, running commands (docs/METRICS.md); empty: none." env:"ZMWS_RUN_METRICS_BIND"`
+	Check       bool          `help:"Load and check the services, print them, and exit."`
+	LogLevel    string        `help:"Log level: trace, debug, info, warn, error." default:"info" env:"ZMWS_RUN_LOG_LEVEL"`
+	LogFormat   string        `help:"Log format: json or console." default:"json" enum:"json,console" env:"ZMWS_RUN_LOG_FORMAT"`
 
 	Command []string `arg:"" optional:"" help:"The --service's command and its arguments, after --; {{name}} placeholders take job parameters."`
 
 	file  *config.File   // the installation file read, if any
 	entry *config.Worker // its [[worker]] run, if any
+	// metricsReady, when set (by tests), is told the --metrics-bind
+	// listener's address.
+	metricsReady func(addr string)
 }
 
 func main() {
@@ -153,6 +160,11 @@ func run(ctx context.Context, cli CLI, stdout, logw io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if cli.MetricsBind != "" {
+		if err := metrics.CheckAddr(cli.MetricsBind, "--metrics-bind"); err != nil {
+			return err
+		}
+	}
 	if cli.Check {
 		for _, t := range ts {
 			fmt.Fprintf(stdout, "%s\t%s", t.Service(), t.Command())
@@ -200,6 +212,19 @@ func run(ctx context.Context, cli CLI, stdout, logw io.Writer) error {
 		grace = max(grace, t.Grace())
 	}
 	var (
+		m        *runMetrics
+		metricsL net.Listener
+		reg      *prometheus.Registry
+	)
+	if cli.MetricsBind != "" {
+		if metricsL, err = metrics.Listen(cli.MetricsBind, "--metrics-bind", log); err != nil {
+			return err
+		}
+		defer metricsL.Close()
+		reg = metrics.NewRegistry()
+		m = newRunMetrics(reg)
+	}
+	var (
 		handlers []*runner.Handler
 		workers  []*worker.Worker
 		idler    *worker.Idler // all the services' quiet periods, for idle
@@ -227,12 +252,20 @@ func run(ctx context.Context, cli CLI, stdout, logw io.Writer) error {
 			Dur("timeout", idle.Template().Timeout()).Msg("idle command loaded")
 	}
 	for _, t := range ts {
-		h := runner.NewHandler(t, runner.Config{Logger: log, Contain: contain})
+		rc := runner.Config{Logger: log, Contain: contain}
+		if m != nil {
+			rc.OnSpawn = m.onSpawn
+		}
+		h := runner.NewHandler(t, rc)
 		handlers = append(handlers, h)
+		var wh worker.Handler = h
+		if m != nil {
+			wh = m.wrap(t.Service(), h)
+		}
 		w, err := worker.New(worker.Config{
 			Brokers:     cli.Broker,
 			Service:     t.Service(),
-			Handler:     h,
+			Handler:     wh,
 			Concurrency: t.Concurrency(),
 			Heartbeat:   cli.Heartbeat,
 			Grace:       cli.Grace,
@@ -282,11 +315,22 @@ func run(ctx context.Context, cli CLI, stdout, logw io.Writer) error {
 	if idler != nil {
 		wg.Go(func() { idler.Run(ctx) }) // returns once a run in progress is stopped
 	}
+	var metricsErr error
+	if metricsL != nil {
+		if cli.metricsReady != nil {
+			cli.metricsReady(metricsL.Addr().String())
+		}
+		wg.Go(func() {
+			if metricsErr = metrics.Serve(ctx, metricsL, metrics.Handler(reg, log), log); metricsErr != nil {
+				cancel()
+			}
+		})
+	}
 	wg.Wait()
 	// A worker waits one second for a cancelled job before it gives up on
 	// it; the job's process group may still be in its grace period. The
 	// deferred Shutdowns give it that, then kill what is left.
-	return errors.Join(errs...)
+	return errors.Join(append(errs, metricsErr)...)
 }
 
 // containment decides how jobs are contained, for --contain mode: in a PID

@@ -106,6 +106,7 @@ func TestRun_Errors(t *testing.T) {
 		{[]string{"--idle-command", "sync; reboot", "--idle-after", "1m", "--service", "X", "--", "rev"}, `--idle-command: command: ";" at column 5`},
 		{[]string{"--idle-command", "sync", "--idle-after", "1m", "--idle-timeout=-1s", "--service", "X", "--", "rev"}, "--idle-timeout must not be negative"},
 		{[]string{"--user", "nobody", "--jobs-dir", "../../examples/jobs.d"}, "--user is for the --service command and the --idle-command"},
+		{[]string{"--metrics-bind", "9556", "--service", "X", "--", "rev"}, "--metrics-bind 9556: want host:port"},
 	}
 	for _, tc := range cases {
 		cli := parse(t, append([]string{"--check"}, tc.args...)...)

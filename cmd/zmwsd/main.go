@@ -19,12 +19,14 @@ import (
 
 	"github.com/alecthomas/kong"
 	"github.com/coreos/go-systemd/v22/daemon"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/zmws/zmws/broker"
 	"github.com/zmws/zmws/config"
 	"github.com/zmws/zmws/gateway"
 	"github.com/zmws/zmws/internal/logging"
 	"github.com/zmws/zmws/internal/memory"
+	"github.com/zmws/zmws/internal/metrics"
 	"github.com/zmws/zmws/internal/version"
 	"github.com/zmws/zmws/server"
 	"github.com/zmws/zmws/store"
@@ -73,11 +75,16 @@ type CLI struct {
 	WorkerKeys      string        `help:"Folder of worker public keys (*.pub), each may offer every service." env:"ZMWSD_WORKER_KEYS"`
 	Insecure        bool          `help:"Allow binding the client, worker, events or HTTP endpoint beyond loopback without CURVE (or HTTP tokens): anyone who reaches it may run every command." env:"ZMWSD_INSECURE"`
 	MemTrim         time.Duration `help:"How often zmwsd looks at its memory and gives back to the system what a burst left: the Go heap's garbage when no collection ran since the last look, glibc's free pages once libzmq freed a peer's frames. 0: never (Go then keeps it for minutes, glibc for good)." default:"5s" env:"ZMWSD_MEM_TRIM"`
+	MetricsBind     string        `help:"Address (host:port) of an HTTP listener that serves only /metrics (Prometheus), without tokens: for a broker without the gateway, or to keep scrapes off it; empty: none (the gateway serves /metrics too, to admin tokens). docs/METRICS.md." env:"ZMWSD_METRICS_BIND"`
+	MetricsServices int           `help:"Services with a label of their own in the metrics, the first seen; the rest are summed under service=\"_other\"." default:"1000" env:"ZMWSD_METRICS_SERVICES"`
 	LogLevel        string        `help:"Log level: trace, debug, info, warn, error." default:"info" env:"ZMWSD_LOG_LEVEL"`
 	LogFormat       string        `help:"Log format: json or console." default:"json" enum:"json,console" env:"ZMWSD_LOG_FORMAT"`
 	Check           bool          `help:"Check the flags, the installation file, the keys, the tokens and the TLS certificate, print ok and exit, binding nothing and leaving the journal closed (zmws start runs it before it starts anything)."`
 
 	file *config.File // the installation file read, if any
+	// metricsReady, when set (by tests), is told the --metrics-bind
+	// listener's address.
+	metricsReady func(addr string)
 }
 
 func main() {
@@ -138,6 +145,14 @@ func run(ctx context.Context, cli CLI, logw io.Writer, ready func(srv *server.Se
 	if cli.MemTrim < 0 {
 		return fmt.Errorf("--mem-trim must not be negative")
 	}
+	if cli.MetricsServices <= 0 {
+		return fmt.Errorf("--metrics-services must be positive")
+	}
+	if cli.MetricsBind != "" {
+		if err := metrics.CheckAddr(cli.MetricsBind, "--metrics-bind"); err != nil {
+			return err
+		}
+	}
 	if cli.MaxMsgFrames == 0 || cli.MaxMsgFrames < -1 || cli.MaxMsgBytes == 0 || cli.MaxMsgBytes < -1 {
 		return fmt.Errorf("--max-msg-frames and --max-msg-bytes must be positive, or -1 for none")
 	}
@@ -177,6 +192,9 @@ func run(ctx context.Context, cli CLI, logw io.Writer, ready func(srv *server.Se
 		ln       net.Listener
 		inproc   [2]string // client and events endpoints
 		httpAddr string
+		reg      = metrics.NewRegistry()
+		scrape   = metrics.Handler(reg, log)
+		metricsL net.Listener // --metrics-bind
 	)
 	if cli.HTTPBind != "" {
 		// Unique names: inproc endpoints are process-wide, and tests run
@@ -189,7 +207,7 @@ func run(ctx context.Context, cli CLI, logw io.Writer, ready func(srv *server.Se
 		}
 		defer backend.Close()
 		gw, err = gateway.New(gateway.Config{Backend: backend, MaxBody: cli.HTTPMaxBody, CORS: cli.HTTPCORS,
-			Hosts: cli.HTTPHost, Tokens: tokens, TLS: certs, Logger: log})
+			Hosts: cli.HTTPHost, Tokens: tokens, TLS: certs, Logger: log, Metrics: scrape, Registry: reg})
 		if err != nil {
 			return fmt.Errorf("--http-cors or --http-host: %w", err)
 		}
@@ -197,6 +215,15 @@ func run(ctx context.Context, cli CLI, logw io.Writer, ready func(srv *server.Se
 			return fmt.Errorf("http gateway: listen on --http-bind %s: %w", cli.HTTPBind, err)
 		}
 		httpAddr = ln.Addr().String()
+	}
+	if cli.MetricsBind != "" {
+		if metricsL, err = metrics.Listen(cli.MetricsBind, "--metrics-bind", log); err != nil {
+			if ln != nil {
+				ln.Close()
+			}
+			return err
+		}
+		defer metricsL.Close()
 	}
 	var (
 		st      store.Store
@@ -233,6 +260,11 @@ func run(ctx context.Context, cli CLI, logw io.Writer, ready func(srv *server.Se
 		commitDelay = -1 // server.Config: negative commits at once, zero is its default
 	}
 	alive, aliveEvery := watchdog(log)
+	// The broker counts for metrics only when someone can read them.
+	var counted prometheus.Registerer
+	if gw != nil || metricsL != nil {
+		counted = reg
+	}
 	srv, err := server.New(server.Config{
 		ClientBind:   cli.ClientBind,
 		WorkerBind:   cli.WorkerBind,
@@ -267,6 +299,9 @@ func run(ctx context.Context, cli CLI, logw io.Writer, ready func(srv *server.Se
 		Curve:       sec.curve,
 		Alive:       alive,
 		AliveEvery:  aliveEvery,
+		Metrics:     counted,
+
+		MetricsServices: cli.MetricsServices,
 	})
 	if err != nil {
 		if ln != nil {
@@ -301,6 +336,15 @@ func run(ctx context.Context, cli CLI, logw io.Writer, ready func(srv *server.Se
 		stopHTTP()
 		brokerDone <- err
 	}()
+	metricsDone := make(chan error, 1)
+	if metricsL != nil {
+		if cli.metricsReady != nil {
+			cli.metricsReady(metricsL.Addr().String())
+		}
+		go func() { metricsDone <- metrics.Serve(httpCtx, metricsL, scrape, log) }()
+	} else {
+		metricsDone <- nil
+	}
 	var httpErr error
 	if gw != nil {
 		httpErr = gw.Serve(httpCtx, ln)
@@ -308,8 +352,10 @@ func run(ctx context.Context, cli CLI, logw io.Writer, ready func(srv *server.Se
 	} else {
 		<-httpCtx.Done()
 	}
+	stopHTTP()
+	metricsErr := <-metricsDone
 	stopBroker()
-	return errors.Join(httpErr, <-brokerDone)
+	return errors.Join(httpErr, metricsErr, <-brokerDone)
 }
 
 // checkRest checks the ranges of the flags the journal and the broker take.
