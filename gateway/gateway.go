@@ -113,6 +113,10 @@ type Config struct {
 	// when its ctx ends, before it closes their connections
 	// (DefaultShutdownTimeout).
 	ShutdownTimeout time.Duration
+	// Events relays the broker's job events to the web page's streams
+	// (/ui/events). Nil: the page updates by polling. Serve does not close
+	// it.
+	Events *Events
 	// Logger receives the gateway's logs, one debug line per request
 	// (default: none).
 	Logger zerolog.Logger
@@ -241,6 +245,8 @@ const (
 	routeJob
 	routeRetry
 	routeHealth
+	routeUI     // the web page's files (ui.go)
+	routeEvents // /ui/events, the page's event stream
 )
 
 // route says what a path is. arg is the service name, the SERVER- name or
@@ -249,6 +255,11 @@ func route(path string) (kind routeKind, arg string) {
 	switch {
 	case path == "/healthz":
 		return routeHealth, ""
+	case path == "/ui/events":
+		return routeEvents, ""
+	case path == "/" || strings.HasPrefix(path, "/ui/"):
+		// A name with a slash is no service, so /ui/ takes no name away.
+		return routeUI, ""
 	case strings.HasPrefix(path, "/jobs/"):
 		id := path[len("/jobs/"):]
 		if base, ok := strings.CutSuffix(id, "/retry"); ok && base != "" && !strings.Contains(base, "/") {
@@ -283,7 +294,7 @@ func (k routeKind) allow() string {
 	switch k {
 	case routeAsync, routeSync, routeUnknownService:
 		return allowJob
-	case routeServer, routeHealth:
+	case routeServer, routeHealth, routeUI, routeEvents:
 		return allowQuery
 	case routeJob:
 		return allowJobID
@@ -330,7 +341,7 @@ func (g *Gateway) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	g.cors.apply(w.Header(), r)
 	if kind == routeNotFound {
 		writeError(w, http.StatusNotFound, codeNotFound, "no such path: "+r.URL.Path+
-			" (try /NAME, /SYNC-NAME, /jobs/ID, /SERVER-WORKERS, /SERVER-JOBS, /SERVER-ACTIVE, /SERVER-QUEUE, /SERVER-SERVICES, /healthz)")
+			" (try /NAME, /SYNC-NAME, /jobs/ID, /SERVER-WORKERS, /SERVER-JOBS, /SERVER-ACTIVE, /SERVER-QUEUE, /SERVER-SERVICES, /healthz, or the page at /)")
 		return
 	}
 	if r.Method == http.MethodOptions {
@@ -354,8 +365,9 @@ func (g *Gateway) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	// Preflights (above) carry no credentials, and /healthz is for probes.
-	if kind != routeHealth {
+	// Preflights (above) carry no credentials, /healthz is for probes, and
+	// the page's files hold no data (a browser sends no token to load it).
+	if kind != routeHealth && kind != routeUI {
 		var ok bool
 		if c, ok = g.authenticate(w, r); !ok || !g.authorize(w, r, c, kind, arg) {
 			return
@@ -380,6 +392,10 @@ func (g *Gateway) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		g.changeJob(w, r, arg, g.b.Retry)
 	case routeHealth:
 		g.serveHealth(w, r)
+	case routeUI:
+		g.serveUI(w, r)
+	case routeEvents:
+		g.serveEvents(w, r)
 	}
 }
 
