@@ -331,8 +331,7 @@
     pollTimer = setInterval(refresh, REFRESH_EVERY_MS);
     $('status').textContent = 'connecting…';
     $('status').className = 'status';
-    follow();
-    refresh();
+    follow(); // its ready event (or its failure) fetches the snapshots
   }
 
   // --- rendering ----------------------------------------------------------
