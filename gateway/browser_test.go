@@ -2,7 +2,9 @@ package gateway
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -447,4 +449,71 @@ func TestBrowser_Load1000Workers(t *testing.T) {
 	if best > bound {
 		t.Errorf("page filled in %v at best, want under %v", best, bound)
 	}
+}
+
+// TestBrowser_Tokens: with HTTP tokens the page loads without one and asks
+// for one; a token that is not admin sees its services and its own jobs,
+// polls (the event stream is for admins), and gets a clear refusal from
+// the cancel button; an admin token follows events and cancels.
+func TestBrowser_Tokens(t *testing.T) {
+	ts, toks := testTokens(t)
+	s := newStack(t, Config{Tokens: ts})
+	s.worker(t, "STR-HOLD", 1, hold)
+	s.worker(t, "OTHER", 1, reverse)
+	// The refusals the page runs into are answers, not errors of the page.
+	b := newBrowser(t, regexp.MustCompile(`^log network: Failed to load resource: the server responded with a status of 40[13] `))
+	b.do(t, "open the page", chromedp.Navigate(s.hs.URL+"/"))
+	b.waitFor(t, "a token asked for", `document.getElementById('notice').textContent.includes('A token is needed')`, waitLong)
+
+	b.do(t, "use the str token", chromedp.SendKeys(chromedp.CSS("#token"), toks["str"]),
+		chromedp.Click(chromedp.CSS(`#token-form button[type="submit"]`)))
+	b.waitFor(t, "its services, and the admin lists refused",
+		`document.querySelector('#services tr[data-service="STR-HOLD"]') && !document.querySelector('#services tr[data-service="OTHER"]') &&
+		 document.getElementById('workers-refusal').textContent.includes('not an admin token') &&
+		 document.getElementById('status').textContent.includes('need an admin token') &&
+		 document.getElementById('notice').hidden`, waitLong)
+	if got := eval[string](t, b, `sessionStorage.getItem('zmws-token')`); got != toks["str"] {
+		t.Errorf("sessionStorage holds %q, want the token", got)
+	}
+
+	req, _ := http.NewRequest(http.MethodPost, s.hs.URL+"/STR-HOLD", nil)
+	req.Header.Set("Authorization", "Bearer "+toks["str"])
+	resp, err := s.hs.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sub struct {
+		JobID string `json:"job_id"`
+	}
+	json.NewDecoder(resp.Body).Decode(&sub)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted || sub.JobID == "" {
+		t.Fatalf("submit: %d %+v", resp.StatusCode, sub)
+	}
+	id := sub.JobID
+	b.do(t, "find the job", chromedp.SendKeys(chromedp.CSS("#search-id"), id),
+		chromedp.Click(chromedp.CSS(`#search button[type="submit"]`)))
+	cancelButton := `#job-actions button[data-action="cancel"]`
+	b.waitFor(t, "the job's panel with its cancel button",
+		fmt.Sprintf(`document.getElementById('job-id').textContent === %q && document.querySelector(%q)`, id, cancelButton), waitLong)
+	b.do(t, "cancel without the right", chromedp.Click(chromedp.CSS(cancelButton)))
+	b.waitFor(t, "the refusal", `document.getElementById('notice').textContent.includes('only an admin token may cancel')`, waitLong)
+	if info, err := s.back.Job(context.Background(), id); err != nil || info.State == protocol.JobFailed {
+		t.Fatalf("job after a refused cancel: %+v %v", info, err)
+	}
+	b.screenshot(t, "refused.png")
+
+	b.do(t, "use the admin token", chromedp.SetValue(chromedp.CSS("#token"), toks["admin"]),
+		chromedp.Click(chromedp.CSS(`#token-form button[type="submit"]`)))
+	b.waitFor(t, "live, with the workers listed",
+		`document.getElementById('status').textContent === 'live' && document.querySelectorAll('#workers tbody tr[data-worker]').length === 2 &&
+		 document.getElementById('workers-refusal').hidden`, waitLong)
+	b.do(t, "cancel as admin", chromedp.Click(chromedp.CSS(cancelButton)))
+	b.waitFor(t, "the job cancelled", fmt.Sprintf(
+		`(r => r && r.textContent.includes('failed: cancelled'))(document.querySelector('#jobs tr[data-job="%s"]')) &&
+		 document.getElementById('job-fields').textContent.includes('cancelled')`, id), waitLong)
+	if info, err := s.back.Job(context.Background(), id); err != nil || info.Code != protocol.CodeCancelled {
+		t.Fatalf("job after cancel: %+v %v", info, err)
+	}
+	b.screenshot(t, "admin.png")
 }

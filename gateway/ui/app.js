@@ -101,32 +101,36 @@
   }
 
   // refresh fetches every snapshot; what events said meanwhile is replaced.
+  // A refresh that a later one overtook changes nothing.
   async function refresh() {
     st.refreshTimer = 0;
     st.lastRefresh = Date.now();
     const gen = ++st.generation;
-    const jobs = [
-      getAll('/SERVER-SERVICES', 20).then((v) => { st.services = v; recordRates(v); }),
-      request('GET', '/SERVER-WORKERS?all=1').then((r) => { st.workers = r.body || []; }),
-      request('GET', '/SERVER-QUEUE').then((r) => {
-        st.queue = new Map();
-        for (const q of r.body || []) {
-          for (const id of q.jobs || []) st.queue.set(id, { id, service: q.service });
-          if (q.oldest && st.queue.has(q.oldest)) st.queue.get(q.oldest).created = q.since;
-        }
-        st.queueTotal = (r.body || []).reduce((n, q) => n + q.queued, 0);
-      }),
-      request('GET', '/SERVER-ACTIVE').then((r) => {
-        st.active = new Map((r.body || []).map((j) => [j.id, j]));
-      }),
-      request('GET', '/SERVER-JOBS?limit=' + MAX_FINISHED).then((r) => { st.finished = r.body || []; }),
-    ];
     const names = ['services', 'workers', 'queue', 'active', 'jobs'];
-    const results = await Promise.allSettled(jobs);
+    const results = await Promise.allSettled([
+      getAll('/SERVER-SERVICES', 20),
+      request('GET', '/SERVER-WORKERS?all=1').then((r) => r.body || []),
+      request('GET', '/SERVER-QUEUE').then((r) => r.body || []),
+      request('GET', '/SERVER-ACTIVE').then((r) => r.body || []),
+      request('GET', '/SERVER-JOBS?limit=' + MAX_FINISHED).then((r) => r.body || []),
+    ]);
     if (gen !== st.generation) return;
+    const [services, workers, queue, active, jobs] = results.map((res) => (res.status === 'fulfilled' ? res.value : []));
+    st.services = services;
+    recordRates(services);
+    st.workers = workers;
+    st.queue = new Map();
+    for (const q of queue) {
+      for (const id of q.jobs || []) st.queue.set(id, { id, service: q.service });
+      if (q.oldest && st.queue.has(q.oldest)) st.queue.get(q.oldest).created = q.since;
+    }
+    st.queueTotal = queue.reduce((n, q) => n + q.queued, 0);
+    st.active = new Map(active.map((j) => [j.id, j]));
+    st.finished = jobs;
     results.forEach((res, i) => setRefusal(names[i], res.status === 'rejected' ? res.reason : null));
     const unauth = results.find((res) => res.status === 'rejected' && res.reason.status === 401);
-    notice(unauth ? refusalText(unauth.reason) : '');
+    if (unauth) notice(refusalText(unauth.reason), 'auth');
+    else if (st.noticeKind === 'auth') notice('');
     fetchOutputs();
     scheduleRender();
   }
@@ -325,6 +329,7 @@
   }
 
   function restart() {
+    st.outputs.clear(); // fetched with the rights of another token
     if (st.stream) st.stream.abort();
     st.stream = null;
     if (pollTimer) clearInterval(pollTimer);
@@ -454,10 +459,14 @@
 
   // --- actions ------------------------------------------------------------
 
-  function notice(text) {
+  // notice shows text above the tables (or hides it, for ''). Refusals of
+  // the user's actions stay until the next action; the "token needed" of a
+  // refresh goes with the next refresh that needs none.
+  function notice(text, kind) {
     const n = $('notice');
     n.textContent = text;
     n.hidden = !text;
+    st.noticeKind = text ? kind || 'action' : '';
   }
 
   async function change(action, id, btn) {
