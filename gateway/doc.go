@@ -29,6 +29,8 @@
 //	GET /SERVER-WORKERS?all=1      the gone workers too
 //	GET /jobs/{id}[?wait=30s]      the job's state, optionally after waiting for its end
 //	GET /healthz                   200 when the broker answers and its journal works, 503 otherwise
+//	GET /, /ui/                    the live web page (ui.go, docs/UI.md): embedded files, no token needed
+//	GET /ui/events                 the broker's job events as Server-Sent Events (Config.Events, events.go)
 //
 // Parameters come from the query string and from a form or JSON object
 // body; any other body is the job's input. Errors are JSON
