@@ -103,6 +103,18 @@ func (g *Gateway) serveEvents(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, codeUnavailable, "this gateway relays no events (it has no events endpoint)")
 		return
 	}
+	h := w.Header()
+	setEventHeaders := func() {
+		h.Set("Content-Type", "text/event-stream")
+		h.Set("Cache-Control", "no-store")
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("X-Accel-Buffering", "no")
+	}
+	if r.Method == http.MethodHead {
+		setEventHeaders()
+		w.WriteHeader(http.StatusOK)
+		return
+	}
 	l, cancel, err := g.cfg.Events.Subscribe()
 	if err != nil {
 		if errors.Is(err, ErrTooManyListeners) {
@@ -118,15 +130,8 @@ func (g *Gateway) serveEvents(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	rc := http.NewResponseController(w)
 	rc.SetReadDeadline(time.Time{}) // a stream outlives ReadTimeout; see serveSync
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("X-Accel-Buffering", "no")
+	setEventHeaders()
 	w.WriteHeader(http.StatusOK)
-	if r.Method == http.MethodHead {
-		return
-	}
 	var buf bytes.Buffer
 	send := func() error {
 		// A reader that takes nothing for this long is cut off; the

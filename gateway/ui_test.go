@@ -203,6 +203,11 @@ func TestE2E_EventStream(t *testing.T) {
 	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/event-stream" {
 		t.Fatalf("%d %q", resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
+	if h, err := s.hs.Client().Head(s.hs.URL + "/ui/events"); err != nil || h.StatusCode != 200 || h.Header.Get("Content-Type") != "text/event-stream" {
+		t.Fatalf("HEAD: %v %v", h, err)
+	} else {
+		h.Body.Close()
+	}
 	events := readSSE(bufio.NewReader(resp.Body))
 	next := func() sseEvent {
 		t.Helper()
