@@ -5,9 +5,12 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -291,5 +294,87 @@ func TestE2E_EventStreamTokens(t *testing.T) {
 		}
 		cancel()
 		resp.Body.Close()
+	}
+}
+
+// stuckWriter is a ResponseWriter whose writes after the first wait until
+// release is closed: a browser that stopped reading.
+type stuckWriter struct {
+	h       http.Header
+	release chan struct{}
+	mu      sync.Mutex
+	buf     strings.Builder
+	writes  int
+}
+
+func (w *stuckWriter) Header() http.Header { return w.h }
+func (w *stuckWriter) WriteHeader(int)     {}
+func (w *stuckWriter) Flush()              {}
+func (w *stuckWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	first := w.writes == 0
+	w.writes++
+	w.mu.Unlock()
+	if !first {
+		<-w.release
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.Write(p)
+}
+
+func (w *stuckWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String()
+}
+
+// TestGateway_EventsSlowReader: a stream whose reader stopped holds up
+// neither the hub nor another stream; when it reads again it is told to
+// resync.
+func TestGateway_EventsSlowReader(t *testing.T) {
+	hub, err := NewEvents(EventsConfig{Endpoint: "inproc://nobody-" + rand.Text(), Buffer: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hub.Close()
+	g := newGateway(t, &fakeBackend{}, Config{Events: hub})
+	sw := &stuckWriter{h: http.Header{}, release: make(chan struct{})}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		g.ServeHTTP(sw, httptest.NewRequest(http.MethodGet, "/ui/events", nil).WithContext(ctx))
+	}()
+	eventually(t, "the stuck stream subscribed", func() bool { return hub.Listeners() == 1 })
+	other, stop, err := hub.Subscribe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	const n = 1000
+	start := time.Now()
+	got := 0
+	for i := range n {
+		hub.publish(protocol.Event{Event: protocol.EventQueued, Job: fmt.Sprint(i)})
+		for len(other.C) > 0 {
+			<-other.C
+			got++
+		}
+	}
+	if elapsed := time.Since(start); elapsed > 5*time.Second {
+		t.Errorf("publishing %d events took %v with a stuck reader", n, elapsed)
+	}
+	if got != n {
+		t.Errorf("the other listener got %d of %d events", got, n)
+	}
+	close(sw.release)
+	eventually(t, "the stuck stream told to resync", func() bool { return strings.Contains(sw.String(), "event: resync\n") })
+	cancel()
+	<-served
+	out := sw.String()
+	if !strings.HasPrefix(out, "retry: 2000\nevent: ready\n") || strings.Count(out, "event: queued\n") >= n {
+		t.Errorf("stream %d bytes, %d queued events: %.300q", len(out), strings.Count(out, "event: queued\n"), out)
 	}
 }
