@@ -2,11 +2,10 @@ package gateway
 
 import (
 	"bytes"
-	"embed"
+	_ "embed" // the page's files
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"net/http"
 	"time"
 
@@ -17,8 +16,17 @@ import (
 // build step. It reads the JSON routes with the token the user typed and
 // follows /ui/events, applying events to what it fetched.
 
-//go:embed ui
-var uiFiles embed.FS
+// The page's files, embedded at build time (a missing one fails the build).
+var (
+	//go:embed ui/index.html
+	uiIndex []byte
+	//go:embed ui/app.js
+	uiScript []byte
+	//go:embed ui/app.css
+	uiStyle []byte
+	//go:embed ui/favicon.svg
+	uiIcon []byte
+)
 
 // uiAsset is one embedded file of the page.
 type uiAsset struct {
@@ -27,24 +35,19 @@ type uiAsset struct {
 	etag  string
 }
 
-// uiAssets maps paths to the page's files: / and /ui/ are the page.
-var uiAssets = func() map[string]uiAsset {
-	read := func(name, ctype string) uiAsset {
-		b, err := fs.ReadFile(uiFiles, "ui/"+name)
-		if err != nil {
-			panic(err) // embedded at build time: cannot happen
-		}
-		return uiAsset{body: b, ctype: ctype, etag: fmt.Sprintf(`"%x"`, fnv(b))}
-	}
-	page := read("index.html", "text/html; charset=utf-8")
-	return map[string]uiAsset{
-		"/":               page,
-		"/ui/":            page,
-		"/ui/app.js":      read("app.js", "text/javascript; charset=utf-8"),
-		"/ui/app.css":     read("app.css", "text/css; charset=utf-8"),
-		"/ui/favicon.svg": read("favicon.svg", "image/svg+xml"),
-	}
-}()
+func newAsset(body []byte, ctype string) uiAsset {
+	return uiAsset{body: body, ctype: ctype, etag: fmt.Sprintf(`"%x"`, fnv(body))}
+}
+
+// uiAssets maps paths to the page's files (never changed): / and /ui/ are
+// the page.
+var uiAssets = map[string]uiAsset{
+	"/":               newAsset(uiIndex, "text/html; charset=utf-8"),
+	"/ui/":            newAsset(uiIndex, "text/html; charset=utf-8"),
+	"/ui/app.js":      newAsset(uiScript, "text/javascript; charset=utf-8"),
+	"/ui/app.css":     newAsset(uiStyle, "text/css; charset=utf-8"),
+	"/ui/favicon.svg": newAsset(uiIcon, "image/svg+xml"),
+}
 
 // fnv is the 64-bit FNV-1a hash of b, for ETags.
 func fnv(b []byte) uint64 {
