@@ -295,6 +295,14 @@ func TestBrowser_Page(t *testing.T) {
 		t.Errorf("notice %q", notice)
 	}
 	b.screenshot(t, "cancelled.png")
+
+	// Retry from the finished list: the job runs again under its ID.
+	b.do(t, "click retry", chromedp.Click(chromedp.CSS(fmt.Sprintf(`#jobs tr[data-job="%s"] button[data-action="retry"]`, id))))
+	b.waitFor(t, "the retried job running again",
+		fmt.Sprintf(`document.querySelector('#active tr[data-job="%s"]')`, id), waitLong)
+	if info, err := s.back.Job(context.Background(), id); err != nil || info.State == protocol.JobFailed {
+		t.Fatalf("job after retry: %+v %v", info, err)
+	}
 }
 
 // xssPayload would change the title and set a global if the page ran it.
