@@ -103,7 +103,9 @@ func (g *Gateway) authorize(w http.ResponseWriter, r *http.Request, c *caller, k
 		ok = arg == protocol.ServerServices || c.admin()
 	case routeJob:
 		ok = r.Method != http.MethodDelete || c.admin()
-	case routeRetry, routeMetrics:
+	case routeRetry, routeMetrics, routeEvents:
+		// Events name every job, service and worker: the introspection
+		// of admins, as SERVER-ACTIVE; so do the metrics.
 		ok = c.admin()
 	default: // routeUnknownService: a valid token learns what the docs say
 		ok = true

@@ -30,6 +30,8 @@
 //	GET /jobs/{id}[?wait=30s]      the job's state, optionally after waiting for its end
 //	GET /healthz                   200 when the broker answers and its journal works, 503 otherwise
 //	GET /metrics                   Prometheus metrics (Config.Metrics; admin tokens only)
+//	GET /, /ui/                    the live web page (ui.go, docs/UI.md): embedded files, no token needed
+//	GET /ui/events                 the broker's job events as Server-Sent Events (Config.Events, events.go)
 //
 // Parameters come from the query string and from a form or JSON object
 // body; any other body is the job's input. Errors are JSON

@@ -58,6 +58,13 @@ func newStackBackend(t *testing.T, cfg Config, pcfg BrokerConfig) *stack {
 // none).
 func newStackStore(t *testing.T, cfg Config, pcfg BrokerConfig, st store.Store) *stack {
 	t.Helper()
+	return newStackBroker(t, cfg, pcfg, st, broker.Config{Heartbeat: 100 * time.Millisecond, Liveness: 20})
+}
+
+// newStackBroker is newStackStore with the broker's settings. The gateway
+// relays events to the page (Config.Events) unless cfg has a hub already.
+func newStackBroker(t *testing.T, cfg Config, pcfg BrokerConfig, st store.Store, bcfg broker.Config) *stack {
+	t.Helper()
 	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel)
 	name := rand.Text() // unique per test, across -count runs
 	clients, events := "inproc://gw-clients-"+name, "inproc://gw-events-"+name
@@ -66,7 +73,7 @@ func newStackStore(t *testing.T, cfg Config, pcfg BrokerConfig, st store.Store) 
 		WorkerBind:   "tcp://127.0.0.1:*",
 		ClientInproc: clients,
 		EventsInproc: events,
-		Broker:       broker.Config{Heartbeat: 100 * time.Millisecond, Liveness: 20},
+		Broker:       bcfg,
 		Logger:       log,
 		Store:        st,
 		CommitDelay:  -1,
@@ -83,6 +90,12 @@ func newStackStore(t *testing.T, cfg Config, pcfg BrokerConfig, st store.Store) 
 		t.Fatal(err)
 	}
 	cfg.Backend, cfg.Logger = back, log
+	if cfg.Events == nil {
+		if cfg.Events, err = NewEvents(EventsConfig{Endpoint: events, Logger: log}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cfg.Events.Close() })
+	}
 	gw, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -114,6 +114,10 @@ type Config struct {
 	// when its ctx ends, before it closes their connections
 	// (DefaultShutdownTimeout).
 	ShutdownTimeout time.Duration
+	// Events relays the broker's job events to the web page's streams
+	// (/ui/events). Nil: the page updates by polling. Serve does not close
+	// it.
+	Events *Events
 	// Logger receives the gateway's logs, one debug line per request
 	// (default: none).
 	Logger zerolog.Logger
@@ -258,6 +262,8 @@ const (
 	routeRetry
 	routeHealth
 	routeMetrics
+	routeUI     // the web page's files (ui.go)
+	routeEvents // /ui/events, the page's event stream
 )
 
 // route says what a path is. arg is the service name, the SERVER- name or
@@ -268,6 +274,11 @@ func route(path string) (kind routeKind, arg string) {
 		return routeHealth, ""
 	case path == "/metrics":
 		return routeMetrics, ""
+	case path == "/ui/events":
+		return routeEvents, ""
+	case path == "/" || strings.HasPrefix(path, "/ui/"):
+		// A name with a slash is no service, so /ui/ takes no name away.
+		return routeUI, ""
 	case strings.HasPrefix(path, "/jobs/"):
 		id := path[len("/jobs/"):]
 		if base, ok := strings.CutSuffix(id, "/retry"); ok && base != "" && !strings.Contains(base, "/") {
@@ -302,7 +313,7 @@ func (k routeKind) allow() string {
 	switch k {
 	case routeAsync, routeSync, routeUnknownService:
 		return allowJob
-	case routeServer, routeHealth, routeMetrics:
+	case routeServer, routeHealth, routeMetrics, routeUI, routeEvents:
 		return allowQuery
 	case routeJob:
 		return allowJobID
@@ -350,7 +361,7 @@ func (g *Gateway) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	g.cors.apply(w.Header(), r)
 	if kind == routeNotFound {
 		writeError(w, http.StatusNotFound, codeNotFound, "no such path: "+r.URL.Path+
-			" (try /NAME, /SYNC-NAME, /jobs/ID, /SERVER-WORKERS, /SERVER-JOBS, /SERVER-ACTIVE, /SERVER-QUEUE, /SERVER-SERVICES, /healthz)")
+			" (try /NAME, /SYNC-NAME, /jobs/ID, /SERVER-WORKERS, /SERVER-JOBS, /SERVER-ACTIVE, /SERVER-QUEUE, /SERVER-SERVICES, /healthz, or the page at /)")
 		return
 	}
 	if r.Method == http.MethodOptions {
@@ -374,8 +385,9 @@ func (g *Gateway) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	// Preflights (above) carry no credentials, and /healthz is for probes.
-	if kind != routeHealth {
+	// Preflights (above) carry no credentials, /healthz is for probes, and
+	// the page's files hold no data (a browser sends no token to load it).
+	if kind != routeHealth && kind != routeUI {
 		var ok bool
 		if c, ok = g.authenticate(w, r); !ok || !g.authorize(w, r, c, kind, arg) {
 			return
@@ -402,6 +414,10 @@ func (g *Gateway) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		g.serveHealth(w, r)
 	case routeMetrics:
 		g.serveMetrics(w, r)
+	case routeUI:
+		g.serveUI(w, r)
+	case routeEvents:
+		g.serveEvents(w, r)
 	}
 }
 

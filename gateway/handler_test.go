@@ -260,7 +260,7 @@ func TestGateway_NotFound(t *testing.T) {
 	if _, _, after := fb.last(); after != before {
 		t.Errorf("backend asked about reserved names")
 	}
-	for _, target := range []string{"/", "/a/b", "/jobs/", "/jobs/a/b", "/jobs/" + strings.Repeat("x", 200)} {
+	for _, target := range []string{"/a/b", "/jobs/", "/jobs/a/b", "/jobs/" + strings.Repeat("x", 200), "/ui/nope"} {
 		wantError(t, serve(g, http.MethodGet, target, nil), http.StatusNotFound, codeNotFound)
 	}
 	e := wantError(t, serve(g, http.MethodGet, "/jobs/01NOPE", nil), http.StatusNotFound, protocol.CodeNotFound)

@@ -79,6 +79,7 @@ func (g *Gateway) servePage(w http.ResponseWriter, r *http.Request, service stri
 func writeRaw(w http.ResponseWriter, body []byte) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(http.StatusOK)
 	w.Write(body)
 	w.Write([]byte("\n"))

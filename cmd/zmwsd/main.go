@@ -206,7 +206,14 @@ func run(ctx context.Context, cli CLI, logw io.Writer, ready func(srv *server.Se
 			return err
 		}
 		defer backend.Close()
-		gw, err = gateway.New(gateway.Config{Backend: backend, MaxBody: cli.HTTPMaxBody, CORS: cli.HTTPCORS,
+		// The page's event streams share one subscription to the inproc
+		// events endpoint, which the broker trusts (no CURVE in-process).
+		events, err := gateway.NewEvents(gateway.EventsConfig{Endpoint: inproc[1], Logger: log})
+		if err != nil {
+			return err
+		}
+		defer events.Close()
+		gw, err = gateway.New(gateway.Config{Backend: backend, Events: events, MaxBody: cli.HTTPMaxBody, CORS: cli.HTTPCORS,
 			Hosts: cli.HTTPHost, Tokens: tokens, TLS: certs, Logger: log, Metrics: scrape, Registry: reg})
 		if err != nil {
 			return fmt.Errorf("--http-cors or --http-host: %w", err)
