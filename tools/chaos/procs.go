@@ -145,19 +145,20 @@ func freeEndpoint() (string, error) {
 	return "tcp://" + l.Addr().String(), nil
 }
 
-// build compiles zmwsd and zmws-run into dir, from the module the working
-// directory belongs to.
+// build compiles zmwsd and zmws-run into dir, from the zmws module as the go
+// command resolves it from the working directory: the repository root, or
+// tools/ (whose go.mod replaces github.com/zmws/zmws with ../).
 func build(dir string) error {
-	out, err := exec.Command("go", "env", "GOMOD").Output()
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/zmws/zmws").Output()
 	if err != nil {
-		return fmt.Errorf("go env GOMOD: %w", err)
+		return fmt.Errorf("go list -m github.com/zmws/zmws: %w (run from the repository, or give --bin-dir)", err)
 	}
-	mod := strings.TrimSpace(string(out))
-	if mod == "" || mod == os.DevNull {
-		return errors.New("not inside the zmws module: run from the repository, or give --bin-dir")
+	root := strings.TrimSpace(string(out))
+	if root == "" {
+		return errors.New("no source folder for github.com/zmws/zmws: run from the repository, or give --bin-dir")
 	}
 	cmd := exec.Command("go", "build", "-o", dir+string(os.PathSeparator), "./cmd/zmwsd", "./cmd/zmws-run")
-	cmd.Dir = filepath.Dir(mod)
+	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("go build: %w\n%s", err, out)
 	}

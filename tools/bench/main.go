@@ -1,7 +1,7 @@
 // Command bench is zmws' benchmark harness (run by scripts/bench). It
 // measures, in one run, each case as the median [min..max] of several runs
 // after one unmeasured warm-up, and prints RUN and SUMMARY lines in the
-// format of the anchor harness in ../shared/bench, so zmws and gearman,
+// format of the anchor harness in tools/anchors, so zmws and gearman,
 // bare exec and raw ZeroMQ line up:
 //
 //	bench run -bin DIR -tmp DIR [-runs 5] [-quick] [-only broker,zmwsd,peers,exec,brokercpu,http,scale]

@@ -7,7 +7,7 @@ import (
 )
 
 // The helpers below print the same RUN and SUMMARY lines as the anchor
-// harness in ../shared/bench (internal/stats there), so zmws lines and
+// harness in tools/anchors (anchors/internal/stats), so zmws lines and
 // anchor lines can be read and parsed side by side.
 
 // pct returns the p-th percentile (0..100) of d (nearest rank); d is sorted in place.
