@@ -118,9 +118,10 @@ func (s *Server) workersGone() {
 	now := time.Now()
 	s.log.Debug().Int("closed", closed).Msg("worker connections closed: checking every worker")
 	if now.Sub(s.lastCheck) < minCheckGap {
-		if s.recheckAt.IsZero() || s.recheckAt.After(s.lastCheck.Add(minCheckGap)) {
-			s.recheckIn, s.recheckAt = 0, s.lastCheck.Add(minCheckGap)
-		}
+		// The next check, a recheck's included, waits for the gap's end:
+		// rechecks at 1 ms and 10 ms would otherwise make three checks
+		// per gap while the closes go on.
+		s.recheckIn, s.recheckAt = 0, s.lastCheck.Add(minCheckGap)
 		return
 	}
 	s.recheckIn = 0
