@@ -74,8 +74,8 @@ func startWorker(t *testing.T, endpoint, service string, h worker.HandlerFunc) (
 	return stop
 }
 
-// TestCLI_RunNoWorkerSaysSoAndTimesOut: issue 11's `zmws run` that waited
-// silently forever on a known service with no live worker: it says so on
+// TestCLI_RunNoWorkerSaysSoAndTimesOut: `zmws run` once waited silently
+// forever on a known service with no live worker; now it says so on
 // stderr at once, and --timeout ends it with exit status 124.
 func TestCLI_RunNoWorkerSaysSoAndTimesOut(t *testing.T) {
 	srv, _ := startServer(t, "tcp://127.0.0.1:*", "tcp://127.0.0.1:*")
@@ -150,7 +150,7 @@ func brokerProcess(t *testing.T, cep, wep string) (boundC, boundW string, kill f
 	return boundC, boundW, kill
 }
 
-// TestCLI_RunEndsWhenTheBrokerDies: issue 11's `zmws run` that hung forever
+// TestCLI_RunEndsWhenTheBrokerDies: `zmws run` once hung forever
 // when the broker died (kill -9) during a sync job, even after the broker
 // was back. Now, after --liveness of silence it asks the broker about its
 // job: the restarted broker no longer knows it (sync jobs are not
