@@ -241,8 +241,8 @@ func BenchmarkQueue_Memory(b *testing.B) {
 
 // BenchmarkServerServices_60k: one page of SERVER-SERVICES (the default
 // 1000) from a broker that knows 60,000 services of 255-byte names sharing
-// a 250-byte prefix (the slowest names to compare): the worst case of
-// issue 11, where one unpaged reply was 25 MB.
+// a 250-byte prefix (the slowest names to compare): the worst case for
+// paging, which unpaged made one reply of 25 MB.
 func BenchmarkServerServices_60k(b *testing.B) {
 	br := broker.New(broker.Config{Heartbeat: time.Hour, MaxServices: 70_000})
 	now := time.Unix(1000, 0)

@@ -10,28 +10,14 @@
 // the job ID); Call asks for SYNC-NAME and waits for the worker's PARTIAL
 // and FINAL replies. Package protocol (and docs/PROTOCOL.md) has the frames.
 //
-//	c, err := client.New(client.Config{Broker: "tcp://127.0.0.1:5555"})
-//	if err != nil { ... }
-//	defer c.Close()
-//
-//	id, err := c.Submit(ctx, "STR-REV", client.Request{Params: map[string]string{"str": "Hello"}})
-//	if errors.Is(err, client.ErrUnknownService) { ... } // no worker ever offered it
-//
-//	res, err := c.Call(ctx, "STR-REV", client.Request{Input: []byte("Hello")},
-//		func(chunk []byte) error { _, err := os.Stdout.Write(chunk); return err })
-//	if err != nil { ... }          // transport, refusal or ctx: no result
-//	if res.Status == protocol.StatusFailed { ... } // the job ran and failed: res.ExitCode, res.Error
-//
-//	workers, err := c.Workers(ctx)
-//
-// SubmitMany submits many jobs with a window of them in flight, for bulk
-// loads (it is what `zmws submit --each-line` uses); outcomes come back in
-// order, matched to their requests by a reference the broker echoes:
-//
-//	err := c.SubmitMany(ctx, "STR-REV", seq, 0, func(s client.Submitted) error {
-//		if s.Err != nil { ... } // request s.Index was refused
-//		return nil
-//	})
+// The examples run against a broker and a worker in the same process:
+// ExampleClient_Call streams a synchronous job's output,
+// ExampleClient_Submit submits an asynchronous job and looks it up by ID,
+// ExampleClient_Submit_unknownService shows the refusal of a service no
+// worker ever offered. SubmitMany submits many jobs with a window of them
+// in flight, for bulk loads (it is what `zmws submit --each-line` uses);
+// outcomes come back in order, matched to their requests by a reference the
+// broker echoes (ExampleClient_SubmitMany).
 //
 // # Errors
 //
@@ -68,8 +54,10 @@
 // to the oldest request in flight for their service, which is right as long
 // as such a broker answers one service's requests in order.
 //
-// One goroutine owns the socket: requests are queued to it and woken by an
-// inproc pair, and it hands replies to their requests, so a slow reader of
+// One goroutine owns the socket: requests are queued to it (a caller that
+// queues one while the loop waits for the socket in the Go netpoller,
+// internal/zmqfd, interrupts that wait), and it hands replies to their
+// requests, so a slow reader of
 // one Call's output never stalls the others (a Call's undelivered output is
 // held for it, and bounded by the broker's --max-stream). Close ends every
 // request in flight with ErrClosed.

@@ -130,25 +130,13 @@ func runRevWorker(ctx context.Context, endpoint, service string, hb time.Duratio
 	return nil
 }
 
-// eventually polls cond until it holds or waitLong passes.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitLong)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, waitLong)
-		}
-		time.Sleep(10 * time.Millisecond) // polling a condition, not synchronising
-	}
-}
-
 func TestClient_AgainstServer(t *testing.T) {
 	srv := startServer(t)
 	startRevWorker(t, srv.WorkerEndpoint(), "STR-REV", 100*time.Millisecond)
 	c := newClient(t, srv.ClientEndpoint(), client.Config{})
 	ctx := context.Background()
 
-	eventually(t, "worker registered", func() bool {
+	zmqtest.Eventually(t, "worker registered", waitLong, func() bool {
 		st, err := c.ServiceStatus(ctx, "STR-REV")
 		if err != nil {
 			t.Fatalf("ServiceStatus: %v", err)
@@ -165,7 +153,7 @@ func TestClient_AgainstServer(t *testing.T) {
 		t.Fatalf("Submit = %q, %v", id, err)
 	}
 	var job protocol.JobInfo
-	eventually(t, "submitted job complete", func() bool {
+	zmqtest.Eventually(t, "submitted job complete", waitLong, func() bool {
 		job, err = c.Job(ctx, id)
 		if err != nil {
 			t.Fatalf("Job(%s): %v", id, err)
@@ -261,7 +249,7 @@ func TestClient_StoppedWorkersListedGone(t *testing.T) {
 	stopDying := run(func(ctx context.Context) error {
 		return runRevWorker(ctx, srv.WorkerEndpoint(), "DIES", 100*time.Millisecond)
 	})
-	eventually(t, "both workers registered", func() bool {
+	zmqtest.Eventually(t, "both workers registered", waitLong, func() bool {
 		ws, err := c.Workers(ctx)
 		return err == nil && len(ws) == 2
 	})
@@ -272,7 +260,7 @@ func TestClient_StoppedWorkersListedGone(t *testing.T) {
 		}
 	}
 	var all []protocol.WorkerInfo
-	eventually(t, "both workers gone", func() bool {
+	zmqtest.Eventually(t, "both workers gone", waitLong, func() bool {
 		all, err = c.WorkersWithGone(ctx)
 		if err != nil {
 			t.Fatalf("WorkersWithGone: %v", err)

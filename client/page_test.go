@@ -12,6 +12,7 @@ import (
 	zmq "github.com/pebbe/zmq4"
 
 	"github.com/zmws/zmws/client"
+	"github.com/zmws/zmws/internal/zmqtest"
 	"github.com/zmws/zmws/protocol"
 )
 
@@ -116,7 +117,7 @@ func TestClient_PagesAgainstServer(t *testing.T) {
 	names = append(names, "STR-REV")
 	c := newClient(t, srv.ClientEndpoint(), client.Config{})
 	ctx := context.Background()
-	eventually(t, "services known", func() bool {
+	zmqtest.Eventually(t, "services known", waitLong, func() bool {
 		all, err := c.Services(ctx)
 		return err == nil && len(all) == len(names)
 	})

@@ -69,14 +69,10 @@ func TestSubmitMany_MatchesRepliesInOrder(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	// The service must be known before the first submission.
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		if ss, err := c.Services(ctx); err == nil && len(ss) == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("service Q never became known")
-		}
-	}
+	zmqtest.Eventually(t, "service Q known", 5*time.Second, func() bool {
+		ss, err := c.Services(ctx)
+		return err == nil && len(ss) == 1
+	})
 
 	const n = 400
 	var got []client.Submitted

@@ -11,6 +11,7 @@ import (
 	zmq "github.com/pebbe/zmq4"
 
 	"github.com/zmws/zmws/curve"
+	"github.com/zmws/zmws/internal/zmqtest"
 )
 
 func TestGenerate_WritesCheckedFilesAndRefusesToOverwrite(t *testing.T) {
@@ -200,13 +201,7 @@ func TestWatch_CloseNeverStallsLibzmq(t *testing.T) {
 	if err := failing.Connect(ep); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for w.Err() == nil {
-		if time.Now().After(deadline) {
-			t.Fatal("the wrong key's handshake never failed")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	zmqtest.Eventually(t, "the wrong key's handshake failed", 5*time.Second, func() bool { return w.Err() != nil })
 	w.Close()
 	time.Sleep(100 * time.Millisecond) // the failing socket goes on failing, every 5 ms
 

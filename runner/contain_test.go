@@ -44,7 +44,7 @@ func sleepMark() string {
 // started.
 func TestContain_Outcome(t *testing.T) {
 	needContain(t)
-	env := map[string]string{childEnv: "1", "GORACE": "atexit_sleep_ms=0"}
+	env := childVars()
 	h := containedHandler(t, Spec{Service: "ECHO", Command: Command{Args: []string{testExe(t), "echo"}}, Env: env})
 	res, err := h.ServeJob(context.Background(), job(nil, "hello"))
 	if err != nil || string(res) != "hello" {

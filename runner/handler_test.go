@@ -17,6 +17,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/zmws/zmws/internal/zmqtest"
 	"github.com/zmws/zmws/worker"
 )
 
@@ -36,8 +37,7 @@ func testExe(t *testing.T) string {
 func childHandler(t *testing.T, s Spec, mode string, args ...string) *Handler {
 	t.Helper()
 	s.Command = Command{Args: append([]string{testExe(t), mode}, args...)}
-	// GORACE: a -race child would otherwise sleep a second before exiting.
-	env := map[string]string{childEnv: "1", "GORACE": "atexit_sleep_ms=0"}
+	env := childVars()
 	for k, v := range s.Env {
 		env[k] = v
 	}
@@ -88,21 +88,14 @@ func gone(pid int) bool {
 
 func waitGone(t *testing.T, pids ...int) {
 	t.Helper()
-	for deadline := time.Now().Add(wait); ; {
-		alive := 0
+	zmqtest.Eventually(t, fmt.Sprintf("processes %v gone", pids), wait, func() bool {
 		for _, p := range pids {
 			if !gone(p) {
-				alive = p
+				return false
 			}
 		}
-		if alive == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("process %d outlived its job", alive)
-		}
-		time.Sleep(10 * time.Millisecond) // polling a condition with a deadline
-	}
+		return true
+	})
 }
 
 func exitCode(t *testing.T, err error) int {
@@ -222,7 +215,7 @@ func TestHandler_NoChildOutlivesExit(t *testing.T) {
 	}
 	h := newTestHandler(t, mustNew(t, Spec{
 		Command: Command{Args: []string{"sh", "-c", shellQuote(testExe(t)) + " ignoreterm & echo $!"}},
-		Env:     map[string]string{childEnv: "1"},
+		Env:     childVars(),
 	}))
 	res, err := h.ServeJob(context.Background(), job(nil))
 	if err != nil {
@@ -500,7 +493,7 @@ func TestHandler_OnSpawn(t *testing.T) {
 	var mu sync.Mutex
 	var got []time.Duration
 	tm := mustNew(t, Spec{Service: "SPAWN", Command: Command{Args: []string{testExe(t), "echo"}},
-		Env: map[string]string{childEnv: "1", "GORACE": "atexit_sleep_ms=0"}})
+		Env: childVars()})
 	h := NewHandler(tm, Config{Logger: zerolog.New(zerolog.NewTestWriter(t)), OnSpawn: func(service string, d time.Duration) {
 		mu.Lock()
 		defer mu.Unlock()

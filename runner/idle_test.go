@@ -12,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/zmws/zmws/internal/syncbuf"
+	"github.com/zmws/zmws/internal/zmqtest"
 	"github.com/zmws/zmws/worker"
 )
 
@@ -23,7 +24,7 @@ func childIdle(t *testing.T, s Spec, d Defaults, mode string, args ...string) (*
 	if s.Timeout == 0 {
 		s.Timeout = Duration(wait)
 	}
-	env := map[string]string{childEnv: "1", "GORACE": "atexit_sleep_ms=0"}
+	env := childVars()
 	for k, v := range d.Env {
 		env[k] = v
 	}
@@ -133,16 +134,13 @@ func TestIdle_StoppedWhenAJobStarts(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- i.Run(ctx) }()
 	var pid, gpid int
-	for deadline := time.Now().Add(wait); ; time.Sleep(10 * time.Millisecond) { // polling the log with a deadline
-		if l := find(logLines(t, logs), "command stdout"); len(l) > 0 {
-			if _, err := fmt.Sscan(l[0]["stdout"].(string), &pid, &gpid); err != nil {
-				t.Fatal(err)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the idle command printed no pids")
-		}
+	var printed []map[string]any
+	zmqtest.Eventually(t, "the idle command's pids in the log", wait, func() bool {
+		printed = find(logLines(t, logs), "command stdout")
+		return len(printed) > 0
+	})
+	if _, err := fmt.Sscan(printed[0]["stdout"].(string), &pid, &gpid); err != nil {
+		t.Fatal(err)
 	}
 	cancel(worker.ErrJobStarted)
 	select {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/zmws/zmws/client"
 	"github.com/zmws/zmws/internal/testbroker"
+	"github.com/zmws/zmws/internal/zmqtest"
 	"github.com/zmws/zmws/protocol"
 	"github.com/zmws/zmws/server"
 	"github.com/zmws/zmws/worker"
@@ -43,15 +44,10 @@ func serveTemplate(t *testing.T, srv *server.Server, c *client.Client, tm *Templ
 	})
 	qctx, stop := context.WithTimeout(context.Background(), wait)
 	defer stop()
-	for {
-		if st, err := c.ServiceStatus(qctx, tm.Service()); err == nil && st == "200" {
-			return
-		}
-		if qctx.Err() != nil {
-			t.Fatalf("%s never registered", tm.Service())
-		}
-		time.Sleep(10 * time.Millisecond) // polling a condition with a deadline
-	}
+	zmqtest.Eventually(t, tm.Service()+" registered", wait, func() bool {
+		st, err := c.ServiceStatus(qctx, tm.Service())
+		return err == nil && st == "200"
+	})
 }
 
 // zmws-run --service STR-REV -- rev, reached through a real broker.

@@ -24,6 +24,19 @@ const childEnv = "RUNNER_TEST_CHILD"
 // handler whose spares are "pidhang DIR" children, for a test to kill.
 const hostEnv = "RUNNER_TEST_HOST"
 
+// childVars is the environment a test template gives its child command:
+// childEnv; GORACE, since a -race child would otherwise sleep a second
+// before exiting; and under go test -cover the test's GOCOVERDIR, since
+// the runner passes none of its own environment on and an instrumented
+// child without one warns on stderr, which the tests read.
+func childVars() map[string]string {
+	env := map[string]string{childEnv: "1", "GORACE": "atexit_sleep_ms=0"}
+	if dir := os.Getenv("GOCOVERDIR"); dir != "" {
+		env["GOCOVERDIR"] = dir
+	}
+	return env
+}
+
 func TestMain(m *testing.M) {
 	if IsInit() {
 		Init()
@@ -41,7 +54,7 @@ func TestMain(m *testing.M) {
 func host(dir string) int {
 	tm, err := New(Spec{Service: "HOST", Prestart: true,
 		Command: Command{Args: []string{os.Args[0], "pidhang", dir}},
-		Env:     map[string]string{childEnv: "1", "GORACE": "atexit_sleep_ms=0"}}, Defaults{})
+		Env:     childVars()}, Defaults{})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

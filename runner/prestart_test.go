@@ -19,6 +19,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/zmws/zmws/internal/syncbuf"
+	"github.com/zmws/zmws/internal/zmqtest"
 )
 
 // syncBuffer is a log destination tests read while others write.
@@ -31,7 +32,7 @@ func prestartHandler(t *testing.T, s Spec, mode string, args ...string) (*Handle
 	t.Helper()
 	s.Prestart = true
 	s.Command = Command{Args: append([]string{testExe(t), mode}, args...)}
-	env := map[string]string{childEnv: "1", "GORACE": "atexit_sleep_ms=0"}
+	env := childVars()
 	for k, v := range s.Env {
 		env[k] = v
 	}
@@ -70,18 +71,18 @@ func pids(t *testing.T, dir string) (started, ran map[int]bool) {
 // dir, and returns it.
 func waitStarted(t *testing.T, dir string, known map[int]bool) int {
 	t.Helper()
-	for deadline := time.Now().Add(wait); ; {
+	var pid int
+	zmqtest.Eventually(t, fmt.Sprintf("a new process started (known: %v)", known), wait, func() bool {
 		started, _ := pids(t, dir)
-		for pid := range started {
-			if !known[pid] {
-				return pid
+		for p := range started {
+			if !known[p] {
+				pid = p
+				return true
 			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no new process started (known: %v)", known)
-		}
-		time.Sleep(5 * time.Millisecond) // polling a condition with a deadline
-	}
+		return false
+	})
+	return pid
 }
 
 // outputPid splits pidecho's output into the PID and the rest.
@@ -157,25 +158,19 @@ func TestPrestart_SpareExitedEarly(t *testing.T) {
 	spare := waitStarted(t, dir, nil)
 	// Gone from /proc's view is not enough: a Go program's main thread is
 	// a zombie while its other threads still end. Wait for exec's wait.
-	for deadline := time.Now().Add(wait); ; {
+	zmqtest.Eventually(t, "the spare exited, as exec's wait saw", wait, func() bool {
 		h.mu.Lock()
-		ok := len(h.spares) == 1 && h.spares[0].pid == spare && func() bool {
-			select {
-			case <-h.spares[0].exited:
-				return true
-			default:
-				return false
-			}
-		}()
-		h.mu.Unlock()
-		if ok {
-			break
+		defer h.mu.Unlock()
+		if len(h.spares) != 1 || h.spares[0].pid != spare {
+			return false
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("the spare did not exit")
+		select {
+		case <-h.spares[0].exited:
+			return true
+		default:
+			return false
 		}
-		time.Sleep(5 * time.Millisecond) // polling a condition with a deadline
-	}
+	})
 	res, err := h.ServeJob(context.Background(), job(nil, "input\n"))
 	if err != nil {
 		t.Fatal(err)
@@ -256,18 +251,11 @@ func TestPrestart_Timeout(t *testing.T) {
 // waitSpare waits until h has a spare in its pool.
 func waitSpare(t *testing.T, h *Handler) {
 	t.Helper()
-	for deadline := time.Now().Add(wait); ; {
+	zmqtest.Eventually(t, "a spare in the pool", wait, func() bool {
 		h.mu.Lock()
-		n := len(h.spares)
-		h.mu.Unlock()
-		if n > 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("no spare started")
-		}
-		time.Sleep(5 * time.Millisecond) // polling a condition with a deadline
-	}
+		defer h.mu.Unlock()
+		return len(h.spares) > 0
+	})
 }
 
 // A prestarted command sees ZMWS_SERVICE but none of the job's variables.
@@ -329,14 +317,13 @@ func TestPrestart_SpareDiesWithHost(t *testing.T) {
 		t.Fatal(err)
 	}
 	host.Wait()
-	for deadline := time.Now().Add(wait); ; time.Sleep(5 * time.Millisecond) { // polling with a deadline
+	t.Cleanup(func() {
+		if t.Failed() {
+			syscall.Kill(spare, syscall.SIGKILL) // it outlived its host
+		}
+	})
+	zmqtest.Eventually(t, fmt.Sprintf("spare %d gone with its host", spare), wait, func() bool {
 		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", spare))
-		if err != nil || bytes.Contains(b, []byte(") Z")) {
-			break
-		}
-		if time.Now().After(deadline) {
-			syscall.Kill(spare, syscall.SIGKILL)
-			t.Fatalf("spare %d outlived its host", spare)
-		}
-	}
+		return err != nil || bytes.Contains(b, []byte(") Z"))
+	})
 }

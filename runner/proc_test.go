@@ -8,6 +8,8 @@ import (
 	"runtime"
 	"testing"
 	"time"
+
+	"github.com/zmws/zmws/internal/zmqtest"
 )
 
 // Input that fits in the pipe is written at once, without a goroutine;
@@ -79,12 +81,7 @@ func TestChildExited(t *testing.T) {
 	if err := quick.Start(); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(wait); !childExited(quick.Process.Pid); {
-		if time.Now().After(deadline) {
-			t.Fatal("the child's exit was not seen")
-		}
-		time.Sleep(5 * time.Millisecond) // polling a condition with a deadline
-	}
+	zmqtest.Eventually(t, "the child's exit seen", wait, func() bool { return childExited(quick.Process.Pid) })
 	if err := quick.Wait(); quick.ProcessState == nil || quick.ProcessState.ExitCode() != 3 {
 		t.Errorf("wait after the peek: %v; want exit status 3", err)
 	}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/zmws/zmws/client"
 	"github.com/zmws/zmws/config"
+	"github.com/zmws/zmws/internal/zmqtest"
 	"github.com/zmws/zmws/protocol"
 )
 
@@ -508,14 +509,14 @@ command = ["sh", "-c", "sleep 1; echo done"]
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "the job to run", func() bool {
+	zmqtest.Eventually(t, "the job to run", 10*time.Second, func() bool {
 		j, err := c.Job(ctx, id)
 		return err == nil && j.State == "active"
 	})
 	worker := pids(rows)["slow"]
 	syscall.Kill(worker, syscall.SIGKILL)
 	var j protocol.JobInfo
-	waitFor(t, 20*time.Second, "the job to complete", func() bool {
+	zmqtest.Eventually(t, "the job to complete", 20*time.Second, func() bool {
 		j, err = c.Job(ctx, id)
 		return err == nil && j.State == "complete"
 	})
@@ -568,17 +569,6 @@ func call(t *testing.T, c *client.Client, input string) string {
 func runs(pid int) bool {
 	st, err := readStat(pid)
 	return err == nil && st.State != 'Z' && st.State != 'X'
-}
-
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("waited %v for %s", d, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 func TestReadStat_OddCommandName(t *testing.T) {

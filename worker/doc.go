@@ -6,17 +6,10 @@
 // without the empty delimiter frame) and the code that does the work:
 // runner.Handler for command lines, or any Go function.
 //
-//	w, err := worker.New(worker.Config{
-//		Brokers: []string{"tcp://127.0.0.1:5556", "tcp://backup:5556"},
-//		Service: "STR-REV",
-//		Handler: worker.HandlerFunc(func(ctx context.Context, j *worker.Job) ([]byte, error) {
-//			fmt.Fprintf(j, "working on %s\n", j.ID) // a PARTIAL, streamed to SYNC callers
-//			return reverse(j.Params["str"]), nil    // the FINAL, status complete
-//		}),
-//		Concurrency: 4,
-//	})
-//	if err != nil { ... }
-//	err = w.Run(ctx) // until ctx is cancelled
+// The package's Example is a complete STR-REV worker, run against a broker
+// in the same process: New with a Config (the broker endpoints, the
+// service, a Handler), then Run until ctx is cancelled. ExampleExitError
+// shows a job failing with an exit code.
 //
 // # Slots, machine and loop
 //
@@ -35,7 +28,8 @@
 // are not thread-safe): it reads the clock once a turn, feeds the machine,
 // does what it asks, and waits for the DEALER in the Go netpoller
 // (internal/zmqfd: its ZMQ_FD, then ZMQ_EVENTS) until the machine's next
-// deadline; without a socket, on a timer. It waits in no other way.
+// deadline, and at most a second; without a socket, on a timer. It waits
+// in no other way.
 //
 // The handler runs on a goroutine of its own. Its partial writes go into a
 // bounded queue (64 chunks) and its result into the running record; either

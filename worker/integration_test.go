@@ -30,20 +30,17 @@ func startServer(t *testing.T, clientEP, workerEP string, heartbeat time.Duratio
 		srv *server.Server
 		err error
 	)
-	for deadline := time.Now().Add(wait); ; {
+	zmqtest.Eventually(t, "server.New binding "+clientEP+" and "+workerEP, wait, func() bool {
 		srv, err = server.New(server.Config{
 			ClientBind: clientEP, WorkerBind: workerEP,
 			Broker: broker.Config{Heartbeat: heartbeat, Liveness: 3},
 			Logger: zerolog.New(zerolog.NewTestWriter(t)).With().Str("side", "server").Logger(),
 		})
-		if err == nil {
-			break
+		if err != nil {
+			t.Logf("server.New: %v (retrying)", err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("server.New: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond) // retry interval, not synchronisation
-	}
+		return err == nil
+	})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Run(ctx) }()
@@ -111,22 +108,18 @@ func call(t *testing.T, clientEP, service string, params map[string]string) (pro
 // waitIdleWorker polls SERVER-WORKERS until an idle worker offers service.
 func waitIdleWorker(t *testing.T, clientEP, service string) {
 	t.Helper()
-	deadline := time.Now().Add(wait)
-	for {
+	zmqtest.Eventually(t, "an idle "+service+" worker in SERVER-WORKERS", wait, func() bool {
 		meta, _, out := call(t, clientEP, protocol.ServerWorkers, nil)
 		var ws []protocol.WorkerInfo
 		if meta.Status == protocol.StatusComplete && len(out) == 1 && json.Unmarshal([]byte(out[0]), &ws) == nil {
 			for _, w := range ws {
 				if w.Service == service && w.State == "idle" && w.Zmws {
-					return
+					return true
 				}
 			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no idle %s worker within %v: %+v %q", service, wait, meta, out)
-		}
-		time.Sleep(20 * time.Millisecond) // polling interval
-	}
+		return false
+	})
 }
 
 var upper = worker.HandlerFunc(func(ctx context.Context, j *worker.Job) ([]byte, error) {

@@ -281,6 +281,7 @@ func (m *machine) onRequest(now time.Time, msg protocol.Message) {
 			return
 		}
 		m.waiting = append(m.waiting, msg)
+		m.log.Debug().Str(keyJob, string(msg.Address)).Int("waiting", len(m.waiting)).Msg("job waiting")
 		m.startWaiting(now)
 	default:
 		m.start(now, msg)

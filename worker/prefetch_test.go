@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/zmws/zmws/protocol"
 )
 
@@ -92,16 +94,30 @@ func TestWorker_PrefetchGivesBackAtStop(t *testing.T) {
 	h := newBlock()
 	cfg := testConfig(t, h, b.ep)
 	cfg.Prefetch = 2
+	waiting := make(chan string, 2)
+	cfg.Logger = cfg.Logger.Hook(zerolog.HookFunc(func(_ *zerolog.Event, _ zerolog.Level, msg string) {
+		if msg == "job waiting" {
+			select {
+			case waiting <- msg:
+			default:
+			}
+		}
+	}))
 	stop := start(t, cfg)
 	ready := b.expect(t, protocol.CmdReady)
 	for _, job := range []string{"J1", "J2", "J3"} {
 		b.request(ready.id, job, protocol.Meta{})
 	}
 	recvJob(t, h.started)
-	// The busy slot reads its socket as messages come: it has usually
-	// taken J2 and J3 before it is told to stop, and then gives them back
-	// last first; one read after that is given back as it comes.
-	time.Sleep(3 * cfg.Heartbeat / 4)
+	// The busy slot takes J2 and J3 to wait behind J1 before it is told
+	// to stop, and then gives them back last first.
+	for range 2 {
+		select {
+		case <-waiting:
+		case <-time.After(wait):
+			t.Fatal("J2 and J3 were not taken to wait")
+		}
+	}
 	stopped := make(chan error, 1)
 	go func() { stopped <- stop() }()
 	back := map[string]bool{}

@@ -214,13 +214,13 @@ func TestWorker_BackPressureKeepsPartials(t *testing.T) {
 	b.request(id, "big", protocol.Meta{})
 	// Wait until the handler is blocked (its count stops moving) or done.
 	last, since := int32(-1), time.Now()
-	for deadline := time.Now().Add(wait); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+	zmqtest.Eventually(t, "the handler blocked or done", wait, func() bool {
 		if n := written.Load(); n != last {
 			last, since = n, time.Now()
-		} else if n == chunks || time.Since(since) > 200*time.Millisecond {
-			break
+			return false
 		}
-	}
+		return last == chunks || time.Since(since) > 200*time.Millisecond
+	})
 	if last == chunks {
 		t.Logf("all %d chunks fit in the buffers: Write never blocked", chunks)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/alecthomas/kong"
 	"github.com/rs/zerolog"
 
+	"github.com/zmws/zmws/internal/zmqtest"
 	"github.com/zmws/zmws/worker"
 )
 
@@ -37,18 +38,6 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.String()
-}
-
-// waitFor polls cond until it holds, for up to 10 s.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: never", what)
-		}
-		time.Sleep(5 * time.Millisecond) // a bounded poll of a condition
-	}
 }
 
 // addGate adds service GATE to the rig: its jobs wait until gate is
@@ -76,7 +65,7 @@ func (r rig) addGate(t *testing.T, gate <-chan struct{}) {
 	done := make(chan error, 1)
 	go func() { done <- w.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
-	waitFor(t, "GATE registered", func() bool {
+	zmqtest.Eventually(t, "GATE registered", wait, func() bool {
 		out, _, err := r.zmws(t, "", "services", "-o", "json")
 		return err == nil && strings.Contains(out, `"GATE"`)
 	})
@@ -137,7 +126,7 @@ func TestCLI_EachLineFileProgressWithWait(t *testing.T) {
 	// The jobs wait at the gate: the progress lines say all 10 lines of
 	// the file are submitted and none finished.
 	want := "progress GATE: submitted 10 of 10 lines (100%), 0 refused, "
-	waitFor(t, "a progress line with every line submitted", func() bool {
+	zmqtest.Eventually(t, "a progress line with every line submitted", wait, func() bool {
 		for _, l := range progressLines(stderr.String()) {
 			if strings.HasPrefix(l, want) && strings.Contains(l, "; finished 0 of 10 (0 completed, 0 failed), ") {
 				return true
@@ -218,7 +207,7 @@ func TestCLI_EachLineCountFromAPipe(t *testing.T) {
 		done <- result{out, err}
 	}()
 	io.WriteString(pw, "a\nb\nc\n")
-	waitFor(t, "3 of 6 submitted and finished", func() bool {
+	zmqtest.Eventually(t, "3 of 6 submitted and finished", wait, func() bool {
 		for _, l := range progressLines(stderr.String()) {
 			if strings.HasPrefix(l, "progress STR-REV: submitted 3 of 6 lines (50%), 0 refused, ") &&
 				strings.Contains(l, "; finished 3 of 6 (3 completed, 0 failed)") {
@@ -249,7 +238,7 @@ func TestCLI_EachLinePipeWithoutCountHasNoTotal(t *testing.T) {
 		done <- err
 	}()
 	io.WriteString(pw, "a\nb\n")
-	waitFor(t, "2 submitted", func() bool {
+	zmqtest.Eventually(t, "2 submitted", wait, func() bool {
 		for _, l := range progressLines(stderr.String()) {
 			if strings.HasPrefix(l, "progress STR-REV: submitted 2, 0 refused, ") && !strings.Contains(l, "ETA") {
 				return true

@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/zmws/zmws/gateway"
+	"github.com/zmws/zmws/internal/zmqtest"
 	"github.com/zmws/zmws/protocol"
 	"github.com/zmws/zmws/worker"
 )
@@ -25,7 +26,7 @@ func TestCLI_JobJSONIsTheGateways(t *testing.T) {
 	startWorker(t, r.worker, "BIN", func(ctx context.Context, j *worker.Job) ([]byte, error) {
 		return []byte{0xff, 0x00, 0xfe, '<', '&'}, nil
 	})
-	until(t, "BIN known", func() bool {
+	zmqtest.Eventually(t, "BIN known", wait, func() bool {
 		out, _, err := r.zmws(t, "", "services", "-o", "json")
 		return err == nil && strings.Contains(out, `"BIN"`)
 	})

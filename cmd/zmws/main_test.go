@@ -16,6 +16,7 @@ import (
 
 	"github.com/zmws/zmws/broker"
 	"github.com/zmws/zmws/client"
+	"github.com/zmws/zmws/internal/zmqtest"
 	"github.com/zmws/zmws/protocol"
 	"github.com/zmws/zmws/server"
 	"github.com/zmws/zmws/worker"
@@ -25,6 +26,9 @@ import (
 type rig struct {
 	client, events, worker string
 }
+
+// wait bounds what the tests wait for: a broker seeing a worker, a job's end.
+const wait = 10 * time.Second
 
 func newRig(t *testing.T) rig {
 	t.Helper()
@@ -78,16 +82,11 @@ func newRig(t *testing.T) rig {
 	})
 	r := rig{client: srv.ClientEndpoint(), events: srv.EventsEndpoint(), worker: srv.WorkerEndpoint()}
 	// Wait (bounded) for both services to be known.
-	for i := 0; ; i++ {
+	zmqtest.Eventually(t, "STR-REV and FAIL registered", wait, func() bool {
 		out, _, err := r.zmws(t, "", "services", "-o", "json")
-		if err == nil && strings.Contains(out, "STR-REV") && strings.Contains(out, "FAIL") {
-			return r
-		}
-		if i == 200 {
-			t.Fatalf("services never registered: %s %v", out, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return err == nil && strings.Contains(out, "STR-REV") && strings.Contains(out, "FAIL")
+	})
+	return r
 }
 
 // zmws runs the CLI in-process: args parsed by kong, the command's Run
@@ -197,17 +196,11 @@ func TestCLI_WorkersAll(t *testing.T) {
 		if all {
 			args = append(args, "--all")
 		}
-		for i := 0; ; i++ {
+		zmqtest.Eventually(t, what, wait, func() bool {
 			out, _, err := r.zmws(t, "", args...)
 			var ws []protocol.WorkerInfo
-			if err == nil && json.Unmarshal([]byte(out), &ws) == nil && ok(ws) {
-				return
-			}
-			if i == 500 {
-				t.Fatalf("%s: never; last %s %v", what, out, err)
-			}
-			time.Sleep(10 * time.Millisecond) // a bounded poll for the broker to see the worker
-		}
+			return err == nil && json.Unmarshal([]byte(out), &ws) == nil && ok(ws)
+		})
 	}
 	bye := func(ws []protocol.WorkerInfo, state string) bool {
 		for _, w := range ws {
@@ -279,8 +272,7 @@ func TestCLI_Watch(t *testing.T) {
 	go func() { done <- kctx.Run(&env{ctx: ctx, cli: &cli, stdout: w, stderr: w}) }()
 	defer func() { cancel(); <-done }()
 	// The subscription joins asynchronously: submit until an event shows.
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
+	zmqtest.Eventually(t, "an event of a job submitted", wait, func() bool {
 		if _, _, err := r.zmws(t, "", "submit", "STR-REV", "str=x"); err != nil {
 			t.Fatal(err)
 		}
@@ -290,11 +282,11 @@ func TestCLI_Watch(t *testing.T) {
 			if err := json.Unmarshal([]byte(l), &ev); err != nil || ev.Service != "STR-REV" {
 				t.Fatalf("event line %q: %v", l, err)
 			}
-			return
+			return true
 		case <-time.After(50 * time.Millisecond):
+			return false
 		}
-	}
-	t.Fatal("no event seen")
+	})
 }
 
 type lineWriter struct{ ch chan string }

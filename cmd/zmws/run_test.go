@@ -15,6 +15,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/zmws/zmws/broker"
+	"github.com/zmws/zmws/internal/zmqtest"
 	"github.com/zmws/zmws/server"
 	"github.com/zmws/zmws/worker"
 )
@@ -73,31 +74,19 @@ func startWorker(t *testing.T, endpoint, service string, h worker.HandlerFunc) (
 	return stop
 }
 
-// until polls cond every 10 ms, for at most 10 s.
-func until(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for range 1000 {
-		if cond() {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("%s: not within 10 s", what)
-}
-
-// TestCLI_RunNoWorkerSaysSoAndTimesOut: issue 11's `zmws run` that waited
-// silently forever on a known service with no live worker: it says so on
+// TestCLI_RunNoWorkerSaysSoAndTimesOut: `zmws run` once waited silently
+// forever on a known service with no live worker; now it says so on
 // stderr at once, and --timeout ends it with exit status 124.
 func TestCLI_RunNoWorkerSaysSoAndTimesOut(t *testing.T) {
 	srv, _ := startServer(t, "tcp://127.0.0.1:*", "tcp://127.0.0.1:*")
 	r := rig{client: srv.ClientEndpoint(), events: srv.EventsEndpoint()}
 	stopWorker := startWorker(t, srv.WorkerEndpoint(), "GONE", func(context.Context, *worker.Job) ([]byte, error) { return nil, nil })
-	until(t, "GONE registered", func() bool {
+	zmqtest.Eventually(t, "GONE registered", wait, func() bool {
 		out, _, err := r.zmws(t, "", "workers", "-o", "json")
 		return err == nil && strings.Contains(out, "GONE")
 	})
 	stopWorker()
-	until(t, "GONE's worker gone", func() bool {
+	zmqtest.Eventually(t, "GONE's worker gone", wait, func() bool {
 		out, _, err := r.zmws(t, "", "workers", "-o", "json")
 		return err == nil && !strings.Contains(out, "GONE")
 	})
@@ -161,7 +150,7 @@ func brokerProcess(t *testing.T, cep, wep string) (boundC, boundW string, kill f
 	return boundC, boundW, kill
 }
 
-// TestCLI_RunEndsWhenTheBrokerDies: issue 11's `zmws run` that hung forever
+// TestCLI_RunEndsWhenTheBrokerDies: `zmws run` once hung forever
 // when the broker died (kill -9) during a sync job, even after the broker
 // was back. Now, after --liveness of silence it asks the broker about its
 // job: the restarted broker no longer knows it (sync jobs are not
@@ -178,7 +167,7 @@ func TestCLI_RunEndsWhenTheBrokerDies(t *testing.T) {
 				<-ctx.Done()
 				return nil, ctx.Err()
 			})
-			until(t, "SLOW registered", func() bool {
+			zmqtest.Eventually(t, "SLOW registered", wait, func() bool {
 				out, _, err := r.zmws(t, "", "services", "-o", "json")
 				return err == nil && strings.Contains(out, "SLOW")
 			})

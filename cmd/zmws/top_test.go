@@ -13,6 +13,7 @@ import (
 
 	"github.com/alecthomas/kong"
 
+	"github.com/zmws/zmws/internal/zmqtest"
 	"github.com/zmws/zmws/protocol"
 )
 
@@ -200,7 +201,7 @@ func TestCLI_TopLiveQuitsOnKey(t *testing.T) {
 			done <- kctx.Run(&env{ctx: context.Background(), cli: &cli, stdout: &out, stderr: &out, screen: scr})
 		}()
 		// Two refreshes: the second has rates.
-		waitFor(t, "a frame with rates", func() bool { return strings.Contains(out.String(), "completed 0.0/s") })
+		zmqtest.Eventually(t, "a frame with rates", wait, func() bool { return strings.Contains(out.String(), "completed 0.0/s") })
 		scr.resized <- os.Interrupt // any signal: a redraw
 		pw.Write([]byte("x" + key))
 		select {

@@ -14,7 +14,8 @@ import (
 // baseline after each, within 30 s of the peer leaving (zmwsd looks at its
 // memory every second here, --mem-trim=1s). Peers without an authorized
 // key must not make a CURVE zmwsd grow at all. ZMWS_HOSTILE_BIN measures
-// another zmwsd binary instead (one built before issue 11 fails).
+// another zmwsd binary instead (one that reads a whole message before
+// bounding it, as zmwsd once did, fails).
 // TestMain lets the test binary play the CURVE peer (see endlessCurve).
 func TestMain(m *testing.M) {
 	if spec, ok := os.LookupEnv(peerEnv); ok {

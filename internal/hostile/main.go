@@ -1,5 +1,6 @@
 // Command hostile measures what a hostile peer's endless multipart message
-// does to zmwsd's memory (issue 11, docs/SECURITY.md). It starts zmwsd on
+// does to zmwsd's memory (docs/SECURITY.md, "A peer's messages and
+// zmwsd's memory"). It starts zmwsd on
 // loopback ports the system picks, and for each scenario reads zmwsd's
 // resident size (VmRSS, /proc/PID/status) before the attack, at its peak
 // (every 100 ms) and after the peer has left, until it is back within the

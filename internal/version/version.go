@@ -11,6 +11,11 @@
 // prints, for `zmwsd --version`,
 //
 //	zmwsd v0.0.0-20261202023314-abcdef123456+dirty (rev abcdef123456, 2026-12-02T02:33:14Z, modified, go1.26.8)
+//
+// A release build (scripts/release) names its version itself, which then
+// replaces the module version the go command recorded:
+//
+//	go build -ldflags "-X github.com/zmws/zmws/internal/version.stamp=v1.2.3" ./cmd/zmwsd
 package version
 
 import (
@@ -24,11 +29,25 @@ import (
 // pseudo-version holds.
 const revLen = 12
 
-// String returns the version line of this binary, called name.
+// stamp is the version a release build sets with the linker's -X flag
+// (scripts/release); empty otherwise. It is never changed at run time.
+var stamp string
+
+// String returns the version line of this binary, called name: Format of
+// its build information, with the stamped version, when there is one, in
+// place of the module version.
 func String(name string) string {
 	bi, ok := debug.ReadBuildInfo()
 	if !ok {
+		if stamp != "" {
+			return name + " " + stamp
+		}
 		return name + " (devel, no build information)"
+	}
+	if stamp != "" {
+		stamped := *bi
+		stamped.Main.Version = stamp
+		bi = &stamped
 	}
 	return Format(name, bi)
 }

@@ -49,6 +49,14 @@ func TestString(t *testing.T) {
 	}
 }
 
+func TestString_Stamped(t *testing.T) {
+	defer func(s string) { stamp = s }(stamp)
+	stamp = "v1.2.3"
+	if s := String("zmws"); !strings.HasPrefix(s, "zmws v1.2.3") {
+		t.Errorf("String with a stamp = %q, want it to start zmws v1.2.3", s)
+	}
+}
+
 func TestVars_VersionFlag(t *testing.T) {
 	var cli struct {
 		Version kong.VersionFlag `help:"Print the version and exit."`

@@ -139,3 +139,23 @@ func Go(t testing.TB, name string, run func(context.Context) error) {
 		}
 	})
 }
+
+// Eventually polls cond until it returns true, and fails the test (naming
+// what it waited for) when timeout passes first. It is the one way tests
+// wait for a condition that no channel announces: the first poll is
+// immediate, then the interval grows from 1 ms to 50 ms, so a quick
+// condition is seen at once and a slow one costs little. cond runs on the
+// test's goroutine; Eventually must be called from it too (it calls
+// t.Fatalf).
+func Eventually(t testing.TB, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	interval := time.Millisecond
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v", what, timeout)
+		}
+		time.Sleep(interval) // the poll interval, not synchronisation
+		interval = min(2*interval, 50*time.Millisecond)
+	}
+}

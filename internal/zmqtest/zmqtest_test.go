@@ -1,0 +1,43 @@
+package zmqtest
+
+import (
+	"fmt"
+	"testing"
+	"time"
+)
+
+func TestEventually_ReturnsOnceTrue(t *testing.T) {
+	n := 0
+	Eventually(t, "the third poll", time.Second, func() bool { n++; return n == 3 })
+	if n != 3 {
+		t.Errorf("cond called %d times, want 3", n)
+	}
+}
+
+// fatalTB records Fatalf instead of stopping the test.
+type fatalTB struct {
+	testing.TB
+	msg string
+}
+
+func (f *fatalTB) Helper() {}
+func (f *fatalTB) Fatalf(format string, args ...any) {
+	f.msg = fmt.Sprintf(format, args...)
+}
+
+func TestEventually_FailsNamingWhat(t *testing.T) {
+	f := &fatalTB{TB: t}
+	start := time.Now()
+	polls := 0
+	// Fatalf does not stop this fake, so the condition ends the loop.
+	Eventually(f, "the impossible", 20*time.Millisecond, func() bool { polls++; return f.msg != "" })
+	if f.msg != "the impossible: not within 20ms" {
+		t.Errorf("failure %q", f.msg)
+	}
+	if d := time.Since(start); d < 20*time.Millisecond {
+		t.Errorf("gave up after %v, before its timeout", d)
+	}
+	if polls < 2 {
+		t.Errorf("%d polls", polls)
+	}
+}
