@@ -21,6 +21,7 @@ import (
 
 	"github.com/zmws/zmws/broker"
 	"github.com/zmws/zmws/client"
+	"github.com/zmws/zmws/internal/zmqtest"
 	"github.com/zmws/zmws/protocol"
 	"github.com/zmws/zmws/worker"
 )
@@ -428,7 +429,7 @@ func TestBrowser_Load1000Workers(t *testing.T) {
 	}
 	rawWorkers(t, s.srv.WorkerEndpoint(), nWorkers, names)
 	var size int
-	eventually(t, "1,000 workers ready", func() bool {
+	zmqtest.Eventually(t, "1,000 workers ready", waitLong, func() bool {
 		body, err := s.back.Query(context.Background(), protocol.ServerWorkers, []byte(protocol.WorkersAll))
 		size = len(body)
 		return err == nil && strings.Count(string(body), `"identity"`) == nWorkers

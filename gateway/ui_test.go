@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/zmws/zmws/client"
+	"github.com/zmws/zmws/internal/zmqtest"
 	"github.com/zmws/zmws/protocol"
 	"github.com/zmws/zmws/worker"
 )
@@ -271,7 +272,7 @@ func TestE2E_EventStream(t *testing.T) {
 		t.Fatalf("%d listeners, want 1", n)
 	}
 	cancel()
-	eventually(t, "the stream's listener gone", func() bool { return s.gw.cfg.Events.Listeners() == 0 })
+	zmqtest.Eventually(t, "the stream's listener gone", waitLong, func() bool { return s.gw.cfg.Events.Listeners() == 0 })
 }
 
 // TestE2E_EventStreamTokens: only an admin token follows the events.
@@ -347,7 +348,7 @@ func TestGateway_EventsSlowReader(t *testing.T) {
 		defer close(served)
 		g.ServeHTTP(sw, httptest.NewRequest(http.MethodGet, "/ui/events", nil).WithContext(ctx))
 	}()
-	eventually(t, "the stuck stream subscribed", func() bool { return hub.Listeners() == 1 })
+	zmqtest.Eventually(t, "the stuck stream subscribed", waitLong, func() bool { return hub.Listeners() == 1 })
 	other, stop, err := hub.Subscribe()
 	if err != nil {
 		t.Fatal(err)
@@ -370,7 +371,7 @@ func TestGateway_EventsSlowReader(t *testing.T) {
 		t.Errorf("the other listener got %d of %d events", got, n)
 	}
 	close(sw.release)
-	eventually(t, "the stuck stream told to resync", func() bool { return strings.Contains(sw.String(), "event: resync\n") })
+	zmqtest.Eventually(t, "the stuck stream told to resync", waitLong, func() bool { return strings.Contains(sw.String(), "event: resync\n") })
 	cancel()
 	<-served
 	out := sw.String()

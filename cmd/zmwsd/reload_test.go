@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/zmws/zmws/auth"
 	"github.com/zmws/zmws/internal/tlstest"
+	"github.com/zmws/zmws/internal/zmqtest"
 )
 
 func TestRun_HTTPSecurityErrors(t *testing.T) {
@@ -162,11 +164,7 @@ func hup(t *testing.T, logs *syncBuffer, n int) {
 	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for strings.Count(logs.String(), `"message":"sighup handled"`) < n {
-		if time.Now().After(deadline) {
-			t.Fatalf("SIGHUP %d not handled: %s", n, logs.String())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	zmqtest.Eventually(t, fmt.Sprintf("SIGHUP %d handled", n), 10*time.Second, func() bool {
+		return strings.Count(logs.String(), `"message":"sighup handled"`) >= n
+	})
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/zmws/zmws/client"
 	"github.com/zmws/zmws/curve"
 	"github.com/zmws/zmws/internal/curvetest"
+	"github.com/zmws/zmws/internal/zmqtest"
 )
 
 func TestRun_RefusesBadCurveKeys(t *testing.T) {
@@ -153,13 +154,9 @@ func TestRun_CurveAndSIGHUP(t *testing.T) {
 	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for !strings.Contains(logs.String(), "authorized keys reloaded") {
-		if time.Now().After(deadline) {
-			t.Fatalf("no reload after SIGHUP:\n%s", logs.String())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	zmqtest.Eventually(t, "the keys reloaded after SIGHUP", 5*time.Second, func() bool {
+		return strings.Contains(logs.String(), "authorized keys reloaded")
+	})
 	if err := query("carol"); err != nil {
 		t.Fatalf("carol after SIGHUP: %v", err)
 	}

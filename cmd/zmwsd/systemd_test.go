@@ -141,10 +141,5 @@ func TestRun_BackupOnUSR1WithoutJournal(t *testing.T) {
 // waitLog waits until logs hold want.
 func waitLog(t *testing.T, logs *syncBuffer, want string) {
 	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(logs.String(), want); {
-		if time.Now().After(deadline) {
-			t.Fatalf("log lacks %s: %s", want, logs.String())
-		}
-		time.Sleep(10 * time.Millisecond) // polling interval
-	}
+	zmqtest.Eventually(t, "the log line "+want, 10*time.Second, func() bool { return strings.Contains(logs.String(), want) })
 }

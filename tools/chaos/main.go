@@ -1,4 +1,4 @@
-// Command chaos is zmws's fault test (issue 5, docs/DURABILITY.md): it starts
+// Command chaos is zmws's fault test (docs/DURABILITY.md): it starts
 // zmwsd and several zmws-run workers on loopback, submits thousands of async
 // jobs whose command appends its job ID to a file, kill -9's the broker and
 // workers while they run (and restarts them), waits until every accepted job
