@@ -128,6 +128,9 @@ type Config struct {
 	// Registry, when set, receives the gateway's own metrics: requests by
 	// route and status, sync requests in flight (docs/METRICS.md).
 	Registry prometheus.Registerer
+	// Limits bound each client's request rate and requests in flight
+	// (limit.go). Zero: no bound but the broker's.
+	Limits Limits
 }
 
 // Gateway is the HTTP front door of a broker: an http.Handler that turns
@@ -140,6 +143,7 @@ type Gateway struct {
 	hosts  hostPolicy
 	tokens Tokens       // nil: no tokens, everything open
 	m      *httpMetrics // nil without Config.Registry
+	limit  *limiter     // nil without Config.Limits
 }
 
 // New checks cfg and returns a Gateway.
@@ -181,6 +185,9 @@ func New(cfg Config) (*Gateway, error) {
 			return nil, errors.New("gateway: Tokens is a nil *auth.Tokens")
 		}
 	}
+	if cfg.Limits.Rate < 0 || cfg.Limits.Burst < 0 || cfg.Limits.Concurrent < 0 {
+		return nil, fmt.Errorf("gateway: limits must not be negative (rate %g, burst %d, concurrent %d)", cfg.Limits.Rate, cfg.Limits.Burst, cfg.Limits.Concurrent)
+	}
 	var m *httpMetrics
 	if cfg.Registry != nil {
 		if m, err = newHTTPMetrics(cfg.Registry); err != nil {
@@ -195,6 +202,7 @@ func New(cfg Config) (*Gateway, error) {
 		hosts:  hosts,
 		tokens: cfg.Tokens,
 		m:      m,
+		limit:  newLimiter(cfg.Limits),
 	}, nil
 }
 
@@ -392,6 +400,15 @@ func (g *Gateway) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		if c, ok = g.authenticate(w, r); !ok || !g.authorize(w, r, c, kind, arg) {
 			return
 		}
+	}
+	if g.limit != nil && kind.limited() {
+		done, retry, why := g.limit.admit(clientKey(r, c), time.Now())
+		if done == nil {
+			g.log.Debug().Str("remote", r.RemoteAddr).Str("path", r.URL.Path).Msg("http request refused: rate limited")
+			refuseLimited(w, retry, why)
+			return
+		}
+		defer done()
 	}
 	switch kind {
 	case routeUnknownService:

@@ -56,6 +56,9 @@ type CLI struct {
 	HTTPMaxBody     int64         `name:"http-max-body" help:"Largest HTTP request body, in bytes; larger ones get 413." default:"1048576" env:"ZMWSD_HTTP_MAX_BODY"`
 	HTTPCORS        []string      `name:"http-cors" help:"Origins browsers may call the HTTP gateway from (scheme://host[:port], comma-separated), or *; none by default." env:"ZMWSD_HTTP_CORS"`
 	HTTPMaxSync     int           `name:"http-max-sync" help:"Synchronous HTTP requests in flight at once; past it a sync request gets 503 busy (others are still answered)." default:"4096" env:"ZMWSD_HTTP_MAX_SYNC"`
+	HTTPRate        int           `name:"http-rate" help:"Requests a second one HTTP client may make on average (its token, else its IP address; jobs and queries count); past it 429 rate_limited with Retry-After. 0: no bound." default:"0" env:"ZMWSD_HTTP_RATE"`
+	HTTPBurst       int           `name:"http-burst" help:"Requests one HTTP client may make at once within --http-rate (0: as many as --http-rate)." default:"0" env:"ZMWSD_HTTP_BURST"`
+	HTTPConcurrency int           `name:"http-concurrency" help:"Requests one HTTP client may have in flight (sync jobs held open count); past it 429 rate_limited. 0: no bound." default:"0" env:"ZMWSD_HTTP_CONCURRENCY"`
 	HTTPHost        []string      `name:"http-host" help:"A name (DNS name or IP, no port) the HTTP gateway answers besides the address it is reached on and, on loopback, localhost; repeatable or comma-separated; * for any. Other Host headers get 421 (DNS rebinding)." env:"ZMWSD_HTTP_HOST" placeholder:"NAME"`
 	HTTPTokens      string        `name:"http-tokens" help:"Tokens file (TOML; zmws token add writes it): every HTTP route but /healthz then needs a bearer token. Reloaded on SIGHUP." env:"ZMWSD_HTTP_TOKENS" placeholder:"FILE"`
 	HTTPTLSCert     string        `name:"http-tls-cert" help:"PEM certificate (chain) for HTTPS on --http-bind; needs --http-tls-key. Reloaded on SIGHUP." env:"ZMWSD_HTTP_TLS_CERT" placeholder:"FILE"`
@@ -139,6 +142,9 @@ func run(ctx context.Context, cli CLI, logw io.Writer, ready func(srv *server.Se
 	if cli.HTTPMaxBody <= 0 || cli.HTTPMaxSync <= 0 {
 		return fmt.Errorf("--http-max-body and --http-max-sync must be positive")
 	}
+	if cli.HTTPRate < 0 || cli.HTTPBurst < 0 || cli.HTTPConcurrency < 0 {
+		return fmt.Errorf("--http-rate, --http-burst and --http-concurrency must not be negative (0: no bound)")
+	}
 	if cli.RetainBytes < 0 || cli.CompactFree < 0 {
 		return fmt.Errorf("--retain-bytes and --compact-free must not be negative")
 	}
@@ -214,7 +220,8 @@ func run(ctx context.Context, cli CLI, logw io.Writer, ready func(srv *server.Se
 		}
 		defer events.Close()
 		gw, err = gateway.New(gateway.Config{Backend: backend, Events: events, MaxBody: cli.HTTPMaxBody, CORS: cli.HTTPCORS,
-			Hosts: cli.HTTPHost, Tokens: tokens, TLS: certs, Logger: log, Metrics: scrape, Registry: reg})
+			Hosts: cli.HTTPHost, Tokens: tokens, TLS: certs, Logger: log, Metrics: scrape, Registry: reg,
+			Limits: gateway.Limits{Rate: float64(cli.HTTPRate), Burst: cli.HTTPBurst, Concurrent: cli.HTTPConcurrency}})
 		if err != nil {
 			return fmt.Errorf("--http-cors or --http-host: %w", err)
 		}
