@@ -10,6 +10,7 @@ import (
 
 	"github.com/oklog/ulid/v2"
 	"github.com/rs/zerolog"
+	"golang.org/x/time/rate"
 
 	"github.com/zmws/zmws/internal/logging"
 	"github.com/zmws/zmws/protocol"
@@ -43,6 +44,10 @@ type Config struct {
 	MaxAttempts int
 	// MaxQueue bounds each service's queue (default 100,000).
 	MaxQueue int
+	// Rates bound how many jobs a second a service takes, by name; "*"
+	// is every service without a rate of its own. Past it a submission is
+	// refused rate_limited, never queued (see rate.go).
+	Rates map[string]Rate
 	// History is how many finished jobs are kept for SERVER-JOBS and for
 	// lookups by ID (default 100).
 	History int
@@ -285,6 +290,10 @@ type service struct {
 	ttr       time.Duration // default time-to-run its workers declared
 	retries   int           // default retries of failed jobs its workers declared
 	stats     *svcStats     // with Config.Stats: its counts, made at its first
+	// rate is its submission bucket (Config.Rates), made at its first
+	// submission; rated says that was looked up.
+	rate  *rate.Limiter
+	rated bool
 }
 
 // worker is a live worker, or a gone one kept in its service's gone list.

@@ -98,6 +98,9 @@ func (b *Broker) submit(now time.Time, r request, meta protocol.Meta, body [][]b
 			return
 		}
 	}
+	if b.rateLimited(now, r, s) {
+		return
+	}
 	if s.queue.Len() >= b.cfg.MaxQueue {
 		b.countRefused(name, protocol.CodeQueueFull)
 		b.refuse(r, protocol.CodeQueueFull, fmt.Sprintf("queue for service %s is full (%d jobs)", name, b.cfg.MaxQueue))

@@ -37,6 +37,7 @@ func brokerKeys() []Key {
 		{Name: "liveness", Kind: KindInt},
 		{Name: "history", Kind: KindInt},
 		{Name: "max_queue", Kind: KindInt},
+		{Name: "rate", Kind: KindList},
 		{Name: "max_attempts", Kind: KindInt},
 		{Name: "max_msg_size", Kind: KindInt},
 		{Name: "max_output", Kind: KindInt},

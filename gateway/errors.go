@@ -70,7 +70,7 @@ func (g *Gateway) classify(err error) *apiError {
 			return &apiError{http.StatusNotFound, ce.Code, msg}
 		case protocol.CodeConflict:
 			return &apiError{http.StatusConflict, ce.Code, msg}
-		case protocol.CodeQueueFull:
+		case protocol.CodeQueueFull, protocol.CodeRateLimited:
 			return &apiError{http.StatusTooManyRequests, ce.Code, msg}
 		case protocol.CodeBadRequest:
 			return &apiError{http.StatusBadRequest, ce.Code, msg}

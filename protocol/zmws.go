@@ -116,6 +116,7 @@ const (
 	CodeForbidden        = "forbidden"         // the peer's key may not do this (see docs/SECURITY.md)
 	CodeServiceLimit     = "service_limit"     // a READY for a new service past --max-services
 	CodeNoWorker         = "no_worker"         // in an acceptance: no worker is connected for the service, the job waits
+	CodeRateLimited      = "rate_limited"      // the service takes no more jobs a second (--rate); try again later
 )
 
 // Meta is the zmws meta frame. Each direction uses some fields:

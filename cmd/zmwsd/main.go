@@ -43,6 +43,7 @@ type CLI struct {
 	Liveness        int           `help:"Heartbeats missed before a worker is dropped and its job requeued." default:"3" env:"ZMWSD_LIVENESS"`
 	History         int           `help:"Finished jobs kept for SERVER-JOBS and lookups." default:"100" env:"ZMWSD_HISTORY"`
 	MaxQueue        int           `help:"Queued jobs per service before submissions are refused." default:"100000" env:"ZMWSD_MAX_QUEUE"`
+	Rate            []string      `help:"Jobs a second a service takes: SERVICE=N or SERVICE=N/BURST (comma-separated or repeated; SERVICE * for every service without its own); past it a submission is refused rate_limited (HTTP 429), never queued." env:"ZMWSD_RATE"`
 	MaxAttempts     int           `help:"Dispatches per job before it fails when its workers keep dying." default:"3" env:"ZMWSD_MAX_ATTEMPTS"`
 	MaxMsgSize      int64         `help:"Largest frame accepted from a peer, in bytes (ZMQ_MAXMSGSIZE); -1 for none." default:"16777216" env:"ZMWSD_MAX_MSG_SIZE"`
 	MaxMsgFrames    int           `help:"Most frames in one message from a peer; a longer message is read to its end but not kept, a client's request refused (bad_request), a worker dropped. -1 for none." default:"1024" env:"ZMWSD_MAX_MSG_FRAMES"`
@@ -141,6 +142,17 @@ func run(ctx context.Context, cli CLI, logw io.Writer, ready func(srv *server.Se
 	}
 	if cli.HTTPMaxBody <= 0 || cli.HTTPMaxSync <= 0 {
 		return fmt.Errorf("--http-max-body and --http-max-sync must be positive")
+	}
+	rates := map[string]broker.Rate{}
+	for _, v := range cli.Rate {
+		svc, r, err := broker.ParseRate(v)
+		if err != nil {
+			return fmt.Errorf("--rate: %w", err)
+		}
+		if _, dup := rates[svc]; dup {
+			return fmt.Errorf("--rate: service %s has two rates", svc)
+		}
+		rates[svc] = r
 	}
 	if cli.HTTPRate < 0 || cli.HTTPBurst < 0 || cli.HTTPConcurrency < 0 {
 		return fmt.Errorf("--http-rate, --http-burst and --http-concurrency must not be negative (0: no bound)")
@@ -293,6 +305,7 @@ func run(ctx context.Context, cli CLI, logw io.Writer, ready func(srv *server.Se
 			Liveness:        cli.Liveness,
 			History:         cli.History,
 			MaxQueue:        cli.MaxQueue,
+			Rates:           rates,
 			MaxAttempts:     cli.MaxAttempts,
 			MaxOutput:       cli.MaxOutput,
 			TTR:             cli.TTR,
