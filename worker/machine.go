@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -110,8 +111,9 @@ type machine struct {
 
 // current is the machine's view of the running job.
 type current struct {
-	id    string
-	stock bool // the REQUEST had no meta frame: reply without one
+	id    string // the job's ID, printable: for logs
+	addr  []byte // the REQUEST's address frame, echoed in PARTIAL and FINAL
+	stock bool   // the REQUEST had no meta frame: reply without one
 	// held gathers the output of a job on 7/MDP, which has no PARTIAL:
 	// it goes ahead of the result in the REPLY.
 	held      []byte
@@ -401,6 +403,12 @@ func (m *machine) start(now time.Time, msg protocol.Message) {
 		})}})
 		return
 	}
+	if !hasMeta {
+		// A plain broker's address frame is its client's routing id,
+		// often binary: the handler (and a command's environment) gets
+		// it printable.
+		id = printableID(msg.Address)
+	}
 	j := &Job{ID: id, Service: m.cfg.Service, Attempt: 1, Params: map[string]string{}, Input: input}
 	if hasMeta {
 		if meta.Service != "" {
@@ -413,7 +421,7 @@ func (m *machine) start(now time.Time, msg protocol.Message) {
 			j.Params = meta.Params
 		}
 	}
-	m.busy, m.cur = true, current{id: id, stock: !hasMeta, started: now}
+	m.busy, m.cur = true, current{id: id, addr: msg.Address, stock: !hasMeta, started: now}
 	m.log.Debug().Str(keyJob, id).Int("attempt", j.Attempt).Msg("job started")
 	m.do(action{kind: actStart, job: j})
 }
@@ -432,7 +440,7 @@ func (m *machine) Output(chunk []byte) {
 		m.cur.held = append(m.cur.held, chunk...)
 		return
 	}
-	m.sendJob(protocol.Message{Cmd: protocol.CmdPartial, Address: []byte(m.cur.id), Body: [][]byte{chunk}})
+	m.sendJob(protocol.Message{Cmd: protocol.CmdPartial, Address: m.cur.addr, Body: [][]byte{chunk}})
 }
 
 // JobDone takes the running handler's return, after all its output: the
@@ -458,7 +466,7 @@ func (m *machine) JobDone(now time.Time, res []byte, err error, truncated bool) 
 		if len(r.held) > 0 {
 			res = append(r.held, res...)
 		}
-		m.sendJob(protocol.Message{Cmd: protocol.CmdReply, Address: []byte(r.id), Body: finalBody(r.stock, res, err, truncated)})
+		m.sendJob(protocol.Message{Cmd: protocol.CmdReply, Address: r.addr, Body: finalBody(r.stock, res, err, truncated)})
 		if err != nil {
 			ev := log.Info().Err(err)
 			var ee *ExitError
@@ -570,4 +578,15 @@ func (m *machine) backoff() time.Duration {
 	}
 	d = min(d, m.cfg.ReconnectMax)
 	return d + m.jitter(d/5)
+}
+
+// printableID returns addr as it is when it is printable ASCII, else
+// "mdp-" and its hex: a plain broker's address frame is a routing id.
+func printableID(addr []byte) string {
+	for _, c := range addr {
+		if c < 0x21 || c > 0x7e {
+			return "mdp-" + hex.EncodeToString(addr)
+		}
+	}
+	return string(addr)
 }
