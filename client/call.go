@@ -11,9 +11,10 @@ import (
 type call struct {
 	ref     string
 	service string
-	seq     uint64   // order of start, for brokers that echo no reference
-	frames  [][]byte // the request, as sent (and sent again)
-	index   int      // SubmitMany's position of the request
+	seq     uint64        // order of start, for brokers that echo no reference
+	form    protocol.Form // how the request was sent: replies come in its version
+	frames  [][]byte      // the request, as sent (and sent again)
+	index   int           // SubmitMany's position of the request
 	notify  chan struct{}
 
 	mu      sync.Mutex

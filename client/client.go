@@ -73,6 +73,15 @@ type Config struct {
 	// an error matching curve.ErrRefused (or curve.ErrHandshake). nil: no
 	// security.
 	Curve *curve.Client
+	// Protocol says what the client speaks to its broker (docs/PROTOCOL.md,
+	// "Against a plain Majordomo broker"). "" and DialectZMWS: 18/MDP with
+	// the zmws meta frame, a zmws broker. DialectMDP1, DialectMDP2: plain
+	// 7/MDP or 18/MDP, no meta frame: only Call (the service as the
+	// worker announced it) and Query of mmi.* work, and replies are
+	// matched to requests by service, oldest first. DialectAuto asks
+	// mmi.service in 18/MDP with a meta frame and in 7/MDP at once, before
+	// the first request, and speaks what answers (see Dialect).
+	Protocol protocol.Dialect
 	// Logger receives the client's logs (default: none).
 	Logger zerolog.Logger
 }
@@ -88,6 +97,11 @@ type Config struct {
 type Client struct {
 	cfg Config
 	log zerolog.Logger
+
+	// detect serializes finding out what the broker speaks (auto); speak
+	// is the answer (c.mu), empty until then.
+	detect sync.Mutex
+	speak  protocol.Dialect
 
 	mu      sync.Mutex
 	calls   map[string]*call // requests in flight, by reference
@@ -135,8 +149,16 @@ func New(cfg Config) (*Client, error) {
 	if cfg.Liveness == 0 {
 		cfg.Liveness = DefaultLiveness
 	}
+	switch cfg.Protocol {
+	case "":
+		cfg.Protocol = protocol.DialectZMWS
+	case protocol.DialectAuto, protocol.DialectZMWS, protocol.DialectMDP1, protocol.DialectMDP2:
+	default:
+		return nil, fmt.Errorf("client: unknown protocol %q (want auto, zmws, mdp1 or mdp2)", cfg.Protocol)
+	}
 	c := &Client{
 		cfg:      cfg,
+		speak:    known(cfg.Protocol),
 		log:      cfg.Logger.With().Str("component", "client").Str(keyEndpoint, cfg.Broker).Logger(),
 		calls:    map[string]*call{},
 		kick:     make(chan struct{}, 1),
@@ -449,7 +471,7 @@ func (c *Client) route(frames [][]byte) {
 		r.byRef = true
 	} else {
 		for _, x := range c.calls {
-			if x.service == m.Service && (cl == nil || x.seq < cl.seq) {
+			if x.service == m.Service && x.form.Version == m.Form.Version && (cl == nil || x.seq < cl.seq) {
 				cl = x
 			}
 		}
@@ -483,7 +505,23 @@ func (c *Client) failAll(err error) {
 // makes the request's body from its reference. notify, when not nil, is
 // signalled with every reply instead of a channel of the request's own
 // (SubmitMany shares one among its window).
+//
+// To a plain broker (Config.Protocol mdp1 or mdp2) the request goes in
+// that protocol's form, without the meta frame body makes.
 func (c *Client) start(service string, body func(ref string) [][]byte, notify chan struct{}) (*call, error) {
+	c.mu.Lock()
+	d := c.speak
+	c.mu.Unlock()
+	f := form
+	if d.Plain() {
+		f = protocol.Form{Version: d.Version(), Delimiter: true}
+		body = withoutMeta(body)
+	}
+	return c.startForm(service, f, body, notify)
+}
+
+// startForm is start in form f, with body as it is.
+func (c *Client) startForm(service string, f protocol.Form, body func(ref string) [][]byte, notify chan struct{}) (*call, error) {
 	if notify == nil {
 		notify = make(chan struct{}, 1)
 	}
@@ -494,8 +532,8 @@ func (c *Client) start(service string, body func(ref string) [][]byte, notify ch
 	}
 	c.seq++
 	ref := strconv.FormatUint(c.seq, 36)
-	cl := &call{ref: ref, service: service, seq: c.seq, notify: notify}
-	cl.frames = protocol.EncodeClient(protocol.Message{Form: form, Cmd: protocol.CmdRequest, Service: service, Body: body(ref)})
+	cl := &call{ref: ref, service: service, seq: c.seq, notify: notify, form: f}
+	cl.frames = protocol.EncodeClient(protocol.Message{Form: f, Cmd: protocol.CmdRequest, Service: service, Body: body(ref)})
 	c.calls[ref] = cl
 	c.outbox = append(c.outbox, cl)
 	c.wake()
@@ -577,6 +615,9 @@ func (c *Client) roundTrip(ctx context.Context, op, service string, body func(re
 // roundTripWithin is roundTrip with its own timeout per attempt.
 func (c *Client) roundTripWithin(ctx context.Context, op, service string, body func(ref string) [][]byte, retries int, timeout time.Duration) (reply, error) {
 	if err := ctx.Err(); err != nil {
+		return reply{}, err
+	}
+	if err := c.plainAllows(ctx, op, service); err != nil {
 		return reply{}, err
 	}
 	cl, err := c.start(service, body, nil)

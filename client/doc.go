@@ -62,6 +62,16 @@
 // held for it, and bounded by the broker's --max-stream). Close ends every
 // request in flight with ErrClosed.
 //
+// # Plain brokers
+//
+// With Config.Protocol mdp1 or mdp2 (or auto, which asks the broker
+// mmi.service in both versions before the first request) the client
+// speaks plain Majordomo: Call runs the service as its workers announced
+// it, with the input alone, and its replies are matched by service and
+// order; Submit, SubmitMany, the SERVER-* queries and a Request's
+// parameters, key, TTR, retries and owner are ErrUnsupported
+// (docs/PROTOCOL.md, "Against a plain Majordomo broker").
+//
 // # Quiet jobs
 //
 // A zmws broker tells a Call its job's ID at once (CallWith's OnAccepted,

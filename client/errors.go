@@ -35,6 +35,10 @@ var (
 	ErrLost = errors.New("client: job lost by the broker")
 	// ErrClosed: the Client was closed.
 	ErrClosed = errors.New("client: closed")
+	// ErrUnsupported: the request needs a zmws broker and the client
+	// speaks plain Majordomo (Config.Protocol, or what auto found): an
+	// asynchronous submission, a SERVER-* query, a job's parameters.
+	ErrUnsupported = errors.New("client: not possible with a plain Majordomo broker")
 	// ErrBadReply: the broker's reply was not what the request calls for
 	// (no or malformed meta frame, unexpected status, undecodable JSON).
 	ErrBadReply = errors.New("client: malformed reply")

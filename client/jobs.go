@@ -78,6 +78,9 @@ func (c *Client) Submit(ctx context.Context, service string, req Request) (strin
 	if _, sync := protocol.SplitSync(service); sync {
 		return "", fmt.Errorf("submit %s: synchronous service, use Call: %w", service, ErrBadRequest)
 	}
+	if err := c.plainAllows(ctx, "submit", service); err != nil {
+		return "", err
+	}
 	retries := 0
 	if req.Key != "" {
 		retries = c.cfg.Retries
@@ -159,11 +162,16 @@ func (c *Client) Call(ctx context.Context, service string, req Request, onPartia
 // journaled) is an error matching ErrLost; a broker that does not answer is
 // an error matching ErrTimeout.
 func (c *Client) CallWith(ctx context.Context, service string, req Request, hooks CallHooks) (*Result, error) {
-	if _, sync := protocol.SplitSync(service); !sync {
-		service = protocol.SyncPrefixDash + service
-	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
+	}
+	if d, err := c.dialect(ctx, service); err != nil {
+		return nil, err
+	} else if d.Plain() {
+		return c.callPlain(ctx, service, req, hooks)
+	}
+	if _, sync := protocol.SplitSync(service); !sync {
+		service = protocol.SyncPrefixDash + service
 	}
 	cl, err := c.start(service, req.bodyRef, nil)
 	if err != nil {

@@ -58,6 +58,9 @@ func (c *Client) SubmitMany(ctx context.Context, service string, reqs iter.Seq[R
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if err := c.plainAllows(ctx, "submit", service); err != nil {
+		return err
+	}
 	next, stop := iter.Pull(reqs)
 	defer stop()
 	notify := make(chan struct{}, 1) // every reply of the window signals it

@@ -107,6 +107,7 @@ func workerKeys() []Key {
 		{Name: "idle_after", Kind: KindDuration},
 		{Name: "idle_timeout", Kind: KindDuration},
 		{Name: "prefetch", Kind: KindInt},
+		{Name: "protocol", Kind: KindEnum, Enum: []string{"auto", "zmws", "mdp1", "mdp2"}},
 		{Name: "grace", Kind: KindDuration},
 		{Name: "heartbeat", Kind: KindDuration},
 		{Name: "metrics_bind", Kind: KindString},

@@ -103,6 +103,7 @@ type Watch struct {
 	sock   *zmq.Socket
 	mu     sync.Mutex
 	ended  bool  // a handshake has ended
+	ok     bool  // a handshake has succeeded
 	err    error // the last handshake's failure; nil after a success
 	stop   chan struct{}
 	done   chan struct{}
@@ -197,7 +198,19 @@ func (w *Watch) note(ev zmq.Event, addr string, value int) {
 	}
 	w.mu.Lock()
 	w.ended, w.err = true, err
+	w.ok = w.ok || err == nil
 	w.mu.Unlock()
+}
+
+// Handshaken reports whether a handshake has succeeded: a peer speaking
+// ZMTP (a broker, not only a listening port) is at the other end, or was.
+func (w *Watch) Handshaken() bool {
+	if w == nil {
+		return false
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.ok
 }
 
 // Err returns why the last handshake failed, or nil if it succeeded or

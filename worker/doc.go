@@ -3,7 +3,9 @@
 // Handler for each job and sends its output back, shaped like net/http.
 //
 // It sits between the broker (reached over the network, 18/MDP "MDPW02"
-// without the empty delimiter frame) and the code that does the work:
+// with the zmws meta frame, or plain 7/MDP or 18/MDP: Config.Protocol,
+// whose default finds out which the broker answers; docs/PROTOCOL.md,
+// "Against a plain Majordomo broker") and the code that does the work:
 // runner.Handler for command lines, or any Go function.
 //
 // The package's Example is a complete STR-REV worker, run against a broker

@@ -184,6 +184,7 @@ func testConfig(t *testing.T, h Handler, brokers ...string) Config {
 		ReconnectMin: 10 * time.Millisecond,
 		ReconnectMax: 50 * time.Millisecond,
 		Grace:        wait,
+		Protocol:     protocol.DialectZMWS, // auto has tests of its own (plain_test.go)
 		Logger:       zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.DebugLevel),
 	}
 }
@@ -257,3 +258,7 @@ func recvJob(t *testing.T, c <-chan *Job) *Job {
 		return nil
 	}
 }
+
+// wireForm is how a zmws worker speaks to a zmws broker: 18/MDP without
+// the empty delimiter.
+var wireForm = protocol.Form{Version: protocol.V2}

@@ -23,7 +23,9 @@ var (
 // Worker before ServeJob is called and must be treated as read-only.
 type Job struct {
 	// ID is the zmws job ID (the address frame of the REQUEST). For a stock
-	// broker that sends no meta frame it is whatever address the broker sent.
+	// broker that sends no meta frame it is the address the broker sent
+	// (its client's routing id), or "mdp-" and its hex when that is not
+	// printable ASCII.
 	ID string
 	// Service is the service the job was submitted to, as the broker reports
 	// it, or Config.Service when the broker does not say.

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -74,10 +75,20 @@ type machine struct {
 	// jitter returns a random duration in [0, n]; tests fix it.
 	jitter func(n time.Duration) time.Duration
 
-	connected   bool
-	connecting  bool // actConnect issued, not yet answered
-	endpoint    int  // index into Brokers of the current or next connection
-	heard       bool // got a HEARTBEAT or REQUEST on this connection
+	connected  bool
+	connecting bool // actConnect issued, not yet answered
+	endpoint   int  // index into Brokers of the current or next connection
+	heard      bool // got a HEARTBEAT or REQUEST on this connection
+	// speak is what the current connection speaks: DialectZMWS,
+	// DialectMDP1 or DialectMDP2, never auto. choice holds, per endpoint,
+	// what its next connection speaks; with Config.Protocol auto it starts
+	// at zmws and flips between zmws and mdp1 after each connection whose
+	// broker completed a handshake and then stayed silent (see Tick).
+	// silent counts, per endpoint, such connections in a row.
+	speak       protocol.Dialect
+	choice      []protocol.Dialect
+	silent      []int
+	handshake   bool // the current connection's peer completed a ZMTP handshake
 	failures    int  // connections in a row that never heard from a broker
 	heartbeatAt time.Time
 	expireAt    time.Time
@@ -100,17 +111,51 @@ type machine struct {
 
 // current is the machine's view of the running job.
 type current struct {
-	id        string
-	stock     bool // the REQUEST had no meta frame: reply without one
+	id    string // the job's ID, printable: for logs
+	addr  []byte // the REQUEST's address frame, echoed in PARTIAL and FINAL
+	stock bool   // the REQUEST had no meta frame: reply without one
+	// held gathers the output of a job on 7/MDP, which has no PARTIAL:
+	// it goes ahead of the result in the REPLY.
+	held      []byte
 	started   time.Time
 	lost      bool // its connection closed: its output goes nowhere
 	cancelled bool // cancelled at the end of the grace period
 }
 
 func newMachine(cfg *Config, ready []byte, log zerolog.Logger) *machine {
-	return &machine{cfg: cfg, ready: ready, base: log, log: log,
+	m := &machine{cfg: cfg, ready: ready, base: log, log: log,
 		jitter: func(n time.Duration) time.Duration { return rand.N(n + 1) }}
+	first := cfg.Protocol
+	if first == protocol.DialectAuto || first == "" {
+		first = protocol.DialectZMWS
+	}
+	m.choice = make([]protocol.Dialect, len(cfg.Brokers))
+	m.silent = make([]int, len(cfg.Brokers))
+	for i := range m.choice {
+		m.choice[i] = first
+	}
+	m.speak = first
+	return m
 }
+
+// Form is the wire form of the current connection: the specs' form, the
+// empty delimiter first, in auto mode and to a plain broker (the Guide's
+// brokers take the frame after the routing id for it without looking);
+// told zmws, 18/MDP without the delimiter, as zmws workers always sent it
+// (a zmws broker takes both).
+func (m *machine) Form() protocol.Form {
+	return protocol.Form{Version: m.speak.Version(), Delimiter: m.speak.Plain() || m.auto()}
+}
+
+// auto reports whether the machine finds out what its brokers speak.
+func (m *machine) auto() bool {
+	return m.cfg.Protocol == protocol.DialectAuto || m.cfg.Protocol == ""
+}
+
+// Handshaken reports that the current connection's peer completed a ZMTP
+// handshake: something that speaks ZeroMQ is there, so its silence is
+// about the protocol, not a broker that is down.
+func (m *machine) Handshaken() { m.handshake = true }
 
 // next returns the next action to perform, in order, and false when there
 // is none. Inputs given while actions are being taken queue theirs after.
@@ -193,7 +238,7 @@ func (m *machine) Tick(now time.Time) {
 		return
 	}
 	if !now.Before(m.expireAt) {
-		m.log.Warn().Str(keyEndpoint, m.cfg.Brokers[m.endpoint]).Msg("broker silent, reconnecting")
+		m.silence()
 		m.drop(now, true)
 		return
 	}
@@ -203,15 +248,73 @@ func (m *machine) Tick(now time.Time) {
 	}
 }
 
+// silence logs a connection on which no broker spoke for
+// Heartbeat*Liveness and, in auto mode, picks the protocol of the
+// endpoint's next connection: a peer that completed a handshake and then
+// ignored an 18/MDP READY may be a 7/MDP broker (the Guide's mdbroker logs
+// and drops a message with a header it does not know), and one silent on
+// 7/MDP may be an 18/MDP broker that was busy. A peer that never completed
+// a handshake is a broker that is down: the protocol stays.
+func (m *machine) silence() {
+	ep := m.cfg.Brokers[m.endpoint]
+	if m.heard {
+		m.log.Warn().Str(keyEndpoint, ep).Str("protocol", m.speak.Describe()).Msg("broker silent, reconnecting")
+		m.silent[m.endpoint] = 0
+		return
+	}
+	if !m.handshake {
+		m.log.Warn().Str(keyEndpoint, ep).Str("protocol", m.speak.Describe()).
+			Msg("no broker answers (no ZeroMQ handshake), reconnecting")
+		return
+	}
+	m.silent[m.endpoint]++
+	if !m.auto() {
+		m.log.Error().Str(keyEndpoint, ep).Str("protocol", m.speak.Describe()).
+			Msg("broker accepted the connection but never answered READY: does it speak this protocol? (see --protocol)")
+		return
+	}
+	next := protocol.DialectMDP1
+	if m.speak == protocol.DialectMDP1 {
+		next = protocol.DialectZMWS
+	}
+	m.choice[m.endpoint] = next
+	if m.silent[m.endpoint] >= 2 {
+		m.log.Error().Str(keyEndpoint, ep).Strs("tried", []string{"18/MDP", "7/MDP"}).
+			Msg("broker answers READY in neither 18/MDP nor 7/MDP, trying again")
+		return
+	}
+	m.log.Warn().Str(keyEndpoint, ep).Str("protocol", m.speak.Describe()).Str("next", next.Describe()).
+		Msg("broker silent after READY, trying the other protocol")
+}
+
 // Connected reports that the connection actConnect asked for is open, as
-// identity; the machine announces the service.
+// identity; the machine announces the service, with the meta frame to a
+// zmws broker only.
 func (m *machine) Connected(now time.Time, identity string) {
-	m.connecting, m.connected, m.heard = false, true, false
+	m.connecting, m.connected, m.heard, m.handshake = false, true, false, false
+	m.speak = m.choice[m.endpoint]
 	m.log = m.base.With().Str(keyWorker, identity).Logger()
 	m.heartbeatAt = now.Add(m.cfg.Heartbeat)
 	m.expireAt = now.Add(m.cfg.Heartbeat * time.Duration(m.cfg.Liveness))
-	m.send(protocol.Message{Cmd: protocol.CmdReady, Service: m.cfg.Service, Body: [][]byte{m.ready}})
-	m.log.Info().Str(keyEndpoint, m.cfg.Brokers[m.endpoint]).Msg("ready sent")
+	var body [][]byte
+	if m.speak == protocol.DialectZMWS {
+		body = [][]byte{m.ready}
+	}
+	m.send(protocol.Message{Cmd: protocol.CmdReady, Service: m.cfg.Service, Body: body})
+	m.log.Info().Str(keyEndpoint, m.cfg.Brokers[m.endpoint]).Str("protocol", m.speak.Describe()).Msg("ready sent")
+}
+
+// hear notes that the broker spoke on this connection; the first time,
+// it logs which protocol works (auto mode sticks to it for the endpoint).
+func (m *machine) hear() {
+	if m.heard {
+		return
+	}
+	m.heard = true
+	m.silent[m.endpoint] = 0
+	if m.auto() {
+		m.log.Info().Str(keyEndpoint, m.cfg.Brokers[m.endpoint]).Str("protocol", m.speak.Describe()).Msg("broker answers")
+	}
 }
 
 // ConnectFailed reports that the connection could not be set up; the next
@@ -251,7 +354,7 @@ func (m *machine) FromBroker(now time.Time, frames [][]byte) {
 	}
 	switch msg.Cmd {
 	case protocol.CmdHeartbeat:
-		m.heard = true
+		m.hear()
 	case protocol.CmdDisconnect:
 		if meta, _, ok, _ := protocol.SplitMeta(msg.Body); ok && meta.Code != "" {
 			// A refusal: this worker's key may not offer the service.
@@ -264,7 +367,7 @@ func (m *machine) FromBroker(now time.Time, frames [][]byte) {
 		m.log.Info().Str(keyEndpoint, m.cfg.Brokers[m.endpoint]).Msg("broker sent disconnect, reconnecting")
 		m.drop(now, false)
 	case protocol.CmdRequest:
-		m.heard = true
+		m.hear()
 		m.onRequest(now, msg)
 	default:
 		m.log.Warn().Stringer("cmd", msg.Cmd).Msg("unexpected command from broker")
@@ -300,6 +403,12 @@ func (m *machine) start(now time.Time, msg protocol.Message) {
 		})}})
 		return
 	}
+	if !hasMeta {
+		// A plain broker's address frame is its client's routing id,
+		// often binary: the handler (and a command's environment) gets
+		// it printable.
+		id = printableID(msg.Address)
+	}
 	j := &Job{ID: id, Service: m.cfg.Service, Attempt: 1, Params: map[string]string{}, Input: input}
 	if hasMeta {
 		if meta.Service != "" {
@@ -312,7 +421,7 @@ func (m *machine) start(now time.Time, msg protocol.Message) {
 			j.Params = meta.Params
 		}
 	}
-	m.busy, m.cur = true, current{id: id, stock: !hasMeta, started: now}
+	m.busy, m.cur = true, current{id: id, addr: msg.Address, stock: !hasMeta, started: now}
 	m.log.Debug().Str(keyJob, id).Int("attempt", j.Attempt).Msg("job started")
 	m.do(action{kind: actStart, job: j})
 }
@@ -327,7 +436,11 @@ func (m *machine) Output(chunk []byte) {
 		m.log.Debug().Str(keyJob, m.cur.id).Msg("partial output after connection loss, dropped")
 		return
 	}
-	m.sendJob(protocol.Message{Cmd: protocol.CmdPartial, Address: []byte(m.cur.id), Body: [][]byte{chunk}})
+	if m.speak.Version() == protocol.V1 {
+		m.cur.held = append(m.cur.held, chunk...)
+		return
+	}
+	m.sendJob(protocol.Message{Cmd: protocol.CmdPartial, Address: m.cur.addr, Body: [][]byte{chunk}})
 }
 
 // JobDone takes the running handler's return, after all its output: the
@@ -350,7 +463,10 @@ func (m *machine) JobDone(now time.Time, res []byte, err error, truncated bool) 
 	case r.lost:
 		log.Warn().Msg("result of a job from an earlier connection, dropped")
 	default:
-		m.sendJob(protocol.Message{Cmd: protocol.CmdReply, Address: []byte(r.id), Body: finalBody(r.stock, res, err, truncated)})
+		if len(r.held) > 0 {
+			res = append(r.held, res...)
+		}
+		m.sendJob(protocol.Message{Cmd: protocol.CmdReply, Address: r.addr, Body: finalBody(r.stock, res, err, truncated)})
 		if err != nil {
 			ev := log.Info().Err(err)
 			var ee *ExitError
@@ -462,4 +578,15 @@ func (m *machine) backoff() time.Duration {
 	}
 	d = min(d, m.cfg.ReconnectMax)
 	return d + m.jitter(d/5)
+}
+
+// printableID returns addr as it is when it is printable ASCII, else
+// "mdp-" and its hex: a plain broker's address frame is a routing id.
+func printableID(addr []byte) string {
+	for _, c := range addr {
+		if c < 0x21 || c > 0x7e {
+			return "mdp-" + hex.EncodeToString(addr)
+		}
+	}
+	return string(addr)
 }

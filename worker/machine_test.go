@@ -383,3 +383,86 @@ func TestMachine_StockAndMalformedRequests(t *testing.T) {
 		{5500 * ms, tickM, []string{"close"}, 5600 * ms},
 	})
 }
+
+// handshaken says the connection's peer completed a ZMTP handshake.
+func handshaken(m *machine, _ time.Time) { m.Handshaken() }
+
+// In auto mode, a peer that completed the handshake and then left READY
+// unanswered for Heartbeat*Liveness gets 7/MDP on the next connection (no
+// meta frame), and 18/MDP with it again if that is silent too; a peer that
+// never completed a handshake (a broker that is down) changes nothing; a
+// broker that answers keeps its protocol. Told a protocol, the machine
+// never changes it.
+func TestMachine_AutoSwitchesProtocolAfterSilence(t *testing.T) {
+	cfg := Config{Heartbeat: sec, Liveness: 1, ReconnectMin: 100 * ms, ReconnectMax: 100 * ms, Brokers: []string{"tcp://a:1"}}
+	m := newTestMachine(t, cfg)
+	speaks := func(want protocol.Dialect, delim bool) {
+		t.Helper()
+		if m.speak != want || m.Form().Delimiter != delim || m.Form().Version != want.Version() {
+			t.Fatalf("speaks %s in %+v, want %s (delimiter %v)", m.speak, m.Form(), want, delim)
+		}
+	}
+	m.Start(t0)
+	play(t, m, []step{
+		{0, tickM, []string{"connect 0"}, -1},
+		{0, connectedAs("w1"), []string{ready}, 1 * sec},
+		{1 * sec, tickM, []string{"close"}, 1100 * ms}, // no handshake: down
+		{1100 * ms, tickM, []string{"connect 0"}, -1},
+		{1100 * ms, connectedAs("w2"), []string{ready}, 2100 * ms},
+	})
+	speaks(protocol.DialectZMWS, true)
+	play(t, m, []step{
+		{1200 * ms, handshaken, nil, 2100 * ms},
+		{2100 * ms, tickM, []string{"close"}, 2200 * ms},
+		{2200 * ms, tickM, []string{"connect 0"}, -1},
+		{2200 * ms, connectedAs("w3"), []string{ready}, 3200 * ms},
+	})
+	speaks(protocol.DialectMDP1, true)
+	play(t, m, []step{
+		{2300 * ms, handshaken, nil, 3200 * ms},
+		{3200 * ms, tickM, []string{"close"}, 3300 * ms},
+		{3300 * ms, tickM, []string{"connect 0"}, -1},
+		{3300 * ms, connectedAs("w4"), []string{ready}, 4300 * ms},
+	})
+	speaks(protocol.DialectZMWS, true)
+	play(t, m, []step{
+		{3400 * ms, handshaken, nil, 4300 * ms},
+		{3500 * ms, fromBroker(heartbeat), nil, 4300 * ms},
+		{4300 * ms, tickM, []string{"send HEARTBEAT"}, 4500 * ms},
+		{4500 * ms, tickM, []string{"close"}, 4600 * ms}, // heard, then silent: same protocol
+		{4600 * ms, tickM, []string{"connect 0"}, -1},
+		{4600 * ms, connectedAs("w5"), []string{ready}, 5600 * ms},
+	})
+	speaks(protocol.DialectZMWS, true)
+
+	cfg.Protocol = protocol.DialectZMWS
+	m = newTestMachine(t, cfg)
+	m.Start(t0)
+	play(t, m, []step{
+		{0, tickM, []string{"connect 0"}, -1},
+		{0, connectedAs("w1"), []string{ready}, 1 * sec},
+		{100 * ms, handshaken, nil, 1 * sec},
+		{1 * sec, tickM, []string{"close"}, 1100 * ms},
+		{1100 * ms, tickM, []string{"connect 0"}, -1},
+		{1100 * ms, connectedAs("w2"), []string{ready}, 2100 * ms},
+	})
+	speaks(protocol.DialectZMWS, false)
+}
+
+// On 7/MDP, which has no PARTIAL, a job's output goes ahead of its result
+// in the one REPLY.
+func TestMachine_7MDPHoldsPartialOutput(t *testing.T) {
+	m := newTestMachine(t, Config{Heartbeat: sec, Liveness: 3, Protocol: protocol.DialectMDP1})
+	m.Start(t0)
+	req := frames(protocol.Message{Cmd: protocol.CmdRequest, Address: []byte("c1"), Body: [][]byte{[]byte("in")}})
+	play(t, m, []step{
+		{0, tickM, []string{"connect 0"}, -1},
+		{0, connectedAs("w1"), []string{ready}, 1 * sec},
+		{10 * ms, fromBroker(req), []string{"start c1"}, 1 * sec},
+		{20 * ms, func(m *machine, _ time.Time) { m.Output([]byte("a")); m.Output([]byte("b")) }, nil, 1 * sec},
+		{30 * ms, func(m *machine, now time.Time) { m.JobDone(now, []byte("c"), nil, false) }, []string{"job REPLY c1 abc"}, 1 * sec},
+	})
+	if f := m.Form(); f.Version != protocol.V1 || !f.Delimiter {
+		t.Errorf("form %+v, want 7/MDP with the delimiter", f)
+	}
+}

@@ -51,9 +51,6 @@ const (
 	maxDrain = 64
 )
 
-// wireForm is how this worker speaks: 18/MDP without the empty delimiter.
-var wireForm = protocol.Form{Version: protocol.V2}
-
 // slot is one connection to a broker serving one job at a time: a machine,
 // which decides, and a loop (run), which owns the DEALER and does what the
 // machine asks. All its fields, and its sockets, belong to the goroutine
@@ -196,6 +193,8 @@ func (s *slot) run(ctx context.Context) error {
 		if s.watch != nil && !s.m.Heard() {
 			if err := s.watch.Err(); err != nil {
 				s.m.Refused(now, err)
+			} else if s.watch.Handshaken() {
+				s.m.Handshaken()
 			}
 		}
 		s.m.Tick(now)
@@ -447,7 +446,14 @@ func (s *slot) connect(now time.Time, ep int) {
 func (s *slot) secure(sock *zmq.Socket) error {
 	keys := s.w.cfg.Curve
 	if keys == nil {
-		return nil
+		if !s.m.auto() {
+			return nil
+		}
+		// Auto mode watches the handshake to tell a silent broker from one
+		// that is down (machine.silence).
+		w, err := curve.WatchSocket(sock)
+		s.watch = w
+		return err
 	}
 	if err := keys.Apply(sock); err != nil {
 		return err
@@ -485,7 +491,7 @@ func (s *slot) send(m protocol.Message) {
 	if s.sock == nil {
 		return
 	}
-	m.Form = wireForm
+	m.Form = s.m.Form()
 	if err := s.tx.Send(s.sock, zmq.DONTWAIT, protocol.EncodeWorker(m)); err != nil {
 		s.m.log.Debug().Err(err).Stringer("cmd", m.Cmd).Msg("send to broker")
 	}
@@ -497,7 +503,7 @@ func (s *slot) sendJob(m protocol.Message) {
 	if s.sock == nil {
 		return
 	}
-	m.Form = wireForm
+	m.Form = s.m.Form()
 	s.pending = append(s.pending, protocol.EncodeWorker(m))
 	s.flush()
 }

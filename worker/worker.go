@@ -113,8 +113,18 @@ type Config struct {
 	// broker authorizes for the service (curve.LoadClient reads both from
 	// files). A refused handshake or READY is logged as an error and tried
 	// again after the reconnect backoff. nil: no security.
-	Curve  *curve.Client
-	Logger zerolog.Logger
+	Curve *curve.Client
+	// Protocol says what the slots speak to their brokers (docs/PROTOCOL.md,
+	// "Against a plain Majordomo broker"). DialectAuto (or ""), the
+	// default, starts with 18/MDP and the zmws meta frame, and switches an
+	// endpoint to plain 7/MDP when its broker completes the ZeroMQ
+	// handshake and then stays silent for Heartbeat*Liveness after READY
+	// (and back, if that is silent too), logging what it tries and what
+	// answers. DialectZMWS, DialectMDP1 and DialectMDP2 fix it: the plain
+	// ones send no meta frame and so no TTR, Retries, Prefetch or Details;
+	// 7/MDP has no PARTIAL, so a job's output goes in one REPLY.
+	Protocol protocol.Dialect
+	Logger   zerolog.Logger
 }
 
 // Worker connects to brokers and serves jobs for one service. Make one with
@@ -159,6 +169,12 @@ func New(cfg Config) (*Worker, error) {
 		return nil, fmt.Errorf("worker: negative prefetch %d", cfg.Prefetch)
 	case cfg.Idler != nil && cfg.OnIdle != nil:
 		return nil, errors.New("worker: both Idler and OnIdle")
+	}
+	if cfg.Protocol == "" {
+		cfg.Protocol = protocol.DialectAuto
+	}
+	if _, err := protocol.ParseDialect(string(cfg.Protocol)); err != nil {
+		return nil, fmt.Errorf("worker: %w", err)
 	}
 	if cfg.Concurrency == 0 {
 		cfg.Concurrency = 1

@@ -69,6 +69,7 @@ type CLI struct {
 	IdleTimeout time.Duration `help:"Run time limit of the --idle-command; 0: --idle-after." default:"0s" env:"ZMWS_RUN_IDLE_TIMEOUT"`
 
 	Prefetch    int           `help:"Jobs each slot takes from the broker ahead of the one it runs, so the next starts at once: for many short jobs; a job may then wait behind a long one here while another worker is free." default:"0" env:"ZMWS_RUN_PREFETCH"`
+	Protocol    string        `help:"What to speak to the broker: auto (18/MDP with zmws's meta frame; plain 7/MDP after a broker that took the connection left READY unanswered for 3 heartbeats), zmws, mdp1 (plain 7/MDP) or mdp2 (plain 18/MDP). Against a plain broker jobs get no parameters, TTR, retries or prefetch (docs/PROTOCOL.md)." default:"auto" enum:"auto,zmws,mdp1,mdp2" env:"ZMWS_RUN_PROTOCOL"`
 	Grace       time.Duration `help:"On SIGTERM, how long running jobs may finish before they are stopped and requeued." default:"10s" env:"ZMWS_RUN_GRACE"`
 	Heartbeat   time.Duration `help:"Heartbeat interval; use the broker's." default:"2500ms" env:"ZMWS_RUN_HEARTBEAT"`
 	MetricsBind string        `help:"Address (host:port) to serve this zmws-run's Prometheus metrics on, at /metrics: jobs by exit code, command start times, running commands (docs/METRICS.md); empty: none." env:"ZMWS_RUN_METRICS_BIND"`
@@ -272,6 +273,7 @@ func run(ctx context.Context, cli CLI, stdout, logw io.Writer) error {
 			Details:     &protocol.WorkerDetails{Name: "zmws-run"},
 			Retries:     t.Retries(),
 			Prefetch:    cli.Prefetch,
+			Protocol:    protocol.Dialect(cli.Protocol),
 			Curve:       keys,
 			Idler:       idler,
 			Logger:      log,

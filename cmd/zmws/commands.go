@@ -170,7 +170,11 @@ func (c *RunCmd) Run(e *env) error {
 	if res.OK() {
 		return nil
 	}
-	fmt.Fprintf(e.stderr, "zmws: job %s failed (%s): %s\n", res.JobID, res.Code, res.Error)
+	if res.JobID == "" { // a plain broker gives none
+		fmt.Fprintf(e.stderr, "zmws: %s failed (%s): %s\n", c.Service, res.Code, res.Error)
+	} else {
+		fmt.Fprintf(e.stderr, "zmws: job %s failed (%s): %s\n", res.JobID, res.Code, res.Error)
+	}
 	if res.ExitCode != nil && *res.ExitCode > 0 && *res.ExitCode < 256 {
 		return exitError{*res.ExitCode}
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/zmws/zmws/curve"
 	"github.com/zmws/zmws/internal/logging"
 	"github.com/zmws/zmws/internal/version"
+	"github.com/zmws/zmws/protocol"
 )
 
 // CLI is zmws' command line.
@@ -34,6 +35,7 @@ type CLI struct {
 	LogLevel  string        `help:"Log level for the client's own logs." default:"warn" env:"ZMWS_LOG_LEVEL"`
 	BrokerKey string        `help:"The broker's CURVE public key file: speak CURVE to it (needs --curve-key)." env:"ZMWS_BROKER_KEY" placeholder:"FILE"`
 	CurveKey  string        `help:"This client's CURVE secret key file (zmws keygen); the broker must authorize its public key." env:"ZMWS_CURVE_KEY" placeholder:"FILE"`
+	Protocol  string        `help:"What to speak to the broker: auto (ask it mmi.service in 18/MDP with zmws's meta frame and in 7/MDP, and speak what answers), zmws, mdp1 (plain 7/MDP) or mdp2 (plain 18/MDP). A plain broker runs only run, without parameters (docs/PROTOCOL.md)." default:"auto" enum:"auto,zmws,mdp1,mdp2" env:"ZMWS_PROTOCOL"`
 
 	Submit   SubmitCmd   `cmd:"" help:"Queue a job and print its ID."`
 	Run      RunCmd      `cmd:"" help:"Run a job and stream its output; exit with its exit code."`
@@ -99,6 +101,9 @@ func (e *env) clientWith(cfg client.Config) (*client.Client, error) {
 		return nil, err
 	}
 	cfg.Broker, cfg.Curve, cfg.Logger = e.cli.Broker, keys, log
+	if cfg.Protocol == "" {
+		cfg.Protocol = protocol.Dialect(e.cli.Protocol)
+	}
 	return client.New(cfg)
 }
 
