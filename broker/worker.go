@@ -194,6 +194,12 @@ func (b *Broker) ready(now time.Time, id, user string, m protocol.Message) {
 	var declared *protocol.Meta
 	if len(m.Body) > 0 && protocol.IsMeta(m.Body[0]) {
 		w.zmws = true
+		// A zmws worker takes messages with and without the empty
+		// delimiter; without, each costs a frame less. The worker library
+		// in auto mode sends it until it sees the broker send none.
+		if w.form.Version == protocol.V2 {
+			w.form.Delimiter = false
+		}
 		if meta, err := protocol.DecodeMeta(m.Body[0]); err == nil {
 			w.details = meta.Worker
 			declared = &meta

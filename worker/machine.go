@@ -79,6 +79,10 @@ type machine struct {
 	connecting bool // actConnect issued, not yet answered
 	endpoint   int  // index into Brokers of the current or next connection
 	heard      bool // got a HEARTBEAT or REQUEST on this connection
+	// bare: a zmws broker's message came without the empty delimiter on
+	// this connection (a plain one always sends it), so in auto mode the
+	// worker drops the delimiter too: a frame less each way per job.
+	bare bool
 	// speak is what the current connection speaks: DialectZMWS,
 	// DialectMDP1 or DialectMDP2, never auto. choice holds, per endpoint,
 	// what its next connection speaks; with Config.Protocol auto it starts
@@ -139,12 +143,14 @@ func newMachine(cfg *Config, ready []byte, log zerolog.Logger) *machine {
 }
 
 // Form is the wire form of the current connection: the specs' form, the
-// empty delimiter first, in auto mode and to a plain broker (the Guide's
-// brokers take the frame after the routing id for it without looking);
-// told zmws, 18/MDP without the delimiter, as zmws workers always sent it
-// (a zmws broker takes both).
+// empty delimiter first, to a plain broker and in auto mode (the Guide's
+// brokers take the frame after the routing id for it without looking)
+// until a message without it shows the broker is zmws, which sends zmws
+// workers none; told zmws, 18/MDP without the delimiter, as zmws workers
+// always sent it (a zmws broker takes both). The frame costs libzmq's I/O
+// threads one more frame each way per job.
 func (m *machine) Form() protocol.Form {
-	return protocol.Form{Version: m.speak.Version(), Delimiter: m.speak.Plain() || m.auto()}
+	return protocol.Form{Version: m.speak.Version(), Delimiter: m.speak.Plain() || (m.auto() && !m.bare)}
 }
 
 // auto reports whether the machine finds out what its brokers speak.
@@ -291,7 +297,7 @@ func (m *machine) silence() {
 // identity; the machine announces the service, with the meta frame to a
 // zmws broker only.
 func (m *machine) Connected(now time.Time, identity string) {
-	m.connecting, m.connected, m.heard, m.handshake = false, true, false, false
+	m.connecting, m.connected, m.heard, m.handshake, m.bare = false, true, false, false, false
 	m.speak = m.choice[m.endpoint]
 	m.log = m.base.With().Str(keyWorker, identity).Logger()
 	m.heartbeatAt = now.Add(m.cfg.Heartbeat)
@@ -351,6 +357,9 @@ func (m *machine) FromBroker(now time.Time, frames [][]byte) {
 	if err != nil {
 		m.log.Warn().Err(err).Int("frames", len(frames)).Msg("malformed message from broker")
 		return
+	}
+	if !msg.Form.Delimiter && msg.Form.Version == protocol.V2 {
+		m.bare = true
 	}
 	switch msg.Cmd {
 	case protocol.CmdHeartbeat:

@@ -466,3 +466,41 @@ func TestMachine_7MDPHoldsPartialOutput(t *testing.T) {
 		t.Errorf("form %+v, want 7/MDP with the delimiter", f)
 	}
 }
+
+// In auto mode the worker sends the empty delimiter, as the specs do,
+// until a message from the broker comes without one: zmwsd sends zmws
+// workers none, and the worker then drops it too (a frame less each way
+// per job). A plain broker always sends it, and keeps getting it. A new
+// connection starts again with the delimiter.
+func TestMachine_AutoDropsTheDelimiterForAZmwsBroker(t *testing.T) {
+	m := newTestMachine(t, Config{Heartbeat: sec, Liveness: 3, Brokers: []string{"tcp://a:1"}})
+	delimited := frames(protocol.Message{Cmd: protocol.CmdHeartbeat})
+	delimited = append([][]byte{{}}, delimited...)
+	if msg, err := protocol.DecodeWorker(delimited); err != nil || !msg.Form.Delimiter {
+		t.Fatalf("test frames: %v %+v", err, msg.Form)
+	}
+	m.Start(t0)
+	play(t, m, []step{
+		{0, tickM, []string{"connect 0"}, -1},
+		{0, connectedAs("w1"), []string{ready}, 1 * sec},
+	})
+	if !m.Form().Delimiter {
+		t.Fatal("auto, nothing heard: no delimiter")
+	}
+	m.FromBroker(at(100*ms), delimited)
+	if !m.Form().Delimiter {
+		t.Fatal("after a heartbeat with the delimiter (a plain broker): dropped it")
+	}
+	m.FromBroker(at(200*ms), heartbeat)
+	if m.Form().Delimiter {
+		t.Fatal("after a heartbeat without the delimiter (zmwsd): still sends it")
+	}
+	m.take()
+	m.Tick(at(10 * sec)) // silent: the connection is dropped, and made anew
+	m.Tick(at(20 * sec))
+	m.take()
+	m.Connected(at(20*sec), "w2")
+	if !m.Form().Delimiter {
+		t.Fatal("a new connection: no delimiter before the broker is heard")
+	}
+}
