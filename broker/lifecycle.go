@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/zmws/zmws/protocol"
@@ -123,6 +124,12 @@ func (b *Broker) overrun(now time.Time) {
 			continue
 		}
 		over = append(over, w)
+	}
+	// None of them is given the jobs of another (a worker with prefetch
+	// room is in its spare list), and they go in routing-id order.
+	slices.SortFunc(over, func(x, y *worker) int { return strings.Compare(x.id, y.id) })
+	for _, w := range over {
+		w.svc.spare = without(w.svc.spare, w)
 	}
 	for _, w := range over {
 		j, r := w.jobs[0], w.jobs[0].lastRun()
