@@ -907,6 +907,11 @@ func (s *seq) deliverWorker(e protocol.Envelope, before map[string]bool, desc st
 		if slices.Contains(sw.jobs, id) {
 			s.fail("job %s sent to %s, which holds it already", id, e.To)
 		}
+		if md, _, ok, err := protocol.SplitMeta(m.Body); err == nil && ok && held {
+			if j := s.b.lookup(id); j != nil && j.worker() == e.To && md.Attempt != int(j.attempts) {
+				s.fail("REQUEST to %s for job %s says attempt %d, the broker counts %d", e.To, id, md.Attempt, j.attempts)
+			}
+		}
 		sw.jobs = append(sw.jobs, id)
 		if s.jobs[id] == nil {
 			s.jobs[id] = &simJob{id: id}
@@ -1027,6 +1032,11 @@ func (s *seq) check() {
 		where[j] = place
 		if b.jobs.get(j.id) != j {
 			s.fail("job %s in %s but not in the job index", j.id, place)
+		}
+		// Attempts: a job waits with some left, runs one it has.
+		budget := j.budget(b.cfg.MaxAttempts)
+		if n := int(j.attempts); (j.state == stateQueued && n >= budget) || (j.state == stateActive && (n < 1 || n > budget)) {
+			s.fail("%v job %s in %s has spent %d attempts of %d", j.state, j.id, place, n, budget)
 		}
 	}
 	for name, sv := range b.services {
