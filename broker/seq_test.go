@@ -99,6 +99,7 @@ type seq struct {
 	workers []*simWorker
 	reqs    map[string]*simReq // by client identity: one per request
 	nreq    int
+	lastKey string              // the idempotency key last made up
 	held    []protocol.Envelope // Durable replies waiting for the next commit
 	failing bool                // the store refuses commits for now
 	then    func()              // run by do after the output, before the checks
@@ -408,8 +409,12 @@ func (s *seq) submit(sync bool) {
 	if s.rng.Intn(5) == 0 {
 		m.Retries = 1 + s.rng.Intn(3)
 	}
-	if s.rng.Intn(4) == 0 {
-		m.Key = fmt.Sprintf("k%d", s.rng.Intn(12))
+	switch n := s.rng.Intn(12); {
+	case n < 2: // a key used before: a resubmission (or a conflict)
+		m.Key = s.lastKey
+	case n < 4:
+		m.Key = fmt.Sprintf("k%d", s.nreq)
+		s.lastKey = m.Key
 	}
 	form, withMeta := seqV2, true
 	switch s.rng.Intn(6) {
@@ -694,13 +699,20 @@ func (s *seq) commit() {
 		s.fail("store refused the broker's batch: %v", err)
 	}
 	if err != nil {
-		for _, e := range held {
-			if r := s.reqs[e.To]; r != nil && r.kind == reqAdmin {
-				r.dropped = true // the loop drops it: see the report
-			}
-		}
 		s.do("Rejected", func() []protocol.Envelope { return s.b.Rejected(s.now, err) })
 		s.n["rejected"]++
+		// KNOWN ISSUE (issue 15, left as is): the loop drops the Durable
+		// replies a rejected commit held, and Rejected refuses only the
+		// submission that made each job. An idempotent resubmission of a
+		// job in the batch, and a SERVER-CANCEL or SERVER-RETRY answered
+		// since the last commit, get no answer at all. Counted, and
+		// excused at the drain; every other request must get its answer.
+		for _, e := range held {
+			if r := s.reqs[e.To]; r != nil && r.replies == 0 && !r.dropped {
+				r.dropped = true
+				s.n[fmt.Sprintf("KNOWN: %s answer dropped by a rejected commit", [...]string{"async", "sync", "query", "admin", "malformed"}[r.kind])]++
+			}
+		}
 		return
 	}
 	s.do("Committed", func() []protocol.Envelope { s.b.Committed(); return nil })
@@ -1281,7 +1293,7 @@ func (s *seq) drain() {
 				answered["lost in a restart"]++
 			}
 			if r.dropped {
-				answered["admin answer dropped by a rejected commit"]++
+				answered["KNOWN: answer dropped by a rejected commit"]++
 			}
 		}
 		if r.replies != want {
