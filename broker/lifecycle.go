@@ -263,9 +263,17 @@ func (b *Broker) retry(now time.Time, r request, id string) {
 		b.refuse(r, protocol.CodeConflict, "job "+id+" was synchronous: its caller is gone; submit it again")
 		return
 	}
+	// Its service may have been forgotten since (and announced again):
+	// the job goes to the service as it is now, as a submission would.
+	svc := b.services[j.svc.name]
+	if svc == nil {
+		b.refuse(r, protocol.CodeUnknownService, "job "+id+" is of service "+j.svc.name+", forgotten since: no worker provides it")
+		return
+	}
 	// A new job value under the same ID, without a run: the failed run
 	// stays in the history ring as it was.
 	n := *j
+	n.svc = svc
 	n.state, n.attempts = stateQueued, 0
 	n.dirty, n.flushed = false, false
 	if n.x != nil {
