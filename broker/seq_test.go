@@ -103,6 +103,8 @@ type seq struct {
 	held    []protocol.Envelope // Durable replies waiting for the next commit
 	failing bool                // the store refuses commits for now
 	then    func()              // run by do after the output, before the checks
+	// svcRetries is the most retries a READY ever declared per service.
+	svcRetries map[string]int
 
 	jobs map[string]*simJob // every job ID seen
 	open map[string]jobID   // the accepted ones not finished (see note)
@@ -166,7 +168,7 @@ func newSeq(t *testing.T, seed int64) *seq {
 	s := &seq{
 		t: t, seed: seed, rng: rand.New(rand.NewSource(seed)),
 		now:  time.Unix(1_700_000_000, 0),
-		reqs: map[string]*simReq{}, jobs: map[string]*simJob{}, open: map[string]jobID{}, svcs: map[string]*svcCount{}, n: map[string]int{},
+		reqs: map[string]*simReq{}, jobs: map[string]*simJob{}, open: map[string]jobID{}, svcRetries: map[string]int{}, svcs: map[string]*svcCount{}, n: map[string]int{},
 	}
 	s.cfg = Config{
 		Heartbeat:       time.Second,
@@ -187,6 +189,13 @@ func newSeq(t *testing.T, seed int64) *seq {
 	}
 	if seed%3 == 0 {
 		s.cfg.TTR = 2500 * time.Millisecond
+	}
+	if seed%5 == 0 {
+		s.cfg.MaxQueue = 6 // refusals, and requeues past the bound
+	}
+	if seed%7 == 0 {
+		s.cfg.MaxAttempts = 1
+		s.cfg.KeepGone = -1
 	}
 	if *seqVerbose {
 		s.cfg.Logger = zerolog.New(zerolog.NewTestWriter(t))
@@ -351,6 +360,7 @@ func (s *seq) readyWorker(w *simWorker, svc string) {
 		}
 		if s.rng.Intn(8) == 0 {
 			m.Retries = s.rng.Intn(3)
+			s.svcRetries[svc] = max(s.svcRetries[svc], m.Retries)
 		}
 	}
 	desc := fmt.Sprintf("%s READY %s v1=%v prefetch=%d ttr=%d retries=%d", w.id, svc, w.v1, m.Prefetch, m.TTRMillis, m.Retries)
@@ -783,6 +793,13 @@ func (s *seq) restored() {
 			s.note(sj)
 			continue
 		}
+		if i := slices.IndexFunc(s.b.dirty, func(j *job) bool { return j.id.String() == id }); i >= 0 && s.b.dirty[i].state == stateFailed {
+			// Failed by the restore (its attempts spent) and pushed out
+			// of the history by other such jobs: its record is pending.
+			sj.finished = true
+			s.note(sj)
+			continue
+		}
 		rec, ok, _ := s.st.Job(id)
 		if !ok || !store.Finished(rec.State) {
 			s.fail("accepted job %s lost in the restart: not in the restored broker, store has %+v (%v)", id, rec, ok)
@@ -1045,8 +1062,13 @@ func (s *seq) check() {
 		if b.jobs.get(j.id) != j {
 			s.fail("job %s in %s but not in the job index", j.id, place)
 		}
-		// Attempts: a job waits with some left, runs one it has.
+		// Attempts: a job waits with some left, runs one it has. Its
+		// budget follows its service's default retries, which the latest
+		// READY sets and a restart forgets: the most ever declared.
 		budget := j.budget(b.cfg.MaxAttempts)
+		if !j.sync && j.retries() < 0 {
+			budget = max(budget, 1+s.svcRetries[j.svc.name])
+		}
 		if n := int(j.attempts); (j.state == stateQueued && n >= budget) || (j.state == stateActive && (n < 1 || n > budget)) {
 			s.fail("%v job %s in %s has spent %d attempts of %d", j.state, j.id, place, n, budget)
 		}
