@@ -51,3 +51,29 @@ func TestBroker_RefusedJobLeavesItsKey(t *testing.T) {
 		t.Fatalf("store maps key k to %q (%v), want the job handed out, %s", id, ok, md.Job)
 	}
 }
+
+// Found by TestBroker_RandomSequences: a job retried (SERVER-RETRY) before
+// its first commit is a new job value that waits for no commit of its
+// own; its idempotency key must still not hand its ID out before the job
+// store has the job.
+func TestBroker_KeyOfAJobRetriedBeforeItsCommit(t *testing.T) {
+	st := store.NewMemory()
+	b := newBroker(t, broker.Config{Durable: true, Archive: st})
+	b.HandleWorker(t0, "w1", "", readyZ("S"))
+	if err := st.Commit(b.Flush()); err != nil {
+		t.Fatal(err)
+	}
+	b.Committed()
+	out := b.HandleClient(t0, "c1", "", zreqKey("S", "k"))
+	id, _, _ := dispatched(t, one(t, out, protocol.ToWorker, "w1"))
+	if md, _ := ask(t, b, protocol.ServerCancel, id); md.Status != protocol.StatusComplete {
+		t.Fatalf("cancel: %+v", md)
+	}
+	if md, _ := ask(t, b, protocol.ServerRetry, id); md.Status != protocol.StatusComplete {
+		t.Fatalf("retry: %+v", md)
+	}
+	acc := one(t, b.HandleClient(t0, "c2", "", zreqKey("S", "k")), protocol.ToClient, "c2")
+	if _, md, _ := clientReply(t, acc); md.Job != id || !acc.Durable {
+		t.Fatalf("resubmission got %s (Durable %v), want %s held for the commit: the store has no record of it yet", md.Job, acc.Durable, id)
+	}
+}
