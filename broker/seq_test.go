@@ -106,6 +106,9 @@ type seq struct {
 	// svcRetries is the most retries a READY ever declared per service.
 	svcRetries map[string]int
 
+	before map[string]bool // do's, reused
+	where  map[*job]string // check's, reused
+
 	jobs map[string]*simJob // every job ID seen
 	open map[string]jobID   // the accepted ones not finished (see note)
 	// svcs is, per service, the counters the broker is expected to show:
@@ -168,7 +171,7 @@ func newSeq(t *testing.T, seed int64) *seq {
 	s := &seq{
 		t: t, seed: seed, rng: rand.New(rand.NewSource(seed)),
 		now:  time.Unix(1_700_000_000, 0),
-		reqs: map[string]*simReq{}, jobs: map[string]*simJob{}, open: map[string]jobID{}, svcRetries: map[string]int{}, svcs: map[string]*svcCount{}, n: map[string]int{},
+		reqs: map[string]*simReq{}, jobs: map[string]*simJob{}, open: map[string]jobID{}, svcRetries: map[string]int{}, before: map[string]bool{}, where: map[*job]string{}, svcs: map[string]*svcCount{}, n: map[string]int{},
 	}
 	s.cfg = Config{
 		Heartbeat:       time.Second,
@@ -252,7 +255,8 @@ func (s *seq) do(desc string, call func() []protocol.Envelope) {
 	if len(s.hist) > 200 {
 		s.hist = slices.Delete(s.hist, 0, 100)
 	}
-	before := map[string]bool{}
+	before := s.before
+	clear(before)
 	for id := range s.b.workers {
 		before[id] = true
 	}
@@ -856,7 +860,7 @@ func (s *seq) deliver(out []protocol.Envelope, before map[string]bool, desc stri
 }
 
 func (s *seq) event(e protocol.Envelope) {
-	var ev protocol.Event
+	var ev struct{ Event, Job, Service string } // of protocol.Event
 	if err := json.Unmarshal(e.Frames[0], &ev); err != nil {
 		s.fail("event %q: %v", e.Frames[0], err)
 	}
@@ -1050,7 +1054,8 @@ func (s *seq) check() {
 	s.t.Helper()
 	b := s.b
 	// Where each job is: queue, delayed, a worker.
-	where := map[*job]string{}
+	where := s.where
+	clear(where)
 	put := func(j *job, place string) {
 		if j == nil {
 			s.fail("nil job in %s", place)
