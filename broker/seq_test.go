@@ -149,6 +149,7 @@ type simReq struct {
 	step    int
 	replies int  // final replies (REPLY) delivered
 	lost    bool // the broker crashed before answering: no answer is due
+	plain   bool // sent no meta frame: its replies have none either
 	dropped bool // its Durable answer went with a rejected commit
 	job     string
 	status  string
@@ -438,6 +439,7 @@ func (s *seq) submit(sync bool) {
 		withMeta = false
 	}
 	r := s.newClient(kind, "")
+	r.plain = !withMeta
 	if withMeta && s.rng.Intn(3) > 0 {
 		m.Ref = "r" + r.client
 	}
@@ -1002,6 +1004,11 @@ func (s *seq) deliverClient(e protocol.Envelope, released bool) {
 		s.fail("a second final reply to %s (%s): %q", e.To, r.desc, e.Frames)
 	}
 	md, rest, ok, err := protocol.SplitMeta(m.Body)
+	if r.plain || r.kind == reqMalformed {
+		// Output that looks like a meta frame (a worker's partial may
+		// start with one) is output to a client that sent none.
+		md, rest, ok, err = protocol.Meta{}, m.Body, false, nil
+	}
 	switch {
 	case err != nil:
 		s.fail("reply to %s with a bad meta frame: %v", e.To, err)
