@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/oklog/ulid/v2"
@@ -422,17 +423,29 @@ func (b *Broker) CheckWorkers(now time.Time) []protocol.Envelope {
 // nextExpiry.
 func (b *Broker) expire(now time.Time) {
 	var next time.Time
+	var dead []*worker
 	for _, w := range b.workers {
 		at := w.lastSeen.Add(b.ttl)
 		if now.After(at) {
-			b.log.Warn().Str(keyWorker, hexID(w.id)).Str(keyService, w.svc.name).
-				Dur("silent", now.Sub(w.lastSeen)).Msg("worker expired")
-			b.dropWorker(now, w, protocol.GoneExpired, "expired")
+			dead = append(dead, w)
 			continue
 		}
 		if next.IsZero() || at.Before(next) {
 			next = at
 		}
+	}
+	// None of them is given the jobs of another: out of the idle and
+	// spare lists first, then dropped, in routing-id order (not the map's),
+	// so the outcome of a Tick depends on its input alone.
+	slices.SortFunc(dead, func(x, y *worker) int { return strings.Compare(x.id, y.id) })
+	for _, w := range dead {
+		w.svc.idle = without(w.svc.idle, w)
+		w.svc.spare = without(w.svc.spare, w)
+	}
+	for _, w := range dead {
+		b.log.Warn().Str(keyWorker, hexID(w.id)).Str(keyService, w.svc.name).
+			Dur("silent", now.Sub(w.lastSeen)).Msg("worker expired")
+		b.dropWorker(now, w, protocol.GoneExpired, "expired")
 	}
 	if !next.IsZero() {
 		next = next.Add(time.Millisecond) // expiry is "after", not "at"

@@ -94,7 +94,11 @@ func (b *Broker) submit(now time.Time, r request, meta protocol.Meta, body [][]b
 				b.refuse(r, protocol.CodeConflict, fmt.Sprintf("idempotency key %q was used for a job of another service (%s)", meta.Key, svc))
 				return
 			}
-			b.accepted(r, id, j != nil && j.awaitingCommit())
+			// Held for the commit while the job's record is not
+			// committed: not only a submission awaiting it, but a job
+			// retried before its first commit (a new value, with no one
+			// to answer).
+			b.accepted(r, id, j != nil && (j.awaitingCommit() || j.dirty || j.flushed))
 			return
 		}
 	}

@@ -136,6 +136,14 @@ func (b *Broker) Rejected(now time.Time, err error) []protocol.Envelope {
 		if j.awaitingCommit() {
 			b.countRefused(j.svc.name, protocol.CodeStoreUnavailable)
 			b.refuse(*j.x.reply, protocol.CodeStoreUnavailable, fmt.Sprintf("job not accepted: the job store failed: %v", err))
+			if key := j.key(); key != "" {
+				// Not accepted, so not the key's job, even if it runs on:
+				// the key would hand out its ID, never stored, at once.
+				if b.keys[key] == j {
+					delete(b.keys, key)
+				}
+				j.x.key = ""
+			}
 			if j.state == stateQueued && j.svc.queue.Remove(j) {
 				b.jobs.delete(j.id)
 				j.state = stateFailed

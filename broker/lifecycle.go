@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/zmws/zmws/protocol"
@@ -123,6 +124,12 @@ func (b *Broker) overrun(now time.Time) {
 			continue
 		}
 		over = append(over, w)
+	}
+	// None of them is given the jobs of another (a worker with prefetch
+	// room is in its spare list), and they go in routing-id order.
+	slices.SortFunc(over, func(x, y *worker) int { return strings.Compare(x.id, y.id) })
+	for _, w := range over {
+		w.svc.spare = without(w.svc.spare, w)
 	}
 	for _, w := range over {
 		j, r := w.jobs[0], w.jobs[0].lastRun()
@@ -256,9 +263,17 @@ func (b *Broker) retry(now time.Time, r request, id string) {
 		b.refuse(r, protocol.CodeConflict, "job "+id+" was synchronous: its caller is gone; submit it again")
 		return
 	}
+	// Its service may have been forgotten since (and announced again):
+	// the job goes to the service as it is now, as a submission would.
+	svc := b.services[j.svc.name]
+	if svc == nil {
+		b.refuse(r, protocol.CodeUnknownService, "job "+id+" is of service "+j.svc.name+", forgotten since: no worker provides it")
+		return
+	}
 	// A new job value under the same ID, without a run: the failed run
 	// stays in the history ring as it was.
 	n := *j
+	n.svc = svc
 	n.state, n.attempts = stateQueued, 0
 	n.dirty, n.flushed = false, false
 	if n.x != nil {
