@@ -13,7 +13,6 @@ import (
 
 	"github.com/zmws/zmws/internal/logging"
 	"github.com/zmws/zmws/protocol"
-	"github.com/zmws/zmws/store"
 )
 
 // Log field keys: the shared ones, and the broker's own.
@@ -176,12 +175,6 @@ func (c *Config) setDefaults() {
 	}
 }
 
-// Archive is the read side of a job store.
-type Archive interface {
-	Job(id string) (store.JobRecord, bool, error)
-	JobByKey(key string) (string, bool, error)
-}
-
 // Access is the broker's view of the authorized keys (auth.Keys implements
 // it). Its methods are called on the loop goroutine, once per READY or
 // submission, and must be fast: a map lookup, no I/O.
@@ -237,11 +230,11 @@ type Broker struct {
 	keys   map[string]*job   // idempotency keys of jobs held in memory
 	owners map[string]string // interned owners of jobs (see intern)
 
-	dirty        []*job       // jobs changed since the last Flush
-	dirtySvcs    []*service   // services whose counters changed since the last Flush
-	flushed      []*job       // jobs of the batch being committed
-	batch, spare *store.Batch // records being gathered; the one last flushed
-	flushedEmpty bool         // the last flushed batch held no records
+	dirty        []*job     // jobs changed since the last Flush
+	dirtySvcs    []*service // services whose counters changed since the last Flush
+	flushed      []*job     // jobs of the batch being committed
+	batch, spare *Batch     // records being gathered; the one last flushed
+	flushedEmpty bool       // the last flushed batch held no records
 
 	// storeErr is the error of the last commit when it failed (Rejected),
 	// since storeFailed; both are cleared when a batch with records is
@@ -272,7 +265,7 @@ type service struct {
 	spare     []*worker // busy workers with prefetch room, in turn
 	workers   int       // live workers (idle + busy)
 	active    int       // jobs running now
-	completed uint64    // jobs finished complete, ever (journaled: store.ServiceCounts)
+	completed uint64    // jobs finished complete, ever (journaled: ServiceCounts)
 	failed    uint64    // jobs finished failed, ever
 	// countsDirty says completed or failed changed since the last Flush
 	// (the service is in Broker.dirtySvcs).
@@ -333,8 +326,8 @@ func New(cfg Config) *Broker {
 		keys:     make(map[string]*job),
 		owners:   make(map[string]string),
 		history:  make([]*job, 0, cfg.History),
-		batch:    &store.Batch{},
-		spare:    &store.Batch{},
+		batch:    &Batch{},
+		spare:    &Batch{},
 	}
 }
 

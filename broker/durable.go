@@ -7,12 +7,11 @@ import (
 	"time"
 
 	"github.com/zmws/zmws/protocol"
-	"github.com/zmws/zmws/store"
 )
 
 // Durability. The broker never writes to disk itself. With Config.Durable
 // set, every change to an asynchronous job marks it dirty; the loop calls
-// Flush to get one store.Batch holding the latest state of every dirty job
+// Flush to get one Batch holding the latest state of every dirty job
 // (a job queued, dispatched and finished within one batch is written once),
 // commits it, and only then sends the Envelopes marked Durable: the replies
 // that hand out job IDs. A job ID is thus never given for a job a crash could
@@ -51,7 +50,7 @@ func (b *Broker) Pending() bool {
 }
 
 // probeEvery is how often a broker whose store failed its last commit asks
-// for a probe commit (store.Batch.Probe), so that health comes back when
+// for a probe commit (Batch.Probe), so that health comes back when
 // the disk does, with no job to try it.
 const probeEvery = 5 * time.Second
 
@@ -69,7 +68,7 @@ func (b *Broker) probeDue(now time.Time) {
 // The batch stays valid until the next Flush. The caller commits it, sends
 // the Durable envelopes it held back, and reports the outcome with Committed
 // or Rejected before the next Flush.
-func (b *Broker) Flush() *store.Batch {
+func (b *Broker) Flush() *Batch {
 	out := b.batch
 	b.batch, b.spare = b.spare, out
 	b.batch.Reset()
@@ -83,7 +82,7 @@ func (b *Broker) Flush() *store.Batch {
 	for _, s := range b.dirtySvcs {
 		s.countsDirty = false
 		if b.services[s.name] == s { // not forgotten since
-			out.Counts = append(out.Counts, store.ServiceCounts{Name: s.name, Completed: s.completed, Failed: s.failed})
+			out.Counts = append(out.Counts, ServiceCounts{Name: s.name, Completed: s.completed, Failed: s.failed})
 		}
 	}
 	clear(b.dirtySvcs)
@@ -153,8 +152,8 @@ func (b *Broker) Rejected(now time.Time, err error) []protocol.Envelope {
 	// one, as they stand now: they change seldom, and the journal must not
 	// keep an old count, or a forgotten service, for ever.
 	for _, sv := range b.spare.Services {
-		if s := b.services[sv.Name]; s != nil && !slices.ContainsFunc(b.batch.Services, func(x store.ServiceRecord) bool { return x.Name == sv.Name }) {
-			b.batch.Services = append(b.batch.Services, store.ServiceRecord{Name: s.name, FirstSeen: s.firstSeen})
+		if s := b.services[sv.Name]; s != nil && !slices.ContainsFunc(b.batch.Services, func(x ServiceRecord) bool { return x.Name == sv.Name }) {
+			b.batch.Services = append(b.batch.Services, ServiceRecord{Name: s.name, FirstSeen: s.firstSeen})
 		}
 	}
 	for _, c := range b.spare.Counts {
@@ -189,7 +188,7 @@ func (b *Broker) Health() protocol.HealthInfo {
 // broker stopped is queued again and its next dispatch is attempt + 1, unless
 // its attempts are spent: then it fails); and the newest finished jobs, for
 // SERVER-JOBS. Call it once, before any message; send what it returns.
-func (b *Broker) Restore(now time.Time, snap store.Snapshot) []protocol.Envelope {
+func (b *Broker) Restore(now time.Time, snap Snapshot) []protocol.Envelope {
 	b.out = b.out[:0]
 	for _, s := range snap.Services {
 		// Last seen now: the clock of ForgetAfter restarts with the broker.
@@ -264,7 +263,7 @@ func (b *Broker) restoredService(name string, firstSeen time.Time) *service {
 
 // restoredJob rebuilds a job from its record (state left to the caller),
 // or returns nil (logged) if the record's ID is not a job ID.
-func (b *Broker) restoredJob(rec *store.JobRecord) *job {
+func (b *Broker) restoredJob(rec *JobRecord) *job {
 	id, ok := parseJobID(rec.ID)
 	if !ok {
 		b.log.Error().Str(keyJob, printable([]byte(rec.ID))).Msg("stored job with an invalid ID ignored")
@@ -292,8 +291,8 @@ func (b *Broker) restoredJob(rec *store.JobRecord) *job {
 // record is j as the store keeps it. The record is read by the committer
 // while the loop goes on, so it shares only what no longer changes: the
 // output is taken once the job has finished.
-func (j *job) record() *store.JobRecord {
-	rec := &store.JobRecord{
+func (j *job) record() *JobRecord {
+	rec := &JobRecord{
 		ID:       j.id.String(),
 		Service:  j.svc.name,
 		Sync:     j.sync,
