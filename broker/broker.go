@@ -67,11 +67,13 @@ type Config struct {
 	// (default 5 min).
 	RetryBackoff    time.Duration
 	RetryBackoffMax time.Duration
-	// Archive, when set, answers lookups of jobs the broker no longer holds
-	// in memory (SERVER-JOB, idempotency keys). It is the broker's only
-	// access to storage: read-only, and expected to be fast (bbolt reads
-	// from its memory map).
-	Archive Archive
+	// Archived says a journal (an Archive) keeps the jobs the broker no
+	// longer holds in memory: a request for one (SERVER-JOB, SERVER-CANCEL,
+	// SERVER-RETRY, an idempotency key) waits for a Lookup, which the
+	// caller answers off its goroutine (see Lookups and LookedUp). false:
+	// such requests are answered from memory alone. The broker never reads
+	// storage itself.
+	Archived bool
 	// Access, when set, decides what each authenticated peer may do: the
 	// server passes with every message the user the ZAP handler admitted
 	// (the peer's CURVE public key). On the client socket a message
@@ -245,6 +247,14 @@ type Broker struct {
 
 	out []protocol.Envelope
 
+	// waiting are the requests held for Lookups, by sequence number;
+	// lookups the Lookups emitted since the caller last took them (and
+	// lookupsSpare the slice it took, reused after).
+	waiting      map[uint64]*waiting
+	lookups      []Lookup
+	lookupsSpare []Lookup
+	lookupSeq    uint64
+
 	// at is the time of the input being handled; limit keeps each kind of
 	// peer misbehaviour to a few log lines a minute (see peerWarn).
 	at    time.Time
@@ -325,6 +335,7 @@ func New(cfg Config) *Broker {
 		jobs:     newJobIndex(),
 		keys:     make(map[string]*job),
 		owners:   make(map[string]string),
+		waiting:  make(map[uint64]*waiting),
 		history:  make([]*job, 0, cfg.History),
 		batch:    &Batch{},
 		spare:    &Batch{},

@@ -31,4 +31,28 @@
 // with, "" without one. With Config.Access the broker checks each READY and
 // each request against the key's rights, refusing with code forbidden, and
 // knows a worker by its key as well as its routing id (see Access).
+//
+// # The journal's side of the contract
+//
+// The broker never touches storage. It owns the records a journal keeps
+// (JobRecord, ServiceRecord, ServiceCounts, Batch, Snapshot: record.go) and
+// the read interface it needs of one (Archive); package store implements
+// them and imports broker, never the reverse. With Config.Durable and
+// Config.Archived a loop runs it as:
+//
+//	send(b.Restore(now, snapshot))                // once, from the journal's Load
+//	send(b.HandleClient(now, from, user, frames)) // any input
+//	for _, l := range b.Lookups() {               // requests that wait for the archive
+//		go answer(l.Ask(archive))                 // off the loop: it may block
+//	}
+//	send(b.LookedUp(now, answer))                 // each Answer, once, on the loop
+//	batch := b.Flush()                            // when b.Pending(): commit it off the loop,
+//	b.Committed() or send(b.Rejected(now, err))   // then send the Envelopes marked Durable
+//
+// Lookups (lookup.go): a request for a job the broker no longer holds in
+// memory (SERVER-JOB, SERVER-CANCEL, SERVER-RETRY of an older job; a
+// submission whose idempotency key is not in memory) is answered after the
+// Lookup it emits comes back, at most MaxLookups at once. Durability
+// (durable.go): a reply marked Durable hands out a job ID and is sent only
+// once the Batch that records the job is committed.
 package broker

@@ -109,18 +109,22 @@ func TestBroker_IdempotencyKey(t *testing.T) {
 		t.Fatal("job still in memory: the test needs it forgotten")
 	}
 	arch := store.NewMemory()
-	b2 := newBroker(t, broker.Config{Durable: true, Archive: arch})
-	if err := arch.Commit(&store.Batch{Jobs: []*store.JobRecord{{ID: first.Job, Service: "S", State: protocol.JobComplete,
+	b2 := newBroker(t, broker.Config{Durable: true, Archived: true})
+	if err := arch.Commit(&broker.Batch{Jobs: []*broker.JobRecord{{ID: first.Job, Service: "S", State: protocol.JobComplete,
 		Key: "k1", Created: t0, Finished: t0}}}); err != nil {
 		t.Fatal(err)
 	}
 	b2.HandleWorker(t0, "w1", "", readyZ("S"))
-	_, md, _ := clientReply(t, one(t, b2.HandleClient(t0, "c", "", zreqKey("S", "k1")), protocol.ToClient, "c"))
+	none(t, b2.HandleClient(t0, "c", "", zreqKey("S", "k1")), protocol.ToClient)
+	_, md, _ := clientReply(t, one(t, answerLookups(t, b2, arch), protocol.ToClient, "c"))
 	if md.Job != first.Job {
 		t.Fatalf("archived key gave %s, want %s", md.Job, first.Job)
 	}
-	if info, ok := b2.Job(first.Job); !ok || info.State != protocol.JobComplete {
-		t.Fatalf("archived job lookup: %+v %v", info, ok)
+	none(t, b2.HandleClient(t0, "c", "", zreq(protocol.ServerJob, nil, first.Job)), protocol.ToClient)
+	_, _, rest := clientReply(t, one(t, answerLookups(t, b2, arch), protocol.ToClient, "c"))
+	var info protocol.JobInfo
+	if err := json.Unmarshal(rest[0], &info); err != nil || info.State != protocol.JobComplete {
+		t.Fatalf("archived job lookup: %+v %v", info, err)
 	}
 }
 

@@ -58,8 +58,9 @@ type Config struct {
 	Logger zerolog.Logger
 	// Store keeps jobs durable (nil: memory only). The server loads it at
 	// New, commits the broker's records in batches, and sends a reply that
-	// hands out a job ID only after the job's record is committed. The
-	// caller closes the Store after Run returns.
+	// hands out a job ID only after the job's record is committed; it
+	// reads jobs the broker no longer holds (broker.Lookup) on a goroutine
+	// of its own. The caller closes the Store after Run returns.
 	Store store.Store
 	// Retain, RetainCount and RetainBytes bound how long, how many, and
 	// how many stored bytes (store.RecordSize) of finished jobs the Store
@@ -147,8 +148,12 @@ type Server struct {
 	rx     *zmqmsg.Reader
 	tx     zmqmsg.Writer
 	eps    [3]string
-	commit *committer         // nil without a Store
-	zap    *auth.Registration // nil without CURVE
+	commit *committer // nil without a Store
+	// lookups answers the broker's archive lookups off the loop (nil
+	// without a Store); answers is the loop's buffer for their answers.
+	lookups *reader
+	answers []broker.Answer
+	zap     *auth.Registration // nil without CURVE
 	// gone reads the worker socket's monitor (with CURVE): a closed
 	// connection makes the broker check every worker, at once and again at
 	// recheckAt, after recheckIn, since libzmq ends the connection's pipe
@@ -301,7 +306,7 @@ func New(cfg Config) (*Server, error) {
 	var snap store.Snapshot
 	if cfg.Store != nil {
 		cfg.Broker.Durable = true
-		cfg.Broker.Archive = cfg.Store
+		cfg.Broker.Archived = true
 		history := cfg.Broker.History
 		if history <= 0 {
 			history = broker.DefaultHistory
@@ -311,6 +316,11 @@ func New(cfg Config) (*Server, error) {
 			return nil, fmt.Errorf("server: load the job store: %w", err)
 		}
 		if s.commit, err = newCommitter(cfg.Store); err != nil {
+			s.close(0)
+			return nil, err
+		}
+		if s.lookups, err = newReader(cfg.Store); err != nil {
+			s.commit.close()
 			s.close(0)
 			return nil, err
 		}
@@ -324,6 +334,7 @@ func New(cfg Config) (*Server, error) {
 			s.close(0)
 			if s.commit != nil {
 				s.commit.close()
+				s.lookups.close(time.Second)
 			}
 			return nil, fmt.Errorf("server: metrics: %w", err)
 		}
@@ -387,6 +398,7 @@ func (s *Server) Run(ctx context.Context) error {
 	poller, polledNet := s.poller(), s.netEvents
 	defer close(s.done)
 	defer func() {
+		s.stopLookups()
 		s.stopCommits()
 		s.send(s.b.Shutdown(time.Now()))
 		s.close(s.cfg.Linger)
@@ -434,6 +446,10 @@ func (s *Server) Run(ctx context.Context) error {
 		if s.statsReq != nil && len(polled) > 0 {
 			start = time.Now()
 		}
+		var lookupWake *zmq.Socket
+		if s.lookups != nil {
+			lookupWake = s.lookups.wake
+		}
 		for _, p := range polled {
 			switch p.Socket {
 			case s.events:
@@ -446,6 +462,8 @@ func (s *Server) Run(ctx context.Context) error {
 				s.loop.received[1] += s.drain(s.workers, s.b.HandleWorker, s.b.WorkerOversize)
 			case s.gone:
 				s.workersGone()
+			case lookupWake:
+				s.lookedUp()
 			default:
 				s.committed(s.commit.finished())
 			}
@@ -464,6 +482,9 @@ func (s *Server) Run(ctx context.Context) error {
 				s.keysGen = gen
 				s.readmitWatchers(now)
 			}
+		}
+		if s.lookups != nil {
+			s.lookups.ask(s.b.Lookups())
 		}
 		s.startCommit(false)
 		if s.cfg.Alive != nil && !now.Before(s.aliveAt) {
@@ -499,8 +520,27 @@ func (s *Server) poller() *zmq.Poller {
 	}
 	if s.commit != nil {
 		p.Add(s.commit.wake, zmq.POLLIN)
+		p.Add(s.lookups.wake, zmq.POLLIN)
 	}
 	return p
+}
+
+// lookedUp feeds the broker the answers of the archive lookups that came
+// back, and sends its replies.
+func (s *Server) lookedUp() {
+	s.answers = s.lookups.answers(s.answers[:0])
+	for _, a := range s.answers {
+		s.send(s.b.LookedUp(time.Now(), a))
+	}
+	clear(s.answers)
+}
+
+// stopLookups stops the lookup reader at shutdown. The requests still
+// waiting for the archive get no reply: their clients see the broker go.
+func (s *Server) stopLookups() {
+	if s.lookups != nil && !s.lookups.close(time.Second) {
+		s.log.Error().Msg("archive lookup still running at shutdown")
+	}
 }
 
 // prune deletes finished jobs past the retention bounds, in the background:
