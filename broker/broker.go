@@ -56,7 +56,8 @@ type Config struct {
 	// nobody wants. nil: every event is wanted.
 	Subscribed func(topic string) bool
 	// Durable turns on record keeping for a job store (see Flush): replies
-	// that hand out job IDs are marked Durable.
+	// that hand out job IDs are held until their records are committed
+	// (Committed returns them).
 	Durable bool
 	// TTR is the default time-to-run of a job (0: none). A service's
 	// workers may declare their own in READY, a client per job; a job that
@@ -203,7 +204,8 @@ type Access interface {
 // it has no mutex.
 //
 // The Envelopes a method returns, and their frames, stay valid until the
-// next call; the caller sends them before calling again.
+// next call (the broker reuses its output buffer); the caller sends them
+// before calling again. Committed's stay valid until the next Flush.
 type Broker struct {
 	cfg Config
 	log zerolog.Logger
@@ -237,6 +239,9 @@ type Broker struct {
 	flushed      []*job     // jobs of the batch being committed
 	batch, spare *Batch     // records being gathered; the one last flushed
 	flushedEmpty bool       // the last flushed batch held no records
+	// heldNext are the replies that wait for the commit of the next batch
+	// (see hold); heldFlushed those that wait for the batch last flushed.
+	heldNext, heldFlushed []protocol.Envelope
 
 	// storeErr is the error of the last commit when it failed (Rejected),
 	// since storeFailed; both are cleared when a batch with records is

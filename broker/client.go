@@ -256,7 +256,9 @@ func (b *Broker) accepted(r request, id string, durable bool) {
 	} else {
 		b.replyClient(r, protocol.CmdReply, []byte(id))
 	}
-	b.out[len(b.out)-1].Durable = durable
+	if durable {
+		b.hold()
+	}
 }
 
 // addressed reports whether r's client matches replies by reference: an

@@ -46,13 +46,21 @@
 //		go answer(l.Ask(archive))                 // off the loop: it may block
 //	}
 //	send(b.LookedUp(now, answer))                 // each Answer, once, on the loop
-//	batch := b.Flush()                            // when b.Pending(): commit it off the loop,
-//	b.Committed() or send(b.Rejected(now, err))   // then send the Envelopes marked Durable
+//	batch := b.Flush()                            // when b.Pending() or b.Holding(): commit it off the loop,
+//	send(b.Committed())                           // then send the replies held for it,
+//	send(b.Rejected(now, err))                    // or, if the commit failed, the refusals
 //
 // Lookups (lookup.go): a request for a job the broker no longer holds in
 // memory (SERVER-JOB, SERVER-CANCEL, SERVER-RETRY of an older job; a
 // submission whose idempotency key is not in memory) is answered after the
 // Lookup it emits comes back, at most MaxLookups at once. Durability
-// (durable.go): a reply marked Durable hands out a job ID and is sent only
-// once the Batch that records the job is committed.
+// (durable.go): a reply that hands out a job ID is not among what the
+// input returns; the broker holds it, with the next Flush's Batch, and
+// Committed returns it once that Batch is committed. protocol.Envelope
+// knows nothing of durability.
+//
+// What a method returns is valid until the next call (the broker reuses
+// its output buffer): the caller sends it first. Two outputs live longer:
+// the Lookups, until the next Lookups, and the replies Committed returns,
+// until the next Flush.
 package broker

@@ -11,13 +11,14 @@ import (
 
 // Durability. The broker never writes to disk itself. With Config.Durable
 // set, every change to an asynchronous job marks it dirty; the loop calls
-// Flush to get one Batch holding the latest state of every dirty job
-// (a job queued, dispatched and finished within one batch is written once),
-// commits it, and only then sends the Envelopes marked Durable: the replies
-// that hand out job IDs. A job ID is thus never given for a job a crash could
-// lose. Dispatches and other replies go out at once: a job run before its
-// record is durable was not yet accepted, and a finish lost in a crash makes
-// the job run again (at least once).
+// Flush to get one Batch holding the latest state of every dirty job (a job
+// queued, dispatched and finished within one batch is written once),
+// commits it, and only then sends the replies that hand out job IDs: the
+// broker holds them back (they are not in what its methods return), and
+// Committed returns them. A job ID is thus never given for a job a crash
+// could lose. Dispatches and other replies go out at once: a job run before
+// its record is durable was not yet accepted, and a finish lost in a crash
+// makes the job run again (at least once).
 //
 // Sync jobs are held in memory only until they finish: their ID is given with
 // their result, and a client that waited on a broker that died has no one to
@@ -43,6 +44,20 @@ func (b *Broker) markCounts(s *service) {
 	b.dirtySvcs = append(b.dirtySvcs, s)
 }
 
+// hold moves the reply just queued (the last of b.out) to those that wait
+// for the next batch's commit.
+func (b *Broker) hold() {
+	n := len(b.out) - 1
+	b.heldNext = append(b.heldNext, b.out[n])
+	b.out[n] = protocol.Envelope{}
+	b.out = b.out[:n]
+}
+
+// Holding reports whether replies wait for the next batch's commit: the
+// caller should Flush and commit it now, even when it holds no records (a
+// resubmitted idempotency key whose job is in the batch being committed).
+func (b *Broker) Holding() bool { return len(b.heldNext) > 0 }
+
 // Pending reports whether Flush has records to give.
 func (b *Broker) Pending() bool {
 	return len(b.dirty) > 0 || len(b.dirtySvcs) > 0 || len(b.batch.Services) > 0 || len(b.batch.Deletes) > 0 || len(b.batch.Forgets) > 0 ||
@@ -64,11 +79,14 @@ func (b *Broker) probeDue(now time.Time) {
 	b.probeAt = now.Add(probeEvery)
 }
 
-// Flush returns the records changed since the last Flush and forgets them.
-// The batch stays valid until the next Flush. The caller commits it, sends
-// the Durable envelopes it held back, and reports the outcome with Committed
-// or Rejected before the next Flush.
+// Flush returns the records changed since the last Flush and forgets them;
+// the replies held until now wait for this batch. The batch stays valid
+// until the next Flush. The caller commits it and reports the outcome with
+// Committed (and sends the held replies it returns) or Rejected, before the
+// next Flush.
 func (b *Broker) Flush() *Batch {
+	clear(b.heldFlushed)
+	b.heldFlushed, b.heldNext = b.heldNext, b.heldFlushed[:0]
 	out := b.batch
 	b.batch, b.spare = b.spare, out
 	b.batch.Reset()
@@ -92,9 +110,11 @@ func (b *Broker) Flush() *Batch {
 }
 
 // Committed is told that the last flushed batch is durable: the IDs of its
-// jobs may be handed out. A batch with records in it also shows the store
-// works again (an empty one is not written at all).
-func (b *Broker) Committed() {
+// jobs may be handed out. It returns the replies held for the batch, to
+// send now; they stay valid until the next Flush, whatever is called in
+// between. A batch with records in it also shows the store works again (an
+// empty one is not written at all).
+func (b *Broker) Committed() []protocol.Envelope {
 	if !b.flushedEmpty && !b.storeFailed.IsZero() {
 		b.log.Info().Str("since", b.storeFailed.Format(time.RFC3339)).Msg("job store commits again")
 		b.storeErr, b.storeFailed = "", time.Time{}
@@ -104,6 +124,7 @@ func (b *Broker) Committed() {
 	}
 	clear(b.flushed)
 	b.flushed = b.flushed[:0]
+	return b.heldFlushed
 }
 
 // settle ends a job's part in a commit: an async job's ID is handed out (or
@@ -123,9 +144,11 @@ func (b *Broker) settle(j *job) {
 // Rejected is told that the last flushed batch could not be made durable
 // (err): every job of it whose ID was waiting to be handed out is refused
 // instead, with protocol.CodeStoreUnavailable, and forgotten if it had not
-// started. The caller drops the Durable envelopes it held for that batch.
+// started. The replies held for that batch are dropped.
 func (b *Broker) Rejected(now time.Time, err error) []protocol.Envelope {
 	b.out = b.out[:0]
+	clear(b.heldFlushed)
+	b.heldFlushed = b.heldFlushed[:0]
 	if b.storeFailed.IsZero() {
 		b.storeFailed = now
 	}

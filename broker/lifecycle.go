@@ -281,5 +281,7 @@ func (b *Broker) retryJob(now time.Time, r request, id string, j *job) {
 func (b *Broker) answerJob(r request, j *job) {
 	payload := mustJSON(j.info(false))
 	b.answer(r, payload)
-	b.out[len(b.out)-1].Durable = b.cfg.Durable
+	if b.cfg.Durable {
+		b.hold()
+	}
 }

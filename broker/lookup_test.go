@@ -141,7 +141,8 @@ func TestBroker_NoArchiveNoLookups(t *testing.T) {
 		}
 	}
 	b.HandleWorker(t0, "w1", "", readyZ("S"))
-	one(t, b.HandleClient(t0, "c", "", zreqKey("S", "k")), protocol.ToClient, "c")
+	b.HandleClient(t0, "c", "", zreqKey("S", "k"))
+	one(t, committed(b), protocol.ToClient, "c")
 	if ls := b.Lookups(); len(ls) != 0 {
 		t.Fatalf("lookups without an archive: %+v", ls)
 	}
@@ -166,16 +167,20 @@ func TestBroker_RetryAndCancelOfArchivedJobs(t *testing.T) {
 	none(t, out, protocol.ToClient)
 	none(t, out, protocol.ToWorker)
 	out = answerLookups(t, b, a)
-	reply := one(t, out, protocol.ToClient, "c")
-	if info := jobInfo(t, reply); info.ID != oldJob.ID || info.State != protocol.JobQueued {
-		t.Fatalf("retry answered %+v", info)
-	}
-	if !reply.Durable {
-		t.Fatal("the retry's reply must wait for its record's commit")
-	}
+	none(t, out, protocol.ToClient) // the retry's reply waits for its record's commit
 	if id, _, _ := dispatched(t, one(t, out, protocol.ToWorker, "w1")); id != oldJob.ID {
 		t.Fatalf("dispatched %s, want the retried %s", id, oldJob.ID)
 	}
+	if info := jobInfo(t, one(t, committed(b), protocol.ToClient, "c")); info.ID != oldJob.ID || info.State != protocol.JobQueued {
+		t.Fatalf("retry answered %+v", info)
+	}
+}
+
+// committed flushes b's records, as if committed, and returns the replies
+// held for them.
+func committed(b *broker.Broker) []protocol.Envelope {
+	b.Flush()
+	return b.Committed()
 }
 
 // A submission whose idempotency key is not in memory waits for the
@@ -209,7 +214,8 @@ func TestBroker_IdempotencyKeyLookedUp(t *testing.T) {
 	none(t, b.HandleClient(t0, "c1", "", zreqKey("S", "new")), protocol.ToClient)
 	none(t, b.HandleClient(t0, "c2", "", zreqKey("S", "new")), protocol.ToClient)
 	out = answerLookups(t, b, a)
-	c := only(out, protocol.ToClient)
+	none(t, out, protocol.ToClient) // held for the commit of the new job
+	c := committed(b)
 	if len(c) != 2 || c[0].To != "c1" || c[1].To != "c2" {
 		t.Fatalf("replies %+v, want one to c1, then one to c2", c)
 	}
@@ -221,7 +227,7 @@ func TestBroker_IdempotencyKeyLookedUp(t *testing.T) {
 	if n := len(requests(out)); n != 1 {
 		t.Fatalf("%d dispatches, want 1", n)
 	}
-	// Now in memory: no lookup.
+	// Now in memory, and committed: no lookup, no wait.
 	one(t, b.HandleClient(t0, "c", "", zreqKey("S", "new")), protocol.ToClient, "c")
 	if ls := b.Lookups(); len(ls) != 0 {
 		t.Fatalf("lookup of a key in memory: %+v", ls)

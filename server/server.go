@@ -589,7 +589,7 @@ func (s *Server) startCommit(now bool) {
 	}
 	// Held replies with nothing to commit (a resubmitted idempotency key
 	// whose job is in the batch being written) go with an empty batch.
-	urgent := len(s.commit.next) > 0
+	urgent := s.b.Holding()
 	if !urgent && !pending {
 		s.lazyAt = time.Time{}
 		return
@@ -601,15 +601,14 @@ func (s *Server) startCommit(now bool) {
 	s.commit.start(s.b.Flush())
 }
 
-// committed sends the replies a finished commit held, or, when it failed,
-// the refusals the broker makes of them.
-func (s *Server) committed(held []protocol.Envelope, err error) {
+// committed sends the replies the broker held for a finished commit, or,
+// when it failed, the refusals it makes of them.
+func (s *Server) committed(err error) {
 	if err != nil {
 		s.send(s.b.Rejected(time.Now(), err))
 		return
 	}
-	s.b.Committed()
-	s.sendNow(held)
+	s.send(s.b.Committed())
 }
 
 // stopCommits finishes at shutdown: waits for a commit under way, then
@@ -620,11 +619,11 @@ func (s *Server) stopCommits() {
 	}
 	defer s.commit.close()
 	for i := 0; i < 2; i++ {
-		held, err, was := s.commit.wait(10 * time.Second)
+		err, was := s.commit.wait(10 * time.Second)
 		if was {
-			s.committed(held, err)
+			s.committed(err)
 		}
-		if !s.b.Pending() && len(s.commit.next) == 0 {
+		if !s.b.Pending() && !s.b.Holding() {
 			return
 		}
 		s.startCommit(true)
@@ -658,26 +657,9 @@ func (s *Server) drain(sock *zmq.Socket, handle func(time.Time, string, string, 
 	return maxDrain
 }
 
-// send puts envelopes on their sockets, except Durable ones while a Store is
-// in use: those wait for the commit of the records gathered with them.
-func (s *Server) send(envs []protocol.Envelope) {
-	if s.commit == nil {
-		s.sendNow(envs)
-		return
-	}
-	i := 0
-	for _, e := range envs {
-		if e.Durable {
-			s.commit.next = append(s.commit.next, e)
-			continue
-		}
-		envs[i] = e
-		i++
-	}
-	s.sendNow(envs[:i])
-}
-
-// sendNow puts envelopes on their sockets without blocking. A worker that
+// send puts what the broker returned on its sockets without blocking.
+// Replies that wait for a commit are not among them: the broker holds
+// those until Committed returns them. A worker that
 // cannot be reached (gone, or its queue full) is reported to the broker,
 // with the jobs whose REQUESTs to it could not be sent, and the broker
 // requeues them; an unreachable client is logged.
@@ -686,7 +668,7 @@ func (s *Server) send(envs []protocol.Envelope) {
 // sent before the next: a job it gives to another worker that is gone too
 // is then known not to have reached that one either, and is not counted as
 // an attempt there.
-func (s *Server) sendNow(envs []protocol.Envelope) {
+func (s *Server) send(envs []protocol.Envelope) {
 	var gone []unreachable // in the order found
 	for {
 		for _, e := range envs {
