@@ -304,9 +304,11 @@ func New(cfg Config) (*Server, error) {
 		s.keysGen = cfg.Curve.Keys.Generation()
 	}
 	var snap store.Snapshot
+	// The Store is the archive, and only the loop answers lookups: without
+	// one, none may wait.
+	cfg.Broker.Archived = cfg.Store != nil
 	if cfg.Store != nil {
 		cfg.Broker.Durable = true
-		cfg.Broker.Archived = true
 		history := cfg.Broker.History
 		if history <= 0 {
 			history = broker.DefaultHistory
