@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"context"
 	"encoding/json"
 	"testing"
 	"time"
@@ -88,5 +89,38 @@ func TestServer_ArchivedJobLookedUpOffTheLoop(t *testing.T) {
 	}
 	if info.ID != old.ID || info.State != protocol.JobComplete || string(info.Output) != "from the archive" {
 		t.Fatalf("SERVER-JOB answered %+v", info)
+	}
+}
+
+// A lookup that hangs does not hang the shutdown: Run returns within about
+// a second of its context's end, the waiting client unanswered.
+func TestServer_HangingLookupDoesNotHangShutdown(t *testing.T) {
+	slow := &slowArchive{Memory: store.NewMemory(), id: "01HANG000000000000000000000", asked: make(chan struct{}, 1),
+		gate: make(chan struct{})}
+	defer close(slow.gate) // after Run has returned
+	srv, err := server.New(server.Config{ClientBind: "tcp://127.0.0.1:*", WorkerBind: "tcp://127.0.0.1:*", Store: slow,
+		Broker: broker.Config{Heartbeat: 100 * time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	c := zmqtest.Connect(t, zmq.DEALER, srv.ClientEndpoint())
+	zmqtest.Send(t, c, b("MDPC02"), []byte{0x01}, b(protocol.ServerJob), b(slow.id))
+	select {
+	case <-slow.asked:
+	case <-time.After(wait):
+		t.Fatal("the archive was not asked")
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(wait):
+		t.Fatal("Run did not return while a lookup hung")
 	}
 }
