@@ -15,7 +15,6 @@ import (
 
 	"github.com/zmws/zmws/internal/logging"
 	"github.com/zmws/zmws/protocol"
-	"github.com/zmws/zmws/store"
 )
 
 // Log field keys: the shared ones, and the broker's own.
@@ -63,7 +62,8 @@ type Config struct {
 	// nobody wants. nil: every event is wanted.
 	Subscribed func(topic string) bool
 	// Durable turns on record keeping for a job store (see Flush): replies
-	// that hand out job IDs are marked Durable.
+	// that hand out job IDs are held until their records are committed
+	// (Committed returns them).
 	Durable bool
 	// TTR is the default time-to-run of a job (0: none). A service's
 	// workers may declare their own in READY, a client per job; a job that
@@ -74,11 +74,13 @@ type Config struct {
 	// (default 5 min).
 	RetryBackoff    time.Duration
 	RetryBackoffMax time.Duration
-	// Archive, when set, answers lookups of jobs the broker no longer holds
-	// in memory (SERVER-JOB, idempotency keys). It is the broker's only
-	// access to storage: read-only, and expected to be fast (bbolt reads
-	// from its memory map).
-	Archive Archive
+	// Archived says a journal (an Archive) keeps the jobs the broker no
+	// longer holds in memory: a request for one (SERVER-JOB, SERVER-CANCEL,
+	// SERVER-RETRY, an idempotency key) waits for a Lookup, which the
+	// caller answers off its goroutine (see Lookups and LookedUp). false:
+	// such requests are answered from memory alone. The broker never reads
+	// storage itself.
+	Archived bool
 	// Access, when set, decides what each authenticated peer may do: the
 	// server passes with every message the user the ZAP handler admitted
 	// (the peer's CURVE public key). On the client socket a message
@@ -182,12 +184,6 @@ func (c *Config) setDefaults() {
 	}
 }
 
-// Archive is the read side of a job store.
-type Archive interface {
-	Job(id string) (store.JobRecord, bool, error)
-	JobByKey(key string) (string, bool, error)
-}
-
 // Access is the broker's view of the authorized keys (auth.Keys implements
 // it). Its methods are called on the loop goroutine, once per READY or
 // submission, and must be fast: a map lookup, no I/O.
@@ -214,7 +210,8 @@ type Access interface {
 // it has no mutex.
 //
 // The Envelopes a method returns, and their frames, stay valid until the
-// next call; the caller sends them before calling again.
+// next call (the broker reuses its output buffer); the caller sends them
+// before calling again. Committed's stay valid until the next Flush.
 type Broker struct {
 	cfg Config
 	log zerolog.Logger
@@ -243,11 +240,14 @@ type Broker struct {
 	keys   map[string]*job   // idempotency keys of jobs held in memory
 	owners map[string]string // interned owners of jobs (see intern)
 
-	dirty        []*job       // jobs changed since the last Flush
-	dirtySvcs    []*service   // services whose counters changed since the last Flush
-	flushed      []*job       // jobs of the batch being committed
-	batch, spare *store.Batch // records being gathered; the one last flushed
-	flushedEmpty bool         // the last flushed batch held no records
+	dirty        []*job     // jobs changed since the last Flush
+	dirtySvcs    []*service // services whose counters changed since the last Flush
+	flushed      []*job     // jobs of the batch being committed
+	batch, spare *Batch     // records being gathered; the one last flushed
+	flushedEmpty bool       // the last flushed batch held no records
+	// heldNext are the replies that wait for the commit of the next batch
+	// (see hold); heldFlushed those that wait for the batch last flushed.
+	heldNext, heldFlushed []protocol.Envelope
 
 	// storeErr is the error of the last commit when it failed (Rejected),
 	// since storeFailed; both are cleared when a batch with records is
@@ -257,6 +257,14 @@ type Broker struct {
 	probeAt     time.Time // when a failing store is next tried (probeDue)
 
 	out []protocol.Envelope
+
+	// waiting are the requests held for Lookups, by sequence number;
+	// lookups the Lookups emitted since the caller last took them (and
+	// lookupsSpare the slice it took, reused after).
+	waiting      map[uint64]*waiting
+	lookups      []Lookup
+	lookupsSpare []Lookup
+	lookupSeq    uint64
 
 	// at is the time of the input being handled; limit keeps each kind of
 	// peer misbehaviour to a few log lines a minute (see peerWarn).
@@ -278,7 +286,7 @@ type service struct {
 	spare     []*worker // busy workers with prefetch room, in turn
 	workers   int       // live workers (idle + busy)
 	active    int       // jobs running now
-	completed uint64    // jobs finished complete, ever (journaled: store.ServiceCounts)
+	completed uint64    // jobs finished complete, ever (journaled: ServiceCounts)
 	failed    uint64    // jobs finished failed, ever
 	// countsDirty says completed or failed changed since the last Flush
 	// (the service is in Broker.dirtySvcs).
@@ -342,9 +350,10 @@ func New(cfg Config) *Broker {
 		jobs:     newJobIndex(),
 		keys:     make(map[string]*job),
 		owners:   make(map[string]string),
+		waiting:  make(map[uint64]*waiting),
 		history:  make([]*job, 0, cfg.History),
-		batch:    &store.Batch{},
-		spare:    &store.Batch{},
+		batch:    &Batch{},
+		spare:    &Batch{},
 	}
 }
 

@@ -60,6 +60,13 @@ func (b *Broker) HandleClient(now time.Time, from, user string, frames [][]byte)
 
 // submit makes a job of a request for NAME, SYNC-NAME or SYNC:NAME.
 func (b *Broker) submit(now time.Time, r request, meta protocol.Meta, body [][]byte) {
+	b.submitJob(now, r, meta, body, b.cfg.Archived)
+}
+
+// submitJob is submit; ask says whether an idempotency key the broker does
+// not hold is looked up in the archive (the request then waits: see
+// resubmit) or is new.
+func (b *Broker) submitJob(now time.Time, r request, meta protocol.Meta, body [][]byte, ask bool) {
 	name, sync := protocol.SplitSync(r.service)
 	if !b.maySubmit(r, name) {
 		return
@@ -87,18 +94,18 @@ func (b *Broker) submit(now time.Time, r request, meta protocol.Meta, body [][]b
 		key = r.user + "|" + key
 	}
 	if key != "" && !sync {
-		if id, ok := b.byKey(key); ok {
-			j := b.lookup(id)
-			if svc := b.serviceOf(id, j); svc != name {
-				b.countRefused(name, protocol.CodeConflict)
-				b.refuse(r, protocol.CodeConflict, fmt.Sprintf("idempotency key %q was used for a job of another service (%s)", meta.Key, svc))
-				return
-			}
+		if j := b.keys[key]; j != nil {
 			// Held for the commit while the job's record is not
 			// committed: not only a submission awaiting it, but a job
 			// retried before its first commit (a new value, with no one
 			// to answer).
-			b.accepted(r, id, j != nil && (j.awaitingCommit() || j.dirty || j.flushed))
+			b.keyHolder(r, meta.Key, name, j.id.String(), j.svc.name, j.uncommitted())
+			return
+		}
+		if ask {
+			// The meta is the request's own (decoded for it); the body
+			// frames are the loop's until this call returns.
+			b.ask("", key, waiting{op: opSubmit, r: r, meta: meta, body: copyFrames(body)})
 			return
 		}
 	}
@@ -215,37 +222,34 @@ func (b *Broker) intern(owner string) string {
 	return owner
 }
 
-// serviceOf returns the service of job id: j's when it is in memory, else
-// the archive's record's ("" when unknown).
-func (b *Broker) serviceOf(id string, j *job) string {
-	if j != nil {
-		return j.svc.name
+// keyHolder answers a submission whose idempotency key (as the client gave
+// it) names job id of service svc: with the job's ID, unless svc is not
+// the service submitted to (name). durable holds the reply until the
+// job's record is committed.
+func (b *Broker) keyHolder(r request, key, name, id, svc string, durable bool) {
+	if svc != name {
+		b.countRefused(name, protocol.CodeConflict)
+		b.refuse(r, protocol.CodeConflict, fmt.Sprintf("idempotency key %q was used for a job of another service (%s)", key, svc))
+		return
 	}
-	if b.cfg.Archive == nil {
-		return ""
-	}
-	rec, ok, err := b.cfg.Archive.Job(id)
-	if err != nil || !ok {
-		return ""
-	}
-	return rec.Service
+	b.accepted(r, id, durable)
 }
 
-// byKey finds the job submitted with an idempotency key: in memory, or in
-// the archive for jobs the broker has forgotten.
-func (b *Broker) byKey(key string) (string, bool) {
-	if j := b.keys[key]; j != nil {
-		return j.id.String(), true
+// resubmit takes up a submission that waited for the archive to look up
+// its idempotency key (key): rec is the job the key names there (nil:
+// none). A job made under the key meanwhile, in memory, wins.
+func (b *Broker) resubmit(now time.Time, w *waiting, key string, rec *JobRecord) {
+	name, _ := protocol.SplitSync(w.r.service)
+	if rec == nil || b.keys[key] != nil {
+		b.submitJob(now, w.r, w.meta, w.body, false)
+		return
 	}
-	if b.cfg.Archive == nil {
-		return "", false
+	svc := rec.Service
+	j := b.lookup(rec.ID)
+	if j != nil {
+		svc = j.svc.name
 	}
-	id, ok, err := b.cfg.Archive.JobByKey(key)
-	if err != nil {
-		b.log.Error().Err(err).Msg("idempotency key lookup")
-		return "", false
-	}
-	return id, ok
+	b.keyHolder(w.r, w.meta.Key, name, rec.ID, svc, j != nil && j.uncommitted())
 }
 
 // accepted tells a client its job's ID; durable holds the reply until the
@@ -259,7 +263,9 @@ func (b *Broker) accepted(r request, id string, durable bool) {
 	} else {
 		b.replyClient(r, protocol.CmdReply, []byte(id))
 	}
-	b.out[len(b.out)-1].Durable = durable
+	if durable {
+		b.hold()
+	}
 }
 
 // addressed reports whether r's client matches replies by reference: an

@@ -31,4 +31,36 @@
 // with, "" without one. With Config.Access the broker checks each READY and
 // each request against the key's rights, refusing with code forbidden, and
 // knows a worker by its key as well as its routing id (see Access).
+//
+// # The journal's side of the contract
+//
+// The broker never touches storage. It owns the records a journal keeps
+// (JobRecord, ServiceRecord, ServiceCounts, Batch, Snapshot: record.go) and
+// the read interface it needs of one (Archive); package store implements
+// them and imports broker, never the reverse. With Config.Durable and
+// Config.Archived a loop runs it as:
+//
+//	send(b.Restore(now, snapshot))                // once, from the journal's Load
+//	send(b.HandleClient(now, from, user, frames)) // any input
+//	for _, l := range b.Lookups() {               // requests that wait for the archive
+//		go answer(l.Ask(archive))                 // off the loop: it may block
+//	}
+//	send(b.LookedUp(now, answer))                 // each Answer, once, on the loop
+//	batch := b.Flush()                            // when b.Pending() or b.Holding(): commit it off the loop,
+//	send(b.Committed())                           // then send the replies held for it,
+//	send(b.Rejected(now, err))                    // or, if the commit failed, the refusals
+//
+// Lookups (lookup.go): a request for a job the broker no longer holds in
+// memory (SERVER-JOB, SERVER-CANCEL, SERVER-RETRY of an older job; a
+// submission whose idempotency key is not in memory) is answered after the
+// Lookup it emits comes back, at most MaxLookups at once. Durability
+// (durable.go): a reply that hands out a job ID is not among what the
+// input returns; the broker holds it, with the next Flush's Batch, and
+// Committed returns it once that Batch is committed. protocol.Envelope
+// knows nothing of durability.
+//
+// What a method returns is valid until the next call (the broker reuses
+// its output buffer): the caller sends it first. Two outputs live longer:
+// the Lookups, until the next Lookups, and the replies Committed returns,
+// until the next Flush.
 package broker

@@ -7,18 +7,18 @@ import (
 	"time"
 
 	"github.com/zmws/zmws/protocol"
-	"github.com/zmws/zmws/store"
 )
 
 // Durability. The broker never writes to disk itself. With Config.Durable
 // set, every change to an asynchronous job marks it dirty; the loop calls
-// Flush to get one store.Batch holding the latest state of every dirty job
-// (a job queued, dispatched and finished within one batch is written once),
-// commits it, and only then sends the Envelopes marked Durable: the replies
-// that hand out job IDs. A job ID is thus never given for a job a crash could
-// lose. Dispatches and other replies go out at once: a job run before its
-// record is durable was not yet accepted, and a finish lost in a crash makes
-// the job run again (at least once).
+// Flush to get one Batch holding the latest state of every dirty job (a job
+// queued, dispatched and finished within one batch is written once),
+// commits it, and only then sends the replies that hand out job IDs: the
+// broker holds them back (they are not in what its methods return), and
+// Committed returns them. A job ID is thus never given for a job a crash
+// could lose. Dispatches and other replies go out at once: a job run before
+// its record is durable was not yet accepted, and a finish lost in a crash
+// makes the job run again (at least once).
 //
 // Sync jobs are held in memory only until they finish: their ID is given with
 // their result, and a client that waited on a broker that died has no one to
@@ -44,6 +44,20 @@ func (b *Broker) markCounts(s *service) {
 	b.dirtySvcs = append(b.dirtySvcs, s)
 }
 
+// hold moves the reply just queued (the last of b.out) to those that wait
+// for the next batch's commit.
+func (b *Broker) hold() {
+	n := len(b.out) - 1
+	b.heldNext = append(b.heldNext, b.out[n])
+	b.out[n] = protocol.Envelope{}
+	b.out = b.out[:n]
+}
+
+// Holding reports whether replies wait for the next batch's commit: the
+// caller should Flush and commit it now, even when it holds no records (a
+// resubmitted idempotency key whose job is in the batch being committed).
+func (b *Broker) Holding() bool { return len(b.heldNext) > 0 }
+
 // Pending reports whether Flush has records to give.
 func (b *Broker) Pending() bool {
 	return len(b.dirty) > 0 || len(b.dirtySvcs) > 0 || len(b.batch.Services) > 0 || len(b.batch.Deletes) > 0 || len(b.batch.Forgets) > 0 ||
@@ -51,7 +65,7 @@ func (b *Broker) Pending() bool {
 }
 
 // probeEvery is how often a broker whose store failed its last commit asks
-// for a probe commit (store.Batch.Probe), so that health comes back when
+// for a probe commit (Batch.Probe), so that health comes back when
 // the disk does, with no job to try it.
 const probeEvery = 5 * time.Second
 
@@ -65,11 +79,14 @@ func (b *Broker) probeDue(now time.Time) {
 	b.probeAt = now.Add(probeEvery)
 }
 
-// Flush returns the records changed since the last Flush and forgets them.
-// The batch stays valid until the next Flush. The caller commits it, sends
-// the Durable envelopes it held back, and reports the outcome with Committed
-// or Rejected before the next Flush.
-func (b *Broker) Flush() *store.Batch {
+// Flush returns the records changed since the last Flush and forgets them;
+// the replies held until now wait for this batch. The batch stays valid
+// until the next Flush. The caller commits it and reports the outcome with
+// Committed (and sends the held replies it returns) or Rejected, before the
+// next Flush.
+func (b *Broker) Flush() *Batch {
+	clear(b.heldFlushed)
+	b.heldFlushed, b.heldNext = b.heldNext, b.heldFlushed[:0]
 	out := b.batch
 	b.batch, b.spare = b.spare, out
 	b.batch.Reset()
@@ -83,7 +100,7 @@ func (b *Broker) Flush() *store.Batch {
 	for _, s := range b.dirtySvcs {
 		s.countsDirty = false
 		if b.services[s.name] == s { // not forgotten since
-			out.Counts = append(out.Counts, store.ServiceCounts{Name: s.name, Completed: s.completed, Failed: s.failed})
+			out.Counts = append(out.Counts, ServiceCounts{Name: s.name, Completed: s.completed, Failed: s.failed})
 		}
 	}
 	clear(b.dirtySvcs)
@@ -93,18 +110,22 @@ func (b *Broker) Flush() *store.Batch {
 }
 
 // Committed is told that the last flushed batch is durable: the IDs of its
-// jobs may be handed out. A batch with records in it also shows the store
-// works again (an empty one is not written at all).
-func (b *Broker) Committed() {
+// jobs may be handed out. It returns the replies held for the batch, to
+// send now; they stay valid until the next Flush, whatever is called in
+// between. A batch with records in it also shows the store works again (an
+// empty one is not written at all).
+func (b *Broker) Committed() []protocol.Envelope {
 	if !b.flushedEmpty && !b.storeFailed.IsZero() {
 		b.log.Info().Str("since", b.storeFailed.Format(time.RFC3339)).Msg("job store commits again")
 		b.storeErr, b.storeFailed = "", time.Time{}
 	}
 	for _, j := range b.flushed {
+		j.stored = true
 		b.settle(j)
 	}
 	clear(b.flushed)
 	b.flushed = b.flushed[:0]
+	return b.heldFlushed
 }
 
 // settle ends a job's part in a commit: an async job's ID is handed out (or
@@ -124,9 +145,11 @@ func (b *Broker) settle(j *job) {
 // Rejected is told that the last flushed batch could not be made durable
 // (err): every job of it whose ID was waiting to be handed out is refused
 // instead, with protocol.CodeStoreUnavailable, and forgotten if it had not
-// started. The caller drops the Durable envelopes it held for that batch.
+// started. The replies held for that batch are dropped.
 func (b *Broker) Rejected(now time.Time, err error) []protocol.Envelope {
 	b.out = b.out[:0]
+	clear(b.heldFlushed)
+	b.heldFlushed = b.heldFlushed[:0]
 	if b.storeFailed.IsZero() {
 		b.storeFailed = now
 	}
@@ -161,8 +184,8 @@ func (b *Broker) Rejected(now time.Time, err error) []protocol.Envelope {
 	// one, as they stand now: they change seldom, and the journal must not
 	// keep an old count, or a forgotten service, for ever.
 	for _, sv := range b.spare.Services {
-		if s := b.services[sv.Name]; s != nil && !slices.ContainsFunc(b.batch.Services, func(x store.ServiceRecord) bool { return x.Name == sv.Name }) {
-			b.batch.Services = append(b.batch.Services, store.ServiceRecord{Name: s.name, FirstSeen: s.firstSeen})
+		if s := b.services[sv.Name]; s != nil && !slices.ContainsFunc(b.batch.Services, func(x ServiceRecord) bool { return x.Name == sv.Name }) {
+			b.batch.Services = append(b.batch.Services, ServiceRecord{Name: s.name, FirstSeen: s.firstSeen})
 		}
 	}
 	for _, c := range b.spare.Counts {
@@ -197,7 +220,7 @@ func (b *Broker) Health() protocol.HealthInfo {
 // broker stopped is queued again and its next dispatch is attempt + 1, unless
 // its attempts are spent: then it fails); and the newest finished jobs, for
 // SERVER-JOBS. Call it once, before any message; send what it returns.
-func (b *Broker) Restore(now time.Time, snap store.Snapshot) []protocol.Envelope {
+func (b *Broker) Restore(now time.Time, snap Snapshot) []protocol.Envelope {
 	b.out = b.out[:0]
 	for _, s := range snap.Services {
 		// Last seen now: the clock of ForgetAfter restarts with the broker.
@@ -272,7 +295,7 @@ func (b *Broker) restoredService(name string, firstSeen time.Time) *service {
 
 // restoredJob rebuilds a job from its record (state left to the caller),
 // or returns nil (logged) if the record's ID is not a job ID.
-func (b *Broker) restoredJob(rec *store.JobRecord) *job {
+func (b *Broker) restoredJob(rec *JobRecord) *job {
 	id, ok := parseJobID(rec.ID)
 	if !ok {
 		b.log.Error().Str(keyJob, printable([]byte(rec.ID))).Msg("stored job with an invalid ID ignored")
@@ -281,6 +304,7 @@ func (b *Broker) restoredJob(rec *store.JobRecord) *job {
 	j := &job{
 		id: id, svc: b.restoredService(rec.Service, rec.Created), sync: rec.Sync,
 		params: rec.Params, attempts: int32(rec.Attempts), created: stampOf(rec.Created),
+		stored: true,
 	}
 	j.setInput(rec.Input)
 	if rec.Key != "" || rec.Owner != "" || rec.TTR != 0 || rec.Retries != -1 {
@@ -300,8 +324,8 @@ func (b *Broker) restoredJob(rec *store.JobRecord) *job {
 // record is j as the store keeps it. The record is read by the committer
 // while the loop goes on, so it shares only what no longer changes: the
 // output is taken once the job has finished.
-func (j *job) record() *store.JobRecord {
-	rec := &store.JobRecord{
+func (j *job) record() *JobRecord {
+	rec := &JobRecord{
 		ID:       j.id.String(),
 		Service:  j.svc.name,
 		Sync:     j.sync,

@@ -24,14 +24,15 @@ func TestBroker_DurableAcceptWaitsForCommit(t *testing.T) {
 		t.Fatal("a new service is a record to keep")
 	}
 	out := b.HandleClient(t0, "c", "", zreq("S", map[string]string{"a": "1"}, "in"))
-	acc := one(t, out, protocol.ToClient, "c")
-	if !acc.Durable {
-		t.Fatal("the reply handing out a job ID must wait for the commit")
-	}
-	if req := one(t, out, protocol.ToWorker, "w1"); req.Durable {
-		t.Fatal("a dispatch need not wait for the commit")
+	none(t, out, protocol.ToClient)      // the reply handing out a job ID waits for the commit
+	one(t, out, protocol.ToWorker, "w1") // a dispatch need not
+	if !b.Holding() {
+		t.Fatal("no reply held for the commit")
 	}
 	batch := b.Flush()
+	if b.Holding() {
+		t.Fatal("the held reply did not go with the batch")
+	}
 	if len(batch.Services) != 1 || len(batch.Jobs) != 1 {
 		t.Fatalf("batch %+v", batch)
 	}
@@ -39,7 +40,9 @@ func TestBroker_DurableAcceptWaitsForCommit(t *testing.T) {
 	if rec.State != protocol.JobActive || rec.Params["a"] != "1" || string(rec.Input[0]) != "in" || rec.Attempts != 1 {
 		t.Fatalf("record %+v: want the latest state, once", rec)
 	}
-	b.Committed()
+	if _, md, _ := clientReply(t, one(t, b.Committed(), protocol.ToClient, "c")); md.Job != rec.ID {
+		t.Fatalf("after the commit: %+v, want job %s", md, rec.ID)
+	}
 	if b.Pending() {
 		t.Fatal("pending after flush")
 	}
@@ -63,9 +66,7 @@ func TestBroker_SyncJobsRecordedOnlyWhenFinished(t *testing.T) {
 		t.Fatal("a running sync job was recorded")
 	}
 	out = b.HandleWorker(t0, "w1", "", final(id, protocol.Meta{Status: protocol.StatusComplete}, "x"))
-	if one(t, out, protocol.ToClient, "c").Durable {
-		t.Fatal("a sync result need not wait for the store")
-	}
+	one(t, out, protocol.ToClient, "c") // a sync result need not wait for the store
 	if batch := b.Flush(); len(batch.Jobs) != 1 || !batch.Jobs[0].Sync {
 		t.Fatalf("finished sync job not recorded: %+v", batch.Jobs)
 	}
@@ -90,37 +91,45 @@ func TestBroker_RejectedCommitRefusesSubmissions(t *testing.T) {
 func TestBroker_IdempotencyKey(t *testing.T) {
 	b := newBroker(t, broker.Config{Durable: true, History: 1})
 	b.HandleWorker(t0, "w1", "", readyZ("S"))
-	_, first, _ := clientReply(t, one(t, b.HandleClient(t0, "c", "", zreqKey("S", "k1")), protocol.ToClient, "c"))
+	none(t, b.HandleClient(t0, "c", "", zreqKey("S", "k1")), protocol.ToClient)
 	out := b.HandleClient(t0, "c", "", zreqKey("S", "k1"))
-	_, again, _ := clientReply(t, one(t, out, protocol.ToClient, "c"))
+	none(t, out, protocol.ToClient)
+	c := committed(b)
+	if len(c) != 2 {
+		t.Fatalf("want the two acceptances after the commit, got %+v", c)
+	}
+	_, first, _ := clientReply(t, c[0])
+	_, again, _ := clientReply(t, c[1])
 	if again.Job != first.Job || len(requests(out)) != 0 {
 		t.Fatalf("resubmission made a second job: %s vs %s", again.Job, first.Job)
 	}
-	b.Flush()
-	b.Committed()
 	// The job finishes and is pushed out of memory by another; the archive
 	// still knows its key.
 	b.HandleWorker(t0, "w1", "", final(first.Job, protocol.Meta{Status: protocol.StatusComplete}))
-	_, other, _ := clientReply(t, one(t, b.HandleClient(t0, "c", "", zreqKey("S", "k2")), protocol.ToClient, "c"))
+	b.HandleClient(t0, "c", "", zreqKey("S", "k2"))
+	_, other, _ := clientReply(t, one(t, committed(b), protocol.ToClient, "c"))
 	b.HandleWorker(t0, "w1", "", final(other.Job, protocol.Meta{Status: protocol.StatusComplete}))
-	b.Flush()
-	b.Committed()
+	committed(b)
 	if _, ok := b.Job(first.Job); ok {
 		t.Fatal("job still in memory: the test needs it forgotten")
 	}
 	arch := store.NewMemory()
-	b2 := newBroker(t, broker.Config{Durable: true, Archive: arch})
-	if err := arch.Commit(&store.Batch{Jobs: []*store.JobRecord{{ID: first.Job, Service: "S", State: protocol.JobComplete,
+	b2 := newBroker(t, broker.Config{Durable: true, Archived: true})
+	if err := arch.Commit(&broker.Batch{Jobs: []*broker.JobRecord{{ID: first.Job, Service: "S", State: protocol.JobComplete,
 		Key: "k1", Created: t0, Finished: t0}}}); err != nil {
 		t.Fatal(err)
 	}
 	b2.HandleWorker(t0, "w1", "", readyZ("S"))
-	_, md, _ := clientReply(t, one(t, b2.HandleClient(t0, "c", "", zreqKey("S", "k1")), protocol.ToClient, "c"))
+	none(t, b2.HandleClient(t0, "c", "", zreqKey("S", "k1")), protocol.ToClient)
+	_, md, _ := clientReply(t, one(t, answerLookups(t, b2, arch), protocol.ToClient, "c"))
 	if md.Job != first.Job {
 		t.Fatalf("archived key gave %s, want %s", md.Job, first.Job)
 	}
-	if info, ok := b2.Job(first.Job); !ok || info.State != protocol.JobComplete {
-		t.Fatalf("archived job lookup: %+v %v", info, ok)
+	none(t, b2.HandleClient(t0, "c", "", zreq(protocol.ServerJob, nil, first.Job)), protocol.ToClient)
+	_, _, rest := clientReply(t, one(t, answerLookups(t, b2, arch), protocol.ToClient, "c"))
+	var info protocol.JobInfo
+	if err := json.Unmarshal(rest[0], &info); err != nil || info.State != protocol.JobComplete {
+		t.Fatalf("archived job lookup: %+v %v", info, err)
 	}
 }
 
@@ -157,12 +166,14 @@ func TestBroker_RestoreRequeuesUnfinishedJobs(t *testing.T) {
 	if id, m, _ := dispatched(t, one(t, out, protocol.ToWorker, "w2")); id != testID("01B") || m.Attempt != 2 {
 		t.Fatalf("second dispatch %s attempt %d", id, m.Attempt)
 	}
+	// Its record is committed: the reply needs no commit.
 	_, md, _ := clientReply(t, one(t, b.HandleClient(t0, "c", "", zreqKey("S", "kb")), protocol.ToClient, "c"))
 	if md.Job != testID("01B") {
 		t.Fatalf("restored key gave %s", md.Job)
 	}
 	// A known service with no job is still known: it queues.
-	_, md, _ = clientReply(t, one(t, b.HandleClient(t0, "c", "", zreq("IDLE", nil)), protocol.ToClient, "c"))
+	b.HandleClient(t0, "c", "", zreq("IDLE", nil))
+	_, md, _ = clientReply(t, one(t, committed(b), protocol.ToClient, "c"))
 	if md.Status != protocol.StatusAccepted {
 		t.Fatalf("restored service refused: %+v", md)
 	}
@@ -182,11 +193,10 @@ func TestBroker_RefEchoed(t *testing.T) {
 		_, md, _ := clientReply(t, one(t, envs, protocol.ToClient, "c"))
 		return md.Ref
 	}
-	accepted := b.HandleClient(t0, "c", "", ref("S", "r1")) // dispatched to w1 at once
-	if got := replyRef(accepted); got != "r1" {
-		t.Errorf("accepted: ref %q, want r1", got)
-	}
-	b.HandleClient(t0, "c", "", ref("S", "r2")) // queued: the queue is full now
+	// r1 is dispatched to w1 at once, and accepted only after the commit;
+	// r2 is queued: the queue is full now.
+	none(t, b.HandleClient(t0, "c", "", ref("S", "r1")), protocol.ToClient)
+	b.HandleClient(t0, "c", "", ref("S", "r2"))
 	if got := replyRef(b.HandleClient(t0, "c", "", ref("S", "r3"))); got != "r3" {
 		t.Errorf("queue full: ref %q, want r3", got)
 	}
@@ -201,6 +211,10 @@ func TestBroker_RefEchoed(t *testing.T) {
 	}
 	if got := strings.Join(refs, " "); got != "r1:refused r2:refused" {
 		t.Errorf("rejected commit: %s, want r1:refused r2:refused", got)
+	}
+	b.HandleClient(t0, "c", "", ref("S", "r6"))
+	if got := replyRef(committed(b)); got != "r6" {
+		t.Errorf("accepted: ref %q, want r6", got)
 	}
 
 	s := newBroker(t, broker.Config{})

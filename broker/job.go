@@ -53,6 +53,7 @@ type job struct {
 	sync     bool
 	dirty    bool // in Broker.dirty
 	flushed  bool // in Broker.flushed: its record is being committed
+	stored   bool // a record of it was committed (or it was restored from one)
 
 	x *extra // nil until the job needs one (see extra)
 }
@@ -287,4 +288,12 @@ func (j *job) worker() string {
 		return r.worker
 	}
 	return ""
+}
+
+// uncommitted reports whether the journal may have no record of j yet: a
+// submission awaiting its commit, or a job never committed that changed (a
+// retry before its first commit makes a new value, with no one to answer).
+// A reply that names j waits for the commit.
+func (j *job) uncommitted() bool {
+	return j.awaitingCommit() || !j.stored && (j.dirty || j.flushed)
 }

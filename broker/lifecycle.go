@@ -179,15 +179,19 @@ func (b *Broker) forget(now time.Time, w *worker, reason string) {
 // running one is stopped through its worker (DISCONNECT); either way it
 // fails with protocol.CodeCancelled. A finished job cannot be cancelled.
 func (b *Broker) cancel(now time.Time, r request, id string) {
-	j := b.lookup(id)
-	if j == nil {
-		if _, ok := b.Job(id); ok {
-			b.refuse(r, protocol.CodeConflict, "job "+id+" has already finished")
-			return
-		}
+	switch j := b.lookup(id); {
+	case j != nil:
+		b.cancelJob(now, r, id, j)
+	case b.archived(id):
+		// An archived job has finished; the lookup tells it from none.
+		b.ask(id, "", waiting{op: opCancel, r: r, id: id})
+	default:
 		b.refuse(r, protocol.CodeNotFound, "no job "+printable([]byte(id))+" is known")
-		return
 	}
+}
+
+// cancelJob cancels j, which the broker holds, for r.
+func (b *Broker) cancelJob(now time.Time, r request, id string, j *job) {
 	switch j.state {
 	case stateComplete, stateFailed:
 		b.refuse(r, protocol.CodeConflict, "job "+id+" has already finished ("+j.state.String()+")")
@@ -236,21 +240,15 @@ func (b *Broker) undelay(j *job) {
 // jobs can be retried; a completed one is submitted anew instead.
 func (b *Broker) retry(now time.Time, r request, id string) {
 	j := b.lookup(id)
-	if j == nil && b.cfg.Archive != nil {
-		rec, ok, err := b.cfg.Archive.Job(id)
-		if err != nil {
-			b.log.Error().Err(err).Str(keyJob, printable([]byte(id))).Msg("job lookup")
-		}
-		if ok {
-			j = b.restoredJob(&rec)
-		}
-		if j != nil {
-			j.state = stateFailed
-			if rec.State == protocol.JobComplete {
-				j.state = stateComplete
-			}
-		}
+	if j == nil && b.archived(id) {
+		b.ask(id, "", waiting{op: opRetry, r: r, id: id})
+		return
 	}
+	b.retryJob(now, r, id, j)
+}
+
+// retryJob retries j (nil: no such job) for r.
+func (b *Broker) retryJob(now time.Time, r request, id string, j *job) {
 	if j == nil {
 		b.refuse(r, protocol.CodeNotFound, "no job "+printable([]byte(id))+" is known")
 		return
@@ -298,5 +296,7 @@ func (b *Broker) retry(now time.Time, r request, id string) {
 func (b *Broker) answerJob(r request, j *job) {
 	payload := mustJSON(j.info(false))
 	b.answer(r, payload)
-	b.out[len(b.out)-1].Durable = b.cfg.Durable
+	if b.cfg.Durable {
+		b.hold()
+	}
 }

@@ -74,17 +74,16 @@ func (b *Broker) query(now time.Time, r request, meta protocol.Meta, body [][]by
 			b.refuse(r, protocol.CodeBadRequest, "SERVER-JOB needs a job ID frame")
 			return
 		}
-		info, ok := b.Job(string(body[0]))
-		if !ok {
-			b.refuse(r, protocol.CodeNotFound, "no job "+printable(body[0])+" is known (finished jobs are kept for the last "+strconv.Itoa(b.cfg.History)+")")
-			return
+		id := string(body[0])
+		switch j := b.lookup(id); {
+		case j != nil:
+			b.answerInfo(r, j.info(true))
+		case b.archived(id):
+			b.ask(id, "", waiting{op: opJob, r: r, id: id})
+		default:
+			b.jobNotFound(r, id)
 		}
-		// A key reads the jobs it submitted; an admin reads any.
-		if b.cfg.Access != nil && r.user != "" && info.Owner != r.user && !b.cfg.Access.MayAdmin(r.user) {
-			b.forbidden(r, fmt.Sprintf("key %q may see only the jobs it submitted", b.keyName(r.user)))
-			return
-		}
-		v = info
+		return
 	case protocol.ServerReload:
 		if b.cfg.Reload == nil {
 			b.refuse(r, protocol.CodeBadRequest, "this broker has no keys to reload (it runs without --curve-key)")
@@ -262,35 +261,30 @@ func (b *Broker) sortedServices() []*service {
 	return ss
 }
 
-// Job describes one job by ID, with its output when finished: from memory,
-// or from the archive for finished jobs the broker has forgotten.
+// Job describes one job the broker holds in memory (unfinished, or among
+// the last Config.History finished), with its output when finished. Older
+// jobs are the archive's: SERVER-JOB asks it (see Lookup).
 func (b *Broker) Job(id string) (protocol.JobInfo, bool) {
 	if j := b.lookup(id); j != nil {
 		return j.info(true), true
 	}
-	if b.cfg.Archive == nil || len(id) > 64 {
-		return protocol.JobInfo{}, false
+	return protocol.JobInfo{}, false
+}
+
+// answerInfo answers SERVER-JOB with info, if r's key may see the job: a
+// key reads the jobs it submitted; an admin reads any.
+func (b *Broker) answerInfo(r request, info protocol.JobInfo) {
+	if b.cfg.Access != nil && r.user != "" && info.Owner != r.user && !b.cfg.Access.MayAdmin(r.user) {
+		b.forbidden(r, fmt.Sprintf("key %q may see only the jobs it submitted", b.keyName(r.user)))
+		return
 	}
-	rec, ok, err := b.cfg.Archive.Job(id)
-	if err != nil {
-		b.log.Error().Err(err).Str(keyJob, printable([]byte(id))).Msg("job lookup")
-		return protocol.JobInfo{}, false
-	}
-	if !ok {
-		return protocol.JobInfo{}, false
-	}
-	ji := protocol.JobInfo{
-		ID: rec.ID, Service: rec.Service, Sync: rec.Sync, State: rec.State, Created: rec.Created,
-		Attempts: rec.Attempts, Worker: hexID(rec.Worker), ExitCode: rec.ExitCode, Code: rec.Code,
-		Error: rec.Error, Params: rec.Params, Owner: rec.Owner, Output: rec.Output, OutputTruncated: rec.Truncated,
-	}
-	if !rec.Started.IsZero() {
-		ji.Started = &rec.Started
-	}
-	if !rec.Finished.IsZero() {
-		ji.Finished = &rec.Finished
-	}
-	return ji, true
+	b.answer(r, mustJSON(info))
+}
+
+// jobNotFound refuses a request for a job neither memory nor the archive
+// holds.
+func (b *Broker) jobNotFound(r request, id string) {
+	b.refuse(r, protocol.CodeNotFound, "no job "+printable([]byte(id))+" is known (finished jobs are kept for the last "+strconv.Itoa(b.cfg.History)+")")
 }
 
 func (j *job) info(withOutput bool) protocol.JobInfo {

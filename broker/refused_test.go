@@ -16,7 +16,7 @@ import (
 // of a job the store never had.
 func TestBroker_RefusedJobLeavesItsKey(t *testing.T) {
 	st := store.NewMemory()
-	b := newBroker(t, broker.Config{Durable: true, Archive: st})
+	b := newBroker(t, broker.Config{Durable: true})
 	b.HandleWorker(t0, "w1", "", readyZ("S"))
 	if err := st.Commit(b.Flush()); err != nil {
 		t.Fatal(err)
@@ -31,22 +31,18 @@ func TestBroker_RefusedJobLeavesItsKey(t *testing.T) {
 	}
 	b.HandleWorker(at(time.Second), "w1", "", final(first, protocol.Meta{Status: protocol.StatusComplete}))
 
-	out = b.HandleClient(at(time.Second), "c2", "", zreqKey("S", "k"))
-	acc := one(t, out, protocol.ToClient, "c2")
-	_, md, _ = clientReply(t, acc)
-	if md.Job == first {
-		if _, ok, _ := st.Job(first); !ok && !acc.Durable {
-			t.Fatalf("key k gave job %s, refused and never stored, at once", first)
-		}
+	// The resubmission's acceptance waits for its commit: none at once.
+	for _, e := range only(b.HandleClient(at(time.Second), "c2", "", zreqKey("S", "k")), protocol.ToClient) {
+		_, md, _ := clientReply(t, e)
+		t.Fatalf("resubmission answered at once, before any commit: %+v (the refused job was %s)", md, first)
 	}
-	if md.Status != protocol.StatusAccepted {
-		t.Fatalf("resubmission: %+v", md)
-	}
-	batch := b.Flush()
-	if err := st.Commit(batch); err != nil {
+	if err := st.Commit(b.Flush()); err != nil {
 		t.Fatal(err)
 	}
-	b.Committed()
+	_, md, _ = clientReply(t, one(t, b.Committed(), protocol.ToClient, "c2"))
+	if md.Status != protocol.StatusAccepted || md.Job == first {
+		t.Fatalf("resubmission: %+v, want accepted as a new job (not %s, refused and never stored)", md, first)
+	}
 	if id, ok, _ := st.JobByKey("k"); !ok || id != md.Job {
 		t.Fatalf("store maps key k to %q (%v), want the job handed out, %s", id, ok, md.Job)
 	}
@@ -58,7 +54,7 @@ func TestBroker_RefusedJobLeavesItsKey(t *testing.T) {
 // store has the job.
 func TestBroker_KeyOfAJobRetriedBeforeItsCommit(t *testing.T) {
 	st := store.NewMemory()
-	b := newBroker(t, broker.Config{Durable: true, Archive: st})
+	b := newBroker(t, broker.Config{Durable: true})
 	b.HandleWorker(t0, "w1", "", readyZ("S"))
 	if err := st.Commit(b.Flush()); err != nil {
 		t.Fatal(err)
@@ -66,14 +62,24 @@ func TestBroker_KeyOfAJobRetriedBeforeItsCommit(t *testing.T) {
 	b.Committed()
 	out := b.HandleClient(t0, "c1", "", zreqKey("S", "k"))
 	id, _, _ := dispatched(t, one(t, out, protocol.ToWorker, "w1"))
-	if md, _ := ask(t, b, protocol.ServerCancel, id); md.Status != protocol.StatusComplete {
-		t.Fatalf("cancel: %+v", md)
+	// The answers of the cancel and the retry wait for the commit too.
+	b.HandleClient(t0, "q", "", request(v2, protocol.ServerCancel, meta, []byte(id)))
+	b.HandleClient(t0, "q", "", request(v2, protocol.ServerRetry, meta, []byte(id)))
+	for _, e := range only(b.HandleClient(t0, "c2", "", zreqKey("S", "k")), protocol.ToClient) {
+		_, md, _ := clientReply(t, e)
+		t.Fatalf("resubmission answered at once with %s: the store has no record of it yet", md.Job)
 	}
-	if md, _ := ask(t, b, protocol.ServerRetry, id); md.Status != protocol.StatusComplete {
-		t.Fatalf("retry: %+v", md)
+	if err := st.Commit(b.Flush()); err != nil {
+		t.Fatal(err)
 	}
-	acc := one(t, b.HandleClient(t0, "c2", "", zreqKey("S", "k")), protocol.ToClient, "c2")
-	if _, md, _ := clientReply(t, acc); md.Job != id || !acc.Durable {
-		t.Fatalf("resubmission got %s (Durable %v), want %s held for the commit: the store has no record of it yet", md.Job, acc.Durable, id)
+	var got []string
+	for _, e := range only(b.Committed(), protocol.ToClient) {
+		if e.To == "c2" {
+			_, md, _ := clientReply(t, e)
+			got = append(got, md.Job)
+		}
+	}
+	if len(got) != 1 || got[0] != id {
+		t.Fatalf("resubmission after the commit got %q, want one acceptance of %s", got, id)
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"unicode"
 
 	"github.com/zmws/zmws/protocol"
-	"github.com/zmws/zmws/store"
 )
 
 // HandleWorker takes one message from the worker socket (frames after the
@@ -219,10 +218,10 @@ func (b *Broker) ready(now time.Time, id, user string, m protocol.Message) {
 		s = &service{name: m.Service, firstSeen: now}
 		b.services[m.Service] = s
 		if b.cfg.Durable {
-			b.batch.Services = append(b.batch.Services, store.ServiceRecord{Name: s.name, FirstSeen: now})
+			b.batch.Services = append(b.batch.Services, ServiceRecord{Name: s.name, FirstSeen: now})
 			if i := slices.Index(b.batch.Forgets, s.name); i >= 0 {
 				// Forgotten and announced again before the batch went: the
-				// forget would come after the record (store.Batch) and
+				// forget would come after the record (Batch) and
 				// forget the service again. The old counters go instead.
 				b.batch.Forgets = slices.Delete(b.batch.Forgets, i, i+1)
 				b.markCounts(s)

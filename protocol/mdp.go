@@ -408,9 +408,6 @@ type Envelope struct {
 	Peer   Peer
 	To     string
 	Frames [][]byte
-	// Durable marks a reply that hands out a job ID: the loop sends it only
-	// once the broker's pending records are committed to the job store.
-	Durable bool
 	// Job is set on a REQUEST to a worker: the ID of the job it dispatches.
 	// When the loop cannot send it, it tells the broker (see
 	// broker.Broker.Unreachable): the job never reached the worker.

@@ -8,7 +8,6 @@ import (
 	zmq "github.com/pebbe/zmq4"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/zmws/zmws/protocol"
 	"github.com/zmws/zmws/store"
 )
 
@@ -26,8 +25,6 @@ type committer struct {
 	wake *zmq.Socket // loop side: readable when a commit has finished
 	ping *zmq.Socket // committer side
 	busy bool        // a batch is being committed (loop's view)
-	held []protocol.Envelope
-	next []protocol.Envelope // Durable replies waiting for the batch after the current one
 	// latency, size and errors, set with Config.Metrics (before Run),
 	// time and count the commits.
 	latency, size prometheus.Histogram
@@ -80,35 +77,32 @@ func (c *committer) run() {
 	c.ping.Close()
 }
 
-// start hands a batch to the committer. The Durable envelopes gathered so
-// far belong to it.
+// start hands a batch to the committer. The replies the broker holds for
+// it are the broker's (broker.Broker.Committed returns them).
 func (c *committer) start(b *store.Batch) {
 	c.busy = true
-	c.held, c.next = c.next, c.held[:0]
 	c.req <- b
 }
 
-// finished reads the outcome once the wake socket is readable: the
-// envelopes the commit held, and its error.
-func (c *committer) finished() ([]protocol.Envelope, error) {
+// finished reads the commit's outcome once the wake socket is readable.
+func (c *committer) finished() error {
 	c.wake.RecvBytes(0)
 	err := <-c.res
 	c.busy = false
-	return c.held, err
+	return err
 }
 
 // wait blocks until a busy commit is done (at shutdown).
-func (c *committer) wait(timeout time.Duration) (held []protocol.Envelope, err error, was bool) {
+func (c *committer) wait(timeout time.Duration) (err error, was bool) {
 	if !c.busy {
-		return nil, nil, false
+		return nil, false
 	}
 	p := zmq.NewPoller()
 	p.Add(c.wake, zmq.POLLIN)
 	if polled, _ := p.Poll(timeout); len(polled) == 0 {
-		return nil, fmt.Errorf("server: commit did not finish within %v", timeout), true
+		return fmt.Errorf("server: commit did not finish within %v", timeout), true
 	}
-	held, err = c.finished()
-	return held, err, true
+	return c.finished(), true
 }
 
 func (c *committer) close() {

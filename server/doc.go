@@ -7,6 +7,12 @@
 // peer (ROUTER_MANDATORY and DONTWAIT: an unreachable worker is dropped and
 // its job requeued at once).
 //
+// With a Config.Store, two goroutines beside the loop do the journal's
+// I/O, so a slow disk never holds the loop up: the committer (commit.go)
+// writes the broker's batches, and the reader (lookup.go) answers the
+// broker's archive lookups (broker.Lookup), each waking the loop through an
+// inproc socket when it is done.
+//
 // With Config.Metrics the server registers a Prometheus collector: the
 // broker counts jobs (broker.Config.Stats) and the loop its messages and
 // turns, in plain fields on its own goroutine, and a scrape asks the loop

@@ -58,8 +58,9 @@ type Config struct {
 	Logger zerolog.Logger
 	// Store keeps jobs durable (nil: memory only). The server loads it at
 	// New, commits the broker's records in batches, and sends a reply that
-	// hands out a job ID only after the job's record is committed. The
-	// caller closes the Store after Run returns.
+	// hands out a job ID only after the job's record is committed; it
+	// reads jobs the broker no longer holds (broker.Lookup) on a goroutine
+	// of its own. The caller closes the Store after Run returns.
 	Store store.Store
 	// Retain, RetainCount and RetainBytes bound how long, how many, and
 	// how many stored bytes (store.RecordSize) of finished jobs the Store
@@ -147,8 +148,12 @@ type Server struct {
 	rx     *zmqmsg.Reader
 	tx     zmqmsg.Writer
 	eps    [3]string
-	commit *committer         // nil without a Store
-	zap    *auth.Registration // nil without CURVE
+	commit *committer // nil without a Store
+	// lookups answers the broker's archive lookups off the loop (nil
+	// without a Store); answers is the loop's buffer for their answers.
+	lookups *reader
+	answers []broker.Answer
+	zap     *auth.Registration // nil without CURVE
 	// gone reads the worker socket's monitor (with CURVE): a closed
 	// connection makes the broker check every worker, at once and again at
 	// recheckAt, after recheckIn, since libzmq ends the connection's pipe
@@ -299,9 +304,11 @@ func New(cfg Config) (*Server, error) {
 		s.keysGen = cfg.Curve.Keys.Generation()
 	}
 	var snap store.Snapshot
+	// The Store is the archive, and only the loop answers lookups: without
+	// one, none may wait.
+	cfg.Broker.Archived = cfg.Store != nil
 	if cfg.Store != nil {
 		cfg.Broker.Durable = true
-		cfg.Broker.Archive = cfg.Store
 		history := cfg.Broker.History
 		if history <= 0 {
 			history = broker.DefaultHistory
@@ -311,6 +318,11 @@ func New(cfg Config) (*Server, error) {
 			return nil, fmt.Errorf("server: load the job store: %w", err)
 		}
 		if s.commit, err = newCommitter(cfg.Store); err != nil {
+			s.close(0)
+			return nil, err
+		}
+		if s.lookups, err = newReader(cfg.Store); err != nil {
+			s.commit.close()
 			s.close(0)
 			return nil, err
 		}
@@ -324,6 +336,7 @@ func New(cfg Config) (*Server, error) {
 			s.close(0)
 			if s.commit != nil {
 				s.commit.close()
+				s.lookups.close(time.Second)
 			}
 			return nil, fmt.Errorf("server: metrics: %w", err)
 		}
@@ -387,6 +400,7 @@ func (s *Server) Run(ctx context.Context) error {
 	poller, polledNet := s.poller(), s.netEvents
 	defer close(s.done)
 	defer func() {
+		s.stopLookups()
 		s.stopCommits()
 		s.send(s.b.Shutdown(time.Now()))
 		s.close(s.cfg.Linger)
@@ -434,6 +448,10 @@ func (s *Server) Run(ctx context.Context) error {
 		if s.statsReq != nil && len(polled) > 0 {
 			start = time.Now()
 		}
+		var lookupWake *zmq.Socket
+		if s.lookups != nil {
+			lookupWake = s.lookups.wake
+		}
 		for _, p := range polled {
 			switch p.Socket {
 			case s.events:
@@ -446,6 +464,8 @@ func (s *Server) Run(ctx context.Context) error {
 				s.loop.received[1] += s.drain(s.workers, s.b.HandleWorker, s.b.WorkerOversize)
 			case s.gone:
 				s.workersGone()
+			case lookupWake:
+				s.lookedUp()
 			default:
 				s.committed(s.commit.finished())
 			}
@@ -464,6 +484,9 @@ func (s *Server) Run(ctx context.Context) error {
 				s.keysGen = gen
 				s.readmitWatchers(now)
 			}
+		}
+		if s.lookups != nil {
+			s.lookups.ask(s.b.Lookups())
 		}
 		s.startCommit(false)
 		if s.cfg.Alive != nil && !now.Before(s.aliveAt) {
@@ -499,8 +522,27 @@ func (s *Server) poller() *zmq.Poller {
 	}
 	if s.commit != nil {
 		p.Add(s.commit.wake, zmq.POLLIN)
+		p.Add(s.lookups.wake, zmq.POLLIN)
 	}
 	return p
+}
+
+// lookedUp feeds the broker the answers of the archive lookups that came
+// back, and sends its replies.
+func (s *Server) lookedUp() {
+	s.answers = s.lookups.answers(s.answers[:0])
+	for _, a := range s.answers {
+		s.send(s.b.LookedUp(time.Now(), a))
+	}
+	clear(s.answers)
+}
+
+// stopLookups stops the lookup reader at shutdown. The requests still
+// waiting for the archive get no reply: their clients see the broker go.
+func (s *Server) stopLookups() {
+	if s.lookups != nil && !s.lookups.close(time.Second) {
+		s.log.Error().Msg("archive lookup still running at shutdown")
+	}
 }
 
 // prune deletes finished jobs past the retention bounds, in the background:
@@ -549,7 +591,7 @@ func (s *Server) startCommit(now bool) {
 	}
 	// Held replies with nothing to commit (a resubmitted idempotency key
 	// whose job is in the batch being written) go with an empty batch.
-	urgent := len(s.commit.next) > 0
+	urgent := s.b.Holding()
 	if !urgent && !pending {
 		s.lazyAt = time.Time{}
 		return
@@ -561,15 +603,14 @@ func (s *Server) startCommit(now bool) {
 	s.commit.start(s.b.Flush())
 }
 
-// committed sends the replies a finished commit held, or, when it failed,
-// the refusals the broker makes of them.
-func (s *Server) committed(held []protocol.Envelope, err error) {
+// committed sends the replies the broker held for a finished commit, or,
+// when it failed, the refusals it makes of them.
+func (s *Server) committed(err error) {
 	if err != nil {
 		s.send(s.b.Rejected(time.Now(), err))
 		return
 	}
-	s.b.Committed()
-	s.sendNow(held)
+	s.send(s.b.Committed())
 }
 
 // stopCommits finishes at shutdown: waits for a commit under way, then
@@ -580,11 +621,11 @@ func (s *Server) stopCommits() {
 	}
 	defer s.commit.close()
 	for i := 0; i < 2; i++ {
-		held, err, was := s.commit.wait(10 * time.Second)
+		err, was := s.commit.wait(10 * time.Second)
 		if was {
-			s.committed(held, err)
+			s.committed(err)
 		}
-		if !s.b.Pending() && len(s.commit.next) == 0 {
+		if !s.b.Pending() && !s.b.Holding() {
 			return
 		}
 		s.startCommit(true)
@@ -618,26 +659,9 @@ func (s *Server) drain(sock *zmq.Socket, handle func(time.Time, string, string, 
 	return maxDrain
 }
 
-// send puts envelopes on their sockets, except Durable ones while a Store is
-// in use: those wait for the commit of the records gathered with them.
-func (s *Server) send(envs []protocol.Envelope) {
-	if s.commit == nil {
-		s.sendNow(envs)
-		return
-	}
-	i := 0
-	for _, e := range envs {
-		if e.Durable {
-			s.commit.next = append(s.commit.next, e)
-			continue
-		}
-		envs[i] = e
-		i++
-	}
-	s.sendNow(envs[:i])
-}
-
-// sendNow puts envelopes on their sockets without blocking. A worker that
+// send puts what the broker returned on its sockets without blocking.
+// Replies that wait for a commit are not among them: the broker holds
+// those until Committed returns them. A worker that
 // cannot be reached (gone, or its queue full) is reported to the broker,
 // with the jobs whose REQUESTs to it could not be sent, and the broker
 // requeues them; an unreachable client is logged.
@@ -646,7 +670,7 @@ func (s *Server) send(envs []protocol.Envelope) {
 // sent before the next: a job it gives to another worker that is gone too
 // is then known not to have reached that one either, and is not counted as
 // an attempt there.
-func (s *Server) sendNow(envs []protocol.Envelope) {
+func (s *Server) send(envs []protocol.Envelope) {
 	var gone []unreachable // in the order found
 	for {
 		for _, e := range envs {

@@ -19,7 +19,7 @@ import (
 func TestBolt_BackupWhileCommitting(t *testing.T) {
 	dir := t.TempDir()
 	s := openBolt(t, filepath.Join(dir, BoltFile), BoltOptions{})
-	commit(t, s, &Batch{Services: []ServiceRecord{{"echo", t0}}})
+	commit(t, s, &Batch{Services: []ServiceRecord{{Name: "echo", FirstSeen: t0}}})
 	for i := range 20 {
 		var b Batch
 		for j := range 50 {

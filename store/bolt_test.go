@@ -170,7 +170,7 @@ func TestBolt_ReopenKeepsEverything(t *testing.T) {
 	f := full("01A")
 	finishedJobs(t, s, 3)
 	put(t, s, f)
-	commit(t, s, &Batch{Services: []ServiceRecord{{"echo", t0}}, Deletes: []string{"01F001"}})
+	commit(t, s, &Batch{Services: []ServiceRecord{{Name: "echo", FirstSeen: t0}}, Deletes: []string{"01F001"}})
 	want := load(t, s, 10)
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
@@ -193,7 +193,7 @@ func TestBolt_ServiceCountsInAnOldJournal(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, BoltFile)
 	s := openBolt(t, path, BoltOptions{})
-	commit(t, s, &Batch{Services: []ServiceRecord{{"echo", t0}, {"idle", t0}}})
+	commit(t, s, &Batch{Services: []ServiceRecord{{Name: "echo", FirstSeen: t0}, {Name: "idle", FirstSeen: t0}}})
 	put(t, s, job("01A", protocol.JobComplete, t0))
 	closeBolt(t, s)
 	hasCounts := func() bool {
@@ -223,10 +223,10 @@ func TestBolt_ServiceCountsInAnOldJournal(t *testing.T) {
 	}
 
 	s = openBolt(t, path, BoltOptions{})
-	commit(t, s, &Batch{Counts: []ServiceCounts{{"echo", 41, 2}}})
-	commit(t, s, &Batch{Counts: []ServiceCounts{{"echo", 42, 3}}})
+	commit(t, s, &Batch{Counts: []ServiceCounts{{Name: "echo", Completed: 41, Failed: 2}}})
+	commit(t, s, &Batch{Counts: []ServiceCounts{{Name: "echo", Completed: 42, Failed: 3}}})
 	closeBolt(t, s)
-	want := []ServiceCounts{{"echo", 42, 3}}
+	want := []ServiceCounts{{Name: "echo", Completed: 42, Failed: 3}}
 	s = openBolt(t, path, BoltOptions{})
 	if got := load(t, s, 0).Counts; !reflect.DeepEqual(got, want) {
 		t.Fatalf("Counts after reopen = %#v, want %#v", got, want)

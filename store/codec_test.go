@@ -44,7 +44,7 @@ func TestCodec_RoundTrips(t *testing.T) {
 }
 
 func TestCodec_ServiceCounts(t *testing.T) {
-	for _, c := range []ServiceCounts{{"a", 0, 0}, {"b", 1, 2}, {"c", 1<<64 - 1, 1 << 40}} {
+	for _, c := range []ServiceCounts{{Name: "a", Completed: 0, Failed: 0}, {Name: "b", Completed: 1, Failed: 2}, {Name: "c", Completed: 1<<64 - 1, Failed: 1 << 40}} {
 		enc := appendCounts(nil, c)
 		if got, err := decodeCounts(c.Name, enc); err != nil || got != c {
 			t.Fatalf("decode(encode(%+v)) = %+v, %v", c, got, err)

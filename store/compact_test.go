@@ -20,7 +20,7 @@ import (
 func bigJournal(t *testing.T, path string, n, keep int) Snapshot {
 	t.Helper()
 	s := openBolt(t, path, BoltOptions{})
-	commit(t, s, &Batch{Services: []ServiceRecord{{"echo", t0}}})
+	commit(t, s, &Batch{Services: []ServiceRecord{{Name: "echo", FirstSeen: t0}}})
 	for i := 0; i < n; i += 500 {
 		var b Batch
 		for j := i; j < min(n, i+500); j++ {

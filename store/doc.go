@@ -2,8 +2,10 @@
 // jobs with their parameters and input, and finished jobs' results while
 // they are retained. One interface, Store, has two implementations: Memory
 // (for a broker without a data dir, and tests) and Bolt, a durable journal
-// in one go.etcd.io/bbolt file. store imports protocol and bbolt only, and
-// builds without cgo.
+// in one go.etcd.io/bbolt file. store imports broker (whose record types,
+// JobRecord, Batch, Snapshot, ..., it stores, and whose broker.Archive it
+// implements), protocol and bbolt only, and builds without cgo; broker
+// imports no store.
 //
 // # Place in the system
 //

@@ -7,6 +7,7 @@ import (
 	"math"
 	"time"
 
+	"github.com/zmws/zmws/broker"
 	"github.com/zmws/zmws/protocol"
 )
 
@@ -40,108 +41,27 @@ var (
 // MaxKeyLen bounds a job ID, an idempotency key and a service name.
 const MaxKeyLen = 1024
 
-// JobRecord is everything the store keeps about one job: the submission, its
-// progress, and for a finished job its result. A record is stored and
-// returned whole; nil and empty Params, Input, Input frames and Output stay
-// distinct. Times come back in UTC without a monotonic reading.
-type JobRecord struct {
-	ID      string // unique and sortable (a ULID); the primary key
-	Service string
-	Sync    bool
-	State   string // protocol.JobQueued, JobActive, JobComplete or JobFailed
-	Params  map[string]string
-	Input   [][]byte
-	Key     string // idempotency key; "" for none
-	Owner   string // who submitted it (a client's public key, "token:NAME"); "" for no one
-
-	Attempts int
-	Created  time.Time
-	Started  time.Time
-	Finished time.Time
-	Worker   string
-
-	ExitCode  *int
-	Code      string
-	Error     string
-	Output    []byte
-	Truncated bool
-
-	TTR       time.Duration // time to run for this job; 0: the service's default
-	Retries   int           // retries left for a job whose command failed (opt-in)
-	NotBefore time.Time     // backoff: not dispatched before this instant
-}
+// The records a Store keeps are the broker's (broker/record.go): the
+// broker decides what to record and the store implements what it needs of a
+// journal (broker.Archive), so store imports broker and never the reverse.
+// The aliases keep the store's own names for them.
+type (
+	// JobRecord is everything the store keeps about one job.
+	JobRecord = broker.JobRecord
+	// ServiceRecord is a service some worker once offered.
+	ServiceRecord = broker.ServiceRecord
+	// ServiceCounts are a service's job counters.
+	ServiceCounts = broker.ServiceCounts
+	// Batch is a set of changes that Commit applies atomically.
+	Batch = broker.Batch
+	// Snapshot is what Load returns at start-up.
+	Snapshot = broker.Snapshot
+)
 
 // Finished reports whether state is a final one (complete or failed). Only
 // finished jobs are pruned.
 func Finished(state string) bool {
 	return state == protocol.JobComplete || state == protocol.JobFailed
-}
-
-// ServiceRecord is a service some worker once offered, until a Batch
-// forgets it.
-type ServiceRecord struct {
-	Name      string
-	FirstSeen time.Time
-}
-
-// ServiceCounts are a service's job counters: how many of its jobs ever
-// finished complete and failed. They are kept apart from the service's
-// record (a bucket of their own in Bolt), so a journal from before them
-// opens as it is, and one with them opens in a zmws from before them.
-type ServiceCounts struct {
-	Name      string
-	Completed uint64
-	Failed    uint64
-}
-
-// Batch is a set of changes that Commit applies atomically. The caller
-// collects every change of a loop turn (or a few milliseconds) in one Batch,
-// so that they share one fsync. Upserts are applied in order, then deletes:
-// when a job appears twice, the last record wins. The store encodes the
-// records during Commit; the caller must not change them until it returns.
-type Batch struct {
-	Services []ServiceRecord // upserts by Name
-	Jobs     []*JobRecord    // upserts by ID, whole records
-	Deletes  []string        // job IDs; deleting an absent job is not an error
-	// Counts are upserts of services' counters by Name, after Services;
-	// counts of zero delete a service's entry.
-	Counts []ServiceCounts
-	// Forgets are service names to forget, with their counters (after
-	// Services and Counts: a batch that records a service and forgets it
-	// leaves it forgotten).
-	Forgets []string
-	// Probe asks for a write of the store's own marker, nothing else: how
-	// the broker learns that a store whose commit failed commits again,
-	// when no job comes to try it (SERVER-HEALTH, /healthz).
-	Probe bool
-}
-
-// Len returns the number of changes in b (a Probe counts as one).
-func (b *Batch) Len() int {
-	n := len(b.Services) + len(b.Jobs) + len(b.Deletes) + len(b.Counts) + len(b.Forgets)
-	if b.Probe {
-		n++
-	}
-	return n
-}
-
-// Reset empties b, keeping its capacity.
-func (b *Batch) Reset() {
-	clear(b.Services)
-	clear(b.Jobs) // let the records go
-	clear(b.Deletes)
-	clear(b.Counts)
-	clear(b.Forgets)
-	b.Services, b.Jobs, b.Deletes, b.Counts, b.Forgets = b.Services[:0], b.Jobs[:0], b.Deletes[:0], b.Counts[:0], b.Forgets[:0]
-	b.Probe = false
-}
-
-// Snapshot is what Load returns at start-up.
-type Snapshot struct {
-	Services []ServiceRecord // every service ever seen, sorted by name
-	Counts   []ServiceCounts // the counters of services in Services that have any, sorted by name
-	Jobs     []JobRecord     // every unfinished (queued, active) job, sorted by ID
-	Finished []JobRecord     // the newest finished jobs, oldest first by finish time
 }
 
 // Store is where jobs live. Every implementation is safe for concurrent use:
@@ -151,6 +71,10 @@ type Snapshot struct {
 // or Prune removes it (finished jobs only). While retained, Job finds it by
 // ID and JobByKey by its idempotency key.
 type Store interface {
+	// Job and JobByKey (broker.Archive) are the lookups: Job returns the
+	// retained job with this ID, ok false when there is none; JobByKey
+	// the ID of the retained job with this idempotency key.
+	broker.Archive
 	// Commit applies b atomically: all of it or, on error, none of it. When
 	// it returns nil, the batch is durable (for Bolt: written and fsync'd).
 	// An empty batch is a no-op.
@@ -159,10 +83,6 @@ type Store interface {
 	// `finished` finished jobs (none when finished <= 0). Older finished
 	// jobs stay retained and answer Job.
 	Load(finished int) (Snapshot, error)
-	// Job returns the retained job with this ID; ok is false when there is none.
-	Job(id string) (rec JobRecord, ok bool, err error)
-	// JobByKey returns the ID of the retained job with this idempotency key.
-	JobByKey(key string) (id string, ok bool, err error)
 	// Prune deletes finished jobs that finished before olderThan, those
 	// beyond the newest keep finished jobs, and the oldest ones while the
 	// finished jobs' stored bytes (RecordSize of each) exceed maxBytes; it

@@ -508,9 +508,9 @@ func testLoadFinished(t *testing.T, s Store) {
 }
 
 func testServices(t *testing.T, s Store) {
-	commit(t, s, &Batch{Services: []ServiceRecord{{"b", t0}, {"a", t0.Add(time.Second).In(time.Local)}}})
-	commit(t, s, &Batch{Services: []ServiceRecord{{"b", t0.Add(time.Hour)}}})
-	want := []ServiceRecord{{"a", t0.Add(time.Second)}, {"b", t0.Add(time.Hour)}}
+	commit(t, s, &Batch{Services: []ServiceRecord{{Name: "b", FirstSeen: t0}, {Name: "a", FirstSeen: t0.Add(time.Second).In(time.Local)}}})
+	commit(t, s, &Batch{Services: []ServiceRecord{{Name: "b", FirstSeen: t0.Add(time.Hour)}}})
+	want := []ServiceRecord{{Name: "a", FirstSeen: t0.Add(time.Second)}, {Name: "b", FirstSeen: t0.Add(time.Hour)}}
 	if got := load(t, s, 0).Services; !reflect.DeepEqual(got, want) {
 		t.Fatalf("Services = %#v, want %#v", got, want)
 	}
@@ -525,23 +525,23 @@ func testCounts(t *testing.T, s Store) {
 	if got := load(t, s, 0).Counts; got != nil {
 		t.Fatalf("Counts of a new store = %#v, want none", got)
 	}
-	commit(t, s, &Batch{Services: []ServiceRecord{{"a", t0}, {"b", t0}, {"c", t0}},
-		Counts: []ServiceCounts{{"b", 2, 1}, {"a", 5, 0}, {"c", 1, 1}}})
+	commit(t, s, &Batch{Services: []ServiceRecord{{Name: "a", FirstSeen: t0}, {Name: "b", FirstSeen: t0}, {Name: "c", FirstSeen: t0}},
+		Counts: []ServiceCounts{{Name: "b", Completed: 2, Failed: 1}, {Name: "a", Completed: 5, Failed: 0}, {Name: "c", Completed: 1, Failed: 1}}})
 	// Upserts replace; zero deletes; counts of a service the store does
 	// not know are kept back from Load.
-	commit(t, s, &Batch{Counts: []ServiceCounts{{"a", 7, 3}, {"c", 0, 0}, {"nope", 1, 1}}})
-	want := []ServiceCounts{{"a", 7, 3}, {"b", 2, 1}}
+	commit(t, s, &Batch{Counts: []ServiceCounts{{Name: "a", Completed: 7, Failed: 3}, {Name: "c", Completed: 0, Failed: 0}, {Name: "nope", Completed: 1, Failed: 1}}})
+	want := []ServiceCounts{{Name: "a", Completed: 7, Failed: 3}, {Name: "b", Completed: 2, Failed: 1}}
 	if got := load(t, s, 0).Counts; !reflect.DeepEqual(got, want) {
 		t.Fatalf("Counts = %#v, want %#v", got, want)
 	}
 	// Forgetting a service forgets its counts, also against an upsert of
 	// the same batch; a service known again starts from none.
-	commit(t, s, &Batch{Counts: []ServiceCounts{{"b", 9, 9}}, Forgets: []string{"b"}})
-	commit(t, s, &Batch{Services: []ServiceRecord{{"b", t0}}})
+	commit(t, s, &Batch{Counts: []ServiceCounts{{Name: "b", Completed: 9, Failed: 9}}, Forgets: []string{"b"}})
+	commit(t, s, &Batch{Services: []ServiceRecord{{Name: "b", FirstSeen: t0}}})
 	if got := load(t, s, 0).Counts; !reflect.DeepEqual(got, want[:1]) {
 		t.Fatalf("after forgetting b: Counts = %#v, want %#v", got, want[:1])
 	}
-	if err := s.Commit(&Batch{Counts: []ServiceCounts{{"a", 8, 3}, {"", 1, 0}}}); !errors.Is(err, ErrInvalid) {
+	if err := s.Commit(&Batch{Counts: []ServiceCounts{{Name: "a", Completed: 8, Failed: 3}, {Name: "", Completed: 1, Failed: 0}}}); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("counts without a name: %v, want ErrInvalid", err)
 	}
 	if got := load(t, s, 0).Counts; !reflect.DeepEqual(got, want[:1]) {
