@@ -248,6 +248,10 @@ type Broker struct {
 	// heldNext are the replies that wait for the commit of the next batch
 	// (see hold); heldFlushed those that wait for the batch last flushed.
 	heldNext, heldFlushed []protocol.Envelope
+	// heldFor and heldForFlushed are, for each held reply, the request it
+	// answers when Rejected must refuse it itself (nil: the reply of a new
+	// job's submission, which Rejected refuses with its job).
+	heldFor, heldForFlushed []*request
 
 	// storeErr is the error of the last commit when it failed (Rejected),
 	// since storeFailed; both are cleared when a batch with records is

@@ -156,7 +156,7 @@ func (b *Broker) submitJob(now time.Time, r request, meta protocol.Meta, body []
 			b.keys[key] = j
 		}
 		b.markDirty(j)
-		b.accepted(r, j.id.String(), j.awaitingCommit())
+		b.accepted(r, j.id.String(), j.awaitingCommit(), true)
 	}
 	b.event(now, protocol.EventQueued, j, nil)
 	b.dispatch(now, s)
@@ -232,7 +232,7 @@ func (b *Broker) keyHolder(r request, key, name, id, svc string, durable bool) {
 		b.refuse(r, protocol.CodeConflict, fmt.Sprintf("idempotency key %q was used for a job of another service (%s)", key, svc))
 		return
 	}
-	b.accepted(r, id, durable)
+	b.accepted(r, id, durable, false)
 }
 
 // resubmit takes up a submission that waited for the archive to look up
@@ -255,7 +255,7 @@ func (b *Broker) resubmit(now time.Time, w *waiting, key string, rec *JobRecord)
 // accepted tells a client its job's ID; durable holds the reply until the
 // job's record is committed. The reply says when no worker is connected
 // for the job's service (protocol.CodeNoWorker): the job waits.
-func (b *Broker) accepted(r request, id string, durable bool) {
+func (b *Broker) accepted(r request, id string, durable, first bool) {
 	if r.meta {
 		m := protocol.Meta{Status: protocol.StatusAccepted, Job: id, Ref: r.ref}
 		b.noWorker(&m, r.service)
@@ -264,7 +264,11 @@ func (b *Broker) accepted(r request, id string, durable bool) {
 		b.replyClient(r, protocol.CmdReply, []byte(id))
 	}
 	if durable {
-		b.hold()
+		if first {
+			b.hold(nil) // refused with its job if the commit fails
+		} else {
+			b.hold(&r)
+		}
 	}
 }
 

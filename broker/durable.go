@@ -45,10 +45,13 @@ func (b *Broker) markCounts(s *service) {
 }
 
 // hold moves the reply just queued (the last of b.out) to those that wait
-// for the next batch's commit.
-func (b *Broker) hold() {
+// for the next batch's commit. r is the request it answers, refused by
+// Rejected if the commit fails; nil for a new job's acceptance, which
+// Rejected refuses with the job.
+func (b *Broker) hold(r *request) {
 	n := len(b.out) - 1
 	b.heldNext = append(b.heldNext, b.out[n])
+	b.heldFor = append(b.heldFor, r)
 	b.out[n] = protocol.Envelope{}
 	b.out = b.out[:n]
 }
@@ -87,6 +90,8 @@ func (b *Broker) probeDue(now time.Time) {
 func (b *Broker) Flush() *Batch {
 	clear(b.heldFlushed)
 	b.heldFlushed, b.heldNext = b.heldNext, b.heldFlushed[:0]
+	clear(b.heldForFlushed)
+	b.heldForFlushed, b.heldFor = b.heldFor, b.heldForFlushed[:0]
 	out := b.batch
 	b.batch, b.spare = b.spare, out
 	b.batch.Reset()
@@ -145,11 +150,20 @@ func (b *Broker) settle(j *job) {
 // Rejected is told that the last flushed batch could not be made durable
 // (err): every job of it whose ID was waiting to be handed out is refused
 // instead, with protocol.CodeStoreUnavailable, and forgotten if it had not
-// started. The replies held for that batch are dropped.
+// started. The other replies held for that batch (a resubmission's under
+// an idempotency key, a SERVER-RETRY's or SERVER-CANCEL's answer) are
+// refused with the same code in their place: every request is answered.
 func (b *Broker) Rejected(now time.Time, err error) []protocol.Envelope {
 	b.out = b.out[:0]
+	for _, r := range b.heldForFlushed {
+		if r != nil {
+			b.refuse(*r, protocol.CodeStoreUnavailable, fmt.Sprintf("not recorded: the job store failed: %v (a change to a job may not survive a restart)", err))
+		}
+	}
 	clear(b.heldFlushed)
 	b.heldFlushed = b.heldFlushed[:0]
+	clear(b.heldForFlushed)
+	b.heldForFlushed = b.heldForFlushed[:0]
 	if b.storeFailed.IsZero() {
 		b.storeFailed = now
 	}

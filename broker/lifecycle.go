@@ -297,6 +297,6 @@ func (b *Broker) answerJob(r request, j *job) {
 	payload := mustJSON(j.info(false))
 	b.answer(r, payload)
 	if b.cfg.Durable {
-		b.hold()
+		b.hold(&r)
 	}
 }

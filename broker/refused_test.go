@@ -83,3 +83,42 @@ func TestBroker_KeyOfAJobRetriedBeforeItsCommit(t *testing.T) {
 		t.Fatalf("resubmission after the commit got %q, want one acceptance of %s", got, id)
 	}
 }
+
+// Found by TestBroker_RandomSequences: when a commit fails, every request
+// whose reply waited for it is answered: the submission of a new job (its
+// refusal came before), and now also a resubmission under the same
+// idempotency key and the answers of SERVER-CANCEL and SERVER-RETRY, which
+// used to be dropped with no answer at all.
+func TestBroker_RejectedCommitAnswersEveryHeldRequest(t *testing.T) {
+	b := newBroker(t, broker.Config{Durable: true})
+	b.HandleWorker(t0, "w1", "", readyZ("S"))
+	b.Flush()
+	b.Committed()
+	// A committed job to cancel and retry.
+	b.HandleClient(t0, "c0", "", zreqKey("S", "old"))
+	b.Flush()
+	b.Committed()
+	old := ""
+	for _, j := range b.Active() {
+		old = j.ID
+	}
+	if old == "" {
+		t.Fatal("no active job")
+	}
+	b.HandleClient(t0, "cancel", "", request(v2, protocol.ServerCancel, meta, []byte(old)))
+	b.HandleClient(t0, "retry", "", request(v2, protocol.ServerRetry, meta, []byte(old)))
+	// A new job, and its resubmission before the commit.
+	b.HandleClient(t0, "c1", "", zreqKey("S", "k"))
+	b.HandleClient(t0, "c2", "", zreqKey("S", "k"))
+	b.Flush()
+	got := map[string]string{}
+	for _, e := range only(b.Rejected(t0, errors.New("disk full")), protocol.ToClient) {
+		_, md, _ := clientReply(t, e)
+		got[e.To] = string(md.Status) + " " + md.Code
+	}
+	for _, c := range []string{"cancel", "retry", "c1", "c2"} {
+		if got[c] != "refused "+protocol.CodeStoreUnavailable {
+			t.Errorf("%s after the failed commit: %q, want refused %s (answers: %v)", c, got[c], protocol.CodeStoreUnavailable, got)
+		}
+	}
+}
