@@ -125,7 +125,9 @@ func (b *Broker) Committed() []protocol.Envelope {
 		b.storeErr, b.storeFailed = "", time.Time{}
 	}
 	for _, j := range b.flushed {
-		j.stored = true
+		if j.x != nil {
+			j.x.stored = true
+		}
 		b.settle(j)
 	}
 	clear(b.flushed)
@@ -318,12 +320,12 @@ func (b *Broker) restoredJob(rec *JobRecord) *job {
 	j := &job{
 		id: id, svc: b.restoredService(rec.Service, rec.Created), sync: rec.Sync,
 		params: rec.Params, attempts: int32(rec.Attempts), created: stampOf(rec.Created),
-		stored: true,
 	}
 	j.setInput(rec.Input)
 	if rec.Key != "" || rec.Owner != "" || rec.TTR != 0 || rec.Retries != -1 {
 		x := j.ensureExtra()
 		x.key, x.owner, x.ttr, x.retries = rec.Key, b.intern(rec.Owner), rec.TTR, rec.Retries
+		x.stored = true
 	}
 	if rec.Started.IsZero() && rec.Finished.IsZero() && rec.NotBefore.IsZero() {
 		return j // never dispatched nor ended: no run

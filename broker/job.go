@@ -53,7 +53,6 @@ type job struct {
 	sync     bool
 	dirty    bool // in Broker.dirty
 	flushed  bool // in Broker.flushed: its record is being committed
-	stored   bool // a record of it was committed (or it was restored from one)
 
 	x *extra // nil until the job needs one (see extra)
 }
@@ -73,6 +72,10 @@ type extra struct {
 	owner   string        // who submitted it (see protocol.JobInfo.Owner), or ""
 	ttr     time.Duration // this job's time-to-run (0: the service's)
 	retries int           // retries of a FAIL this job opted in to (-1: the service's)
+	// stored: a record of the job was committed, or it was restored from
+	// one (kept here, not in job, which stays 80 bytes: only jobs with an
+	// idempotency key, which have an extra, ask).
+	stored bool
 
 	frames [][]byte // the input when it is several frames (see job.input)
 
@@ -295,5 +298,5 @@ func (j *job) worker() string {
 // retry before its first commit makes a new value, with no one to answer).
 // A reply that names j waits for the commit.
 func (j *job) uncommitted() bool {
-	return j.awaitingCommit() || !j.stored && (j.dirty || j.flushed)
+	return j.awaitingCommit() || (j.x == nil || !j.x.stored) && (j.dirty || j.flushed)
 }
