@@ -109,8 +109,6 @@ func TestServer_Metrics(t *testing.T) {
 	for _, s := range []string{"A", "B", "C"} {
 		runWorker(t, srv.WorkerEndpoint(), s)
 	}
-	waitMetric(t, reg, 3, "zmws_broker_workers")
-	waitMetric(t, reg, 1, "zmws_broker_up")
 	c, err := client.New(client.Config{Broker: srv.ClientEndpoint()})
 	if err != nil {
 		t.Fatal(err)
@@ -118,6 +116,15 @@ func TestServer_Metrics(t *testing.T) {
 	t.Cleanup(func() { c.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
+	// The first scrape gives the label places (2), by name among the
+	// services it finds: it must find all three, or B and C could take
+	// them before A's READY is in (this test's flake: A under _other).
+	zmqtest.Eventually(t, "three workers ready", wait, func() bool {
+		ws, err := c.Workers(ctx)
+		return err == nil && len(ws) == 3
+	})
+	waitMetric(t, reg, 3, "zmws_broker_workers")
+	waitMetric(t, reg, 1, "zmws_broker_up")
 	for range 3 {
 		if _, err := c.Call(ctx, "A", client.Request{Input: []byte("x")}, nil); err != nil {
 			t.Fatal(err)
