@@ -102,8 +102,9 @@ type seq struct {
 	workers []*simWorker
 	reqs    map[string]*simReq // by client identity: one per request
 	nreq    int
-	lastKey string // the idempotency key last made up
-	failing bool   // the store refuses commits for now
+	lastKey string   // the idempotency key last made up
+	oldKeys []string // every idempotency key made up, in order
+	failing bool     // the store refuses commits for now
 	// lookups are the Lookups emitted and not yet answered (Archived), in
 	// the order they came; answered some answered ones, to answer twice.
 	lookups  []*simLookup
@@ -119,6 +120,7 @@ type seq struct {
 	where  map[*job]string // check's, reused
 
 	jobs map[string]*simJob // every job ID seen
+	seen []string           // the same, in the order seen
 	open map[string]jobID   // the accepted ones not finished (see note)
 	// svcs is, per service, the counters the broker is expected to show:
 	// its value at the service's start plus the finish events since.
@@ -460,9 +462,12 @@ func (s *seq) submit(sync bool) {
 	switch n := s.rng.Intn(12); {
 	case n < 2: // a key used before: a resubmission (or a conflict)
 		m.Key = s.lastKey
-	case n < 4:
+	case n < 3 && len(s.oldKeys) > 0: // one used long ago: its job may be in the archive only
+		m.Key = s.oldKeys[s.rng.Intn(len(s.oldKeys))]
+	case n < 5:
 		m.Key = fmt.Sprintf("k%d", s.nreq)
 		s.lastKey = m.Key
+		s.oldKeys = append(s.oldKeys, m.Key)
 	}
 	form, withMeta := seqV2, true
 	switch s.rng.Intn(6) {
@@ -639,8 +644,12 @@ func (s *seq) tick() {
 	s.do("Tick", func() []protocol.Envelope { return s.b.Tick(s.now) })
 }
 
-// knownJob picks a job ID the harness has seen, or a made-up one.
+// knownJob picks a job the broker holds, one the harness has seen (it may
+// be in the archive only), or a made-up one.
 func (s *seq) knownJob(filter func(*Broker, *job) bool) string {
+	if len(s.seen) > 0 && s.rng.Intn(5) == 0 {
+		return s.seen[s.rng.Intn(len(s.seen))]
+	}
 	var all []*job
 	for j := range s.b.jobs.all() {
 		all = append(all, j)
@@ -886,6 +895,9 @@ func (s *seq) answerLookup(i int) {
 		s.answered[s.rng.Intn(len(s.answered))] = a
 	}
 	s.n["looked up"]++
+	if a.Found {
+		s.n["looked up: found"]++
+	}
 }
 
 // answerTwice feeds an Answer already given again: it is ignored.
@@ -1024,6 +1036,7 @@ func (s *seq) event(e protocol.Envelope) {
 	if sj == nil {
 		sj = &simJob{id: ev.Job, service: ev.Service}
 		s.jobs[ev.Job] = sj
+		s.seen = append(s.seen, ev.Job)
 	}
 	switch ev.Event {
 	case protocol.EventCompleted, protocol.EventFailed:
@@ -1101,6 +1114,7 @@ func (s *seq) deliverWorker(e protocol.Envelope, before map[string]bool, desc st
 		sw.jobs = append(sw.jobs, id)
 		if s.jobs[id] == nil {
 			s.jobs[id] = &simJob{id: id}
+			s.seen = append(s.seen, id)
 		}
 		s.n["dispatch"]++
 	case protocol.CmdDisconnect:
@@ -1194,6 +1208,7 @@ func (s *seq) deliverClient(e protocol.Envelope, released bool) {
 		}
 		sj = &simJob{id: r.job}
 		s.jobs[r.job] = sj
+		s.seen = append(s.seen, r.job)
 	}
 	sj.accepted = true
 	s.note(sj)
