@@ -105,14 +105,15 @@ type seq struct {
 	lastKey string   // the idempotency key last made up
 	oldKeys []string // every idempotency key made up, in order
 	failing bool     // the store refuses commits for now
+	then    func()   // run by do after the output, before the checks
 	// lookups are the Lookups emitted and not yet answered (Archived), in
-	// the order they came; answered some answered ones, to answer twice.
+	// the order they came; answered keeps a few Answers given, to give
+	// them again.
 	lookups  []*simLookup
 	answered []Answer
 	// keyJobs is, per idempotency key, the job ID the first acceptance
 	// under it named: every later one must name the same job.
 	keyJobs map[string]string
-	then    func() // run by do after the output, before the checks
 	// svcRetries is the most retries a READY ever declared per service.
 	svcRetries map[string]int
 
@@ -171,10 +172,10 @@ type simReq struct {
 // simLookup is a Lookup the loop has taken and not yet answered.
 type simLookup struct {
 	l      Lookup
-	client string // the request that waits for it
-	due    int    // the step it is answered at, at the latest
-	fail   bool   // the archive read fails
-	early  *Answer
+	client string  // the request that waits for it
+	due    int     // the step it is answered at, at the latest
+	fail   bool    // the archive read fails
+	early  *Answer // read when emitted, not when answered: may be stale
 }
 
 type simJob struct {
