@@ -237,9 +237,17 @@ func (b *Broker) keyHolder(r request, key, name, id, svc string, durable bool) {
 
 // resubmit takes up a submission that waited for the archive to look up
 // its idempotency key (key): rec is the job the key names there (nil:
-// none). A job made under the key meanwhile, in memory, wins.
-func (b *Broker) resubmit(now time.Time, w *waiting, key string, rec *JobRecord) {
+// none, or the lookup failed: err). A job made under the key meanwhile, in
+// memory, wins. A failed lookup refuses the submission: a new job could
+// be the key's second, which the journal refuses, and the whole batch
+// with it.
+func (b *Broker) resubmit(now time.Time, w *waiting, key string, rec *JobRecord, err error) {
 	name, _ := protocol.SplitSync(w.r.service)
+	if rec == nil && err != nil && b.keys[key] == nil {
+		b.countRefused(name, protocol.CodeStoreUnavailable)
+		b.refuse(w.r, protocol.CodeStoreUnavailable, fmt.Sprintf("job not accepted: the job store could not be read for idempotency key %q; try again", w.meta.Key))
+		return
+	}
 	if rec == nil || b.keys[key] != nil {
 		b.submitJob(now, w.r, w.meta, w.body, false)
 		return

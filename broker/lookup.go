@@ -49,7 +49,11 @@ type Answer struct {
 	Lookup Lookup
 	Found  bool      // the archive retains the job
 	Rec    JobRecord // the job's record, when Found
-	Err    error     // the lookup failed: the broker logs it and answers as not found
+	// Err says the lookup failed: the broker logs it and answers as not
+	// found, except a submission's idempotency key, which it refuses
+	// (protocol.CodeStoreUnavailable) rather than make a second job
+	// under a key the journal may hold.
+	Err error
 }
 
 // Ask answers l from a. It calls a and may block: call it off the loop
@@ -152,7 +156,7 @@ func (b *Broker) LookedUp(now time.Time, a Answer) []protocol.Envelope {
 		}
 		b.retryJob(now, w.r, w.id, j)
 	case opSubmit:
-		b.resubmit(now, w, a.Lookup.Key, rec)
+		b.resubmit(now, w, a.Lookup.Key, rec, a.Err)
 	}
 	return b.out
 }

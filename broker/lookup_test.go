@@ -234,6 +234,36 @@ func TestBroker_IdempotencyKeyLookedUp(t *testing.T) {
 	}
 }
 
+// A submission whose idempotency key could not be looked up (the archive
+// failed) is refused with store_unavailable: answered as not found, it
+// would make a second job under a key the journal holds for another, and
+// the journal would refuse the whole batch with it (store.ErrKeyConflict),
+// every other submission in it with it.
+func TestBroker_IdempotencyKeyLookupFails(t *testing.T) {
+	b := newBroker(t, broker.Config{Durable: true, Archived: true})
+	a := newArchive(oldJob)
+	a.err = errors.New("disk on fire")
+	b.HandleWorker(t0, "w1", "", readyZ("S"))
+	none(t, b.HandleClient(t0, "c", "", zreqKey("S", "k")), protocol.ToClient)
+	out := answerLookups(t, b, a)
+	none(t, out, protocol.ToWorker)
+	if b.Holding() {
+		t.Fatal("a job made under a key the archive could not be asked about")
+	}
+	if md := refusal(t, one(t, out, protocol.ToClient, "c")); md.Code != protocol.CodeStoreUnavailable {
+		t.Fatalf("failed key lookup: %+v, want store_unavailable", md)
+	}
+	if batch := b.Flush(); len(batch.Jobs) != 0 {
+		t.Fatalf("batch %+v, want no job", batch.Jobs)
+	}
+	// The archive back: the key names its job again.
+	a.err = nil
+	none(t, b.HandleClient(t0, "c", "", zreqKey("S", "k")), protocol.ToClient)
+	if _, md, _ := clientReply(t, one(t, answerLookups(t, b, a), protocol.ToClient, "c")); md.Job != oldJob.ID {
+		t.Fatalf("archived key answered %+v, want job %s", md, oldJob.ID)
+	}
+}
+
 // At most MaxLookups wait: past them a request is refused at once.
 func TestBroker_LookupsBounded(t *testing.T) {
 	b := newBroker(t, broker.Config{Durable: true, Archived: true})

@@ -18,7 +18,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/zmws/zmws/protocol"
-	"github.com/zmws/zmws/store"
 )
 
 // TestBroker_RandomSequences drives the broker with seeded random
@@ -27,10 +26,14 @@ import (
 // finals and give-backs, in turn and out of turn, for jobs held and not;
 // heartbeats, expiries, time-to-run overruns, retry backoffs, unreachable
 // workers; commits that succeed or fail, clean restarts and crashes
-// restored from what was committed; cancel, retry and queries) and checks
-// the broker's invariants after every input (see seq.check). At the end it
-// drains: workers answer everything and time runs on, and every request
-// must have had exactly one final answer.
+// restored from what was committed; archive lookups answered at once, some
+// steps later, stale or with an error; cancel, retry and queries) and
+// checks the broker's invariants after every input (see seq.check). At the
+// end it drains: workers answer everything, every lookup is answered and
+// time runs on, and every request must have had exactly one final answer.
+//
+// The journal is a testJournal (journal_test.go): this package's tests
+// cannot import store, which imports broker.
 //
 // Replay one seed with -seq.seed N (or ZMWS_SEQ_SEED=N), longer with
 // -seq.steps; -seq.verbose logs the broker; ZMWS_SEQ_TRACE=FILE writes
@@ -89,7 +92,7 @@ type seq struct {
 	rng  *rand.Rand
 	cfg  Config
 	b    *Broker
-	st   *store.Memory // what the commits so far stored (Durable)
+	st   *testJournal // what the commits so far stored (Durable)
 
 	now  time.Time
 	step int
@@ -99,10 +102,18 @@ type seq struct {
 	workers []*simWorker
 	reqs    map[string]*simReq // by client identity: one per request
 	nreq    int
-	lastKey string              // the idempotency key last made up
-	held    []protocol.Envelope // Durable replies waiting for the next commit
-	failing bool                // the store refuses commits for now
-	then    func()              // run by do after the output, before the checks
+	lastKey string   // the idempotency key last made up
+	oldKeys []string // every idempotency key made up, in order
+	failing bool     // the store refuses commits for now
+	then    func()   // run by do after the output, before the checks
+	// lookups are the Lookups emitted and not yet answered (Archived), in
+	// the order they came; answered keeps a few Answers given, to give
+	// them again.
+	lookups  []*simLookup
+	answered []Answer
+	// keyJobs is, per idempotency key, the job ID the first acceptance
+	// under it named: every later one must name the same job.
+	keyJobs map[string]string
 	// svcRetries is the most retries a READY ever declared per service.
 	svcRetries map[string]int
 
@@ -110,6 +121,7 @@ type seq struct {
 	where  map[*job]string // check's, reused
 
 	jobs map[string]*simJob // every job ID seen
+	seen []string           // the same, in the order seen
 	open map[string]jobID   // the accepted ones not finished (see note)
 	// svcs is, per service, the counters the broker is expected to show:
 	// its value at the service's start plus the finish events since.
@@ -147,12 +159,23 @@ type simReq struct {
 	kind    reqKind
 	desc    string
 	step    int
-	replies int  // final replies (REPLY) delivered
-	lost    bool // the broker crashed before answering: no answer is due
-	plain   bool // sent no meta frame: its replies have none either
-	dropped bool // its Durable answer went with a rejected commit
+	replies int    // final replies (REPLY) delivered
+	lost    bool   // the broker crashed before answering: no answer is due
+	plain   bool   // sent no meta frame: its replies have none either
+	dropped bool   // its held answer went with a rejected commit
+	key     string // its idempotency key, "" for none
+	waited  bool   // it waited for a Lookup
 	job     string
 	status  string
+}
+
+// simLookup is a Lookup the loop has taken and not yet answered.
+type simLookup struct {
+	l      Lookup
+	client string  // the request that waits for it
+	due    int     // the step it is answered at, at the latest
+	fail   bool    // the archive read fails
+	early  *Answer // read when emitted, not when answered: may be stale
 }
 
 type simJob struct {
@@ -172,7 +195,7 @@ func newSeq(t *testing.T, seed int64) *seq {
 	s := &seq{
 		t: t, seed: seed, rng: rand.New(rand.NewSource(seed)),
 		now:  time.Unix(1_700_000_000, 0),
-		reqs: map[string]*simReq{}, jobs: map[string]*simJob{}, open: map[string]jobID{}, svcRetries: map[string]int{}, before: map[string]bool{}, where: map[*job]string{}, svcs: map[string]*svcCount{}, n: map[string]int{},
+		reqs: map[string]*simReq{}, jobs: map[string]*simJob{}, open: map[string]jobID{}, svcRetries: map[string]int{}, before: map[string]bool{}, where: map[*job]string{}, svcs: map[string]*svcCount{}, n: map[string]int{}, keyJobs: map[string]string{},
 	}
 	s.cfg = Config{
 		Heartbeat:       time.Second,
@@ -205,8 +228,8 @@ func newSeq(t *testing.T, seed int64) *seq {
 		s.cfg.Logger = zerolog.New(zerolog.NewTestWriter(t))
 	}
 	if s.cfg.Durable {
-		s.st = store.NewMemory()
-		s.cfg.Archive = s.st
+		s.st = newTestJournal()
+		s.cfg.Archived = true
 	}
 	for i := range 12 {
 		s.workers = append(s.workers, &simWorker{id: fmt.Sprintf("w%02d", i)})
@@ -263,6 +286,7 @@ func (s *seq) do(desc string, call func() []protocol.Envelope) {
 	}
 	out := call()
 	s.deliver(out, before, desc)
+	s.takeLookups()
 	if s.then != nil {
 		s.then()
 		s.then = nil
@@ -301,10 +325,13 @@ func (s *seq) randomStep() {
 		{1, "check workers", func() { s.do("CheckWorkers", func() []protocol.Envelope { return s.b.CheckWorkers(s.now) }) }},
 	}
 	if s.cfg.Durable {
-		actions = append(actions, action{10, "commit", s.commit}, action{1, "store", s.toggleStore})
+		actions = append(actions, action{10, "commit", s.commit}, action{1, "store", s.toggleStore},
+			action{6, "lookup", s.lookup}, action{1, "answer twice", s.answerTwice})
 		if s.rng.Intn(400) == 0 {
 			actions = []action{{1, "restart", s.restart}}
 		}
+	} else {
+		actions = append(actions, action{2, "flush", s.flushNotDurable})
 	}
 	total := 0
 	for _, a := range actions {
@@ -314,9 +341,18 @@ func (s *seq) randomStep() {
 	for _, a := range actions {
 		if n < a.weight {
 			a.run()
-			return
+			break
 		}
 		n -= a.weight
+	}
+	// The lookups due by now come back: those emitted in this step are
+	// answered at once, as by a fast archive.
+	for i := 0; i < len(s.lookups); {
+		if s.lookups[i].due <= s.step {
+			s.answerLookup(i)
+			continue
+		}
+		i++
 	}
 }
 
@@ -427,9 +463,12 @@ func (s *seq) submit(sync bool) {
 	switch n := s.rng.Intn(12); {
 	case n < 2: // a key used before: a resubmission (or a conflict)
 		m.Key = s.lastKey
-	case n < 4:
+	case n < 3 && len(s.oldKeys) > 0: // one used long ago: its job may be in the archive only
+		m.Key = s.oldKeys[s.rng.Intn(len(s.oldKeys))]
+	case n < 5:
 		m.Key = fmt.Sprintf("k%d", s.nreq)
 		s.lastKey = m.Key
+		s.oldKeys = append(s.oldKeys, m.Key)
 	}
 	form, withMeta := seqV2, true
 	switch s.rng.Intn(6) {
@@ -440,6 +479,9 @@ func (s *seq) submit(sync bool) {
 	}
 	r := s.newClient(kind, "")
 	r.plain = !withMeta
+	if withMeta && !sync {
+		r.key = m.Key
+	}
 	if withMeta && s.rng.Intn(3) > 0 {
 		m.Ref = "r" + r.client
 	}
@@ -603,8 +645,12 @@ func (s *seq) tick() {
 	s.do("Tick", func() []protocol.Envelope { return s.b.Tick(s.now) })
 }
 
-// knownJob picks a job ID the harness has seen, or a made-up one.
+// knownJob picks a job the broker holds, one the harness has seen (it may
+// be in the archive only), or a made-up one.
 func (s *seq) knownJob(filter func(*Broker, *job) bool) string {
+	if len(s.seen) > 0 && s.rng.Intn(5) == 0 {
+		return s.seen[s.rng.Intn(len(s.seen))]
+	}
 	var all []*job
 	for j := range s.b.jobs.all() {
 		all = append(all, j)
@@ -701,43 +747,178 @@ func (s *seq) malformedWorker() {
 	s.n["malformed"]++
 }
 
-// commit is the loop's commit: Flush, the store's Commit (or a failure),
-// then Committed and the held replies, or Rejected.
+// commit is the loop's commit: Flush, the journal's Commit (or a
+// failure), then Committed and the replies it releases, or Rejected.
 func (s *seq) commit() {
-	held := s.held
-	s.held = nil
-	var batch *store.Batch
+	var batch *Batch
 	s.do("Flush", func() []protocol.Envelope { batch = s.b.Flush(); return nil })
 	var err error
 	if s.failing {
 		err = errors.New("disk full")
 	} else if err = s.st.Commit(batch); err != nil {
-		s.fail("store refused the broker's batch: %v", err)
+		s.fail("journal refused the broker's batch: %v", err)
 	}
 	if err != nil {
+		var waited []string // the clients of the replies held for the batch
+		for _, e := range s.b.heldFlushed {
+			waited = append(waited, e.To)
+		}
 		s.do("Rejected", func() []protocol.Envelope { return s.b.Rejected(s.now, err) })
 		s.n["rejected"]++
-		// KNOWN ISSUE (issue 15, left as is): the loop drops the Durable
-		// replies a rejected commit held, and Rejected refuses only the
-		// submission that made each job. An idempotent resubmission of a
-		// job in the batch, and a SERVER-CANCEL or SERVER-RETRY answered
-		// since the last commit, get no answer at all. Counted, and
-		// excused at the drain; every other request must get its answer.
-		for _, e := range held {
-			if r := s.reqs[e.To]; r != nil && r.replies == 0 && !r.dropped {
+		// KNOWN ISSUE (issue 15, left as is): Rejected drops the replies
+		// held for the batch, and refuses only the submission that made
+		// each job. An idempotent resubmission of a job in the batch, and
+		// a SERVER-CANCEL or SERVER-RETRY answered since the last commit,
+		// get no answer at all. Counted, and excused at the drain; every
+		// other request must get its answer.
+		for _, to := range waited {
+			if r := s.reqs[to]; r != nil && r.replies == 0 && !r.dropped {
 				r.dropped = true
 				s.n[fmt.Sprintf("KNOWN: %s answer dropped by a rejected commit", [...]string{"async", "sync", "query", "admin", "malformed"}[r.kind])]++
 			}
 		}
 		return
 	}
-	s.do("Committed", func() []protocol.Envelope { s.b.Committed(); return nil })
+	var released []protocol.Envelope
+	s.do("Committed", func() []protocol.Envelope { released = s.b.Committed(); return nil })
 	s.sub++
-	for _, e := range held {
+	for _, e := range released {
+		if e.Peer != protocol.ToClient || s.reqs[e.To] == nil {
+			s.fail("Committed released a reply to %v %q, not a client that asked", e.Peer, e.To)
+		}
 		s.deliverClient(e, true)
 	}
 	s.check()
 	s.n["committed"]++
+}
+
+// flushNotDurable is the loop's commit without Config.Durable: there is
+// nothing to commit, and nothing waits for it.
+func (s *seq) flushNotDurable() {
+	var n int
+	var released []protocol.Envelope
+	s.do("Flush (not durable)", func() []protocol.Envelope {
+		n = s.b.Flush().Len()
+		released = s.b.Committed()
+		return nil
+	})
+	if n != 0 || len(released) != 0 {
+		s.fail("without Config.Durable, Flush gave %d changes and Committed %d replies", n, len(released))
+	}
+}
+
+// takeLookups takes the Lookups the last input emitted, as the loop does,
+// and decides how each is answered: at the end of this step or some steps
+// later, read from the journal now (it may be stale by its answer) or
+// then, or failing.
+func (s *seq) takeLookups() {
+	for _, l := range s.b.Lookups() {
+		if !s.cfg.Archived {
+			s.fail("a Lookup without Config.Archived: %+v", l)
+		}
+		w := s.b.waiting[l.seq]
+		if w == nil {
+			s.fail("Lookup %+v for no waiting request", l)
+		}
+		r := s.reqs[w.r.client]
+		if r == nil || r.replies > 0 || r.waited || s.heldFor(w.r.client) > 0 {
+			s.fail("Lookup %+v for %q, not a request that waits", l, w.r.client)
+		}
+		if (l.ID == "") == (l.Key == "") || (l.Key != "" && l.Key != r.key) {
+			s.fail("Lookup %+v for %s (%s): one of ID or its key, please", l, r.client, r.desc)
+		}
+		r.waited = true
+		sl := &simLookup{l: l, client: r.client, due: s.step, fail: s.rng.Intn(8) == 0}
+		if s.rng.Intn(3) > 0 {
+			sl.due += 1 + s.rng.Intn(30)
+		}
+		if s.rng.Intn(2) == 0 {
+			a := s.ask(sl)
+			sl.early = &a
+		}
+		s.lookups = append(s.lookups, sl)
+		s.n[map[bool]string{false: "lookup by ID", true: "lookup by key"}[l.Key != ""]]++
+		if sl.fail {
+			s.n["lookup fails"]++
+		}
+	}
+}
+
+// ask is the archive's answer to sl.
+func (s *seq) ask(sl *simLookup) Answer {
+	if sl.fail {
+		return Answer{Lookup: sl.l, Err: errors.New("journal read failed")}
+	}
+	return sl.l.Ask(s.st)
+}
+
+// heldFor counts the replies to client held for the next commit.
+func (s *seq) heldFor(client string) int {
+	n := 0
+	for _, e := range s.b.heldNext {
+		if e.Peer == protocol.ToClient && e.To == client {
+			n++
+		}
+	}
+	return n
+}
+
+// lookup answers a pending Lookup, ahead of its due step.
+func (s *seq) lookup() {
+	if len(s.lookups) == 0 {
+		s.tick()
+		return
+	}
+	s.answerLookup(s.rng.Intn(len(s.lookups)))
+}
+
+// answerLookup feeds the broker the Answer to s.lookups[i]: its request
+// gets its one final reply, now or held for the next commit.
+func (s *seq) answerLookup(i int) {
+	sl := s.lookups[i]
+	s.lookups = slices.Delete(s.lookups, i, i+1)
+	a := s.ask(sl)
+	if sl.early != nil {
+		a = *sl.early
+	}
+	r := s.reqs[sl.client]
+	if r.replies > 0 || s.heldFor(sl.client) > 0 {
+		s.fail("%s (%s) has its reply before its Lookup's Answer", r.client, r.desc)
+	}
+	s.do(fmt.Sprintf("LookedUp %s id=%q key=%q found=%v err=%v early=%v", sl.client, a.Lookup.ID, a.Lookup.Key, a.Found, a.Err, sl.early != nil),
+		func() []protocol.Envelope { return s.b.LookedUp(s.now, a) })
+	if n, h := r.replies, s.heldFor(sl.client); n+h != 1 {
+		s.fail("the Answer to %s (%s) gave %d final replies and %d held ones, want 1", r.client, r.desc, n, h)
+	}
+	if len(s.answered) < 8 {
+		s.answered = append(s.answered, a)
+	} else {
+		s.answered[s.rng.Intn(len(s.answered))] = a
+	}
+	s.n["looked up"]++
+	if a.Found {
+		s.n["looked up: found"]++
+	}
+}
+
+// answerTwice feeds an Answer already given again: it is ignored.
+func (s *seq) answerTwice() {
+	if len(s.answered) == 0 {
+		s.lookup()
+		return
+	}
+	a := s.answered[s.rng.Intn(len(s.answered))]
+	var n int
+	held := len(s.b.heldNext)
+	s.do(fmt.Sprintf("LookedUp again id=%q key=%q", a.Lookup.ID, a.Lookup.Key), func() []protocol.Envelope {
+		out := s.b.LookedUp(s.now, a)
+		n = len(out)
+		return out
+	})
+	if n != 0 || len(s.b.heldNext) != held {
+		s.fail("an Answer given twice made %d envelopes and held %d", n, len(s.b.heldNext)-held)
+	}
+	s.n["answered twice"]++
 }
 
 func (s *seq) toggleStore() {
@@ -755,9 +936,10 @@ func (s *seq) restart() {
 		s.do("Shutdown", func() []protocol.Envelope { return s.b.Shutdown(s.now) })
 		s.n["shutdown"]++
 	} else {
-		s.held = nil
 		s.n["crash"]++
 	}
+	// The lookups of the broker that is gone come back to no one.
+	s.lookups, s.answered = nil, nil
 	for _, r := range s.reqs {
 		if r.replies == 0 && r.kind != reqMalformed {
 			r.lost = true // the broker that had it is gone
@@ -767,10 +949,7 @@ func (s *seq) restart() {
 		w.up, w.jobs = false, nil
 	}
 	s.now = s.now.Add(time.Second)
-	snap, err := s.st.Load(s.cfg.History)
-	if err != nil {
-		s.fail("load: %v", err)
-	}
+	snap := s.st.Load(s.cfg.History)
 	s.b = New(s.cfg)
 	s.svcs = map[string]*svcCount{}
 	for _, sj := range s.jobs {
@@ -807,7 +986,7 @@ func (s *seq) restored() {
 			continue
 		}
 		rec, ok, _ := s.st.Job(id)
-		if !ok || !store.Finished(rec.State) {
+		if !ok || !journalFinished(rec.State) {
 			s.fail("accepted job %s lost in the restart: not in the restored broker, store has %+v (%v)", id, rec, ok)
 		}
 		sj.finished = true
@@ -842,18 +1021,6 @@ func (s *seq) deliver(out []protocol.Envelope, before map[string]bool, desc stri
 			if s.reqs[e.To] == nil {
 				s.fail("reply to %q, a client that never asked", e.To)
 			}
-			if e.Durable {
-				if !s.cfg.Durable {
-					s.fail("a Durable envelope without Config.Durable: %q", e.Frames)
-				}
-				c := e
-				c.Frames = make([][]byte, len(e.Frames))
-				for i, f := range e.Frames {
-					c.Frames[i] = slices.Clone(f)
-				}
-				s.held = append(s.held, c)
-				continue
-			}
 			s.deliverClient(e, false)
 		default:
 			s.fail("envelope for peer %d", e.Peer)
@@ -870,6 +1037,7 @@ func (s *seq) event(e protocol.Envelope) {
 	if sj == nil {
 		sj = &simJob{id: ev.Job, service: ev.Service}
 		s.jobs[ev.Job] = sj
+		s.seen = append(s.seen, ev.Job)
 	}
 	switch ev.Event {
 	case protocol.EventCompleted, protocol.EventFailed:
@@ -895,9 +1063,6 @@ func (s *seq) event(e protocol.Envelope) {
 }
 
 func (s *seq) deliverWorker(e protocol.Envelope, before map[string]bool, desc string, rest []protocol.Envelope) {
-	if e.Durable {
-		s.fail("a Durable envelope to worker %s", e.To)
-	}
 	m, err := protocol.DecodeWorker(e.Frames)
 	if err != nil {
 		s.fail("undecodable envelope to worker %s: %v", e.To, err)
@@ -950,6 +1115,7 @@ func (s *seq) deliverWorker(e protocol.Envelope, before map[string]bool, desc st
 		sw.jobs = append(sw.jobs, id)
 		if s.jobs[id] == nil {
 			s.jobs[id] = &simJob{id: id}
+			s.seen = append(s.seen, id)
 		}
 		s.n["dispatch"]++
 	case protocol.CmdDisconnect:
@@ -1043,14 +1209,30 @@ func (s *seq) deliverClient(e protocol.Envelope, released bool) {
 		}
 		sj = &simJob{id: r.job}
 		s.jobs[r.job] = sj
+		s.seen = append(s.seen, r.job)
 	}
 	sj.accepted = true
 	s.note(sj)
+	// With a journal, an acceptance the input returned at once names a job
+	// a commit already stored; one Committed released, a job the commit
+	// just made stored (or an earlier one).
 	if s.cfg.Durable {
 		if _, ok, _ := s.st.Job(r.job); !ok {
 			j := s.b.lookup(r.job)
 			s.fail("job ID %s handed to %s (released after a commit: %v) before any commit stored the job (in memory: %+v; %q)", r.job, e.To, released, j, e.Frames)
 		}
+		s.n[map[bool]string{false: "accepted at once", true: "accepted at commit"}[released]]++
+	} else if released {
+		s.fail("acceptance of %s released by Committed without Config.Durable", r.job)
+	}
+	// One idempotency key, one job: every acceptance under a key, waiting
+	// for a Lookup or not, names the job the first one named. Without a
+	// journal a key lasts only as long as its job in memory.
+	if r.key != "" {
+		if id, ok := s.keyJobs[r.key]; ok && id != r.job && (s.cfg.Durable || s.b.lookup(id) != nil) {
+			s.fail("idempotency key %q: %s (%s, waited for a lookup: %v) got job %s, an earlier submission job %s", r.key, r.client, r.desc, r.waited, r.job, id)
+		}
+		s.keyJobs[r.key] = r.job
 	}
 }
 
@@ -1250,6 +1432,16 @@ func (s *seq) check() {
 			s.fail("idempotency key %q names job %s, whose key is %q", k, j.id, j.key())
 		}
 	}
+	// Nothing waits for a commit that never comes.
+	if !s.cfg.Durable && (b.Holding() || b.Pending()) {
+		s.fail("without Config.Durable: holding %v, pending %v", b.Holding(), b.Pending())
+	}
+	if !s.cfg.Archived && len(b.waiting) > 0 {
+		s.fail("without Config.Archived, %d requests wait for lookups", len(b.waiting))
+	}
+	if len(b.waiting) != len(s.lookups) {
+		s.fail("%d requests wait for lookups, the loop holds %d Lookups", len(b.waiting), len(s.lookups))
+	}
 	// Every job a client was given the ID of is known, or finished.
 	for id, jid := range s.open {
 		j := b.jobs.get(jid)
@@ -1308,10 +1500,13 @@ func (s *seq) drain() {
 				s.worker(w, w.id+" HEARTBEAT", protocol.EncodeWorker(protocol.Message{Form: w.form(), Cmd: protocol.CmdHeartbeat}))
 			}
 		}
+		for len(s.lookups) > 0 {
+			s.answerLookup(0)
+		}
 		if s.cfg.Durable {
 			s.commit()
 		}
-		if s.unfinished() == 0 && len(s.held) == 0 && len(s.b.accepts) == 0 {
+		if s.unfinished() == 0 && !s.b.Holding() && len(s.lookups) == 0 && len(s.b.accepts) == 0 {
 			break
 		}
 		s.now = s.now.Add(500 * time.Millisecond)
