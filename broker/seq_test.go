@@ -162,7 +162,6 @@ type simReq struct {
 	replies int    // final replies (REPLY) delivered
 	lost    bool   // the broker crashed before answering: no answer is due
 	plain   bool   // sent no meta frame: its replies have none either
-	dropped bool   // its held answer went with a rejected commit
 	key     string // its idempotency key, "" for none
 	waited  bool   // it waited for a Lookup
 	job     string
@@ -765,16 +764,13 @@ func (s *seq) commit() {
 		}
 		s.do("Rejected", func() []protocol.Envelope { return s.b.Rejected(s.now, err) })
 		s.n["rejected"]++
-		// KNOWN ISSUE (issue 15, left as is): Rejected drops the replies
-		// held for the batch, and refuses only the submission that made
-		// each job. An idempotent resubmission of a job in the batch, and
-		// a SERVER-CANCEL or SERVER-RETRY answered since the last commit,
-		// get no answer at all. Counted, and excused at the drain; every
-		// other request must get its answer.
+		// Rejected answers every request whose reply was held for the
+		// batch: the submissions of its new jobs, and the others (a keyed
+		// resubmission, a SERVER-CANCEL or SERVER-RETRY) with a refusal,
+		// store_unavailable, in place of the reply that was held.
 		for _, to := range waited {
-			if r := s.reqs[to]; r != nil && r.replies == 0 && !r.dropped {
-				r.dropped = true
-				s.n[fmt.Sprintf("KNOWN: %s answer dropped by a rejected commit", [...]string{"async", "sync", "query", "admin", "malformed"}[r.kind])]++
+			if r := s.reqs[to]; r != nil && r.replies == 0 {
+				s.fail("request %s (%s, step %d) waited for a commit that failed and got no answer", r.client, r.desc, r.step)
 			}
 		}
 		return
@@ -1516,13 +1512,10 @@ func (s *seq) drain() {
 	for _, r := range s.reqs {
 		want := 1
 		switch {
-		case r.lost, r.dropped, r.kind == reqMalformed:
+		case r.lost, r.kind == reqMalformed:
 			want = r.replies // may be 0
 			if r.lost {
 				answered["lost in a restart"]++
-			}
-			if r.dropped {
-				answered["KNOWN: answer dropped by a rejected commit"]++
 			}
 		}
 		if r.replies != want {
