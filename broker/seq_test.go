@@ -1081,7 +1081,7 @@ func (s *seq) deliverWorker(e protocol.Envelope, before map[string]bool, desc st
 		}
 		held := bw != nil && slices.ContainsFunc(bw.jobs, func(j *job) bool { return j.id.String() == id })
 		if !held && desc == "Tick" && bw == nil && s.stoppedLater(e.To, id, rest) {
-			// Known, left as is (see the report of issue 15): a job
+			// Known, left as is (tolerated and counted): a job
 			// another worker's expiry or overrun requeued goes to this
 			// one's prefetch room, and then this one's own running job
 			// overruns in the same Tick: it is stopped (DISCONNECT) and
