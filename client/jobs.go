@@ -180,12 +180,19 @@ func (c *Client) CallWith(ctx context.Context, service string, req Request, hook
 	defer c.finish(cl)
 
 	w := &syncWait{c: c, cl: cl, service: service, hooks: hooks, start: time.Now()}
+	return w.wait(ctx)
+}
+
+// wait takes the replies of the call until its result, asking the broker
+// about it (probe) whenever nothing was heard for Config.Liveness.
+func (w *syncWait) wait(ctx context.Context) (*Result, error) {
+	c := w.c
 	for {
 		var deadline time.Time
 		if c.cfg.Liveness > 0 {
 			deadline = time.Now().Add(c.cfg.Liveness)
 		}
-		r, err := c.next(ctx, cl, deadline)
+		r, err := c.next(ctx, w.cl, deadline)
 		if errors.Is(err, errNoReply) {
 			res, err := w.probe(ctx)
 			if res != nil || err != nil {
@@ -194,7 +201,7 @@ func (c *Client) CallWith(ctx context.Context, service string, req Request, hook
 			continue
 		}
 		if err != nil {
-			return nil, opError("call", service, err)
+			return nil, opError("call", w.service, err)
 		}
 		if res, err := w.take(r); res != nil || err != nil {
 			return res, err
@@ -209,6 +216,7 @@ type syncWait struct {
 	service  string
 	hooks    CallHooks
 	start    time.Time
+	plain    bool // to a plain broker: no job ID, nothing to probe, FAIL frames
 	jobID    string
 	unheard  int    // probes answered by a broker that never named the job
 	output   []byte // gathered partial output, without OnPartial
@@ -217,6 +225,12 @@ type syncWait struct {
 
 // take handles one reply; a final one gives the result (or error).
 func (w *syncWait) take(r reply) (*Result, error) {
+	if w.plain {
+		if r.cmd == protocol.CmdPartial {
+			return nil, w.partial(r.rest)
+		}
+		return w.plainResult(r.rest)
+	}
 	if r.cmd == protocol.CmdPartial {
 		if r.hasMeta && r.meta.Job != "" && w.jobID == "" {
 			w.jobID = r.meta.Job
@@ -277,6 +291,11 @@ func (w *syncWait) partial(body [][]byte) error {
 // Config.Liveness: (nil, nil) means wait on.
 func (w *syncWait) probe(ctx context.Context) (*Result, error) {
 	c := w.c
+	if w.plain {
+		c.log.Warn().Str(keyService, w.service).Dur(keyElapsed, time.Since(w.start)).
+			Msg("no reply yet; a plain broker cannot be asked about the request, waiting on")
+		return nil, nil
+	}
 	quiet := c.cfg.Liveness
 	if w.jobID == "" {
 		return nil, w.probeRequest(ctx)

@@ -2,7 +2,6 @@ package client
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -167,29 +166,8 @@ func (c *Client) callPlain(ctx context.Context, service string, req Request, hoo
 		return nil, err
 	}
 	defer c.finish(cl)
-	w := &syncWait{c: c, cl: cl, service: name, hooks: hooks, start: time.Now()}
-	for {
-		var deadline time.Time
-		if c.cfg.Liveness > 0 {
-			deadline = time.Now().Add(c.cfg.Liveness)
-		}
-		r, err := c.next(ctx, cl, deadline)
-		if errors.Is(err, errNoReply) {
-			c.log.Warn().Str(keyService, name).Dur(keyElapsed, time.Since(w.start)).
-				Msg("no reply yet; a plain broker cannot be asked about the request, waiting on")
-			continue
-		}
-		if err != nil {
-			return nil, opError("call", name, err)
-		}
-		if r.cmd == protocol.CmdPartial {
-			if err := w.partial(r.rest); err != nil {
-				return nil, err
-			}
-			continue
-		}
-		return w.plainResult(r.rest)
-	}
+	w := &syncWait{c: c, cl: cl, service: name, hooks: hooks, start: time.Now(), plain: true}
+	return w.wait(ctx)
 }
 
 // plainResult is the Result of a plain broker's final reply.
