@@ -307,6 +307,8 @@ type service struct {
 	// submission; rated says that was looked up.
 	rate  *rate.Limiter
 	rated bool
+	// paused and draining: an operator stopped its dispatch (pause.go).
+	paused, draining bool
 }
 
 // worker is a live worker, or a gone one kept in its service's gone list.
@@ -329,7 +331,8 @@ type worker struct {
 	details  *protocol.WorkerDetails
 	jobs     []*job // jobs[0] runs, the rest wait at the worker; empty when idle
 	prefetch int    // jobs it may hold beyond the running one
-	draining bool   // it gave a job back (StatusReturned): no more jobs for it
+	draining bool   // it gave a job back (StatusReturned), or was drained: no more jobs for it
+	stop     bool   // drained (SERVER-DRAIN): told to stop once it holds no job
 	since    time.Time
 	lastSeen time.Time
 	// completed and failed count the runs it ended with a final reply.
@@ -707,6 +710,9 @@ func (b *Broker) lost(now time.Time, j *job, w *worker, why, code string) {
 
 // dispatch hands queued jobs of s to its idle workers, least recently used first.
 func (b *Broker) dispatch(now time.Time, s *service) {
+	if s.stopped() {
+		return
+	}
 	for s.queue.Len() > 0 && len(s.idle)+len(s.spare) > 0 {
 		var w *worker
 		if len(s.idle) > 0 {
