@@ -221,7 +221,7 @@ type Broker struct {
 	workers  map[string]*worker
 	jobs     jobIndex // queued, active and retained finished jobs
 	history  []*job   // ring of the last cfg.History finished jobs
-	histNext int      // next slot to write in history
+	histNext int      // next index to write in history
 	// histSeq counts the jobs ever put in history: the newest has sequence
 	// number histSeq, the one before it histSeq-1, … (SERVER-JOBS cursors).
 	histSeq uint64
@@ -243,7 +243,8 @@ type Broker struct {
 	dirty        []*job     // jobs changed since the last Flush
 	dirtySvcs    []*service // services whose counters changed since the last Flush
 	flushed      []*job     // jobs of the batch being committed
-	batch, spare *Batch     // records being gathered; the one last flushed
+	batch        *Batch     // records being gathered
+	recycled     *Batch     // the batch last flushed, recycled for the next Flush
 	flushedEmpty bool       // the last flushed batch held no records
 	// heldNext are the replies that wait for the commit of the next batch
 	// (see hold); heldFlushed those that wait for the batch last flushed.
@@ -287,7 +288,7 @@ type service struct {
 	name      string
 	queue     deque     // queued jobs, FIFO
 	idle      []*worker // idle workers, least recently used first
-	spare     []*worker // busy workers with prefetch room, in turn
+	withRoom  []*worker // busy workers with prefetch room, in turn
 	workers   int       // live workers (idle + busy)
 	active    int       // jobs running now
 	completed uint64    // jobs finished complete, ever (journaled: ServiceCounts)
@@ -317,8 +318,8 @@ type service struct {
 // A zmws worker that declared a prefetch of N in READY holds up to 1+N
 // jobs: it runs jobs[0] and the rest wait at the worker, so its next job is
 // there when it finishes one, without a trip to the broker. They run in
-// order. A busy worker with room is in its service's spare list; an idle
-// one is given work before any spare one.
+// order. A busy worker with room is in its service's with-room list; an idle
+// one is given work before any one with room.
 type worker struct {
 	id       string
 	user     string // the key it authenticated with ("" without CURVE)
@@ -357,7 +358,7 @@ func New(cfg Config) *Broker {
 		waiting:  make(map[uint64]*waiting),
 		history:  make([]*job, 0, cfg.History),
 		batch:    &Batch{},
-		spare:    &Batch{},
+		recycled: &Batch{},
 	}
 }
 
@@ -448,12 +449,12 @@ func (b *Broker) expire(now time.Time) {
 		}
 	}
 	// None of them is given the jobs of another: out of the idle and
-	// spare lists first, then dropped, in routing-id order (not the map's),
+	// with-room lists first, then dropped, in routing-id order (not the map's),
 	// so the outcome of a Tick depends on its input alone.
 	slices.SortFunc(dead, func(x, y *worker) int { return strings.Compare(x.id, y.id) })
 	for _, w := range dead {
 		w.svc.idle = without(w.svc.idle, w)
-		w.svc.spare = without(w.svc.spare, w)
+		w.svc.withRoom = without(w.svc.withRoom, w)
 	}
 	for _, w := range dead {
 		b.log.Warn().Str(keyWorker, hexID(w.id)).Str(keyService, w.svc.name).
@@ -584,7 +585,7 @@ func (b *Broker) dropWorker(now time.Time, w *worker, reason, why string) {
 	s := w.svc
 	s.workers--
 	s.idle = without(s.idle, w)
-	s.spare = without(s.spare, w)
+	s.withRoom = without(s.withRoom, w)
 	b.goneWorker(now, w, reason)
 	if len(w.jobs) == 0 {
 		return
@@ -707,20 +708,20 @@ func (b *Broker) lost(now time.Time, j *job, w *worker, why, code string) {
 
 // dispatch hands queued jobs of s to its idle workers, least recently used first.
 func (b *Broker) dispatch(now time.Time, s *service) {
-	for s.queue.Len() > 0 && len(s.idle)+len(s.spare) > 0 {
+	for s.queue.Len() > 0 && len(s.idle)+len(s.withRoom) > 0 {
 		var w *worker
 		if len(s.idle) > 0 {
 			w = s.idle[0]
 			s.idle = without(s.idle, w)
 			if w.prefetch > 0 {
-				s.spare = append(s.spare, w)
+				s.withRoom = append(s.withRoom, w)
 			}
 		} else {
 			// Busy workers with room take turns.
-			w = s.spare[0]
-			s.spare = without(s.spare, w)
+			w = s.withRoom[0]
+			s.withRoom = without(s.withRoom, w)
 			if len(w.jobs)+1 <= w.prefetch {
-				s.spare = append(s.spare, w)
+				s.withRoom = append(s.withRoom, w)
 			}
 		}
 		j := s.queue.PopFront()

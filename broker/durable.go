@@ -93,7 +93,7 @@ func (b *Broker) Flush() *Batch {
 	clear(b.heldForFlushed)
 	b.heldForFlushed, b.heldFor = b.heldFor, b.heldForFlushed[:0]
 	out := b.batch
-	b.batch, b.spare = b.spare, out
+	b.batch, b.recycled = b.recycled, out
 	b.batch.Reset()
 	b.flushed = append(b.flushed[:0], b.dirty...)
 	for _, j := range b.dirty {
@@ -199,17 +199,17 @@ func (b *Broker) Rejected(now time.Time, err error) []protocol.Envelope {
 	// The services, counters and forgets the batch held go in the next
 	// one, as they stand now: they change seldom, and the journal must not
 	// keep an old count, or a forgotten service, for ever.
-	for _, sv := range b.spare.Services {
+	for _, sv := range b.recycled.Services {
 		if s := b.services[sv.Name]; s != nil && !slices.ContainsFunc(b.batch.Services, func(x ServiceRecord) bool { return x.Name == sv.Name }) {
 			b.batch.Services = append(b.batch.Services, ServiceRecord{Name: s.name, FirstSeen: s.firstSeen})
 		}
 	}
-	for _, c := range b.spare.Counts {
+	for _, c := range b.recycled.Counts {
 		if s := b.services[c.Name]; s != nil {
 			b.markCounts(s)
 		}
 	}
-	for _, name := range b.spare.Forgets {
+	for _, name := range b.recycled.Forgets {
 		if b.services[name] == nil && !slices.Contains(b.batch.Forgets, name) {
 			b.batch.Forgets = append(b.batch.Forgets, name)
 		}

@@ -126,10 +126,10 @@ func (b *Broker) overrun(now time.Time) {
 		over = append(over, w)
 	}
 	// None of them is given the jobs of another (a worker with prefetch
-	// room is in its spare list), and they go in routing-id order.
+	// room is in its with-room list), and they go in routing-id order.
 	slices.SortFunc(over, func(x, y *worker) int { return strings.Compare(x.id, y.id) })
 	for _, w := range over {
-		w.svc.spare = without(w.svc.spare, w)
+		w.svc.withRoom = without(w.svc.withRoom, w)
 	}
 	for _, w := range over {
 		j, r := w.jobs[0], w.jobs[0].lastRun()
@@ -167,7 +167,7 @@ func (b *Broker) forget(now time.Time, w *worker, reason string) {
 	delete(b.workers, w.id)
 	s := w.svc
 	s.workers--
-	s.spare = without(s.spare, w)
+	s.withRoom = without(s.withRoom, w)
 	b.goneWorker(now, w, reason)
 	b.unstarted(now, w)
 	s.active--

@@ -274,7 +274,7 @@ func (b *Broker) held(w *worker, m protocol.Message) *job {
 
 // release takes j, which ended, from w's jobs; the next one waiting at w
 // starts its time-to-run, and w goes back to the idle list when it holds
-// none, or the spare list when it has room again, unless it is draining.
+// none, or the with-room list when it has room again, unless it is draining.
 func (b *Broker) release(now time.Time, w *worker, j *job) {
 	s := w.svc
 	head := w.jobs[0] == j
@@ -286,10 +286,10 @@ func (b *Broker) release(now time.Time, w *worker, j *job) {
 	switch {
 	case w.draining: // it takes no more jobs
 	case len(w.jobs) == 0:
-		s.spare = without(s.spare, w)
+		s.withRoom = without(s.withRoom, w)
 		s.idle = append(s.idle, w)
 	case len(w.jobs) == w.prefetch: // had no room, has one now
-		s.spare = append(s.spare, w)
+		s.withRoom = append(s.withRoom, w)
 	}
 }
 
@@ -352,7 +352,7 @@ func (b *Broker) givenBack(now time.Time, w *worker, j *job) {
 	if !w.draining {
 		w.draining = true
 		s.idle = without(s.idle, w)
-		s.spare = without(s.spare, w)
+		s.withRoom = without(s.withRoom, w)
 	}
 	b.release(now, w, j)
 	b.requeueUnstarted(now, w, j, "given back, not started: its worker is stopping")
