@@ -593,7 +593,6 @@ func (b *Broker) dropWorker(now time.Time, w *worker, reason, why string) {
 	j := w.jobs[0]
 	b.unstarted(now, w)
 	w.jobs = nil
-	s.active--
 	b.lost(now, j, w, "worker "+hexID(w.id)+" "+why, protocol.CodeWorkerLost)
 	b.dispatch(now, s) // lost may not have: jobs given back still wait
 }
@@ -655,14 +654,12 @@ func (b *Broker) unstarted(now time.Time, w *worker) {
 // The caller takes j out of w.jobs.
 func (b *Broker) requeueUnstarted(now time.Time, w *worker, j *job, why string) {
 	r := j.lastRun()
-	j.state = stateQueued
+	b.moveJob(now, j, stateQueued)
 	j.attempts--
 	r.worker = ""
 	r.deadline = time.Time{}
-	j.svc.active--
 	j.svc.queue.PushFront(j)
 	b.markDirty(j)
-	b.countRequeued(j)
 	b.event(now, protocol.EventRequeued, j, func(e *protocol.Event) {
 		e.Worker = hexID(w.id)
 		e.Error = why
@@ -695,13 +692,12 @@ func (b *Broker) lost(now time.Time, j *job, w *worker, why, code string) {
 	}
 	b.log.Warn().Stringer(keyJob, j.id).Str(keyService, s.name).Str(keyWorker, hexID(w.id)).
 		Int32(keyAttempt, j.attempts).Str("reason", why).Msg("job requeued")
-	j.state = stateQueued
+	b.moveJob(now, j, stateQueued)
 	r.worker = ""
 	r.deadline = time.Time{}
 	r.output, r.partialLen, r.truncated = r.output[:0], 0, false
 	s.queue.PushFront(j)
 	b.markDirty(j)
-	b.countRequeued(j)
 	b.event(now, protocol.EventRequeued, j, func(e *protocol.Event) { e.Worker = hexID(w.id); e.Error = why })
 	b.dispatch(now, s)
 }
@@ -726,14 +722,13 @@ func (b *Broker) dispatch(now time.Time, s *service) {
 		}
 		j := s.queue.PopFront()
 
-		j.state = stateActive
+		b.moveJob(now, j, stateActive)
 		j.attempts++
 		r := j.ensureRun()
 		r.started = now
 		r.worker = w.id
 		r.notBefore = time.Time{}
 		w.jobs = append(w.jobs, j)
-		s.active++
 		if len(w.jobs) == 1 {
 			b.startClock(now, j)
 		}

@@ -185,6 +185,9 @@ func (b *Broker) Rejected(now time.Time, err error) []protocol.Envelope {
 			}
 			if j.state == stateQueued && j.svc.queue.Remove(j) {
 				b.jobs.delete(j.id)
+				// Not moveJob: the job was never accepted, so it leaves the
+				// books without a finish (no counter, no history); failed
+				// only for the record a later batch may still write of it.
 				j.state = stateFailed
 				j.fail(protocol.CodeStoreUnavailable, err.Error())
 			}
@@ -258,10 +261,11 @@ func (b *Broker) Restore(now time.Time, snap Snapshot) []protocol.Envelope {
 		if j == nil {
 			continue
 		}
-		j.state = stateComplete
+		state := stateComplete
 		if finished[i].State == protocol.JobFailed {
-			j.state = stateFailed
+			state = stateFailed
 		}
+		b.moveJob(now, j, state)
 		b.remember(j)
 	}
 	jobs := snap.Jobs
@@ -276,12 +280,14 @@ func (b *Broker) Restore(now time.Time, snap Snapshot) []protocol.Envelope {
 		if key := j.key(); key != "" {
 			b.keys[key] = j
 		}
+		// Queued first, even if it fails at once: that failure is a
+		// finish, and counted.
+		b.moveJob(now, j, stateQueued)
 		if jobs[i].State == protocol.JobActive && int(j.attempts) >= b.cfg.MaxAttempts {
 			j.fail(protocol.CodeWorkerLost, fmt.Sprintf("%v: the broker stopped during attempt %d of %d", errWorkerGone, j.attempts, b.cfg.MaxAttempts))
 			b.finish(now, j, stateFailed)
 			continue
 		}
-		j.state = stateQueued
 		r := j.lastRun()
 		if r != nil {
 			r.worker = ""

@@ -57,13 +57,12 @@ func (b *Broker) retryLater(now time.Time, j *job) bool {
 	delay = min(delay, b.cfg.RetryBackoffMax)
 	r := j.lastRun()
 	why := r.err
-	j.state = stateQueued
+	b.moveJob(now, j, stateQueued)
 	r.worker = ""
 	r.notBefore = now.Add(delay)
 	r.output, r.partialLen, r.truncated = r.output[:0], 0, false
 	b.delay(j)
 	b.markDirty(j)
-	b.countRequeued(j)
 	b.log.Info().Stringer(keyJob, j.id).Str(keyService, j.svc.name).Int32(keyAttempt, j.attempts).
 		Dur("backoff", delay).Str("error", why).Msg("failed job will be retried")
 	b.event(now, protocol.EventRequeued, j, func(e *protocol.Event) {
@@ -170,7 +169,6 @@ func (b *Broker) forget(now time.Time, w *worker, reason string) {
 	s.withRoom = without(s.withRoom, w)
 	b.goneWorker(now, w, reason)
 	b.unstarted(now, w)
-	s.active--
 	w.jobs[0].lastRun().deadline = time.Time{}
 	w.jobs = nil
 }
@@ -272,7 +270,7 @@ func (b *Broker) retryJob(now time.Time, r request, id string, j *job) {
 	// stays in the history ring as it was.
 	n := *j
 	n.svc = svc
-	n.state, n.attempts = stateQueued, 0
+	n.attempts = 0
 	n.dirty, n.flushed = false, false
 	if n.x != nil {
 		x := *n.x // its own: dropInput changes it
@@ -284,6 +282,7 @@ func (b *Broker) retryJob(now time.Time, r request, id string, j *job) {
 	if key := n.key(); key != "" {
 		b.keys[key] = &n
 	}
+	b.moveJob(now, &n, stateQueued)
 	n.svc.queue.PushBack(&n)
 	b.markDirty(&n)
 	b.log.Info().Stringer(keyJob, n.id).Str(keyService, n.svc.name).Msg("failed job queued again by request")

@@ -327,7 +327,6 @@ func (b *Broker) complete(now time.Time, w *worker, j *job, body [][]byte) {
 	} else {
 		w.completed++
 	}
-	w.svc.active--
 	if state == stateFailed && b.retryLater(now, j) {
 		b.dispatch(now, w.svc)
 		return
@@ -363,20 +362,13 @@ func (b *Broker) givenBack(now time.Time, w *worker, j *job) {
 // finish records a job's end: history, counters, event. The caller sends
 // any sync reply.
 func (b *Broker) finish(now time.Time, j *job, state jobState) {
-	j.state = state
+	b.moveJob(now, j, state)
 	r := j.ensureRun()
 	r.finished = now
 	if state == stateComplete {
 		j.dropInput() // the job will not run again
 	}
-	if state == stateComplete {
-		j.svc.completed++
-	} else {
-		j.svc.failed++
-	}
-	b.markCounts(j.svc)
 	b.markDirty(j)
-	b.countFinished(now, j, state, r)
 	b.remember(j)
 	ev := b.log.Debug()
 	if state == stateFailed {
