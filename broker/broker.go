@@ -311,8 +311,9 @@ type service struct {
 }
 
 // worker is a live worker, or a gone one kept in its service's gone list.
-// Transitions: (READY) → idle → busy → idle ...; any state → gone (see
-// goneWorker for the reasons). A gone worker holds no job and is not in
+// Transitions, through moveWorker only: (READY) → idle → busy (with room
+// or full) → idle ...; busy → draining; any state → gone (see goneWorker
+// for the reasons). A gone worker holds no job and is not in
 // Broker.workers.
 //
 // A zmws worker that declared a prefetch of N in READY holds up to 1+N
@@ -330,7 +331,7 @@ type worker struct {
 	details  *protocol.WorkerDetails
 	jobs     []*job // jobs[0] runs, the rest wait at the worker; empty when idle
 	prefetch int    // jobs it may hold beyond the running one
-	draining bool   // it gave a job back (StatusReturned): no more jobs for it
+	state    workerState
 	since    time.Time
 	lastSeen time.Time
 	// completed and failed count the runs it ended with a final reply.
@@ -453,8 +454,7 @@ func (b *Broker) expire(now time.Time) {
 	// so the outcome of a Tick depends on its input alone.
 	slices.SortFunc(dead, func(x, y *worker) int { return strings.Compare(x.id, y.id) })
 	for _, w := range dead {
-		w.svc.idle = without(w.svc.idle, w)
-		w.svc.withRoom = without(w.svc.withRoom, w)
+		b.moveWorker(w, workerDraining)
 	}
 	for _, w := range dead {
 		b.log.Warn().Str(keyWorker, hexID(w.id)).Str(keyService, w.svc.name).
@@ -581,11 +581,7 @@ var errWorkerGone = errors.New("worker lost")
 // why says it in words, for the job it held. That job goes back to the
 // head of its queue, or fails when its attempts are spent.
 func (b *Broker) dropWorker(now time.Time, w *worker, reason, why string) {
-	delete(b.workers, w.id)
 	s := w.svc
-	s.workers--
-	s.idle = without(s.idle, w)
-	s.withRoom = without(s.withRoom, w)
 	b.goneWorker(now, w, reason)
 	if len(w.jobs) == 0 {
 		return
@@ -597,11 +593,12 @@ func (b *Broker) dropWorker(now time.Time, w *worker, reason, why string) {
 	b.dispatch(now, s) // lost may not have: jobs given back still wait
 }
 
-// goneWorker keeps w, which left Broker.workers for reason, in its
-// service's gone list: at most Config.KeepGone a service, the oldest
+// goneWorker moves w, gone for reason, out of Broker.workers and keeps it
+// in its service's gone list: at most Config.KeepGone a service, the oldest
 // leaving first, so workers that come and go, however often, hold the
 // broker's memory to that. The caller takes w's jobs away from it.
 func (b *Broker) goneWorker(now time.Time, w *worker, reason string) {
+	b.moveWorker(w, workerGone)
 	w.goneAt, w.goneWhy = now, reason
 	if len(w.jobs) > 0 {
 		w.goneJob = w.jobs[0].id.String()
@@ -705,20 +702,12 @@ func (b *Broker) lost(now time.Time, j *job, w *worker, why, code string) {
 // dispatch hands queued jobs of s to its idle workers, least recently used first.
 func (b *Broker) dispatch(now time.Time, s *service) {
 	for s.queue.Len() > 0 && len(s.idle)+len(s.withRoom) > 0 {
+		// Busy workers with room take turns (see moveWorker).
 		var w *worker
 		if len(s.idle) > 0 {
 			w = s.idle[0]
-			s.idle = without(s.idle, w)
-			if w.prefetch > 0 {
-				s.withRoom = append(s.withRoom, w)
-			}
 		} else {
-			// Busy workers with room take turns.
 			w = s.withRoom[0]
-			s.withRoom = without(s.withRoom, w)
-			if len(w.jobs)+1 <= w.prefetch {
-				s.withRoom = append(s.withRoom, w)
-			}
 		}
 		j := s.queue.PopFront()
 
@@ -729,6 +718,7 @@ func (b *Broker) dispatch(now time.Time, s *service) {
 		r.worker = w.id
 		r.notBefore = time.Time{}
 		w.jobs = append(w.jobs, j)
+		b.moveWorker(w, w.loaded())
 		if len(w.jobs) == 1 {
 			b.startClock(now, j)
 		}

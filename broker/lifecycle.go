@@ -128,7 +128,7 @@ func (b *Broker) overrun(now time.Time) {
 	// room is in its with-room list), and they go in routing-id order.
 	slices.SortFunc(over, func(x, y *worker) int { return strings.Compare(x.id, y.id) })
 	for _, w := range over {
-		w.svc.withRoom = without(w.svc.withRoom, w)
+		b.moveWorker(w, workerDraining)
 	}
 	for _, w := range over {
 		j, r := w.jobs[0], w.jobs[0].lastRun()
@@ -163,10 +163,6 @@ func (b *Broker) startClock(now time.Time, j *job) {
 // protocol.Gone* word) and whose running job the caller takes care of;
 // jobs waiting at the worker go back to their queue.
 func (b *Broker) forget(now time.Time, w *worker, reason string) {
-	delete(b.workers, w.id)
-	s := w.svc
-	s.workers--
-	s.withRoom = without(s.withRoom, w)
 	b.goneWorker(now, w, reason)
 	b.unstarted(now, w)
 	w.jobs[0].lastRun().deadline = time.Time{}

@@ -1333,7 +1333,7 @@ func (s *seq) check() {
 		}
 		inIdle, inRoom := slices.Contains(w.svc.idle, w), slices.Contains(w.svc.withRoom, w)
 		switch {
-		case w.draining:
+		case w.state == workerDraining:
 			if inIdle || inRoom {
 				s.fail("draining worker %s is in its idle (%v) or with-room (%v) list", id, inIdle, inRoom)
 			}

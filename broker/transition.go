@@ -49,3 +49,67 @@ func (b *Broker) moveJob(now time.Time, j *job, to jobState) {
 		b.countFinished(now, j, to, j.ensureRun())
 	}
 }
+
+// workerState is where a worker is in its life, and so in which of its
+// service's lists.
+type workerState uint8
+
+const (
+	// workerNew: made for a READY, not yet live.
+	workerNew workerState = iota
+	// workerIdle: live, holding no job; in its service's idle list.
+	workerIdle
+	// workerWithRoom: busy, with room for a prefetched job; in its
+	// service's with-room list.
+	workerWithRoom
+	// workerFull: busy, holding 1+prefetch jobs.
+	workerFull
+	// workerDraining: takes no more jobs: it gave one back (it is
+	// stopping), or the broker is about to drop it with others (expiry,
+	// TTR overrun) and none of them must be given the jobs of another.
+	workerDraining
+	// workerGone: left Broker.workers (see goneWorker).
+	workerGone
+)
+
+// moveWorker moves w to state to and keeps what follows from it:
+// Broker.workers and service.workers (the live workers), and the idle and
+// with-room lists (their workers in states idle and with room). A worker
+// moved enters its list at the back: the idle one is then the most
+// recently used, and one moved from with room to with room (it took a
+// job and has room still) waits for its next turn after the others. A
+// caller that wants a worker to keep its place does not move it.
+func (b *Broker) moveWorker(w *worker, to workerState) {
+	s := w.svc
+	switch w.state {
+	case workerNew:
+		s.workers++
+		b.workers[w.id] = w
+	case workerIdle:
+		s.idle = without(s.idle, w)
+	case workerWithRoom:
+		s.withRoom = without(s.withRoom, w)
+	}
+	w.state = to
+	switch to {
+	case workerIdle:
+		s.idle = append(s.idle, w)
+	case workerWithRoom:
+		s.withRoom = append(s.withRoom, w)
+	case workerGone:
+		s.workers--
+		delete(b.workers, w.id)
+	}
+}
+
+// loaded is the state a live worker that takes jobs is in by the jobs it
+// holds: idle, with room, or full.
+func (w *worker) loaded() workerState {
+	switch {
+	case len(w.jobs) == 0:
+		return workerIdle
+	case len(w.jobs) <= w.prefetch:
+		return workerWithRoom
+	}
+	return workerFull
+}
