@@ -1331,23 +1331,23 @@ func (s *seq) check() {
 		if exp := w.lastSeen.Add(b.ttl + time.Millisecond); b.nextExpiry.IsZero() || b.nextExpiry.After(exp) {
 			s.fail("worker %s expires at %v, but nextExpiry is %v", id, exp, b.nextExpiry)
 		}
-		inIdle, inSpare := slices.Contains(w.svc.idle, w), slices.Contains(w.svc.spare, w)
+		inIdle, inRoom := slices.Contains(w.svc.idle, w), slices.Contains(w.svc.withRoom, w)
 		switch {
-		case w.draining:
-			if inIdle || inSpare {
-				s.fail("draining worker %s is in its idle (%v) or spare (%v) list", id, inIdle, inSpare)
+		case w.state == workerDraining:
+			if inIdle || inRoom {
+				s.fail("draining worker %s is in its idle (%v) or with-room (%v) list", id, inIdle, inRoom)
 			}
 		case len(w.jobs) == 0:
-			if !inIdle || inSpare {
-				s.fail("worker %s holds no job: in idle %v, spare %v", id, inIdle, inSpare)
+			if !inIdle || inRoom {
+				s.fail("worker %s holds no job: in idle %v, with-room %v", id, inIdle, inRoom)
 			}
 		case len(w.jobs) <= w.prefetch:
-			if inIdle || !inSpare {
-				s.fail("worker %s holds %d jobs of 1+%d: in idle %v, spare %v", id, len(w.jobs), w.prefetch, inIdle, inSpare)
+			if inIdle || !inRoom {
+				s.fail("worker %s holds %d jobs of 1+%d: in idle %v, with-room %v", id, len(w.jobs), w.prefetch, inIdle, inRoom)
 			}
 		default:
-			if inIdle || inSpare {
-				s.fail("full worker %s: in idle %v, spare %v", id, inIdle, inSpare)
+			if inIdle || inRoom {
+				s.fail("full worker %s: in idle %v, with-room %v", id, inIdle, inRoom)
 			}
 		}
 		// What the broker says a worker holds, the worker got.
@@ -1365,7 +1365,7 @@ func (s *seq) check() {
 	}
 	for name, sv := range b.services {
 		c := count[sv]
-		for _, list := range [][]*worker{sv.idle, sv.spare} {
+		for _, list := range [][]*worker{sv.idle, sv.withRoom} {
 			for i, w := range list {
 				if b.workers[w.id] != w {
 					s.fail("service %s lists worker %s, which is gone", name, w.id)
