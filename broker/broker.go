@@ -221,7 +221,7 @@ type Broker struct {
 	workers  map[string]*worker
 	jobs     jobIndex // queued, active and retained finished jobs
 	history  []*job   // ring of the last cfg.History finished jobs
-	histNext int      // next slot to write in history
+	histNext int      // next index to write in history
 	// histSeq counts the jobs ever put in history: the newest has sequence
 	// number histSeq, the one before it histSeq-1, … (SERVER-JOBS cursors).
 	histSeq uint64
@@ -243,7 +243,8 @@ type Broker struct {
 	dirty        []*job     // jobs changed since the last Flush
 	dirtySvcs    []*service // services whose counters changed since the last Flush
 	flushed      []*job     // jobs of the batch being committed
-	batch, spare *Batch     // records being gathered; the one last flushed
+	batch        *Batch     // records being gathered
+	recycled     *Batch     // the batch last flushed, recycled for the next Flush
 	flushedEmpty bool       // the last flushed batch held no records
 	// heldNext are the replies that wait for the commit of the next batch
 	// (see hold); heldFlushed those that wait for the batch last flushed.
@@ -287,7 +288,7 @@ type service struct {
 	name      string
 	queue     deque     // queued jobs, FIFO
 	idle      []*worker // idle workers, least recently used first
-	spare     []*worker // busy workers with prefetch room, in turn
+	withRoom  []*worker // busy workers with prefetch room, in turn
 	workers   int       // live workers (idle + busy)
 	active    int       // jobs running now
 	completed uint64    // jobs finished complete, ever (journaled: ServiceCounts)
@@ -312,15 +313,16 @@ type service struct {
 }
 
 // worker is a live worker, or a gone one kept in its service's gone list.
-// Transitions: (READY) → idle → busy → idle ...; any state → gone (see
-// goneWorker for the reasons). A gone worker holds no job and is not in
+// Transitions, through moveWorker only: (READY) → idle → busy (with room
+// or full) → idle ...; busy → draining; any state → gone (see goneWorker
+// for the reasons). A gone worker holds no job and is not in
 // Broker.workers.
 //
 // A zmws worker that declared a prefetch of N in READY holds up to 1+N
 // jobs: it runs jobs[0] and the rest wait at the worker, so its next job is
 // there when it finishes one, without a trip to the broker. They run in
-// order. A busy worker with room is in its service's spare list; an idle
-// one is given work before any spare one.
+// order. A busy worker with room is in its service's with-room list; an idle
+// one is given work before any one with room.
 type worker struct {
 	id       string
 	user     string // the key it authenticated with ("" without CURVE)
@@ -331,8 +333,8 @@ type worker struct {
 	details  *protocol.WorkerDetails
 	jobs     []*job // jobs[0] runs, the rest wait at the worker; empty when idle
 	prefetch int    // jobs it may hold beyond the running one
-	draining bool   // it gave a job back (StatusReturned), or was drained: no more jobs for it
-	stop     bool   // drained (SERVER-DRAIN): told to stop once it holds no job
+	state    workerState
+	stop     bool // drained (SERVER-DRAIN): told to stop once it holds no job
 	since    time.Time
 	lastSeen time.Time
 	// completed and failed count the runs it ended with a final reply.
@@ -360,7 +362,7 @@ func New(cfg Config) *Broker {
 		waiting:  make(map[uint64]*waiting),
 		history:  make([]*job, 0, cfg.History),
 		batch:    &Batch{},
-		spare:    &Batch{},
+		recycled: &Batch{},
 	}
 }
 
@@ -451,12 +453,11 @@ func (b *Broker) expire(now time.Time) {
 		}
 	}
 	// None of them is given the jobs of another: out of the idle and
-	// spare lists first, then dropped, in routing-id order (not the map's),
+	// with-room lists first, then dropped, in routing-id order (not the map's),
 	// so the outcome of a Tick depends on its input alone.
 	slices.SortFunc(dead, func(x, y *worker) int { return strings.Compare(x.id, y.id) })
 	for _, w := range dead {
-		w.svc.idle = without(w.svc.idle, w)
-		w.svc.spare = without(w.svc.spare, w)
+		b.moveWorker(w, workerDraining)
 	}
 	for _, w := range dead {
 		b.log.Warn().Str(keyWorker, hexID(w.id)).Str(keyService, w.svc.name).
@@ -583,11 +584,7 @@ var errWorkerGone = errors.New("worker lost")
 // why says it in words, for the job it held. That job goes back to the
 // head of its queue, or fails when its attempts are spent.
 func (b *Broker) dropWorker(now time.Time, w *worker, reason, why string) {
-	delete(b.workers, w.id)
 	s := w.svc
-	s.workers--
-	s.idle = without(s.idle, w)
-	s.spare = without(s.spare, w)
 	b.goneWorker(now, w, reason)
 	if len(w.jobs) == 0 {
 		return
@@ -595,16 +592,16 @@ func (b *Broker) dropWorker(now time.Time, w *worker, reason, why string) {
 	j := w.jobs[0]
 	b.unstarted(now, w)
 	w.jobs = nil
-	s.active--
 	b.lost(now, j, w, "worker "+hexID(w.id)+" "+why, protocol.CodeWorkerLost)
 	b.dispatch(now, s) // lost may not have: jobs given back still wait
 }
 
-// goneWorker keeps w, which left Broker.workers for reason, in its
-// service's gone list: at most Config.KeepGone a service, the oldest
+// goneWorker moves w, gone for reason, out of Broker.workers and keeps it
+// in its service's gone list: at most Config.KeepGone a service, the oldest
 // leaving first, so workers that come and go, however often, hold the
 // broker's memory to that. The caller takes w's jobs away from it.
 func (b *Broker) goneWorker(now time.Time, w *worker, reason string) {
+	b.moveWorker(w, workerGone)
 	w.goneAt, w.goneWhy = now, reason
 	if len(w.jobs) > 0 {
 		w.goneJob = w.jobs[0].id.String()
@@ -657,14 +654,12 @@ func (b *Broker) unstarted(now time.Time, w *worker) {
 // The caller takes j out of w.jobs.
 func (b *Broker) requeueUnstarted(now time.Time, w *worker, j *job, why string) {
 	r := j.lastRun()
-	j.state = stateQueued
+	b.moveJob(now, j, stateQueued)
 	j.attempts--
 	r.worker = ""
 	r.deadline = time.Time{}
-	j.svc.active--
 	j.svc.queue.PushFront(j)
 	b.markDirty(j)
-	b.countRequeued(j)
 	b.event(now, protocol.EventRequeued, j, func(e *protocol.Event) {
 		e.Worker = hexID(w.id)
 		e.Error = why
@@ -697,13 +692,12 @@ func (b *Broker) lost(now time.Time, j *job, w *worker, why, code string) {
 	}
 	b.log.Warn().Stringer(keyJob, j.id).Str(keyService, s.name).Str(keyWorker, hexID(w.id)).
 		Int32(keyAttempt, j.attempts).Str("reason", why).Msg("job requeued")
-	j.state = stateQueued
+	b.moveJob(now, j, stateQueued)
 	r.worker = ""
 	r.deadline = time.Time{}
 	r.output, r.partialLen, r.truncated = r.output[:0], 0, false
 	s.queue.PushFront(j)
 	b.markDirty(j)
-	b.countRequeued(j)
 	b.event(now, protocol.EventRequeued, j, func(e *protocol.Event) { e.Worker = hexID(w.id); e.Error = why })
 	b.dispatch(now, s)
 }
@@ -713,32 +707,24 @@ func (b *Broker) dispatch(now time.Time, s *service) {
 	if s.stopped() {
 		return
 	}
-	for s.queue.Len() > 0 && len(s.idle)+len(s.spare) > 0 {
+	for s.queue.Len() > 0 && len(s.idle)+len(s.withRoom) > 0 {
+		// Busy workers with room take turns (see moveWorker).
 		var w *worker
 		if len(s.idle) > 0 {
 			w = s.idle[0]
-			s.idle = without(s.idle, w)
-			if w.prefetch > 0 {
-				s.spare = append(s.spare, w)
-			}
 		} else {
-			// Busy workers with room take turns.
-			w = s.spare[0]
-			s.spare = without(s.spare, w)
-			if len(w.jobs)+1 <= w.prefetch {
-				s.spare = append(s.spare, w)
-			}
+			w = s.withRoom[0]
 		}
 		j := s.queue.PopFront()
 
-		j.state = stateActive
+		b.moveJob(now, j, stateActive)
 		j.attempts++
 		r := j.ensureRun()
 		r.started = now
 		r.worker = w.id
 		r.notBefore = time.Time{}
 		w.jobs = append(w.jobs, j)
-		s.active++
+		b.moveWorker(w, w.loaded())
 		if len(w.jobs) == 1 {
 			b.startClock(now, j)
 		}

@@ -121,7 +121,6 @@ func (b *Broker) submitJob(now time.Time, r request, meta protocol.Meta, body []
 	j := &job{
 		id:      b.newID(now),
 		svc:     s,
-		state:   stateQueued,
 		sync:    sync,
 		params:  meta.Params,
 		created: stampOf(now),
@@ -146,6 +145,7 @@ func (b *Broker) submitJob(now time.Time, r request, meta protocol.Meta, body []
 		j.ensureExtra().reply = &reply
 	}
 	b.jobs.put(j)
+	b.moveJob(now, j, stateQueued)
 	s.queue.PushBack(j)
 	if x := b.statsOf(s); x != nil {
 		x.submitted++

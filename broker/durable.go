@@ -93,7 +93,7 @@ func (b *Broker) Flush() *Batch {
 	clear(b.heldForFlushed)
 	b.heldForFlushed, b.heldFor = b.heldFor, b.heldForFlushed[:0]
 	out := b.batch
-	b.batch, b.spare = b.spare, out
+	b.batch, b.recycled = b.recycled, out
 	b.batch.Reset()
 	b.flushed = append(b.flushed[:0], b.dirty...)
 	for _, j := range b.dirty {
@@ -185,6 +185,9 @@ func (b *Broker) Rejected(now time.Time, err error) []protocol.Envelope {
 			}
 			if j.state == stateQueued && j.svc.queue.Remove(j) {
 				b.jobs.delete(j.id)
+				// Not moveJob: the job was never accepted, so it leaves the
+				// books without a finish (no counter, no history); failed
+				// only for the record a later batch may still write of it.
 				j.state = stateFailed
 				j.fail(protocol.CodeStoreUnavailable, err.Error())
 			}
@@ -199,17 +202,17 @@ func (b *Broker) Rejected(now time.Time, err error) []protocol.Envelope {
 	// The services, counters and forgets the batch held go in the next
 	// one, as they stand now: they change seldom, and the journal must not
 	// keep an old count, or a forgotten service, for ever.
-	for _, sv := range b.spare.Services {
+	for _, sv := range b.recycled.Services {
 		if s := b.services[sv.Name]; s != nil && !slices.ContainsFunc(b.batch.Services, func(x ServiceRecord) bool { return x.Name == sv.Name }) {
 			b.batch.Services = append(b.batch.Services, s.record())
 		}
 	}
-	for _, c := range b.spare.Counts {
+	for _, c := range b.recycled.Counts {
 		if s := b.services[c.Name]; s != nil {
 			b.markCounts(s)
 		}
 	}
-	for _, name := range b.spare.Forgets {
+	for _, name := range b.recycled.Forgets {
 		if b.services[name] == nil && !slices.Contains(b.batch.Forgets, name) {
 			b.batch.Forgets = append(b.batch.Forgets, name)
 		}
@@ -260,10 +263,11 @@ func (b *Broker) Restore(now time.Time, snap Snapshot) []protocol.Envelope {
 		if j == nil {
 			continue
 		}
-		j.state = stateComplete
+		state := stateComplete
 		if finished[i].State == protocol.JobFailed {
-			j.state = stateFailed
+			state = stateFailed
 		}
+		b.moveJob(now, j, state)
 		b.remember(j)
 	}
 	jobs := snap.Jobs
@@ -278,12 +282,14 @@ func (b *Broker) Restore(now time.Time, snap Snapshot) []protocol.Envelope {
 		if key := j.key(); key != "" {
 			b.keys[key] = j
 		}
+		// Queued first, even if it fails at once: that failure is a
+		// finish, and counted.
+		b.moveJob(now, j, stateQueued)
 		if jobs[i].State == protocol.JobActive && int(j.attempts) >= b.cfg.MaxAttempts {
 			j.fail(protocol.CodeWorkerLost, fmt.Sprintf("%v: the broker stopped during attempt %d of %d", errWorkerGone, j.attempts, b.cfg.MaxAttempts))
 			b.finish(now, j, stateFailed)
 			continue
 		}
-		j.state = stateQueued
 		r := j.lastRun()
 		if r != nil {
 			r.worker = ""

@@ -7,7 +7,7 @@ import (
 
 // jobIndex finds the jobs in memory by ID. It holds every queued job, so it
 // is kept small: a map keyed by the last 8 bytes of the ID (random bits in
-// a ULID) takes 16 bytes a slot where a map[jobID]*job takes 24. A job
+// a ULID) takes 16 bytes an entry where a map[jobID]*job takes 24. A job
 // whose last 8 bytes another job already has (rare, or a poor Entropy
 // source) goes to a second map keyed by its whole ID. An ID is in one of the
 // two maps at most.

@@ -31,8 +31,9 @@ func (s jobState) String() string {
 	return "unknown"
 }
 
-// job is one job. Transitions: queued → active → complete | failed, and
-// active → queued when its worker is lost and attempts remain.
+// job is one job. Transitions, through moveJob only: queued → active →
+// complete | failed, and active → queued when its worker is lost and
+// attempts remain.
 //
 // A broker may hold millions of queued jobs, so a job keeps in itself only
 // what every queued job needs (80 bytes); the rest is in its extra, which

@@ -57,13 +57,12 @@ func (b *Broker) retryLater(now time.Time, j *job) bool {
 	delay = min(delay, b.cfg.RetryBackoffMax)
 	r := j.lastRun()
 	why := r.err
-	j.state = stateQueued
+	b.moveJob(now, j, stateQueued)
 	r.worker = ""
 	r.notBefore = now.Add(delay)
 	r.output, r.partialLen, r.truncated = r.output[:0], 0, false
 	b.delay(j)
 	b.markDirty(j)
-	b.countRequeued(j)
 	b.log.Info().Stringer(keyJob, j.id).Str(keyService, j.svc.name).Int32(keyAttempt, j.attempts).
 		Dur("backoff", delay).Str("error", why).Msg("failed job will be retried")
 	b.event(now, protocol.EventRequeued, j, func(e *protocol.Event) {
@@ -126,10 +125,10 @@ func (b *Broker) overrun(now time.Time) {
 		over = append(over, w)
 	}
 	// None of them is given the jobs of another (a worker with prefetch
-	// room is in its spare list), and they go in routing-id order.
+	// room is in its with-room list), and they go in routing-id order.
 	slices.SortFunc(over, func(x, y *worker) int { return strings.Compare(x.id, y.id) })
 	for _, w := range over {
-		w.svc.spare = without(w.svc.spare, w)
+		b.moveWorker(w, workerDraining)
 	}
 	for _, w := range over {
 		j, r := w.jobs[0], w.jobs[0].lastRun()
@@ -164,13 +163,8 @@ func (b *Broker) startClock(now time.Time, j *job) {
 // protocol.Gone* word) and whose running job the caller takes care of;
 // jobs waiting at the worker go back to their queue.
 func (b *Broker) forget(now time.Time, w *worker, reason string) {
-	delete(b.workers, w.id)
-	s := w.svc
-	s.workers--
-	s.spare = without(s.spare, w)
 	b.goneWorker(now, w, reason)
 	b.unstarted(now, w)
-	s.active--
 	w.jobs[0].lastRun().deadline = time.Time{}
 	w.jobs = nil
 }
@@ -272,7 +266,7 @@ func (b *Broker) retryJob(now time.Time, r request, id string, j *job) {
 	// stays in the history ring as it was.
 	n := *j
 	n.svc = svc
-	n.state, n.attempts = stateQueued, 0
+	n.attempts = 0
 	n.dirty, n.flushed = false, false
 	if n.x != nil {
 		x := *n.x // its own: dropInput changes it
@@ -284,6 +278,7 @@ func (b *Broker) retryJob(now time.Time, r request, id string, j *job) {
 	if key := n.key(); key != "" {
 		b.keys[key] = &n
 	}
+	b.moveJob(now, &n, stateQueued)
 	n.svc.queue.PushBack(&n)
 	b.markDirty(&n)
 	b.log.Info().Stringer(keyJob, n.id).Str(keyService, n.svc.name).Msg("failed job queued again by request")

@@ -152,7 +152,7 @@ func (b *Broker) LookedUp(now time.Time, a Answer) []protocol.Envelope {
 	case opRetry:
 		j := b.lookup(w.id)
 		if j == nil && rec != nil {
-			j = b.archivedJob(rec)
+			j = b.archivedJob(now, rec)
 		}
 		b.retryJob(now, w.r, w.id, j)
 	case opSubmit:
@@ -163,13 +163,14 @@ func (b *Broker) LookedUp(now time.Time, a Answer) []protocol.Envelope {
 
 // archivedJob rebuilds a finished job from its archived record, or returns
 // nil (logged) if the record's ID is not a job ID.
-func (b *Broker) archivedJob(rec *JobRecord) *job {
+func (b *Broker) archivedJob(now time.Time, rec *JobRecord) *job {
 	j := b.restoredJob(rec)
 	if j != nil {
-		j.state = stateFailed
+		state := stateFailed
 		if rec.State == protocol.JobComplete {
-			j.state = stateComplete
+			state = stateComplete
 		}
+		b.moveJob(now, j, state)
 	}
 	return j
 }

@@ -142,9 +142,8 @@ func (b *Broker) drainWorker(now time.Time, w *worker) {
 	if w.stop {
 		return
 	}
-	w.stop, w.draining = true, true
-	w.svc.idle = without(w.svc.idle, w)
-	w.svc.spare = without(w.svc.spare, w)
+	w.stop = true
+	b.moveWorker(w, workerDraining)
 	if len(w.jobs) == 0 {
 		b.stopDrained(now, w)
 	}
@@ -152,13 +151,8 @@ func (b *Broker) drainWorker(now time.Time, w *worker) {
 
 // undrain takes w, drained with its service, back into service.
 func (b *Broker) undrain(w *worker) {
-	w.stop, w.draining = false, false
-	switch s := w.svc; {
-	case len(w.jobs) == 0:
-		s.idle = append(s.idle, w)
-	case len(w.jobs) <= w.prefetch:
-		s.spare = append(s.spare, w)
-	}
+	w.stop = false
+	b.moveWorker(w, w.loaded())
 }
 
 // stopDrained tells drained worker w, which holds no job, to stop, and

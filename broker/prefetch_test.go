@@ -62,7 +62,7 @@ func TestPrefetch_IdleWorkersFirst(t *testing.T) {
 	b.HandleWorker(t0, "w2", "", readyZ("S"))
 	b.HandleWorker(t0, "w3", "", readyWith("S", protocol.Meta{Prefetch: 1}))
 	ws, _ := to(t, submitN(t, b, "S", 6))
-	// One each first, then the spares in turn: w1, w3, w1 (w3 is full).
+	// One each first, then the ones with room in turn: w1, w3, w1 (w3 is full).
 	if want := []string{"w1", "w2", "w3", "w1", "w3", "w1"}; !slices.Equal(ws, want) {
 		t.Fatalf("dispatched to %v, want %v", ws, want)
 	}

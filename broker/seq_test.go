@@ -689,13 +689,20 @@ func (s *seq) retry() {
 
 func (s *seq) query() {
 	svc := []string{protocol.ServerWorkers, protocol.ServerJobs, protocol.ServerActive, protocol.ServerQueue, protocol.ServerServices,
-		protocol.ServerJob, protocol.ServerHealth, protocol.ServerForget, "SERVER-NOSUCH", protocol.MMIService}[s.rng.Intn(10)]
+		protocol.ServerJob, protocol.ServerHealth, protocol.ServerForget, "SERVER-NOSUCH", protocol.MMIService,
+		protocol.ServerPause, protocol.ServerResume, protocol.ServerDrain, protocol.ServerResume}[s.rng.Intn(14)]
 	body := [][]byte{protocol.EncodeMeta(protocol.Meta{Limit: s.rng.Intn(5)})}
 	switch svc {
 	case protocol.ServerJob:
 		body = append(body, []byte(s.knownJob(nil)))
-	case protocol.ServerForget, protocol.MMIService:
+	case protocol.ServerForget, protocol.MMIService, protocol.ServerPause, protocol.ServerResume:
 		body = append(body, []byte(append(seqServices, "NOSUCH")[s.rng.Intn(4)]))
+	case protocol.ServerDrain: // a service, or a live worker
+		if ws := s.b.Workers(); len(ws) > 0 && s.rng.Intn(2) == 0 {
+			body = append(body, []byte(ws[s.rng.Intn(len(ws))].Identity))
+		} else {
+			body = append(body, []byte(append(seqServices, "NOSUCH")[s.rng.Intn(4)]))
+		}
 	case protocol.ServerWorkers:
 		if s.rng.Intn(2) == 0 {
 			body = append(body, []byte(protocol.WorkersAll))
@@ -1331,23 +1338,23 @@ func (s *seq) check() {
 		if exp := w.lastSeen.Add(b.ttl + time.Millisecond); b.nextExpiry.IsZero() || b.nextExpiry.After(exp) {
 			s.fail("worker %s expires at %v, but nextExpiry is %v", id, exp, b.nextExpiry)
 		}
-		inIdle, inSpare := slices.Contains(w.svc.idle, w), slices.Contains(w.svc.spare, w)
+		inIdle, inRoom := slices.Contains(w.svc.idle, w), slices.Contains(w.svc.withRoom, w)
 		switch {
-		case w.draining:
-			if inIdle || inSpare {
-				s.fail("draining worker %s is in its idle (%v) or spare (%v) list", id, inIdle, inSpare)
+		case w.state == workerDraining:
+			if inIdle || inRoom {
+				s.fail("draining worker %s is in its idle (%v) or with-room (%v) list", id, inIdle, inRoom)
 			}
 		case len(w.jobs) == 0:
-			if !inIdle || inSpare {
-				s.fail("worker %s holds no job: in idle %v, spare %v", id, inIdle, inSpare)
+			if !inIdle || inRoom {
+				s.fail("worker %s holds no job: in idle %v, with-room %v", id, inIdle, inRoom)
 			}
 		case len(w.jobs) <= w.prefetch:
-			if inIdle || !inSpare {
-				s.fail("worker %s holds %d jobs of 1+%d: in idle %v, spare %v", id, len(w.jobs), w.prefetch, inIdle, inSpare)
+			if inIdle || !inRoom {
+				s.fail("worker %s holds %d jobs of 1+%d: in idle %v, with-room %v", id, len(w.jobs), w.prefetch, inIdle, inRoom)
 			}
 		default:
-			if inIdle || inSpare {
-				s.fail("full worker %s: in idle %v, spare %v", id, inIdle, inSpare)
+			if inIdle || inRoom {
+				s.fail("full worker %s: in idle %v, with-room %v", id, inIdle, inRoom)
 			}
 		}
 		// What the broker says a worker holds, the worker got.
@@ -1365,7 +1372,7 @@ func (s *seq) check() {
 	}
 	for name, sv := range b.services {
 		c := count[sv]
-		for _, list := range [][]*worker{sv.idle, sv.spare} {
+		for _, list := range [][]*worker{sv.idle, sv.withRoom} {
 			for i, w := range list {
 				if b.workers[w.id] != w {
 					s.fail("service %s lists worker %s, which is gone", name, w.id)
@@ -1456,6 +1463,13 @@ func (s *seq) drain() {
 	s.sub = 0
 	s.failing = false
 	s.hist = append(s.hist, "---- drain ----")
+	// Paused and draining services dispatch nothing: an admin resumes them.
+	for _, name := range seqServices {
+		r := s.newClient(reqQuery, "")
+		r.desc = r.client + " " + protocol.ServerResume + " " + name
+		s.client(r, protocol.EncodeClient(protocol.Message{Form: seqV2, Cmd: protocol.CmdRequest, Service: protocol.ServerResume,
+			Body: [][]byte{protocol.EncodeMeta(protocol.Meta{}), []byte(name)}}))
+	}
 	for round := 0; ; round++ {
 		if round > 3000 {
 			s.fail("drain: jobs left after %d rounds: %d in memory, %d delayed", round, s.unfinished(), len(s.b.delayed))

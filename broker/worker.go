@@ -234,7 +234,6 @@ func (b *Broker) ready(now time.Time, id, user string, m protocol.Message) {
 		return
 	}
 	s.lastSeen = now
-	s.workers++
 	s.back(id)
 	w.svc = s
 	if declared != nil {
@@ -248,7 +247,6 @@ func (b *Broker) ready(now time.Time, id, user string, m protocol.Message) {
 		}
 		w.prefetch = min(max(declared.Prefetch, 0), maxPrefetch)
 	}
-	b.workers[id] = w
 	if exp := now.Add(b.ttl + time.Millisecond); b.nextExpiry.IsZero() || exp.Before(b.nextExpiry) {
 		b.nextExpiry = exp
 	}
@@ -257,7 +255,7 @@ func (b *Broker) ready(now time.Time, id, user string, m protocol.Message) {
 	}
 	b.log.Info().Str(keyWorker, hexID(id)).Str(keyService, s.name).Str("protocol", m.Form.Version.String()).
 		Bool("zmws", w.zmws).Msg("worker ready")
-	s.idle = append(s.idle, w)
+	b.moveWorker(w, workerIdle)
 	b.dispatch(now, s)
 }
 
@@ -278,25 +276,21 @@ func (b *Broker) held(w *worker, m protocol.Message) *job {
 
 // release takes j, which ended, from w's jobs; the next one waiting at w
 // starts its time-to-run, and w goes back to the idle list when it holds
-// none, or the spare list when it has room again, unless it is draining.
+// none, or the with-room list when it has room again, unless it is draining.
 func (b *Broker) release(now time.Time, w *worker, j *job) {
-	s := w.svc
 	head := w.jobs[0] == j
 	i := slices.Index(w.jobs, j)
 	w.jobs = slices.Delete(w.jobs, i, i+1)
 	if head && len(w.jobs) > 0 {
 		b.startClock(now, w.jobs[0]) // the worker starts it now
 	}
-	switch {
-	case w.draining: // it takes no more jobs
-		if w.stop && len(w.jobs) == 0 {
-			b.stopDrained(now, w)
-		}
-	case len(w.jobs) == 0:
-		s.spare = without(s.spare, w)
-		s.idle = append(s.idle, w)
-	case len(w.jobs) == w.prefetch: // had no room, has one now
-		s.spare = append(s.spare, w)
+	// A draining worker takes no more jobs; one with room still keeps
+	// its turn.
+	if to := w.loaded(); w.state != workerDraining && to != w.state {
+		b.moveWorker(w, to)
+	}
+	if w.stop && len(w.jobs) == 0 {
+		b.stopDrained(now, w) // drained, and its last job ended
 	}
 }
 
@@ -334,7 +328,6 @@ func (b *Broker) complete(now time.Time, w *worker, j *job, body [][]byte) {
 	} else {
 		w.completed++
 	}
-	w.svc.active--
 	if state == stateFailed && b.retryLater(now, j) {
 		b.dispatch(now, w.svc)
 		return
@@ -356,11 +349,7 @@ func (b *Broker) complete(now time.Time, w *worker, j *job, body [][]byte) {
 // their order.
 func (b *Broker) givenBack(now time.Time, w *worker, j *job) {
 	s := w.svc
-	if !w.draining {
-		w.draining = true
-		s.idle = without(s.idle, w)
-		s.spare = without(s.spare, w)
-	}
+	b.moveWorker(w, workerDraining)
 	b.release(now, w, j)
 	b.requeueUnstarted(now, w, j, "given back, not started: its worker is stopping")
 	b.log.Info().Stringer(keyJob, j.id).Str(keyService, s.name).Str(keyWorker, hexID(w.id)).Msg("job given back by its worker, queued again")
@@ -370,20 +359,13 @@ func (b *Broker) givenBack(now time.Time, w *worker, j *job) {
 // finish records a job's end: history, counters, event. The caller sends
 // any sync reply.
 func (b *Broker) finish(now time.Time, j *job, state jobState) {
-	j.state = state
+	b.moveJob(now, j, state)
 	r := j.ensureRun()
 	r.finished = now
 	if state == stateComplete {
 		j.dropInput() // the job will not run again
 	}
-	if state == stateComplete {
-		j.svc.completed++
-	} else {
-		j.svc.failed++
-	}
-	b.markCounts(j.svc)
 	b.markDirty(j)
-	b.countFinished(now, j, state, r)
 	b.remember(j)
 	ev := b.log.Debug()
 	if state == stateFailed {
