@@ -308,6 +308,8 @@ type service struct {
 	// submission; rated says that was looked up.
 	rate  *rate.Limiter
 	rated bool
+	// paused and draining: an operator stopped its dispatch (pause.go).
+	paused, draining bool
 }
 
 // worker is a live worker, or a gone one kept in its service's gone list.
@@ -332,6 +334,7 @@ type worker struct {
 	jobs     []*job // jobs[0] runs, the rest wait at the worker; empty when idle
 	prefetch int    // jobs it may hold beyond the running one
 	state    workerState
+	stop     bool // drained (SERVER-DRAIN): told to stop once it holds no job
 	since    time.Time
 	lastSeen time.Time
 	// completed and failed count the runs it ended with a final reply.
@@ -701,6 +704,9 @@ func (b *Broker) lost(now time.Time, j *job, w *worker, why, code string) {
 
 // dispatch hands queued jobs of s to its idle workers, least recently used first.
 func (b *Broker) dispatch(now time.Time, s *service) {
+	if s.stopped() {
+		return
+	}
 	for s.queue.Len() > 0 && len(s.idle)+len(s.withRoom) > 0 {
 		// Busy workers with room take turns (see moveWorker).
 		var w *worker

@@ -204,7 +204,7 @@ func (b *Broker) Rejected(now time.Time, err error) []protocol.Envelope {
 	// keep an old count, or a forgotten service, for ever.
 	for _, sv := range b.recycled.Services {
 		if s := b.services[sv.Name]; s != nil && !slices.ContainsFunc(b.batch.Services, func(x ServiceRecord) bool { return x.Name == sv.Name }) {
-			b.batch.Services = append(b.batch.Services, ServiceRecord{Name: s.name, FirstSeen: s.firstSeen})
+			b.batch.Services = append(b.batch.Services, s.record())
 		}
 	}
 	for _, c := range b.recycled.Counts {
@@ -243,7 +243,9 @@ func (b *Broker) Restore(now time.Time, snap Snapshot) []protocol.Envelope {
 	b.out = b.out[:0]
 	for _, s := range snap.Services {
 		// Last seen now: the clock of ForgetAfter restarts with the broker.
-		b.restoredService(s.Name, s.FirstSeen).lastSeen = now
+		rs := b.restoredService(s.Name, s.FirstSeen)
+		rs.lastSeen = now
+		rs.paused, rs.draining = s.Paused, s.Draining
 	}
 	for _, c := range snap.Counts {
 		if s := b.services[c.Name]; s != nil {

@@ -189,5 +189,7 @@ func (s *service) info() protocol.ServiceInfo {
 		Failed:      s.failed,
 		FirstSeen:   s.firstSeen,
 		LastSeen:    s.lastSeen,
+		Paused:      s.paused,
+		Draining:    s.draining,
 	}
 }

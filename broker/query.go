@@ -84,6 +84,15 @@ func (b *Broker) query(now time.Time, r request, meta protocol.Meta, body [][]by
 			b.jobNotFound(r, id)
 		}
 		return
+	case protocol.ServerPause:
+		b.servePause(r, body)
+		return
+	case protocol.ServerResume:
+		b.serveResume(now, r, body)
+		return
+	case protocol.ServerDrain:
+		b.serveDrain(now, r, body)
+		return
 	case protocol.ServerReload:
 		if b.cfg.Reload == nil {
 			b.refuse(r, protocol.CodeBadRequest, "this broker has no keys to reload (it runs without --curve-key)")
@@ -98,7 +107,7 @@ func (b *Broker) query(now time.Time, r request, meta protocol.Meta, body [][]by
 		v = map[string]string{"reloaded": "ok"}
 	default:
 		b.refuse(r, protocol.CodeUnknownService, "no introspection service "+r.service+
-			" (try SERVER-WORKERS, SERVER-JOBS, SERVER-ACTIVE, SERVER-QUEUE, SERVER-SERVICES, SERVER-JOB, SERVER-CANCEL, SERVER-RETRY, SERVER-RELOAD, SERVER-FORGET, SERVER-HEALTH)")
+			" (try SERVER-WORKERS, SERVER-JOBS, SERVER-ACTIVE, SERVER-QUEUE, SERVER-SERVICES, SERVER-JOB, SERVER-CANCEL, SERVER-RETRY, SERVER-RELOAD, SERVER-FORGET, SERVER-HEALTH, SERVER-PAUSE, SERVER-RESUME, SERVER-DRAIN)")
 		return
 	}
 	payload, err := json.Marshal(v)
@@ -182,6 +191,7 @@ func (w *worker) info() protocol.WorkerInfo {
 		Completed:     w.completed,
 		Failed:        w.failed,
 		Details:       w.details,
+		Draining:      w.stop,
 	}
 	if w.form.Version == protocol.V2 {
 		wi.Protocol = protocol.HeaderWorkerV2

@@ -44,6 +44,10 @@ type JobRecord struct {
 type ServiceRecord struct {
 	Name      string
 	FirstSeen time.Time
+	// Paused and Draining: an operator paused or drained it (SERVER-PAUSE,
+	// SERVER-DRAIN) and no SERVER-RESUME ended it yet.
+	Paused   bool `json:",omitempty"`
+	Draining bool `json:",omitempty"`
 }
 
 // ServiceCounts are a service's job counters: how many of its jobs ever

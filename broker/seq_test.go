@@ -689,13 +689,20 @@ func (s *seq) retry() {
 
 func (s *seq) query() {
 	svc := []string{protocol.ServerWorkers, protocol.ServerJobs, protocol.ServerActive, protocol.ServerQueue, protocol.ServerServices,
-		protocol.ServerJob, protocol.ServerHealth, protocol.ServerForget, "SERVER-NOSUCH", protocol.MMIService}[s.rng.Intn(10)]
+		protocol.ServerJob, protocol.ServerHealth, protocol.ServerForget, "SERVER-NOSUCH", protocol.MMIService,
+		protocol.ServerPause, protocol.ServerResume, protocol.ServerDrain, protocol.ServerResume}[s.rng.Intn(14)]
 	body := [][]byte{protocol.EncodeMeta(protocol.Meta{Limit: s.rng.Intn(5)})}
 	switch svc {
 	case protocol.ServerJob:
 		body = append(body, []byte(s.knownJob(nil)))
-	case protocol.ServerForget, protocol.MMIService:
+	case protocol.ServerForget, protocol.MMIService, protocol.ServerPause, protocol.ServerResume:
 		body = append(body, []byte(append(seqServices, "NOSUCH")[s.rng.Intn(4)]))
+	case protocol.ServerDrain: // a service, or a live worker
+		if ws := s.b.Workers(); len(ws) > 0 && s.rng.Intn(2) == 0 {
+			body = append(body, []byte(ws[s.rng.Intn(len(ws))].Identity))
+		} else {
+			body = append(body, []byte(append(seqServices, "NOSUCH")[s.rng.Intn(4)]))
+		}
 	case protocol.ServerWorkers:
 		if s.rng.Intn(2) == 0 {
 			body = append(body, []byte(protocol.WorkersAll))
@@ -1456,6 +1463,13 @@ func (s *seq) drain() {
 	s.sub = 0
 	s.failing = false
 	s.hist = append(s.hist, "---- drain ----")
+	// Paused and draining services dispatch nothing: an admin resumes them.
+	for _, name := range seqServices {
+		r := s.newClient(reqQuery, "")
+		r.desc = r.client + " " + protocol.ServerResume + " " + name
+		s.client(r, protocol.EncodeClient(protocol.Message{Form: seqV2, Cmd: protocol.CmdRequest, Service: protocol.ServerResume,
+			Body: [][]byte{protocol.EncodeMeta(protocol.Meta{}), []byte(name)}}))
+	}
 	for round := 0; ; round++ {
 		if round > 3000 {
 			s.fail("drain: jobs left after %d rounds: %d in memory, %d delayed", round, s.unfinished(), len(s.b.delayed))

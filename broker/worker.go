@@ -218,7 +218,7 @@ func (b *Broker) ready(now time.Time, id, user string, m protocol.Message) {
 		s = &service{name: m.Service, firstSeen: now}
 		b.services[m.Service] = s
 		if b.cfg.Durable {
-			b.batch.Services = append(b.batch.Services, ServiceRecord{Name: s.name, FirstSeen: now})
+			b.batch.Services = append(b.batch.Services, s.record())
 			if i := slices.Index(b.batch.Forgets, s.name); i >= 0 {
 				// Forgotten and announced again before the batch went: the
 				// forget would come after the record (Batch) and
@@ -228,6 +228,10 @@ func (b *Broker) ready(now time.Time, id, user string, m protocol.Message) {
 			}
 		}
 		b.log.Info().Str(keyService, s.name).Msg("new service")
+	}
+	if s.draining {
+		b.refuseDrained(id, m.Form, s)
+		return
 	}
 	s.lastSeen = now
 	s.back(id)
@@ -284,6 +288,9 @@ func (b *Broker) release(now time.Time, w *worker, j *job) {
 	// its turn.
 	if to := w.loaded(); w.state != workerDraining && to != w.state {
 		b.moveWorker(w, to)
+	}
+	if w.stop && len(w.jobs) == 0 {
+		b.stopDrained(now, w) // drained, and its last job ended
 	}
 }
 

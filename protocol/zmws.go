@@ -38,6 +38,9 @@ const (
 	ServerReload   = "SERVER-RELOAD" // admin: read the authorized keys again
 	ServerForget   = "SERVER-FORGET" // body [name]: forget a service with no worker and no job
 	ServerHealth   = "SERVER-HEALTH" // the broker's own state (HealthInfo): is its job store failing
+	ServerPause    = "SERVER-PAUSE"  // admin, body [service]: queue its jobs, dispatch none
+	ServerResume   = "SERVER-RESUME" // admin, body [service]: end a pause or a drain
+	ServerDrain    = "SERVER-DRAIN"  // admin, body [service or worker identity]: no new jobs, stop once idle
 )
 
 // FailFrame is the first body frame of a failure reply to a stock MDP client
@@ -117,6 +120,7 @@ const (
 	CodeServiceLimit     = "service_limit"     // a READY for a new service past --max-services
 	CodeNoWorker         = "no_worker"         // in an acceptance: no worker is connected for the service, the job waits
 	CodeRateLimited      = "rate_limited"      // the service takes no more jobs a second (--rate); try again later
+	CodeDrained          = "drained"           // DISCONNECT to a worker: an operator drained it or its service; stop, do not reconnect
 )
 
 // Meta is the zmws meta frame. Each direction uses some fields:
@@ -415,6 +419,9 @@ type WorkerInfo struct {
 	GoneAt  time.Time      `json:"gone_at,omitzero"`
 	GoneWhy string         `json:"gone_why,omitempty"`
 	Details *WorkerDetails `json:"details,omitempty"`
+	// Draining: it gets no new job and is told to stop once it holds none
+	// (SERVER-DRAIN of it or of its service).
+	Draining bool `json:"draining,omitempty"`
 }
 
 // JobInfo describes one job in SERVER-JOBS, SERVER-ACTIVE, SERVER-JOB.
@@ -479,6 +486,12 @@ type ServiceInfo struct {
 	Failed      uint64    `json:"failed"`
 	FirstSeen   time.Time `json:"first_seen"`
 	LastSeen    time.Time `json:"last_seen"` // last time a worker of it was heard
+	// Paused: its jobs are accepted and queued, none dispatched
+	// (SERVER-PAUSE). Draining: the same, and its workers are told to stop
+	// once they hold no job (SERVER-DRAIN). Both end with SERVER-RESUME and
+	// are journaled.
+	Paused   bool `json:"paused,omitempty"`
+	Draining bool `json:"draining,omitempty"`
 }
 
 // Event is a job lifecycle event, published as [topic, JSON] on the events
@@ -553,6 +566,10 @@ const (
 	// GoneCancelled: the broker stopped it (DISCONNECT) because a job it
 	// held was cancelled (SERVER-CANCEL).
 	GoneCancelled = "cancelled"
+	// GoneDrained: an operator drained it or its service (SERVER-DRAIN):
+	// once it held no job the broker told it to stop (DISCONNECT with
+	// CodeDrained).
+	GoneDrained = "drained"
 )
 
 // 8/MMI answers.

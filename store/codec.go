@@ -15,8 +15,19 @@ import (
 const recordV1 = 1
 
 // serviceV1 is the version byte of a service record: version, then the
-// FirstSeen time.
-const serviceV1 = 1
+// FirstSeen time. serviceV2 adds a byte of service flags after it; a
+// service with no flag set is written as serviceV1, so a journal of
+// services never paused reads as before.
+const (
+	serviceV1 = 1
+	serviceV2 = 2
+)
+
+// Service flags.
+const (
+	svcPaused   = 1 << 0
+	svcDraining = 1 << 1
+)
 
 // countsV1 is the version byte of a service's counters: version, then
 // uvarints Completed and Failed.
@@ -350,9 +361,20 @@ func decodeIndexFields(b []byte) (indexFields, error) {
 	return f, d.err
 }
 
-// appendService appends s's encoding: the version byte and FirstSeen.
+// appendService appends s's encoding: the version byte and FirstSeen, and
+// in serviceV2 the flags.
 func appendService(dst []byte, s ServiceRecord) []byte {
-	return appendTime(append(dst, serviceV1), s.FirstSeen)
+	var flags byte
+	if s.Paused {
+		flags |= svcPaused
+	}
+	if s.Draining {
+		flags |= svcDraining
+	}
+	if flags == 0 {
+		return appendTime(append(dst, serviceV1), s.FirstSeen)
+	}
+	return append(appendTime(append(dst, serviceV2), s.FirstSeen), flags)
 }
 
 // appendCounts appends c's encoding: the version byte, Completed, Failed.
@@ -378,10 +400,18 @@ func decodeCounts(name string, b []byte) (ServiceCounts, error) {
 // decodeService decodes the service named name from b.
 func decodeService(name string, b []byte) (ServiceRecord, error) {
 	d := decoder{b: b}
-	if v := d.byte(); d.err == nil && v != serviceV1 {
+	v := d.byte()
+	if d.err == nil && v != serviceV1 && v != serviceV2 {
 		d.fail(fmt.Errorf("unknown service record version %d", v))
 	}
 	s := ServiceRecord{Name: name, FirstSeen: d.time()}
+	if v == serviceV2 {
+		flags := d.byte()
+		if d.err == nil && flags&^(svcPaused|svcDraining) != 0 {
+			d.fail(fmt.Errorf("unknown service flags %#x", flags))
+		}
+		s.Paused, s.Draining = flags&svcPaused != 0, flags&svcDraining != 0
+	}
 	if d.err == nil && d.off != len(d.b) {
 		d.fail(errTrailing)
 	}

@@ -106,3 +106,32 @@ func FuzzDecodeRecord(f *testing.F) {
 		}
 	})
 }
+
+func TestCodec_ServiceFlags(t *testing.T) {
+	seen := time.Date(2026, 12, 2, 3, 4, 5, 6, time.UTC)
+	for _, s := range []ServiceRecord{
+		{Name: "plain", FirstSeen: seen},
+		{Name: "paused", FirstSeen: seen, Paused: true},
+		{Name: "draining", FirstSeen: seen, Draining: true},
+		{Name: "both", FirstSeen: seen, Paused: true, Draining: true},
+	} {
+		enc := appendService(nil, s)
+		if want := byte(serviceV1); !s.Paused && !s.Draining && enc[0] != want {
+			t.Fatalf("%s: version %d, want %d: a service without flags reads as before", s.Name, enc[0], want)
+		}
+		got, err := decodeService(s.Name, enc)
+		if err != nil || got != s {
+			t.Fatalf("decode(encode(%+v)) = %+v, %v", s, got, err)
+		}
+		for i := range enc {
+			if _, err := decodeService(s.Name, enc[:i]); err == nil {
+				t.Fatalf("%s: decode of %d of %d bytes: no error", s.Name, i, len(enc))
+			}
+		}
+	}
+	bad := appendService(nil, ServiceRecord{Name: "x", FirstSeen: seen, Paused: true})
+	bad[len(bad)-1] = 0x80
+	if _, err := decodeService("x", bad); err == nil {
+		t.Fatal("unknown service flag: no error")
+	}
+}

@@ -80,7 +80,8 @@
 //
 //	meta      "format" → 0x01
 //	jobs      job ID → job record
-//	services  name → service record: 0x01, time FirstSeen
+//	services  name → service record: 0x01, time FirstSeen; or 0x02, time
+//	          FirstSeen, a flags byte (0x01 paused, 0x02 draining)
 //	keys      idempotency key → job ID
 //	open      job ID → "" for each queued or active job (Load reads these)
 //	finished  8-byte big-endian finish time in Unix ns ++ job ID → idempotency

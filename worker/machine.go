@@ -365,7 +365,17 @@ func (m *machine) FromBroker(now time.Time, frames [][]byte) {
 	case protocol.CmdHeartbeat:
 		m.hear()
 	case protocol.CmdDisconnect:
-		if meta, _, ok, _ := protocol.SplitMeta(msg.Body); ok && meta.Code != "" {
+		if meta, _, ok, _ := protocol.SplitMeta(msg.Body); ok && meta.Code == protocol.CodeDrained {
+			// An operator drained this connection or its service: the
+			// broker waited for its jobs to end (a job still running here
+			// is one the broker no longer counts on). The slot stops for
+			// good; Run returns once every slot has.
+			m.log.Info().Str(keyEndpoint, m.cfg.Brokers[m.endpoint]).Str("reason", meta.Error).
+				Msg("drained by the broker: this slot stops")
+			m.stopping = true
+			m.finish()
+			return
+		} else if ok && meta.Code != "" {
 			// A refusal: this worker's key may not offer the service.
 			m.log.Error().Str(keyEndpoint, m.cfg.Brokers[m.endpoint]).Str("code", meta.Code).Str("error", meta.Error).
 				Msg("broker refused this worker, reconnecting after a backoff")

@@ -504,3 +504,20 @@ func TestMachine_AutoDropsTheDelimiterForAZmwsBroker(t *testing.T) {
 		t.Fatal("a new connection: no delimiter before the broker is heard")
 	}
 }
+
+// A DISCONNECT saying drained (the broker waited for the slot's job to
+// end) stops the slot for good: no reconnection, not even after a backoff.
+func TestMachine_DrainedStopsTheSlot(t *testing.T) {
+	drained := frames(protocol.Message{Cmd: protocol.CmdDisconnect,
+		Body: [][]byte{protocol.EncodeMeta(protocol.Meta{Status: protocol.StatusRefused, Code: protocol.CodeDrained, Error: "drained"})}})
+	m := newTestMachine(t, Config{Heartbeat: sec, Liveness: 3, ReconnectMin: 100 * ms})
+	m.Start(t0)
+	play(t, m, []step{
+		{0, tickM, []string{"connect 0"}, -1},
+		{0, connectedAs("w1"), []string{ready}, 1 * sec},
+		{10 * ms, fromBroker(request("J1")), []string{"start J1"}, 1 * sec},
+		{20 * ms, returns("ok", nil), []string{"job REPLY J1 complete ok"}, 1 * sec},
+		{30 * ms, fromBroker(drained), []string{"finish"}, -1},
+		{10 * sec, tickM, nil, -1},
+	})
+}

@@ -306,14 +306,23 @@ func run(ctx context.Context, cli CLI, stdout, logw io.Writer) error {
 	}()
 	defer func() { cancel(); <-stopping }()
 	errs := make([]error, len(workers))
-	var wg sync.WaitGroup
+	var wg, running sync.WaitGroup
 	for i, w := range workers {
-		wg.Go(func() {
+		running.Go(func() {
 			if errs[i] = w.Run(ctx); errs[i] != nil {
 				cancel()
 			}
 		})
 	}
+	// A worker's Run also returns, with nil, once the broker has drained
+	// every slot of it (zmws drain): when all have, zmws-run stops too.
+	wg.Go(func() {
+		running.Wait()
+		if ctx.Err() == nil && errors.Join(errs...) == nil {
+			log.Info().Msg("every slot was drained by the broker: stopping")
+		}
+		cancel()
+	})
 	if idler != nil {
 		wg.Go(func() { idler.Run(ctx) }) // returns once a run in progress is stopped
 	}

@@ -343,7 +343,11 @@ func (c *WorkersCmd) Run(e *env) error {
 				host += fmt.Sprintf(" (pid %d)", w.Details.PID)
 			}
 		}
-		row := []string{w.Identity, w.Service, w.State, w.Job, fmt.Sprint(w.Completed), fmt.Sprint(w.Failed), w.Protocol, host, stamp(&w.LastHeartbeat)}
+		state := w.State
+		if w.Draining {
+			state += " (draining)"
+		}
+		row := []string{w.Identity, w.Service, state, w.Job, fmt.Sprint(w.Completed), fmt.Sprint(w.Failed), w.Protocol, host, stamp(&w.LastHeartbeat)}
 		if c.All {
 			row = append(row, stamp(&w.GoneAt), w.GoneWhy)
 		}
@@ -381,9 +385,16 @@ type ServicesListCmd struct {
 }
 
 func (c *ServicesListCmd) Run(e *env) error {
-	return list(e, fetchPages(c.Paging, e, "services", (*client.Client).ServicesPage, protocol.MaxServicesPage), []string{"SERVICE", "IDLE", "BUSY", "QUEUED", "ACTIVE", "COMPLETED", "FAILED", "LAST SEEN"},
+	return list(e, fetchPages(c.Paging, e, "services", (*client.Client).ServicesPage, protocol.MaxServicesPage), []string{"SERVICE", "STATE", "IDLE", "BUSY", "QUEUED", "ACTIVE", "COMPLETED", "FAILED", "LAST SEEN"},
 		func(s protocol.ServiceInfo) []string {
-			return []string{s.Name, fmt.Sprint(s.WorkersIdle), fmt.Sprint(s.WorkersBusy), fmt.Sprint(s.Queued), fmt.Sprint(s.Active),
+			state := "running"
+			switch {
+			case s.Draining:
+				state = "draining"
+			case s.Paused:
+				state = "paused"
+			}
+			return []string{s.Name, state, fmt.Sprint(s.WorkersIdle), fmt.Sprint(s.WorkersBusy), fmt.Sprint(s.Queued), fmt.Sprint(s.Active),
 				fmt.Sprint(s.Completed), fmt.Sprint(s.Failed), stamp(&s.LastSeen)}
 		})
 }

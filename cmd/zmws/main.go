@@ -45,6 +45,9 @@ type CLI struct {
 	Jobs     JobsCmd     `cmd:"" help:"List finished (default), running or queued jobs."`
 	Workers  WorkersCmd  `cmd:"" help:"List connected workers."`
 	Services ServicesCmd `cmd:"" help:"List every service a worker ever offered."`
+	Pause    PauseCmd    `cmd:"" help:"Pause a service: its jobs are accepted and queue, none is dispatched (an admin operation; kept across broker restarts)."`
+	Resume   ResumeCmd   `cmd:"" help:"End a service's pause or drain: its queue is dispatched again."`
+	Drain    DrainCmd    `cmd:"" help:"Drain a service or a worker: no new jobs to it, running ones finish, then its workers are told to stop."`
 	Watch    WatchCmd    `cmd:"" help:"Follow job events, one line each."`
 	Keygen   KeygenCmd   `cmd:"" help:"Make a CURVE key pair: NAME.key (secret, mode 0600) and NAME.pub."`
 	Keys     KeysCmd     `cmd:"" help:"Manage the broker's authorized keys."`
