@@ -112,6 +112,10 @@ func (b *Broker) submitJob(now time.Time, r request, meta protocol.Meta, body []
 			return
 		}
 	}
+	fp, attached := b.attachResend(now, r, name, body)
+	if attached {
+		return
+	}
 	if b.rateLimited(now, r, s) {
 		return
 	}
@@ -149,6 +153,7 @@ func (b *Broker) submitJob(now time.Time, r request, meta protocol.Meta, body []
 		j.ensureExtra().reply = &reply
 	}
 	b.jobs.put(j)
+	b.noteResend(now, r, fp, j)
 	s.queue.PushBack(j)
 	if x := b.statsOf(s); x != nil {
 		x.submitted++
@@ -457,6 +462,7 @@ func (b *Broker) mmi(r request, body [][]byte) {
 // take partials, gets the whole (capped) output here; an 18/MDP client got the
 // partials as they came and gets the final part only.
 func (b *Broker) replyFinal(j *job, status protocol.Status, final [][]byte) {
+	b.resendsDone(j, status)
 	run := j.ensureRun()
 	r := *j.x.reply
 	if r.form.Version == protocol.V1 && run.partialLen > 0 {
