@@ -164,3 +164,18 @@ func TestBroker_ResendTableBounded(t *testing.T) {
 		t.Fatalf("%d queued, want 10002: the oldest fingerprint outlived the bound", n)
 	}
 }
+
+// A resend waiting on a sync job is answered however the job ends: here
+// the broker stops first.
+func TestBroker_WaitingResendAnsweredAtShutdown(t *testing.T) {
+	b := newBroker(t, broker.Config{DedupeWindow: time.Minute})
+	b.HandleWorker(t0, "w1", "", readyStock("S"))
+	b.HandleClient(t0, "c1", "", request(v1, "SYNC-S", []byte("x")))
+	none(t, b.HandleClient(t0, "c2", "", request(v1, "SYNC-S", []byte("x"))), protocol.ToClient)
+	out := b.Shutdown(at(time.Second))
+	for _, c := range []string{"c1", "c2"} {
+		if got := stockReply(t, out, c); len(got) != 3 || got[0] != protocol.FailFrame || got[1] != protocol.CodeShutdown {
+			t.Fatalf("%s got %q, want FAIL shutdown", c, got)
+		}
+	}
+}
