@@ -147,17 +147,10 @@ func capture(t *testing.T, tcpdump string, srv *server.Server) func() (int, bool
 			// A last packet in the clear marks the end: once the file holds
 			// it, it holds everything before it.
 			markEnd(t, srv.ClientEndpoint())
-			deadline := time.Now().Add(wait)
-			for {
+			zmqtest.Eventually(t, "the end marker in the capture", wait, func() bool {
 				data, _ := os.ReadFile(file)
-				if bytes.Contains(data, []byte(endMarker)) {
-					break
-				}
-				if time.Now().After(deadline) {
-					t.Fatalf("the capture never showed the end marker: %s", errs.String())
-				}
-				time.Sleep(10 * time.Millisecond)
-			}
+				return bytes.Contains(data, []byte(endMarker))
+			})
 			cmd.Process.Signal(syscall.SIGINT)
 			cmd.Wait()
 		}
