@@ -78,16 +78,10 @@ func runCanaryJob(t *testing.T, srv *server.Server, wk, ck *curve.Client) {
 	c := newClient(t, srv.ClientEndpoint(), ck)
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
-	for {
-		if st, err := c.ServiceStatus(ctx, "ECHO"); err == nil && st == "200" {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatal("ECHO never registered")
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
+	zmqtest.Eventually(t, "ECHO registered", wait, func() bool {
+		st, err := c.ServiceStatus(ctx, "ECHO")
+		return err == nil && st == "200"
+	})
 	res, err := c.Call(ctx, "ECHO", client.Request{Params: map[string]string{"p": canary}, Input: []byte(canary + "-input")}, nil)
 	if err != nil || !res.OK() || string(res.Output) != canary+" "+canary+"-input" {
 		t.Fatalf("job: %+v, %v", res, err)

@@ -261,18 +261,17 @@ func TestCurve_EventsNeedTheWatchRight(t *testing.T) {
 		return nil
 	})
 	// Events published before the subscription is up are lost: submit until one arrives.
-	for {
+	zmqtest.Eventually(t, "an event for alice", wait, func() bool {
 		if _, err := alice.Submit(ctx, "A1", client.Request{}); err != nil {
 			t.Fatal(err)
 		}
 		select {
 		case <-got:
-			return
+			return true
 		case <-time.After(50 * time.Millisecond):
-		case <-ctx.Done():
-			t.Fatal("alice got no event")
+			return false
 		}
-	}
+	})
 }
 
 func startSecureEvents(t *testing.T) (*server.Server, *curvetest.Fixture, *auth.Keys) {
@@ -488,18 +487,17 @@ func TestCurve_WatcherLosesEventsOnReload(t *testing.T) {
 	countingWorker(t, srv.WorkerEndpoint(), "A1", f.Client(t, "wall"))
 	bob := newClient(t, srv.ClientEndpoint(), f.Client(t, "bob"))
 	zmqtest.Eventually(t, "the worker", wait, func() bool { st, err := bob.ServiceStatus(ctx, "A1"); return err == nil && st == "200" })
-	for subscribed := false; !subscribed; {
+	zmqtest.Eventually(t, "alice's first event", wait, func() bool {
 		if _, err := bob.Submit(ctx, "A1", client.Request{}); err != nil {
 			t.Fatal(err)
 		}
 		select {
 		case <-first:
-			subscribed = true
+			return true
 		case <-time.After(20 * time.Millisecond):
-		case <-ctx.Done():
-			t.Fatal("alice got no event")
+			return false
 		}
-	}
+	})
 	var noWatch []curvetest.Entry
 	for _, e := range secureEntries {
 		if e.Name == "alice" {
