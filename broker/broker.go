@@ -117,6 +117,11 @@ type Config struct {
 	// service's gone list. With MaxServices it bounds what workers that
 	// come and go make the broker hold, however often they do.
 	KeepGone int
+	// DedupeWindow, when positive, makes a stock client's resend of a
+	// request (the same body to the same service, from the same key)
+	// within this long of the first attach to the first's job instead of
+	// making another (dedupe.go). 0: every request makes a job.
+	DedupeWindow time.Duration
 	// Stats turns on the counts Stats reports per service (jobs submitted,
 	// finished, requeued and refused; job duration and queue wait
 	// histograms): a few increments per job, on the loop goroutine.
@@ -288,6 +293,8 @@ type Broker struct {
 	clients map[string]*clientLimit
 	// unknownRefused counts refusals naming no known service (Config.Stats).
 	unknownRefused codeCounts
+	// resends is the table of Config.DedupeWindow (nil until used).
+	resends *resends
 }
 
 // service is every service any worker ever announced, until it is

@@ -24,6 +24,7 @@ type request struct {
 	// (clientlimit.go).
 	limit     string
 	holdsSync bool
+	target    string // a titanic.request's service, its job's (titanic.go)
 }
 
 // HandleClient takes one message from the client socket (frames after the
@@ -65,6 +66,8 @@ func (b *Broker) HandleClientFrom(now time.Time, from, user, peer string, frames
 		b.mmi(r, body)
 	case strings.HasPrefix(m.Service, protocol.ServerPrefix):
 		b.query(now, r, meta, body)
+	case strings.HasPrefix(m.Service, protocol.TitanicPrefix):
+		b.titanicRequest(now, r, hasMeta, body)
 	default:
 		b.submit(now, r, meta, body)
 	}
@@ -80,7 +83,7 @@ func (b *Broker) submit(now time.Time, r request, meta protocol.Meta, body [][]b
 // not hold is looked up in the archive (the request then waits: see
 // resubmit) or is new.
 func (b *Broker) submitJob(now time.Time, r request, meta protocol.Meta, body [][]byte, ask bool) {
-	name, sync := protocol.SplitSync(r.service)
+	name, sync := r.jobService()
 	if !b.maySubmit(r, name) {
 		return
 	}
@@ -122,6 +125,10 @@ func (b *Broker) submitJob(now time.Time, r request, meta protocol.Meta, body []
 			return
 		}
 	}
+	fp, attached := b.attachResend(now, r, name, body)
+	if attached {
+		return
+	}
 	if b.rateLimited(now, r, s) {
 		return
 	}
@@ -162,6 +169,7 @@ func (b *Broker) submitJob(now time.Time, r request, meta protocol.Meta, body []
 	}
 	b.jobs.put(j)
 	b.moveJob(now, j, stateQueued)
+	b.noteResend(now, r, fp, j)
 	s.queue.PushBack(j)
 	if x := b.statsOf(s); x != nil {
 		x.submitted++
@@ -258,7 +266,7 @@ func (b *Broker) keyHolder(r request, key, name, id, svc string, durable bool) {
 // be the key's second, which the journal refuses, and the whole batch
 // with it.
 func (b *Broker) resubmit(now time.Time, w *waiting, key string, rec *JobRecord, err error) {
-	name, _ := protocol.SplitSync(w.r.service)
+	name, _ := w.r.jobService()
 	if rec == nil && err != nil && b.keys[key] == nil {
 		b.countRefused(name, protocol.CodeStoreUnavailable)
 		b.refuse(w.r, protocol.CodeStoreUnavailable, fmt.Sprintf("job not accepted: the job store could not be read for idempotency key %q; try again", w.meta.Key))
@@ -280,11 +288,14 @@ func (b *Broker) resubmit(now time.Time, w *waiting, key string, rec *JobRecord,
 // job's record is committed. The reply says when no worker is connected
 // for the job's service (protocol.CodeNoWorker): the job waits.
 func (b *Broker) accepted(r request, id string, durable, first bool) {
-	if r.meta {
+	switch {
+	case r.titanic():
+		b.replyClient(r, protocol.CmdReply, []byte(protocol.TSPOK), []byte(id))
+	case r.meta:
 		m := protocol.Meta{Status: protocol.StatusAccepted, Job: id, Ref: r.ref}
 		b.noWorker(&m, r.service)
 		b.replyClient(r, protocol.CmdReply, protocol.EncodeMeta(m))
-	} else {
+	default:
 		b.replyClient(r, protocol.CmdReply, []byte(id))
 	}
 	if durable {
@@ -414,6 +425,10 @@ func copyFrames(body [][]byte) [][]byte {
 
 // refuse answers a request that made no job.
 func (b *Broker) refuse(r request, code, text string) {
+	if r.titanic() {
+		b.tspRefuse(r, code, text)
+		return
+	}
 	if r.meta {
 		b.replyClient(r, protocol.CmdReply, protocol.EncodeMeta(protocol.Meta{Status: protocol.StatusRefused, Code: code, Error: text, Ref: r.ref}))
 		return
@@ -427,8 +442,13 @@ func (b *Broker) replyClient(r request, cmd protocol.Command, body ...[]byte) {
 		Frames: protocol.EncodeClient(protocol.Message{Form: r.form, Cmd: cmd, Service: r.service, Body: body})})
 }
 
-// answer replies to a query with a successful payload.
+// answer replies to a query with a successful payload; to a Titanic
+// request (titanic.close), with TSP's "200" alone.
 func (b *Broker) answer(r request, payload []byte) {
+	if r.titanic() {
+		b.replyClient(r, protocol.CmdReply, []byte(protocol.TSPOK))
+		return
+	}
 	if r.meta {
 		b.replyClient(r, protocol.CmdReply, protocol.EncodeMeta(protocol.Meta{Status: protocol.StatusComplete, Ref: r.ref}), payload)
 		return
@@ -458,6 +478,7 @@ func (b *Broker) mmi(r request, body [][]byte) {
 // take partials, gets the whole (capped) output here; an 18/MDP client got the
 // partials as they came and gets the final part only.
 func (b *Broker) replyFinal(j *job, status protocol.Status, final [][]byte) {
+	b.resendsDone(j, status)
 	run := j.ensureRun()
 	r := *j.x.reply
 	if r.form.Version == protocol.V1 && run.partialLen > 0 {

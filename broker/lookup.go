@@ -157,6 +157,8 @@ func (b *Broker) LookedUp(now time.Time, a Answer) []protocol.Envelope {
 		b.retryJob(now, w.r, w.id, j)
 	case opSubmit:
 		b.resubmit(now, w, a.Lookup.Key, rec, a.Err)
+	case opTitanicReply, opTitanicClose:
+		b.titanicLookedUp(now, w, rec, a.Err)
 	}
 	return b.out
 }

@@ -66,6 +66,7 @@ func brokerKeys() []Key {
 		{Name: "ttr", Kind: KindDuration},
 		{Name: "retry_backoff", Kind: KindDuration},
 		{Name: "retry_backoff_max", Kind: KindDuration},
+		{Name: "dedupe_window", Kind: KindDuration},
 		{Name: "data_dir", Kind: KindPath},
 		{Name: "retain", Kind: KindDuration},
 		{Name: "retain_count", Kind: KindInt},

@@ -62,10 +62,10 @@ type BrokerConfig struct {
 // by slow jobs never stand in the way of the rest. Its methods are safe for
 // concurrent use.
 type Broker struct {
-	cfg  BrokerConfig
-	log  zerolog.Logger
-	c    *client.Client
-	sync chan struct{} // one token per synchronous request in flight
+	cfg         BrokerConfig
+	log         zerolog.Logger
+	c           *client.Client
+	syncPermits chan struct{} // one permit per synchronous request in flight
 
 	wmu     sync.Mutex
 	waiters map[string]map[chan struct{}]struct{} // job ID → channels to close when it finishes
@@ -98,13 +98,13 @@ func NewBroker(cfg BrokerConfig) (*Broker, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	b := &Broker{
-		cfg:       cfg,
-		log:       cfg.Logger.With().Str("component", "gateway").Logger(),
-		c:         c,
-		sync:      make(chan struct{}, cfg.MaxSync),
-		waiters:   map[string]map[chan struct{}]struct{}{},
-		stopWatch: cancel,
-		watchDone: make(chan struct{}),
+		cfg:         cfg,
+		log:         cfg.Logger.With().Str("component", "gateway").Logger(),
+		c:           c,
+		syncPermits: make(chan struct{}, cfg.MaxSync),
+		waiters:     map[string]map[chan struct{}]struct{}{},
+		stopWatch:   cancel,
+		watchDone:   make(chan struct{}),
 	}
 	if cfg.Events == "" {
 		close(b.watchDone)
@@ -129,7 +129,7 @@ type Stats struct {
 }
 
 // Stats returns what is in flight.
-func (b *Broker) Stats() Stats { return Stats{Sync: len(b.sync)} }
+func (b *Broker) Stats() Stats { return Stats{Sync: len(b.syncPermits)} }
 
 // Submit implements Backend.
 func (b *Broker) Submit(ctx context.Context, service string, req client.Request) (string, error) {
@@ -141,11 +141,11 @@ func (b *Broker) Submit(ctx context.Context, service string, req client.Request)
 // broker that lost the job or stopped answering (see client.CallWith).
 func (b *Broker) Call(ctx context.Context, service string, req client.Request, onPartial func([]byte) error) (*client.Result, error) {
 	select {
-	case b.sync <- struct{}{}:
+	case b.syncPermits <- struct{}{}:
 	default:
 		return nil, fmt.Errorf("call %s: %d synchronous requests in flight (--http-max-sync): %w", service, b.cfg.MaxSync, ErrBusy)
 	}
-	defer func() { <-b.sync }()
+	defer func() { <-b.syncPermits }()
 	return b.c.Call(ctx, service, req, onPartial)
 }
 

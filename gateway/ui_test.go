@@ -233,11 +233,7 @@ func TestE2E_EventStream(t *testing.T) {
 	// until the first queued event shows it has.
 	var id string
 	var got []string
-	deadline := time.Now().Add(waitLong)
-	for id == "" {
-		if time.Now().After(deadline) {
-			t.Fatal("no queued event")
-		}
+	zmqtest.Eventually(t, "a queued event", waitLong, func() bool {
 		_, err := s.back.Submit(ctx, "STR-REV", client.Request{Params: map[string]string{"str": "abc"}})
 		if err != nil {
 			t.Fatal(err)
@@ -254,7 +250,8 @@ func TestE2E_EventStream(t *testing.T) {
 			}
 		case <-time.After(100 * time.Millisecond):
 		}
-	}
+		return id != ""
+	})
 	for len(got) < 3 {
 		ev := next()
 		var e protocol.Event

@@ -20,7 +20,8 @@
 // spoke. The address frame of worker REQUEST/REPLY/PARTIAL carries the zmws
 // job ID. A body may start with a meta frame (MetaPrefix + JSON, see Meta)
 // that carries parameters, job status, exit codes and errors between zmws
-// peers; stock peers never see one. docs/PROTOCOL.md is the full reference.
+// peers; stock peers never see one. The Titanic (9/TSP) service names and
+// status frames are in titanic.go. docs/PROTOCOL.md is the full reference.
 //
 //	m, err := protocol.DecodeWorker(frames)
 //	if err != nil { /* peer's fault: log, DISCONNECT or drop */ }

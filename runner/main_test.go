@@ -142,11 +142,11 @@ func child(args []string) int {
 		fmt.Println("two")
 	case "hang":
 		fmt.Println("ready")
-		time.Sleep(time.Hour)
+		time.Sleep(time.Hour) // the hung command: it ends when killed
 	case "ignoreterm":
 		signal.Ignore(syscall.SIGTERM)
 		fmt.Println(os.Getpid())
-		time.Sleep(time.Hour)
+		time.Sleep(time.Hour) // until SIGKILL: it ignores SIGTERM
 	case "termexit0":
 		c := make(chan os.Signal, 1)
 		signal.Notify(c, syscall.SIGTERM)
@@ -165,7 +165,7 @@ func child(args []string) int {
 		var gpid int
 		fmt.Fscan(out, &gpid) // the grandchild is up and ignores SIGTERM
 		fmt.Printf("%d %d\n", os.Getpid(), gpid)
-		time.Sleep(time.Hour)
+		time.Sleep(time.Hour) // until SIGKILL: it ignores SIGTERM
 	case "pidecho":
 		pid := strconv.Itoa(os.Getpid())
 		os.WriteFile(filepath.Join(args[0], pid), nil, 0o600)
@@ -185,7 +185,7 @@ func child(args []string) int {
 		time.Sleep(time.Minute) // never reads stdin
 	case "killself":
 		syscall.Kill(os.Getpid(), syscall.SIGKILL)
-		time.Sleep(time.Hour)
+		time.Sleep(time.Hour) // while the signal lands
 	default:
 		fmt.Fprintln(os.Stderr, "child: unknown mode", mode)
 		return 2

@@ -78,16 +78,10 @@ func runCanaryJob(t *testing.T, srv *server.Server, wk, ck *curve.Client) {
 	c := newClient(t, srv.ClientEndpoint(), ck)
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
-	for {
-		if st, err := c.ServiceStatus(ctx, "ECHO"); err == nil && st == "200" {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatal("ECHO never registered")
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
+	zmqtest.Eventually(t, "ECHO registered", wait, func() bool {
+		st, err := c.ServiceStatus(ctx, "ECHO")
+		return err == nil && st == "200"
+	})
 	res, err := c.Call(ctx, "ECHO", client.Request{Params: map[string]string{"p": canary}, Input: []byte(canary + "-input")}, nil)
 	if err != nil || !res.OK() || string(res.Output) != canary+" "+canary+"-input" {
 		t.Fatalf("job: %+v, %v", res, err)
@@ -147,17 +141,10 @@ func capture(t *testing.T, tcpdump string, srv *server.Server) func() (int, bool
 			// A last packet in the clear marks the end: once the file holds
 			// it, it holds everything before it.
 			markEnd(t, srv.ClientEndpoint())
-			deadline := time.Now().Add(wait)
-			for {
+			zmqtest.Eventually(t, "the end marker in the capture", wait, func() bool {
 				data, _ := os.ReadFile(file)
-				if bytes.Contains(data, []byte(endMarker)) {
-					break
-				}
-				if time.Now().After(deadline) {
-					t.Fatalf("the capture never showed the end marker: %s", errs.String())
-				}
-				time.Sleep(10 * time.Millisecond)
-			}
+				return bytes.Contains(data, []byte(endMarker))
+			})
 			cmd.Process.Signal(syscall.SIGINT)
 			cmd.Wait()
 		}

@@ -47,16 +47,10 @@ func BenchmarkSyncRoundTrip(b *testing.B) {
 			}
 			defer c.Close()
 			ctx := context.Background()
-			deadline := time.Now().Add(5 * time.Second)
-			for {
-				if st, err := c.ServiceStatus(ctx, "ECHO"); err == nil && st == "200" {
-					break
-				}
-				if time.Now().After(deadline) {
-					b.Fatal("ECHO never registered")
-				}
-				time.Sleep(10 * time.Millisecond)
-			}
+			zmqtest.Eventually(b, "ECHO registered", 5*time.Second, func() bool {
+				st, err := c.ServiceStatus(ctx, "ECHO")
+				return err == nil && st == "200"
+			})
 			req := client.Request{Params: map[string]string{"str": "Hello, world"}}
 			b.ResetTimer()
 			for b.Loop() {

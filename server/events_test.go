@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -48,13 +49,7 @@ func TestServer_EventsOnlyForSubscribedTopics(t *testing.T) {
 	// until runs jobs until one publishes want events.
 	until := func(phase string, want int) {
 		t.Helper()
-		var got int
-		for deadline := time.Now().Add(wait); time.Now().Before(deadline); {
-			if got = job(); got == want {
-				return
-			}
-		}
-		t.Fatalf("%s: %d events published per job, want %d", phase, got, want)
+		zmqtest.Eventually(t, fmt.Sprintf("%s: a job with %d events published", phase, want), wait, func() bool { return job() == want })
 	}
 
 	// PUB/SUB joins are asynchronous: run jobs until the subscriber is in.

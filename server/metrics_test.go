@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -66,17 +67,10 @@ func hasLabel(m *dto.Metric, name, value string) bool {
 // waitMetric polls until the sample is want.
 func waitMetric(t *testing.T, g prometheus.Gatherer, want float64, name string, labels ...string) {
 	t.Helper()
-	deadline := time.Now().Add(wait)
-	for {
+	zmqtest.Eventually(t, fmt.Sprintf("%s%v = %v", name, labels, want), wait, func() bool {
 		got, ok := metric(t, g, name, labels...)
-		if ok && got == want {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s%v = %v (found %v), want %v", name, labels, got, ok, want)
-		}
-		time.Sleep(10 * time.Millisecond) // polling a condition, with a deadline
-	}
+		return ok && got == want
+	})
 }
 
 // runWorker serves service until the test ends: a job with param fail

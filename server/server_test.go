@@ -75,23 +75,23 @@ func v2Worker(t *testing.T, ep, service string) *zmq.Socket {
 // recvSkipHeartbeats returns the next worker message that is not a HEARTBEAT.
 func recvSkipHeartbeats(t *testing.T, w *zmq.Socket, hb byte) [][]byte {
 	t.Helper()
-	deadline := time.Now().Add(wait)
-	for time.Now().Before(deadline) {
-		msg, ok := zmqtest.TryRecv(w, 50*time.Millisecond)
+	var msg [][]byte
+	zmqtest.Eventually(t, "a worker message other than HEARTBEAT", wait, func() bool {
+		m, ok := zmqtest.TryRecv(w, 50*time.Millisecond)
 		if !ok {
-			continue
+			return false
 		}
-		cmd := msg[1]
-		if len(msg[0]) == 0 {
-			cmd = msg[2]
+		cmd := m[1]
+		if len(m[0]) == 0 {
+			cmd = m[2]
 		}
 		if len(cmd) == 1 && cmd[0] == hb {
-			continue
+			return false
 		}
-		return msg
-	}
-	t.Fatal("no non-heartbeat message")
-	return nil
+		msg = m
+		return true
+	})
+	return msg
 }
 
 func TestServer_StockMDP01WorkerAndClient(t *testing.T) {
@@ -128,37 +128,25 @@ func TestServer_StockMDP01WorkerAndClient(t *testing.T) {
 	expect(t, zmqtest.Recv(t, c, wait), "MDPC01", "SYNC:NOPE", "FAIL", "unknown_service", "no worker has ever provided service NOPE")
 
 	// The async job shows up as finished in SERVER-JOBS.
-	deadline := time.Now().Add(wait)
-	for {
+	zmqtest.Eventually(t, "SERVER-JOBS showing the async job complete", wait, func() bool {
 		zmqtest.Send(t, c, b("MDPC01"), b("SERVER-JOBS"))
 		r := zmqtest.Recv(t, c, wait)
 		var jobs []struct{ ID, State string }
 		if err := json.Unmarshal(r[2], &jobs); err != nil {
 			t.Fatalf("SERVER-JOBS: %v: %q", err, r[2])
 		}
-		if len(jobs) == 2 && jobs[0].ID == string(reply[2]) && jobs[0].State == "complete" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("SERVER-JOBS never showed the async job: %s", r[2])
-		}
-	}
+		return len(jobs) == 2 && jobs[0].ID == string(reply[2]) && jobs[0].State == "complete"
+	})
 }
 
 // waitService polls mmi.service until name answers 200.
 func waitService(t *testing.T, ep, name string) {
 	t.Helper()
 	c := zmqtest.Connect(t, zmq.DEALER, ep)
-	deadline := time.Now().Add(wait)
-	for time.Now().Before(deadline) {
+	zmqtest.Eventually(t, "service "+name+" known to mmi.service", wait, func() bool {
 		zmqtest.Send(t, c, b("MDPC02"), []byte{0x01}, b("mmi.service"), b(name))
-		r := zmqtest.Recv(t, c, wait)
-		if string(r[3]) == "200" {
-			return
-		}
-		time.Sleep(5 * time.Millisecond) // a bounded poll for an external event
-	}
-	t.Fatalf("service %s never became known", name)
+		return string(zmqtest.Recv(t, c, wait)[3]) == "200"
+	})
 }
 
 func TestServer_MDP02PartialsInOrderBeforeFinal(t *testing.T) {
@@ -228,22 +216,26 @@ func TestServer_WorkerKilledMidJobIsReplaced(t *testing.T) {
 }
 
 // heartbeatUntilRequest keeps w alive with heartbeats until a REQUEST comes.
+// Each poll waits up to hb/2 for a message, which for hb of 100 ms is
+// Eventually's whole interval: the REQUEST is read the moment it comes
+// (tests time its arrival).
 func heartbeatUntilRequest(t *testing.T, w *zmq.Socket, hb time.Duration) [][]byte {
 	t.Helper()
-	deadline := time.Now().Add(wait)
+	var msg [][]byte
 	next := time.Now()
-	for time.Now().Before(deadline) {
+	zmqtest.Eventually(t, "a REQUEST", wait, func() bool {
 		if time.Now().After(next) {
 			zmqtest.Send(t, w, b("MDPW02"), []byte{0x05})
 			next = time.Now().Add(hb / 2)
 		}
-		msg, ok := zmqtest.TryRecv(w, hb/4)
-		if ok && len(msg) > 2 && msg[1][0] == 0x02 {
-			return msg
+		m, ok := zmqtest.TryRecv(w, hb/2)
+		if ok && len(m) > 2 && m[1][0] == 0x02 {
+			msg = m
+			return true
 		}
-	}
-	t.Fatal("no REQUEST")
-	return nil
+		return false
+	})
+	return msg
 }
 
 func TestServer_MalformedInputLeavesBrokerServing(t *testing.T) {
@@ -308,12 +300,13 @@ func TestServer_EventsAndShutdown(t *testing.T) {
 	c := zmqtest.Connect(t, zmq.DEALER, srv.ClientEndpoint())
 	// PUB/SUB joins are asynchronous: submit until the first event arrives.
 	var first [][]byte
-	for i := 0; i < 50 && first == nil; i++ {
+	zmqtest.Eventually(t, "an event of a job submitted", wait, func() bool {
 		zmqtest.Send(t, c, b("MDPC02"), []byte{0x01}, b("EV"))
 		zmqtest.Recv(t, c, wait)
 		first, _ = zmqtest.TryRecv(sub, 20*time.Millisecond)
-	}
-	if first == nil || string(first[0]) != "queued" {
+		return first != nil
+	})
+	if string(first[0]) != "queued" {
 		t.Fatalf("first event %s", zmqtest.Join(first))
 	}
 	var ev struct{ Event, Job, Service string }
@@ -322,8 +315,7 @@ func TestServer_EventsAndShutdown(t *testing.T) {
 	}
 	// Finish the jobs the worker got and see started/completed for that job.
 	seen := map[string]bool{}
-	deadline := time.Now().Add(wait)
-	for !(seen["started"] && seen["completed"]) && time.Now().Before(deadline) {
+	zmqtest.Eventually(t, "started and completed events of job "+ev.Job, wait, func() bool {
 		if msg, ok := zmqtest.TryRecv(w, 10*time.Millisecond); ok && msg[1][0] == 0x02 {
 			zmqtest.Send(t, w, b("MDPW02"), []byte{0x04}, msg[2], b(""), b("ok"))
 		}
@@ -334,10 +326,8 @@ func TestServer_EventsAndShutdown(t *testing.T) {
 				seen[string(msg[0])] = true
 			}
 		}
-	}
-	if !seen["started"] || !seen["completed"] {
-		t.Fatalf("events for %s: %v", ev.Job, seen)
-	}
+		return seen["started"] && seen["completed"]
+	})
 
 	// Shutdown: the worker is told DISCONNECT, Run returns nil.
 	cancel()

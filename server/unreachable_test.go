@@ -60,17 +60,10 @@ func TestServer_JobForDeadWorkersIsNoAttempt(t *testing.T) {
 		t.Fatalf("live worker's REQUEST meta %+v (%v), want attempt 1", wm, err)
 	}
 	zmqtest.Send(t, live, b("MDPW02"), []byte{0x04}, req[2], b(""), protocol.EncodeMeta(protocol.Meta{Status: protocol.StatusComplete}))
-	deadline := time.Now().Add(wait)
-	for {
+	zmqtest.Eventually(t, "the job complete after 1 attempt", wait, func() bool {
 		ji := jobInfo(t, c, md.Job)
-		if ji.State == protocol.JobComplete && ji.Attempts == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("job %+v, want complete after 1 attempt", ji)
-		}
-		time.Sleep(5 * time.Millisecond) // a bounded poll for the worker's reply
-	}
+		return ji.State == protocol.JobComplete && ji.Attempts == 1
+	})
 	// The dead ones are listed gone, as unreachable, beside the live one.
 	zmqtest.Send(t, c, b("MDPC02"), []byte{0x01}, b("SERVER-WORKERS"), protocol.EncodeMeta(protocol.Meta{}), b(protocol.WorkersAll))
 	var all []protocol.WorkerInfo
@@ -103,21 +96,14 @@ func jobInfo(t *testing.T, c *zmq.Socket, id string) protocol.JobInfo {
 func waitWorkers(t *testing.T, ep string, n int) {
 	t.Helper()
 	c := zmqtest.Connect(t, zmq.DEALER, ep)
-	deadline := time.Now().Add(wait)
-	for {
+	zmqtest.Eventually(t, fmt.Sprintf("%d workers in SERVER-WORKERS", n), wait, func() bool {
 		zmqtest.Send(t, c, b("MDPC02"), []byte{0x01}, b("SERVER-WORKERS"), protocol.EncodeMeta(protocol.Meta{}))
 		var ws []json.RawMessage
 		if err := json.Unmarshal(zmqtest.Recv(t, c, wait)[4], &ws); err != nil {
 			t.Fatal(err)
 		}
-		if len(ws) == n {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d workers, want %d", len(ws), n)
-		}
-		time.Sleep(5 * time.Millisecond) // a bounded poll for an external event
-	}
+		return len(ws) == n
+	})
 }
 
 // connectionsClosed waits until the server side of every TCP connection to
@@ -133,8 +119,7 @@ func connectionsClosed(t *testing.T, ep string) {
 		t.Fatalf("endpoint %s: %v", ep, err)
 	}
 	local := fmt.Sprintf(":%04X", port)
-	deadline := time.Now().Add(wait)
-	for {
+	zmqtest.Eventually(t, "every connection to "+ep+" closed at the server", wait, func() bool {
 		f, err := os.Open("/proc/net/tcp")
 		if err != nil {
 			t.Skipf("no /proc/net/tcp: %v", err)
@@ -149,12 +134,6 @@ func connectionsClosed(t *testing.T, ep string) {
 			}
 		}
 		f.Close()
-		if open == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d connections to %s still open at the server", open, ep)
-		}
-		time.Sleep(time.Millisecond) // a bounded poll for the kernel's view
-	}
+		return open == 0
+	})
 }

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zmws/zmws/internal/zmqtest"
 	"github.com/zmws/zmws/protocol"
 )
 
@@ -51,12 +52,8 @@ func TestBolt_BackupWhileCommitting(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(10 * time.Second); committed.Load() < 50; { // the second backup sees more
-		if time.Now().After(deadline) {
-			t.Fatal("no commits beside the backup")
-		}
-		time.Sleep(time.Millisecond) // polling interval
-	}
+	// The second backup sees more.
+	zmqtest.Eventually(t, "50 commits beside the backup", 10*time.Second, func() bool { return committed.Load() >= 50 })
 	second, err := s.Backup(to)
 	stop.Store(true)
 	wg.Wait()

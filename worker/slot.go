@@ -394,10 +394,10 @@ func (s *slot) fromHandler(now time.Time) {
 	}
 }
 
-// connect opens a fresh DEALER with a new identity to endpoint ep and tells
+// connect opens a fresh DEALER with a new routing id to endpoint ep and tells
 // the machine how it went.
 func (s *slot) connect(now time.Time, ep int) {
-	id := newIdentity()
+	id := newRoutingID()
 	sock, err := zmq.NewSocket(zmq.DEALER)
 	if err == nil {
 		if s.w.sndhwm > 0 {
@@ -636,9 +636,9 @@ func finalBody(stock bool, res []byte, err error, truncated bool) [][]byte {
 	return body
 }
 
-// newIdentity returns a fresh printable socket identity, so a broker sees
+// newRoutingID returns a fresh printable routing id, so a broker sees
 // each connection as a new worker.
-func newIdentity() string {
+func newRoutingID() string {
 	var b [8]byte
 	crand.Read(b[:])
 	return hex.EncodeToString(b[:])

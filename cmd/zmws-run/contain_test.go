@@ -15,6 +15,7 @@ import (
 	"github.com/zmws/zmws/client"
 	"github.com/zmws/zmws/internal/proctest"
 	"github.com/zmws/zmws/internal/testbroker"
+	"github.com/zmws/zmws/internal/zmqtest"
 	"github.com/zmws/zmws/runner"
 )
 
@@ -43,6 +44,11 @@ func TestMain_KillNineEndsJobProcesses(t *testing.T) {
 	}
 	exited := make(chan struct{})
 	go func() { cmd.Wait(); close(exited) }()
+	t.Cleanup(func() { // after the one below: logs is complete once the process exited
+		if t.Failed() {
+			t.Log(logs.String())
+		}
+	})
 	t.Cleanup(func() {
 		cmd.Process.Kill()
 		<-exited
@@ -50,18 +56,15 @@ func TestMain_KillNineEndsJobProcesses(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
-	for {
-		if st, err := c.ServiceStatus(ctx, "FORK"); err == nil && st == "200" {
-			break
-		}
+	zmqtest.Eventually(t, "FORK registered", wait, func() bool {
 		select {
 		case <-exited:
-			t.Fatalf("zmws-run exited:\n%s", logs.String())
-		case <-ctx.Done():
-			t.Fatalf("FORK never registered:\n%s", logs.String())
-		case <-time.After(10 * time.Millisecond): // polling a condition with a deadline
+			t.Fatal("zmws-run exited")
+		default:
 		}
-	}
+		st, err := c.ServiceStatus(ctx, "FORK")
+		return err == nil && st == "200"
+	})
 	go c.Call(ctx, "FORK", client.Request{}, nil)
 	proctest.WaitSleepers(t, mark, 50, wait)
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
@@ -69,7 +72,4 @@ func TestMain_KillNineEndsJobProcesses(t *testing.T) {
 	}
 	<-exited
 	proctest.WaitSleepers(t, mark, 0, 5*time.Second)
-	if t.Failed() {
-		t.Log(logs.String())
-	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/zmws/zmws/internal/proctest"
 	"github.com/zmws/zmws/internal/syncbuf"
 	"github.com/zmws/zmws/internal/testbroker"
+	"github.com/zmws/zmws/internal/zmqtest"
 )
 
 // TestRun_IdleCommand, with real processes: the idle command runs once the
@@ -83,7 +84,7 @@ func TestRun_IdleCommand(t *testing.T) {
 // holding value.
 func waitLog(t *testing.T, logs *syncbuf.Buffer, msg, value string) {
 	t.Helper()
-	for deadline := time.Now().Add(wait); ; time.Sleep(10 * time.Millisecond) { // polling the log with a deadline
+	zmqtest.Eventually(t, fmt.Sprintf("a %q line with %q in the log", msg, value), wait, func() bool {
 		for _, l := range strings.Split(logs.String(), "\n") {
 			var m map[string]any
 			if json.Unmarshal([]byte(l), &m) != nil || m["message"] != msg {
@@ -91,12 +92,10 @@ func waitLog(t *testing.T, logs *syncbuf.Buffer, msg, value string) {
 			}
 			for _, v := range m {
 				if v == value {
-					return
+					return true
 				}
 			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no %q line with %q in the log", msg, value)
-		}
-	}
+		return false
+	})
 }

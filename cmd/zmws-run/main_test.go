@@ -17,6 +17,7 @@ import (
 
 	"github.com/zmws/zmws/client"
 	"github.com/zmws/zmws/internal/testbroker"
+	"github.com/zmws/zmws/internal/zmqtest"
 	"github.com/zmws/zmws/server"
 )
 
@@ -150,18 +151,17 @@ func startCLI(t *testing.T, c *client.Client, logw io.Writer, cli CLI, want ...s
 	qctx, qcancel := context.WithTimeout(context.Background(), wait)
 	defer qcancel()
 	for _, name := range want {
-		for {
-			if st, err := c.ServiceStatus(qctx, name); err == nil && st == "200" {
-				break
-			}
+		zmqtest.Eventually(t, name+" registered", wait, func() bool {
 			select {
-			case err := <-done:
+			case err = <-done: // what stop returns, so the cleanup does not wait for it
+				stopped = true
+				cancel()
 				t.Fatalf("zmws-run stopped: %v", err)
-			case <-qctx.Done():
-				t.Fatalf("%s never registered", name)
-			case <-time.After(10 * time.Millisecond): // polling a condition with a deadline
+			default:
 			}
-		}
+			st, serr := c.ServiceStatus(qctx, name)
+			return serr == nil && st == "200"
+		})
 	}
 	return stop
 }
@@ -294,22 +294,15 @@ func TestRun_Prestart(t *testing.T) {
 // is a zombie: the kernel ends a killed process a moment after the signal.
 func gone(t *testing.T, pids []string) {
 	t.Helper()
-	for _, f := range pids {
-		var pid int
-		fmt.Sscan(f, &pid)
-		deadline := time.Now().Add(2 * time.Second)
-		for {
-			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-			if err != nil || bytes.Contains(b, []byte(") Z")) {
-				break
+	zmqtest.Eventually(t, fmt.Sprintf("processes %v ended with zmws-run", pids), 5*time.Second, func() bool {
+		for _, f := range pids {
+			b, err := os.ReadFile("/proc/" + f + "/stat")
+			if err == nil && !bytes.Contains(b, []byte(") Z")) {
+				return false
 			}
-			if time.Now().After(deadline) {
-				t.Errorf("process %d outlived zmws-run: %s", pid, b)
-				break
-			}
-			time.Sleep(10 * time.Millisecond) // polling a condition with a deadline
 		}
-	}
+		return true
+	})
 }
 
 // Output cut at --max-output is marked in the job's record: SERVER-JOB

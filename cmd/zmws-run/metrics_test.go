@@ -15,6 +15,7 @@ import (
 	"github.com/zmws/zmws/client"
 	"github.com/zmws/zmws/internal/promtest"
 	"github.com/zmws/zmws/internal/testbroker"
+	"github.com/zmws/zmws/internal/zmqtest"
 	"github.com/zmws/zmws/worker"
 )
 
@@ -96,18 +97,19 @@ func TestRun_Metrics(t *testing.T) {
 // scrapeUntil scrapes url until ok, and returns the last scrape.
 func scrapeUntil(t *testing.T, url string, ok func(map[string]*dto.MetricFamily) bool) ([]byte, map[string]*dto.MetricFamily) {
 	t.Helper()
-	deadline := time.Now().Add(wait)
-	for {
-		text := promtest.Scrape(t, url)
-		fams := promtest.Families(t, text)
-		if ok(fams) {
-			return text, fams
+	var text []byte
+	var fams map[string]*dto.MetricFamily
+	defer func() { // also when Eventually gives up
+		if t.Failed() {
+			t.Logf("the last scrape of %s:\n%s", url, text)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("metrics at %s not as expected in time:\n%s", url, text)
-		}
-		time.Sleep(20 * time.Millisecond) // polling a condition, with a deadline
-	}
+	}()
+	zmqtest.Eventually(t, "the metrics at "+url+" as expected", wait, func() bool {
+		text = promtest.Scrape(t, url)
+		fams = promtest.Families(t, text)
+		return ok(fams)
+	})
+	return text, fams
 }
 
 func TestExitLabel(t *testing.T) {

@@ -69,6 +69,7 @@ type CLI struct {
 	TTR               time.Duration `name:"ttr" help:"Default time-to-run of a job (0: none); services and jobs may set their own." default:"0" env:"ZMWSD_TTR"`
 	RetryBackoff      time.Duration `help:"First delay before an opt-in retry of a failed job; doubles per attempt." default:"1s" env:"ZMWSD_RETRY_BACKOFF"`
 	RetryBackoffMax   time.Duration `help:"Longest delay between retries of a failed job." default:"5m" env:"ZMWSD_RETRY_BACKOFF_MAX"`
+	DedupeWindow      time.Duration `help:"A stock MDP client's resend (the same body to the same service, from the same CURVE key or none) within this long of the first request gets the first's job and its result instead of running again (docs/PROTOCOL.md, Resends); 0: every request is a job." default:"0" env:"ZMWSD_DEDUPE_WINDOW"`
 	DataDir           string        `help:"Folder of the durable job journal (zmws.db); empty keeps jobs in memory only (lost when zmwsd stops)." default:"zmws-data" env:"ZMWSD_DATA_DIR"`
 	Retain            time.Duration `help:"How long finished jobs stay in the journal for lookups by ID; 0 keeps them until --retain-count prunes them." default:"168h" env:"ZMWSD_RETAIN"`
 	RetainCount       int           `help:"How many finished jobs the journal keeps at most; 0 for no limit." default:"100000" env:"ZMWSD_RETAIN_COUNT"`
@@ -175,6 +176,9 @@ func run(ctx context.Context, cli CLI, logw io.Writer, ready func(srv *server.Se
 	}
 	if cli.MemTrim < 0 {
 		return fmt.Errorf("--mem-trim must not be negative")
+	}
+	if cli.DedupeWindow < 0 {
+		return fmt.Errorf("--dedupe-window must not be negative (0: off), not %v", cli.DedupeWindow)
 	}
 	if cli.MetricsServices <= 0 {
 		return fmt.Errorf("--metrics-services must be positive")
@@ -326,6 +330,7 @@ func run(ctx context.Context, cli CLI, logw io.Writer, ready func(srv *server.Se
 			TTR:               cli.TTR,
 			RetryBackoff:      cli.RetryBackoff,
 			RetryBackoffMax:   cli.RetryBackoffMax,
+			DedupeWindow:      cli.DedupeWindow,
 			MaxServices:       cli.MaxServices,
 			MaxStream:         cli.MaxStream,
 			ForgetAfter:       forgetAfter,

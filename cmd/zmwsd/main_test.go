@@ -214,6 +214,7 @@ func TestRun_Errors(t *testing.T) {
 		{[]string{"--rate=S=1", "--rate=S=2"}, "--rate: service S has two rates"},
 		{[]string{"--http-rate=-1"}, "--http-rate, --http-burst and --http-concurrency must not be negative"},
 		{[]string{"--mem-trim=-1s"}, "--mem-trim must not be negative"},
+		{[]string{"--dedupe-window=-1s"}, "--dedupe-window must not be negative"},
 		{[]string{"--max-msg-frames=0"}, "--max-msg-frames and --max-msg-bytes must be positive, or -1"},
 		{[]string{"--max-msg-bytes=-2"}, "--max-msg-frames and --max-msg-bytes must be positive, or -1"},
 		{[]string{"--max-msg-bytes=1000"}, "--max-msg-bytes (1000) must be at least --max-msg-size (16777216)"},

@@ -40,18 +40,19 @@ func metricsWorkers(t *testing.T, ep string) {
 // a job's counts change when the broker has its reply.
 func scrapeUntil(t *testing.T, url string, ok func(map[string]*dto.MetricFamily) bool) ([]byte, map[string]*dto.MetricFamily) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		text := promtest.Scrape(t, url)
-		fams := promtest.Families(t, text)
-		if ok(fams) {
-			return text, fams
+	var text []byte
+	var fams map[string]*dto.MetricFamily
+	defer func() { // also when Eventually gives up
+		if t.Failed() {
+			t.Logf("the last scrape of %s:\n%s", url, text)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("metrics at %s not as expected in time:\n%s", url, text)
-		}
-		time.Sleep(20 * time.Millisecond) // polling a condition, with a deadline
-	}
+	}()
+	zmqtest.Eventually(t, "the metrics at "+url+" as expected", 10*time.Second, func() bool {
+		text = promtest.Scrape(t, url)
+		fams = promtest.Families(t, text)
+		return ok(fams)
+	})
+	return text, fams
 }
 
 func value(fams map[string]*dto.MetricFamily, name string, labels ...string) float64 {

@@ -88,18 +88,14 @@ func TestRun_BackupOnUSR1(t *testing.T) {
 	w := zmqtest.Connect(t, zmq.DEALER, srv.WorkerEndpoint())
 	zmqtest.Send(t, w, []byte("MDPW02"), []byte{0x01}, []byte("ECHO"))
 	c := zmqtest.Connect(t, zmq.REQ, srv.ClientEndpoint())
-	var reply [][]byte
-	for deadline := time.Now().Add(10 * time.Second); ; {
+	zmqtest.Eventually(t, "a job accepted by ECHO", 10*time.Second, func() bool {
 		zmqtest.Send(t, c, []byte("MDPC01"), []byte("ECHO"), []byte("hello"))
-		reply = zmqtest.Recv(t, c, 5*time.Second)
-		if len(reply) < 3 || string(reply[2]) != "FAIL" || time.Now().After(deadline) {
-			break // FAIL: the READY is not in yet
+		reply := zmqtest.Recv(t, c, 5*time.Second)
+		if len(reply) < 3 {
+			t.Fatalf("submit: %s", zmqtest.Join(reply))
 		}
-		time.Sleep(10 * time.Millisecond) // retry interval
-	}
-	if len(reply) < 3 || string(reply[2]) == "FAIL" {
-		t.Fatalf("submit: %s", zmqtest.Join(reply))
-	}
+		return string(reply[2]) != "FAIL" // FAIL: the READY is not in yet
+	})
 
 	if err := syscall.Kill(os.Getpid(), syscall.SIGUSR1); err != nil {
 		t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/zmws/zmws/client"
+	"github.com/zmws/zmws/internal/zmqtest"
 	"github.com/zmws/zmws/protocol"
 	"github.com/zmws/zmws/worker"
 )
@@ -86,8 +87,7 @@ func TestRun_PageAndEvents(t *testing.T) {
 	defer func() { stopWorker(); <-wdone }()
 	// The subscription reaches the broker a moment after ready: submit
 	// until a queued event comes.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	zmqtest.Eventually(t, "a job event on /ui/events", 10*time.Second, func() bool {
 		// unknown_service until the worker's READY is in.
 		if _, err := c.Submit(ctx, "UI-TEST", client.Request{}); err != nil && !strings.Contains(err.Error(), "UI-TEST") {
 			t.Fatal(err)
@@ -98,12 +98,10 @@ func TestRun_PageAndEvents(t *testing.T) {
 				if d := expect("data: "); !strings.Contains(d, `"service":"UI-TEST"`) {
 					t.Fatalf("event data %s", d)
 				}
-				return
+				return true
 			}
 		case <-time.After(100 * time.Millisecond):
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("no job event on /ui/events")
-		}
-	}
+		return false
+	})
 }

@@ -47,7 +47,7 @@ func TestWaiter_WakesForMessages(t *testing.T) {
 		// Sometimes before the wait begins, sometimes while it waits.
 		go func() {
 			if i%2 == 1 {
-				time.Sleep(time.Millisecond)
+				time.Sleep(time.Millisecond) // most often lands while Wait blocks: when is what is varied
 			}
 			_, err := tx.SendBytes([]byte{byte(i)}, 0)
 			sent <- err
@@ -105,7 +105,7 @@ func TestWaiter_InterruptAndDeadline(t *testing.T) {
 	defer w.Close()
 
 	go func() {
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(10 * time.Millisecond) // most often while Wait blocks; an interrupt before it sticks too
 		w.Interrupt()
 	}()
 	if _, err := w.Wait(zmq.POLLIN); !errors.Is(err, zmqfd.ErrInterrupted) {

@@ -144,18 +144,27 @@ func Go(t testing.TB, name string, run func(context.Context) error) {
 // what it waited for) when timeout passes first. It is the one way tests
 // wait for a condition that no channel announces: the first poll is
 // immediate, then the interval grows from 1 ms to 50 ms, so a quick
-// condition is seen at once and a slow one costs little. cond runs on the
-// test's goroutine; Eventually must be called from it too (it calls
-// t.Fatalf).
+// condition is seen at once and a slow one costs little. A cond that
+// blocks (a receive with a timeout) spends the interval itself: Eventually
+// sleeps only what is left of it, so a cond that waits 50 ms or more is
+// called again at once and reads a message as soon as it comes. cond runs
+// on the test's goroutine; Eventually must be called from it too (it calls
+// t.Fatalf). It works for tests and benchmarks alike.
 func Eventually(t testing.TB, what string, timeout time.Duration, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	interval := time.Millisecond
-	for !cond() {
+	for {
+		polled := time.Now()
+		if cond() {
+			return
+		}
 		if time.Now().After(deadline) {
 			t.Fatalf("%s: not within %v", what, timeout)
 		}
-		time.Sleep(interval) // the poll interval, not synchronisation
+		if rest := interval - time.Since(polled); rest > 0 {
+			time.Sleep(rest) // the poll interval, not synchronisation
+		}
 		interval = min(2*interval, 50*time.Millisecond)
 	}
 }

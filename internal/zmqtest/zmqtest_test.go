@@ -41,3 +41,20 @@ func TestEventually_FailsNamingWhat(t *testing.T) {
 		t.Errorf("%d polls", polls)
 	}
 }
+
+// A cond that blocks for the interval is polled again without a sleep:
+// twelve calls of 50 ms take about 600 ms, not 600 ms plus the growing
+// intervals between them (313 ms more).
+func TestEventually_BlockingCondIsItsOwnInterval(t *testing.T) {
+	const polls, blocks = 12, 50 * time.Millisecond
+	n := 0
+	start := time.Now()
+	Eventually(t, "the twelfth poll", 5*time.Second, func() bool {
+		n++
+		time.Sleep(blocks) // stands in for a receive that times out: the time it takes is what is tested
+		return n == polls
+	})
+	if d, most := time.Since(start), polls*blocks+150*time.Millisecond; d > most {
+		t.Errorf("%d polls of %v took %v, want at most %v: Eventually slept beside a blocking cond", polls, blocks, d, most)
+	}
+}

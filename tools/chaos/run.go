@@ -51,7 +51,7 @@ type chaos struct {
 	mu          sync.Mutex
 	broker      *proc
 	brokerGen   int
-	workers     []*proc // by slot; nil while down
+	workers     []*proc // by index; nil while down
 	workerGen   []int
 	kills       []kill // every kill -9, in order
 	brokerKills int
@@ -359,7 +359,7 @@ func (c *chaos) waitService(ctx context.Context, q *client.Client) error {
 	}
 }
 
-// startWorker starts zmws-run in slot i, tagged w<i>.<generation>.
+// startWorker starts zmws-run number i, tagged w<i>.<generation>.
 func (c *chaos) startWorker(i int) error {
 	c.mu.Lock()
 	c.workerGen[i]++
