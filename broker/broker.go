@@ -48,6 +48,12 @@ type Config struct {
 	// is every service without a rate of its own. Past it a submission is
 	// refused rate_limited, never queued (see rate.go).
 	Rates map[string]Rate
+	// ClientRate bounds how many jobs a second each client submits, and
+	// ClientConcurrency how many sync jobs each has unfinished (0: no
+	// bound). A client is its CURVE key, else its network address; the
+	// in-process gateway limits its own callers (see clientlimit.go).
+	ClientRate        Rate
+	ClientConcurrency int
 	// History is how many finished jobs are kept for SERVER-JOBS and for
 	// lookups by ID (default 100).
 	History int
@@ -283,6 +289,8 @@ type Broker struct {
 	// accessGen is the Access generation the workers' keys were checked
 	// against (see checkAccess).
 	accessGen uint64
+	// clients are the per-client allowances (clientlimit.go).
+	clients map[string]*clientLimit
 	// unknownRefused counts refusals naming no known service (Config.Stats).
 	unknownRefused codeCounts
 	// resends is the table of Config.DedupeWindow (nil until used).

@@ -19,7 +19,12 @@ type request struct {
 	meta    bool   // the client sent a meta frame: replies start with one
 	ref     string // the client's reference for a submission, echoed
 	told    bool   // an addressed sync client knows the job's ID
-	target  string // a titanic.request's service, its job's (titanic.go)
+	// limit is who the client is for the per-client limits ("": none);
+	// holdsSync says this sync job counts against its concurrency
+	// (clientlimit.go).
+	limit     string
+	holdsSync bool
+	target    string // a titanic.request's service, its job's (titanic.go)
 }
 
 // HandleClient takes one message from the client socket (frames after the
@@ -29,6 +34,14 @@ type request struct {
 // Config.Access); a request outside its rights is refused with
 // protocol.CodeForbidden.
 func (b *Broker) HandleClient(now time.Time, from, user string, frames [][]byte) []protocol.Envelope {
+	return b.HandleClientFrom(now, from, user, "", frames)
+}
+
+// HandleClientFrom is HandleClient for a message whose peer has the
+// network address peer ("" for none: an in-process peer). The per-client
+// limits (Config.ClientRate, Config.ClientConcurrency) count a client
+// without a key by its address.
+func (b *Broker) HandleClientFrom(now time.Time, from, user, peer string, frames [][]byte) []protocol.Envelope {
 	b.out = b.out[:0]
 	b.at = now
 	b.checkAccess(now)
@@ -42,7 +55,7 @@ func (b *Broker) HandleClient(now time.Time, from, user string, frames [][]byte)
 		return b.out
 	}
 	meta, body, hasMeta, err := protocol.SplitMeta(m.Body)
-	r := request{client: from, user: user, form: m.Form, service: m.Service, meta: hasMeta, ref: meta.Ref}
+	r := request{client: from, user: user, form: m.Form, service: m.Service, meta: hasMeta, ref: meta.Ref, limit: b.limitKey(user, peer)}
 	if err != nil {
 		b.peerWarn("malformed client meta", from).Err(err).Str(keyClient, hexID(from)).Str(keyService, m.Service).Msg("malformed client meta")
 		b.refuse(r, protocol.CodeBadRequest, err.Error())
@@ -123,6 +136,9 @@ func (b *Broker) submitJob(now time.Time, r request, meta protocol.Meta, body []
 		b.countRefused(name, protocol.CodeQueueFull)
 		b.refuse(r, protocol.CodeQueueFull, fmt.Sprintf("queue for service %s is full (%d jobs)", name, b.cfg.MaxQueue))
 		b.peerWarn("queue full", name).Str(keyService, name).Int("queued", s.queue.Len()).Msg("queue full: job refused")
+		return
+	}
+	if b.clientLimited(now, &r, name, sync) { // last: a job is made if it passes
 		return
 	}
 	j := &job{

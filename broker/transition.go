@@ -47,6 +47,9 @@ func (b *Broker) moveJob(now time.Time, j *job, to jobState) {
 		}
 		b.markCounts(s)
 		b.countFinished(now, j, to, j.ensureRun())
+		if j.sync {
+			b.syncEnded(j)
+		}
 	}
 }
 

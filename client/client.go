@@ -435,7 +435,7 @@ func (c *Client) flush() bool {
 func (c *Client) receive() int {
 	c.blocked = false // whatever blocked sending may have cleared: try again
 	for n := range maxDrain {
-		msg, err := c.rx.Recv(c.sock, zmq.DONTWAIT, 0, zmqmsg.Bounds{}, false)
+		msg, err := c.rx.Recv(c.sock, zmq.DONTWAIT, 0, zmqmsg.Bounds{}, 0)
 		if err != nil {
 			if zmq.AsErrno(err) != zmq.Errno(syscall.EAGAIN) {
 				c.log.Warn().Err(err).Msg("receive")

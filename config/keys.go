@@ -38,6 +38,8 @@ func brokerKeys() []Key {
 		{Name: "history", Kind: KindInt},
 		{Name: "max_queue", Kind: KindInt},
 		{Name: "rate", Kind: KindList},
+		{Name: "client_rate", Kind: KindString},
+		{Name: "client_concurrency", Kind: KindInt},
 		{Name: "max_attempts", Kind: KindInt},
 		{Name: "max_msg_size", Kind: KindInt},
 		{Name: "max_output", Kind: KindInt},

@@ -145,10 +145,14 @@ type Server struct {
 	netTopics    topics
 	// rx and tx receive and send whole messages in one cgo call each, for
 	// the loop goroutine only.
-	rx     *zmqmsg.Reader
-	tx     zmqmsg.Writer
-	eps    [3]string
-	commit *committer // nil without a Store
+	rx *zmqmsg.Reader
+	tx zmqmsg.Writer
+	// clientProps and workerProps are the message properties read on each
+	// socket: User-Id with CURVE, and on the client socket the peer's
+	// address when the broker limits each client.
+	clientProps, workerProps zmqmsg.Props
+	eps                      [3]string
+	commit                   *committer // nil without a Store
 	// lookups answers the broker's archive lookups off the loop (nil
 	// without a Store); answers is the loop's buffer for their answers.
 	lookups *reader
@@ -219,6 +223,12 @@ func New(cfg Config) (*Server, error) {
 	cfg.Broker.Stats = cfg.Metrics != nil
 	s := &Server{cfg: cfg, log: cfg.Logger.With().Str("component", "server").Logger(),
 		eventsTopics: topics{}, netTopics: topics{}, rx: zmqmsg.NewReader(), done: make(chan struct{})}
+	if cfg.Curve != nil {
+		s.clientProps, s.workerProps = zmqmsg.PropUser, zmqmsg.PropUser
+	}
+	if cfg.Broker.ClientRate.PerSecond > 0 || cfg.Broker.ClientConcurrency > 0 {
+		s.clientProps |= zmqmsg.PropPeer
+	}
 	var err error
 	var domains auth.Domains
 	if cfg.Curve != nil {
@@ -459,9 +469,9 @@ func (s *Server) Run(ctx context.Context) error {
 			case s.netEvents:
 				s.subscriptions(s.netEvents, s.netTopics)
 			case s.clients:
-				s.loop.received[0] += s.drain(s.clients, s.b.HandleClient, s.b.ClientOversize)
+				s.loop.received[0] += s.drain(s.clients, s.clientProps, s.b.HandleClientFrom, s.b.ClientOversize)
 			case s.workers:
-				s.loop.received[1] += s.drain(s.workers, s.b.HandleWorker, s.b.WorkerOversize)
+				s.loop.received[1] += s.drain(s.workers, s.workerProps, s.handleWorker, s.b.WorkerOversize)
 			case s.gone:
 				s.workersGone()
 			case lookupWake:
@@ -639,11 +649,12 @@ func (s *Server) stopCommits() {
 //
 // With CURVE, each message carries the name of the key its peer
 // authenticated with (the ZAP handler's User-Id), which the broker checks
-// against the key's rights.
-func (s *Server) drain(sock *zmq.Socket, handle func(time.Time, string, string, [][]byte) []protocol.Envelope,
+// against the key's rights; props says whether it and the peer's address
+// (for the per-client limits) are read.
+func (s *Server) drain(sock *zmq.Socket, props zmqmsg.Props, handle func(time.Time, string, string, string, [][]byte) []protocol.Envelope,
 	oversize func(time.Time, string, string, broker.Oversize) []protocol.Envelope) uint64 {
 	for n := range uint64(maxDrain) {
-		r, err := s.recv(sock, s.cfg.Curve != nil)
+		r, err := s.recv(sock, props)
 		if err != nil {
 			if zmq.AsErrno(err) != zmq.Errno(syscall.EAGAIN) {
 				s.log.Error().Err(err).Msg("receive")
@@ -654,9 +665,15 @@ func (s *Server) drain(sock *zmq.Socket, handle func(time.Time, string, string, 
 			s.send(oversize(time.Now(), string(r.msg[0]), r.user, r.oversize()))
 			continue
 		}
-		s.send(handle(time.Now(), string(r.msg[0]), r.user, r.msg[1:]))
+		s.send(handle(time.Now(), string(r.msg[0]), r.user, r.peer, r.msg[1:]))
 	}
 	return maxDrain
+}
+
+// handleWorker is the broker's HandleWorker, in drain's shape: a worker's
+// address is not used.
+func (s *Server) handleWorker(now time.Time, from, user, _ string, frames [][]byte) []protocol.Envelope {
+	return s.b.HandleWorker(now, from, user, frames)
 }
 
 // send puts what the broker returned on its sockets without blocking.

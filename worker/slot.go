@@ -529,7 +529,7 @@ func (s *slot) flush() {
 func (s *slot) drainBroker() {
 	sock := s.sock
 	for range maxDrain {
-		msg, err := s.rx.Recv(sock, zmq.DONTWAIT, 0, zmqmsg.Bounds{}, false)
+		msg, err := s.rx.Recv(sock, zmq.DONTWAIT, 0, zmqmsg.Bounds{}, 0)
 		if err != nil {
 			return
 		}

@@ -71,7 +71,9 @@ func (j *journaled) stop() {
 	j.cancel = nil
 }
 
-func (j *journaled) rig() rig { return rig{client: j.client, events: "tcp://127.0.0.1:1", worker: j.worker} }
+func (j *journaled) rig() rig {
+	return rig{client: j.client, events: "tcp://127.0.0.1:1", worker: j.worker}
+}
 
 // gated is a worker whose jobs wait for a token on gate, and say which ran.
 type gated struct {

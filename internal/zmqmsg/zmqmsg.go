@@ -39,6 +39,8 @@ typedef struct {
 	int copied;        // the kept frames were copied into buf and released
 	int userLen;       // length of user, -1 when the frame had no User-Id
 	char user[256];
+	int peerLen;       // length of peer, -1 when the frame had no Peer-Address
+	char peer[64];
 } zmws_rx;
 
 static zmws_rx *zmws_rx_new(void) {
@@ -94,7 +96,7 @@ static void zmws_rx_copy(zmws_rx *rx, char *buf) {
 // The kept frames are copied into buf when they fit in bufcap, else held
 // for zmws_rx_copy. Returns 0, or -1 with errno set (nothing kept).
 static int zmws_recv(void *sock, int flags, zmws_rx *rx, int skip, int maxFrames, long long maxBytes,
-	int withUser, char *buf, size_t bufcap) {
+	int props, char *buf, size_t bufcap) {
 	zmws_rx_release(rx);
 	rx->kept = 0;
 	rx->frames = 0;
@@ -103,6 +105,7 @@ static int zmws_recv(void *sock, int flags, zmws_rx *rx, int skip, int maxFrames
 	rx->over = 0;
 	rx->copied = 0;
 	rx->userLen = -1;
+	rx->peerLen = -1;
 	int nomem = 0;
 	for (int i = 0;; i++) {
 		zmq_msg_t scratch;
@@ -131,7 +134,7 @@ static int zmws_recv(void *sock, int flags, zmws_rx *rx, int skip, int maxFrames
 		int more = zmq_msg_more(m);
 		int keep = !nomem;
 		if (i >= skip) {
-			if (withUser && i == skip) {
+			if ((props & 1) && i == skip) {
 				const char *u = zmq_msg_gets(m, "User-Id");
 				if (u != NULL) {
 					size_t n = strlen(u);
@@ -140,6 +143,17 @@ static int zmws_recv(void *sock, int flags, zmws_rx *rx, int skip, int maxFrames
 					}
 					memcpy(rx->user, u, n);
 					rx->userLen = (int)n;
+				}
+			}
+			if ((props & 2) && i == skip) {
+				const char *p = zmq_msg_gets(m, "Peer-Address");
+				if (p != NULL) {
+					size_t n = strlen(p);
+					if (n > sizeof(rx->peer)) {
+						n = sizeof(rx->peer);
+					}
+					memcpy(rx->peer, p, n);
+					rx->peerLen = (int)n;
 				}
 			}
 			rx->frames++;
@@ -261,8 +275,11 @@ type Message struct {
 	// to one does not write into the next).
 	Frames [][]byte
 	// User is the User-Id property of the first frame after the skipped
-	// ones (the ZAP handler's, with CURVE), when asked for.
+	// ones (the ZAP handler's, with CURVE), when asked for (PropUser).
 	User string
+	// Peer is its Peer-Address property, the peer's IP address on a TCP
+	// connection ("" on inproc and IPC), when asked for (PropPeer).
+	Peer string
 	// Over is set when the message was past the Bounds; Count and Size are
 	// then the whole message's frames and bytes after the skipped ones.
 	Over  bool
@@ -290,19 +307,23 @@ func (r *Reader) Close() {
 	}
 }
 
+// Props says which message properties Recv reads.
+type Props int
+
+const (
+	PropUser Props = 1 << iota // Message.User
+	PropPeer                   // Message.Peer
+)
+
 // Recv receives one message from sock with flags (zmq.DONTWAIT or 0). The
 // first skip frames (1: a ROUTER's routing id) are kept outside the bounds;
-// withUser reads the User-Id of the frame after them.
-func (r *Reader) Recv(sock *zmq.Socket, flags zmq.Flag, skip int, b Bounds, withUser bool) (Message, error) {
+// props says which properties of the frame after them are read.
+func (r *Reader) Recv(sock *zmq.Socket, flags zmq.Flag, skip int, b Bounds, props Props) (Message, error) {
 	h := handle(sock)
 	if h == nil {
 		return Message{}, zmq.ErrorSocketClosed
 	}
-	user := C.int(0)
-	if withUser {
-		user = 1
-	}
-	rc, err := C.zmws_recv(h, C.int(flags), r.rx, C.int(skip), C.int(b.Frames), C.longlong(b.Bytes), user,
+	rc, err := C.zmws_recv(h, C.int(flags), r.rx, C.int(skip), C.int(b.Frames), C.longlong(b.Bytes), C.int(props),
 		(*C.char)(unsafe.Pointer(&r.scratch[0])), C.size_t(len(r.scratch)))
 	if rc < 0 {
 		return Message{}, errno(err)
@@ -324,8 +345,11 @@ func (r *Reader) Recv(sock *zmq.Socket, flags zmq.Flag, skip int, b Bounds, with
 		m.Frames[i] = data[off:end:end]
 		off = end
 	}
-	if withUser && rx.userLen > 0 {
+	if props&PropUser != 0 && rx.userLen > 0 {
 		m.User = C.GoStringN(&rx.user[0], rx.userLen)
+	}
+	if props&PropPeer != 0 && rx.peerLen > 0 {
+		m.Peer = C.GoStringN(&rx.peer[0], rx.peerLen)
 	}
 	return m, nil
 }

@@ -36,7 +36,7 @@ func recv(t *testing.T, r *zmqmsg.Reader, sock *zmq.Socket, skip int, b zmqmsg.B
 	if polled, err := p.Poll(5 * time.Second); err != nil || len(polled) == 0 {
 		t.Fatalf("no message within 5 s (%v)", err)
 	}
-	m, err := r.Recv(sock, zmq.DONTWAIT, skip, b, false)
+	m, err := r.Recv(sock, zmq.DONTWAIT, skip, b, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,12 +151,12 @@ func TestRecv_EmptyAndClosedSockets(t *testing.T) {
 	router, _ := pair(t)
 	r := zmqmsg.NewReader()
 	defer r.Close()
-	if _, err := r.Recv(router, zmq.DONTWAIT, 1, zmqmsg.Bounds{}, false); zmq.AsErrno(err) != zmq.Errno(syscall.EAGAIN) {
+	if _, err := r.Recv(router, zmq.DONTWAIT, 1, zmqmsg.Bounds{}, 0); zmq.AsErrno(err) != zmq.Errno(syscall.EAGAIN) {
 		t.Fatalf("empty socket: %v, want EAGAIN", err)
 	}
 	s := zmqtest.Socket(t, zmq.DEALER)
 	s.Close()
-	if _, err := r.Recv(s, zmq.DONTWAIT, 0, zmqmsg.Bounds{}, false); err != zmq.ErrorSocketClosed {
+	if _, err := r.Recv(s, zmq.DONTWAIT, 0, zmqmsg.Bounds{}, 0); err != zmq.ErrorSocketClosed {
 		t.Fatalf("closed socket: %v", err)
 	}
 	var w zmqmsg.Writer
@@ -207,7 +207,7 @@ func TestSignals_AreRetried(t *testing.T) {
 		if err := w.Send(dealer, 0, frames); err != nil {
 			t.Fatalf("send %d: %v", i, err)
 		}
-		m, err := r.Recv(router, 0, 1, zmqmsg.Bounds{}, false)
+		m, err := r.Recv(router, 0, 1, zmqmsg.Bounds{}, 0)
 		if err != nil {
 			t.Fatalf("receive %d: %v", i, err)
 		}
@@ -217,8 +217,52 @@ func TestSignals_AreRetried(t *testing.T) {
 		if err := w.SendTo(router, 0, string(m.Frames[0]), m.Frames[1:]); err != nil {
 			t.Fatalf("reply %d: %v", i, err)
 		}
-		if _, err := r.Recv(dealer, 0, 0, zmqmsg.Bounds{}, false); err != nil {
+		if _, err := r.Recv(dealer, 0, 0, zmqmsg.Bounds{}, 0); err != nil {
 			t.Fatalf("receive reply %d: %v", i, err)
 		}
 	}
+}
+
+// PropPeer reads the sender's IP address on TCP, and nothing on inproc.
+func TestRecv_PeerAddress(t *testing.T) {
+	r := zmqmsg.NewReader()
+	defer r.Close()
+	var w zmqmsg.Writer
+	router, dealer := pair(t) // over tcp://127.0.0.1
+	if err := w.Send(dealer, 0, [][]byte{[]byte("hi")}); err != nil {
+		t.Fatal(err)
+	}
+	if m := recvProps(t, r, router, zmqmsg.PropPeer|zmqmsg.PropUser); m.Peer != "127.0.0.1" || m.User != "" {
+		t.Fatalf("over TCP: peer %q, user %q; want peer 127.0.0.1, no user", m.Peer, m.User)
+	}
+
+	in := zmqtest.Socket(t, zmq.ROUTER)
+	ep := "inproc://zmqmsg-peer-" + t.Name()
+	if err := in.Bind(ep); err != nil {
+		t.Fatal(err)
+	}
+	d := zmqtest.Socket(t, zmq.DEALER)
+	if err := d.Connect(ep); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Send(d, 0, [][]byte{[]byte("hi")}); err != nil {
+		t.Fatal(err)
+	}
+	if m := recvProps(t, r, in, zmqmsg.PropPeer); m.Peer != "" {
+		t.Fatalf("over inproc: peer %q, want none", m.Peer)
+	}
+}
+
+func recvProps(t *testing.T, r *zmqmsg.Reader, sock *zmq.Socket, props zmqmsg.Props) zmqmsg.Message {
+	t.Helper()
+	p := zmq.NewPoller()
+	p.Add(sock, zmq.POLLIN)
+	if polled, err := p.Poll(5 * time.Second); err != nil || len(polled) == 0 {
+		t.Fatalf("no message within 5 s (%v)", err)
+	}
+	m, err := r.Recv(sock, zmq.DONTWAIT, 1, zmqmsg.Bounds{}, props)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
 }
