@@ -207,8 +207,8 @@ func decodeJSON[T any](t *testing.T, body string) T {
 	return v
 }
 
-// TestE2E_MustShow1: the original's URLs through a real broker and worker.
-func TestE2E_MustShow1(t *testing.T) {
+// TestE2E_OriginalURLs: the original's URLs through a real broker and worker.
+func TestE2E_OriginalURLs(t *testing.T) {
 	s := newStack(t, Config{})
 	s.worker(t, "STR-REV", 1, reverse)
 
