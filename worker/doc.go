@@ -16,7 +16,7 @@
 // # Slots, machine and loop
 //
 // A Worker has Config.Concurrency slots. Each slot owns one DEALER socket with
-// its own random identity, sends its own READY [service, meta{worker details}]
+// its own random routing id, sends its own READY [service, meta{worker details}]
 // and runs at most one job at a time (plus up to Config.Prefetch waiting); to
 // the broker each slot is a separate worker.
 //
@@ -50,7 +50,7 @@
 // A slot sends HEARTBEAT every Config.Heartbeat, always, including while a
 // handler runs, so the broker does not give up on a long job. If nothing at
 // all arrives from the broker for Heartbeat*Liveness, the slot closes the
-// socket (linger 0) and, after a backoff, opens a fresh socket (new identity)
+// socket (linger 0) and, after a backoff, opens a fresh socket (new routing id)
 // to the next endpoint in Config.Brokers, wrapping around, and sends READY.
 // A DISCONNECT from the broker does the same but stays on the same endpoint:
 // that broker is alive and only asks the worker to register again (after a

@@ -24,7 +24,7 @@ const (
 	// before it, queueing it while the DEALER is full: it is never dropped
 	// while the connection lives.
 	actSendJob
-	// actConnect opens a fresh DEALER with a new identity to
+	// actConnect opens a fresh DEALER with a new routing id to
 	// Brokers[endpoint]; the loop reports Connected or ConnectFailed.
 	actConnect
 	// actClose closes the connection at once (linger 0), dropping what is
@@ -63,7 +63,7 @@ type action struct {
 //
 // Connection states: closed (waiting for reconnectAt, and for the running
 // handler, if any, to return) → connecting (actConnect issued) → connected
-// → closed again, a fresh socket and identity each time. Job states: free →
+// → closed again, a fresh socket and routing id each time. Job states: free →
 // busy (one handler runs; up to Prefetch REQUESTs wait) → free. Once
 // stopping, a machine takes no job; it finishes when its handler returns,
 // or when the grace period and cancelWait after it are over.
@@ -71,7 +71,7 @@ type machine struct {
 	cfg   *Config
 	ready []byte // the READY meta frame
 	base  zerolog.Logger
-	log   zerolog.Logger // base plus the current identity
+	log   zerolog.Logger // base plus the current routing id
 	// jitter returns a random duration in [0, n]; tests fix it.
 	jitter func(n time.Duration) time.Duration
 
@@ -294,12 +294,12 @@ func (m *machine) silence() {
 }
 
 // Connected reports that the connection actConnect asked for is open, as
-// identity; the machine announces the service, with the meta frame to a
+// routing id; the machine announces the service, with the meta frame to a
 // zmws broker only.
-func (m *machine) Connected(now time.Time, identity string) {
+func (m *machine) Connected(now time.Time, routingID string) {
 	m.connecting, m.connected, m.heard, m.handshake, m.bare = false, true, false, false, false
 	m.speak = m.choice[m.endpoint]
-	m.log = m.base.With().Str(keyWorker, identity).Logger()
+	m.log = m.base.With().Str(keyWorker, routingID).Logger()
 	m.heartbeatAt = now.Add(m.cfg.Heartbeat)
 	m.expireAt = now.Add(m.cfg.Heartbeat * time.Duration(m.cfg.Liveness))
 	var body [][]byte

@@ -51,7 +51,7 @@ type Config struct {
 	// Handler serves the jobs.
 	Handler Handler
 	// Concurrency is the number of slots (default 1). Each slot has its own
-	// DEALER socket and identity, announces itself with its own READY and
+	// DEALER socket and routing id, announces itself with its own READY and
 	// runs one job at a time.
 	Concurrency int
 	// Heartbeat is the interval between heartbeats to the broker (default
