@@ -103,7 +103,7 @@ func (g *Gateway) authorize(w http.ResponseWriter, r *http.Request, c *caller, k
 		ok = arg == protocol.ServerServices || c.admin()
 	case routeJob:
 		ok = r.Method != http.MethodDelete || c.admin()
-	case routeRetry, routeMetrics, routeEvents:
+	case routeRetry, routeMetrics, routeEvents, routeControl:
 		// Events name every job, service and worker: the introspection
 		// of admins, as SERVER-ACTIVE; so do the metrics.
 		ok = c.admin()

@@ -53,7 +53,8 @@ func authBackend() *fakeBackend {
 			return &client.Result{Status: protocol.StatusComplete, Output: []byte("done")}, nil
 		},
 		queries: map[string]string{protocol.ServerServices: "[]", protocol.ServerJobs: "[]",
-			protocol.ServerActive: "[]", protocol.ServerQueue: "[]", protocol.ServerWorkers: "[]"},
+			protocol.ServerActive: "[]", protocol.ServerQueue: "[]", protocol.ServerWorkers: "[]",
+			protocol.ServerPause: "{}", protocol.ServerResume: "{}", protocol.ServerDrain: "{}"},
 		job: func(id string) (protocol.JobInfo, error) {
 			service, ok := strings.CutPrefix(id, "J-")
 			if !ok {
@@ -94,7 +95,7 @@ func TestGateway_Tokens(t *testing.T) {
 		{"GET", "/STR-REV"}, {"POST", "/SYNC-STR-REV"}, {"GET", "/SYNC:STR-REV"}, {"GET", "/NOPE"},
 		{"GET", "/SERVER-SERVICES"}, {"GET", "/SERVER-JOBS"}, {"HEAD", "/SERVER-WORKERS"},
 		{"GET", "/jobs/J-STR-REV"}, {"DELETE", "/jobs/J-STR-REV"}, {"POST", "/jobs/J-STR-REV/retry"},
-		{"GET", "/mmi.service"},
+		{"GET", "/mmi.service"}, {"POST", "/services/SLEEP/pause"}, {"POST", "/workers/w1/drain"},
 	}
 	for _, rt := range routes {
 		cases = append(cases,
@@ -127,6 +128,7 @@ func TestGateway_Tokens(t *testing.T) {
 		tc{"str", "GET", "/SERVER-WORKERS", 403, codeForbidden},
 		tc{"str", "DELETE", "/jobs/J-STR-REV", 403, codeForbidden},
 		tc{"str", "POST", "/jobs/J-STR-REV/retry", 403, codeForbidden},
+		tc{"str", "POST", "/services/STR-REV/pause", 403, codeForbidden},
 		tc{"str", "GET", "/mmi.service", 404, protocol.CodeUnknownService},
 		tc{"raw:bearer " + toks["str"], "GET", "/STR-REV", 202, ""}, // the scheme in any case
 		// Every service, but no admin.
@@ -136,6 +138,10 @@ func TestGateway_Tokens(t *testing.T) {
 		tc{"all", "GET", "/SERVER-JOBS", 403, codeForbidden},
 		tc{"all", "DELETE", "/jobs/J-SLEEP", 403, codeForbidden},
 		tc{"all", "POST", "/jobs/J-SLEEP/retry", 403, codeForbidden},
+		tc{"all", "POST", "/services/SLEEP/pause", 403, codeForbidden},
+		tc{"all", "POST", "/services/SLEEP/resume", 403, codeForbidden},
+		tc{"all", "POST", "/services/SLEEP/drain", 403, codeForbidden},
+		tc{"all", "POST", "/workers/w1/drain", 403, codeForbidden},
 		// Admin: everything.
 		tc{"admin", "GET", "/SLEEP", 202, ""},
 		tc{"admin", "GET", "/SYNC-SLEEP", 200, ""},
@@ -147,6 +153,14 @@ func TestGateway_Tokens(t *testing.T) {
 		tc{"admin", "GET", "/jobs/J-SLEEP", 200, ""},
 		tc{"admin", "DELETE", "/jobs/J-SLEEP", 200, ""},
 		tc{"admin", "POST", "/jobs/J-SLEEP/retry", 200, ""},
+		tc{"admin", "POST", "/services/SLEEP/pause", 200, ""},
+		tc{"admin", "POST", "/services/SLEEP/resume", 200, ""},
+		tc{"admin", "POST", "/services/SLEEP/drain", 200, ""},
+		tc{"admin", "POST", "/workers/w1/drain", 200, ""},
+		tc{"admin", "GET", "/services/SLEEP/pause", 405, codeMethodNotAllowed},
+		tc{"admin", "POST", "/services/SLEEP/stop", 404, codeNotFound},
+		tc{"admin", "POST", "/workers/w1/pause", 404, codeNotFound},
+		tc{"admin", "POST", "/services//pause", 404, codeNotFound},
 		// Paths and methods that are no route answer as before.
 		tc{"", "GET", "/a/b", 404, codeNotFound},
 		tc{"", "PUT", "/STR-REV", 405, codeMethodNotAllowed},

@@ -28,6 +28,8 @@
 //	GET /SERVER-WORKERS, -JOBS, -ACTIVE, -QUEUE, -SERVICES   the broker's JSON
 //	GET /SERVER-WORKERS?all=1      the gone workers too
 //	GET /jobs/{id}[?wait=30s]      the job's state, optionally after waiting for its end
+//	DELETE /jobs/{id}, POST /jobs/{id}/retry   cancel, retry (admin)
+//	POST /services/{name}/pause|resume|drain, /workers/{identity}/drain   (admin: control.go)
 //	GET /healthz                   200 when the broker answers and its journal works, 503 otherwise
 //	GET /metrics                   Prometheus metrics (Config.Metrics; admin tokens only)
 //	GET /, /ui/                    the live web page (ui.go, docs/UI.md): embedded files, no token needed

@@ -186,7 +186,6 @@ func (s *stack) post(t *testing.T, path, ctype, body string) (*http.Response, st
 	return resp, string(b)
 }
 
-// eventually polls cond until it holds, failing the test after waitLong.
 // reverse is STR-REV: the "str" parameter, else the input, reversed.
 func reverse(ctx context.Context, j *worker.Job) ([]byte, error) {
 	s := j.Params["str"]
@@ -779,5 +778,35 @@ func TestE2E_HeldSyncRequestsLeaveTheRestAnswering(t *testing.T) {
 	}
 	if st := s.back.Stats(); st.Sync != held {
 		t.Errorf("sync requests in flight %d, want %d still held", st.Sync, held)
+	}
+}
+
+// The control routes through a real broker: a paused service queues its
+// jobs, resume runs them, an unknown service is 404.
+func TestE2E_PauseAndResume(t *testing.T) {
+	s := newStack(t, Config{})
+	s.worker(t, "STR-REV", 1, reverse)
+	resp, body := s.post(t, "/services/STR-REV/pause", "", "")
+	if si := decodeJSON[protocol.ServiceInfo](t, body); resp.StatusCode != 200 || !si.Paused {
+		t.Fatalf("pause: %d %s", resp.StatusCode, body)
+	}
+	resp, body = s.get(t, "/STR-REV?str=abc")
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("submit to a paused service: %d %s", resp.StatusCode, body)
+	}
+	id := decodeJSON[struct {
+		JobID string `json:"job_id"`
+	}](t, body).JobID
+	if _, body := s.get(t, "/jobs/"+id); !strings.Contains(body, `"state":"queued"`) {
+		t.Fatalf("the job of a paused service: %s, want queued", body)
+	}
+	if resp, body := s.post(t, "/services/STR-REV/resume", "", ""); resp.StatusCode != 200 || decodeJSON[protocol.ServiceInfo](t, body).Paused {
+		t.Fatalf("resume: %d %s", resp.StatusCode, body)
+	}
+	if _, body := s.get(t, "/jobs/"+id+"?wait=10s"); !strings.Contains(body, `"state":"complete"`) {
+		t.Fatalf("after resume: %s, want complete", body)
+	}
+	if resp, body := s.post(t, "/services/NOPE/pause", "", ""); resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("pause of an unknown service: %d %s", resp.StatusCode, body)
 	}
 }

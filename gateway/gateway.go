@@ -270,8 +270,9 @@ const (
 	routeRetry
 	routeHealth
 	routeMetrics
-	routeUI     // the web page's files (ui.go)
-	routeEvents // /ui/events, the page's event stream
+	routeUI      // the web page's files (ui.go)
+	routeEvents  // /ui/events, the page's event stream
+	routeControl // POST /services/{name}/pause|resume|drain, /workers/{id}/drain
 )
 
 // route says what a path is. arg is the service name, the SERVER- name or
@@ -287,6 +288,11 @@ func route(path string) (kind routeKind, arg string) {
 	case path == "/" || strings.HasPrefix(path, "/ui/"):
 		// A name with a slash is no service, so /ui/ takes no name away.
 		return routeUI, ""
+	case strings.HasPrefix(path, "/services/"), strings.HasPrefix(path, "/workers/"):
+		if svc, name := control(path); svc != "" {
+			return routeControl, svc + "/" + name
+		}
+		return routeNotFound, ""
 	case strings.HasPrefix(path, "/jobs/"):
 		id := path[len("/jobs/"):]
 		if base, ok := strings.CutSuffix(id, "/retry"); ok && base != "" && !strings.Contains(base, "/") {
@@ -325,7 +331,7 @@ func (k routeKind) allow() string {
 		return allowQuery
 	case routeJob:
 		return allowJobID
-	case routeRetry:
+	case routeRetry, routeControl:
 		return allowRetry
 	}
 	return ""
@@ -369,7 +375,7 @@ func (g *Gateway) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	g.cors.apply(w.Header(), r)
 	if kind == routeNotFound {
 		writeError(w, http.StatusNotFound, codeNotFound, "no such path: "+r.URL.Path+
-			" (try /NAME, /SYNC-NAME, /jobs/ID, /SERVER-WORKERS, /SERVER-JOBS, /SERVER-ACTIVE, /SERVER-QUEUE, /SERVER-SERVICES, /healthz, or the page at /)")
+			" (try /NAME, /SYNC-NAME, /jobs/ID, /SERVER-WORKERS, /SERVER-JOBS, /SERVER-ACTIVE, /SERVER-QUEUE, /SERVER-SERVICES, /services/NAME/pause, /healthz, /metrics, or the page at /)")
 		return
 	}
 	if r.Method == http.MethodOptions {
@@ -427,6 +433,8 @@ func (g *Gateway) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		g.serveJob(w, r, arg, c)
 	case routeRetry:
 		g.changeJob(w, r, arg, g.b.Retry)
+	case routeControl:
+		g.serveControl(w, r, arg)
 	case routeHealth:
 		g.serveHealth(w, r)
 	case routeMetrics:

@@ -65,6 +65,8 @@ func (k routeKind) String() string {
 		return "job"
 	case routeRetry:
 		return "retry"
+	case routeControl:
+		return "control"
 	case routeHealth:
 		return "healthz"
 	case routeMetrics:
