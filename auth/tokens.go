@@ -161,7 +161,7 @@ func parseTokens(data []byte) (*Tokens, error) {
 			return nil, fmt.Errorf("%s: %w", where, err)
 		}
 		if e.Watch {
-			return nil, fmt.Errorf("%s: watch is for ZeroMQ clients; the HTTP gateway has no events route", where)
+			return nil, fmt.Errorf("%s: watch is for ZeroMQ clients (the gateway's event stream, /ui/events, needs an admin token)", where)
 		}
 		t.entries = append(t.entries, tokenEntry{name: e.Name, hash: h, rights: e.Rights})
 	}
@@ -268,7 +268,7 @@ func AddToken(path, name string, r Rights) (string, error) {
 		return "", fmt.Errorf("token %q: %w", name, err)
 	}
 	if r.Watch {
-		return "", fmt.Errorf("token %q: watch is for ZeroMQ clients; the HTTP gateway has no events route", name)
+		return "", fmt.Errorf("token %q: watch is for ZeroMQ clients (the gateway's event stream, /ui/events, needs an admin token)", name)
 	}
 	old, err := readPrivate(path)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
