@@ -249,28 +249,38 @@ func (b *Broker) retry(now time.Time, r request, id string) {
 
 // retryJob retries j (nil: no such job) for r.
 func (b *Broker) retryJob(now time.Time, r request, id string, j *job) {
-	if j == nil {
-		b.refuse(r, protocol.CodeNotFound, "no job "+printable([]byte(id))+" is known")
+	n, code, text := b.requeue(now, id, j)
+	if n == nil {
+		b.refuse(r, code, text)
 		return
+	}
+	b.answerJob(r, n)
+	b.dispatch(now, n.svc)
+}
+
+// requeue queues the failed job j (nil: no such job) again under its ID
+// and returns its new value, or nil and why not (a protocol code and the
+// text). The caller answers, and dispatches the job's service.
+func (b *Broker) requeue(now time.Time, id string, j *job) (n *job, code, text string) {
+	if j == nil {
+		return nil, protocol.CodeNotFound, "no job " + printable([]byte(id)) + " is known"
 	}
 	if j.state != stateFailed {
-		b.refuse(r, protocol.CodeConflict, "job "+id+" is "+j.state.String()+": only failed jobs can be retried")
-		return
+		return nil, protocol.CodeConflict, "job " + id + " is " + j.state.String() + ": only failed jobs can be retried"
 	}
 	if j.sync {
-		b.refuse(r, protocol.CodeConflict, "job "+id+" was synchronous: its caller is gone; submit it again")
-		return
+		return nil, protocol.CodeConflict, "job " + id + " was synchronous: its caller is gone; submit it again"
 	}
 	// Its service may have been forgotten since (and announced again):
 	// the job goes to the service as it is now, as a submission would.
 	svc := b.services[j.svc.name]
 	if svc == nil {
-		b.refuse(r, protocol.CodeUnknownService, "job "+id+" is of service "+j.svc.name+", forgotten since: no worker provides it")
-		return
+		return nil, protocol.CodeUnknownService, "job " + id + " is of service " + j.svc.name + ", forgotten since: no worker provides it"
 	}
 	// A new job value under the same ID, without a run: the failed run
 	// stays in the history ring as it was.
-	n := *j
+	c := *j
+	n = &c
 	n.svc = svc
 	n.state, n.attempts = stateQueued, 0
 	n.dirty, n.flushed = false, false
@@ -280,16 +290,15 @@ func (b *Broker) retryJob(now time.Time, r request, id string, j *job) {
 		n.x = &x
 		n.dropReply()
 	}
-	b.jobs.put(&n)
+	b.jobs.put(n)
 	if key := n.key(); key != "" {
-		b.keys[key] = &n
+		b.keys[key] = n
 	}
-	n.svc.queue.PushBack(&n)
-	b.markDirty(&n)
+	n.svc.queue.PushBack(n)
+	b.markDirty(n)
 	b.log.Info().Stringer(keyJob, n.id).Str(keyService, n.svc.name).Msg("failed job queued again by request")
-	b.event(now, protocol.EventQueued, &n, nil)
-	b.answerJob(r, &n)
-	b.dispatch(now, n.svc)
+	b.event(now, protocol.EventQueued, n, nil)
+	return n, "", ""
 }
 
 // answerJob replies with j's description, after the job store has it.
