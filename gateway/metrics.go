@@ -65,6 +65,10 @@ func (k routeKind) String() string {
 		return "job"
 	case routeRetry:
 		return "retry"
+	case routeFailed:
+		return "failed"
+	case routeRetryFailed:
+		return "retry_failed"
 	case routeHealth:
 		return "healthz"
 	case routeMetrics:
