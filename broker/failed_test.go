@@ -235,3 +235,27 @@ func TestBroker_FailedFromTheArchive(t *testing.T) {
 	none(t, b.HandleClient(t0, "c", "alice", zquery(protocol.ServerJobs, protocol.Meta{Params: failedParams()})), protocol.ToClient)
 	refusedWith(t, answerLookups(t, b, a), "c", protocol.CodeStoreUnavailable)
 }
+
+// A retry of an archived job whose service the broker does not know (never
+// announced since the restart, or forgotten) is refused unknown_service,
+// one by ID or in bulk, and makes no service of it.
+func TestBroker_RetryOfAnArchivedJobOfAnUnknownService(t *testing.T) {
+	b := newBroker(t, broker.Config{Archived: true})
+	old := broker.JobRecord{ID: testID("01G"), Service: "GONE", State: protocol.JobFailed, Created: t0, Started: t0,
+		Finished: at(time.Second), Attempts: 1, Code: protocol.CodeJobFailed, Retries: -1}
+	a := &failedArchive{archive: newArchive(old), page: broker.FailedPage{Jobs: []broker.JobRecord{old}}}
+
+	none(t, b.HandleClient(t0, "c", "", zreq(protocol.ServerRetry, nil, old.ID)), protocol.ToClient)
+	refusedWith(t, answerLookups(t, b, a), "c", protocol.CodeUnknownService)
+
+	none(t, b.HandleClient(t0, "c", "", zquery(protocol.ServerRetry, protocol.Meta{Params: failedParams(protocol.ParamService, "GONE")})), protocol.ToClient)
+	rep, _ := retryReport(t, one(t, answerLookups(t, b, a), protocol.ToClient, "c"))
+	if rep.Requeued != 0 || len(rep.Refused) != 1 || rep.Refused[0].Code != protocol.CodeUnknownService {
+		t.Fatalf("bulk retry of GONE: %+v", rep)
+	}
+	for _, s := range b.Services() {
+		if s.Name == "GONE" {
+			t.Fatalf("the retries made service GONE: %+v", s)
+		}
+	}
+}

@@ -189,9 +189,15 @@ func (b *Broker) LookedUp(now time.Time, a Answer) []protocol.Envelope {
 }
 
 // archivedJob rebuilds a finished job from its archived record, or returns
-// nil (logged) if the record's ID is not a job ID.
+// nil (logged) if the record's ID is not a job ID. A service the broker
+// does not know is not made for it: the job keeps a service of its own,
+// which a retry refuses (unknown_service) as it would a forgotten one.
 func (b *Broker) archivedJob(rec *JobRecord) *job {
+	_, known := b.services[rec.Service]
 	j := b.restoredJob(rec)
+	if !known {
+		delete(b.services, rec.Service)
+	}
 	if j != nil {
 		j.state = stateFailed
 		if rec.State == protocol.JobComplete {
