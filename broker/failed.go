@@ -44,7 +44,7 @@ type FailedQuery struct {
 
 // FailedPage is an Archive's page of failed jobs.
 type FailedPage struct {
-	Jobs []JobRecord // newest first
+	Jobs []JobRecord // newest first, without their output (Output nil)
 	// Next is the cursor after the last of Jobs when more may follow; ""
 	// when none does.
 	Next string

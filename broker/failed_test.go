@@ -3,6 +3,7 @@ package broker_test
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -256,6 +257,32 @@ func TestBroker_RetryOfAnArchivedJobOfAnUnknownService(t *testing.T) {
 	for _, s := range b.Services() {
 		if s.Name == "GONE" {
 			t.Fatalf("the retries made service GONE: %+v", s)
+		}
+	}
+}
+
+// BenchmarkBroker_BulkRetryBatch is one batch of a bulk retry from the
+// journal: the broker's side (LookedUp) of 1,000 archived failed jobs
+// queued again, with no worker to take them.
+func BenchmarkBroker_BulkRetryBatch(b *testing.B) {
+	var recs []broker.JobRecord
+	for i := range protocol.MaxRetryBatch {
+		recs = append(recs, broker.JobRecord{ID: testID(fmt.Sprintf("01H%05d", i)), Service: "S", State: protocol.JobFailed,
+			Created: t0, Started: t0, Finished: at(time.Second), Attempts: 1, Code: protocol.CodeJobFailed, Retries: -1,
+			Params: map[string]string{"p": "v"}, Input: [][]byte{[]byte("input")}})
+	}
+	a := &failedArchive{archive: newArchive(), page: broker.FailedPage{Jobs: recs}}
+	q := zquery(protocol.ServerRetry, protocol.Meta{Params: failedParams(protocol.ParamService, "S")})
+	for b.Loop() {
+		b.StopTimer()
+		br := broker.New(broker.Config{Archived: true, Heartbeat: time.Second})
+		br.HandleWorker(t0, "w", "", readyZ("S"))
+		br.HandleWorker(t0, "w", "", protocol.EncodeWorker(protocol.Message{Form: v2, Cmd: protocol.CmdDisconnect}))
+		br.HandleClient(t0, "c", "", q)
+		ans := br.Lookups()[0].Ask(a)
+		b.StartTimer()
+		if out := br.LookedUp(t0, ans); len(out) != 1 {
+			b.Fatalf("%d envelopes", len(out))
 		}
 	}
 }

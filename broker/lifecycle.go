@@ -254,13 +254,14 @@ func (b *Broker) retryJob(now time.Time, r request, id string, j *job) {
 		b.refuse(r, code, text)
 		return
 	}
+	b.log.Info().Stringer(keyJob, n.id).Str(keyService, n.svc.name).Msg("failed job queued again by request")
 	b.answerJob(r, n)
 	b.dispatch(now, n.svc)
 }
 
 // requeue queues the failed job j (nil: no such job) again under its ID
 // and returns its new value, or nil and why not (a protocol code and the
-// text). The caller answers, and dispatches the job's service.
+// text). The caller logs, answers, and dispatches the job's service.
 func (b *Broker) requeue(now time.Time, id string, j *job) (n *job, code, text string) {
 	if j == nil {
 		return nil, protocol.CodeNotFound, "no job " + printable([]byte(id)) + " is known"
@@ -296,7 +297,6 @@ func (b *Broker) requeue(now time.Time, id string, j *job) (n *job, code, text s
 	}
 	n.svc.queue.PushBack(n)
 	b.markDirty(n)
-	b.log.Info().Stringer(keyJob, n.id).Str(keyService, n.svc.name).Msg("failed job queued again by request")
 	b.event(now, protocol.EventQueued, n, nil)
 	return n, "", ""
 }

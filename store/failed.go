@@ -118,7 +118,7 @@ func (s *Bolt) rebuildFailed(tx *bolt.Tx) error {
 }
 
 // Failed returns a page of the retained failed jobs q selects, newest first
-// by finish time then ID: a walk of the index of failed jobs from q.After,
+// by finish time then ID, without their output (Output nil): a walk of the index of failed jobs from q.After,
 // reading the records of the jobs it returns only. A filter by service or
 // owner walks the index entries of the jobs it leaves out (not their
 // records) until the page is full.
@@ -165,12 +165,17 @@ func (s *Bolt) Failed(q FailedQuery) (FailedPage, error) {
 				page.Next = broker.FailedCursor(broker.FinishStamp(last.Finished), last.ID)
 				break
 			}
-			r, ok, err := s.job(bk, k[finishKeyLen:])
-			if err == nil && !ok {
-				err = s.corrupt(k[finishKeyLen:], fmt.Errorf("in the index of failed jobs but missing"))
+			id := k[finishKeyLen:]
+			v := bk.jobs.Get(id)
+			if v == nil {
+				return s.corrupt(id, fmt.Errorf("in the index of failed jobs but missing"))
+			}
+			r, err := decodeRecordOf(v, false)
+			if err == nil && r.ID != string(id) {
+				err = fmt.Errorf("record names job %q", r.ID)
 			}
 			if err != nil {
-				return err
+				return s.corrupt(id, err)
 			}
 			page.Jobs = append(page.Jobs, r)
 		}
@@ -239,7 +244,7 @@ func (m *Memory) Failed(q FailedQuery) (FailedPage, error) {
 		if (cursor != nil && bytes.Compare(k, cursor) >= 0) || (!q.Since.IsZero() && bytes.Compare(k[:finishKeyLen], since[:]) < 0) {
 			continue
 		}
-		r, err := decodeRecord(j.rec)
+		r, err := decodeRecordOf(j.rec, false)
 		if err != nil {
 			return FailedPage{}, fmt.Errorf("failed jobs: %w in memory: job %s: %v", ErrCorrupt, id, err)
 		}

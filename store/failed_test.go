@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 func failedJob(i int, service, owner string) *JobRecord {
 	j := job(fmt.Sprintf("F%04d", i), protocol.JobFailed, t0.Add(time.Duration(i)*time.Second))
 	j.Service, j.Owner, j.Code, j.Error = service, owner, protocol.CodeJobFailed, "exit status 1"
+	j.Output = []byte("output a page leaves out")
 	return j
 }
 
@@ -37,8 +39,9 @@ func failedIDs(t *testing.T, s Store, q FailedQuery, limit int) []string {
 			t.Fatalf("Failed(%+v): %d jobs, limit %d", q, len(p.Jobs), limit)
 		}
 		for _, r := range p.Jobs {
-			if r.State != protocol.JobFailed {
-				t.Fatalf("Failed lists job %s, %s", r.ID, r.State)
+			if r.State != protocol.JobFailed || r.Output != nil || r.Code != protocol.CodeJobFailed ||
+				(strings.HasPrefix(r.ID, "F") && (len(r.Input) != 1 || string(r.Input[0]) != "in")) {
+				t.Fatalf("Failed lists job %s: %+v (want failed, its input, no output)", r.ID, r)
 			}
 			out = append(out, r.ID)
 		}
