@@ -100,12 +100,14 @@ func (s *Bolt) rebuildFailed(tx *bolt.Tx) error {
 		if len(k) <= finishKeyLen {
 			return fmt.Errorf("%w %s: finished index key %x", ErrCorrupt, s.path, k)
 		}
-		r, ok, err := s.job(bk, k[finishKeyLen:])
+		v := bk.jobs.Get(k[finishKeyLen:])
+		if v == nil {
+			return s.corrupt(k[finishKeyLen:], fmt.Errorf("in the index of finished jobs but missing"))
+		}
+		r, err := decodeRecordOf(v, false)
 		switch {
 		case err != nil:
-			return err
-		case !ok:
-			return s.corrupt(k[finishKeyLen:], fmt.Errorf("in the index of finished jobs but missing"))
+			return s.corrupt(k[finishKeyLen:], err)
 		case r.State != protocol.JobFailed:
 			return nil
 		}
