@@ -12,7 +12,8 @@ import (
 // jobs for longer. With Config.Archived set, a request that needs a job the
 // broker does not hold (SERVER-JOB, SERVER-CANCEL and SERVER-RETRY of an
 // older job, a submission whose idempotency key is not in memory) waits,
-// and the broker emits a Lookup for it instead of a reply. The loop takes
+// and the broker emits a Lookup for it instead of a reply (so do the
+// listings and bulk retries of failed jobs: failed.go). The loop takes
 // the Lookups after each input, answers each off its own goroutine
 // (Lookup.Ask, which may block on I/O), and feeds every Answer back with
 // LookedUp, which returns the reply. The broker itself never calls an
