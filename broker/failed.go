@@ -261,6 +261,11 @@ func (b *Broker) answerFailed(now time.Time, r request, op failedOp, page Failed
 		n, code, text := b.requeue(now, rec.ID, j)
 		if n == nil {
 			rep.Refused = append(rep.Refused, protocol.RetryRefusal{ID: rec.ID, Code: code, Error: text})
+			if code == protocol.CodeQueueFull {
+				// The rest would be refused too: stop, with no next.
+				rep.Stopped, page.Next = text+": retry again once it drains", ""
+				break
+			}
 			continue
 		}
 		rep.Requeued++

@@ -286,3 +286,28 @@ func BenchmarkBroker_BulkRetryBatch(b *testing.B) {
 		}
 	}
 }
+
+// A retry does not pass the service's queue bound (MaxQueue): one by ID
+// is refused queue_full, and a bulk retry stops at the bound, saying so,
+// with no cursor to go on with.
+func TestBroker_RetryKeepsTheQueueBound(t *testing.T) {
+	b := newBroker(t, broker.Config{MaxQueue: 2, History: 10})
+	b.HandleWorker(t0, "w", "", readyZ("S"))
+	failed := failJobs(t, b, "w", "S", 4, t0)
+	b.HandleWorker(at(time.Minute), "w", "", protocol.EncodeWorker(protocol.Message{Form: v2, Cmd: protocol.CmdDisconnect}))
+	accepted := func(out []protocol.Envelope) {
+		t.Helper()
+		if _, md, _ := clientReply(t, one(t, out, protocol.ToClient, "c")); md.Status == protocol.StatusRefused {
+			t.Fatalf("want accepted, got %+v", md)
+		}
+	}
+	accepted(b.HandleClient(at(time.Minute), "c", "", zreq("S", nil, "in")))
+	accepted(b.HandleClient(at(time.Minute), "c", "", zreq(protocol.ServerRetry, nil, failed[0])))
+	refusedWith(t, b.HandleClient(at(time.Minute), "c", "", zreq(protocol.ServerRetry, nil, failed[1])), "c", protocol.CodeQueueFull)
+
+	rep, next := retryReport(t, one(t, b.HandleClient(at(time.Minute), "c", "",
+		zquery(protocol.ServerRetry, protocol.Meta{Params: failedParams(), Limit: 1})), protocol.ToClient, "c"))
+	if rep.Requeued != 0 || len(rep.Refused) != 1 || rep.Refused[0].Code != protocol.CodeQueueFull || rep.Stopped == "" || next != "" {
+		t.Fatalf("bulk retry into a full queue: %+v next %q", rep, next)
+	}
+}

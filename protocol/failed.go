@@ -33,6 +33,10 @@ type RetryReport struct {
 	Requeued int            `json:"requeued"`
 	Jobs     []string       `json:"jobs"`    // the IDs queued again
 	Refused  []RetryRefusal `json:"refused"` // the others
+	// Stopped says why the walk ended before the jobs did (a full queue:
+	// the rest would be refused too); there is no next batch then. ""
+	// when it did not stop.
+	Stopped string `json:"stopped,omitempty"`
 }
 
 // RetryRefusal is one failed job a bulk retry did not queue again: a

@@ -60,6 +60,9 @@ func (c *RetryCmd) retryFailed(e *env) error {
 		return err
 	}
 	defer cl.Close()
+	// The refusals kept, to show; past maxShown only counted.
+	const maxShown = 10_000
+	refused := 0
 	total := protocol.RetryReport{Jobs: []string{}, Refused: []protocol.RetryRefusal{}}
 	opt := client.FailedOptions{Service: c.Service, Since: c.Since}
 	for {
@@ -72,7 +75,9 @@ func (c *RetryCmd) retryFailed(e *env) error {
 		}
 		total.Requeued += rep.Requeued
 		total.Jobs = append(total.Jobs, rep.Jobs...)
-		total.Refused = append(total.Refused, rep.Refused...)
+		refused += len(rep.Refused)
+		total.Refused = append(total.Refused, rep.Refused[:min(len(rep.Refused), maxShown-len(total.Refused))]...)
+		total.Stopped = rep.Stopped
 		if next == "" {
 			break
 		}
@@ -82,15 +87,24 @@ func (c *RetryCmd) retryFailed(e *env) error {
 		opt.After = next
 	}
 	if e.cli.Output == "json" {
-		return writeJSON(e.stdout, total)
+		if err := writeJSON(e.stdout, total); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintf(e.stdout, "%d failed jobs of %s queued again", total.Requeued, c.Service)
+		if refused > 0 {
+			fmt.Fprintf(e.stdout, "; %d refused:", refused)
+		}
+		fmt.Fprintln(e.stdout)
+		for _, r := range total.Refused {
+			fmt.Fprintf(e.stdout, "%s\t%s\t%s\n", r.ID, r.Code, oneLine(r.Error))
+		}
+		if refused > len(total.Refused) {
+			fmt.Fprintf(e.stdout, "(and %d more refused)\n", refused-len(total.Refused))
+		}
 	}
-	fmt.Fprintf(e.stdout, "%d failed jobs of %s queued again", total.Requeued, c.Service)
-	if len(total.Refused) > 0 {
-		fmt.Fprintf(e.stdout, "; %d refused:", len(total.Refused))
-	}
-	fmt.Fprintln(e.stdout)
-	for _, r := range total.Refused {
-		fmt.Fprintf(e.stdout, "%s\t%s\t%s\n", r.ID, r.Code, oneLine(r.Error))
+	if total.Stopped != "" {
+		return fmt.Errorf("retry --failed stopped: %s", total.Stopped)
 	}
 	return nil
 }
