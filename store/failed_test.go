@@ -1,6 +1,7 @@
 package store
 
 import (
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -10,6 +11,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/zmws/zmws/broker"
 	"github.com/zmws/zmws/protocol"
 )
 
@@ -243,4 +245,76 @@ func BenchmarkBolt_BuildFailedIndex(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "jobs/s")
+}
+
+// A bulk retry of 2,500 failed jobs walks the journal in three batches, as
+// the server runs them (each batch's lookup answered by the journal, its
+// changes committed before the next): every job is queued again once, and
+// none is left in the index of failed jobs.
+func TestBolt_BulkRetryWalksTheJournal(t *testing.T) {
+	s := openBolt(t, filepath.Join(t.TempDir(), BoltFile), BoltOptions{})
+	defer closeBolt(t, s)
+	var b Batch
+	for i := range 2500 {
+		j := failedJob(i, "S", "")
+		j.ID = fmt.Sprintf("01J%023d", i) // a job ID the broker parses
+		j.Retries = -1
+		b.Jobs = append(b.Jobs, j)
+	}
+	commit(t, s, &b)
+
+	form := protocol.Form{Version: protocol.V2}
+	br := broker.New(broker.Config{Archived: true, Durable: true, Heartbeat: time.Second})
+	br.HandleWorker(t0, "w", "", protocol.EncodeWorker(protocol.Message{Form: form, Cmd: protocol.CmdReady, Service: "S",
+		Body: [][]byte{protocol.EncodeMeta(protocol.Meta{})}}))
+	br.HandleWorker(t0, "w", "", protocol.EncodeWorker(protocol.Message{Form: form, Cmd: protocol.CmdDisconnect}))
+	seen := map[string]bool{}
+	after, batches := "", 0
+	for {
+		meta := protocol.Meta{Params: map[string]string{protocol.ParamState: protocol.JobFailed, protocol.ParamService: "S"}, After: after}
+		br.HandleClient(t0, "c", "", protocol.EncodeClient(protocol.Message{Form: form, Cmd: protocol.CmdRequest, Service: protocol.ServerRetry,
+			Body: [][]byte{protocol.EncodeMeta(meta)}}))
+		ls := br.Lookups()
+		if len(ls) != 1 {
+			t.Fatalf("%d lookups", len(ls))
+		}
+		br.LookedUp(t0, ls[0].Ask(s))
+		commit(t, s, br.Flush())
+		out := br.Committed()
+		if len(out) != 1 {
+			t.Fatalf("%d replies after the commit", len(out))
+		}
+		m, err := protocol.DecodeReply(out[0].Frames)
+		if err != nil {
+			t.Fatal(err)
+		}
+		md, rest, _, err := protocol.SplitMeta(m.Body)
+		var rep protocol.RetryReport
+		if err == nil {
+			err = json.Unmarshal(rest[0], &rep)
+		}
+		if err != nil || len(rep.Refused) != 0 || rep.Requeued != len(rep.Jobs) {
+			t.Fatalf("batch %d: %+v, %v", batches, rep, err)
+		}
+		for _, id := range rep.Jobs {
+			if seen[id] {
+				t.Fatalf("job %s retried twice", id)
+			}
+			seen[id] = true
+		}
+		batches++
+		if md.Next == "" {
+			break
+		}
+		after = md.Next
+		if batches > 10 {
+			t.Fatal("the walk does not end")
+		}
+	}
+	if len(seen) != 2500 || batches != 3 {
+		t.Errorf("%d jobs retried in %d batches, want 2500 in 3", len(seen), batches)
+	}
+	if left := failedIDs(t, s, FailedQuery{}, 1000); len(left) != 0 {
+		t.Errorf("%d jobs still failed", len(left))
+	}
 }
