@@ -27,7 +27,8 @@ import (
 
 // journalRig is a real broker with a journal in a temporary folder, a
 // history of 100 finished jobs, and a worker for each of services whose
-// handler fails while its switch is off.
+// handler fails while its switch is off. Liveness 20: a loaded machine
+// does not expire a worker between its heartbeats.
 type journalRig struct {
 	rig
 	ok map[string]*atomic.Bool
@@ -41,7 +42,7 @@ func newJournalRig(t *testing.T, cv *server.Curve, workerKey *curve.Client, serv
 		t.Fatal(err)
 	}
 	srv, err := server.New(server.Config{ClientBind: "tcp://127.0.0.1:*", WorkerBind: "tcp://127.0.0.1:*",
-		Broker: broker.Config{Heartbeat: 100 * time.Millisecond, History: 100}, Store: st, Curve: cv, Logger: log})
+		Broker: broker.Config{Heartbeat: 100 * time.Millisecond, Liveness: 20, History: 100}, Store: st, Curve: cv, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +54,7 @@ func newJournalRig(t *testing.T, cv *server.Curve, workerKey *curve.Client, serv
 		ok := new(atomic.Bool)
 		r.ok[name] = ok
 		w, err := worker.New(worker.Config{Brokers: []string{srv.WorkerEndpoint()}, Service: name, Curve: workerKey,
-			Heartbeat: 100 * time.Millisecond, Logger: log,
+			Heartbeat: 100 * time.Millisecond, Liveness: 20, Logger: log,
 			Handler: worker.HandlerFunc(func(ctx context.Context, j *worker.Job) ([]byte, error) {
 				if ok.Load() {
 					return []byte("done\n"), nil
@@ -201,13 +202,16 @@ func TestCLI_RetryFailedOnlyOwnJobs(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer cl.Close()
-		var id string
-		zmqtest.Eventually(t, "a job of "+name+" submitted", wait, func() bool {
-			id, err = cl.Submit(context.Background(), "FAIL", client.Request{})
-			return err == nil
-		})
+		id, err := cl.Submit(context.Background(), "FAIL", client.Request{})
+		if err != nil {
+			t.Fatalf("a job of %s: %v", name, err)
+		}
 		return id
 	}
+	zmqtest.Eventually(t, "FAIL registered", wait, func() bool {
+		out, _, err := as("admin")("services", "-o", "json")
+		return err == nil && strings.Contains(out, `"FAIL"`)
+	})
 	mine, theirs := submit("user"), submit("admin")
 	zmqtest.Eventually(t, "both jobs failed", wait, func() bool { return len(failedList(t, as("admin"))) == 2 })
 	if got := viewIDs(failedList(t, as("user"))); !slices.Equal(got, []string{mine}) {
