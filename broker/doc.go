@@ -52,8 +52,10 @@
 //
 // Lookups (lookup.go): a request for a job the broker no longer holds in
 // memory (SERVER-JOB, SERVER-CANCEL, SERVER-RETRY of an older job; a
-// submission whose idempotency key is not in memory) is answered after the
-// Lookup it emits comes back, at most MaxLookups at once. Durability
+// submission whose idempotency key is not in memory; SERVER-JOBS and
+// SERVER-RETRY of the failed jobs, failed.go, whose Lookup carries a
+// FailedQuery) is answered after the Lookup it emits comes back, at most
+// MaxLookups at once. Durability
 // (durable.go): a reply that hands out a job ID is not among what the
 // input returns; the broker holds it, with the next Flush's Batch, and
 // Committed returns it once that Batch is committed. protocol.Envelope

@@ -243,28 +243,43 @@ func (b *Broker) retry(now time.Time, r request, id string) {
 
 // retryJob retries j (nil: no such job) for r.
 func (b *Broker) retryJob(now time.Time, r request, id string, j *job) {
-	if j == nil {
-		b.refuse(r, protocol.CodeNotFound, "no job "+printable([]byte(id))+" is known")
+	n, code, text := b.requeue(now, id, j)
+	if n == nil {
+		b.refuse(r, code, text)
 		return
+	}
+	b.log.Info().Stringer(keyJob, n.id).Str(keyService, n.svc.name).Msg("failed job queued again by request")
+	b.answerJob(r, n)
+	b.dispatch(now, n.svc)
+}
+
+// requeue queues the failed job j (nil: no such job) again under its ID
+// and returns its new value, or nil and why not (a protocol code and the
+// text). The caller logs, answers, and dispatches the job's service.
+func (b *Broker) requeue(now time.Time, id string, j *job) (n *job, code, text string) {
+	if j == nil {
+		return nil, protocol.CodeNotFound, "no job " + printable([]byte(id)) + " is known"
 	}
 	if j.state != stateFailed {
-		b.refuse(r, protocol.CodeConflict, "job "+id+" is "+j.state.String()+": only failed jobs can be retried")
-		return
+		return nil, protocol.CodeConflict, "job " + id + " is " + j.state.String() + ": only failed jobs can be retried"
 	}
 	if j.sync {
-		b.refuse(r, protocol.CodeConflict, "job "+id+" was synchronous: its caller is gone; submit it again")
-		return
+		return nil, protocol.CodeConflict, "job " + id + " was synchronous: its caller is gone; submit it again"
 	}
 	// Its service may have been forgotten since (and announced again):
 	// the job goes to the service as it is now, as a submission would.
 	svc := b.services[j.svc.name]
 	if svc == nil {
-		b.refuse(r, protocol.CodeUnknownService, "job "+id+" is of service "+j.svc.name+", forgotten since: no worker provides it")
-		return
+		return nil, protocol.CodeUnknownService, "job " + id + " is of service " + j.svc.name + ", forgotten since: no worker provides it"
+	}
+	if svc.queue.Len() >= b.cfg.MaxQueue {
+		b.countRefused(svc.name, protocol.CodeQueueFull)
+		return nil, protocol.CodeQueueFull, fmt.Sprintf("queue for service %s is full (%d jobs)", svc.name, b.cfg.MaxQueue)
 	}
 	// A new job value under the same ID, without a run: the failed run
 	// stays in the history ring as it was.
-	n := *j
+	c := *j
+	n = &c
 	n.svc = svc
 	n.attempts = 0
 	n.dirty, n.flushed = false, false
@@ -274,17 +289,15 @@ func (b *Broker) retryJob(now time.Time, r request, id string, j *job) {
 		n.x = &x
 		n.dropReply()
 	}
-	b.jobs.put(&n)
+	b.jobs.put(n)
 	if key := n.key(); key != "" {
-		b.keys[key] = &n
+		b.keys[key] = n
 	}
-	b.moveJob(now, &n, stateQueued)
-	n.svc.queue.PushBack(&n)
-	b.markDirty(&n)
-	b.log.Info().Stringer(keyJob, n.id).Str(keyService, n.svc.name).Msg("failed job queued again by request")
-	b.event(now, protocol.EventQueued, &n, nil)
-	b.answerJob(r, &n)
-	b.dispatch(now, n.svc)
+	b.moveJob(now, n, stateQueued)
+	n.svc.queue.PushBack(n)
+	b.markDirty(n)
+	b.event(now, protocol.EventQueued, n, nil)
+	return n, "", ""
 }
 
 // answerJob replies with j's description, after the job store has it.

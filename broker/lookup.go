@@ -12,7 +12,8 @@ import (
 // jobs for longer. With Config.Archived set, a request that needs a job the
 // broker does not hold (SERVER-JOB, SERVER-CANCEL and SERVER-RETRY of an
 // older job, a submission whose idempotency key is not in memory) waits,
-// and the broker emits a Lookup for it instead of a reply. The loop takes
+// and the broker emits a Lookup for it instead of a reply (so do the
+// listings and bulk retries of failed jobs: failed.go). The loop takes
 // the Lookups after each input, answers each off its own goroutine
 // (Lookup.Ask, which may block on I/O), and feeds every Answer back with
 // LookedUp, which returns the reply. The broker itself never calls an
@@ -41,14 +42,18 @@ const MaxLookups = 1024
 type Lookup struct {
 	ID  string // the job's ID; "" when Key is set
 	Key string // an idempotency key, as the broker keeps it (owner|key)
-	seq uint64 // the waiting request it answers
+	// Failed, when set, asks for a page of failed jobs instead (see
+	// FailedQuery); ID and Key are "".
+	Failed *FailedQuery
+	seq    uint64 // the waiting request it answers
 }
 
 // Answer is what an Archive says of a Lookup.
 type Answer struct {
 	Lookup Lookup
-	Found  bool      // the archive retains the job
-	Rec    JobRecord // the job's record, when Found
+	Found  bool       // the archive retains the job
+	Rec    JobRecord  // the job's record, when Found
+	Failed FailedPage // the page of failed jobs a Lookup.Failed asked for
 	// Err says the lookup failed: the broker logs it and answers as not
 	// found, except a submission's idempotency key, which it refuses
 	// (protocol.CodeStoreUnavailable) rather than make a second job
@@ -60,6 +65,15 @@ type Answer struct {
 // goroutine. A key whose job is gone by the time it is read is not found.
 func (l Lookup) Ask(a Archive) Answer {
 	ans := Answer{Lookup: l}
+	if l.Failed != nil {
+		fa, ok := a.(FailedArchive)
+		if !ok {
+			ans.Err = fmt.Errorf("broker: the archive %T cannot list failed jobs", a)
+			return ans
+		}
+		ans.Failed, ans.Err = fa.Failed(*l.Failed)
+		return ans
+	}
 	id := l.ID
 	if l.Key != "" {
 		var ok bool
@@ -80,6 +94,7 @@ const (
 	opCancel                     // SERVER-CANCEL
 	opRetry                      // SERVER-RETRY
 	opSubmit                     // a submission with an idempotency key
+	opFailed                     // SERVER-JOBS or SERVER-RETRY of failed jobs
 )
 
 // waiting is a request held for a Lookup's Answer.
@@ -89,6 +104,8 @@ type waiting struct {
 	id   string        // the job asked for (opJob, opCancel, opRetry)
 	meta protocol.Meta // a submission's meta and body frames, its own copy
 	body [][]byte
+	// failed is a request for failed jobs (opFailed).
+	failed *failedOp
 }
 
 // Lookups returns the Lookups emitted since the last call, and forgets
@@ -110,7 +127,12 @@ func (b *Broker) ask(id, key string, w waiting) {
 	}
 	b.lookupSeq++
 	b.waiting[b.lookupSeq] = &w
-	b.lookups = append(b.lookups, Lookup{ID: id, Key: key, seq: b.lookupSeq})
+	l := Lookup{ID: id, Key: key, seq: b.lookupSeq}
+	if w.failed != nil {
+		q := w.failed.q
+		l.Failed = &q
+	}
+	b.lookups = append(b.lookups, l)
 }
 
 // LookedUp takes the Answer to a Lookup and returns the reply to the
@@ -159,14 +181,26 @@ func (b *Broker) LookedUp(now time.Time, a Answer) []protocol.Envelope {
 		b.resubmit(now, w, a.Lookup.Key, rec, a.Err)
 	case opTitanicReply, opTitanicClose:
 		b.titanicLookedUp(now, w, rec, a.Err)
+	case opFailed:
+		if a.Err != nil {
+			b.refuse(w.r, protocol.CodeStoreUnavailable, "the job store could not list the failed jobs; try again")
+			break
+		}
+		b.answerFailed(now, w.r, *w.failed, a.Failed)
 	}
 	return b.out
 }
 
 // archivedJob rebuilds a finished job from its archived record, or returns
-// nil (logged) if the record's ID is not a job ID.
+// nil (logged) if the record's ID is not a job ID. A service the broker
+// does not know is not made for it: the job keeps a service of its own,
+// which a retry refuses (unknown_service) as it would a forgotten one.
 func (b *Broker) archivedJob(now time.Time, rec *JobRecord) *job {
+	_, known := b.services[rec.Service]
 	j := b.restoredJob(rec)
+	if !known {
+		delete(b.services, rec.Service)
+	}
 	if j != nil {
 		state := stateFailed
 		if rec.State == protocol.JobComplete {

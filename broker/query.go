@@ -14,6 +14,9 @@ import (
 // request's (zero from a stock client): the paged listings read their limit
 // and cursor from it.
 func (b *Broker) query(now time.Time, r request, meta protocol.Meta, body [][]byte) {
+	if b.failedQuery(now, r, meta, body) {
+		return // failed.go: its own rights
+	}
 	switch r.service {
 	case protocol.ServerServices, protocol.ServerJob, protocol.ServerHealth:
 		// Open to every key; SERVER-JOB checks the job's owner below.

@@ -107,6 +107,9 @@ func (g *Gateway) authorize(w http.ResponseWriter, r *http.Request, c *caller, k
 		// Events name every job, service and worker: the introspection
 		// of admins, as SERVER-ACTIVE; so do the metrics.
 		ok = c.admin()
+	case routeFailed, routeRetryFailed:
+		// Any token: one that is not admin gets its own jobs (failed.go).
+		ok = true
 	default: // routeUnknownService: a valid token learns what the docs say
 		ok = true
 	}

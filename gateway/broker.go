@@ -188,6 +188,16 @@ func (b *Broker) Retry(ctx context.Context, id string) (protocol.JobInfo, error)
 	return b.c.Retry(ctx, id)
 }
 
+// FailedPage implements Backend.
+func (b *Broker) FailedPage(ctx context.Context, opt client.FailedOptions) ([]protocol.JobInfo, string, error) {
+	return b.c.FailedPage(ctx, opt)
+}
+
+// RetryFailed implements Backend.
+func (b *Broker) RetryFailed(ctx context.Context, opt client.FailedOptions) (protocol.RetryReport, string, error) {
+	return b.c.RetryFailed(ctx, opt)
+}
+
 // Ping implements Backend with SERVER-HEALTH, which the broker's loop
 // answers from memory, so it says whether the loop itself turns, whatever
 // else is in flight: an error matching ErrStoreFailing (with the store's error)

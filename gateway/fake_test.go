@@ -37,6 +37,31 @@ type fakeBackend struct {
 	finished chan struct{} // returned by WatchJob
 	watching chan string   // gets the ID passed to WatchJob, if not nil
 	pingErr  error
+	// failed answers FailedPage and RetryFailed; failedOpts are the
+	// options each was asked with.
+	failed     func(opt client.FailedOptions) ([]protocol.JobInfo, protocol.RetryReport, string, error)
+	failedOpts []client.FailedOptions
+}
+
+func (f *fakeBackend) failedAnswer(service string, opt client.FailedOptions) ([]protocol.JobInfo, protocol.RetryReport, string, error) {
+	f.record(service, client.Request{})
+	f.mu.Lock()
+	f.failedOpts = append(f.failedOpts, opt)
+	f.mu.Unlock()
+	if f.failed == nil {
+		return nil, protocol.RetryReport{}, "", f.queryErr
+	}
+	return f.failed(opt)
+}
+
+func (f *fakeBackend) FailedPage(ctx context.Context, opt client.FailedOptions) ([]protocol.JobInfo, string, error) {
+	jobs, _, next, err := f.failedAnswer(protocol.ServerJobs, opt)
+	return jobs, next, err
+}
+
+func (f *fakeBackend) RetryFailed(ctx context.Context, opt client.FailedOptions) (protocol.RetryReport, string, error) {
+	_, rep, next, err := f.failedAnswer(protocol.ServerRetry, opt)
+	return rep, next, err
 }
 
 func (f *fakeBackend) record(service string, req client.Request) {

@@ -64,6 +64,10 @@ type Backend interface {
 	// Cancel and Retry change a job (see client.Client.Cancel and Retry).
 	Cancel(ctx context.Context, id string) (protocol.JobInfo, error)
 	Retry(ctx context.Context, id string) (protocol.JobInfo, error)
+	// FailedPage and RetryFailed list and retry failed jobs (see
+	// client.Client.FailedPage and RetryFailed).
+	FailedPage(ctx context.Context, opt client.FailedOptions) ([]protocol.JobInfo, string, error)
+	RetryFailed(ctx context.Context, opt client.FailedOptions) (protocol.RetryReport, string, error)
 	// WatchJob returns a channel that is closed when the broker announces
 	// that job id has finished (completed or failed), and a func that stops
 	// watching. Announcements can be missed, so a waiter re-checks with Job
@@ -270,9 +274,11 @@ const (
 	routeRetry
 	routeHealth
 	routeMetrics
-	routeUI      // the web page's files (ui.go)
-	routeEvents  // /ui/events, the page's event stream
-	routeControl // POST /services/{name}/pause|resume|drain, /workers/{id}/drain
+	routeUI          // the web page's files (ui.go)
+	routeEvents      // /ui/events, the page's event stream
+	routeFailed      // GET /jobs?state=failed (failed.go)
+	routeRetryFailed // POST /jobs/retry?state=failed&service=S
+	routeControl     // POST /services/{name}/pause|resume|drain, /workers/{id}/drain (control.go)
 )
 
 // route says what a path is. arg is the service name, the SERVER- name or
@@ -293,6 +299,10 @@ func route(path string) (kind routeKind, arg string) {
 			return routeControl, svc + "/" + name
 		}
 		return routeNotFound, ""
+	case path == "/jobs":
+		return routeFailed, ""
+	case path == "/jobs/retry":
+		return routeRetryFailed, ""
 	case strings.HasPrefix(path, "/jobs/"):
 		id := path[len("/jobs/"):]
 		if base, ok := strings.CutSuffix(id, "/retry"); ok && base != "" && !strings.Contains(base, "/") {
@@ -327,11 +337,11 @@ func (k routeKind) allow() string {
 	switch k {
 	case routeAsync, routeSync, routeUnknownService:
 		return allowJob
-	case routeServer, routeHealth, routeMetrics, routeUI, routeEvents:
+	case routeServer, routeHealth, routeMetrics, routeUI, routeEvents, routeFailed:
 		return allowQuery
 	case routeJob:
 		return allowJobID
-	case routeRetry, routeControl:
+	case routeRetry, routeRetryFailed, routeControl:
 		return allowRetry
 	}
 	return ""
@@ -375,7 +385,7 @@ func (g *Gateway) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	g.cors.apply(w.Header(), r)
 	if kind == routeNotFound {
 		writeError(w, http.StatusNotFound, codeNotFound, "no such path: "+r.URL.Path+
-			" (try /NAME, /SYNC-NAME, /jobs/ID, /SERVER-WORKERS, /SERVER-JOBS, /SERVER-ACTIVE, /SERVER-QUEUE, /SERVER-SERVICES, /services/NAME/pause, /healthz, /metrics, or the page at /)")
+			" (try /NAME, /SYNC-NAME, /jobs/ID, /jobs?state=failed, /SERVER-WORKERS, /SERVER-JOBS, /SERVER-ACTIVE, /SERVER-QUEUE, /SERVER-SERVICES, /services/NAME/pause, /healthz, /metrics, or the page at /)")
 		return
 	}
 	if r.Method == http.MethodOptions {
@@ -435,6 +445,10 @@ func (g *Gateway) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		g.changeJob(w, r, arg, g.b.Retry)
 	case routeControl:
 		g.serveControl(w, r, arg)
+	case routeFailed:
+		g.serveFailed(w, r, c)
+	case routeRetryFailed:
+		g.serveRetryFailed(w, r, c)
 	case routeHealth:
 		g.serveHealth(w, r)
 	case routeMetrics:

@@ -125,7 +125,7 @@ func (lm *limiter) sweep(now time.Time) bool {
 // limited reports whether the route counts against a client's Limits.
 func (k routeKind) limited() bool {
 	switch k {
-	case routeAsync, routeSync, routeServer, routeJob, routeRetry, routeControl:
+	case routeAsync, routeSync, routeServer, routeJob, routeRetry, routeFailed, routeRetryFailed, routeControl:
 		return true
 	}
 	return false

@@ -67,6 +67,10 @@ func (k routeKind) String() string {
 		return "retry"
 	case routeControl:
 		return "control"
+	case routeFailed:
+		return "failed"
+	case routeRetryFailed:
+		return "retry_failed"
 	case routeHealth:
 		return "healthz"
 	case routeMetrics:

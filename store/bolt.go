@@ -13,6 +13,8 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
+
+	"github.com/zmws/zmws/protocol"
 )
 
 // BoltFile is the journal's file name inside a data dir.
@@ -47,6 +49,8 @@ type BoltOptions struct {
 //	finished  finishStamp ++ job ID → idempotency key, for each finished job
 //	counts    name → a service's job counters (made by the first Commit
 //	          that writes one: a journal from before them has none)
+//	failed    finishStamp ++ job ID → service and owner, for each failed
+//	          job (failed.go; built at open in a journal from before it)
 var (
 	bucketMeta     = []byte("meta")
 	bucketJobs     = []byte("jobs")
@@ -196,7 +200,9 @@ func openOnce(path string, opts BoltOptions) (journalState, *bolt.DB, error) {
 	return st, db, nil
 }
 
-// init creates the buckets of a new journal and checks the format of an old one.
+// init creates the buckets of a new journal and checks the format of an
+// old one, and builds its index of failed jobs when it has none or a stale
+// one (failed.go).
 func (s *Bolt) init() error {
 	// An existing journal in this format is opened without a write; the
 	// Update below makes what is missing and reports what is wrong.
@@ -205,7 +211,7 @@ func (s *Bolt) init() error {
 		return s.db.View(func(tx *bolt.Tx) error {
 			if meta := tx.Bucket(bucketMeta); meta != nil && bytes.Equal(meta.Get(metaFormat), []byte{formatV1}) {
 				_, err := s.buckets(tx)
-				ready = err == nil
+				ready = err == nil && failedIndexCurrent(tx)
 			}
 			return nil
 		})
@@ -234,7 +240,7 @@ func (s *Bolt) init() error {
 					return err
 				}
 			}
-			return nil
+			return s.rebuildFailed(tx)
 		})
 	})
 	if err != nil && !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrFormat) {
@@ -250,6 +256,7 @@ func (s *Bolt) Path() string { return s.path }
 // counters were written to yet.
 type buckets struct {
 	jobs, services, keys, open, finished, counts *bolt.Bucket
+	failed                                       *bolt.Bucket // nil until init has built it
 }
 
 func (s *Bolt) buckets(tx *bolt.Tx) (buckets, error) {
@@ -260,6 +267,7 @@ func (s *Bolt) buckets(tx *bolt.Tx) (buckets, error) {
 		open:     tx.Bucket(bucketOpen),
 		finished: tx.Bucket(bucketFinished),
 		counts:   tx.Bucket(bucketCounts),
+		failed:   tx.Bucket(bucketFailed),
 	}
 	if bk.jobs == nil || bk.services == nil || bk.keys == nil || bk.open == nil || bk.finished == nil {
 		return bk, fmt.Errorf("%w %s: a bucket is missing", ErrCorrupt, s.path)
@@ -356,6 +364,9 @@ func (s *Bolt) Commit(b *Batch) error {
 				}
 			}
 		}
+		if err := markFailedIndex(tx); err != nil {
+			return err
+		}
 		if cap(arena) <= arenaKeep {
 			s.arena = arena
 		} else {
@@ -398,6 +409,11 @@ func (s *Bolt) put(bk buckets, j *JobRecord, rec []byte) error {
 				return err
 			}
 		}
+		if old.state == protocol.JobFailed {
+			if err := bk.failed.Delete(finishKey(old.finished, j.ID)); err != nil {
+				return err
+			}
+		}
 	}
 	if err := bk.jobs.Put(id, rec); err != nil {
 		return err
@@ -412,6 +428,11 @@ func (s *Bolt) put(bk buckets, j *JobRecord, rec []byte) error {
 	case Finished(j.State):
 		if wasOpen {
 			if err := bk.open.Delete(id); err != nil {
+				return err
+			}
+		}
+		if j.State == protocol.JobFailed {
+			if err := bk.failed.Put(finishKey(j.Finished, j.ID), failedValue(j.Service, j.Owner)); err != nil {
 				return err
 			}
 		}
@@ -434,6 +455,11 @@ func (s *Bolt) delete(bk buckets, id []byte) error {
 	}
 	if len(old.key) > 0 {
 		if err := deleteIf(bk.keys, old.key, id); err != nil {
+			return err
+		}
+	}
+	if old.state == protocol.JobFailed {
+		if err := bk.failed.Delete(finishKey(old.finished, string(id))); err != nil {
 			return err
 		}
 	}
@@ -685,6 +711,9 @@ func (s *Bolt) Prune(olderThan time.Time, keep int, maxBytes int64) (int, error)
 				if err := bk.finished.Delete(k); err != nil {
 					return err
 				}
+				if err := bk.failed.Delete(k); err != nil { // absent: a completed job
+					return err
+				}
 				if len(key) > 0 {
 					if err := deleteIf(bk.keys, key, id); err != nil {
 						return err
@@ -695,7 +724,7 @@ func (s *Bolt) Prune(olderThan time.Time, keep int, maxBytes int64) (int, error)
 				}
 			}
 			n = len(gone)
-			return nil
+			return markFailedIndex(tx)
 		})
 		if err != nil {
 			return total, fmt.Errorf("store: prune %s: %w", s.path, dbErr(err))

@@ -288,7 +288,12 @@ func (d *decoder) version() {
 }
 
 // decodeRecord decodes a whole record. The result shares no memory with b.
-func decodeRecord(b []byte) (JobRecord, error) {
+func decodeRecord(b []byte) (JobRecord, error) { return decodeRecordOf(b, true) }
+
+// decodeRecordOf is decodeRecord; without output it leaves Output nil and
+// skips the output's bytes without copying them (the pages of failed jobs,
+// failed.go, which never show it).
+func decodeRecordOf(b []byte, output bool) (JobRecord, error) {
 	d := decoder{b: b}
 	var j JobRecord
 	d.version()
@@ -329,7 +334,11 @@ func decodeRecord(b []byte) (JobRecord, error) {
 			j.Input[i] = d.bytes()
 		}
 	}
-	j.Output = d.bytes()
+	if output {
+		j.Output = d.bytes()
+	} else if n := d.uvarint(); n > 0 {
+		d.take(n - 1)
+	}
 	if flags&flagOwner != 0 {
 		j.Owner = d.string()
 	}

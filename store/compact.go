@@ -83,6 +83,11 @@ func Compact(path string, opts BoltOptions) (CompactReport, error) {
 	}
 	err = guard(path, func() error { return bolt.Compact(dst, src.db, compactTxSize) })
 	if err == nil {
+		// The copy's index of failed jobs is the journal's, which OpenBolt
+		// made current; its transactions are the copy's own.
+		err = dst.Update(markFailedIndex)
+	}
+	if err == nil {
 		err = dst.Sync()
 	}
 	if cerr := dst.Close(); err == nil {

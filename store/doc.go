@@ -78,7 +78,8 @@
 //
 // Buckets, with keys and values:
 //
-//	meta      "format" → 0x01
+//	meta      "format" → 0x01; "failedIndex" → the ID of the last write
+//	          transaction that kept the failed index, 8 bytes big-endian
 //	jobs      job ID → job record
 //	services  name → service record: 0x01, time FirstSeen; or 0x02, time
 //	          FirstSeen, a flags byte (0x01 paused, 0x02 draining)
@@ -86,6 +87,9 @@
 //	open      job ID → "" for each queued or active job (Load reads these)
 //	finished  8-byte big-endian finish time in Unix ns ++ job ID → idempotency
 //	          key, for each finished job (Prune walks this in time order)
+//	failed    finish time ++ job ID (as finished) → uvarint-length service,
+//	          uvarint-length owner, for each failed job (failed.go: built at
+//	          open when missing or stale)
 //	counts    name → a service's job counters: 0x01, uvarint Completed,
 //	          uvarint Failed; no entry for none. Made by the first Commit
 //	          with counters, so a journal from before them (which has no
@@ -93,7 +97,7 @@
 //	          which reads only the buckets above, opens a journal that has
 //	          one (and ignores it)
 //
-// Commit maintains keys, open and finished from each record's old and new
+// Commit maintains keys, open, finished and failed from each record's old and new
 // State, Key and Finished. A job record is a version byte and its fields in
 // a fixed order, using encoding/binary's varints:
 //

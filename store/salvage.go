@@ -24,6 +24,10 @@ type CheckReport struct {
 	Open     int    // queued or active
 	Finished int
 	Services int
+	// Failed counts the failed jobs, checked against the index of failed
+	// jobs; -1 when the index is missing or stale (a journal from before
+	// it, or last written by such a zmws): OpenBolt builds it again.
+	Failed int
 }
 
 // Check reads the journal at path without changing it: the meta pages and
@@ -159,12 +163,20 @@ func (s *Bolt) checkRecords(tx *bolt.Tx, rep *CheckReport) error {
 	if n := bk.finished.Stats().KeyN; n != rep.Finished {
 		return fmt.Errorf("%w %s: %d entries in the index of finished jobs for %d finished jobs", ErrCorrupt, s.path, n, rep.Finished)
 	}
-	return bk.keys.ForEach(func(k, id []byte) error {
+	err = bk.keys.ForEach(func(k, id []byte) error {
 		if bk.jobs.Get(id) == nil {
 			return fmt.Errorf("%w %s: idempotency key %q names job %q, which is missing", ErrCorrupt, s.path, k, id)
 		}
 		return nil
 	})
+	if err != nil {
+		return err
+	}
+	rep.Failed = -1
+	if failedIndexCurrent(tx) {
+		rep.Failed, err = s.checkFailed(bk)
+	}
+	return err
 }
 
 // SalvageReport is what Salvage copied out.

@@ -268,12 +268,25 @@ func (c *CancelCmd) Run(e *env) error {
 	return jobChange(e, c.ID, (*client.Client).Cancel)
 }
 
-// RetryCmd retries a failed job.
+// RetryCmd retries a failed job, or with --failed every failed job of a
+// service (failed.go).
 type RetryCmd struct {
-	ID string `arg:"" help:"Job ID of a failed job."`
+	ID      string `arg:"" optional:"" help:"Job ID of a failed job (or --failed)."`
+	Failed  bool   `help:"Retry every failed job of --service the journal retains (or the broker's history, without one), a batch of at most 1000 at a time; non-admin keys retry their own jobs only."`
+	Service string `help:"With --failed: the service whose failed jobs to retry." placeholder:"S"`
+	Since   string `help:"With --failed: only the jobs that failed within this duration (1h) or since this RFC 3339 time." placeholder:"D"`
 }
 
 func (c *RetryCmd) Run(e *env) error {
+	if c.Failed {
+		return c.retryFailed(e)
+	}
+	switch {
+	case c.ID == "":
+		return fmt.Errorf("retry: give a job ID, or --failed --service S")
+	case c.Service != "" || c.Since != "":
+		return fmt.Errorf("--service and --since go with --failed, not a job ID")
+	}
 	return jobChange(e, c.ID, (*client.Client).Retry)
 }
 
@@ -296,14 +309,23 @@ func jobChange(e *env, id string, op func(*client.Client, context.Context, strin
 
 // JobsCmd lists jobs.
 type JobsCmd struct {
-	Active bool `help:"Running jobs instead of finished ones." xor:"which"`
-	Queued bool `help:"Queued jobs per service instead of finished ones." xor:"which"`
+	Active  bool   `help:"Running jobs instead of finished ones." xor:"which"`
+	Queued  bool   `help:"Queued jobs per service instead of finished ones." xor:"which"`
+	Failed  bool   `help:"Failed jobs, newest first: every one the journal retains, not only the broker's history (non-admin keys see their own)." xor:"which"`
+	Service string `help:"With --failed: only this service's jobs." placeholder:"S"`
+	Since   string `help:"With --failed: only the jobs that failed within this duration (1h) or since this RFC 3339 time." placeholder:"D"`
 	Paging
 }
 
 func (c *JobsCmd) Run(e *env) error {
 	if (c.Active || c.Queued) && (c.Limit != 0 || c.After != "") {
 		return fmt.Errorf("--limit and --after go with the finished jobs, not --active or --queued")
+	}
+	if c.Failed {
+		return c.listFailed(e)
+	}
+	if c.Service != "" || c.Since != "" {
+		return fmt.Errorf("--service and --since go with --failed")
 	}
 	if c.Queued {
 		return list(e, (*client.Client).Queue, []string{"SERVICE", "QUEUED", "OLDEST", "SINCE"},

@@ -41,8 +41,8 @@ type CLI struct {
 	Run      RunCmd      `cmd:"" help:"Run a job and stream its output; exit with its exit code."`
 	Job      JobCmd      `cmd:"" help:"Show one job."`
 	Cancel   CancelCmd   `cmd:"" help:"Cancel a job: remove it from its queue, or stop it on its worker."`
-	Retry    RetryCmd    `cmd:"" help:"Queue a failed job again under its ID."`
-	Jobs     JobsCmd     `cmd:"" help:"List finished (default), running or queued jobs."`
+	Retry    RetryCmd    `cmd:"" help:"Queue a failed job again under its ID, or every failed job of a service (--failed --service S)."`
+	Jobs     JobsCmd     `cmd:"" help:"List finished (default), running, queued or failed (from the journal) jobs."`
 	Workers  WorkersCmd  `cmd:"" help:"List connected workers."`
 	Services ServicesCmd `cmd:"" help:"List every service a worker ever offered."`
 	Pause    PauseCmd    `cmd:"" help:"Pause a service: its jobs are accepted and queue, none is dispatched (an admin operation; kept across broker restarts)."`

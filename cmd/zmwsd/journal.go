@@ -71,6 +71,14 @@ func (c journalCheck) run(w io.Writer) error {
 	}
 	_, err = fmt.Fprintf(w, "OK: %s: %d jobs (%d queued or active, %d finished), %d services; %d bytes, %d pages of %d bytes\n",
 		path, rep.Jobs, rep.Open, rep.Finished, rep.Services, rep.Size, rep.Pages, rep.PageSize)
+	if err != nil {
+		return err
+	}
+	if rep.Failed < 0 {
+		_, err = fmt.Fprintln(w, "failed index: stale, rebuilt at next start")
+	} else {
+		_, err = fmt.Fprintf(w, "failed index: %d failed jobs\n", rep.Failed)
+	}
 	return err
 }
 
