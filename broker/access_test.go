@@ -144,9 +144,10 @@ func TestBroker_ClientKeyRights(t *testing.T) {
 	for _, q := range []string{protocol.ServerJobs, protocol.ServerActive, protocol.ServerQueue, protocol.ServerWorkers, protocol.ServerReload, "SERVER-NOSUCH"} {
 		refusedWith(t, b.HandleClient(t0, "c1", "bob", zreq(q, nil)), "c1", protocol.CodeForbidden)
 	}
-	for _, q := range []string{protocol.ServerCancel, protocol.ServerRetry} {
-		refusedWith(t, b.HandleClient(t0, "c1", "bob", zreq(q, nil, aJob)), "c1", protocol.CodeForbidden)
-	}
+	refusedWith(t, b.HandleClient(t0, "c1", "bob", zreq(protocol.ServerCancel, nil, aJob)), "c1", protocol.CodeForbidden)
+	// A key may retry its own jobs (this one is not failed), as in a bulk
+	// retry; another's: below.
+	refusedWith(t, b.HandleClient(t0, "c1", "bob", zreq(protocol.ServerRetry, nil, aJob)), "c1", protocol.CodeConflict)
 	// Open to every key: the list of services, and a job of a service it may use.
 	for _, q := range [][][]byte{zreq(protocol.ServerServices, nil), zreq(protocol.ServerJob, nil, aJob)} {
 		_, md, _ := clientReply(t, one(t, b.HandleClient(t0, "c1", "bob", q), protocol.ToClient, "c1"))
@@ -156,6 +157,7 @@ func TestBroker_ClientKeyRights(t *testing.T) {
 	}
 	_, md, _ = clientReply(t, one(t, b.HandleClient(t0, "c2", "alice", zreq("C1", nil)), protocol.ToClient, "c2"))
 	refusedWith(t, b.HandleClient(t0, "c1", "bob", zreq(protocol.ServerJob, nil, md.Job)), "c1", protocol.CodeForbidden)
+	refusedWith(t, b.HandleClient(t0, "c1", "bob", zreq(protocol.ServerRetry, nil, md.Job)), "c1", protocol.CodeForbidden)
 	// The admin may do all of it; no key (inproc: the gateway) too.
 	for _, user := range []string{"alice", ""} {
 		_, md, _ := clientReply(t, one(t, b.HandleClient(t0, "c2", user, zreq(protocol.ServerJobs, nil)), protocol.ToClient, "c2"))
@@ -366,4 +368,26 @@ func TestBroker_SilentWorkerLosesItsRightOnReload(t *testing.T) {
 	if ws := b.Workers(); len(ws) != 0 {
 		t.Fatalf("workers %+v", ws)
 	}
+}
+
+// A key retries its own failed job, as an admin may any; not another's.
+func TestBroker_OwnerRetriesOwnFailedJob(t *testing.T) {
+	b := newBroker(t, broker.Config{Access: newAccess(), History: 10})
+	b.HandleWorker(t0, "wA", "wall", readyZ("A1"))
+	job := func(user string) string {
+		_, md, _ := clientReply(t, one(t, b.HandleClient(t0, "c", user, zreq("A1", nil)), protocol.ToClient, "c"))
+		return md.Job
+	}
+	fail := func(id string) {
+		b.HandleWorker(t0, "wA", "wall", final(id, protocol.Meta{Status: protocol.StatusFailed, Error: "no"}))
+	}
+	bobs := job("bob")
+	alices := job("alice")
+	fail(bobs)
+	fail(alices)
+	_, md, _ := clientReply(t, one(t, b.HandleClient(t0, "c", "bob", zreq(protocol.ServerRetry, nil, bobs)), protocol.ToClient, "c"))
+	if md.Status != protocol.StatusComplete {
+		t.Fatalf("bob retries his failed job: %+v", md)
+	}
+	refusedWith(t, b.HandleClient(t0, "c", "bob", zreq(protocol.ServerRetry, nil, alices)), "c", protocol.CodeForbidden)
 }

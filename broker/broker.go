@@ -203,7 +203,7 @@ type Access interface {
 	MayOffer(user, service string) bool
 	// MaySubmit reports whether client key user may submit to service.
 	MaySubmit(user, service string) bool
-	// MayAdmin reports whether client key user may cancel, retry, reload
+	// MayAdmin reports whether client key user may cancel, retry others' jobs, reload
 	// and see other peers' jobs.
 	MayAdmin(user string) bool
 	// Generation changes whenever the rights may have changed (a reload),

@@ -241,8 +241,13 @@ func (b *Broker) retry(now time.Time, r request, id string) {
 	b.retryJob(now, r, id, j)
 }
 
-// retryJob retries j (nil: no such job) for r.
+// retryJob retries j (nil: no such job) for r: an admin any job, another
+// key only its own, as a bulk retry (failed.go) does.
 func (b *Broker) retryJob(now time.Time, r request, id string, j *job) {
+	if j != nil && b.cfg.Access != nil && r.user != "" && j.owner() != r.user && !b.cfg.Access.MayAdmin(r.user) {
+		b.forbidden(r, fmt.Sprintf("key %q may retry only the jobs it submitted", b.keyName(r.user)))
+		return
+	}
 	n, code, text := b.requeue(now, id, j)
 	if n == nil {
 		b.refuse(r, code, text)

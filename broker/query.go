@@ -18,8 +18,9 @@ func (b *Broker) query(now time.Time, r request, meta protocol.Meta, body [][]by
 		return // failed.go: its own rights
 	}
 	switch r.service {
-	case protocol.ServerServices, protocol.ServerJob, protocol.ServerHealth:
-		// Open to every key; SERVER-JOB checks the job's owner below.
+	case protocol.ServerServices, protocol.ServerJob, protocol.ServerHealth, protocol.ServerRetry:
+		// Open to every key; SERVER-JOB and SERVER-RETRY check the job's
+		// owner (answerInfo, retryJob).
 	default:
 		if !b.mayAdmin(r) {
 			return
@@ -297,7 +298,11 @@ func (b *Broker) answerInfo(r request, info protocol.JobInfo) {
 // jobNotFound refuses a request for a job neither memory nor the archive
 // holds.
 func (b *Broker) jobNotFound(r request, id string) {
-	b.refuse(r, protocol.CodeNotFound, "no job "+printable([]byte(id))+" is known (finished jobs are kept for the last "+strconv.Itoa(b.cfg.History)+")")
+	if b.cfg.Archived {
+		b.refuse(r, protocol.CodeNotFound, "no job "+printable([]byte(id))+" is known (finished jobs stay in the journal as --retain says)")
+		return
+	}
+	b.refuse(r, protocol.CodeNotFound, "no job "+printable([]byte(id))+" is known (without a journal, finished jobs are kept for the last "+strconv.Itoa(b.cfg.History)+")")
 }
 
 func (j *job) info(withOutput bool) protocol.JobInfo {

@@ -127,7 +127,9 @@ func TestGateway_Tokens(t *testing.T) {
 		tc{"str", "GET", "/SERVER-QUEUE", 403, codeForbidden},
 		tc{"str", "GET", "/SERVER-WORKERS", 403, codeForbidden},
 		tc{"str", "DELETE", "/jobs/J-STR-REV", 403, codeForbidden},
-		tc{"str", "POST", "/jobs/J-STR-REV/retry", 403, codeForbidden},
+		tc{"str", "POST", "/jobs/J-STR-REV/retry", 200, ""}, // its own job
+		tc{"str", "POST", "/jobs/J-SLEEP/retry", 403, codeForbidden},
+		tc{"str", "POST", "/jobs/UNKNOWN/retry", 404, protocol.CodeNotFound},
 		tc{"str", "POST", "/services/STR-REV/pause", 403, codeForbidden},
 		tc{"str", "GET", "/mmi.service", 404, protocol.CodeUnknownService},
 		tc{"raw:bearer " + toks["str"], "GET", "/STR-REV", 202, ""}, // the scheme in any case
@@ -137,7 +139,8 @@ func TestGateway_Tokens(t *testing.T) {
 		tc{"all", "GET", "/jobs/J-STR-REV", 403, codeForbidden}, // a service it may use, but another token's job
 		tc{"all", "GET", "/SERVER-JOBS", 403, codeForbidden},
 		tc{"all", "DELETE", "/jobs/J-SLEEP", 403, codeForbidden},
-		tc{"all", "POST", "/jobs/J-SLEEP/retry", 403, codeForbidden},
+		tc{"all", "POST", "/jobs/J-SLEEP/retry", 200, ""},
+		tc{"all", "POST", "/jobs/J-STR-REV/retry", 403, codeForbidden}, // another token's job
 		tc{"all", "POST", "/services/SLEEP/pause", 403, codeForbidden},
 		tc{"all", "POST", "/services/SLEEP/resume", 403, codeForbidden},
 		tc{"all", "POST", "/services/SLEEP/drain", 403, codeForbidden},
@@ -205,10 +208,12 @@ func TestGateway_Tokens(t *testing.T) {
 			}
 			fallthrough
 		case 403:
-			// Only a job lookup (to learn its service) reaches the broker.
+			// Only a job lookup (to learn its service or owner) reaches
+			// the broker.
 			_, _, after := fb.last()
 			wantCalls := before
-			if c.status == 403 && strings.HasPrefix(c.target, "/jobs/") && c.method == http.MethodGet {
+			lookup := c.method == http.MethodGet || c.method == http.MethodPost && strings.HasSuffix(c.target, "/retry")
+			if c.status == 403 && strings.HasPrefix(c.target, "/jobs/") && lookup {
 				wantCalls++
 			}
 			if after != wantCalls {

@@ -442,7 +442,7 @@ func (g *Gateway) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		}
 		g.serveJob(w, r, arg, c)
 	case routeRetry:
-		g.changeJob(w, r, arg, g.b.Retry)
+		g.retryJob(w, r, arg, c)
 	case routeControl:
 		g.serveControl(w, r, arg)
 	case routeFailed:

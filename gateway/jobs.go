@@ -60,6 +60,23 @@ func (g *Gateway) changeJob(w http.ResponseWriter, r *http.Request, id string,
 	writeJSON(w, http.StatusOK, protocol.NewJobView(info))
 }
 
+// retryJob answers POST /jobs/{id}/retry: for an admin any failed job, for
+// another token one it submitted (a refusal shows nothing of the job).
+func (g *Gateway) retryJob(w http.ResponseWriter, r *http.Request, id string, c *caller) {
+	if !c.admin() && len(id) <= maxJobID {
+		info, err := g.b.Job(r.Context(), id)
+		if err != nil {
+			g.fail(w, r, err)
+			return
+		}
+		if !c.mayRead(info) {
+			g.forbid(w, r, c)
+			return
+		}
+	}
+	g.changeJob(w, r, id, g.b.Retry)
+}
+
 // jobOptions reads the job options a submission may carry in headers:
 // Zmws-Ttr (a duration such as 30s) and Zmws-Retries (a count).
 func jobOptions(h http.Header, req *client.Request) error {

@@ -225,8 +225,8 @@ func TestCLI_RetryFailedOnlyOwnJobs(t *testing.T) {
 		j := failedList(t, as("admin"))
 		return len(j) == 2 && j[0].ID == mine && j[0].Attempts == 1
 	})
-	// The single retry stays an admin operation.
-	if _, _, err := as("user")("retry", theirs); err == nil || !strings.Contains(err.Error(), "admin") {
+	// A single retry has the same rule: another's job is refused.
+	if _, _, err := as("user")("retry", theirs); err == nil || !strings.Contains(err.Error(), "only the jobs it submitted") {
 		t.Errorf("the user's retry of the admin's job: %v", err)
 	}
 	out, _, err = as("admin")("retry", "--failed", "--service", "FAIL")

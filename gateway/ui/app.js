@@ -478,7 +478,7 @@
       if ($('job-id').textContent === id) showJobInfo(body);
     } catch (err) {
       notice((action === 'retry' ? 'Retry' : 'Cancel') + ' of ' + id + ' refused: ' +
-        (err.status === 403 ? 'only an admin token may ' + action + ' jobs (' + err.message + ')' : err.message));
+        (err.status === 403 ? (action === 'retry' ? 'a token that is not admin may retry only its own jobs' : 'only an admin token may cancel jobs') + ' (' + err.message + ')' : err.message));
     } finally {
       if (btn) btn.disabled = false;
     }
