@@ -2,9 +2,6 @@ package broker
 
 import (
 	"fmt"
-	"math"
-	"strconv"
-	"strings"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -38,16 +35,9 @@ type clientLimit struct {
 // ParseClientRate reads a --client-rate value: N or N/BURST jobs a
 // second.
 func ParseClientRate(s string) (Rate, error) {
-	per, burst, hasBurst := strings.Cut(s, "/")
-	var r Rate
-	var err error
-	if r.PerSecond, err = strconv.ParseFloat(per, 64); err != nil || r.PerSecond <= 0 || math.IsInf(r.PerSecond, 0) {
-		return Rate{}, fmt.Errorf("client rate %q: want JOBS_PER_SECOND or JOBS_PER_SECOND/BURST, a positive number", s)
-	}
-	if hasBurst {
-		if r.Burst, err = strconv.Atoi(burst); err != nil || r.Burst <= 0 {
-			return Rate{}, fmt.Errorf("client rate %q: burst %q is not a positive integer", s, burst)
-		}
+	r, err := parseRate(s)
+	if err != nil {
+		return Rate{}, fmt.Errorf("client rate %q (want JOBS_PER_SECOND or JOBS_PER_SECOND/BURST): %w", s, err)
 	}
 	return r, nil
 }

@@ -29,14 +29,8 @@ func ParseRate(s string) (service string, r Rate, err error) {
 	if !ok || name == "" || spec == "" {
 		return "", Rate{}, fmt.Errorf("rate %q: want SERVICE=JOBS_PER_SECOND or SERVICE=JOBS_PER_SECOND/BURST (SERVICE * for every service)", s)
 	}
-	per, burst, hasBurst := strings.Cut(spec, "/")
-	if r.PerSecond, err = strconv.ParseFloat(per, 64); err != nil || r.PerSecond <= 0 || math.IsInf(r.PerSecond, 0) {
-		return "", Rate{}, fmt.Errorf("rate %q: %q is not a positive number of jobs a second", s, per)
-	}
-	if hasBurst {
-		if r.Burst, err = strconv.Atoi(burst); err != nil || r.Burst <= 0 {
-			return "", Rate{}, fmt.Errorf("rate %q: burst %q is not a positive integer", s, burst)
-		}
+	if r, err = parseRate(spec); err != nil {
+		return "", Rate{}, fmt.Errorf("rate %q: %w", s, err)
 	}
 	if name != "*" {
 		if err := protocol.ValidWorkerService(name); err != nil {
@@ -44,6 +38,22 @@ func ParseRate(s string) (service string, r Rate, err error) {
 		}
 	}
 	return name, r, nil
+}
+
+// parseRate reads N or N/BURST, jobs a second.
+func parseRate(spec string) (Rate, error) {
+	var r Rate
+	var err error
+	per, burst, hasBurst := strings.Cut(spec, "/")
+	if r.PerSecond, err = strconv.ParseFloat(per, 64); err != nil || r.PerSecond <= 0 || math.IsInf(r.PerSecond, 0) {
+		return Rate{}, fmt.Errorf("%q is not a positive number of jobs a second", per)
+	}
+	if hasBurst {
+		if r.Burst, err = strconv.Atoi(burst); err != nil || r.Burst <= 0 {
+			return Rate{}, fmt.Errorf("burst %q is not a positive integer", burst)
+		}
+	}
+	return r, nil
 }
 
 // String is r as ParseRate reads it, without the service.
