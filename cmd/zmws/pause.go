@@ -46,7 +46,7 @@ func (c *ResumeCmd) Run(e *env) error {
 	if e.cli.Output == "json" {
 		return writeJSON(e.stdout, s)
 	}
-	fmt.Fprintf(e.stderr, "service %s resumed: %d jobs queued, %d idle workers\n", s.Name, s.Queued, s.WorkersIdle)
+	fmt.Fprintf(e.stderr, "service %s resumed: its queue is dispatched again (%d jobs still queued)\n", s.Name, s.Queued)
 	return nil
 }
 
