@@ -47,6 +47,7 @@ type BoltOptions struct {
 //	finished  finishStamp ++ job ID → idempotency key, for each finished job
 //	counts    name → a service's job counters (made by the first Commit
 //	          that writes one: a journal from before them has none)
+//	schedules name → a schedule's last tick (made likewise)
 var (
 	bucketMeta     = []byte("meta")
 	bucketJobs     = []byte("jobs")
@@ -55,6 +56,7 @@ var (
 	bucketOpen     = []byte("open")
 	bucketFinished = []byte("finished")
 	bucketCounts   = []byte("counts")
+	bucketScheds   = []byte("schedules")
 
 	metaFormat = []byte("format")
 	// metaProbe holds the time of the last probe commit (Batch.Probe).
@@ -247,9 +249,9 @@ func (s *Bolt) init() error {
 func (s *Bolt) Path() string { return s.path }
 
 // buckets are a transaction's buckets. counts is nil in a journal no
-// counters were written to yet.
+// counters were written to yet, scheds in one no schedule was.
 type buckets struct {
-	jobs, services, keys, open, finished, counts *bolt.Bucket
+	jobs, services, keys, open, finished, counts, scheds *bolt.Bucket
 }
 
 func (s *Bolt) buckets(tx *bolt.Tx) (buckets, error) {
@@ -260,6 +262,7 @@ func (s *Bolt) buckets(tx *bolt.Tx) (buckets, error) {
 		open:     tx.Bucket(bucketOpen),
 		finished: tx.Bucket(bucketFinished),
 		counts:   tx.Bucket(bucketCounts),
+		scheds:   tx.Bucket(bucketScheds),
 	}
 	if bk.jobs == nil || bk.services == nil || bk.keys == nil || bk.open == nil || bk.finished == nil {
 		return bk, fmt.Errorf("%w %s: a bucket is missing", ErrCorrupt, s.path)
@@ -354,6 +357,24 @@ func (s *Bolt) Commit(b *Batch) error {
 				if err := bk.counts.Delete([]byte(name)); err != nil {
 					return err
 				}
+			}
+		}
+		if bk.scheds == nil && len(b.Schedules) > 0 {
+			if bk.scheds, err = tx.CreateBucket(bucketScheds); err != nil {
+				return err
+			}
+		}
+		for _, r := range b.Schedules {
+			if r.LastTick.IsZero() {
+				if err := bk.scheds.Delete([]byte(r.Name)); err != nil {
+					return err
+				}
+				continue
+			}
+			start := len(arena)
+			arena = appendSchedule(arena, r)
+			if err := bk.scheds.Put([]byte(r.Name), arena[start:len(arena):len(arena)]); err != nil {
+				return err
 			}
 		}
 		if cap(arena) <= arenaKeep {
@@ -475,6 +496,23 @@ func (s *Bolt) loadCounts(bk buckets) ([]ServiceCounts, error) {
 	return out, err
 }
 
+// loadSchedules reads the schedules' last ticks, by name.
+func (s *Bolt) loadSchedules(bk buckets) ([]ScheduleRecord, error) {
+	if bk.scheds == nil {
+		return nil, nil
+	}
+	var out []ScheduleRecord
+	err := bk.scheds.ForEach(func(k, v []byte) error {
+		r, err := decodeSchedule(string(k), v)
+		if err != nil {
+			return fmt.Errorf("%w %s: schedule %q: %v", ErrCorrupt, s.path, k, err)
+		}
+		out = append(out, r)
+		return nil
+	})
+	return out, err
+}
+
 // view runs fn in a read transaction, mapping bbolt's errors.
 func (s *Bolt) view(fn func(bk buckets) error) error {
 	if s.closed.Load() {
@@ -524,6 +562,9 @@ func (s *Bolt) Load(finished int) (Snapshot, error) {
 			return err
 		}
 		if snap.Counts, err = s.loadCounts(bk); err != nil {
+			return err
+		}
+		if snap.Schedules, err = s.loadSchedules(bk); err != nil {
 			return err
 		}
 		snap.Jobs = make([]JobRecord, 0, bk.open.Stats().KeyN)
