@@ -38,6 +38,7 @@ func brokerKeys() []Key {
 		{Name: "history", Kind: KindInt},
 		{Name: "max_queue", Kind: KindInt},
 		{Name: "rate", Kind: KindList},
+		{Name: "schedule", Kind: KindList},
 		{Name: "max_attempts", Kind: KindInt},
 		{Name: "max_msg_size", Kind: KindInt},
 		{Name: "max_output", Kind: KindInt},
