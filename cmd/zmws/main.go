@@ -46,6 +46,7 @@ type CLI struct {
 	Workers  WorkersCmd  `cmd:"" help:"List connected workers."`
 	Services ServicesCmd `cmd:"" help:"List every service a worker ever offered."`
 	Watch    WatchCmd    `cmd:"" help:"Follow job events, one line each."`
+	Scheds   SchedsCmd   `cmd:"" name:"schedules" help:"List the broker's recurring schedules: next and last tick, last job (an admin query)."`
 	Keygen   KeygenCmd   `cmd:"" help:"Make a CURVE key pair: NAME.key (secret, mode 0600) and NAME.pub."`
 	Keys     KeysCmd     `cmd:"" help:"Manage the broker's authorized keys."`
 	Token    TokenCmd    `cmd:"" help:"Add or list the HTTP gateway's bearer tokens (a file zmwsd reads)."`
