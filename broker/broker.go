@@ -286,9 +286,12 @@ type Broker struct {
 
 	// scheds are the schedules, by name; dirtyScheds those whose record
 	// waits for the next Flush; nextSched the earliest planned tick.
-	scheds      []*schedule
-	dirtyScheds []*schedule
-	nextSched   time.Time
+	// firedJobs are the jobs ticks made since the last Flush, firedFlushed
+	// those of the batch last flushed (made dirty again if it fails).
+	scheds                  []*schedule
+	dirtyScheds             []*schedule
+	nextSched               time.Time
+	firedJobs, firedFlushed []*job
 }
 
 // service is every service any worker ever announced, until it is

@@ -330,6 +330,9 @@ func (b *Broker) fire(now time.Time, s *schedule, at time.Time) {
 	s.fired++
 	s.lastJob = j.id.String()
 	b.markDirty(j)
+	if b.cfg.Durable {
+		b.firedJobs = append(b.firedJobs, j)
+	}
 	if b.log.Debug().Enabled() {
 		b.log.Debug().Str("schedule", s.Name).Str(keyJob, s.lastJob).Str(keyService, svc.name).
 			Time("tick", at).Dur("late", now.Sub(at)).Msg("schedule fired")
@@ -356,13 +359,22 @@ func (b *Broker) flushSchedules(out *Batch) {
 	}
 	clear(b.dirtyScheds)
 	b.dirtyScheds = b.dirtyScheds[:0]
+	clear(b.firedFlushed)
+	b.firedFlushed, b.firedJobs = b.firedJobs, b.firedFlushed[:0]
 }
 
 // reflushSchedules puts the schedule records of a batch that failed to
-// commit in the next one, as they stand now (from Rejected): its jobs
-// stay in memory, and their ticks must not be fired again after a restart
-// once the jobs are in the journal.
+// commit in the next one, as they stand now (from Rejected), with the
+// jobs their ticks made that are still held: a tick is recorded with its
+// job, or not at all.
 func (b *Broker) reflushSchedules(failed *Batch) {
+	for _, j := range b.firedFlushed {
+		if b.jobs.get(j.id) == j {
+			b.markDirty(j)
+		}
+	}
+	clear(b.firedFlushed)
+	b.firedFlushed = b.firedFlushed[:0]
 	for _, rec := range failed.Schedules {
 		i := slices.IndexFunc(b.scheds, func(s *schedule) bool { return s.Name == rec.Name })
 		if i < 0 {

@@ -236,8 +236,14 @@ func TestBroker_ScheduleRecordAgainAfterFailedCommit(t *testing.T) {
 	if !b.Pending() {
 		t.Fatal("nothing pending after a failed commit of a tick's record")
 	}
-	if batch := b.Flush(); len(batch.Schedules) != 1 || !batch.Schedules[0].LastTick.Equal(at(time.Second)) {
+	batch := b.Flush()
+	if len(batch.Schedules) != 1 || !batch.Schedules[0].LastTick.Equal(at(time.Second)) {
 		t.Fatalf("schedule records %+v, want the tick's again", batch.Schedules)
+	}
+	// And its job with it: a record of the tick without its job would
+	// lose the tick in a crash.
+	if len(batch.Jobs) != 1 || batch.Jobs[0].ID != batch.Schedules[0].LastJob {
+		t.Fatalf("job records %+v, want the tick's job %s again", batch.Jobs, batch.Schedules[0].LastJob)
 	}
 }
 
