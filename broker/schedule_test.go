@@ -302,3 +302,18 @@ func TestParseSchedule(t *testing.T) {
 		}
 	}
 }
+
+func TestBroker_ScheduleJobAnnouncedQueued(t *testing.T) {
+	b := newBroker(t, broker.Config{Durable: true, Events: true, Heartbeat: time.Hour, Schedules: []broker.Schedule{every1s("s", "S")}})
+	b.HandleWorker(t0, "w0", "", readyZ("S"))
+	b.HandleWorker(t0, "w0", "", workerMsg(v2, protocol.CmdDisconnect, ""))
+	b.Tick(t0)
+	ev := one(t, b.Tick(at(time.Second)), protocol.ToEvents, protocol.EventQueued)
+	var e protocol.Event
+	if err := json.Unmarshal(ev.Frames[0], &e); err != nil || e.Service != "S" || !e.Time.Equal(at(time.Second)) {
+		t.Fatalf("queued event %s (%v)", ev.Frames[0], err)
+	}
+	if info := schedInfo(t, b, "s"); e.Job != info.LastJob {
+		t.Fatalf("event for job %s, the tick's is %s", e.Job, info.LastJob)
+	}
+}
