@@ -111,7 +111,8 @@ func (b *Broker) Flush() *Batch {
 	clear(b.dirtySvcs)
 	b.dirtySvcs = b.dirtySvcs[:0]
 	b.flushSchedules(out)
-	b.flushedEmpty = out.Len() == 0
+	b.flushedEmpty = len(out.Jobs) == 0 && len(out.Services) == 0 && len(out.Deletes) == 0 && len(out.Counts) == 0 && !out.Probe &&
+		len(out.Schedules) == 0
 	return out
 }
 
