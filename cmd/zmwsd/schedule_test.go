@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -267,8 +268,8 @@ func TestRun_SchedulesOverRestart(t *testing.T) {
 	lo, mid, p99, hi := late[0], late[len(late)/2], late[len(late)*99/100], late[len(late)-1]
 	t.Logf("lateness of %d on-schedule jobs at their workers: min %v, p50 %v, p99 %v, max %v; of their IDs (made, ms): p50 %v, max %v",
 		len(late), lo, mid, p99, hi, made[len(made)/2], made[len(made)-1])
-	if hi > 100*time.Millisecond {
-		t.Errorf("a job started %v after its tick, want within 100 ms", hi)
+	if over := len(late) - sort.Search(len(late), func(i int) bool { return late[i] > 100*time.Millisecond }); over > 0 {
+		t.Errorf("%d jobs started more than 100 ms after their tick (the latest %v after), want none", over, hi)
 	}
 }
 
