@@ -301,3 +301,20 @@ func TestRun_ScheduleErrors(t *testing.T) {
 		t.Errorf("ZMWSD_SCHEDULE: %q, want two schedules, the commas of the first kept", cli.Schedule)
 	}
 }
+
+// [broker] schedule sets --schedule, each item whole (commas and all).
+func TestConfig_ScheduleKey(t *testing.T) {
+	conf := filepath.Join(t.TempDir(), "zmws.toml")
+	text := "[broker]\nschedule = [\"a=*/5 * * * 1,3,5=S\", \"b=@every 10s=T\"]\n"
+	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cli := parse(t, "--config="+conf)
+	if len(cli.Schedule) != 2 || cli.Schedule[0] != "a=*/5 * * * 1,3,5=S" || cli.Schedule[1] != "b=@every 10s=T" {
+		t.Fatalf("--schedule from the file: %q", cli.Schedule)
+	}
+	ss, err := schedules(cli)
+	if err != nil || len(ss) != 2 || ss[0].Spec != "*/5 * * * 1,3,5" {
+		t.Fatalf("schedules: %+v %v", ss, err)
+	}
+}
