@@ -42,6 +42,9 @@ import (
 // makes no job: it is logged with the schedule's name and counted as
 // skipped, and recorded as its last tick like any other.
 
+// keySchedule is the log field of a schedule's name.
+const keySchedule = "schedule"
+
 // Schedule is a recurring job the operator declares.
 type Schedule struct {
 	Name    string // unique; the journal keeps its last tick under it
@@ -164,7 +167,7 @@ func (b *Broker) newSchedules(ss []Schedule) {
 			continue
 		}
 		if slices.ContainsFunc(b.scheds, func(x *schedule) bool { return x.Name == s.Name }) {
-			b.log.Error().Str("schedule", s.Name).Msg("schedule declared twice: the second left out")
+			b.log.Error().Str(keySchedule, s.Name).Msg("schedule declared twice: the second left out")
 			continue
 		}
 		every, _ := ParseSpec(s.Spec)
@@ -183,7 +186,7 @@ func (b *Broker) restoreSchedules(recs []ScheduleRecord) {
 	for _, rec := range recs {
 		i := slices.IndexFunc(b.scheds, func(s *schedule) bool { return s.Name == rec.Name })
 		if i < 0 {
-			b.log.Info().Str("schedule", rec.Name).Msg("the journal's record of a schedule no longer declared is deleted")
+			b.log.Info().Str(keySchedule, rec.Name).Msg("the journal's record of a schedule no longer declared is deleted")
 			if b.cfg.Durable {
 				b.batch.Schedules = append(b.batch.Schedules, ScheduleRecord{Name: rec.Name})
 			}
@@ -281,7 +284,7 @@ func (b *Broker) schedulesDue(now time.Time) {
 		ticks, passed := s.due(now, keep)
 		if passed > 0 {
 			s.missed += passed
-			b.log.Warn().Str("schedule", s.Name).Str(keyService, s.Service).Uint64("missed", passed).
+			b.log.Warn().Str(keySchedule, s.Name).Str(keyService, s.Service).Uint64("missed", passed).
 				Time("newest", ticks[len(ticks)-1]).Str("catch_up", s.CatchUp).Msg("schedule ticks missed")
 		}
 		for _, t := range ticks {
@@ -307,7 +310,7 @@ func (b *Broker) fire(now time.Time, s *schedule, at time.Time) {
 	}
 	if why != "" {
 		s.skipped++
-		b.peerWarn("schedule skipped", s.Name).Str("schedule", s.Name).Str(keyService, s.Service).
+		b.peerWarn("schedule skipped", s.Name).Str(keySchedule, s.Name).Str(keyService, s.Service).
 			Time("tick", at).Str("reason", why).Msg("schedule tick skipped")
 		return
 	}
@@ -334,7 +337,7 @@ func (b *Broker) fire(now time.Time, s *schedule, at time.Time) {
 		b.firedJobs = append(b.firedJobs, j)
 	}
 	if b.log.Debug().Enabled() {
-		b.log.Debug().Str("schedule", s.Name).Str(keyJob, s.lastJob).Str(keyService, svc.name).
+		b.log.Debug().Str(keySchedule, s.Name).Str(keyJob, s.lastJob).Str(keyService, svc.name).
 			Time("tick", at).Dur("late", now.Sub(at)).Msg("schedule fired")
 	}
 	b.event(now, protocol.EventQueued, j, nil)
