@@ -317,3 +317,27 @@ func TestBroker_ScheduleJobAnnouncedQueued(t *testing.T) {
 		t.Fatalf("event for job %s, the tick's is %s", e.Job, info.LastJob)
 	}
 }
+
+// After a long outage the due ticks are not walked one by one past a
+// bound: one job still goes to the newest tick, and the missed count is a
+// lower bound.
+func TestBroker_ScheduleLongOutage(t *testing.T) {
+	for _, rule := range []string{protocol.CatchUpOne, protocol.CatchUpAll} {
+		s := every1s("s", "S")
+		s.CatchUp = rule
+		b := newBroker(t, broker.Config{Durable: true, Heartbeat: time.Hour, Schedules: []broker.Schedule{s}})
+		b.Restore(t0, broker.Snapshot{
+			Services:  []broker.ServiceRecord{{Name: "S", FirstSeen: t0}},
+			Schedules: []broker.ScheduleRecord{{Name: "s", LastTick: t0.Add(-30 * 24 * time.Hour)}},
+		})
+		b.Tick(t0)
+		want := 1
+		if rule == protocol.CatchUpAll {
+			want = protocol.MaxCatchUp
+		}
+		info := schedInfo(t, b, "s")
+		if n := queued(b, "S"); n != want || !info.LastTick.Equal(t0) || info.Missed < 86400 {
+			t.Fatalf("%s after 30 days down: %d jobs, schedule %+v; want %d, the last tick t0, at least a day missed", rule, n, info, want)
+		}
+	}
+}
