@@ -126,6 +126,10 @@ type Config struct {
 	// finished, requeued and refused; job duration and queue wait
 	// histograms): a few increments per job, on the loop goroutine.
 	Stats bool
+	// Schedules are the recurring jobs the broker fires (schedule.go);
+	// check them with CheckSchedules first: New leaves out (logged) any
+	// that does not pass.
+	Schedules []Schedule
 	// Entropy feeds job IDs (ULIDs). Default: crypto/rand, monotonic within a
 	// millisecond.
 	Entropy io.Reader
@@ -295,6 +299,15 @@ type Broker struct {
 	unknownRefused codeCounts
 	// resends is the table of Config.DedupeWindow (nil until used).
 	resends *resends
+
+	// scheds are the schedules, by name; dirtyScheds those whose record
+	// waits for the next Flush; nextSched the earliest planned tick.
+	// firedJobs are the jobs ticks made since the last Flush, firedFlushed
+	// those of the batch last flushed (made dirty again if it fails).
+	scheds                  []*schedule
+	dirtyScheds             []*schedule
+	nextSched               time.Time
+	firedJobs, firedFlushed []*job
 }
 
 // service is every service any worker ever announced, until it is
@@ -365,7 +378,7 @@ type worker struct {
 // New returns a Broker with cfg's defaults filled in.
 func New(cfg Config) *Broker {
 	cfg.setDefaults()
-	return &Broker{
+	b := &Broker{
 		cfg:      cfg,
 		log:      cfg.Logger.With().Str("component", "broker").Logger(),
 		ttl:      cfg.Heartbeat * time.Duration(cfg.Liveness),
@@ -379,6 +392,8 @@ func New(cfg Config) *Broker {
 		batch:    &Batch{},
 		recycled: &Batch{},
 	}
+	b.newSchedules(cfg.Schedules)
+	return b
 }
 
 // Deadline is when Tick next has work: a heartbeat to send or a worker that
@@ -392,7 +407,7 @@ func (b *Broker) Deadline() time.Time {
 	if !b.storeFailed.IsZero() {
 		probe = b.probeAt
 	}
-	for _, t := range []time.Time{b.nextExpiry, b.nextTTR, b.nextRetry(), b.nextForget, b.nextAccept(), probe} {
+	for _, t := range []time.Time{b.nextExpiry, b.nextTTR, b.nextRetry(), b.nextForget, b.nextAccept(), probe, b.nextSched} {
 		if !t.IsZero() && t.Before(d) {
 			d = t
 		}
@@ -420,6 +435,9 @@ func (b *Broker) Tick(now time.Time) []protocol.Envelope {
 	}
 	b.acceptsDue(now)
 	b.probeDue(now)
+	if len(b.scheds) > 0 && (b.nextSched.IsZero() || !now.Before(b.nextSched)) {
+		b.schedulesDue(now)
+	}
 	if b.cfg.ForgetAfter > 0 {
 		if b.nextForget.IsZero() {
 			b.nextForget = now.Add(forgetEvery)

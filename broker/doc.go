@@ -20,6 +20,13 @@
 // counts once its REQUEST was sent: one the loop reports it could not send
 // (Unreachable, with the job) goes back uncounted.
 //
+// Schedules (Config.Schedules, schedule.go) are recurring jobs the
+// operator declares in cron syntax: Tick makes one async job of each tick
+// due by the time it is given (Deadline includes the next tick), and the
+// tick is recorded in the batch of its job (ScheduleRecord), so a restart
+// fires no recorded tick again and applies the schedule's catch-up rule
+// to those it missed.
+//
 // One goroutine owns a Broker. Usage by a loop:
 //
 //	b := broker.New(broker.Config{Heartbeat: time.Second})

@@ -64,7 +64,7 @@ func (b *Broker) Holding() bool { return len(b.heldNext) > 0 }
 // Pending reports whether Flush has records to give.
 func (b *Broker) Pending() bool {
 	return len(b.dirty) > 0 || len(b.dirtySvcs) > 0 || len(b.batch.Services) > 0 || len(b.batch.Deletes) > 0 || len(b.batch.Forgets) > 0 ||
-		b.batch.Probe
+		b.batch.Probe || len(b.dirtyScheds) > 0 || len(b.batch.Schedules) > 0
 }
 
 // probeEvery is how often a broker whose store failed its last commit asks
@@ -110,7 +110,9 @@ func (b *Broker) Flush() *Batch {
 	}
 	clear(b.dirtySvcs)
 	b.dirtySvcs = b.dirtySvcs[:0]
-	b.flushedEmpty = len(out.Jobs) == 0 && len(out.Services) == 0 && len(out.Deletes) == 0 && len(out.Counts) == 0 && !out.Probe
+	b.flushSchedules(out)
+	b.flushedEmpty = len(out.Jobs) == 0 && len(out.Services) == 0 && len(out.Deletes) == 0 && len(out.Counts) == 0 && !out.Probe &&
+		len(out.Schedules) == 0
 	return out
 }
 
@@ -217,6 +219,7 @@ func (b *Broker) Rejected(now time.Time, err error) []protocol.Envelope {
 			b.batch.Forgets = append(b.batch.Forgets, name)
 		}
 	}
+	b.reflushSchedules(b.recycled)
 	b.log.Error().Err(err).Msg("job store commit failed: submissions refused")
 	return b.out
 }
@@ -241,6 +244,7 @@ func (b *Broker) Health() protocol.HealthInfo {
 // SERVER-JOBS. Call it once, before any message; send what it returns.
 func (b *Broker) Restore(now time.Time, snap Snapshot) []protocol.Envelope {
 	b.out = b.out[:0]
+	b.restoreSchedules(snap.Schedules)
 	for _, s := range snap.Services {
 		// Last seen now: the clock of ForgetAfter restarts with the broker.
 		rs := b.restoredService(s.Name, s.FirstSeen)

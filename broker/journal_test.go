@@ -16,7 +16,7 @@ import (
 // cannot import package store (store imports broker). It applies a Batch
 // as store.Memory does: upserts of whole jobs (the last record of a job
 // wins), then deletes, then services, then counters (zeros delete), then
-// forgets; a job whose idempotency key names another job refuses the whole
+// forgets, then schedules' last ticks (zeros delete); a job whose idempotency key names another job refuses the whole
 // batch. Records are copied in and out, as an encoding would, so nil and
 // empty stay distinct, times come back in UTC without a monotonic
 // reading, and a caller's later changes never reach it. Not safe for
@@ -26,6 +26,7 @@ type testJournal struct {
 	counts   map[string]ServiceCounts
 	jobs     map[string]JobRecord
 	keys     map[string]string // idempotency key → job ID
+	scheds   map[string]ScheduleRecord
 }
 
 var _ Archive = (*testJournal)(nil)
@@ -38,6 +39,7 @@ func newTestJournal() *testJournal {
 		counts:   map[string]ServiceCounts{},
 		jobs:     map[string]JobRecord{},
 		keys:     map[string]string{},
+		scheds:   map[string]ScheduleRecord{},
 	}
 }
 
@@ -108,6 +110,14 @@ func (t *testJournal) Commit(b *Batch) error {
 		delete(t.services, name)
 		delete(t.counts, name)
 	}
+	for _, r := range b.Schedules {
+		if r.LastTick.IsZero() {
+			delete(t.scheds, r.Name)
+			continue
+		}
+		r.LastTick = r.LastTick.UTC().Round(0)
+		t.scheds[r.Name] = r
+	}
 	return nil
 }
 
@@ -125,6 +135,10 @@ func (t *testJournal) Load(finished int) Snapshot {
 		}
 	}
 	slices.SortFunc(s.Counts, func(a, b ServiceCounts) int { return cmp.Compare(a.Name, b.Name) })
+	for _, r := range t.scheds {
+		s.Schedules = append(s.Schedules, r)
+	}
+	slices.SortFunc(s.Schedules, func(a, b ScheduleRecord) int { return cmp.Compare(a.Name, b.Name) })
 	var done []JobRecord
 	for _, j := range t.jobs {
 		if journalFinished(j.State) {

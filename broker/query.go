@@ -97,6 +97,8 @@ func (b *Broker) query(now time.Time, r request, meta protocol.Meta, body [][]by
 	case protocol.ServerDrain:
 		b.serveDrain(now, r, body)
 		return
+	case protocol.ServerSchedules:
+		v = b.Schedules()
 	case protocol.ServerReload:
 		if b.cfg.Reload == nil {
 			b.refuse(r, protocol.CodeBadRequest, "this broker has no keys to reload (it runs without --curve-key)")
@@ -111,7 +113,7 @@ func (b *Broker) query(now time.Time, r request, meta protocol.Meta, body [][]by
 		v = map[string]string{"reloaded": "ok"}
 	default:
 		b.refuse(r, protocol.CodeUnknownService, "no introspection service "+r.service+
-			" (try SERVER-WORKERS, SERVER-JOBS, SERVER-ACTIVE, SERVER-QUEUE, SERVER-SERVICES, SERVER-JOB, SERVER-CANCEL, SERVER-RETRY, SERVER-RELOAD, SERVER-FORGET, SERVER-HEALTH, SERVER-PAUSE, SERVER-RESUME, SERVER-DRAIN)")
+			" (try SERVER-WORKERS, SERVER-JOBS, SERVER-ACTIVE, SERVER-QUEUE, SERVER-SERVICES, SERVER-JOB, SERVER-CANCEL, SERVER-RETRY, SERVER-RELOAD, SERVER-FORGET, SERVER-HEALTH, SERVER-PAUSE, SERVER-RESUME, SERVER-DRAIN, SERVER-SCHEDULES)")
 		return
 	}
 	payload, err := json.Marshal(v)

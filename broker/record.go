@@ -59,6 +59,16 @@ type ServiceCounts struct {
 	Failed    uint64
 }
 
+// ScheduleRecord is a schedule's last tick (schedule.go): the tick fired
+// or skipped last, and the ID of the job its last fired tick made. A
+// journal keeps them apart from jobs and services, so a journal from
+// before them opens as it is.
+type ScheduleRecord struct {
+	Name     string
+	LastTick time.Time
+	LastJob  string
+}
+
 // Batch is a set of changes a journal applies atomically (store.Store's
 // Commit). Flush gathers every change since the last Flush in one Batch,
 // so they share one fsync. Upserts are applied in order, then deletes: when
@@ -75,6 +85,9 @@ type Batch struct {
 	// Services and Counts: a batch that records a service and forgets it
 	// leaves it forgotten).
 	Forgets []string
+	// Schedules are upserts of schedules' last ticks by Name; a zero
+	// LastTick deletes a schedule's record.
+	Schedules []ScheduleRecord
 	// Probe asks for a write of the journal's own marker, nothing else: how
 	// the broker learns that a journal whose commit failed commits again,
 	// when no job comes to try it (SERVER-HEALTH, /healthz).
@@ -83,7 +96,7 @@ type Batch struct {
 
 // Len returns the number of changes in b (a Probe counts as one).
 func (b *Batch) Len() int {
-	n := len(b.Services) + len(b.Jobs) + len(b.Deletes) + len(b.Counts) + len(b.Forgets)
+	n := len(b.Services) + len(b.Jobs) + len(b.Deletes) + len(b.Counts) + len(b.Forgets) + len(b.Schedules)
 	if b.Probe {
 		n++
 	}
@@ -97,6 +110,8 @@ func (b *Batch) Reset() {
 	clear(b.Deletes)
 	clear(b.Counts)
 	clear(b.Forgets)
+	clear(b.Schedules)
+	b.Schedules = b.Schedules[:0]
 	b.Services, b.Jobs, b.Deletes, b.Counts, b.Forgets = b.Services[:0], b.Jobs[:0], b.Deletes[:0], b.Counts[:0], b.Forgets[:0]
 	b.Probe = false
 }
@@ -107,6 +122,9 @@ type Snapshot struct {
 	Counts   []ServiceCounts // the counters of services in Services that have any, sorted by name
 	Jobs     []JobRecord     // every unfinished (queued, active) job, sorted by ID
 	Finished []JobRecord     // the newest finished jobs, oldest first by finish time
+	// Schedules are the last ticks of schedules, sorted by name (in JSON,
+	// left out when none: the dumps of journals from before them stay).
+	Schedules []ScheduleRecord `json:",omitempty"`
 }
 
 // Archive is the read side of a journal: the retained jobs the broker no

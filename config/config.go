@@ -53,6 +53,8 @@ type File struct {
 	Dir     string   // the file's folder, absolute: relative paths in the file are taken from it
 	Broker  Section  // [broker]; its Line is 0 when the file has none
 	Workers []Worker // the [[worker]] entries, in the order of the file
+
+	schedules []Schedule // the [[broker.schedule]] entries (Schedules)
 }
 
 // Section is one table of the file.
@@ -252,6 +254,7 @@ func Parse(path string, data []byte) (*File, error) {
 	p := &parser{f: &File{Path: path, Dir: dir, Broker: newSection(0)}}
 	p.walk(md, raw, keyLines(string(data), md.Keys()))
 	p.checkWorkers()
+	p.checkSchedules()
 	if len(p.errs) > 0 {
 		sort.SliceStable(p.errs, func(i, j int) bool { return p.errs[i].Line < p.errs[j].Line })
 		if len(p.errs) == 1 {
@@ -285,6 +288,7 @@ func (p *parser) walk(md toml.MetaData, raw map[string]any, lines []int) {
 	var (
 		broker, _  = raw["broker"].(map[string]any)
 		workers, _ = raw["worker"].([]map[string]any)
+		scheds, _  = broker["schedule"].([]map[string]any)
 		entry      = -1                // index of the current [[worker]]
 		bad        = map[string]bool{} // keys already reported, with what is under them
 		brokerKeys = BrokerKeys()
@@ -311,6 +315,11 @@ func (p *parser) walk(md toml.MetaData, raw map[string]any, lines []int) {
 			}
 			entry++
 			p.f.Workers = append(p.f.Workers, Worker{Section: newSection(line)})
+		case isScheduleTable(md, k):
+			if len(k) > 2 && bad[k[:3].String()] {
+				continue
+			}
+			p.scheduleKey(k, scheds, line, bad)
 		case k[0] == "broker":
 			if !p.key(&p.f.Broker, "[broker]", brokerKeys, k[1], broker[k[1]], line, len(k) > 2) {
 				bad[k[:2].String()] = true // and whatever is under it

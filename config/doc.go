@@ -15,6 +15,9 @@
 //	command = "rev"
 //	concurrency = 4
 //
+// [[broker.schedule]] tables are zmwsd's recurring jobs (File.Schedules),
+// checked as zmwsd checks them: a bad cron spec is an error at its line.
+//
 // Load checks everything it can without starting anything: every key is
 // known and has a value of its kind, every [[worker]] serves something and
 // has a unique name. Each problem is an *Error naming the file and line.

@@ -40,6 +40,7 @@ func brokerKeys() []Key {
 		{Name: "rate", Kind: KindList},
 		{Name: "client_rate", Kind: KindString},
 		{Name: "client_concurrency", Kind: KindInt},
+		{Name: "schedule", Kind: KindList},
 		{Name: "max_attempts", Kind: KindInt},
 		{Name: "max_msg_size", Kind: KindInt},
 		{Name: "max_output", Kind: KindInt},

@@ -318,7 +318,7 @@ func route(path string) (kind routeKind, arg string) {
 		return routeNotFound, ""
 	}
 	switch name {
-	case protocol.ServerWorkers, protocol.ServerJobs, protocol.ServerActive, protocol.ServerQueue, protocol.ServerServices:
+	case protocol.ServerWorkers, protocol.ServerJobs, protocol.ServerActive, protocol.ServerQueue, protocol.ServerServices, protocol.ServerSchedules:
 		return routeServer, name
 	}
 	base, sync := protocol.SplitSync(name)

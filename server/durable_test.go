@@ -31,6 +31,9 @@ func TestMain(m *testing.M) {
 	if dir := os.Getenv("ZMWS_TEST_BROKER_CHILD"); dir != "" {
 		os.Exit(childBroker(dir))
 	}
+	if dir := os.Getenv("ZMWS_TEST_SCHEDULE_CHILD"); dir != "" {
+		os.Exit(childScheduler(dir))
+	}
 	os.Exit(m.Run())
 }
 

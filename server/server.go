@@ -197,6 +197,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.ClientBind == "" || cfg.WorkerBind == "" {
 		return nil, errors.New("server: client and worker endpoints are required")
 	}
+	if err := broker.CheckSchedules(cfg.Broker.Schedules); err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
 	if cfg.MaxMsgSize == 0 {
 		cfg.MaxMsgSize = DefaultMaxMsgSize
 	}

@@ -51,6 +51,7 @@ type BoltOptions struct {
 //	          that writes one: a journal from before them has none)
 //	failed    finishStamp ++ job ID → service and owner, for each failed
 //	          job (failed.go; built at open in a journal from before it)
+//	schedules name → a schedule's last tick (made likewise)
 var (
 	bucketMeta     = []byte("meta")
 	bucketJobs     = []byte("jobs")
@@ -59,6 +60,7 @@ var (
 	bucketOpen     = []byte("open")
 	bucketFinished = []byte("finished")
 	bucketCounts   = []byte("counts")
+	bucketScheds   = []byte("schedules")
 
 	metaFormat = []byte("format")
 	// metaProbe holds the time of the last probe commit (Batch.Probe).
@@ -253,10 +255,10 @@ func (s *Bolt) init() error {
 func (s *Bolt) Path() string { return s.path }
 
 // buckets are a transaction's buckets. counts is nil in a journal no
-// counters were written to yet.
+// counters were written to yet, scheds in one no schedule was.
 type buckets struct {
-	jobs, services, keys, open, finished, counts *bolt.Bucket
-	failed                                       *bolt.Bucket // nil until init has built it
+	jobs, services, keys, open, finished, counts, scheds *bolt.Bucket
+	failed                                               *bolt.Bucket // nil until init has built it
 }
 
 func (s *Bolt) buckets(tx *bolt.Tx) (buckets, error) {
@@ -268,6 +270,7 @@ func (s *Bolt) buckets(tx *bolt.Tx) (buckets, error) {
 		finished: tx.Bucket(bucketFinished),
 		counts:   tx.Bucket(bucketCounts),
 		failed:   tx.Bucket(bucketFailed),
+		scheds:   tx.Bucket(bucketScheds),
 	}
 	if bk.jobs == nil || bk.services == nil || bk.keys == nil || bk.open == nil || bk.finished == nil {
 		return bk, fmt.Errorf("%w %s: a bucket is missing", ErrCorrupt, s.path)
@@ -362,6 +365,24 @@ func (s *Bolt) Commit(b *Batch) error {
 				if err := bk.counts.Delete([]byte(name)); err != nil {
 					return err
 				}
+			}
+		}
+		if bk.scheds == nil && len(b.Schedules) > 0 {
+			if bk.scheds, err = tx.CreateBucket(bucketScheds); err != nil {
+				return err
+			}
+		}
+		for _, r := range b.Schedules {
+			if r.LastTick.IsZero() {
+				if err := bk.scheds.Delete([]byte(r.Name)); err != nil {
+					return err
+				}
+				continue
+			}
+			start := len(arena)
+			arena = appendSchedule(arena, r)
+			if err := bk.scheds.Put([]byte(r.Name), arena[start:len(arena):len(arena)]); err != nil {
+				return err
 			}
 		}
 		if err := markFailedIndex(tx); err != nil {
@@ -501,6 +522,23 @@ func (s *Bolt) loadCounts(bk buckets) ([]ServiceCounts, error) {
 	return out, err
 }
 
+// loadSchedules reads the schedules' last ticks, by name.
+func (s *Bolt) loadSchedules(bk buckets) ([]ScheduleRecord, error) {
+	if bk.scheds == nil {
+		return nil, nil
+	}
+	var out []ScheduleRecord
+	err := bk.scheds.ForEach(func(k, v []byte) error {
+		r, err := decodeSchedule(string(k), v)
+		if err != nil {
+			return fmt.Errorf("%w %s: schedule %q: %v", ErrCorrupt, s.path, k, err)
+		}
+		out = append(out, r)
+		return nil
+	})
+	return out, err
+}
+
 // view runs fn in a read transaction, mapping bbolt's errors.
 func (s *Bolt) view(fn func(bk buckets) error) error {
 	if s.closed.Load() {
@@ -550,6 +588,9 @@ func (s *Bolt) Load(finished int) (Snapshot, error) {
 			return err
 		}
 		if snap.Counts, err = s.loadCounts(bk); err != nil {
+			return err
+		}
+		if snap.Schedules, err = s.loadSchedules(bk); err != nil {
 			return err
 		}
 		snap.Jobs = make([]JobRecord, 0, bk.open.Stats().KeyN)

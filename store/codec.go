@@ -33,6 +33,10 @@ const (
 // uvarints Completed and Failed.
 const countsV1 = 1
 
+// scheduleV1 is the version byte of a schedule's last tick: version, the
+// LastTick time, then the LastJob string.
+const scheduleV1 = 1
+
 // Record flags.
 const (
 	flagSync      = 1 << 0
@@ -425,4 +429,23 @@ func decodeService(name string, b []byte) (ServiceRecord, error) {
 		d.fail(errTrailing)
 	}
 	return s, d.err
+}
+
+// appendSchedule appends r's encoding: the version byte, LastTick, LastJob.
+func appendSchedule(dst []byte, r ScheduleRecord) []byte {
+	return appendString(appendTime(append(dst, scheduleV1), r.LastTick), r.LastJob)
+}
+
+// decodeSchedule decodes the last tick of the schedule named name from b.
+func decodeSchedule(name string, b []byte) (ScheduleRecord, error) {
+	d := decoder{b: b}
+	if v := d.byte(); d.err == nil && v != scheduleV1 {
+		d.fail(fmt.Errorf("unknown schedule record version %d", v))
+	}
+	r := ScheduleRecord{Name: name, LastTick: d.time()}
+	r.LastJob = d.string()
+	if d.err == nil && d.off != len(d.b) {
+		d.fail(errTrailing)
+	}
+	return r, d.err
 }

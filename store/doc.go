@@ -96,6 +96,8 @@
 //	          such bucket) opens unchanged, and a zmws from before them,
 //	          which reads only the buckets above, opens a journal that has
 //	          one (and ignores it)
+//	schedules name → a schedule's last tick: 0x01, time LastTick, string
+//	          LastJob; made by the first Commit with one, like counts
 //
 // Commit maintains keys, open, finished and failed from each record's old and new
 // State, Key and Finished. A job record is a version byte and its fields in

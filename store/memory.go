@@ -20,6 +20,7 @@ type Memory struct {
 	closed   bool
 	services map[string]ServiceRecord
 	counts   map[string]ServiceCounts
+	scheds   map[string]ScheduleRecord
 	jobs     map[string]*memJob
 	keys     map[string]string // idempotency key → job ID
 	buf      []byte            // Commit's encoding buffer
@@ -41,6 +42,7 @@ func NewMemory() *Memory {
 	return &Memory{
 		services: make(map[string]ServiceRecord),
 		counts:   make(map[string]ServiceCounts),
+		scheds:   make(map[string]ScheduleRecord),
 		jobs:     make(map[string]*memJob),
 		keys:     make(map[string]string),
 	}
@@ -87,6 +89,14 @@ func (m *Memory) Commit(b *Batch) error {
 	for _, name := range b.Forgets {
 		delete(m.services, name)
 		delete(m.counts, name)
+	}
+	for _, r := range b.Schedules {
+		if r.LastTick.IsZero() {
+			delete(m.scheds, r.Name)
+			continue
+		}
+		r.LastTick = r.LastTick.UTC().Round(0)
+		m.scheds[r.Name] = r
 	}
 	return nil
 }
@@ -198,6 +208,10 @@ func (m *Memory) Load(finished int) (Snapshot, error) {
 		}
 	}
 	slices.SortFunc(s.Counts, func(a, b ServiceCounts) int { return cmp.Compare(a.Name, b.Name) })
+	for _, r := range m.scheds {
+		s.Schedules = append(s.Schedules, r)
+	}
+	slices.SortFunc(s.Schedules, func(a, b ScheduleRecord) int { return cmp.Compare(a.Name, b.Name) })
 	var done []string
 	for id, j := range m.jobs {
 		if Finished(j.state) {
@@ -317,6 +331,6 @@ func (m *Memory) Close() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.closed = true
-	m.services, m.counts, m.jobs, m.keys = nil, nil, nil, nil
+	m.services, m.counts, m.jobs, m.keys, m.scheds = nil, nil, nil, nil, nil
 	return nil
 }

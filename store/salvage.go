@@ -131,6 +131,9 @@ func (s *Bolt) checkRecords(tx *bolt.Tx, rep *CheckReport) error {
 	if _, err := s.loadCounts(bk); err != nil {
 		return err
 	}
+	if _, err := s.loadSchedules(bk); err != nil {
+		return err
+	}
 	err = bk.jobs.ForEach(func(id, v []byte) error {
 		r, _, err := s.job(bk, id)
 		if err != nil {
@@ -276,6 +279,14 @@ func Salvage(src, dst string, opts BoltOptions) (SalvageReport, error) {
 			counts = append(counts, c)
 		}
 	})
+	var scheds []ScheduleRecord
+	seenScheds := map[string]bool{}
+	walk(bucketScheds, func(k, v []byte) {
+		if r, err := decodeSchedule(string(k), v); err == nil && !seenScheds[r.Name] {
+			seenScheds[r.Name] = true
+			scheds = append(scheds, r)
+		}
+	})
 	for id := range known {
 		if _, ok := jobs[id]; ok || id == "" {
 			continue
@@ -304,7 +315,7 @@ func Salvage(src, dst string, opts BoltOptions) (SalvageReport, error) {
 	if err != nil {
 		return rep, err
 	}
-	saved, err := copyInto(out, services, counts, recs)
+	saved, err := copyInto(out, &Batch{Services: services, Counts: counts, Schedules: scheds}, recs)
 	if cerr := out.Close(); err == nil {
 		err = cerr
 	}
@@ -317,11 +328,11 @@ func Salvage(src, dst string, opts BoltOptions) (SalvageReport, error) {
 	return rep, nil
 }
 
-// copyInto commits services, their counters and recs to s in batches; a
-// batch that fails is retried one job at a time, and jobs that still fail
-// are left out.
-func copyInto(s *Bolt, services []ServiceRecord, counts []ServiceCounts, recs []*JobRecord) (int, error) {
-	if err := s.Commit(&Batch{Services: services, Counts: counts}); err != nil {
+// copyInto commits first (services, their counters, schedules) then recs
+// to s in batches; a batch that fails is retried one job at a time, and
+// jobs that still fail are left out.
+func copyInto(s *Bolt, first *Batch, recs []*JobRecord) (int, error) {
+	if err := s.Commit(first); err != nil {
 		return 0, err
 	}
 	const chunk = 1000

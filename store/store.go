@@ -56,6 +56,8 @@ type (
 	Batch = broker.Batch
 	// Snapshot is what Load returns at start-up.
 	Snapshot = broker.Snapshot
+	// ScheduleRecord is a schedule's last tick.
+	ScheduleRecord = broker.ScheduleRecord
 )
 
 // Finished reports whether state is a final one (complete or failed). Only
@@ -124,6 +126,11 @@ func validate(b *Batch) error {
 		case protocol.JobQueued, protocol.JobActive, protocol.JobComplete, protocol.JobFailed:
 		default:
 			return fmt.Errorf("%w: job %s: unknown state %q", ErrInvalid, j.ID, j.State)
+		}
+	}
+	for _, r := range b.Schedules {
+		if r.Name == "" || len(r.Name) > MaxKeyLen {
+			return fmt.Errorf("%w: schedule name of %d bytes", ErrInvalid, len(r.Name))
 		}
 	}
 	for _, id := range b.Deletes {

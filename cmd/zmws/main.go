@@ -49,6 +49,7 @@ type CLI struct {
 	Resume   ResumeCmd   `cmd:"" help:"End a service's pause or drain: its queue is dispatched again."`
 	Drain    DrainCmd    `cmd:"" help:"Drain a service or a worker: no new jobs to it, running ones finish, then its workers are told to stop."`
 	Watch    WatchCmd    `cmd:"" help:"Follow job events, one line each."`
+	Scheds   SchedsCmd   `cmd:"" name:"schedules" help:"List the broker's recurring schedules: next and last tick, last job (an admin query)."`
 	Keygen   KeygenCmd   `cmd:"" help:"Make a CURVE key pair: NAME.key (secret, mode 0600) and NAME.pub."`
 	Keys     KeysCmd     `cmd:"" help:"Manage the broker's authorized keys."`
 	Token    TokenCmd    `cmd:"" help:"Add or list the HTTP gateway's bearer tokens (a file zmwsd reads)."`

@@ -34,7 +34,8 @@ func newRig(t *testing.T) rig {
 	t.Helper()
 	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)
 	srv, err := server.New(server.Config{ClientBind: "tcp://127.0.0.1:*", WorkerBind: "tcp://127.0.0.1:*",
-		EventsBind: "tcp://127.0.0.1:*", Broker: broker.Config{Heartbeat: 100 * time.Millisecond}, Logger: log})
+		EventsBind: "tcp://127.0.0.1:*", Broker: broker.Config{Heartbeat: 100 * time.Millisecond,
+			Schedules: []broker.Schedule{{Name: "yearly", Spec: "CRON_TZ=UTC @yearly", Service: "STR-REV"}}}, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,11 +154,17 @@ func TestCLI_SubmitJobAndListings(t *testing.T) {
 	if err != nil || !strings.Contains(out, "complete") || !strings.Contains(out, "cba") {
 		t.Fatalf("job table: %s %v", out, err)
 	}
-	for _, args := range [][]string{{"jobs"}, {"jobs", "--active"}, {"jobs", "--queued"}, {"workers"}, {"services"}} {
+	for _, args := range [][]string{{"jobs"}, {"jobs", "--active"}, {"jobs", "--queued"}, {"workers"}, {"services"}, {"schedules"}} {
 		out, _, err := r.zmws(t, "", args...)
 		if err != nil || !strings.Contains(strings.SplitN(out, "\n", 2)[0], "SERVICE") {
 			t.Fatalf("%v: %s %v", args, out, err)
 		}
+	}
+	out, _, err = r.zmws(t, "", "schedules", "-o", "json")
+	var scheds []protocol.ScheduleInfo
+	if err != nil || json.Unmarshal([]byte(out), &scheds) != nil || len(scheds) != 1 || scheds[0].Name != "yearly" ||
+		scheds[0].Service != "STR-REV" || scheds[0].Next.IsZero() {
+		t.Fatalf("schedules -o json: %s %v", out, err)
 	}
 	out, _, _ = r.zmws(t, "", "jobs")
 	if !strings.Contains(out, id) {

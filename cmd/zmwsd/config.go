@@ -2,9 +2,11 @@ package main
 
 import (
 	"errors"
+	"fmt"
 
 	"github.com/alecthomas/kong"
 
+	"github.com/zmws/zmws/broker"
 	"github.com/zmws/zmws/config"
 )
 
@@ -41,4 +43,25 @@ func fatalIfParseErrorf(k *kong.Kong, err error) {
 		k.Fatalf("%v", err)
 	}
 	k.FatalIfErrorf(err)
+}
+
+// schedules returns the schedules of --schedule, then those of the file's
+// [[broker.schedule]] tables, checked together: a bad one is an error
+// naming the schedule and its spec, as is a name given twice.
+func schedules(cli CLI) ([]broker.Schedule, error) {
+	var out []broker.Schedule
+	for _, v := range cli.Schedule {
+		s, err := broker.ParseSchedule(v)
+		if err != nil {
+			return nil, fmt.Errorf("--schedule: %w", err)
+		}
+		out = append(out, s)
+	}
+	if cli.file != nil {
+		out = append(out, cli.file.Schedules()...)
+	}
+	if err := broker.CheckSchedules(out); err != nil {
+		return nil, fmt.Errorf("--schedule and [[broker.schedule]]: %w", err)
+	}
+	return out, nil
 }

@@ -44,6 +44,7 @@ type CLI struct {
 	History           int           `help:"Finished jobs kept for SERVER-JOBS and lookups." default:"100" env:"ZMWSD_HISTORY"`
 	MaxQueue          int           `help:"Queued jobs per service before submissions are refused." default:"100000" env:"ZMWSD_MAX_QUEUE"`
 	Rate              []string      `help:"Jobs a second a service takes: SERVICE=N or SERVICE=N/BURST (comma-separated or repeated; SERVICE * for every service without its own); past it a submission is refused rate_limited (HTTP 429), never queued." env:"ZMWSD_RATE"`
+	Schedule          []string      `help:"A recurring job: NAME=CRONSPEC=SERVICE, one async job of SERVICE at each tick (docs/SCHEDULES.md); CRONSPEC has five fields, six with seconds first, or @every 10s, @hourly ..., after an optional CRON_TZ=ZONE. Repeatable; several in ZMWSD_SCHEDULE are separated by ;. [[broker.schedule]] tables in the file add more." sep:";" env:"ZMWSD_SCHEDULE" placeholder:"NAME=SPEC=SERVICE"`
 	MaxAttempts       int           `help:"Dispatches per job before it fails when its workers keep dying." default:"3" env:"ZMWSD_MAX_ATTEMPTS"`
 	MaxMsgSize        int64         `help:"Largest frame accepted from a peer, in bytes (ZMQ_MAXMSGSIZE); -1 for none." default:"16777216" env:"ZMWSD_MAX_MSG_SIZE"`
 	MaxMsgFrames      int           `help:"Most frames in one message from a peer; a longer message is read to its end but not kept, a client's request refused (bad_request), a worker dropped. -1 for none." default:"1024" env:"ZMWSD_MAX_MSG_FRAMES"`
@@ -156,6 +157,10 @@ func run(ctx context.Context, cli CLI, logw io.Writer, ready func(srv *server.Se
 			return fmt.Errorf("--rate: service %s has two rates", svc)
 		}
 		rates[svc] = r
+	}
+	schedules, err := schedules(cli)
+	if err != nil {
+		return err
 	}
 	var clientRate broker.Rate
 	if cli.ClientRate != "" {
@@ -323,6 +328,7 @@ func run(ctx context.Context, cli CLI, logw io.Writer, ready func(srv *server.Se
 			History:           cli.History,
 			MaxQueue:          cli.MaxQueue,
 			Rates:             rates,
+			Schedules:         schedules,
 			ClientRate:        clientRate,
 			ClientConcurrency: cli.ClientConcurrency,
 			MaxAttempts:       cli.MaxAttempts,
