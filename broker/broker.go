@@ -235,7 +235,7 @@ type Broker struct {
 	// (see syncAccepted), oldest first.
 	accepts    []dueAccept
 	acceptScan time.Time // when accepts are next looked at
-	delayed    []*job    // failed jobs waiting to be retried, by notBefore
+	delayed    dueHeap   // scheduled jobs and retries backing off, by time (delay.go)
 
 	keys   map[string]*job   // idempotency keys of jobs held in memory
 	owners map[string]string // interned owners of jobs (see intern)
@@ -285,7 +285,8 @@ type Broker struct {
 // forgotten (services.go).
 type service struct {
 	name      string
-	queue     deque     // queued jobs, FIFO
+	queue     queue     // queued jobs, by priority then FIFO (priority.go)
+	scheduled int       // its jobs waiting in Broker.delayed in state scheduled
 	idle      []*worker // idle workers, least recently used first
 	spare     []*worker // busy workers with prefetch room, in turn
 	workers   int       // live workers (idle + busy)
@@ -479,7 +480,7 @@ func (b *Broker) Shutdown(now time.Time) []protocol.Envelope {
 	}
 	dropped, kept := 0, 0
 	for j := range b.jobs.all() {
-		if j.state != stateQueued && j.state != stateActive {
+		if j.state != stateQueued && j.state != stateActive && j.state != stateScheduled {
 			continue
 		}
 		switch {

@@ -109,10 +109,16 @@ func (b *Broker) submitJob(now time.Time, r request, meta protocol.Meta, body []
 			return
 		}
 	}
+	prio, at, err := jobOptions(now, meta, sync)
+	if err != nil {
+		b.countRefused(name, protocol.CodeBadRequest)
+		b.refuse(r, protocol.CodeBadRequest, err.Error())
+		return
+	}
 	if b.rateLimited(now, r, s) {
 		return
 	}
-	if s.queue.Len() >= b.cfg.MaxQueue {
+	if s.queue.Len()+s.scheduled >= b.cfg.MaxQueue {
 		b.countRefused(name, protocol.CodeQueueFull)
 		b.refuse(r, protocol.CodeQueueFull, fmt.Sprintf("queue for service %s is full (%d jobs)", name, b.cfg.MaxQueue))
 		b.peerWarn("queue full", name).Str(keyService, name).Int("queued", s.queue.Len()).Msg("queue full: job refused")
@@ -141,12 +147,22 @@ func (b *Broker) submitJob(now time.Time, r request, meta protocol.Meta, body []
 	if meta.Retries > 0 && !sync {
 		j.ensureExtra().retries = min(meta.Retries, maxRetries)
 	}
+	if prio != 0 {
+		j.ensureExtra().priority = prio
+	}
 	if sync || b.cfg.Durable {
 		reply := r
 		j.ensureExtra().reply = &reply
+		if !at.IsZero() {
+			j.x.at = stampOf(at) // for its record, until its ID is handed out
+		}
 	}
 	b.jobs.put(j)
-	s.queue.PushBack(j)
+	if at.IsZero() {
+		s.queue.PushBack(j)
+	} else {
+		b.schedule(j, at)
+	}
 	if x := b.statsOf(s); x != nil {
 		x.submitted++
 	}

@@ -15,6 +15,7 @@ const (
 	stateActive
 	stateComplete
 	stateFailed
+	stateScheduled // waiting for its time in Broker.delayed (delay.go)
 )
 
 func (s jobState) String() string {
@@ -27,12 +28,16 @@ func (s jobState) String() string {
 		return protocol.JobComplete
 	case stateFailed:
 		return protocol.JobFailed
+	case stateScheduled:
+		return protocol.JobScheduled
 	}
 	return "unknown"
 }
 
 // job is one job. Transitions: queued → active → complete | failed, and
-// active → queued when its worker is lost and attempts remain.
+// active → queued when its worker is lost and attempts remain; a job
+// submitted with a delay starts scheduled → queued at its time (or
+// scheduled → failed, cancelled).
 //
 // A broker may hold millions of queued jobs, so a job keeps in itself only
 // what every queued job needs (80 bytes); the rest is in its extra, which
@@ -79,6 +84,12 @@ type extra struct {
 
 	frames [][]byte // the input when it is several frames (see job.input)
 
+	// priority is the job's priority (higher first; see queue).
+	priority int32
+	// at is when a scheduled job is due, kept only until its ID is handed
+	// out (its record is written then); later, Broker.delayed has it.
+	at stamp
+
 	// run is nil while the job has never been dispatched nor ended. Every
 	// active and finished job has one.
 	run *run
@@ -100,7 +111,8 @@ func (j *job) dropReply() {
 		return
 	}
 	x.reply = nil
-	if x.key == "" && x.owner == "" && x.ttr == 0 && x.retries < 0 && x.frames == nil && x.run == nil {
+	x.at = 0
+	if x.key == "" && x.owner == "" && x.ttr == 0 && x.retries < 0 && x.frames == nil && x.run == nil && x.priority == 0 {
 		j.x = nil
 	}
 }
