@@ -189,6 +189,10 @@ type Meta struct {
 	At string `json:"at,omitempty"`
 }
 
+// MaxDelay bounds how far ahead a job may be scheduled (meta delay_ms or
+// at): a submission whose time is further ahead is refused bad_request.
+const MaxDelay = 366 * 24 * time.Hour
+
 // Page sizes of the paged listings. A request's Limit of 0 means the
 // default; a larger one than the maximum, the maximum. A page also ends
 // after the entry that takes its JSON past MaxPageBytes (it holds one entry
