@@ -16,10 +16,6 @@ import (
 // scheduled job costs what a queued one does plus its 16-byte entry, and an
 // insert is O(log n).
 
-// MaxDelay bounds how far ahead a job may be scheduled: a submission whose
-// time is further ahead is refused (protocol.CodeBadRequest).
-const MaxDelay = 366 * 24 * time.Hour
-
 // due is one entry of the delayed heap: job j waits until at.
 type due struct {
 	at stamp
@@ -210,8 +206,8 @@ func jobOptions(now time.Time, meta protocol.Meta, sync bool) (prio int32, at ti
 		return 0, time.Time{}, fmt.Errorf("meta delay_ms %d: want a delay of 0 or more milliseconds", meta.DelayMillis)
 	case meta.DelayMillis > 0 && meta.At != "":
 		return 0, time.Time{}, fmt.Errorf("meta delay_ms and at: give one of them, not both")
-	case meta.DelayMillis > MaxDelay.Milliseconds():
-		return 0, time.Time{}, fmt.Errorf("meta delay_ms %d: more than the maximum of %d (%v)", meta.DelayMillis, MaxDelay.Milliseconds(), MaxDelay)
+	case meta.DelayMillis > protocol.MaxDelay.Milliseconds():
+		return 0, time.Time{}, fmt.Errorf("meta delay_ms %d: more than the maximum of %d (%v)", meta.DelayMillis, protocol.MaxDelay.Milliseconds(), protocol.MaxDelay)
 	case meta.DelayMillis > 0:
 		at = now.Add(time.Duration(meta.DelayMillis) * time.Millisecond)
 	case meta.At != "":
@@ -219,8 +215,8 @@ func jobOptions(now time.Time, meta protocol.Meta, sync bool) (prio int32, at ti
 		if perr != nil {
 			return 0, time.Time{}, fmt.Errorf("meta at %q: want an RFC 3339 time such as 2026-12-02T03:00:00Z", meta.At)
 		}
-		if t.Sub(now) > MaxDelay {
-			return 0, time.Time{}, fmt.Errorf("meta at %s: more than %v ahead", meta.At, MaxDelay)
+		if t.Sub(now) > protocol.MaxDelay {
+			return 0, time.Time{}, fmt.Errorf("meta at %s: more than %v ahead", meta.At, protocol.MaxDelay)
 		}
 		at = t
 	}

@@ -95,9 +95,9 @@ func TestBroker_DelayBounds(t *testing.T) {
 		m       protocol.Meta
 		field   string
 	}{
-		{"S", protocol.Meta{DelayMillis: broker.MaxDelay.Milliseconds() + 1}, "delay_ms"},
+		{"S", protocol.Meta{DelayMillis: protocol.MaxDelay.Milliseconds() + 1}, "delay_ms"},
 		{"S", protocol.Meta{DelayMillis: -1}, "delay_ms"},
-		{"S", protocol.Meta{At: t0.Add(broker.MaxDelay + time.Second).UTC().Format(time.RFC3339)}, "meta at"},
+		{"S", protocol.Meta{At: t0.Add(protocol.MaxDelay + time.Second).UTC().Format(time.RFC3339)}, "meta at"},
 		{"S", protocol.Meta{At: "tomorrow"}, "meta at"},
 		{"S", protocol.Meta{At: "1970-01-01T00:16:50Z", DelayMillis: 5}, "delay_ms and at"},
 		{"SYNC-S", protocol.Meta{DelayMillis: 5}, "delay_ms"},
@@ -110,7 +110,7 @@ func TestBroker_DelayBounds(t *testing.T) {
 		}
 	}
 	// The largest delay allowed is taken.
-	id := submitMeta(t, b, t0, "S", protocol.Meta{DelayMillis: broker.MaxDelay.Milliseconds()})
+	id := submitMeta(t, b, t0, "S", protocol.Meta{DelayMillis: protocol.MaxDelay.Milliseconds()})
 	if info, _ := b.Job(id); info.State != protocol.JobScheduled {
 		t.Fatalf("job delayed by MaxDelay: %+v", info)
 	}
