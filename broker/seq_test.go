@@ -1281,10 +1281,10 @@ func (s *seq) check() {
 	for i, d := range b.delayed {
 		j := d.j
 		put(j, "delayed")
-		if j.state != stateQueued || b.services[j.svc.name] != j.svc {
+		if j.state != stateQueued && j.state != stateScheduled || b.services[j.svc.name] != j.svc {
 			s.fail("delayed job %s is %v of service %s (known: %v)", j.id, j.state, j.svc.name, b.services[j.svc.name] == j.svc)
 		}
-		if !d.at.Time().Equal(j.lastRun().notBefore) {
+		if j.state == stateQueued && !d.at.Time().Equal(j.lastRun().notBefore) {
 			s.fail("delayed job %s waits until %v, its run until %v", j.id, d.at.Time(), j.lastRun().notBefore)
 		}
 		if i > 0 && d.before(b.delayed[(i-1)/2]) {
