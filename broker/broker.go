@@ -236,6 +236,10 @@ type Broker struct {
 	accepts    []dueAccept
 	acceptScan time.Time // when accepts are next looked at
 	delayed    dueHeap   // scheduled jobs and retries backing off, by time (delay.go)
+	// newAt holds the time of each scheduled job submitted since its
+	// record was last committed (Config.Durable), so Flush writes it
+	// without searching the heap.
+	newAt map[*job]stamp
 
 	keys   map[string]*job   // idempotency keys of jobs held in memory
 	owners map[string]string // interned owners of jobs (see intern)
@@ -356,6 +360,7 @@ func New(cfg Config) *Broker {
 		keys:     make(map[string]*job),
 		owners:   make(map[string]string),
 		waiting:  make(map[uint64]*waiting),
+		newAt:    make(map[*job]stamp),
 		history:  make([]*job, 0, cfg.History),
 		batch:    &Batch{},
 		spare:    &Batch{},

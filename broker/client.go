@@ -153,15 +153,15 @@ func (b *Broker) submitJob(now time.Time, r request, meta protocol.Meta, body []
 	if sync || b.cfg.Durable {
 		reply := r
 		j.ensureExtra().reply = &reply
-		if !at.IsZero() {
-			j.x.at = stampOf(at) // for its record, until its ID is handed out
-		}
 	}
 	b.jobs.put(j)
 	if at.IsZero() {
 		s.queue.PushBack(j)
 	} else {
 		b.schedule(j, at)
+		if b.cfg.Durable {
+			b.newAt[j] = stampOf(at) // for its record (see scheduledAt)
+		}
 	}
 	if x := b.statsOf(s); x != nil {
 		x.submitted++

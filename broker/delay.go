@@ -162,19 +162,17 @@ func (b *Broker) retryDue(now time.Time) {
 		if j.state == stateScheduled {
 			j.state = stateQueued
 			j.svc.scheduled--
-			if j.x != nil {
-				j.x.at = 0
-			}
 		}
 		j.svc.queue.PushBack(j)
 		b.dispatch(now, j.svc)
 	}
 }
 
-// scheduledAt is when j, a scheduled job, is due.
+// scheduledAt is when j, a scheduled job, is due: found in newAt for a
+// job just submitted (its record is written then, once), else in the heap.
 func (b *Broker) scheduledAt(j *job) time.Time {
-	if j.x != nil && j.x.at != 0 {
-		return j.x.at.Time()
+	if at, ok := b.newAt[j]; ok {
+		return at.Time()
 	}
 	if i := b.delayed.index(j); i >= 0 {
 		return b.delayed[i].at.Time()

@@ -145,6 +145,9 @@ func (b *Broker) Committed() []protocol.Envelope {
 // the key now).
 func (b *Broker) settle(j *job) {
 	j.flushed = false
+	if len(b.newAt) > 0 {
+		delete(b.newAt, j)
+	}
 	if !j.sync {
 		j.dropReply()
 	}

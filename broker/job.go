@@ -81,14 +81,11 @@ type extra struct {
 	// one (kept here, not in job, which stays 80 bytes: only jobs with an
 	// idempotency key, which have an extra, ask).
 	stored bool
+	// priority is the job's priority (higher first; see queue), beside
+	// stored in what would be padding.
+	priority int32
 
 	frames [][]byte // the input when it is several frames (see job.input)
-
-	// priority is the job's priority (higher first; see queue).
-	priority int32
-	// at is when a scheduled job is due, kept only until its ID is handed
-	// out (its record is written then); later, Broker.delayed has it.
-	at stamp
 
 	// run is nil while the job has never been dispatched nor ended. Every
 	// active and finished job has one.
@@ -111,7 +108,6 @@ func (j *job) dropReply() {
 		return
 	}
 	x.reply = nil
-	x.at = 0
 	if x.key == "" && x.owner == "" && x.ttr == 0 && x.retries < 0 && x.frames == nil && x.run == nil && x.priority == 0 {
 		j.x = nil
 	}

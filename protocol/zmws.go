@@ -246,14 +246,20 @@ var (
 
 // DecodeMeta decodes a meta frame.
 func DecodeMeta(frame []byte) (Meta, error) {
-	var m Meta
 	switch string(frame) {
 	case metaEmpty:
-		return m, nil
+		return Meta{}, nil
 	case metaComplete:
-		m.Status = StatusComplete
-		return m, nil
+		return Meta{Status: StatusComplete}, nil
 	}
+	return decodeMetaJSON(frame)
+}
+
+// decodeMetaJSON is DecodeMeta through encoding/json: apart, so that the
+// Meta it decodes into (which escapes to the heap) is not allocated for the
+// frames DecodeMeta answers itself.
+func decodeMetaJSON(frame []byte) (Meta, error) {
+	var m Meta
 	if !IsMeta(frame) {
 		return m, fmt.Errorf("%w: missing prefix", ErrMeta)
 	}
