@@ -174,7 +174,9 @@ func (b *Broker) submitJob(now time.Time, r request, meta protocol.Meta, body []
 		b.markDirty(j)
 		b.accepted(r, j.id.String(), j.awaitingCommit(), true)
 	}
-	b.event(now, protocol.EventQueued, j, nil)
+	if at.IsZero() {
+		b.event(now, protocol.EventQueued, j, nil) // a scheduled job's comes at its time
+	}
 	b.dispatch(now, s)
 	if sync && r.addressed() {
 		if j.state == stateQueued {

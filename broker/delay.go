@@ -162,6 +162,7 @@ func (b *Broker) retryDue(now time.Time) {
 		if j.state == stateScheduled {
 			j.state = stateQueued
 			j.svc.scheduled--
+			b.event(now, protocol.EventQueued, j, nil)
 		}
 		j.svc.queue.PushBack(j)
 		b.dispatch(now, j.svc)

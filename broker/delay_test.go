@@ -176,3 +176,19 @@ func TestBroker_DelayedJobRefusedByFailedCommit(t *testing.T) {
 	}
 	none(t, b.Tick(at(2*time.Second)), protocol.ToWorker)
 }
+
+// A scheduled job's queued event comes at its time, just before it starts.
+func TestBroker_DelayedJobQueuedEventAtItsTime(t *testing.T) {
+	b := newBroker(t, broker.Config{Heartbeat: time.Hour, Events: true})
+	b.HandleWorker(t0, "w1", "", readyZ("S"))
+	b.Tick(t0)
+	out := b.HandleClient(t0, "c", "", request(v2, "S", protocol.EncodeMeta(protocol.Meta{DelayMillis: 1000})))
+	none(t, out, protocol.ToEvents)
+	var names []string
+	for _, e := range only(b.Tick(at(time.Second)), protocol.ToEvents) {
+		names = append(names, e.To)
+	}
+	if strings.Join(names, " ") != "queued started" {
+		t.Fatalf("events at its time: %v, want queued started", names)
+	}
+}
