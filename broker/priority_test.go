@@ -131,3 +131,17 @@ func TestBroker_PriorityRecorded(t *testing.T) {
 		t.Fatalf("records: %+v", jobs)
 	}
 }
+
+// A job that overruns its time-to-run goes back to the head of its own
+// priority too.
+func TestBroker_PriorityTimeToRunRequeueAtHead(t *testing.T) {
+	b := newBroker(t, broker.Config{Heartbeat: time.Hour})
+	b.HandleWorker(t0, "w1", "", readyZ("S"))
+	over := submitMeta(t, b, t0, "S", protocol.Meta{Priority: -1, TTRMillis: 1000}) // w1 runs it
+	hi := submitMeta(t, b, t0, "S", protocol.Meta{})
+	same := submitMeta(t, b, t0, "S", protocol.Meta{Priority: -1})
+	b.Tick(at(time.Second)) // w1 is stopped, the job requeued
+	if q := b.Queue()[0]; !slices.Equal(q.Jobs, []string{hi, over, same}) {
+		t.Fatalf("queue after the overrun %v, want %v", q.Jobs, []string{hi, over, same})
+	}
+}
