@@ -27,6 +27,9 @@ func TestBroker_DelayedJobRunsAtItsTimeNotBefore(t *testing.T) {
 	if q.Queued != 0 || q.Scheduled != 1 || len(q.ScheduledJobs) != 1 || q.ScheduledJobs[0].ID != id || !q.ScheduledJobs[0].At.Equal(due) {
 		t.Fatalf("SERVER-QUEUE: %+v", q)
 	}
+	if s := b.Services()[0]; s.Scheduled != 1 || s.Queued != 0 {
+		t.Fatalf("SERVER-SERVICES: %+v", s)
+	}
 	if d := b.Deadline(); !d.Equal(due) {
 		t.Fatalf("deadline %v, want the job's time %v", d.Sub(t0), due.Sub(t0))
 	}

@@ -526,6 +526,7 @@ type HealthInfo struct {
 type ServiceInfo struct {
 	Name        string    `json:"name"`
 	Queued      int       `json:"queued"`
+	Scheduled   int       `json:"scheduled,omitempty"` // jobs waiting for their time
 	Active      int       `json:"active"`
 	WorkersIdle int       `json:"workers_idle"`
 	WorkersBusy int       `json:"workers_busy"`
