@@ -233,11 +233,84 @@ func jobOptions(now time.Time, meta protocol.Meta, sync bool) (prio int32, at ti
 }
 
 // scheduledJobs lists up to maxQueueIDs scheduled jobs of each service, the
-// earliest first, in one pass over the delayed heap (O(n log maxQueueIDs)).
+// earliest first. It walks the delayed heap best first (the entries come out
+// in time order), which for the usual few services ends after about as many
+// entries as it lists; when the walk goes on long (a service's jobs far
+// behind another's), one pass over the whole heap finishes it.
 func (b *Broker) scheduledJobs() map[*service][]protocol.ScheduledJob {
-	if len(b.delayed) == 0 {
+	want := 0 // entries still to find
+	for _, s := range b.services {
+		want += min(s.scheduled, maxQueueIDs)
+	}
+	if want == 0 {
 		return nil
 	}
+	out := make(map[*service][]protocol.ScheduledJob)
+	budget := 8 * want // pops before the walk gives up for the full pass
+	front := frontier{h: b.delayed}
+	front.push(0)
+	for want > 0 && len(front.idx) > 0 {
+		if budget--; budget < 0 {
+			return b.scheduledJobsByPass()
+		}
+		i := front.pop()
+		if d := b.delayed[i]; d.j.state == stateScheduled && len(out[d.j.svc]) < maxQueueIDs {
+			out[d.j.svc] = append(out[d.j.svc], protocol.ScheduledJob{ID: d.j.id.String(), At: d.at.Time()})
+			want--
+		}
+		for _, c := range [2]int{2*i + 1, 2*i + 2} {
+			if c < len(b.delayed) {
+				front.push(c)
+			}
+		}
+	}
+	return out
+}
+
+// frontier is a min-heap of indices into a dueHeap, by their entries: the
+// walk's next candidates (an entry is due no earlier than its parent).
+type frontier struct {
+	h   dueHeap
+	idx []int
+}
+
+func (f *frontier) push(i int) {
+	f.idx = append(f.idx, i)
+	for k := len(f.idx) - 1; k > 0; {
+		p := (k - 1) / 2
+		if !f.h[f.idx[k]].before(f.h[f.idx[p]]) {
+			break
+		}
+		f.idx[k], f.idx[p] = f.idx[p], f.idx[k]
+		k = p
+	}
+}
+
+func (f *frontier) pop() int {
+	top := f.idx[0]
+	n := len(f.idx) - 1
+	f.idx[0] = f.idx[n]
+	f.idx = f.idx[:n]
+	for k := 0; ; {
+		c := 2*k + 1
+		if c >= n {
+			break
+		}
+		if r := c + 1; r < n && f.h[f.idx[r]].before(f.h[f.idx[c]]) {
+			c = r
+		}
+		if !f.h[f.idx[c]].before(f.h[f.idx[k]]) {
+			break
+		}
+		f.idx[k], f.idx[c] = f.idx[c], f.idx[k]
+		k = c
+	}
+	return top
+}
+
+// scheduledJobsByPass is scheduledJobs in one pass over the whole heap
+// (O(n log maxQueueIDs)).
+func (b *Broker) scheduledJobsByPass() map[*service][]protocol.ScheduledJob {
 	// Per service, a max-heap of its earliest entries so far.
 	best := make(map[*service]dueHeap)
 	for _, d := range b.delayed {
