@@ -250,7 +250,11 @@ type Broker struct {
 	// (see syncAccepted), oldest first.
 	accepts    []dueAccept
 	acceptScan time.Time // when accepts are next looked at
-	delayed    []*job    // failed jobs waiting to be retried, by notBefore
+	delayed    dueHeap   // scheduled jobs and retries backing off, by time (delay.go)
+	// newAt holds the time of each scheduled job submitted since its
+	// record was last committed (Config.Durable), so Flush writes it
+	// without searching the heap.
+	newAt map[*job]stamp
 
 	keys   map[string]*job   // idempotency keys of jobs held in memory
 	owners map[string]string // interned owners of jobs (see intern)
@@ -314,7 +318,8 @@ type Broker struct {
 // forgotten (services.go).
 type service struct {
 	name      string
-	queue     deque     // queued jobs, FIFO
+	queue     queue     // queued jobs, by priority then FIFO (priority.go)
+	scheduled int       // its jobs waiting in Broker.delayed in state scheduled
 	idle      []*worker // idle workers, least recently used first
 	withRoom  []*worker // busy workers with prefetch room, in turn
 	workers   int       // live workers (idle + busy)
@@ -388,6 +393,7 @@ func New(cfg Config) *Broker {
 		keys:     make(map[string]*job),
 		owners:   make(map[string]string),
 		waiting:  make(map[uint64]*waiting),
+		newAt:    make(map[*job]stamp),
 		history:  make([]*job, 0, cfg.History),
 		batch:    &Batch{},
 		recycled: &Batch{},
@@ -516,7 +522,7 @@ func (b *Broker) Shutdown(now time.Time) []protocol.Envelope {
 	}
 	dropped, kept := 0, 0
 	for j := range b.jobs.all() {
-		if j.state != stateQueued && j.state != stateActive {
+		if j.state != stateQueued && j.state != stateActive && j.state != stateScheduled {
 			continue
 		}
 		switch {

@@ -125,6 +125,12 @@ func (b *Broker) submitJob(now time.Time, r request, meta protocol.Meta, body []
 			return
 		}
 	}
+	prio, at, err := jobOptions(now, meta, sync)
+	if err != nil {
+		b.countRefused(name, protocol.CodeBadRequest)
+		b.refuse(r, protocol.CodeBadRequest, err.Error())
+		return
+	}
 	fp, attached := b.attachResend(now, r, name, body)
 	if attached {
 		return
@@ -132,7 +138,7 @@ func (b *Broker) submitJob(now time.Time, r request, meta protocol.Meta, body []
 	if b.rateLimited(now, r, s) {
 		return
 	}
-	if s.queue.Len() >= b.cfg.MaxQueue {
+	if s.queue.Len()+s.scheduled >= b.cfg.MaxQueue {
 		b.countRefused(name, protocol.CodeQueueFull)
 		b.refuse(r, protocol.CodeQueueFull, fmt.Sprintf("queue for service %s is full (%d jobs)", name, b.cfg.MaxQueue))
 		b.peerWarn("queue full", name).Str(keyService, name).Int("queued", s.queue.Len()).Msg("queue full: job refused")
@@ -163,14 +169,24 @@ func (b *Broker) submitJob(now time.Time, r request, meta protocol.Meta, body []
 	if meta.Retries > 0 && !sync {
 		j.ensureExtra().retries = min(meta.Retries, maxRetries)
 	}
+	if prio != 0 {
+		j.ensureExtra().priority = prio
+	}
 	if sync || b.cfg.Durable {
 		reply := r
 		j.ensureExtra().reply = &reply
 	}
 	b.jobs.put(j)
-	b.moveJob(now, j, stateQueued)
 	b.noteResend(now, r, fp, j)
-	s.queue.PushBack(j)
+	if at.IsZero() {
+		b.moveJob(now, j, stateQueued)
+		s.queue.PushBack(j)
+	} else {
+		b.schedule(now, j, at)
+		if b.cfg.Durable {
+			b.newAt[j] = stampOf(at) // for its record (see scheduledAt)
+		}
+	}
 	if x := b.statsOf(s); x != nil {
 		x.submitted++
 	}
@@ -182,7 +198,9 @@ func (b *Broker) submitJob(now time.Time, r request, meta protocol.Meta, body []
 		b.markDirty(j)
 		b.accepted(r, j.id.String(), j.awaitingCommit(), true)
 	}
-	b.event(now, protocol.EventQueued, j, nil)
+	if at.IsZero() {
+		b.event(now, protocol.EventQueued, j, nil) // a scheduled job's comes at its time
+	}
 	b.dispatch(now, s)
 	if sync && r.addressed() {
 		if j.state == stateQueued {

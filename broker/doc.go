@@ -6,16 +6,17 @@
 // Config.ForgetAfter, SERVER-FORGET) with its completed and failed
 // counters, the idle workers of each service (least recently used first)
 // and its last Config.KeepGone gone workers (with when and why they went),
-// a FIFO queue per service (bounded by Config.MaxQueue), the active jobs
-// (which worker, since when, which attempt) and the last Config.History
-// finished jobs.
+// a queue per service (bounded by Config.MaxQueue; highest priority first,
+// FIFO within one: priority.go), the scheduled jobs and retries waiting for
+// their time (a min-heap: delay.go), the active jobs (which worker, since
+// when, which attempt) and the last Config.History finished jobs.
 //
 // A request for NAME is asynchronous: the client gets the new job ID at once.
 // SYNC-NAME and SYNC:NAME are synchronous: the client gets the worker's
 // partial replies as they come, then the final one. A service no worker ever
 // announced is refused at once (protocol.CodeUnknownService). A job whose
 // worker expires (silent for Heartbeat × Liveness, busy or not) or
-// disconnects goes back to the head of its queue until Config.MaxAttempts
+// disconnects goes back to the head of its priority until Config.MaxAttempts
 // dispatches are spent, then fails with protocol.CodeWorkerLost. A dispatch
 // counts once its REQUEST was sent: one the loop reports it could not send
 // (Unreachable, with the job) goes back uncounted.

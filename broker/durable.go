@@ -98,7 +98,11 @@ func (b *Broker) Flush() *Batch {
 	b.flushed = append(b.flushed[:0], b.dirty...)
 	for _, j := range b.dirty {
 		j.dirty, j.flushed = false, true
-		out.Jobs = append(out.Jobs, j.record())
+		rec := j.record()
+		if j.state == stateScheduled {
+			rec.NotBefore = b.scheduledAt(j)
+		}
+		out.Jobs = append(out.Jobs, rec)
 	}
 	clear(b.dirty)
 	b.dirty = b.dirty[:0]
@@ -143,6 +147,9 @@ func (b *Broker) Committed() []protocol.Envelope {
 // the key now).
 func (b *Broker) settle(j *job) {
 	j.flushed = false
+	if len(b.newAt) > 0 {
+		delete(b.newAt, j)
+	}
 	if !j.sync {
 		j.dropReply()
 	}
@@ -185,11 +192,13 @@ func (b *Broker) Rejected(now time.Time, err error) []protocol.Envelope {
 				}
 				j.x.key = ""
 			}
-			if j.state == stateQueued && j.svc.queue.Remove(j) {
+			if j.state == stateQueued && j.svc.queue.Remove(j) || j.state == stateScheduled && b.undelay(j) {
 				b.jobs.delete(j.id)
-				// Not moveJob: the job was never accepted, so it leaves the
-				// books without a finish (no counter, no history); failed
-				// only for the record a later batch may still write of it.
+				// The job was never accepted, so it leaves the books without
+				// a finish (no counter, no history: moveJob to no state);
+				// failed only for the record a later batch may still write
+				// of it, the one state set by hand.
+				b.moveJob(now, j, 0)
 				j.state = stateFailed
 				j.fail(protocol.CodeStoreUnavailable, err.Error())
 			}
@@ -238,7 +247,8 @@ func (b *Broker) Health() protocol.HealthInfo {
 }
 
 // Restore loads what a store kept: every service ever seen; the unfinished
-// jobs, queued again in creation order (a job that was running when the
+// jobs, queued again in creation order within their priority (scheduled
+// ones wait for their time again) (a job that was running when the
 // broker stopped is queued again and its next dispatch is attempt + 1, unless
 // its attempts are spent: then it fails); and the newest finished jobs, for
 // SERVER-JOBS. Call it once, before any message; send what it returns.
@@ -276,7 +286,7 @@ func (b *Broker) Restore(now time.Time, snap Snapshot) []protocol.Envelope {
 	}
 	jobs := snap.Jobs
 	sort.Slice(jobs, func(i, k int) bool { return jobs[i].ID < jobs[k].ID })
-	requeued := 0
+	requeued, scheduled := 0, 0
 	for i := range jobs {
 		j := b.restoredJob(&jobs[i])
 		if j == nil {
@@ -285,6 +295,12 @@ func (b *Broker) Restore(now time.Time, snap Snapshot) []protocol.Envelope {
 		b.jobs.put(j)
 		if key := j.key(); key != "" {
 			b.keys[key] = j
+		}
+		if jobs[i].State == protocol.JobScheduled && jobs[i].NotBefore.After(now) {
+			// Its record stays as it is: not marked dirty.
+			b.schedule(now, j, jobs[i].NotBefore)
+			scheduled++
+			continue
 		}
 		// Queued first, even if it fails at once: that failure is a
 		// finish, and counted.
@@ -306,7 +322,7 @@ func (b *Broker) Restore(now time.Time, snap Snapshot) []protocol.Envelope {
 		b.markDirty(j)
 		requeued++
 	}
-	b.log.Info().Int("services", len(snap.Services)).Int("queued", requeued).
+	b.log.Info().Int("services", len(snap.Services)).Int("queued", requeued).Int("scheduled", scheduled).
 		Int("finished", len(finished)).Msg("state restored from the job store")
 	return b.out
 }
@@ -334,13 +350,14 @@ func (b *Broker) restoredJob(rec *JobRecord) *job {
 		params: rec.Params, attempts: int32(rec.Attempts), created: stampOf(rec.Created),
 	}
 	j.setInput(rec.Input)
-	if rec.Key != "" || rec.Owner != "" || rec.TTR != 0 || rec.Retries != -1 {
+	if rec.Key != "" || rec.Owner != "" || rec.TTR != 0 || rec.Retries != -1 || rec.Priority != 0 {
 		x := j.ensureExtra()
 		x.key, x.owner, x.ttr, x.retries = rec.Key, b.intern(rec.Owner), rec.TTR, rec.Retries
+		x.priority = int32(rec.Priority)
 		x.stored = true
 	}
-	if rec.Started.IsZero() && rec.Finished.IsZero() && rec.NotBefore.IsZero() {
-		return j // never dispatched nor ended: no run
+	if rec.Started.IsZero() && rec.Finished.IsZero() && (rec.NotBefore.IsZero() || rec.State == protocol.JobScheduled) {
+		return j // never dispatched nor ended: no run (a scheduled job's time is the caller's)
 	}
 	j.ensureExtra().run = &run{
 		worker: rec.Worker, started: rec.Started, notBefore: rec.NotBefore, finished: rec.Finished,
@@ -366,6 +383,7 @@ func (j *job) record() *JobRecord {
 		Created:  j.created.Time(),
 		TTR:      j.ttr(),
 		Retries:  j.retries(),
+		Priority: int(j.priority()),
 	}
 	if r := j.lastRun(); r != nil {
 		rec.Started, rec.Finished, rec.Worker = r.started, r.finished, r.worker

@@ -15,6 +15,7 @@ const (
 	stateActive
 	stateComplete
 	stateFailed
+	stateScheduled // waiting for its time in Broker.delayed (delay.go)
 )
 
 func (s jobState) String() string {
@@ -27,13 +28,16 @@ func (s jobState) String() string {
 		return protocol.JobComplete
 	case stateFailed:
 		return protocol.JobFailed
+	case stateScheduled:
+		return protocol.JobScheduled
 	}
 	return "unknown"
 }
 
 // job is one job. Transitions, through moveJob only: queued → active →
 // complete | failed, and active → queued when its worker is lost and
-// attempts remain.
+// attempts remain; a job submitted with a delay starts scheduled → queued
+// at its time (or scheduled → failed, cancelled).
 //
 // A broker may hold millions of queued jobs, so a job keeps in itself only
 // what every queued job needs (80 bytes); the rest is in its extra, which
@@ -77,6 +81,9 @@ type extra struct {
 	// one (kept here, not in job, which stays 80 bytes: only jobs with an
 	// idempotency key, which have an extra, ask).
 	stored bool
+	// priority is the job's priority (higher first; see queue), beside
+	// stored in what would be padding.
+	priority int32
 
 	frames [][]byte // the input when it is several frames (see job.input)
 
@@ -101,7 +108,7 @@ func (j *job) dropReply() {
 		return
 	}
 	x.reply = nil
-	if x.key == "" && x.owner == "" && x.ttr == 0 && x.retries < 0 && x.frames == nil && x.run == nil {
+	if x.key == "" && x.owner == "" && x.ttr == 0 && x.retries < 0 && x.frames == nil && x.run == nil && x.priority == 0 {
 		j.x = nil
 	}
 }

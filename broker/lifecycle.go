@@ -3,7 +3,6 @@ package broker
 import (
 	"fmt"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 
@@ -70,35 +69,6 @@ func (b *Broker) retryLater(now time.Time, j *job) bool {
 	})
 	r.code, r.err, r.exitCode = "", "", nil
 	return true
-}
-
-// delay keeps j in the retry list, sorted by notBefore. A delayed job has a
-// run: it failed once, or was restored with a notBefore.
-func (b *Broker) delay(j *job) {
-	i := sort.Search(len(b.delayed), func(i int) bool { return b.delayed[i].lastRun().notBefore.After(j.lastRun().notBefore) })
-	b.delayed = append(b.delayed, nil)
-	copy(b.delayed[i+1:], b.delayed[i:])
-	b.delayed[i] = j
-}
-
-func (b *Broker) nextRetry() time.Time {
-	if len(b.delayed) == 0 {
-		return time.Time{}
-	}
-	return b.delayed[0].lastRun().notBefore
-}
-
-// retryDue moves retries whose backoff has passed to the back of their queues.
-func (b *Broker) retryDue(now time.Time) {
-	n := 0
-	for n < len(b.delayed) && !now.Before(b.delayed[n].lastRun().notBefore) {
-		j := b.delayed[n]
-		j.svc.queue.PushBack(j)
-		b.dispatch(now, j.svc)
-		n++
-	}
-	clear(b.delayed[:n])
-	b.delayed = b.delayed[n:]
 }
 
 // overrun stops jobs running past their time-to-run: the worker is told
@@ -169,7 +139,7 @@ func (b *Broker) forget(now time.Time, w *worker, reason string) {
 	w.jobs = nil
 }
 
-// cancel answers SERVER-CANCEL: a queued (or backing-off) job is removed, a
+// cancel answers SERVER-CANCEL: a queued, scheduled or backing-off job is removed, a
 // running one is stopped through its worker (DISCONNECT); either way it
 // fails with protocol.CodeCancelled. A finished job cannot be cancelled.
 func (b *Broker) cancel(now time.Time, r request, id string) {
@@ -194,6 +164,8 @@ func (b *Broker) cancelJob(now time.Time, r request, id string, j *job) {
 		if !j.svc.queue.Remove(j) {
 			b.undelay(j)
 		}
+	case stateScheduled:
+		b.undelay(j)
 	case stateActive:
 		if w := b.workers[j.worker()]; w != nil && slices.Contains(w.jobs, j) {
 			// The worker is told to go, which stops its running job; jobs
@@ -218,15 +190,6 @@ func (b *Broker) cancelJob(now time.Time, r request, id string, j *job) {
 	}
 	b.log.Info().Stringer(keyJob, j.id).Str(keyService, j.svc.name).Msg("job cancelled")
 	b.answerJob(r, j)
-}
-
-func (b *Broker) undelay(j *job) {
-	for i, x := range b.delayed {
-		if x == j {
-			b.delayed = append(b.delayed[:i], b.delayed[i+1:]...)
-			return
-		}
-	}
 }
 
 // retry answers SERVER-RETRY: a failed job is queued again under its ID,
@@ -307,7 +270,7 @@ func (b *Broker) requeue(now time.Time, id string, j *job) (n *job, code, text s
 
 // answerJob replies with j's description, after the job store has it.
 func (b *Broker) answerJob(r request, j *job) {
-	payload := mustJSON(j.info(false))
+	payload := mustJSON(b.jobInfo(j, false))
 	b.answer(r, payload)
 	if b.cfg.Durable {
 		b.hold(&r)

@@ -157,7 +157,7 @@ func (b *Broker) LookedUp(now time.Time, a Answer) []protocol.Envelope {
 	switch w.op {
 	case opJob:
 		if j := b.lookup(w.id); j != nil {
-			b.answerInfo(w.r, j.info(true))
+			b.answerInfo(w.r, b.jobInfo(j, true))
 		} else if rec != nil {
 			b.answerInfo(w.r, recordInfo(rec))
 		} else {

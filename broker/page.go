@@ -182,6 +182,7 @@ func (s *service) info() protocol.ServiceInfo {
 	return protocol.ServiceInfo{
 		Name:        s.name,
 		Queued:      s.queue.Len(),
+		Scheduled:   s.scheduled,
 		Active:      s.active,
 		WorkersIdle: len(s.idle),
 		WorkersBusy: s.workers - len(s.idle),

@@ -81,7 +81,7 @@ func (b *Broker) query(now time.Time, r request, meta protocol.Meta, body [][]by
 		id := string(body[0])
 		switch j := b.lookup(id); {
 		case j != nil:
-			b.answerInfo(r, j.info(true))
+			b.answerInfo(r, b.jobInfo(j, true))
 		case b.archived(id):
 			b.ask(id, "", waiting{op: opJob, r: r, id: id})
 		default:
@@ -244,8 +244,10 @@ const maxQueueIDs = 100
 // Queue describes each known service's queue, sorted by service.
 func (b *Broker) Queue() []protocol.QueueInfo {
 	out := make([]protocol.QueueInfo, 0, len(b.services))
+	scheduled := b.scheduledJobs()
 	for _, s := range b.sortedServices() {
-		qi := protocol.QueueInfo{Service: s.name, Queued: s.queue.Len(), Jobs: []string{}}
+		qi := protocol.QueueInfo{Service: s.name, Queued: s.queue.Len(), Jobs: []string{},
+			Priorities: s.queue.Priorities(), Scheduled: s.scheduled, ScheduledJobs: scheduled[s]}
 		for i := 0; i < s.queue.Len() && i < maxQueueIDs; i++ {
 			qi.Jobs = append(qi.Jobs, s.queue.At(i).id.String())
 		}
@@ -282,7 +284,7 @@ func (b *Broker) sortedServices() []*service {
 // jobs are the archive's: SERVER-JOB asks it (see Lookup).
 func (b *Broker) Job(id string) (protocol.JobInfo, bool) {
 	if j := b.lookup(id); j != nil {
-		return j.info(true), true
+		return b.jobInfo(j, true), true
 	}
 	return protocol.JobInfo{}, false
 }
@@ -317,10 +319,15 @@ func (j *job) info(withOutput bool) protocol.JobInfo {
 		Attempts: int(j.attempts),
 		Params:   j.params,
 		Owner:    j.owner(),
+		Priority: int(j.priority()),
 	}
 	r := j.lastRun()
 	if r == nil {
 		return ji
+	}
+	if !r.notBefore.IsZero() && j.state == stateQueued {
+		t := r.notBefore // a retry backing off
+		ji.NotBefore = &t
 	}
 	ji.Worker, ji.ExitCode, ji.Code, ji.Error = hexID(r.worker), r.exitCode, r.code, r.err
 	if !r.started.IsZero() {

@@ -16,7 +16,7 @@ type JobRecord struct {
 	ID      string // unique and sortable (a ULID); the primary key
 	Service string
 	Sync    bool
-	State   string // protocol.JobQueued, JobActive, JobComplete or JobFailed
+	State   string // protocol.JobScheduled, JobQueued, JobActive, JobComplete or JobFailed
 	Params  map[string]string
 	Input   [][]byte
 	Key     string // idempotency key; "" for none
@@ -36,7 +36,8 @@ type JobRecord struct {
 
 	TTR       time.Duration // time to run for this job; 0: the service's default
 	Retries   int           // retries left for a job whose command failed (opt-in)
-	NotBefore time.Time     // backoff: not dispatched before this instant
+	NotBefore time.Time     // a scheduled job's time, or a retry's backoff: not dispatched before this instant
+	Priority  int           // higher first; 0 by default (and in records from before priorities)
 }
 
 // ServiceRecord is a service some worker once offered, until a Batch

@@ -1285,16 +1285,20 @@ func (s *seq) check() {
 			}
 		}
 	}
-	for i, j := range b.delayed {
+	for i, d := range b.delayed {
+		j := d.j
 		put(j, "delayed")
-		if j.state != stateQueued || b.services[j.svc.name] != j.svc {
+		if j.state != stateQueued && j.state != stateScheduled || b.services[j.svc.name] != j.svc {
 			s.fail("delayed job %s is %v of service %s (known: %v)", j.id, j.state, j.svc.name, b.services[j.svc.name] == j.svc)
 		}
-		if i > 0 && j.lastRun().notBefore.Before(b.delayed[i-1].lastRun().notBefore) {
-			s.fail("delayed jobs out of order at %d", i)
+		if j.state == stateQueued && !d.at.Time().Equal(j.lastRun().notBefore) {
+			s.fail("delayed job %s waits until %v, its run until %v", j.id, d.at.Time(), j.lastRun().notBefore)
+		}
+		if i > 0 && d.before(b.delayed[(i-1)/2]) {
+			s.fail("delayed heap out of order at %d", i)
 		}
 	}
-	if len(b.delayed) > 0 && b.nextRetry() != b.delayed[0].lastRun().notBefore {
+	if len(b.delayed) > 0 && !b.nextRetry().Equal(b.delayed[0].at.Time()) {
 		s.fail("nextRetry %v is not the first delayed job's", b.nextRetry())
 	}
 	type tally struct{ workers, active int }
@@ -1476,7 +1480,7 @@ func (s *seq) drain() {
 		}
 		// One good worker per service with work.
 		for _, sv := range s.b.sortedServices() {
-			if sv.queue.Len() == 0 && sv.active == 0 && !slices.ContainsFunc(s.b.delayed, func(j *job) bool { return j.svc == sv }) {
+			if sv.queue.Len() == 0 && sv.active == 0 && !slices.ContainsFunc(s.b.delayed, func(d due) bool { return d.j.svc == sv }) {
 				continue
 			}
 			if len(s.upWorkers(func(w *simWorker) bool { return w.svc == sv.name && !w.zombie && !w.draining })) > 0 {

@@ -15,8 +15,8 @@ import (
 // worker, no queued, running or delayed job.
 func (b *Broker) busy(s *service) string {
 	delayed := 0
-	for _, j := range b.delayed {
-		if j.svc == s {
+	for _, d := range b.delayed {
+		if d.j.svc == s {
 			delayed++
 		}
 	}

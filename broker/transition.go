@@ -12,6 +12,7 @@ import "time"
 // moveJob moves j to state to and keeps its service's counts:
 //
 //   - active: the jobs of s in state active (dispatched, at a worker).
+//   - scheduled: the jobs of s waiting for their time (a delay, an at).
 //   - requeued (Config.Stats): active → queued, a run that ended without a
 //     result (its worker lost, a TTR overrun, a retry after FAIL, a job
 //     given back or never delivered).
@@ -20,24 +21,31 @@ import "time"
 //
 // A job moved from no state (0) is one being made: submitted, restored
 // from the journal, or rebuilt from the archive; it counts nothing, a
-// finished one having been counted when it finished. failed → queued is
+// finished one having been counted when it finished. A job moved to no
+// state leaves the counts without a finish (a submission the journal
+// refused). failed → queued is
 // SERVER-RETRY's new value under the failed job's ID, which counts nothing
 // either. now is the time of the move (a finish's duration).
 func (b *Broker) moveJob(now time.Time, j *job, to jobState) {
 	from, s := j.state, j.svc
 	j.state = to
-	if from == stateActive {
+	switch from {
+	case stateActive:
 		s.active--
+	case stateScheduled:
+		s.scheduled--
 	}
 	switch to {
 	case stateActive:
 		s.active++
+	case stateScheduled:
+		s.scheduled++
 	case stateQueued:
 		if from == stateActive {
 			b.countRequeued(j)
 		}
 	case stateComplete, stateFailed:
-		if from != stateQueued && from != stateActive {
+		if from != stateQueued && from != stateActive && from != stateScheduled {
 			return
 		}
 		if to == stateComplete {

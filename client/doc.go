@@ -69,7 +69,7 @@
 // speaks plain Majordomo: Call runs the service as its workers announced
 // it, with the input alone, and its replies are matched by service and
 // order; Submit, SubmitMany, the SERVER-* queries and a Request's
-// parameters, key, TTR, retries and owner are ErrUnsupported
+// parameters, key, TTR, retries, owner, priority and delay are ErrUnsupported
 // (docs/PROTOCOL.md, "Against a plain Majordomo broker").
 //
 // # Quiet jobs

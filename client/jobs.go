@@ -30,11 +30,27 @@ type Request struct {
 	// it from a trusted in-process client only (the HTTP gateway, for its
 	// tokens). Others own their jobs by their CURVE key.
 	Owner string
+	// Priority is the job's priority: a service's higher priorities are
+	// dispatched first, FIFO within one (0: the default; negative is
+	// below it).
+	Priority int
+	// Delay makes an async job wait this long (rounded up to milliseconds)
+	// before it is queued; At makes it wait until then (a time past queues
+	// it at once). Give one of them; the broker refuses a delayed Call.
+	Delay time.Duration
+	At    time.Time
 }
 
 // bodyRef is body with a submission reference in the meta frame.
 func (r Request) bodyRef(ref string) [][]byte {
-	meta := protocol.Meta{Params: r.Params, Key: r.Key, Owner: r.Owner, TTRMillis: r.TTR.Milliseconds(), Retries: r.Retries, Ref: ref}
+	meta := protocol.Meta{Params: r.Params, Key: r.Key, Owner: r.Owner, TTRMillis: r.TTR.Milliseconds(), Retries: r.Retries, Ref: ref,
+		Priority: r.Priority}
+	if r.Delay > 0 {
+		meta.DelayMillis = int64((r.Delay + time.Millisecond - 1) / time.Millisecond)
+	}
+	if !r.At.IsZero() {
+		meta.At = r.At.UTC().Format(time.RFC3339Nano)
+	}
 	if len(r.Input) == 0 {
 		return requestBody(meta)
 	}

@@ -154,8 +154,8 @@ func (c *Client) detectDialect(ctx context.Context, service string) (protocol.Di
 // about a quiet job: the call waits, warning each Config.Liveness.
 func (c *Client) callPlain(ctx context.Context, service string, req Request, hooks CallHooks) (*Result, error) {
 	name, _ := protocol.SplitSync(service)
-	if len(req.Params) > 0 || req.Key != "" || req.TTR != 0 || req.Retries != 0 || req.Owner != "" {
-		return nil, fmt.Errorf("call %s: parameters, keys, time-to-run, retries and owners need a zmws broker: %w", name, ErrUnsupported)
+	if len(req.Params) > 0 || req.Key != "" || req.TTR != 0 || req.Retries != 0 || req.Owner != "" || req.Priority != 0 || req.Delay != 0 || !req.At.IsZero() {
+		return nil, fmt.Errorf("call %s: parameters, keys, time-to-run, retries, owners, priorities and delays need a zmws broker: %w", name, ErrUnsupported)
 	}
 	input := req.Input
 	if input == nil {

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"math"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -78,8 +79,33 @@ func (g *Gateway) retryJob(w http.ResponseWriter, r *http.Request, id string, c 
 }
 
 // jobOptions reads the job options a submission may carry in headers:
-// Zmws-Ttr (a duration such as 30s) and Zmws-Retries (a count).
+// Zmws-Ttr (a duration such as 30s), Zmws-Retries (a count), Zmws-Priority
+// (an integer), Zmws-Delay (a duration) or Zmws-At (an RFC 3339 time).
 func jobOptions(h http.Header, req *client.Request) error {
+	if err := priorityOption(h, req); err != nil {
+		return err
+	}
+	delay, at := h.Get("Zmws-Delay"), h.Get("Zmws-At")
+	if delay != "" && at != "" {
+		return badRequest("Zmws-Delay and Zmws-At: give one of them, not both")
+	}
+	if delay != "" {
+		d, err := time.ParseDuration(delay)
+		if err != nil || d < 0 || d > protocol.MaxDelay {
+			return badRequest("Zmws-Delay %q: want a duration such as 30s or 2h, from 0 to %v", delay, protocol.MaxDelay)
+		}
+		req.Delay = d
+	}
+	if at != "" {
+		t, err := time.Parse(time.RFC3339Nano, at)
+		if err != nil {
+			return badRequest("Zmws-At %q: want an RFC 3339 time such as 2026-12-02T03:00:00Z", at)
+		}
+		if time.Until(t) > protocol.MaxDelay {
+			return badRequest("Zmws-At %q: more than %v ahead", at, protocol.MaxDelay)
+		}
+		req.At = t
+	}
 	if v := h.Get("Zmws-Ttr"); v != "" {
 		d, err := time.ParseDuration(v)
 		if err != nil || d <= 0 {
@@ -95,6 +121,32 @@ func jobOptions(h http.Header, req *client.Request) error {
 		req.Retries = n
 	}
 	return nil
+}
+
+// priorityOption reads Zmws-Priority, which sync and async submissions may
+// carry.
+func priorityOption(h http.Header, req *client.Request) error {
+	v := h.Get("Zmws-Priority")
+	if v == "" {
+		return nil
+	}
+	n, err := strconv.ParseInt(v, 10, 32)
+	if err != nil {
+		return badRequest("Zmws-Priority %q: want an integer from %d to %d", v, math.MinInt32, math.MaxInt32)
+	}
+	req.Priority = int(n)
+	return nil
+}
+
+// syncOptions reads the job options a sync submission may carry: its
+// priority. A sync job cannot wait for a time: its caller waits for it.
+func syncOptions(h http.Header, req *client.Request) error {
+	for _, name := range []string{"Zmws-Delay", "Zmws-At"} {
+		if h.Get(name) != "" {
+			return badRequest("%s: a synchronous job cannot be delayed; submit it with POST /NAME for a job ID", name)
+		}
+	}
+	return priorityOption(h, req)
 }
 
 // serveJob answers GET /jobs/{id}: the job's state, and with ?wait= it first

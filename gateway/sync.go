@@ -46,6 +46,10 @@ func (g *Gateway) serveSync(w http.ResponseWriter, r *http.Request, service stri
 		g.fail(w, r, err)
 		return
 	}
+	if err := syncOptions(r.Header, &req); err != nil {
+		g.fail(w, r, err)
+		return
+	}
 	req.Owner = c.owner()
 	rc := http.NewResponseController(w)
 	// The body is read: lift ReadTimeout's deadline, or net/http's

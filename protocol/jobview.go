@@ -23,7 +23,7 @@ type JobView struct {
 	ID              string            `json:"id"`
 	Service         string            `json:"service"`
 	Sync            bool              `json:"sync"`
-	State           string            `json:"state"` // queued | active | complete | failed
+	State           string            `json:"state"` // scheduled | queued | active | complete | failed
 	Created         time.Time         `json:"created"`
 	Started         *time.Time        `json:"started,omitempty"`
 	Finished        *time.Time        `json:"finished,omitempty"`
@@ -34,6 +34,8 @@ type JobView struct {
 	Error           string            `json:"error,omitempty"`
 	Params          map[string]string `json:"params,omitempty"`
 	Owner           string            `json:"owner,omitempty"`
+	Priority        int               `json:"priority,omitempty"`
+	NotBefore       *time.Time        `json:"not_before,omitempty"`      // a scheduled job's time, a retry's backoff
 	Output          *string           `json:"output,omitempty"`          // nil when there is none
 	OutputEncoding  string            `json:"output_encoding,omitempty"` // OutputUTF8 or OutputBase64, with Output
 	OutputTruncated bool              `json:"output_truncated,omitempty"`
@@ -47,6 +49,7 @@ func NewJobView(j JobInfo) JobView {
 		Created: j.Created, Started: j.Started, Finished: j.Finished,
 		Attempts: j.Attempts, Worker: j.Worker, ExitCode: j.ExitCode,
 		Code: j.Code, Error: j.Error, Params: j.Params, Owner: j.Owner,
+		Priority: j.Priority, NotBefore: j.NotBefore,
 		Output: out, OutputEncoding: enc, OutputTruncated: j.OutputTruncated,
 	}
 }

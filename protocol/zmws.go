@@ -179,7 +179,23 @@ type Meta struct {
 	// Next, in the reply to a request for a paged listing, is the cursor of
 	// the next page (for After); empty when this page is the last.
 	Next string `json:"next,omitempty"`
+	// Priority, in a client REQUEST, is the job's priority: the broker
+	// dispatches a service's higher priorities first, FIFO within one
+	// (default 0; negative is below the default). Strict: see
+	// docs/PROTOCOL.md, "Priorities".
+	Priority int `json:"priority,omitempty"`
+	// DelayMillis, in a client REQUEST for an async job, makes the job wait
+	// this many milliseconds before it is queued (state scheduled).
+	DelayMillis int64 `json:"delay_ms,omitempty"`
+	// At, in a client REQUEST for an async job, is an RFC 3339 time before
+	// which the job is not queued (state scheduled); one in the past
+	// queues it now. Give DelayMillis or At, not both.
+	At string `json:"at,omitempty"`
 }
+
+// MaxDelay bounds how far ahead a job may be scheduled (meta delay_ms or
+// at): a submission whose time is further ahead is refused bad_request.
+const MaxDelay = 366 * 24 * time.Hour
 
 // Page sizes of the paged listings. A request's Limit of 0 means the
 // default; a larger one than the maximum, the maximum. A page also ends
@@ -234,14 +250,20 @@ var (
 
 // DecodeMeta decodes a meta frame.
 func DecodeMeta(frame []byte) (Meta, error) {
-	var m Meta
 	switch string(frame) {
 	case metaEmpty:
-		return m, nil
+		return Meta{}, nil
 	case metaComplete:
-		m.Status = StatusComplete
-		return m, nil
+		return Meta{Status: StatusComplete}, nil
 	}
+	return decodeMetaJSON(frame)
+}
+
+// decodeMetaJSON is DecodeMeta through encoding/json: apart, so that the
+// Meta it decodes into (which escapes to the heap) is not allocated for the
+// frames DecodeMeta answers itself.
+func decodeMetaJSON(frame []byte) (Meta, error) {
+	var m Meta
 	if !IsMeta(frame) {
 		return m, fmt.Errorf("%w: missing prefix", ErrMeta)
 	}
@@ -257,7 +279,7 @@ func DecodeMeta(frame []byte) (Meta, error) {
 func appendMetaFast(b []byte, m *Meta) ([]byte, bool) {
 	if m.Worker != nil || !plain(m.Job) || !plain(m.Service) || !plain(m.Key) || !plain(m.Owner) ||
 		!plain(string(m.Status)) || !plain(m.Code) || !plain(m.Error) || !plain(m.Ref) ||
-		!plain(m.After) || !plain(m.Next) {
+		!plain(m.After) || !plain(m.Next) || !plain(m.At) {
 		return nil, false
 	}
 	keys := make([]string, 0, len(m.Params))
@@ -348,6 +370,13 @@ func appendMetaFast(b []byte, m *Meta) ([]byte, bool) {
 	}
 	str("after", m.After)
 	str("next", m.Next)
+	if m.Priority != 0 {
+		num("priority", int64(m.Priority))
+	}
+	if m.DelayMillis != 0 {
+		num("delay_ms", m.DelayMillis)
+	}
+	str("at", m.At)
 	return append(b, '}'), true
 }
 
@@ -429,7 +458,7 @@ type JobInfo struct {
 	ID       string            `json:"id"`
 	Service  string            `json:"service"`
 	Sync     bool              `json:"sync"`
-	State    string            `json:"state"` // queued | active | complete | failed
+	State    string            `json:"state"` // scheduled | queued | active | complete | failed
 	Created  time.Time         `json:"created"`
 	Started  *time.Time        `json:"started,omitempty"`
 	Finished *time.Time        `json:"finished,omitempty"`
@@ -441,8 +470,13 @@ type JobInfo struct {
 	Params   map[string]string `json:"params,omitempty"`
 	// Owner is who submitted the job, with CURVE or HTTP tokens: the
 	// client's public key, or "token:NAME"; "" for no one in particular.
-	Owner  string `json:"owner,omitempty"`
-	Output []byte `json:"output,omitempty"` // SERVER-JOB only; base64 in JSON
+	Owner string `json:"owner,omitempty"`
+	// Priority is the job's priority (0, the default, is left out).
+	Priority int `json:"priority,omitempty"`
+	// NotBefore is when a scheduled job is queued, or when a failed job
+	// backing off is retried.
+	NotBefore *time.Time `json:"not_before,omitempty"`
+	Output    []byte     `json:"output,omitempty"` // SERVER-JOB only; base64 in JSON
 	// OutputTruncated says Output holds only the first bytes of the result.
 	OutputTruncated bool `json:"output_truncated,omitempty"`
 }
@@ -453,7 +487,27 @@ type QueueInfo struct {
 	Queued  int       `json:"queued"`
 	Oldest  string    `json:"oldest,omitempty"` // ID of the job at the head
 	Since   time.Time `json:"since,omitzero"`   // when the head job was created
-	Jobs    []string  `json:"jobs"`             // up to the first 100 queued job IDs
+	Jobs    []string  `json:"jobs"`             // up to the first 100 queued job IDs, in dispatch order
+	// Priorities counts the queued jobs of each priority, highest first;
+	// left out when every queued job has priority 0.
+	Priorities []PriorityCount `json:"priorities,omitempty"`
+	// Scheduled is how many of its jobs wait for their time (state
+	// scheduled); ScheduledJobs are up to the first 100 of them, earliest
+	// first.
+	Scheduled     int            `json:"scheduled"`
+	ScheduledJobs []ScheduledJob `json:"scheduled_jobs,omitempty"`
+}
+
+// PriorityCount is how many jobs of one priority a queue holds.
+type PriorityCount struct {
+	Priority int `json:"priority"`
+	Queued   int `json:"queued"`
+}
+
+// ScheduledJob is a job waiting for its time, and the time.
+type ScheduledJob struct {
+	ID string    `json:"id"`
+	At time.Time `json:"at"`
 }
 
 // Values of HealthInfo.Store. Wire-visible, never changed.
@@ -479,6 +533,7 @@ type HealthInfo struct {
 type ServiceInfo struct {
 	Name        string    `json:"name"`
 	Queued      int       `json:"queued"`
+	Scheduled   int       `json:"scheduled,omitempty"` // jobs waiting for their time
 	Active      int       `json:"active"`
 	WorkersIdle int       `json:"workers_idle"`
 	WorkersBusy int       `json:"workers_busy"`
@@ -524,6 +579,9 @@ const (
 	JobActive   = "active"
 	JobComplete = "complete"
 	JobFailed   = "failed"
+	// JobScheduled is a job submitted with a delay, waiting for its time
+	// before it is queued.
+	JobScheduled = "scheduled"
 )
 
 // Worker states in WorkerInfo.State. Stable, wire-visible.

@@ -342,6 +342,8 @@ func TestEncodeMeta_SameBytesAsEncodingJSON(t *testing.T) {
 		{Params: map[string]string{}},
 		{Key: "k", Status: protocol.StatusFailed, Code: "job_failed", Error: "exit status 3", ExitCode: &code},
 		{ExitCode: &zero, TTRMillis: 1500, Retries: 2, Attempt: -1},
+		{Priority: -7, DelayMillis: 30000, At: "2026-12-02T03:00:00Z", Ref: "r"},
+		{Priority: 10, At: "2026-12-02T03:00:00+01:00"},
 		{Error: `quote " and \ backslash`},
 		{Error: "line\nbreak", Params: map[string]string{"x": "<html>&"}},
 		{Service: "ünïcode", Params: map[string]string{"k\u2028": "v"}},

@@ -37,15 +37,20 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// childBroker runs a durable server on random ports, prints its client and
-// worker endpoints on one line, and serves until killed.
+// childBroker runs a durable server on random ports (or on the client and
+// worker endpoints in ZMWS_TEST_BROKER_BIND), prints its client and worker
+// endpoints on one line, and serves until killed.
 func childBroker(dir string) int {
 	st, err := store.OpenBolt(filepath.Join(dir, "zmws.db"), store.BoltOptions{})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	srv, err := server.New(server.Config{ClientBind: "tcp://127.0.0.1:*", WorkerBind: "tcp://127.0.0.1:*", Store: st,
+	clientEP, workerEP := "tcp://127.0.0.1:*", "tcp://127.0.0.1:*"
+	if eps := strings.Fields(os.Getenv("ZMWS_TEST_BROKER_BIND")); len(eps) == 2 {
+		clientEP, workerEP = eps[0], eps[1]
+	}
+	srv, err := server.New(server.Config{ClientBind: clientEP, WorkerBind: workerEP, Store: st,
 		Broker: broker.Config{Heartbeat: 100 * time.Millisecond}})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -43,7 +43,8 @@ const (
 	flagTruncated = 1 << 1
 	flagExitCode  = 1 << 2 // an ExitCode varint follows the flags
 	flagOwner     = 1 << 3 // an Owner string follows the output
-	flagsKnown    = flagSync | flagTruncated | flagExitCode | flagOwner
+	flagPriority  = 1 << 4 // a Priority varint follows (the Owner, or) the output
+	flagsKnown    = flagSync | flagTruncated | flagExitCode | flagOwner | flagPriority
 )
 
 // appendRecord appends j's encoding (layout version 1) to dst.
@@ -68,6 +69,9 @@ func appendRecord(dst []byte, j *JobRecord) []byte {
 	}
 	if j.Owner != "" {
 		flags |= flagOwner
+	}
+	if j.Priority != 0 {
+		flags |= flagPriority
 	}
 	dst = append(dst, flags)
 	if j.ExitCode != nil {
@@ -109,6 +113,9 @@ func appendRecord(dst []byte, j *JobRecord) []byte {
 	dst = appendBytes(dst, j.Output)
 	if j.Owner != "" {
 		dst = appendString(dst, j.Owner)
+	}
+	if j.Priority != 0 {
+		dst = binary.AppendVarint(dst, int64(j.Priority))
 	}
 	return dst
 }
@@ -280,6 +287,8 @@ func state(b []byte) string {
 		return protocol.JobComplete
 	case protocol.JobFailed:
 		return protocol.JobFailed
+	case protocol.JobScheduled:
+		return protocol.JobScheduled
 	}
 	return string(b)
 }
@@ -345,6 +354,11 @@ func decodeRecordOf(b []byte, output bool) (JobRecord, error) {
 	}
 	if flags&flagOwner != 0 {
 		j.Owner = d.string()
+	}
+	if flags&flagPriority != 0 {
+		if j.Priority = d.int(); j.Priority == 0 && d.err == nil {
+			d.fail(errors.New("priority flag with priority 0"))
+		}
 	}
 	if d.err == nil && d.off != len(d.b) {
 		d.fail(errTrailing)

@@ -18,6 +18,8 @@ func TestCodec_RoundTrips(t *testing.T) {
 		{ID: "y", ExitCode: &neg, Attempts: -3, TTR: -time.Second, Created: time.Unix(-1, 5), Finished: time.Unix(1<<40, 999999999)},
 		{ID: "z", State: "custom", Input: [][]byte{nil, {}, nil}},
 		{ID: "o", State: protocol.JobComplete, Output: []byte("out"), Owner: "token:ci"},
+		{ID: "p", State: protocol.JobScheduled, NotBefore: time.Unix(1<<32, 7), Priority: -5},
+		{ID: "q", State: protocol.JobQueued, Owner: "k", Priority: 1<<31 - 1},
 	} {
 		enc := appendRecord(nil, j)
 		got, err := decodeRecord(enc)

@@ -120,3 +120,18 @@ func copyFile(t *testing.T, from, to string) {
 		t.Fatal(err)
 	}
 }
+
+// A scheduled job with a priority is an open job: it is loaded back with
+// its time and priority, and a journal from before priorities (above)
+// loads every job at priority 0.
+func TestBolt_ScheduledJobWithPriority(t *testing.T) {
+	s := openBolt(t, filepath.Join(t.TempDir(), BoltFile), BoltOptions{})
+	c0 := time.Date(2026, 12, 2, 3, 0, 0, 0, time.UTC)
+	j := JobRecord{ID: "01JQ0000000000000000000009", Service: "S", State: protocol.JobScheduled, Created: c0,
+		NotBefore: c0.Add(time.Hour), Retries: -1, Priority: 10}
+	commit(t, s, &Batch{Services: []ServiceRecord{{Name: "S", FirstSeen: c0}}, Jobs: []*JobRecord{&j}})
+	snap := load(t, s, 10)
+	if len(snap.Jobs) != 1 || !reflect.DeepEqual(snap.Jobs[0], j) || len(snap.Finished) != 0 {
+		t.Fatalf("loaded %#v, want the scheduled job %#v", snap, j)
+	}
+}

@@ -108,7 +108,8 @@
 //	str State, str Key, time Finished    first, so the index upkeep reads
 //	                          them without decoding the rest
 //	str ID, str Service
-//	flags byte                1 Sync, 2 Truncated, 4 ExitCode present
+//	flags byte                1 Sync, 2 Truncated, 4 ExitCode present,
+//	                          8 Owner present, 16 Priority present
 //	[varint ExitCode]         when flag 4
 //	varint Attempts, varint Retries, varint TTR (ns)
 //	time Created, time Started, time NotBefore
@@ -116,6 +117,9 @@
 //	Params                    uvarint n+1 (0: nil map), n × (str key, str value), keys sorted
 //	Input                     uvarint n+1 (0: nil), n × bytes
 //	bytes Output
+//	[str Owner]               when flag 8
+//	[varint Priority]         when flag 16 (never 0: a record without it,
+//	                          as every record from before priorities, is 0)
 //
 //	str   = uvarint length, bytes
 //	bytes = uvarint length+1 (0: nil), bytes

@@ -123,7 +123,7 @@ func validate(b *Batch) error {
 			return fmt.Errorf("%w: job %s: idempotency key of %d bytes exceeds %d", ErrInvalid, j.ID, len(j.Key), MaxKeyLen)
 		}
 		switch j.State {
-		case protocol.JobQueued, protocol.JobActive, protocol.JobComplete, protocol.JobFailed:
+		case protocol.JobScheduled, protocol.JobQueued, protocol.JobActive, protocol.JobComplete, protocol.JobFailed:
 		default:
 			return fmt.Errorf("%w: job %s: unknown state %q", ErrInvalid, j.ID, j.State)
 		}

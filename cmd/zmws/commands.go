@@ -54,6 +54,9 @@ type SubmitCmd struct {
 	Key       string        `help:"Idempotency key: resending with the same key means the same job."`
 	TTR       time.Duration `name:"ttr" help:"Time-to-run: a job running longer is stopped and queued again (default: the service's)."`
 	Retries   int           `help:"Retry the job this many times, with backoff, if it fails (default: the service's)."`
+	Priority  int           `help:"Priority: a service's higher priorities run first, first in first out within one (default 0; negative is below it)." placeholder:"N"`
+	Delay     time.Duration `help:"Queue the job only after this long (e.g. 30s, 2h; at most a year): until then it is scheduled." placeholder:"DURATION"`
+	At        string        `help:"Queue the job only at this RFC 3339 time (e.g. 2026-12-02T03:00:00Z; a time past queues it now)." placeholder:"TIME"`
 	EachLine  bool          `help:"Submit one job per line of the input (stdin, or --input): the line is the job's input, or the parameter named by --line-param."`
 	LineParam string        `help:"With --each-line: pass each line as this parameter instead of as input." placeholder:"NAME"`
 	Quiet     bool          `short:"q" help:"With --each-line: print only the summary, not each job ID."`
@@ -74,8 +77,12 @@ func (c *SubmitCmd) Run(e *env) error {
 	if err != nil {
 		return err
 	}
+	at, err := c.when()
+	if err != nil {
+		return err
+	}
 	if c.EachLine {
-		return c.eachLine(e, params)
+		return c.eachLine(e, params, at)
 	}
 	if c.LineParam != "" || c.Quiet || c.Wait || c.Count != 0 {
 		return fmt.Errorf("--line-param, --quiet, --wait and --count go with --each-line")
@@ -89,7 +96,8 @@ func (c *SubmitCmd) Run(e *env) error {
 		return err
 	}
 	defer cl.Close()
-	id, err := cl.Submit(e.ctx, c.Service, client.Request{Params: params, Input: input, Key: c.Key, TTR: c.TTR, Retries: c.Retries})
+	id, err := cl.Submit(e.ctx, c.Service, client.Request{Params: params, Input: input, Key: c.Key, TTR: c.TTR, Retries: c.Retries,
+		Priority: c.Priority, Delay: c.Delay, At: at})
 	if err != nil {
 		return err
 	}
@@ -100,6 +108,24 @@ func (c *SubmitCmd) Run(e *env) error {
 	return err
 }
 
+// when checks --delay and --at and returns the time of --at (zero
+// without it).
+func (c *SubmitCmd) when() (time.Time, error) {
+	switch {
+	case c.Delay < 0 || c.Delay > protocol.MaxDelay:
+		return time.Time{}, fmt.Errorf("--delay %v: want a duration from 0 to %v", c.Delay, protocol.MaxDelay)
+	case c.Delay > 0 && c.At != "":
+		return time.Time{}, fmt.Errorf("--delay and --at: give one of them, not both")
+	case c.At == "":
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, c.At)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("--at %q: want an RFC 3339 time such as 2026-12-02T03:00:00Z", c.At)
+	}
+	return t, nil
+}
+
 // exitTimeout is run's exit status when --timeout passes, as timeout(1)'s.
 const exitTimeout = 124
 
@@ -108,6 +134,8 @@ type RunCmd struct {
 	Service string   `arg:"" help:"Service name (SYNC- is added)."`
 	Params  []string `arg:"" optional:"" help:"Parameters as key=value."`
 	Input   string   `help:"File whose contents are the job's input; - for stdin. Default: stdin when it is not a terminal." placeholder:"FILE|-"`
+	// Priority orders the job among its service's queued ones.
+	Priority int `help:"Priority: a service's higher priorities run first, first in first out within one (default 0; negative is below it)." placeholder:"N"`
 	// Liveness: see client.Config.Liveness.
 	Liveness time.Duration `help:"How long to wait without a word of the job before asking the broker about it: a job still in hand is waited for, one the broker lost (it restarted) or a broker that does not answer ends the run with an error." default:"7.5s"`
 }
@@ -140,7 +168,7 @@ func (c *RunCmd) Run(e *env) error {
 	}
 	defer cl.Close()
 	jobID := ""
-	res, err := cl.CallWith(ctx, c.Service, client.Request{Params: params, Input: input}, client.CallHooks{
+	res, err := cl.CallWith(ctx, c.Service, client.Request{Params: params, Input: input, Priority: c.Priority}, client.CallHooks{
 		OnAccepted: func(a client.Accepted) {
 			jobID = a.JobID
 			if a.NoWorker {
@@ -229,6 +257,10 @@ func printJob(w io.Writer, j protocol.JobInfo) error {
 	row("id", j.ID)
 	row("service", j.Service)
 	row("state", j.State)
+	if j.Priority != 0 {
+		row("priority", fmt.Sprint(j.Priority))
+	}
+	row("not before", stamp(j.NotBefore))
 	row("created", stamp(&j.Created))
 	row("started", stamp(j.Started))
 	row("finished", stamp(j.Finished))
@@ -310,7 +342,7 @@ func jobChange(e *env, id string, op func(*client.Client, context.Context, strin
 // JobsCmd lists jobs.
 type JobsCmd struct {
 	Active  bool   `help:"Running jobs instead of finished ones." xor:"which"`
-	Queued  bool   `help:"Queued jobs per service instead of finished ones." xor:"which"`
+	Queued  bool   `help:"Queued and scheduled jobs per service instead of finished ones." xor:"which"`
 	Failed  bool   `help:"Failed jobs, newest first: every one the journal retains, not only the broker's history (non-admin keys see their own)." xor:"which"`
 	Service string `help:"With --failed: only this service's jobs." placeholder:"S"`
 	Since   string `help:"With --failed: only the jobs that failed within this duration (1h) or since this RFC 3339 time." placeholder:"D"`
@@ -328,9 +360,13 @@ func (c *JobsCmd) Run(e *env) error {
 		return fmt.Errorf("--service and --since go with --failed")
 	}
 	if c.Queued {
-		return list(e, (*client.Client).Queue, []string{"SERVICE", "QUEUED", "OLDEST", "SINCE"},
+		return list(e, (*client.Client).Queue, []string{"SERVICE", "QUEUED", "OLDEST", "SINCE", "SCHEDULED", "NEXT"},
 			func(q protocol.QueueInfo) []string {
-				return []string{q.Service, fmt.Sprint(q.Queued), q.Oldest, stamp(&q.Since)}
+				next := ""
+				if len(q.ScheduledJobs) > 0 {
+					next = stamp(&q.ScheduledJobs[0].At)
+				}
+				return []string{q.Service, fmt.Sprint(q.Queued), q.Oldest, stamp(&q.Since), fmt.Sprint(q.Scheduled), next}
 			})
 	}
 	jobs := fetchPages(c.Paging, e, "jobs", (*client.Client).JobsPage, protocol.MaxJobsPage)

@@ -24,7 +24,7 @@ const maxLine = 1 << 20
 // the run goes on; the command fails if any line was refused. With --wait
 // it then follows every job to its end (see follower), reports each failed
 // one, and fails if any did.
-func (c *SubmitCmd) eachLine(e *env, params map[string]string) error {
+func (c *SubmitCmd) eachLine(e *env, params map[string]string, at time.Time) error {
 	in := e.stdin
 	if c.Input != "" && c.Input != "-" {
 		f, err := os.Open(c.Input)
@@ -95,7 +95,7 @@ func (c *SubmitCmd) eachLine(e *env, params map[string]string) error {
 		for sc.Scan() {
 			n++
 			line := sc.Text()
-			req := client.Request{Params: params, TTR: c.TTR, Retries: c.Retries}
+			req := client.Request{Params: params, TTR: c.TTR, Retries: c.Retries, Priority: c.Priority, Delay: c.Delay, At: at}
 			if c.LineParam != "" {
 				req.Params = maps.Clone(params)
 				if req.Params == nil {

@@ -123,8 +123,9 @@
     for (const q of queue) {
       for (const id of q.jobs || []) st.queue.set(id, { id, service: q.service });
       if (q.oldest && st.queue.has(q.oldest)) st.queue.get(q.oldest).created = q.since;
+      for (const s of q.scheduled_jobs || []) st.queue.set(s.id, { id: s.id, service: q.service, at: s.at });
     }
-    st.queueTotal = queue.reduce((n, q) => n + q.queued, 0);
+    st.queueTotal = queue.reduce((n, q) => n + q.queued + (q.scheduled || 0), 0);
     st.active = new Map(active.map((j) => [j.id, j]));
     st.finished = jobs;
     results.forEach((res, i) => setRefusal(names[i], res.status === 'rejected' ? res.reason : null));
@@ -430,7 +431,7 @@
 
     const queued = Array.from(st.queue.values());
     fill('queue', queued.map((j) => row([
-      jobLink(j.id), j.service, ago(j.created), button('cancel', 'cancel', j.id),
+      jobLink(j.id), j.service, j.at ? 'scheduled for ' + j.at : ago(j.created), button('cancel', 'cancel', j.id),
     ], { job: j.id })), Math.max(st.queueTotal || 0, queued.length));
 
     fill('active', Array.from(st.active.values()).map((j) => row([
@@ -509,6 +510,8 @@
     };
     field('service', j.service);
     field('state', j.state + (j.code ? ' (' + j.code + ')' : ''));
+    field('priority', j.priority);
+    field('not before', j.not_before);
     field('exit code', j.exit_code);
     field('error', j.error);
     field('created', j.created);
@@ -521,7 +524,7 @@
     dl.replaceChildren(frag);
     const actions = $('job-actions');
     actions.replaceChildren();
-    if (j.state === 'queued' || j.state === 'active') actions.appendChild(button('cancel', 'cancel', j.id));
+    if (j.state === 'scheduled' || j.state === 'queued' || j.state === 'active') actions.appendChild(button('cancel', 'cancel', j.id));
     if (j.state === 'failed') actions.appendChild(button('retry', 'retry', j.id));
     $('job-output').textContent = outputText(j);
   }
