@@ -182,7 +182,7 @@ func (b *Broker) submitJob(now time.Time, r request, meta protocol.Meta, body []
 		b.moveJob(now, j, stateQueued)
 		s.queue.PushBack(j)
 	} else {
-		b.schedule(now, j, at)
+		b.delayUntil(now, j, at)
 		if b.cfg.Durable {
 			b.newAt[j] = stampOf(at) // for its record (see scheduledAt)
 		}

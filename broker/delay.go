@@ -124,8 +124,9 @@ func (b *Broker) delay(j *job) {
 	b.delayed.push(due{at: stampOf(j.lastRun().notBefore), j: j})
 }
 
-// schedule makes j, a new job, wait until at (state scheduled).
-func (b *Broker) schedule(now time.Time, j *job, at time.Time) {
+// delayUntil makes j, a new job, wait until at (state scheduled; not to
+// be confused with a recurring schedule, schedule.go).
+func (b *Broker) delayUntil(now time.Time, j *job, at time.Time) {
 	b.moveJob(now, j, stateScheduled)
 	b.delayed.push(due{at: stampOf(at), j: j})
 }

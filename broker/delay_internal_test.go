@@ -41,7 +41,7 @@ func TestScheduledJobs_WalkAndPassAgree(t *testing.T) {
 							b.delay(j)
 							continue
 						}
-						b.schedule(t0, j, at)
+						b.delayUntil(t0, j, at)
 					}
 				}
 			}

@@ -298,7 +298,7 @@ func (b *Broker) Restore(now time.Time, snap Snapshot) []protocol.Envelope {
 		}
 		if jobs[i].State == protocol.JobScheduled && jobs[i].NotBefore.After(now) {
 			// Its record stays as it is: not marked dirty.
-			b.schedule(now, j, jobs[i].NotBefore)
+			b.delayUntil(now, j, jobs[i].NotBefore)
 			scheduled++
 			continue
 		}
