@@ -121,9 +121,13 @@ type ServiceStats struct {
 	Requeued  uint64
 	Failed    []CodeCount
 	Refused   []CodeCount
-	// Queued and Active are the jobs waiting and running now; Idle and
-	// Busy the live workers without and with a job.
-	Queued, Active, Idle, Busy int
+	// Queued and Active are the jobs waiting and running now, Scheduled
+	// those waiting for their time (a delay); Idle and Busy the live
+	// workers without and with a job.
+	Queued, Active, Scheduled, Idle, Busy int
+	// Paused and Draining: an operator stopped its dispatch (SERVER-PAUSE,
+	// SERVER-DRAIN). Summed, they count services.
+	Paused, Draining int
 	// Duration is the time finished runs took, from dispatch to their
 	// end; Wait the time jobs waited from submission to their first
 	// dispatch.
@@ -148,8 +152,14 @@ type Stats struct {
 func (b *Broker) Stats() Stats {
 	st := Stats{Services: make([]ServiceStats, 0, len(b.services)+1), Workers: len(b.workers), Jobs: b.jobs.len()}
 	for _, s := range b.services {
-		ss := ServiceStats{Name: s.name, FirstSeen: s.firstSeen, Queued: s.queue.Len(), Active: s.active,
+		ss := ServiceStats{Name: s.name, FirstSeen: s.firstSeen, Queued: s.queue.Len(), Active: s.active, Scheduled: s.scheduled,
 			Idle: len(s.idle), Busy: s.workers - len(s.idle)}
+		if s.paused {
+			ss.Paused = 1
+		}
+		if s.draining {
+			ss.Draining = 1
+		}
 		if x := s.stats; x != nil {
 			ss.Submitted, ss.Completed, ss.Requeued = x.submitted, x.completed, x.requeued
 			ss.Failed, ss.Refused = slices.Clone(x.failed), slices.Clone(x.refused)

@@ -172,6 +172,7 @@ type collector struct {
 	received, sent, turns                           *prometheus.Desc
 	submitted, completed, failed, requeued, refused *prometheus.Desc
 	queued, active, svcWorkers, duration, queueWait *prometheus.Desc
+	scheduled, paused, draining                     *prometheus.Desc
 	jobBuckets                                      []float64
 
 	// mu guards labelled: the services that have a label of their own, at
@@ -203,6 +204,9 @@ func newCollector(s *Server) *collector {
 		refused:    d("zmws_jobs_refused_total", "Submissions refused, per service and error code (service _unknown: a name no worker offered).", "service", "code"),
 		queued:     d("zmws_jobs_queued", "Jobs waiting in the service's queue.", svc...),
 		active:     d("zmws_jobs_active", "Jobs of the service running now.", svc...),
+		scheduled:  d("zmws_jobs_scheduled", "Jobs of the service waiting for their time (submitted with a delay or an at).", svc...),
+		paused:     d("zmws_service_paused", "1 while an operator has the service paused (SERVER-PAUSE): its jobs queue, none is dispatched (_other: how many are).", svc...),
+		draining:   d("zmws_service_draining", "1 while an operator has the service draining (SERVER-DRAIN) (_other: how many are).", svc...),
 		svcWorkers: d("zmws_workers", "Live workers of the service, idle or busy.", "service", "state"),
 		duration:   d("zmws_job_duration_seconds", "Time finished runs took, from dispatch to their end, per service.", svc...),
 		queueWait:  d("zmws_job_queue_wait_seconds", "Time jobs waited from submission to their first dispatch, per service.", svc...),
@@ -219,7 +223,8 @@ func newCollector(s *Server) *collector {
 // Describe implements prometheus.Collector.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.up, c.services, c.workers, c.jobs, c.conns, c.received, c.sent, c.turns,
-		c.submitted, c.completed, c.failed, c.requeued, c.refused, c.queued, c.active, c.svcWorkers, c.duration, c.queueWait} {
+		c.submitted, c.completed, c.failed, c.requeued, c.refused, c.queued, c.active, c.svcWorkers, c.duration, c.queueWait,
+		c.scheduled, c.paused, c.draining} {
 		ch <- d
 	}
 }
@@ -270,6 +275,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		gauge(c.queued, float64(s.Queued), s.Name)
 		gauge(c.active, float64(s.Active), s.Name)
+		gauge(c.scheduled, float64(s.Scheduled), s.Name)
+		gauge(c.paused, float64(s.Paused), s.Name)
+		gauge(c.draining, float64(s.Draining), s.Name)
 		gauge(c.svcWorkers, float64(s.Idle), s.Name, "idle")
 		gauge(c.svcWorkers, float64(s.Busy), s.Name, "busy")
 		ch <- constHistogram(c.duration, s.Duration, c.jobBuckets, s.Name)
@@ -324,6 +332,9 @@ func add(o *broker.ServiceStats, s broker.ServiceStats) {
 	o.Refused = addCodes(o.Refused, s.Refused)
 	o.Queued += s.Queued
 	o.Active += s.Active
+	o.Scheduled += s.Scheduled
+	o.Paused += s.Paused
+	o.Draining += s.Draining
 	o.Idle += s.Idle
 	o.Busy += s.Busy
 	addHistogram(&o.Duration, s.Duration)

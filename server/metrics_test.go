@@ -150,6 +150,17 @@ func TestServer_Metrics(t *testing.T) {
 	waitMetric(t, reg, 1, "zmws_workers", "service", "_other", "state", "idle")
 	waitMetric(t, reg, 0, "zmws_workers", "service", "A", "state", "busy")
 	waitMetric(t, reg, 3, "zmws_broker_services")
+	// A paused service, and a job waiting for its time.
+	waitMetric(t, reg, 0, "zmws_service_paused", "service", "A")
+	if _, err := c.Pause(ctx, "A"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Submit(ctx, "A", client.Request{Delay: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	waitMetric(t, reg, 1, "zmws_service_paused", "service", "A")
+	waitMetric(t, reg, 0, "zmws_service_draining", "service", "A")
+	waitMetric(t, reg, 1, "zmws_jobs_scheduled", "service", "A")
 	waitMetric(t, reg, 3, "zmws_broker_connections", "socket", "worker")
 	waitMetric(t, reg, 1, "zmws_broker_connections", "socket", "client")
 	c.Close()
