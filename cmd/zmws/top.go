@@ -146,15 +146,22 @@ type topRow struct {
 	Rate *serviceRate // nil: not measured (the first snapshot, a new service)
 }
 
-var serviceHeader = []string{"SERVICE", "WORKERS", "IDLE", "BUSY", "QUEUED", "ACTIVE", "COMPLETED/S", "FAILED/S", "COMPLETED", "FAILED"}
+var serviceHeader = []string{"SERVICE", "WORKERS", "IDLE", "BUSY", "QUEUED", "SCHEDULED", "ACTIVE", "COMPLETED/S", "FAILED/S", "COMPLETED", "FAILED"}
 
 func (r topRow) cells() []string {
 	done, failed := "-", "-"
 	if r.Rate != nil {
 		done, failed = fmtPerSecond(r.Rate.Completed), fmtPerSecond(r.Rate.Failed)
 	}
-	return []string{r.Name, fmt.Sprint(r.WorkersIdle + r.WorkersBusy), fmt.Sprint(r.WorkersIdle), fmt.Sprint(r.WorkersBusy),
-		fmt.Sprint(r.Queued), fmt.Sprint(r.Active), done, failed, fmt.Sprint(r.Completed), fmt.Sprint(r.Failed)}
+	name := r.Name
+	switch {
+	case r.Draining:
+		name += " (draining)"
+	case r.Paused:
+		name += " (paused)"
+	}
+	return []string{name, fmt.Sprint(r.WorkersIdle + r.WorkersBusy), fmt.Sprint(r.WorkersIdle), fmt.Sprint(r.WorkersBusy),
+		fmt.Sprint(r.Queued), fmt.Sprint(r.Scheduled), fmt.Sprint(r.Active), done, failed, fmt.Sprint(r.Completed), fmt.Sprint(r.Failed)}
 }
 
 // fmtPerSecond formats a rate with one decimal.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -72,10 +73,10 @@ func TestTopRows_Sort(t *testing.T) {
 		t.Errorf("by rate: %s", got)
 	}
 	rows := topRows(prev, cur, sortName)
-	if c := rows[1].cells(); strings.Join(c, " ") != "B 0 0 0 5 1 10.0 0.0 10 0" {
+	if c := rows[1].cells(); strings.Join(c, " ") != "B 0 0 0 5 0 1 10.0 0.0 10 0" {
 		t.Errorf("B's cells %q", c)
 	}
-	if c := topRows(nil, cur, sortName)[1].cells(); c[6] != "-" || c[7] != "-" {
+	if c := topRows(nil, cur, sortName)[1].cells(); c[7] != "-" || c[8] != "-" {
 		t.Errorf("no rates without a previous snapshot: %q", c)
 	}
 }
@@ -127,10 +128,10 @@ func TestRenderTop(t *testing.T) {
 		t.Errorf("header %q", lines[4])
 	}
 	// BETA first (busy), with its rates over 2 s: 20 completed, 2 failed.
-	if got := strings.Join(strings.Fields(lines[5]), " "); got != "BETA 2 0 2 40 2 10.0 1.0 30 2" {
+	if got := strings.Join(strings.Fields(lines[5]), " "); got != "BETA 2 0 2 40 0 2 10.0 1.0 30 2" {
 		t.Errorf("first row %q", got)
 	}
-	if got := strings.Join(strings.Fields(lines[6]), " "); got != "ALPHA 1 1 0 0 0 0.0 0.0 10 0" {
+	if got := strings.Join(strings.Fields(lines[6]), " "); got != "ALPHA 1 1 0 0 0 0 0.0 0.0 10 0" {
 		t.Errorf("second row %q", got)
 	}
 	if want := "HOST  WORKERS  BUSY  IDLE  SERVICES"; lines[len(lines)-2] != want || lines[len(lines)-1] != "h1          2     2     0  BETA" {
@@ -243,14 +244,14 @@ func TestCLI_TopOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	lines := strings.Split(out, "\n")
-	if strings.Join(strings.Fields(lines[0]), " ") != "SERVICE WORKERS IDLE BUSY QUEUED ACTIVE COMPLETED/S FAILED/S COMPLETED FAILED" {
+	if strings.Join(strings.Fields(lines[0]), " ") != "SERVICE WORKERS IDLE BUSY QUEUED SCHEDULED ACTIVE COMPLETED/S FAILED/S COMPLETED FAILED" {
 		t.Fatalf("header %q", lines[0])
 	}
 	// One sample: no rates. STR-REV completed 3; one worker each, idle.
-	if got := strings.Join(strings.Fields(lines[1]), " "); got != "FAIL 1 1 0 0 0 - - 0 0" {
+	if got := strings.Join(strings.Fields(lines[1]), " "); got != "FAIL 1 1 0 0 0 0 - - 0 0" {
 		t.Errorf("FAIL row %q", got)
 	}
-	if got := strings.Join(strings.Fields(lines[2]), " "); got != "STR-REV 1 1 0 0 0 - - 3 0" {
+	if got := strings.Join(strings.Fields(lines[2]), " "); got != "STR-REV 1 1 0 0 0 0 - - 3 0" {
 		t.Errorf("STR-REV row %q", got)
 	}
 	if !strings.Contains(out, "\nworkers 2: 0 busy, 2 idle, on 1 host\n") || !strings.Contains(out, "FAIL STR-REV") {
@@ -294,5 +295,21 @@ func TestCLI_TopOnce(t *testing.T) {
 	}
 	if _, _, err := r.zmws(t, "", "top", "--once", "--interval", "-1s"); err == nil {
 		t.Error("a negative interval was taken")
+	}
+}
+
+// A paused or draining service says so in its row.
+func TestTopRow_PausedAndDraining(t *testing.T) {
+	for _, c := range []struct {
+		info protocol.ServiceInfo
+		want string
+	}{
+		{protocol.ServiceInfo{Name: "S", Paused: true, Queued: 3, Scheduled: 2}, "S (paused)"},
+		{protocol.ServiceInfo{Name: "S", Paused: true, Draining: true}, "S (draining)"},
+		{protocol.ServiceInfo{Name: "S"}, "S"},
+	} {
+		if got := (topRow{ServiceInfo: c.info}).cells(); got[0] != c.want || got[5] != strconv.Itoa(c.info.Scheduled) {
+			t.Errorf("%+v: cells %q, want name %q and %d scheduled", c.info, got, c.want, c.info.Scheduled)
+		}
 	}
 }
