@@ -415,7 +415,8 @@
   function render() {
     st.renderTimer = 0;
     fill('services', st.services.map((s) => row([
-      s.name, s.workers_idle, s.workers_busy, s.queued, s.active, s.completed, s.failed, rate(s.name), ago(s.last_seen),
+      s.name + (s.draining ? ' (draining)' : s.paused ? ' (paused)' : ''), s.workers_idle, s.workers_busy,
+      s.queued + (s.scheduled ? ' + ' + s.scheduled + ' scheduled' : ''), s.active, s.completed, s.failed, rate(s.name), ago(s.last_seen),
     ], { service: s.name })));
 
     fill('workers', st.workers.map((w) => {
