@@ -1,6 +1,7 @@
 package broker_test
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -25,5 +26,38 @@ func TestBroker_TitanicCloseOfScheduledJob(t *testing.T) {
 	none(t, b.Tick(at(2*time.Second)), protocol.ToWorker)
 	if q := b.Queue()[0]; q.Queued != 0 || q.Scheduled != 0 {
 		t.Fatalf("SERVER-QUEUE after the job's time: %+v", q)
+	}
+}
+
+// A submission refused by the client's own limit takes nothing from the
+// service's rate (--rate): a refusal takes nothing from the allowance.
+func TestRate_ClientRefusalTakesNothingFromServiceRate(t *testing.T) {
+	b := newBroker(t, broker.Config{Heartbeat: time.Hour, Rates: map[string]broker.Rate{"S": {PerSecond: 1, Burst: 2}},
+		ClientRate: broker.Rate{PerSecond: 1, Burst: 1}})
+	b.HandleWorker(t0, "w1", "", readyZ("S"))
+	if md := submitFrom(t, b, t0, "a1", "", "10.0.0.1", "S"); md.Status != protocol.StatusAccepted {
+		t.Fatalf("first: %+v", md)
+	}
+	if md := submitFrom(t, b, t0, "a2", "", "10.0.0.1", "S"); md.Code != protocol.CodeRateLimited || !strings.Contains(md.Error, "--client-rate") {
+		t.Fatalf("second from the same client: %+v, want refused by --client-rate", md)
+	}
+	if md := submitFrom(t, b, t0, "b1", "", "10.0.0.2", "S"); md.Status != protocol.StatusAccepted {
+		t.Fatalf("another client, within the service's burst of 2: %+v", md)
+	}
+}
+
+// A submission refused queue_full takes nothing from the service's rate.
+func TestRate_QueueFullRefusalTakesNothingFromServiceRate(t *testing.T) {
+	b := newBroker(t, broker.Config{Heartbeat: time.Hour, MaxQueue: 1, Rates: map[string]broker.Rate{"S": {PerSecond: 1, Burst: 2}}})
+	b.HandleWorker(t0, "w1", "", readyZ("S"))
+	b.HandleWorker(t0, "w1", "", workerMsg(v2, protocol.CmdDisconnect, ""))
+	id := submitMeta(t, b, t0, "S", protocol.Meta{})
+	_, md, _ := clientReply(t, one(t, b.HandleClient(t0, "c", "", zreq("S", nil)), protocol.ToClient, "c"))
+	if md.Code != protocol.CodeQueueFull {
+		t.Fatalf("second: %+v, want queue_full", md)
+	}
+	admin(t, b, t0, protocol.ServerCancel, id)
+	if id := submitMeta(t, b, t0, "S", protocol.Meta{}); id == "" {
+		t.Fatal("no job")
 	}
 }
