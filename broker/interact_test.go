@@ -61,3 +61,25 @@ func TestRate_QueueFullRefusalTakesNothingFromServiceRate(t *testing.T) {
 		t.Fatal("no job")
 	}
 }
+
+// Scheduled jobs count against --max-queue (docs/PROTOCOL.md), for a
+// retry and a schedule's tick as for a submission.
+func TestBroker_ScheduledJobsCountAgainstTheQueueBoundForRetryAndTick(t *testing.T) {
+	b := newBroker(t, broker.Config{Heartbeat: time.Hour, MaxQueue: 2, History: 10,
+		Schedules: []broker.Schedule{every1s("s", "S")}})
+	b.HandleWorker(t0, "w", "", readyZ("S"))
+	b.Tick(t0)
+	failed := failJobs(t, b, "w", "S", 1, t0)
+	b.HandleWorker(t0, "w", "", workerMsg(v2, protocol.CmdDisconnect, ""))
+	submitMeta(t, b, t0, "S", protocol.Meta{DelayMillis: 60_000})
+	submitMeta(t, b, t0, "S", protocol.Meta{DelayMillis: 60_000})
+	refusedWith(t, b.HandleClient(t0, "c", "", zreq("S", nil)), "c", protocol.CodeQueueFull)
+	refusedWith(t, b.HandleClient(t0, "c", "", zreq(protocol.ServerRetry, nil, failed[0])), "c", protocol.CodeQueueFull)
+	b.Tick(at(1500 * time.Millisecond))
+	if s := schedInfo(t, b, "s"); s.Fired != 0 || s.Skipped != 1 {
+		t.Fatalf("a tick into a queue full of scheduled jobs: %+v, want it skipped", s)
+	}
+	if s := serviceInfo(t, b, "S"); s.Queued+s.Scheduled != 2 {
+		t.Fatalf("service %+v: past the bound of 2", s)
+	}
+}
