@@ -83,3 +83,23 @@ func TestBroker_ScheduledJobsCountAgainstTheQueueBoundForRetryAndTick(t *testing
 		t.Fatalf("service %+v: past the bound of 2", s)
 	}
 }
+
+// A worker drained by its identity stays drained through a pause and
+// resume of its service: SERVER-RESUME ends the service's pause or drain,
+// not the worker's, which ends with its connection.
+func TestDrain_WorkerDrainOutlivesServiceResume(t *testing.T) {
+	b := newBroker(t, broker.Config{Heartbeat: time.Hour})
+	b.HandleWorker(t0, "w1", "", readyZ("S"))
+	job, _, _ := dispatched(t, one(t, b.HandleClient(t0, "c", "", zreq("S", nil)), protocol.ToWorker, "w1"))
+	admin(t, b, t0, protocol.ServerDrain, "w1")
+	b.HandleClient(t0, "c", "", zreq("S", nil)) // waits
+	admin(t, b, t0, protocol.ServerPause, "S")
+	admin(t, b, t0, protocol.ServerResume, "S")
+	out := b.HandleWorker(t0, "w1", "", final(job, protocol.Meta{Status: protocol.StatusComplete}))
+	if !drainedBy(t, out, "w1") || len(requests(out)) != 0 {
+		t.Fatalf("the drained worker's job done after a pause and resume of its service: %+v, want it told to stop and given nothing", out)
+	}
+	if s := serviceInfo(t, b, "S"); s.Queued != 1 {
+		t.Fatalf("service %+v: want the job queued for another worker", s)
+	}
+}

@@ -61,7 +61,8 @@ func (b *Broker) servePause(r request, body [][]byte) {
 
 // serveResume answers SERVER-RESUME [service]: the service dispatches
 // again, and its workers still finishing their last job before they stop
-// take jobs again.
+// take jobs again, but those drained by their own identity (a worker's
+// drain ends with its connection).
 func (b *Broker) serveResume(now time.Time, r request, body [][]byte) {
 	s := b.namedService(r, body)
 	if s == nil {
@@ -71,7 +72,7 @@ func (b *Broker) serveResume(now time.Time, r request, body [][]byte) {
 		s.paused, s.draining = false, false
 		b.markService(s)
 		for _, w := range b.workers {
-			if w.svc == s && w.stop {
+			if w.svc == s && w.stop && !w.ownDrain {
 				b.undrain(w)
 			}
 		}
@@ -108,6 +109,7 @@ func (b *Broker) serveDrain(now time.Time, r request, body [][]byte) {
 		if hexID(w.id) == name || w.details != nil && w.details.Host != "" && fmt.Sprintf("%s:%d", w.details.Host, w.details.PID) == name {
 			drained = append(drained, w.info()) // before it may be gone
 			b.log.Info().Str(keyWorker, hexID(w.id)).Str(keyService, w.svc.name).Str(keyKey, b.keyName(r.user)).Int("jobs", len(w.jobs)).Msg("worker draining: no new jobs, it stops once idle")
+			w.ownDrain = true
 			b.drainWorker(now, w)
 		}
 	}
