@@ -103,3 +103,142 @@ func TestDrain_WorkerDrainOutlivesServiceResume(t *testing.T) {
 		t.Fatalf("service %+v: want the job queued for another worker", s)
 	}
 }
+
+// A resend attached to a sync job (--dedupe-window) takes no
+// --client-concurrency permit and no --client-rate token, and the job's
+// end gives its one permit back once.
+func TestDedupe_ResendTakesNoClientPermit(t *testing.T) {
+	b := newBroker(t, broker.Config{Heartbeat: time.Hour, DedupeWindow: 30 * time.Second, ClientConcurrency: 1,
+		ClientRate: broker.Rate{PerSecond: 1, Burst: 2}})
+	b.HandleWorker(t0, "w1", "", readyStock("S"))
+	sync := func(now time.Time, from, body string) []protocol.Envelope {
+		return b.HandleClientFrom(now, from, "", "10.0.0.1", request(v1, "SYNC-S", []byte(body)))
+	}
+	job, _, _ := dispatched(t, one(t, sync(t0, "c1", "x"), protocol.ToWorker, "w1"))
+	for _, c := range []string{"c2", "c3", "c4"} { // past the burst of 2 and the concurrency of 1: attached all the same
+		if out := sync(t0, c, "x"); len(out) != 0 {
+			t.Fatalf("resend from %s: %+v, want it to wait for the job", c, out)
+		}
+	}
+	out := b.HandleWorker(t0, "w1", "", workerMsg(v1, protocol.CmdReply, job, []byte("X")))
+	for _, c := range []string{"c1", "c2", "c3", "c4"} {
+		stockReply(t, out, c)
+	}
+	// One token left of the burst, the permit back: another job passes,
+	// and holds the one permit.
+	one(t, sync(t0, "c5", "y"), protocol.ToWorker, "w1")
+	got := stockReply(t, b.HandleClientFrom(at(2*time.Second), "c6", "", "10.0.0.1", request(v1, "SYNC-S", []byte("z"))), "c6")
+	if len(got) < 3 || got[0] != protocol.FailFrame || got[1] != protocol.CodeRateLimited || !strings.Contains(got[2], "--client-concurrency") {
+		t.Fatalf("a second sync job in flight: %q, want refused by --client-concurrency", got)
+	}
+}
+
+// A SERVER-RETRY of failed jobs, one or in bulk, queues them again: the
+// service's failed count stays (the failure happened), its queue grows,
+// and a cancel of the retried job counts one failure more.
+func TestRetry_Counts(t *testing.T) {
+	b := newBroker(t, broker.Config{Heartbeat: time.Hour, History: 10})
+	b.HandleWorker(t0, "w", "", readyZ("S"))
+	failed := failJobs(t, b, "w", "S", 3, t0)
+	b.HandleWorker(at(time.Minute), "w", "", workerMsg(v2, protocol.CmdDisconnect, ""))
+	admin(t, b, at(time.Minute), protocol.ServerRetry, failed[0])
+	rep, _ := retryReport(t, one(t, b.HandleClient(at(time.Minute), "c", "",
+		zquery(protocol.ServerRetry, protocol.Meta{Params: failedParams()})), protocol.ToClient, "c"))
+	if rep.Requeued != 2 {
+		t.Fatalf("bulk retry: %+v", rep)
+	}
+	if s := serviceInfo(t, b, "S"); s.Queued != 3 || s.Failed != 3 || s.Active != 0 {
+		t.Fatalf("after the retries: %+v", s)
+	}
+	admin(t, b, at(time.Minute), protocol.ServerCancel, failed[1])
+	if s := serviceInfo(t, b, "S"); s.Queued != 2 || s.Failed != 4 {
+		t.Fatalf("after a cancel: %+v", s)
+	}
+}
+
+// A scheduled job that comes due on a paused service queues and is not
+// dispatched; resume dispatches by priority, then submission order.
+func TestPause_ScheduledJobsComeDueQueuedResumeByPriority(t *testing.T) {
+	b := newBroker(t, broker.Config{Heartbeat: time.Hour})
+	b.HandleWorker(t0, "w1", "", readyZ("S"))
+	b.Tick(t0)
+	admin(t, b, t0, protocol.ServerPause, "S")
+	lo := submitMeta(t, b, t0, "S", protocol.Meta{DelayMillis: 500})
+	hi := submitMeta(t, b, t0, "S", protocol.Meta{DelayMillis: 1000, Priority: 5})
+	now := submitMeta(t, b, t0, "S", protocol.Meta{})
+	none(t, b.Tick(at(2*time.Second)), protocol.ToWorker)
+	if s := serviceInfo(t, b, "S"); s.Queued != 3 || s.Scheduled != 0 || s.Active != 0 {
+		t.Fatalf("paused service after its jobs' time: %+v, want 3 queued", s)
+	}
+	out, _ := admin(t, b, at(2*time.Second), protocol.ServerResume, "S")
+	first, _, _ := dispatched(t, one(t, out, protocol.ToWorker, "w1"))
+	got := drain(t, b, at(2*time.Second), "w1", first)
+	if want := []string{hi, now, lo}; strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Fatalf("order after resume %v, want %v", got, want)
+	}
+}
+
+// A scheduled job of a paused service cancelled: counted failed once, no
+// longer scheduled, and the service can be forgotten after.
+func TestPause_CancelScheduledThenForget(t *testing.T) {
+	b := newBroker(t, broker.Config{Heartbeat: time.Hour})
+	b.HandleWorker(t0, "w1", "", readyZ("S"))
+	b.HandleWorker(t0, "w1", "", workerMsg(v2, protocol.CmdDisconnect, ""))
+	admin(t, b, t0, protocol.ServerPause, "S")
+	id := submitMeta(t, b, t0, "S", protocol.Meta{DelayMillis: 1000})
+	_, body := admin(t, b, t0, protocol.ServerForget, "S")
+	if !strings.HasPrefix(string(body[0]), protocol.FailFrame) || !strings.Contains(string(body[2]), "1 delayed") {
+		t.Fatalf("forget of a service with a scheduled job: %q", body)
+	}
+	admin(t, b, t0, protocol.ServerCancel, id)
+	if s := serviceInfo(t, b, "S"); s.Scheduled != 0 || s.Failed != 1 || s.Queued != 0 {
+		t.Fatalf("after the cancel: %+v", s)
+	}
+	if _, body := admin(t, b, t0, protocol.ServerForget, "S"); strings.HasPrefix(string(body[0]), protocol.FailFrame) {
+		t.Fatalf("forget after the cancel: %q", body)
+	}
+	none(t, b.Tick(at(2*time.Second)), protocol.ToWorker)
+}
+
+// A drained worker runs the jobs it prefetched, then stops; none goes to it
+// after the drain, and a scheduled job due meanwhile waits for another.
+func TestDrain_WorkerWithPrefetchedJobs(t *testing.T) {
+	b := newBroker(t, broker.Config{Heartbeat: time.Hour})
+	b.HandleWorker(t0, "w1", "", readyPrefetch("S", 1))
+	b.Tick(t0)
+	j1, _, _ := dispatched(t, one(t, b.HandleClient(t0, "c", "", zreq("S", nil)), protocol.ToWorker, "w1"))
+	j2, _, _ := dispatched(t, one(t, b.HandleClient(t0, "c", "", zreq("S", nil)), protocol.ToWorker, "w1"))
+	late := submitMeta(t, b, t0, "S", protocol.Meta{DelayMillis: 100})
+	admin(t, b, t0, protocol.ServerDrain, "w1")
+	none(t, b.Tick(at(time.Second)), protocol.ToWorker)
+	out := b.HandleWorker(at(time.Second), "w1", "", final(j1, protocol.Meta{Status: protocol.StatusComplete}))
+	none(t, out, protocol.ToWorker)
+	out = b.HandleWorker(at(time.Second), "w1", "", final(j2, protocol.Meta{Status: protocol.StatusComplete}))
+	if !drainedBy(t, out, "w1") || len(requests(out)) != 0 {
+		t.Fatalf("drained worker's last job done: %+v, want it told to stop and given nothing", out)
+	}
+	if got, _, _ := dispatched(t, one(t, b.HandleWorker(at(time.Second), "w2", "", readyZ("S")), protocol.ToWorker, "w2")); got != late {
+		t.Fatalf("the new worker got %s, want the scheduled job %s", got, late)
+	}
+}
+
+// readyPrefetch is a zmws worker's READY asking for prefetch.
+func readyPrefetch(service string, n int) [][]byte {
+	return protocol.EncodeWorker(protocol.Message{Form: v2, Cmd: protocol.CmdReady, Service: service,
+		Body: [][]byte{protocol.EncodeMeta(protocol.Meta{Prefetch: n})}})
+}
+
+// A schedule's tick on a paused or draining service queues its job, like
+// any submission; resume dispatches it.
+func TestPause_ScheduleTickQueues(t *testing.T) {
+	b := scheduled(t, every1s("s", "S"))
+	b.Tick(t0)
+	admin(t, b, t0, protocol.ServerDrain, "S")
+	b.HandleWorker(t0, "w1", "", readyZ("S")) // refused: draining
+	b.Tick(at(1500 * time.Millisecond))
+	if s := serviceInfo(t, b, "S"); s.Queued != 1 || schedInfo(t, b, "s").Fired != 1 {
+		t.Fatalf("tick on a draining service: %+v %+v", s, schedInfo(t, b, "s"))
+	}
+	admin(t, b, at(1500*time.Millisecond), protocol.ServerResume, "S")
+	one(t, b.HandleWorker(at(1500*time.Millisecond), "w2", "", readyZ("S")), protocol.ToWorker, "w2")
+}
