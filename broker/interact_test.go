@@ -1,6 +1,7 @@
 package broker_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -241,4 +242,37 @@ func TestPause_ScheduleTickQueues(t *testing.T) {
 	}
 	admin(t, b, at(1500*time.Millisecond), protocol.ServerResume, "S")
 	one(t, b.HandleWorker(at(1500*time.Millisecond), "w2", "", readyZ("S")), protocol.ToWorker, "w2")
+}
+
+// SERVER-RESUME and SERVER-DRAIN visit a service's workers in routing-id
+// order, not the map's: which worker gets the next job after a resume, and
+// the order the drained are told to stop in, depend on the input alone
+// (so a seed of the random-sequence test replays).
+func TestDrain_ResumeAndDrainInRoutingIDOrder(t *testing.T) {
+	next := map[string]int{}   // who got the job submitted after the resume
+	orders := map[string]int{} // the order of the DISCONNECTs of a drain
+	for range 40 {
+		b := broker.New(broker.Config{Heartbeat: time.Hour})
+		for i := range 6 {
+			b.HandleWorker(t0, fmt.Sprintf("w%d", i), "", readyPrefetch("S", 1))
+			b.HandleWorker(t0, fmt.Sprintf("v%d", i), "", readyZ("T"))
+		}
+		for range 6 {
+			b.HandleClient(t0, "c", "", zreq("S", nil))
+		}
+		admin(t, b, t0, protocol.ServerDrain, "S")
+		admin(t, b, t0, protocol.ServerResume, "S")
+		for _, e := range requests(b.HandleClient(t0, "c", "", zreq("S", nil))) {
+			next[e.To]++
+		}
+		out, _ := admin(t, b, t0, protocol.ServerDrain, "T")
+		var order []string
+		for _, e := range commands(out, protocol.CmdDisconnect) {
+			order = append(order, e.To)
+		}
+		orders[strings.Join(order, " ")]++
+	}
+	if len(next) != 1 || len(orders) != 1 {
+		t.Fatalf("after a drain and resume the next job went to %v; a drain's DISCONNECTs came in the orders %v: want one each", next, orders)
+	}
 }
