@@ -8,6 +8,7 @@ import (
 
 	"github.com/zmws/zmws/broker"
 	"github.com/zmws/zmws/protocol"
+	"github.com/zmws/zmws/store"
 )
 
 // Tests of how the features meet: priorities and delays, pause and drain,
@@ -275,4 +276,66 @@ func TestDrain_ResumeAndDrainInRoutingIDOrder(t *testing.T) {
 	if len(next) != 1 || len(orders) != 1 {
 		t.Fatalf("after a drain and resume the next job went to %v; a drain's DISCONNECTs came in the orders %v: want one each", next, orders)
 	}
+}
+
+// titanic.close of a job with an idempotency key, then a submission under
+// the key before the delete is committed: the journal keeps the key for
+// the closed job until then, so the batch must not hold a new job under
+// it (the journal would refuse the whole batch, every submission in it,
+// and keep the closed job, its delete lost with the batch).
+func TestBroker_TitanicCloseOfKeyedJobThenTheKeyAgain(t *testing.T) {
+	st := store.NewMemory()
+	b := newBroker(t, broker.Config{Durable: true, Heartbeat: time.Hour})
+	commit := func() []protocol.Envelope {
+		t.Helper()
+		if err := st.Commit(b.Flush()); err != nil {
+			t.Fatalf("the journal refused the broker's batch: %v", err)
+		}
+		return b.Committed()
+	}
+	b.HandleWorker(t0, "w1", "", readyZ("S"))
+	b.HandleWorker(t0, "w1", "", workerMsg(v2, protocol.CmdDisconnect, ""))
+	commit()
+	keyed := request(v2, "S", protocol.EncodeMeta(protocol.Meta{Key: "k", DelayMillis: 60_000}))
+	b.HandleClient(t0, "c", "", keyed)
+	_, md, _ := clientReply(t, one(t, commit(), protocol.ToClient, "c"))
+	first := md.Job
+	b.HandleClient(t0, "t", "", ti(protocol.TitanicClose, first))
+	b.HandleClient(t0, "c2", "", keyed)          // the key is free: a new job
+	b.HandleClient(t0, "c3", "", zreq("S", nil)) // another client's job in the same batch
+	out := commit()
+	wantTSP(t, toClient(out, "t"), "t", protocol.TitanicClose, protocol.TSPOK)
+	_, md, _ = clientReply(t, one(t, toClient(out, "c2"), protocol.ToClient, "c2"))
+	if md.Status != protocol.StatusAccepted || md.Job == first {
+		t.Fatalf("the key after the close: %+v, want a new job", md)
+	}
+	second := md.Job
+	if _, md, _ := clientReply(t, one(t, toClient(out, "c3"), protocol.ToClient, "c3")); md.Status != protocol.StatusAccepted {
+		t.Fatalf("another job of the batch: %+v", md)
+	}
+	if _, ok, _ := st.Job(first); ok {
+		t.Fatalf("closed job %s still in the journal", first)
+	}
+	if rec, ok, _ := st.Job(second); !ok || rec.Key != "k" {
+		t.Fatalf("the new job's record: %+v (%v)", rec, ok)
+	}
+	// The key names the new job now.
+	got := toClient(b.HandleClient(t0, "c4", "", keyed), "c4")
+	if len(got) == 0 {
+		got = toClient(commit(), "c4") // held for the commit
+	}
+	if _, md, _ := clientReply(t, one(t, got, protocol.ToClient, "c4")); md.Job != second {
+		t.Fatalf("the key again: %+v, want job %s", md, second)
+	}
+}
+
+// toClient is the envelopes of out to c.
+func toClient(out []protocol.Envelope, c string) []protocol.Envelope {
+	var got []protocol.Envelope
+	for _, e := range out {
+		if e.To == c {
+			got = append(got, e)
+		}
+	}
+	return got
 }

@@ -189,8 +189,15 @@ func (b *Broker) titanicClose(now time.Time, r request, id string, j *job) {
 		if b.jobs.get(j.id) == j {
 			b.jobs.delete(j.id)
 		}
-		if key := j.key(); key != "" && b.keys[key] == j {
-			delete(b.keys, key)
+		if key := j.key(); key != "" {
+			if b.keys[key] == j {
+				delete(b.keys, key)
+			}
+			// The key is free now: the job's record goes without it,
+			// ahead of any job made under the key since (the journal
+			// applies a batch's records before its deletes).
+			j.x.key = ""
+			b.markDirty(j)
 		}
 		b.log.Info().Stringer(keyJob, j.id).Str(keyService, j.svc.name).Msg("job closed (titanic.close)")
 	}
