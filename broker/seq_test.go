@@ -689,6 +689,21 @@ func (s *seq) cancel() {
 }
 
 func (s *seq) retry() {
+	if !s.cfg.Archived && s.rng.Intn(3) == 0 {
+		// A bulk retry of the failed jobs, answered from the history
+		// (with an archive it would wait for a Lookup of a FailedQuery,
+		// which this harness does not answer).
+		params := map[string]string{protocol.ParamState: protocol.JobFailed}
+		if s.rng.Intn(2) == 0 {
+			params[protocol.ParamService] = seqServices[s.rng.Intn(len(seqServices))]
+		}
+		r := s.newClient(reqAdmin, "")
+		r.desc = fmt.Sprintf("%s SERVER-RETRY %v", r.client, params)
+		s.client(r, protocol.EncodeClient(protocol.Message{Form: seqV2, Cmd: protocol.CmdRequest, Service: protocol.ServerRetry,
+			Body: [][]byte{protocol.EncodeMeta(protocol.Meta{Params: params, Limit: s.rng.Intn(4)})}}))
+		s.n["bulk retry"]++
+		return
+	}
 	id := s.knownJob(func(_ *Broker, j *job) bool { return j.state == stateFailed || s.rng.Intn(5) == 0 })
 	r := s.newClient(reqAdmin, "")
 	r.desc = r.client + " SERVER-RETRY " + id
