@@ -368,6 +368,9 @@ type worker struct {
 	prefetch int    // jobs it may hold beyond the running one
 	state    workerState
 	stop     bool // drained (SERVER-DRAIN): told to stop once it holds no job
+	// ownDrain: drained by its identity or HOST:PID, not with its
+	// service, so its service's SERVER-RESUME does not end it.
+	ownDrain bool
 	since    time.Time
 	lastSeen time.Time
 	// completed and failed count the runs it ended with a final reply.

@@ -135,16 +135,24 @@ func (b *Broker) submitJob(now time.Time, r request, meta protocol.Meta, body []
 	if attached {
 		return
 	}
-	if b.rateLimited(now, r, s) {
+	taken, limited := b.rateLimited(now, r, s)
+	if limited {
 		return
 	}
+	giveBack := func() { // refused after all: the service's rate keeps its token
+		if taken != nil {
+			taken.CancelAt(now)
+		}
+	}
 	if s.queue.Len()+s.scheduled >= b.cfg.MaxQueue {
+		giveBack()
 		b.countRefused(name, protocol.CodeQueueFull)
 		b.refuse(r, protocol.CodeQueueFull, fmt.Sprintf("queue for service %s is full (%d jobs)", name, b.cfg.MaxQueue))
 		b.peerWarn("queue full", name).Str(keyService, name).Int("queued", s.queue.Len()).Msg("queue full: job refused")
 		return
 	}
 	if b.clientLimited(now, &r, name, sync) { // last: a job is made if it passes
+		giveBack()
 		return
 	}
 	j := &job{

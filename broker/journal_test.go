@@ -53,7 +53,7 @@ func (t *testJournal) Commit(b *Batch) error {
 			return fmt.Errorf("commit: invalid job record %v", j)
 		}
 		switch j.State {
-		case protocol.JobQueued, protocol.JobActive, protocol.JobComplete, protocol.JobFailed:
+		case protocol.JobScheduled, protocol.JobQueued, protocol.JobActive, protocol.JobComplete, protocol.JobFailed:
 		default:
 			return fmt.Errorf("commit: job %s: unknown state %q", j.ID, j.State)
 		}

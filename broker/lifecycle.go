@@ -240,7 +240,7 @@ func (b *Broker) requeue(now time.Time, id string, j *job) (n *job, code, text s
 	if svc == nil {
 		return nil, protocol.CodeUnknownService, "job " + id + " is of service " + j.svc.name + ", forgotten since: no worker provides it"
 	}
-	if svc.queue.Len() >= b.cfg.MaxQueue {
+	if svc.queue.Len()+svc.scheduled >= b.cfg.MaxQueue { // as submitJob: scheduled jobs count
 		b.countRefused(svc.name, protocol.CodeQueueFull)
 		return nil, protocol.CodeQueueFull, fmt.Sprintf("queue for service %s is full (%d jobs)", svc.name, b.cfg.MaxQueue)
 	}

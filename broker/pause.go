@@ -3,6 +3,7 @@ package broker
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/zmws/zmws/protocol"
@@ -61,7 +62,8 @@ func (b *Broker) servePause(r request, body [][]byte) {
 
 // serveResume answers SERVER-RESUME [service]: the service dispatches
 // again, and its workers still finishing their last job before they stop
-// take jobs again.
+// take jobs again, but those drained by their own identity (a worker's
+// drain ends with its connection).
 func (b *Broker) serveResume(now time.Time, r request, body [][]byte) {
 	s := b.namedService(r, body)
 	if s == nil {
@@ -70,10 +72,8 @@ func (b *Broker) serveResume(now time.Time, r request, body [][]byte) {
 	if s.stopped() {
 		s.paused, s.draining = false, false
 		b.markService(s)
-		for _, w := range b.workers {
-			if w.svc == s && w.stop {
-				b.undrain(w)
-			}
+		for _, w := range b.workersWhere(func(w *worker) bool { return w.svc == s && w.stop && !w.ownDrain }) {
+			b.undrain(w)
 		}
 		b.log.Info().Str(keyService, s.name).Str(keyKey, b.keyName(r.user)).Int("queued", s.queue.Len()).Msg("service resumed")
 		b.dispatch(now, s)
@@ -94,22 +94,21 @@ func (b *Broker) serveDrain(now time.Time, r request, body [][]byte) {
 			s.draining = true
 			b.markService(s)
 			b.log.Info().Str(keyService, s.name).Str(keyKey, b.keyName(r.user)).Int("workers", s.workers).Msg("service draining: no new jobs, its workers stop once idle")
-			for _, w := range b.workers {
-				if w.svc == s {
-					b.drainWorker(now, w)
-				}
+			for _, w := range b.workersWhere(func(w *worker) bool { return w.svc == s }) {
+				b.drainWorker(now, w)
 			}
 		}
 		b.answer(r, mustJSON(s.info()))
 		return
 	}
 	var drained []protocol.WorkerInfo
-	for _, w := range b.workers {
-		if hexID(w.id) == name || w.details != nil && w.details.Host != "" && fmt.Sprintf("%s:%d", w.details.Host, w.details.PID) == name {
-			drained = append(drained, w.info()) // before it may be gone
-			b.log.Info().Str(keyWorker, hexID(w.id)).Str(keyService, w.svc.name).Str(keyKey, b.keyName(r.user)).Int("jobs", len(w.jobs)).Msg("worker draining: no new jobs, it stops once idle")
-			b.drainWorker(now, w)
-		}
+	for _, w := range b.workersWhere(func(w *worker) bool {
+		return hexID(w.id) == name || w.details != nil && w.details.Host != "" && fmt.Sprintf("%s:%d", w.details.Host, w.details.PID) == name
+	}) {
+		drained = append(drained, w.info()) // before it may be gone
+		b.log.Info().Str(keyWorker, hexID(w.id)).Str(keyService, w.svc.name).Str(keyKey, b.keyName(r.user)).Int("jobs", len(w.jobs)).Msg("worker draining: no new jobs, it stops once idle")
+		w.ownDrain = true
+		b.drainWorker(now, w)
 	}
 	if len(drained) == 0 {
 		b.refuse(r, protocol.CodeNotFound, "no service, no live worker and no HOST:PID is called "+printable(body[0])+" (zmws services and zmws workers list them)")
@@ -120,6 +119,20 @@ func (b *Broker) serveDrain(now time.Time, r request, body [][]byte) {
 		drained[i].Draining = true
 	}
 	b.answer(r, mustJSON(drained))
+}
+
+// workersWhere returns the live workers that match, in routing-id order
+// (not the map's), so what is done to them, and the next dispatch after,
+// depend on the input alone.
+func (b *Broker) workersWhere(match func(*worker) bool) []*worker {
+	var ws []*worker
+	for _, w := range b.workers {
+		if match(w) {
+			ws = append(ws, w)
+		}
+	}
+	slices.SortFunc(ws, func(x, y *worker) int { return strings.Compare(x.id, y.id) })
+	return ws
 }
 
 // namedService returns the service body names, or nil when it names none

@@ -72,9 +72,12 @@ func (r Rate) burst() int {
 	return max(1, int(math.Ceil(r.PerSecond)))
 }
 
-// rateLimited takes one submission from s's bucket at now. When there is
-// none it refuses r (rate_limited, counted) and reports true.
-func (b *Broker) rateLimited(now time.Time, r request, s *service) bool {
+// rateLimited takes one submission from s's bucket at now, and returns
+// what it took (nil: s has no rate), which the caller gives back with
+// CancelAt when it refuses the submission after all: a refusal takes
+// nothing from the allowance. When there is none it refuses r
+// (rate_limited, counted) and reports true.
+func (b *Broker) rateLimited(now time.Time, r request, s *service) (*rate.Reservation, bool) {
 	if !s.rated {
 		s.rated = true
 		rt, ok := b.cfg.Rates[s.name]
@@ -86,16 +89,16 @@ func (b *Broker) rateLimited(now time.Time, r request, s *service) bool {
 		}
 	}
 	if s.rate == nil {
-		return false
+		return nil, false
 	}
 	res := s.rate.ReserveN(now, 1)
 	d := res.DelayFrom(now)
 	if d <= 0 {
-		return false
+		return res, false
 	}
 	res.CancelAt(now)
 	b.countRefused(s.name, protocol.CodeRateLimited)
 	b.refuse(r, protocol.CodeRateLimited, fmt.Sprintf("service %s takes at most %g jobs a second (burst %d, --rate): the next is taken in %v",
 		s.name, float64(s.rate.Limit()), s.rate.Burst(), d.Round(time.Millisecond)))
-	return true
+	return nil, true
 }

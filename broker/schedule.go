@@ -305,7 +305,7 @@ func (b *Broker) fire(now time.Time, s *schedule, at time.Time) {
 	switch {
 	case svc == nil:
 		why = "no worker has ever provided service " + s.Service
-	case svc.queue.Len() >= b.cfg.MaxQueue:
+	case svc.queue.Len()+svc.scheduled >= b.cfg.MaxQueue: // as submitJob: scheduled jobs count
 		why = fmt.Sprintf("queue for service %s is full (%d jobs)", s.Service, b.cfg.MaxQueue)
 	}
 	if why != "" {

@@ -27,7 +27,8 @@ import (
 // heartbeats, expiries, time-to-run overruns, retry backoffs, unreachable
 // workers; commits that succeed or fail, clean restarts and crashes
 // restored from what was committed; archive lookups answered at once, some
-// steps later, stale or with an error; cancel, retry and queries) and
+// steps later, stale or with an error; submissions with a priority or a
+// delay (scheduled); cancel, retry, titanic.close and queries) and
 // checks the broker's invariants after every input (see seq.check). At the
 // end it drains: workers answer everything, every lookup is answered and
 // time runs on, and every request must have had exactly one final answer.
@@ -182,6 +183,7 @@ type simJob struct {
 	accepted bool // its ID reached the client that submitted it
 	finished bool // per the last event about it
 	service  string
+	closed   bool // a titanic.close of it was sent: it may be deleted
 }
 
 type svcCount struct {
@@ -318,6 +320,7 @@ func (s *seq) randomStep() {
 		{1, "zombie", s.zombie},
 		{3, "cancel", s.cancel},
 		{2, "retry", s.retry},
+		{2, "titanic.close", s.titanicClose},
 		{3, "query", s.query},
 		{1, "malformed client", s.malformedClient},
 		{1, "malformed worker", s.malformedWorker},
@@ -459,6 +462,13 @@ func (s *seq) submit(sync bool) {
 	if s.rng.Intn(5) == 0 {
 		m.Retries = 1 + s.rng.Intn(3)
 	}
+	if s.rng.Intn(4) == 0 {
+		m.Priority = s.rng.Intn(5) - 2
+	}
+	if s.rng.Intn(5) == 0 { // scheduled (a sync job is refused bad_request)
+		m.DelayMillis = int64(1 + s.rng.Intn(2000))
+		s.n["delayed"]++
+	}
 	switch n := s.rng.Intn(12); {
 	case n < 2: // a key used before: a resubmission (or a conflict)
 		m.Key = s.lastKey
@@ -491,7 +501,7 @@ func (s *seq) submit(sync bool) {
 	if s.rng.Intn(2) == 0 {
 		body = append(body, []byte("input"))
 	}
-	r.desc = fmt.Sprintf("%s REQUEST %s v%d meta=%v ref=%q key=%q ttr=%d retries=%d", r.client, name, form.Version, withMeta, m.Ref, m.Key, m.TTRMillis, m.Retries)
+	r.desc = fmt.Sprintf("%s REQUEST %s v%d meta=%v ref=%q key=%q ttr=%d retries=%d priority=%d delay=%d", r.client, name, form.Version, withMeta, m.Ref, m.Key, m.TTRMillis, m.Retries, m.Priority, m.DelayMillis)
 	s.client(r, protocol.EncodeClient(protocol.Message{Form: form, Cmd: protocol.CmdRequest, Service: name, Body: body}))
 	s.n[map[bool]string{false: "async", true: "sync"}[sync]]++
 }
@@ -669,7 +679,7 @@ func (s *seq) knownJob(filter func(*Broker, *job) bool) string {
 
 func (s *seq) cancel() {
 	id := s.knownJob(func(_ *Broker, j *job) bool {
-		return s.rng.Intn(4) == 0 || j.state == stateActive || j.state == stateQueued
+		return s.rng.Intn(4) == 0 || j.state == stateActive || j.state == stateQueued || j.state == stateScheduled
 	})
 	r := s.newClient(reqAdmin, "")
 	r.desc = r.client + " SERVER-CANCEL " + id
@@ -679,12 +689,48 @@ func (s *seq) cancel() {
 }
 
 func (s *seq) retry() {
+	if !s.cfg.Archived && s.rng.Intn(3) == 0 {
+		// A bulk retry of the failed jobs, answered from the history
+		// (with an archive it would wait for a Lookup of a FailedQuery,
+		// which this harness does not answer).
+		params := map[string]string{protocol.ParamState: protocol.JobFailed}
+		if s.rng.Intn(2) == 0 {
+			params[protocol.ParamService] = seqServices[s.rng.Intn(len(seqServices))]
+		}
+		r := s.newClient(reqAdmin, "")
+		r.desc = fmt.Sprintf("%s SERVER-RETRY %v", r.client, params)
+		s.client(r, protocol.EncodeClient(protocol.Message{Form: seqV2, Cmd: protocol.CmdRequest, Service: protocol.ServerRetry,
+			Body: [][]byte{protocol.EncodeMeta(protocol.Meta{Params: params, Limit: s.rng.Intn(4)})}}))
+		s.n["bulk retry"]++
+		return
+	}
 	id := s.knownJob(func(_ *Broker, j *job) bool { return j.state == stateFailed || s.rng.Intn(5) == 0 })
 	r := s.newClient(reqAdmin, "")
 	r.desc = r.client + " SERVER-RETRY " + id
 	s.client(r, protocol.EncodeClient(protocol.Message{Form: seqV2, Cmd: protocol.CmdRequest, Service: protocol.ServerRetry,
 		Body: [][]byte{protocol.EncodeMeta(protocol.Meta{}), []byte(id)}}))
 	s.n["retry"]++
+}
+
+// titanicClose sends titanic.close (9/TSP) of a job: cancelled if
+// unfinished, and deleted from memory and the journal.
+func (s *seq) titanicClose() {
+	id := s.knownJob(func(_ *Broker, j *job) bool { return j.state == stateScheduled || s.rng.Intn(6) == 0 })
+	sj := s.jobs[id]
+	if sj == nil {
+		sj = &simJob{id: id}
+		s.jobs[id] = sj
+		s.seen = append(s.seen, id)
+	}
+	sj.closed = true
+	if j := s.b.lookup(id); j != nil {
+		s.n["titanic.close "+j.state.String()]++
+	}
+	r := s.newClient(reqAdmin, "")
+	r.plain = true // Titanic replies carry no meta frame
+	r.desc = r.client + " titanic.close " + id
+	s.client(r, protocol.EncodeClient(protocol.Message{Form: seqV1, Cmd: protocol.CmdRequest, Service: protocol.TitanicClose, Body: [][]byte{[]byte(id)}}))
+	s.n["titanic.close"]++
 }
 
 func (s *seq) query() {
@@ -981,6 +1027,11 @@ func (s *seq) restored() {
 			s.note(sj)
 			continue
 		}
+		if sj.closed { // deleted (titanic.close), or finished in the store
+			sj.finished = true
+			s.note(sj)
+			continue
+		}
 		if i := slices.IndexFunc(s.b.dirty, func(j *job) bool { return j.id.String() == id }); i >= 0 && s.b.dirty[i].state == stateFailed {
 			// Failed by the restore (its attempts spent) and pushed out
 			// of the history by other such jobs: its record is pending.
@@ -1220,7 +1271,7 @@ func (s *seq) deliverClient(e protocol.Envelope, released bool) {
 	// a commit already stored; one Committed released, a job the commit
 	// just made stored (or an earlier one).
 	if s.cfg.Durable {
-		if _, ok, _ := s.st.Job(r.job); !ok {
+		if _, ok, _ := s.st.Job(r.job); !ok && !sj.closed { // a closed job's delete may be in the same commit
 			j := s.b.lookup(r.job)
 			s.fail("job ID %s handed to %s (released after a commit: %v) before any commit stored the job (in memory: %+v; %q)", r.job, e.To, released, j, e.Frames)
 		}
@@ -1232,7 +1283,7 @@ func (s *seq) deliverClient(e protocol.Envelope, released bool) {
 	// for a Lookup or not, names the job the first one named. Without a
 	// journal a key lasts only as long as its job in memory.
 	if r.key != "" {
-		if id, ok := s.keyJobs[r.key]; ok && id != r.job && (s.cfg.Durable || s.b.lookup(id) != nil) {
+		if id, ok := s.keyJobs[r.key]; ok && id != r.job && !s.jobs[id].closed && (s.cfg.Durable || s.b.lookup(id) != nil) {
 			s.fail("idempotency key %q: %s (%s, waited for a lookup: %v) got job %s, an earlier submission job %s", r.key, r.client, r.desc, r.waited, r.job, id)
 		}
 		s.keyJobs[r.key] = r.job
@@ -1277,6 +1328,9 @@ func (s *seq) check() {
 		for i := range sv.queue.Len() {
 			j := sv.queue.At(i)
 			put(j, "queue "+name)
+			if i > 0 && sv.queue.At(i-1).priority() < j.priority() {
+				s.fail("queue %s: job %s of priority %d after one of %d", name, j.id, j.priority(), sv.queue.At(i-1).priority())
+			}
 			if j.state != stateQueued || j.svc != sv {
 				s.fail("job %s in queue %s is %v of service %s", j.id, name, j.state, j.svc.name)
 			}
@@ -1301,10 +1355,15 @@ func (s *seq) check() {
 	if len(b.delayed) > 0 && !b.nextRetry().Equal(b.delayed[0].at.Time()) {
 		s.fail("nextRetry %v is not the first delayed job's", b.nextRetry())
 	}
-	type tally struct{ workers, active int }
+	type tally struct{ workers, active, scheduled int }
 	count := map[*service]*tally{}
 	for _, sv := range b.services {
 		count[sv] = &tally{}
+	}
+	for _, d := range b.delayed {
+		if c := count[d.j.svc]; c != nil && d.j.state == stateScheduled {
+			c.scheduled++
+		}
 	}
 	for id, w := range b.workers {
 		if w.id != id {
@@ -1386,8 +1445,9 @@ func (s *seq) check() {
 				}
 			}
 		}
-		if sv.workers != c.workers || sv.active != c.active {
-			s.fail("service %s counts %d workers and %d active jobs; recount: %d and %d", name, sv.workers, sv.active, c.workers, c.active)
+		if sv.workers != c.workers || sv.active != c.active || sv.scheduled != c.scheduled {
+			s.fail("service %s counts %d workers, %d active and %d scheduled jobs; recount: %d, %d and %d", name, sv.workers, sv.active, sv.scheduled,
+				c.workers, c.active, c.scheduled)
 		}
 		for _, g := range sv.gone {
 			if len(g.jobs) != 0 || b.workers[g.id] == g || g.goneAt.IsZero() {
@@ -1419,6 +1479,10 @@ func (s *seq) check() {
 		case stateQueued, stateActive:
 			if !placed {
 				s.fail("%v job %s of %s is in no queue, delay list or worker: lost", j.state, j.id, j.svc.name)
+			}
+		case stateScheduled:
+			if where[j] != "delayed" {
+				s.fail("scheduled job %s of %s is not in the delayed heap (in %q)", j.id, j.svc.name, where[j])
 			}
 		case stateComplete, stateFailed:
 			if placed {
@@ -1452,8 +1516,8 @@ func (s *seq) check() {
 	// Every job a client was given the ID of is known, or finished.
 	for id, jid := range s.open {
 		j := b.jobs.get(jid)
-		if j == nil || (j.state != stateQueued && j.state != stateActive) {
-			s.fail("accepted job %s, not finished by any event, is not queued or running in the broker (%v)", id, j != nil)
+		if j == nil || (j.state != stateQueued && j.state != stateActive && j.state != stateScheduled) {
+			s.fail("accepted job %s, not finished by any event, is not scheduled, queued or running in the broker (%v)", id, j != nil)
 		}
 	}
 }
@@ -1552,7 +1616,7 @@ func (s *seq) workerDisconnect0(w *simWorker) {
 func (s *seq) unfinished() int {
 	n := 0
 	for j := range s.b.jobs.all() {
-		if j.state == stateQueued || j.state == stateActive {
+		if j.state == stateQueued || j.state == stateActive || j.state == stateScheduled {
 			n++
 		}
 	}

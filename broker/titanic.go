@@ -25,7 +25,7 @@ import (
 //     A job the broker no longer holds waits for a Lookup.
 //   - titanic.close [id] deletes the job: from memory at once, from the
 //     journal with the next batch, and the ["200"] waits for that commit. A
-//     job still queued or running is cancelled first (as SERVER-CANCEL
+//     job still scheduled, queued or running is cancelled first (as SERVER-CANCEL
 //     would), since a closed request must not run. An unknown ID is closed
 //     too (9/TSP: close is idempotent).
 //
@@ -177,7 +177,7 @@ func (b *Broker) titanicClose(now time.Time, r request, id string, j *job) {
 	}
 	_, isID := parseJobID(id)
 	del := isID && b.cfg.Durable
-	if j != nil && (j.state == stateQueued || j.state == stateActive) {
+	if j != nil && (j.state == stateQueued || j.state == stateActive || j.state == stateScheduled) {
 		b.cancelJob(now, r, id, j) // its answer (answer) is the "200", held
 	} else {
 		b.replyClient(r, protocol.CmdReply, []byte(protocol.TSPOK))
@@ -189,8 +189,15 @@ func (b *Broker) titanicClose(now time.Time, r request, id string, j *job) {
 		if b.jobs.get(j.id) == j {
 			b.jobs.delete(j.id)
 		}
-		if key := j.key(); key != "" && b.keys[key] == j {
-			delete(b.keys, key)
+		if key := j.key(); key != "" {
+			if b.keys[key] == j {
+				delete(b.keys, key)
+			}
+			// The key is free now: the job's record goes without it,
+			// ahead of any job made under the key since (the journal
+			// applies a batch's records before its deletes).
+			j.x.key = ""
+			b.markDirty(j)
 		}
 		b.log.Info().Stringer(keyJob, j.id).Str(keyService, j.svc.name).Msg("job closed (titanic.close)")
 	}
