@@ -181,7 +181,7 @@ func TestPause_ScheduledJobsComeDueQueuedResumeByPriority(t *testing.T) {
 }
 
 // A scheduled job of a paused service cancelled: counted failed once, no
-// longer scheduled, and the service can be forgotten after.
+// longer scheduled, and the service can be forgotten once resumed.
 func TestPause_CancelScheduledThenForget(t *testing.T) {
 	b := newBroker(t, broker.Config{Heartbeat: time.Hour})
 	b.HandleWorker(t0, "w1", "", readyZ("S"))
@@ -196,8 +196,12 @@ func TestPause_CancelScheduledThenForget(t *testing.T) {
 	if s := serviceInfo(t, b, "S"); s.Scheduled != 0 || s.Failed != 1 || s.Queued != 0 {
 		t.Fatalf("after the cancel: %+v", s)
 	}
+	if _, body := admin(t, b, t0, protocol.ServerForget, "S"); !strings.Contains(string(body[len(body)-1]), "paused") {
+		t.Fatalf("forget of the paused service after the cancel: %q, want refused: it is paused", body)
+	}
+	admin(t, b, t0, protocol.ServerResume, "S")
 	if _, body := admin(t, b, t0, protocol.ServerForget, "S"); strings.HasPrefix(string(body[0]), protocol.FailFrame) {
-		t.Fatalf("forget after the cancel: %q", body)
+		t.Fatalf("forget after the cancel and a resume: %q", body)
 	}
 	none(t, b.Tick(at(2*time.Second)), protocol.ToWorker)
 }

@@ -244,3 +244,31 @@ func TestDrain_HostPIDDrainsEveryConnectionOfAProcess(t *testing.T) {
 		t.Fatalf("live workers %+v", ws)
 	}
 }
+
+// A paused or draining service is not forgotten, by SERVER-FORGET or after
+// ForgetAfter: its pause would go with it.
+func TestPause_ServiceNotForgotten(t *testing.T) {
+	b := newBroker(t, broker.Config{Heartbeat: time.Hour, ForgetAfter: time.Minute})
+	b.HandleWorker(t0, "w1", "", readyZ("S"))
+	b.HandleWorker(t0, "w1", "", workerMsg(v2, protocol.CmdDisconnect, ""))
+	admin(t, b, t0, protocol.ServerPause, "S")
+	_, reply := admin(t, b, t0, protocol.ServerForget, "S")
+	if len(reply) < 2 || string(reply[1]) != protocol.CodeConflict {
+		t.Fatalf("SERVER-FORGET of a paused service: %q, want conflict", reply)
+	}
+	for m := 1; m <= 10; m++ {
+		b.Tick(at(time.Duration(m) * time.Minute))
+	}
+	if s := serviceInfo(t, b, "S"); !s.Paused {
+		t.Fatalf("paused service %+v", s)
+	}
+	admin(t, b, at(10*time.Minute), protocol.ServerResume, "S")
+	for m := 11; m <= 14; m++ {
+		b.Tick(at(time.Duration(m) * time.Minute))
+	}
+	for _, s := range b.Services() {
+		if s.Name == "S" {
+			t.Fatalf("resumed service kept past ForgetAfter: %+v", s)
+		}
+	}
+}
