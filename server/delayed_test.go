@@ -98,25 +98,7 @@ func runRecorder(t *testing.T, ep string, concurrency int, rec *recorder) (stop 
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("worker: %v", err)
-				}
-			case <-time.After(10 * time.Second):
-				t.Error("worker did not stop")
-			}
-		})
-	}
-	t.Cleanup(stop)
-	return stop
+	return zmqtest.Go(t, "worker", w.Run)
 }
 
 // submitInterleaved keeps a worker of S busy with a blocking job, then
@@ -258,21 +240,11 @@ func runServer(t *testing.T, dir, clientEP, workerEP string) (stop func()) {
 		}
 		return err == nil
 	})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
+	stopServer := zmqtest.Go(t, "server", srv.Run)
 	var once sync.Once
 	stop = func() {
 		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("server: %v", err)
-				}
-			case <-time.After(10 * time.Second):
-				t.Error("server did not stop")
-			}
+			stopServer()
 			if err := st.Close(); err != nil {
 				t.Error(err)
 			}

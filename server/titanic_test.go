@@ -65,21 +65,11 @@ func journaled(t *testing.T, path string, cfg broker.Config) (srv *server.Server
 		st.Close()
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
+	stopServer := zmqtest.Go(t, "server", srv.Run)
 	var once sync.Once
 	stop = func() {
 		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("server: %v", err)
-				}
-			case <-time.After(10 * time.Second):
-				t.Error("server did not stop")
-			}
+			stopServer()
 			st.Close()
 		})
 	}

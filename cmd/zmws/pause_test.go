@@ -26,8 +26,7 @@ type journaled struct {
 	cfg            server.Config
 	path           string
 	st             *store.Bolt
-	cancel         func()
-	done           chan error
+	stopServer     func() // nil while stopped
 	client, worker string
 }
 
@@ -54,21 +53,16 @@ func (j *journaled) start() {
 		srv, err = server.New(j.cfg)
 		return err == nil
 	})
-	ctx, cancel := context.WithCancel(context.Background())
-	j.cancel, j.done = cancel, make(chan error, 1)
-	go func() { j.done <- srv.Run(ctx) }()
+	j.stopServer = zmqtest.Go(j.t, "broker", srv.Run)
 }
 
 func (j *journaled) stop() {
-	if j.cancel == nil {
+	if j.stopServer == nil {
 		return
 	}
-	j.cancel()
-	if err := <-j.done; err != nil {
-		j.t.Errorf("broker: %v", err)
-	}
+	j.stopServer()
 	j.st.Close()
-	j.cancel = nil
+	j.stopServer = nil
 }
 
 func (j *journaled) rig() rig {

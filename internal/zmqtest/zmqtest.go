@@ -5,6 +5,7 @@ package zmqtest
 import (
 	"context"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -119,25 +120,32 @@ func Strings(frames [][]byte) []string {
 // Join renders frames on one line for failure messages.
 func Join(frames [][]byte) string { return strings.Join(Strings(frames), " | ") }
 
-// Go runs run(ctx) on its own goroutine until the test ends: at cleanup ctx
-// is cancelled and run must return within 10 s, with a nil error. It is how
-// tests run servers and workers.
-func Go(t testing.TB, name string, run func(context.Context) error) {
+// Go runs run(ctx) on its own goroutine until the test ends or stop is
+// called: then ctx is cancelled and run must return within 10 s, with a
+// nil error. stop waits for it, and is safe to call again (cleanup calls
+// it too). It is how tests run servers and workers, and stop them in the
+// middle of a test (a restart).
+func Go(t testing.TB, name string, run func(context.Context) error) (stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("%s: %v", name, err)
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("%s: %v", name, err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Errorf("%s did not stop", name)
 			}
-		case <-time.After(10 * time.Second):
-			t.Errorf("%s did not stop", name)
-		}
-	})
+		})
+	}
+	t.Cleanup(stop)
+	return stop
 }
 
 // Eventually polls cond until it returns true, and fails the test (naming
