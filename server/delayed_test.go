@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -164,22 +163,7 @@ func TestServer_PriorityOrder(t *testing.T) {
 	})
 	t.Run("killed", func(t *testing.T) {
 		dir := t.TempDir()
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), "ZMWS_TEST_BROKER_CHILD="+dir)
-		cmd.Stderr = os.Stderr
-		out, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		defer cmd.Process.Kill()
-		line, err := bufio.NewReader(out).ReadString('\n')
-		if err != nil {
-			t.Fatalf("child broker: %v", err)
-		}
-		eps := strings.Fields(line)
+		cmd, eps := startChildBroker(t, dir)
 		rec := newRecorder(false)
 		stop := runRecorder(t, eps[1], 1, rec)
 		waitService(t, eps[0], "S")

@@ -255,9 +255,12 @@ func TestServer_RestartKeepsJobs(t *testing.T) {
 	}
 }
 
-func TestServer_KillMinus9KeepsAcceptedJobs(t *testing.T) {
-	dir := t.TempDir()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
+// startChildBroker runs this test binary as a durable broker on the
+// journal in dir (childBroker), to be killed with SIGKILL; it returns the
+// process and its client and worker endpoints. The test's end kills it.
+func startChildBroker(t *testing.T, dir string) (cmd *exec.Cmd, eps []string) {
+	t.Helper()
+	cmd = exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), "ZMWS_TEST_BROKER_CHILD="+dir)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
@@ -267,12 +270,17 @@ func TestServer_KillMinus9KeepsAcceptedJobs(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer cmd.Process.Kill()
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	line, err := bufio.NewReader(out).ReadString('\n')
 	if err != nil {
 		t.Fatalf("child broker: %v", err)
 	}
-	eps := strings.Fields(line)
+	return cmd, strings.Fields(line)
+}
+
+func TestServer_KillMinus9KeepsAcceptedJobs(t *testing.T) {
+	dir := t.TempDir()
+	cmd, eps := startChildBroker(t, dir)
 
 	w := v2Worker(t, eps[1], "S")
 	waitService(t, eps[0], "S")
