@@ -144,6 +144,8 @@ type Stats struct {
 	// holds in memory (queued, active and retained finished ones).
 	Workers int
 	Jobs    int
+	// Schedules are the recurring schedules and their tick counts.
+	Schedules []protocol.ScheduleInfo
 }
 
 // Stats returns a copy of the broker's counts: zero counts unless
@@ -170,6 +172,9 @@ func (b *Broker) Stats() Stats {
 	slices.SortFunc(st.Services, func(a, b ServiceStats) int { return strings.Compare(a.Name, b.Name) })
 	if len(b.unknownRefused) > 0 {
 		st.Services = append(st.Services, ServiceStats{Name: UnknownService, Refused: slices.Clone(b.unknownRefused)})
+	}
+	if len(b.scheds) > 0 {
+		st.Schedules = b.Schedules()
 	}
 	return st
 }

@@ -173,6 +173,7 @@ type collector struct {
 	submitted, completed, failed, requeued, refused *prometheus.Desc
 	queued, active, svcWorkers, duration, queueWait *prometheus.Desc
 	scheduled, paused, draining                     *prometheus.Desc
+	ticks, nextTick                                 *prometheus.Desc
 	jobBuckets                                      []float64
 
 	// mu guards labelled: the services that have a label of their own, at
@@ -207,6 +208,8 @@ func newCollector(s *Server) *collector {
 		scheduled:  d("zmws_jobs_scheduled", "Jobs of the service waiting for their time (submitted with a delay or an at).", svc...),
 		paused:     d("zmws_service_paused", "1 while an operator has the service paused (SERVER-PAUSE): its jobs queue, none is dispatched (_other: how many are).", svc...),
 		draining:   d("zmws_service_draining", "1 while an operator has the service draining (SERVER-DRAIN) (_other: how many are).", svc...),
+		ticks:      d("zmws_schedule_ticks_total", "Ticks of a recurring schedule since the broker started, by outcome: fired (a job made), skipped (no job: unknown service, full queue), missed (passed over by the catch-up rule).", "schedule", "outcome"),
+		nextTick:   d("zmws_schedule_next_tick_timestamp_seconds", "When the schedule next fires, Unix time.", "schedule"),
 		svcWorkers: d("zmws_workers", "Live workers of the service, idle or busy.", "service", "state"),
 		duration:   d("zmws_job_duration_seconds", "Time finished runs took, from dispatch to their end, per service.", svc...),
 		queueWait:  d("zmws_job_queue_wait_seconds", "Time jobs waited from submission to their first dispatch, per service.", svc...),
@@ -224,7 +227,7 @@ func newCollector(s *Server) *collector {
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.up, c.services, c.workers, c.jobs, c.conns, c.received, c.sent, c.turns,
 		c.submitted, c.completed, c.failed, c.requeued, c.refused, c.queued, c.active, c.svcWorkers, c.duration, c.queueWait,
-		c.scheduled, c.paused, c.draining} {
+		c.scheduled, c.paused, c.draining, c.ticks, c.nextTick} {
 		ch <- d
 	}
 }
@@ -258,6 +261,14 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(c.conns, float64(snap.loop.conns[i]), name)
 	}
 	counter(c.sent, snap.events, "events")
+	for _, sc := range snap.broker.Schedules {
+		counter(c.ticks, sc.Fired, sc.Name, "fired")
+		counter(c.ticks, sc.Skipped, sc.Name, "skipped")
+		counter(c.ticks, sc.Missed, sc.Name, "missed")
+		if !sc.Next.IsZero() {
+			gauge(c.nextTick, float64(sc.Next.UnixNano())/1e9, sc.Name)
+		}
+	}
 	ch <- constHistogram(c.turns, snap.loop.turns, nil)
 
 	for _, s := range c.group(snap.broker.Services) {

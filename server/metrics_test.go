@@ -233,3 +233,20 @@ func TestServer_MetricsConnectionsCurve(t *testing.T) {
 	waitMetric(t, reg, 0, "zmws_broker_connections", "socket", "worker")
 	waitMetric(t, reg, 0, "zmws_broker_workers")
 }
+
+// A schedule's ticks and its next tick are in the metrics.
+func TestServer_MetricsSchedules(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	srv := start(t, server.Config{Metrics: reg, Broker: broker.Config{Heartbeat: time.Second,
+		Schedules: []broker.Schedule{{Name: "every", Spec: "@every 1s", Service: "A"}, {Name: "nowhere", Spec: "@every 1s", Service: "NOPE"}}}})
+	runWorker(t, srv.WorkerEndpoint(), "A")
+	zmqtest.Eventually(t, "a tick fired and one skipped", wait, func() bool {
+		fired, _ := metric(t, reg, "zmws_schedule_ticks_total", "schedule", "every", "outcome", "fired")
+		skipped, _ := metric(t, reg, "zmws_schedule_ticks_total", "schedule", "nowhere", "outcome", "skipped")
+		return fired >= 1 && skipped >= 1
+	})
+	next, ok := metric(t, reg, "zmws_schedule_next_tick_timestamp_seconds", "schedule", "every")
+	if now := float64(time.Now().UnixNano()) / 1e9; !ok || next < now-1 || next > now+2 {
+		t.Errorf("next tick %v (%v), want within a second or two of now (%v)", next, ok, now)
+	}
+}
