@@ -90,6 +90,21 @@ static void zmws_rx_copy(zmws_rx *rx, char *buf) {
 	rx->copied = 1;
 }
 
+// zmws_prop copies m's property name into buf (at most cap bytes) and
+// returns its length, or -1 when m has none.
+static int zmws_prop(zmq_msg_t *m, const char *name, char *buf, size_t cap) {
+	const char *v = zmq_msg_gets(m, name);
+	if (v == NULL) {
+		return -1;
+	}
+	size_t n = strlen(v);
+	if (n > cap) {
+		n = cap;
+	}
+	memcpy(buf, v, n);
+	return (int)n;
+}
+
 // zmws_recv receives one whole message. The first skip frames (a ROUTER's
 // routing id) are always kept and not counted against maxFrames and
 // maxBytes (0: no bound); past a bound, frames are received and dropped.
@@ -135,26 +150,10 @@ static int zmws_recv(void *sock, int flags, zmws_rx *rx, int skip, int maxFrames
 		int keep = !nomem;
 		if (i >= skip) {
 			if ((props & 1) && i == skip) {
-				const char *u = zmq_msg_gets(m, "User-Id");
-				if (u != NULL) {
-					size_t n = strlen(u);
-					if (n > sizeof(rx->user)) {
-						n = sizeof(rx->user);
-					}
-					memcpy(rx->user, u, n);
-					rx->userLen = (int)n;
-				}
+				rx->userLen = zmws_prop(m, "User-Id", rx->user, sizeof(rx->user));
 			}
 			if ((props & 2) && i == skip) {
-				const char *p = zmq_msg_gets(m, "Peer-Address");
-				if (p != NULL) {
-					size_t n = strlen(p);
-					if (n > sizeof(rx->peer)) {
-						n = sizeof(rx->peer);
-					}
-					memcpy(rx->peer, p, n);
-					rx->peerLen = (int)n;
-				}
+				rx->peerLen = zmws_prop(m, "Peer-Address", rx->peer, sizeof(rx->peer));
 			}
 			rx->frames++;
 			rx->size += (long long)len;
