@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"container/heap"
 	"fmt"
 	"math"
 	"time"
@@ -42,69 +43,48 @@ func (id jobID) less(o jobID) bool {
 	return false
 }
 
-// dueHeap is a binary min-heap of entries by before.
+// dueHeap is a min-heap of entries by before (container/heap). Its
+// push, pop and removeAt keep the entries unboxed: no allocation.
 type dueHeap []due
+
+func (h dueHeap) Len() int           { return len(h) }
+func (h dueHeap) Less(i, k int) bool { return h[i].before(h[k]) }
+func (h dueHeap) Swap(i, k int)      { h[i], h[k] = h[k], h[i] }
+func (h *dueHeap) Push(x any)        { *h = append(*h, x.(due)) }
+
+// Pop drops the last entry (heap.Pop and heap.Remove moved the one they
+// take there); the callers read it before.
+func (h *dueHeap) Pop() any {
+	s := *h
+	s[len(s)-1] = due{}
+	*h = s[:len(s)-1]
+	return nil
+}
 
 func (h *dueHeap) push(d due) {
 	*h = append(*h, d)
-	h.up(len(*h) - 1)
+	heap.Fix(h, len(*h)-1)
 }
 
 // pop removes the earliest entry; the heap must not be empty.
 func (h *dueHeap) pop() due {
 	d := (*h)[0]
-	h.removeAt(0)
+	heap.Pop(h)
+	h.release()
 	return d
 }
 
 // removeAt removes the entry at index i.
 func (h *dueHeap) removeAt(i int) {
-	s := *h
-	n := len(s) - 1
-	if i != n {
-		s[i] = s[n]
-	}
-	s[n] = due{}
-	*h = s[:n]
-	if i < n {
-		if !h.down(i) {
-			h.up(i)
-		}
-	}
-	if n == 0 && cap(s) > 1024 {
-		*h = nil // release a large, now empty, array
-	}
+	heap.Remove(h, i)
+	h.release()
 }
 
-func (h dueHeap) up(i int) {
-	for i > 0 {
-		p := (i - 1) / 2
-		if !h[i].before(h[p]) {
-			return
-		}
-		h[i], h[p] = h[p], h[i]
-		i = p
+// release lets a large, now empty, array go.
+func (h *dueHeap) release() {
+	if len(*h) == 0 && cap(*h) > 1024 {
+		*h = nil
 	}
-}
-
-// down sifts entry i down and reports whether it moved.
-func (h dueHeap) down(i int) bool {
-	start := i
-	for {
-		c := 2*i + 1
-		if c >= len(h) {
-			break
-		}
-		if r := c + 1; r < len(h) && h[r].before(h[c]) {
-			c = r
-		}
-		if !h[c].before(h[i]) {
-			break
-		}
-		h[i], h[c] = h[c], h[i]
-		i = c
-	}
-	return i > start
 }
 
 // index returns the index of j's entry, or -1. O(n): for rare operations
@@ -270,37 +250,20 @@ type frontier struct {
 	idx []int
 }
 
+func (f *frontier) Len() int           { return len(f.idx) }
+func (f *frontier) Less(i, k int) bool { return f.h[f.idx[i]].before(f.h[f.idx[k]]) }
+func (f *frontier) Swap(i, k int)      { f.idx[i], f.idx[k] = f.idx[k], f.idx[i] }
+func (f *frontier) Push(x any)         { f.idx = append(f.idx, x.(int)) }
+func (f *frontier) Pop() any           { f.idx = f.idx[:len(f.idx)-1]; return nil }
+
 func (f *frontier) push(i int) {
 	f.idx = append(f.idx, i)
-	for k := len(f.idx) - 1; k > 0; {
-		p := (k - 1) / 2
-		if !f.h[f.idx[k]].before(f.h[f.idx[p]]) {
-			break
-		}
-		f.idx[k], f.idx[p] = f.idx[p], f.idx[k]
-		k = p
-	}
+	heap.Fix(f, len(f.idx)-1)
 }
 
 func (f *frontier) pop() int {
 	top := f.idx[0]
-	n := len(f.idx) - 1
-	f.idx[0] = f.idx[n]
-	f.idx = f.idx[:n]
-	for k := 0; ; {
-		c := 2*k + 1
-		if c >= n {
-			break
-		}
-		if r := c + 1; r < n && f.h[f.idx[r]].before(f.h[f.idx[c]]) {
-			c = r
-		}
-		if !f.h[f.idx[c]].before(f.h[f.idx[k]]) {
-			break
-		}
-		f.idx[k], f.idx[c] = f.idx[c], f.idx[k]
-		k = c
-	}
+	heap.Pop(f)
 	return top
 }
 
@@ -308,30 +271,31 @@ func (f *frontier) pop() int {
 // (O(n log maxQueueIDs)).
 func (b *Broker) scheduledJobsByPass() map[*service][]protocol.ScheduledJob {
 	// Per service, a max-heap of its earliest entries so far.
-	best := make(map[*service]dueHeap)
+	best := make(map[*service]*latestFirst)
 	for _, d := range b.delayed {
 		if d.j.state != stateScheduled {
 			continue
 		}
 		h := best[d.j.svc]
-		switch {
-		case len(h) < maxQueueIDs:
-			h = append(h, d)
-			maxUp(h, len(h)-1)
-		case d.before(h[0]):
-			h[0] = d
-			maxDown(h, 0)
+		if h == nil {
+			h = &latestFirst{}
+			best[d.j.svc] = h
 		}
-		best[d.j.svc] = h
+		switch {
+		case len(h.dueHeap) < maxQueueIDs:
+			h.dueHeap = append(h.dueHeap, d)
+			heap.Fix(h, len(h.dueHeap)-1)
+		case d.before(h.dueHeap[0]):
+			h.dueHeap[0] = d
+			heap.Fix(h, 0)
+		}
 	}
 	out := make(map[*service][]protocol.ScheduledJob, len(best))
 	for s, h := range best {
-		list := make([]protocol.ScheduledJob, len(h))
-		for i := len(h) - 1; i >= 0; i-- { // popping the latest first
-			d := h[0]
-			h[0] = h[i]
-			h = h[:i]
-			maxDown(h, 0)
+		list := make([]protocol.ScheduledJob, len(h.dueHeap))
+		for i := len(h.dueHeap) - 1; i >= 0; i-- { // the latest first
+			d := h.dueHeap[0]
+			heap.Pop(h)
 			list[i] = protocol.ScheduledJob{ID: d.j.id.String(), At: d.at.Time()}
 		}
 		out[s] = list
@@ -339,31 +303,7 @@ func (b *Broker) scheduledJobsByPass() map[*service][]protocol.ScheduledJob {
 	return out
 }
 
-// maxUp and maxDown keep h a max-heap by before.
-func maxUp(h dueHeap, i int) {
-	for i > 0 {
-		p := (i - 1) / 2
-		if !h[p].before(h[i]) {
-			return
-		}
-		h[i], h[p] = h[p], h[i]
-		i = p
-	}
-}
+// latestFirst is a max-heap of entries by before: dueHeap reversed.
+type latestFirst struct{ dueHeap }
 
-func maxDown(h dueHeap, i int) {
-	for {
-		c := 2*i + 1
-		if c >= len(h) {
-			return
-		}
-		if r := c + 1; r < len(h) && h[c].before(h[r]) {
-			c = r
-		}
-		if !h[i].before(h[c]) {
-			return
-		}
-		h[i], h[c] = h[c], h[i]
-		i = c
-	}
-}
+func (h latestFirst) Less(i, k int) bool { return h.dueHeap.Less(k, i) }
