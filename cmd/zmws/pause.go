@@ -1,8 +1,10 @@
 package main
 
 import (
+	"context"
 	"fmt"
 
+	"github.com/zmws/zmws/client"
 	"github.com/zmws/zmws/protocol"
 )
 
@@ -12,20 +14,9 @@ type PauseCmd struct {
 }
 
 func (c *PauseCmd) Run(e *env) error {
-	cl, err := e.client()
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	s, err := cl.Pause(e.ctx, c.Service)
-	if err != nil {
-		return fmt.Errorf("pause %s: %w", c.Service, err)
-	}
-	if e.cli.Output == "json" {
-		return writeJSON(e.stdout, s)
-	}
-	fmt.Fprintf(e.stderr, "service %s paused: %d jobs queued, none dispatched until zmws resume %s\n", s.Name, s.Queued, s.Name)
-	return nil
+	return serviceChange(e, "pause", c.Service, (*client.Client).Pause, func(s protocol.ServiceInfo) string {
+		return fmt.Sprintf("service %s paused: %d jobs queued, none dispatched until zmws resume %s", s.Name, s.Queued, s.Name)
+	})
 }
 
 // ResumeCmd ends a service's pause or drain.
@@ -34,19 +25,28 @@ type ResumeCmd struct {
 }
 
 func (c *ResumeCmd) Run(e *env) error {
+	return serviceChange(e, "resume", c.Service, (*client.Client).Resume, func(s protocol.ServiceInfo) string {
+		return fmt.Sprintf("service %s resumed: its queue is dispatched again (%d jobs still queued)", s.Name, s.Queued)
+	})
+}
+
+// serviceChange runs op on service and prints the service as it is then:
+// its JSON (-o json), or what says on stderr.
+func serviceChange(e *env, verb, service string, op func(*client.Client, context.Context, string) (protocol.ServiceInfo, error),
+	says func(protocol.ServiceInfo) string) error {
 	cl, err := e.client()
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
-	s, err := cl.Resume(e.ctx, c.Service)
+	s, err := op(cl, e.ctx, service)
 	if err != nil {
-		return fmt.Errorf("resume %s: %w", c.Service, err)
+		return fmt.Errorf("%s %s: %w", verb, service, err)
 	}
 	if e.cli.Output == "json" {
 		return writeJSON(e.stdout, s)
 	}
-	fmt.Fprintf(e.stderr, "service %s resumed: its queue is dispatched again (%d jobs still queued)\n", s.Name, s.Queued)
+	fmt.Fprintln(e.stderr, says(s))
 	return nil
 }
 
